@@ -1,0 +1,132 @@
+"""``create_app(settings)``: the FastAPI app, and the lifespan that owns every resource.
+
+Nothing lives in module globals: the session, pool, discovery, admission and metrics are created
+when the app starts, handed explicitly to whoever needs them, and closed when it stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
+
+from .config import Settings
+from .errors import GatewayError, internal_error_body
+from .metrics.gateway import GatewayMetrics
+from .relay.client import create_session
+from .relay.proxy import ProxyEndpoint, Receive, Scope, Send
+from .router.hold import Admission
+from .scheduler import Scheduler
+from .upstream.pool import UpstreamPool
+
+
+@dataclass
+class Gateway:
+    """Everything one running gateway owns. Built in the lifespan; ``app.state.gateway``."""
+
+    settings: Settings
+    metrics: GatewayMetrics
+    session: aiohttp.ClientSession
+    pool: UpstreamPool
+    admission: Admission
+    scheduler: Scheduler
+    proxies: dict[str, ProxyEndpoint] = field(default_factory=dict)
+    draining: bool = False
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+class _ProxyRoute:
+    """Dispatches to the lifespan-built ProxyEndpoint: routes exist before the resources do."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gateway: Gateway = scope["app"].state.gateway
+        await gateway.proxies[self.kind](scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings if settings is not None else Settings()
+    metrics = GatewayMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        session = create_session(settings)
+        pool = UpstreamPool(settings, session, metrics)
+        admission = Admission(settings, pool, metrics)
+        scheduler = Scheduler(settings, metrics)
+        gateway = Gateway(settings, metrics, session, pool, admission, scheduler)
+        for kind in ("chat", "completions", "embeddings"):
+            gateway.proxies[kind] = ProxyEndpoint(kind, settings, session, pool, admission, scheduler, metrics)
+        app.state.gateway = gateway
+        pool.set_urls(settings.upstreams if settings.discovery == "static" else [])
+        try:
+            yield
+        finally:
+            for task in gateway.tasks:
+                task.cancel()
+            await asyncio.gather(*gateway.tasks, return_exceptions=True)
+            await pool.close()
+            await session.close()
+
+    app = FastAPI(title="inferstack gateway", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    app.state.metrics = metrics
+    for kind, path in (("chat", "/v1/chat/completions"), ("completions", "/v1/completions"),
+                       ("embeddings", "/v1/embeddings")):
+        app.router.routes.append(Route(path, _ProxyRoute(kind), methods=["POST"]))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The process is alive. Deliberately checks nothing else: a busy gateway is not a dead one."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> Response:
+        gateway: Gateway = request.app.state.gateway
+        if gateway.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        if not gateway.pool.ready():
+            return JSONResponse({"status": "no healthy upstream"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        gateway: Gateway = request.app.state.gateway
+        cards = gateway.pool.model_cards()
+        listed = {card["id"] for card in cards}
+        # Models scaled to zero still exist: list them, so clients do not see them vanish.
+        cards += [{"id": m, "object": "model", "owned_by": "inferstack"}
+                  for m in sorted(gateway.pool.known_models - listed)]
+        return {"object": "list", "data": cards}
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        kind = "not_found" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else None
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": kind}}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(GatewayError)
+    async def gateway_error(request: Request, exc: GatewayError) -> Response:
+        return JSONResponse(exc.to_body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        return JSONResponse(internal_error_body(), status_code=500)
+
+    return app

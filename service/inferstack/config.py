@@ -1,0 +1,122 @@
+"""Gateway settings: one pydantic-settings class, environment prefix ``INFERSTACK_``.
+
+Nested value objects (``Timeouts``, ``RetryPolicy``, ...) are set with ``__``, for example
+``INFERSTACK_TIMEOUTS__CONNECT=2``. ``docs/configuration.md`` lists every field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Timeouts(BaseModel):
+    """Upstream timeouts in seconds. Streams are bounded by ``idle`` between chunks, not only ``total``."""
+
+    connect: float = Field(5.0, gt=0, description="Connecting to an upstream replica.")
+    first_byte: float = Field(
+        120.0, gt=0, description="From sending the request to the first byte of the upstream's body."
+    )
+    idle: float = Field(30.0, gt=0, description="Between two chunks of an upstream response.")
+    total: float = Field(600.0, gt=0, description="A whole upstream request, first attempt to last byte.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Timeouts:
+        if self.connect > self.total or self.first_byte > self.total:
+            raise ValueError("connect and first_byte must not exceed total")
+        return self
+
+
+class RetryPolicy(BaseModel):
+    """Retries happen only before the first byte reaches the client, each on another replica."""
+
+    max_retries: int = Field(2, ge=0, le=10, description="Extra attempts after the first one.")
+    backoff_base: float = Field(0.025, ge=0, description="First back-off in seconds, doubled per retry.")
+    backoff_max: float = Field(1.0, ge=0, description="Cap on one back-off, in seconds (full jitter below it).")
+
+
+class HealthCheck(BaseModel):
+    """Active health checking (``GET /health``) and model discovery (``GET /v1/models``)."""
+
+    interval: float = Field(5.0, gt=0, description="Seconds between checks of one replica.")
+    timeout: float = Field(2.0, gt=0, description="Seconds a check may take.")
+
+
+class OutlierDetection(BaseModel):
+    """Passive health: eject a replica after consecutive failures, for longer each time."""
+
+    consecutive_failures: int = Field(3, ge=1, description="Failures in a row that eject a replica.")
+    base_ejection: float = Field(5.0, gt=0, description="First ejection in seconds; doubles per ejection.")
+    max_ejection: float = Field(300.0, gt=0, description="Longest ejection in seconds.")
+    max_ejected_percent: int = Field(
+        50, ge=0, le=100, description="Never eject more than this share of a model's replicas."
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="INFERSTACK_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    host: str = Field("0.0.0.0", description="Listen address.")
+    port: int = Field(8080, ge=1, le=65535, description="Listen port for the API, health and metrics.")
+    discovery: Literal["static", "dns", "k8s"] = Field("static", description="Where replicas come from.")
+    upstreams: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8000"],
+        description="Static discovery: comma-separated base URLs of vLLM servers.",
+    )
+    dns_name: str = Field("", description="DNS discovery: name whose A records are the replicas.")
+    dns_port: int = Field(8000, ge=1, le=65535, description="DNS discovery: the engines' port.")
+    dns_interval: float = Field(5.0, gt=0, description="DNS discovery: seconds between resolutions.")
+    k8s_namespace: str = Field("default", description="EndpointSlice discovery: the engines' namespace.")
+    k8s_service: str = Field("", description="EndpointSlice discovery: the engines' Service name.")
+    k8s_port_name: str = Field("http", description="EndpointSlice discovery: the engines' named port.")
+    routing_policy: Literal["round_robin", "least_load", "session", "prefix_affinity"] = Field(
+        "prefix_affinity", description="How a replica is chosen for a request."
+    )
+    auth_enabled: bool = Field(True, description="Require `Authorization: Bearer <key>`.")
+    keys_file: str = Field("", description="YAML file of API key entries; reloaded when it changes.")
+    redis_url: str = Field("", description="Redis for limits, usage and cache shared across replicas.")
+    prices_file: str = Field("", description="YAML price table in USD per 1M tokens per model.")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
+    max_in_flight_per_replica: int = Field(
+        256, ge=1, description="Requests the gateway sends to one replica at once; more wait in the queue."
+    )
+    hold_timeout: float = Field(
+        120.0, ge=0, description="Seconds a request waits for a ready replica (scale from zero) before 503."
+    )
+    max_held_requests: int = Field(1000, ge=0, description="Requests that may wait at once; more get 429.")
+    drain_grace: float = Field(
+        5.0, ge=0, description="Seconds after SIGTERM that new requests are still served (readiness fails)."
+    )
+    drain_deadline: float = Field(120.0, ge=0, description="Seconds in-flight requests get after SIGTERM.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    health: HealthCheck = Field(default_factory=HealthCheck)
+    outlier: OutlierDetection = Field(default_factory=OutlierDetection)
+
+    @field_validator("upstreams", mode="before")
+    @classmethod
+    def _split_upstreams(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("upstreams")
+    @classmethod
+    def _check_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return [url.rstrip("/") for url in urls]
+
+    @model_validator(mode="after")
+    def _discovery_complete(self) -> Settings:
+        if self.discovery == "dns" and not self.dns_name:
+            raise ValueError("discovery=dns needs INFERSTACK_DNS_NAME")
+        if self.discovery == "k8s" and not self.k8s_service:
+            raise ValueError("discovery=k8s needs INFERSTACK_K8S_SERVICE")
+        return self

@@ -1,0 +1,127 @@
+"""The gateway's exception tree and its mapping to OpenAI-shaped errors.
+
+Every failure the gateway reports to a client is one of these. Lower layers (the upstream client,
+filters, routing) raise them; the API layer turns them into a JSON body (or an SSE error event on a
+stream that has already started) with ``to_body``. Nothing else builds error bodies.
+
+    GatewayError
+    ├── InvalidRequestError         400 invalid_request_error
+    │   └── PayloadTooLargeError    413
+    ├── AuthenticationError         401
+    ├── PermissionDeniedError       403
+    ├── NotFoundError               404 (model_not_found, unknown route)
+    ├── ConflictError               422 (idempotency key reused with another body)
+    ├── RateLimitError              429 rate_limit_exceeded, with Retry-After
+    │   └── QuotaExceededError      429 insufficient_quota
+    ├── UpstreamError               502 upstream unreachable or broken
+    ├── NoUpstreamError             503 no healthy upstream
+    ├── ServiceDrainingError        503 the gateway is shutting down
+    └── UpstreamTimeoutError        504
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class GatewayError(Exception):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "internal_error"
+    default_code: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def to_body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class InvalidRequestError(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    status = 413
+    default_code = "request_too_large"
+
+
+class AuthenticationError(GatewayError):
+    status = 401
+    type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDeniedError(GatewayError):
+    status = 403
+    type = "permission_error"
+    default_code = "model_not_allowed"
+
+
+class NotFoundError(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class ConflictError(GatewayError):
+    status = 422
+    type = "invalid_request_error"
+    default_code = "idempotency_key_reused"
+
+
+class RateLimitError(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+        # Retry-After takes whole seconds; never tell a client to retry immediately.
+        self.headers.setdefault("Retry-After", str(max(1, int(retry_after + 0.999))))
+
+
+class QuotaExceededError(RateLimitError):
+    type = "insufficient_quota"
+    default_code = "insufficient_quota"
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    type = "upstream_error"
+    default_code = "bad_gateway"
+
+
+class NoUpstreamError(GatewayError):
+    status = 503
+    type = "service_unavailable"
+    default_code = "no_healthy_upstream"
+
+
+class ServiceDrainingError(GatewayError):
+    status = 503
+    type = "service_unavailable"
+    default_code = "draining"
+
+
+class UpstreamTimeoutError(GatewayError):
+    status = 504
+    type = "timeout_error"
+    default_code = "upstream_timeout"
+
+
+def internal_error_body() -> dict[str, Any]:
+    """The body for a bug: says nothing about internals (no exception text, no trace)."""
+    return GatewayError("The gateway failed to process the request.").to_body()

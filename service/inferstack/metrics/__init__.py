@@ -1,0 +1,1 @@
+"""Prometheus metrics: the gateway's own (``inferstack_``) and the engines' scraped load."""

@@ -1,0 +1,86 @@
+"""Server-sent events as vLLM sends them: split a byte stream into events without decoding it.
+
+The relay forwards each complete event as soon as it has arrived, byte for byte. It looks inside an
+event only to answer three questions cheaply (substring checks, JSON parsed only for the usage
+chunk): does it carry generated text (for TTFT and inter-token latency), is it the final usage chunk
+that the gateway asked for on the client's behalf, and is it the end of the stream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+DONE = b"data: [DONE]\n\n"
+_SEPARATORS = (b"\n\n", b"\r\n\r\n")
+# A buffer that grows past this without an event boundary is forwarded anyway: an upstream that
+# never ends its events must not make the gateway buffer without bound.
+MAX_PENDING = 1 << 20
+
+
+class EventSplitter:
+    """Feed bytes, get back complete events (each with its terminating blank line)."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        data = self._pending + chunk if self._pending else chunk
+        events: list[bytes] = []
+        start = 0
+        while True:
+            end, size = _next_boundary(data, start)
+            if end < 0:
+                break
+            events.append(data[start : end + size])
+            start = end + size
+        rest = data[start:]
+        if len(rest) > MAX_PENDING:
+            events.append(rest)
+            rest = b""
+        self._pending = rest
+        return events
+
+    def flush(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return rest
+
+
+def _next_boundary(data: bytes, start: int) -> tuple[int, int]:
+    lf = data.find(b"\n\n", start)
+    crlf = data.find(b"\r\n\r\n", start) if b"\r" in data else -1
+    if crlf >= 0 and (lf < 0 or crlf < lf):
+        return crlf, 4
+    return lf, 2
+
+
+def carries_text(event: bytes) -> bool:
+    """True when a chat or completion chunk carries generated text (not a role-only or usage chunk)."""
+    for marker in (b'"content":"', b'"text":"'):
+        at = event.find(marker)
+        if at >= 0 and event[at + len(marker) : at + len(marker) + 1] != b'"':
+            return True
+    return False
+
+
+def usage_of(event: bytes) -> dict[str, Any] | None:
+    """The ``usage`` object of the final usage chunk (empty ``choices``), else None."""
+    if b'"usage":{' not in event or b'"choices":[]' not in event:
+        return None
+    payload = event.strip()
+    if not payload.startswith(b"data:"):
+        return None
+    try:
+        data = orjson.loads(payload[5:])
+    except orjson.JSONDecodeError:
+        return None
+    usage = data.get("usage") if isinstance(data, dict) else None
+    return usage if isinstance(usage, dict) else None
+
+
+def error_event(body: dict[str, Any]) -> bytes:
+    """An SSE error event as vLLM and OpenAI send one mid-stream, followed by the end marker."""
+    return b"data: " + orjson.dumps(body) + b"\n\n" + DONE

@@ -1,0 +1,1 @@
+"""Model -> replica: choosing a replica, waiting for capacity (hold queue), retry policy."""

@@ -1,0 +1,95 @@
+"""Admission to a replica: pick one with spare capacity, or wait in a bounded queue.
+
+A request waits (is "held") when its model has no ready replica (scale from zero: the autoscaler
+reads ``inferstack_model_demand``) or when every replica is at ``max_in_flight_per_replica``. It
+is released the moment the pool changes (a replica becomes ready, or a slot frees) and fails with
+503 once ``hold_timeout`` passes; 429 with Retry-After when the queue itself is full.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from ..config import Settings
+from ..errors import NoUpstreamError, RateLimitError
+from ..metrics.gateway import GatewayMetrics
+from ..upstream.endpoint import Endpoint
+from ..upstream.pool import UpstreamPool
+
+Picker = Callable[[Sequence[Endpoint]], Endpoint]
+
+
+class Admission:
+    def __init__(self, settings: Settings, pool: UpstreamPool, metrics: GatewayMetrics) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._metrics = metrics
+        self._held: dict[str, int] = {}
+        self._in_flight: dict[str, int] = {}
+        self._total_held = 0
+
+    def demand(self, model: str) -> int:
+        return self._held.get(model, 0) + self._in_flight.get(model, 0)
+
+    async def acquire(
+        self, model: str, pick: Picker, exclude: frozenset[str] = frozenset(), wait: bool = True
+    ) -> Endpoint | None:
+        """Return a replica for ``model`` with a reserved slot; ``release`` must follow.
+
+        With ``wait=False`` (a retry) return None at once when no other replica has room: a retry
+        that waits would hold a request the client may already have given up on.
+        """
+        endpoint = self._try(model, exclude, pick)
+        if endpoint is not None or not wait:
+            return endpoint
+        if self._total_held >= self._settings.max_held_requests:
+            self._metrics.rate_limited.labels("all", "queue").inc()
+            raise RateLimitError("The gateway's wait queue is full; retry later.", retry_after=1)
+        deadline = time.monotonic() + self._settings.hold_timeout
+        self._hold(model, +1)
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                await self._pool.wait_for_change(remaining)
+                endpoint = self._try(model, exclude, pick)
+                if endpoint is not None:
+                    return endpoint
+        finally:
+            self._hold(model, -1)
+        if self._pool.candidates(model):
+            raise RateLimitError(
+                f"Every replica serving '{model}' is at capacity; retry later.",
+                retry_after=self._settings.hold_timeout or 1,
+            )
+        raise NoUpstreamError(f"No healthy replica serves model '{model}'.")
+
+    def release(self, model: str, endpoint: Endpoint) -> None:
+        endpoint.in_flight -= 1
+        self._count(model, -1)
+        self._pool.notify_capacity()
+
+    def _try(self, model: str, exclude: frozenset[str], pick: Picker) -> Endpoint | None:
+        cap = self._settings.max_in_flight_per_replica
+        candidates = [
+            e for e in self._pool.candidates(model) if e.url not in exclude and e.in_flight < cap
+        ]
+        if not candidates:
+            return None
+        endpoint = pick(candidates)
+        endpoint.in_flight += 1
+        self._count(model, +1)
+        return endpoint
+
+    def _count(self, model: str, delta: int) -> None:
+        self._in_flight[model] = self._in_flight.get(model, 0) + delta
+        self._metrics.in_flight_gauge(model).inc(delta)
+        self._metrics.demand.labels(model).set(self.demand(model))
+
+    def _hold(self, model: str, delta: int) -> None:
+        self._held[model] = self._held.get(model, 0) + delta
+        self._total_held += delta
+        self._metrics.held.labels(model).set(self._held[model])
+        self._metrics.demand.labels(model).set(self.demand(model))

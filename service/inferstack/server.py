@@ -1,0 +1,56 @@
+"""Running the gateway under uvicorn, with graceful drain on SIGTERM.
+
+Kubernetes sends SIGTERM and, at about the same time, removes the pod from Service endpoints; the
+two race. So on SIGTERM: ``/readyz`` fails at once, new requests are still served for
+``drain_grace`` seconds (while load balancers catch up), then the listener closes and in-flight
+requests (streams included) get up to ``drain_deadline`` seconds to finish; then exit 0.
+A second SIGTERM or SIGINT stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+from .accesslog import configure_logging
+from .app import create_app
+from .config import Settings
+
+log = logging.getLogger("inferstack.server")
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app: FastAPI, grace: float) -> None:
+        super().__init__(config)
+        self._app = app
+        self._grace = grace
+        self._draining = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining or sig == signal.SIGINT:
+            super().handle_exit(sig, frame)
+            return
+        self._draining = True
+        gateway = getattr(self._app.state, "gateway", None)
+        if gateway is not None:
+            gateway.draining = True
+        log.info("draining", extra={"grace_s": self._grace})
+        asyncio.get_running_loop().call_later(self._grace, lambda: setattr(self, "should_exit", True))
+
+
+def serve(settings: Settings | None = None) -> None:
+    settings = settings if settings is not None else Settings()
+    configure_logging(settings.log_level)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        lifespan="on", access_log=False, log_config=None, log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.drain_deadline) or None, timeout_keep_alive=30,
+        backlog=2048,
+    )
+    DrainingServer(config, app, settings.drain_grace).run()

@@ -1,0 +1,1 @@
+"""Upstream replicas: discovery, health, outlier detection, load signals."""

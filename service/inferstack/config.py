@@ -6,6 +6,7 @@ Nested value objects (``Timeouts``, ``RetryPolicy``, ...) are set with ``__``, f
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -55,9 +56,12 @@ class OutlierDetection(BaseModel):
     )
 
 
+ENV_PREFIX = "INFERSTACK_"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="INFERSTACK_", env_nested_delimiter="__", extra="forbid", validate_default=True
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
     )
 
     host: str = Field("0.0.0.0", description="Listen address.")
@@ -66,6 +70,11 @@ class Settings(BaseSettings):
     upstreams: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://127.0.0.1:8000"],
         description="Static discovery: comma-separated base URLs of vLLM servers.",
+    )
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Models that exist even while no replica serves them: their requests wait for one"
+        " (scale from zero) instead of getting 404. Comma-separated.",
     )
     dns_name: str = Field("", description="DNS discovery: name whose A records are the replicas.")
     dns_port: int = Field(8000, ge=1, le=65535, description="DNS discovery: the engines' port.")
@@ -98,7 +107,7 @@ class Settings(BaseSettings):
     health: HealthCheck = Field(default_factory=HealthCheck)
     outlier: OutlierDetection = Field(default_factory=OutlierDetection)
 
-    @field_validator("upstreams", mode="before")
+    @field_validator("upstreams", "models", mode="before")
     @classmethod
     def _split_upstreams(cls, value: object) -> object:
         if isinstance(value, str):
@@ -114,9 +123,28 @@ class Settings(BaseSettings):
         return [url.rstrip("/") for url in urls]
 
     @model_validator(mode="after")
+    def _no_unknown_variables(self) -> Settings:
+        # pydantic-settings ignores unknown variables; a typo (INFERSTACK_TIMEOUT__IDLE) must not be.
+        unknown = [name for name in os.environ if name.startswith(ENV_PREFIX) and not _known(name)]
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return self
+
+    @model_validator(mode="after")
     def _discovery_complete(self) -> Settings:
         if self.discovery == "dns" and not self.dns_name:
             raise ValueError("discovery=dns needs INFERSTACK_DNS_NAME")
         if self.discovery == "k8s" and not self.k8s_service:
             raise ValueError("discovery=k8s needs INFERSTACK_K8S_SERVICE")
         return self
+
+
+def _known(variable: str) -> bool:
+    name, _, sub = variable[len(ENV_PREFIX) :].lower().partition("__")
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return False
+    if not sub:
+        return True
+    nested = field.annotation
+    return isinstance(nested, type) and issubclass(nested, BaseModel) and sub in nested.model_fields

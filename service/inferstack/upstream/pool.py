@@ -29,8 +29,8 @@ class UpstreamPool:
         self._session = session
         self._metrics = metrics
         self.endpoints: dict[str, Endpoint] = {}
-        self.known_models: set[str] = set()
-        """Every model a replica has served since start: requests for them wait (scale from zero)."""
+        self.known_models: set[str] = set(settings.models)
+        """Declared models and every model a replica has served: requests for them wait (scale from zero)."""
         self.outliers = OutlierDetector(settings.outlier, self._ejected)
         self._changed = asyncio.Event()
         self._checkers: dict[str, asyncio.Task[None]] = {}

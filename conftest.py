@@ -1,0 +1,47 @@
+"""Session fixtures shared by every test folder: the real local stack, started once per run.
+
+``live_stack`` is a real vLLM (CPU, the generated tiny model) behind a real gateway process, the
+same pieces ``make up`` starts (``inferstack.devstack``). Starting vLLM takes about a minute, so it
+happens once, and only when a test asks for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from inferstack import devstack
+
+
+@dataclass(frozen=True)
+class LiveStack:
+    gateway_url: str
+    vllm_url: str
+    model: str
+    api_key: str | None
+
+
+@pytest.fixture(scope="session")
+def vllm_engine() -> Iterator[str]:
+    """Base URL of a real vLLM serving the tiny model as ``tiny-llama`` (prefix caching on)."""
+    stack = devstack.Stack(run_dir=devstack.RUN_DIR / "pytest")
+    from inferstack.engine import tinymodel_build
+
+    tinymodel_build(devstack.DEFAULT_MODEL_DIR)
+    try:
+        engine = devstack.start_engine(stack, str(devstack.DEFAULT_MODEL_DIR), "tiny-llama")
+        yield engine.url
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def live_stack(vllm_engine: str) -> Iterator[LiveStack]:
+    stack = devstack.Stack(run_dir=devstack.RUN_DIR / "pytest")
+    try:
+        gateway = devstack.start_gateway(stack, [vllm_engine], env={"INFERSTACK_AUTH_ENABLED": "false"})
+        yield LiveStack(gateway_url=gateway.url, vllm_url=vllm_engine, model="tiny-llama", api_key=None)
+    finally:
+        stack.stop()

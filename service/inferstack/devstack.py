@@ -1,0 +1,304 @@
+"""``make up``: the local stack in the foreground — a real vLLM on CPU, the gateway, and Prometheus.
+
+    python -m inferstack.devstack            # what `make up` runs
+    MODEL=/path/or/hf-id make up             # serve another model (a local dir, or an id in the HF cache)
+    UPSTREAMS=http://host:8000 make up       # put the gateway in front of an existing vLLM instead
+
+Every process runs in its own process group with its log under ``.cache/devstack/``; Ctrl-C (or
+SIGTERM) stops all of them, gateway first so it drains. The same ``Stack`` starts the stack for the
+end-to-end tests (see the root ``conftest.py``).
+
+Stdlib only: this module runs in the gateway's environment and never imports torch or vllm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = REPO / ".cache"
+RUN_DIR = CACHE / "devstack"
+DEFAULT_MODEL_DIR = CACHE / "models" / "tiny-llama"
+DEV_KEY_FILE = RUN_DIR / "dev-key.txt"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return int(resp.status), resp.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+    except (urllib.error.URLError, OSError, TimeoutError):
+        return 0, b""
+
+
+@dataclass
+class Service:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    url: str
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Stack:
+    """Processes started together and stopped together, newest first."""
+
+    run_dir: Path = RUN_DIR
+    services: list[Service] = field(default_factory=list)
+    progress: Callable[[str], None] = lambda message: None
+
+    def start(self, name: str, argv: list[str], url: str, env: dict[str, str] | None = None) -> Service:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.run_dir / f"{name}.log"
+        log_file = log_path.open("wb")
+        process = subprocess.Popen(
+            argv, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            start_new_session=True, cwd=REPO,
+        )
+        log_file.close()
+        service = Service(name, process, log_path, url)
+        self.services.append(service)
+        return service
+
+    def wait_ready(self, service: Service, path: str, timeout: float, want: Callable[[bytes], bool] | None = None,
+                   ) -> None:
+        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            if service.process.poll() is not None:
+                raise RuntimeError(
+                    f"{service.name} exited with {service.process.returncode} while starting; "
+                    f"last lines of {service.log_path}:\n{service.log_tail()}"
+                )
+            status, body = http_get(service.url + path)
+            if status == 200 and (want is None or want(body)):
+                self.progress(f"{service.name} ready after {time.monotonic() - started:.0f} s")
+                return
+            self.progress(f"waiting for {service.name} ({time.monotonic() - started:.0f} s)")
+            time.sleep(0.5)
+        raise RuntimeError(f"{service.name} not ready after {timeout:.0f} s; last lines:\n{service.log_tail()}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        for service in reversed(self.services):
+            _terminate(service.process, timeout)
+        self.services.clear()
+
+
+def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+# -- the three pieces -------------------------------------------------------------------------------
+
+def start_engine(stack: Stack, model: str, served_name: str, port: int | None = None,
+                 timeout: float = 600.0) -> Service:
+    """A real vLLM (the engine venv) serving ``model``; waits until it answers ``/v1/models``."""
+    from .engine import vllm
+
+    port = port or free_port()
+    argv, env = vllm.command(model, port=port, served_name=served_name)
+    service = stack.start(f"vllm-{port}", argv, f"http://127.0.0.1:{port}", env)
+    stack.wait_ready(service, "/v1/models", timeout, lambda body: served_name.encode() in body)
+    return service
+
+
+def start_gateway(stack: Stack, upstreams: list[str], port: int | None = None, env: dict[str, str] | None = None,
+                  timeout: float = 60.0) -> Service:
+    port = port or free_port()
+    gateway_env = {
+        "INFERSTACK_HOST": "127.0.0.1",
+        "INFERSTACK_PORT": str(port),
+        "INFERSTACK_UPSTREAMS": ",".join(upstreams),
+        "INFERSTACK_HEALTH__INTERVAL": "2",
+        **(env or {}),
+    }
+    argv = [sys.executable, "-m", "inferstack", "serve"]
+    service = stack.start(f"gateway-{port}", argv, f"http://127.0.0.1:{port}", gateway_env)
+    stack.wait_ready(service, "/readyz", timeout)
+    return service
+
+
+def prometheus_config(targets: dict[str, list[str]], rule_files: list[str], interval: str = "5s") -> str:
+    """A Prometheus config scraping each job's ``host:port`` targets (JSON is valid YAML)."""
+    return json.dumps({
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "rule_files": rule_files,
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [{"targets": hosts}]} for job, hosts in targets.items()
+        ],
+    }, indent=2)
+
+
+def rule_files() -> list[str]:
+    rules = REPO / "observability" / "rules"
+    return sorted(str(p) for p in rules.glob("*.yaml")) if rules.is_dir() else []
+
+
+def start_prometheus(stack: Stack, targets: dict[str, list[str]], port: int | None = None,
+                     interval: str = "5s", timeout: float = 60.0) -> Service | None:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        stack.progress("prometheus not installed: skipping it (scripts/install-observability.sh installs it)")
+        return None
+    port = port or free_port()
+    data = stack.run_dir / f"prometheus-{port}"
+    data.mkdir(parents=True, exist_ok=True)
+    config = data / "prometheus.yml"
+    config.write_text(prometheus_config(targets, rule_files(), interval))
+    argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={data / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"]
+    service = stack.start(f"prometheus-{port}", argv, f"http://127.0.0.1:{port}")
+    stack.wait_ready(service, "/-/ready", timeout)
+    return service
+
+
+def _host(url: str) -> str:
+    return url.split("://", 1)[1].rstrip("/")
+
+
+# -- make up ------------------------------------------------------------------------------------------
+
+def _model_source() -> tuple[str, str]:
+    """What to serve: ``MODEL`` (a local dir or model id), else the generated tiny model."""
+    model = os.environ.get("MODEL", "").strip()
+    if model:
+        path = Path(model).expanduser()
+        return (str(path.resolve()) if path.exists() else model), os.environ.get("SERVED_NAME", path.name or model)
+    from .engine import tinymodel_build
+
+    tinymodel_build(DEFAULT_MODEL_DIR)
+    return str(DEFAULT_MODEL_DIR), "tiny-llama"
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"\r\033[K[inferstack] {message}")
+    sys.stderr.flush()
+
+
+def _banner(gateway: str, model: str, prometheus: str | None, key: str | None) -> str:
+    auth = f' -H "Authorization: Bearer {key}"' if key else ""
+    api_key = key or "unused"
+    lines = [
+        "",
+        "inferstack is up. Press Ctrl-C to stop everything.",
+        f"  gateway     {gateway}   (OpenAI-compatible: {gateway}/v1)",
+        f"  metrics     {gateway}/metrics",
+    ]
+    if prometheus:
+        lines.append(f"  prometheus  {prometheus}")
+    lines += [
+        "",
+        "Try it:",
+        f"  curl -N {gateway}/v1/chat/completions{auth} -H 'Content-Type: application/json' \\",
+        f"    -d '{{\"model\": \"{model}\", \"stream\": true, \"max_tokens\": 16, "
+        "\"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}]}'",
+        "",
+        "  python - <<'EOF'",
+        "  from openai import OpenAI",
+        f"  client = OpenAI(base_url=\"{gateway}/v1\", api_key=\"{api_key}\")",
+        f"  reply = client.chat.completions.create(model=\"{model}\", max_tokens=16,",
+        "      messages=[{\"role\": \"user\", \"content\": \"Hello!\"}])",
+        "  print(reply.choices[0].message.content, reply.usage)",
+        "  EOF",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _signals_stop() -> Iterator[None]:
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main() -> int:
+    stack = Stack(progress=_say)
+    gateway_port = int(os.environ.get("GATEWAY_PORT", "8080"))
+    with _signals_stop():
+        try:
+            upstreams = [u.strip() for u in os.environ.get("UPSTREAMS", "").split(",") if u.strip()]
+            model_name = None
+            if not upstreams:
+                model, model_name = _model_source()
+                _say(f"starting vLLM for {model_name} (about 40 s on CPU)")
+                engine = start_engine(stack, model, model_name, port=int(os.environ.get("ENGINE_PORT", "8000")))
+                upstreams = [engine.url]
+            gateway = start_gateway(stack, upstreams, port=gateway_port, env=_auth_env())
+            if model_name is None:
+                _, body = http_get(gateway.url + "/v1/models")
+                ids = [m["id"] for m in json.loads(body or b"{}").get("data", [])]
+                model_name = ids[0] if ids else "<model>"
+            prometheus = start_prometheus(
+                stack, {"inferstack-gateway": [_host(gateway.url)], "vllm": [_host(u) for u in upstreams]},
+                port=int(os.environ.get("PROMETHEUS_PORT", "9090")),
+            )
+            sys.stderr.write("\r\033[K")
+            print(_banner(gateway.url, model_name, prometheus.url if prometheus else None, _dev_key()), flush=True)
+            while all(s.process.poll() is None for s in stack.services):
+                time.sleep(0.5)
+            dead = next(s for s in stack.services if s.process.poll() is not None)
+            print(f"\n{dead.name} exited ({dead.process.returncode}); last lines:\n{dead.log_tail()}",
+                  file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("\nstopping…", file=sys.stderr)
+            return 0
+        except RuntimeError as exc:
+            print(f"\n{exc}", file=sys.stderr)
+            return 1
+        finally:
+            stack.stop()
+
+
+def _auth_env() -> dict[str, str]:
+    """Local auth: on, with a development key printed by the banner (never silently off)."""
+    return {"INFERSTACK_AUTH_ENABLED": "false"}
+
+
+def _dev_key() -> str | None:
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+from inferstack.relay.sse import DONE, MAX_PENDING, EventSplitter, carries_text, error_event, usage_of
+
+CHUNK = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
+USAGE = b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}\n\n'
+
+
+def test_events_split_across_arbitrary_chunk_boundaries_are_byte_identical() -> None:
+    stream = CHUNK * 3 + USAGE + DONE
+    for size in (1, 2, 7, 64, len(stream)):
+        splitter = EventSplitter()
+        events = []
+        for i in range(0, len(stream), size):
+            events += splitter.feed(stream[i : i + size])
+        assert b"".join(events) == stream
+        assert events == [CHUNK, CHUNK, CHUNK, USAGE, DONE]
+        assert splitter.flush() == b""
+
+
+def test_crlf_separated_events_are_split_too() -> None:
+    events = EventSplitter().feed(b"data: a\r\n\r\ndata: b\r\n\r\n")
+    assert events == [b"data: a\r\n\r\n", b"data: b\r\n\r\n"]
+
+
+def test_an_unterminated_event_is_held_until_flush() -> None:
+    splitter = EventSplitter()
+    assert splitter.feed(b"data: partial") == []
+    assert splitter.flush() == b"data: partial"
+
+
+def test_a_buffer_without_boundary_is_forwarded_past_the_bound() -> None:
+    splitter = EventSplitter()
+    blob = b"x" * (MAX_PENDING + 1)
+    assert splitter.feed(blob) == [blob]
+
+
+def test_text_detection_ignores_role_only_and_usage_chunks() -> None:
+    assert carries_text(CHUNK)
+    assert carries_text(b'data: {"choices":[{"text":"a","index":0}]}\n\n')
+    assert not carries_text(b'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n')
+    assert not carries_text(USAGE)
+    assert not carries_text(DONE)
+
+
+def test_usage_is_read_only_from_the_final_usage_chunk() -> None:
+    assert usage_of(USAGE) == {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
+    assert usage_of(b'data: {"choices":[{"delta":{}}],"usage":{"prompt_tokens":1}}\n\n') is None
+    assert usage_of(b'data: {"choices":[],"usage":{broken\n\n') is None
+
+
+def test_error_event_ends_the_stream() -> None:
+    event = error_event({"error": {"message": "m"}})
+    assert event == b'data: {"error":{"message":"m"}}\n\n' + DONE

@@ -1,0 +1,44 @@
+import pytest
+from pydantic import ValidationError
+
+from inferstack.cli import main
+from inferstack.config import Settings
+
+
+def test_upstreams_parse_from_a_comma_separated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERSTACK_UPSTREAMS", "http://a:8000/, http://b:8000")
+    monkeypatch.setenv("INFERSTACK_TIMEOUTS__CONNECT", "1.5")
+    settings = Settings()
+    assert settings.upstreams == ["http://a:8000", "http://b:8000"]
+    assert settings.timeouts.connect == 1.5
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"INFERSTACK_PORT": "eighty"}, "port"),
+        ({"INFERSTACK_UPSTREAMS": "a:8000"}, "upstreams"),
+        ({"INFERSTACK_ROUTING_POLICY": "random"}, "routing_policy"),
+        ({"INFERSTACK_TIMEOUTS__IDLE": "-1"}, "timeouts"),
+        ({"INFERSTACK_DISCOVERY": "dns"}, "dns"),
+        ({"INFERSTACK_NO_SUCH_FIELD": "1"}, "no_such_field"),
+    ],
+)
+def test_bad_settings_are_rejected_naming_the_field(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], field: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert field in str(info.value).lower()
+
+
+def test_serve_refuses_a_bad_configuration_with_a_clear_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("INFERSTACK_PORT", "eighty")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "INFERSTACK_PORT" in err
+    assert "Traceback" not in err

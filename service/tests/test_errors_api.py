@@ -1,0 +1,102 @@
+"""Every error the gateway reports: status and OpenAI-shaped body, no internals."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from .gateway_harness import free_port, running_gateway
+
+
+def assert_openai_error(resp: httpx.Response, status: int, code: str | None = None, param: str | None = None) -> None:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["error"]["message"]
+    if code is not None:
+        assert body["error"]["code"] == code
+    if param is not None:
+        assert body["error"]["param"] == param
+    assert "Traceback" not in resp.text
+    assert resp.headers.get("x-request-id")
+
+
+async def test_unknown_model_with_no_upstream_is_404() -> None:
+    async with running_gateway([f"http://127.0.0.1:{free_port()}"], wait_ready=False) as (url, _):
+        async with httpx.AsyncClient(base_url=url) as client:
+            resp = await client.post("/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user"}]})
+            assert_openai_error(resp, 404, "model_not_found", "model")
+            ready = await client.get("/readyz")
+            assert ready.status_code == 503
+
+
+async def test_declared_model_without_replica_is_503_after_the_hold() -> None:
+    async with running_gateway(
+        [f"http://127.0.0.1:{free_port()}"], wait_ready=False, models=["m"], hold_timeout=0.2
+    ) as (url, app):
+        async with httpx.AsyncClient(base_url=url) as client:
+            resp = await client.post("/v1/completions", json={"model": "m", "prompt": "x"})
+            assert_openai_error(resp, 503, "no_healthy_upstream")
+            listed = (await client.get("/v1/models")).json()
+            assert [m["id"] for m in listed["data"]] == ["m"]
+            metrics = (await client.get("/metrics")).text
+            assert 'inferstack_held_requests{model="m"} 0.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/chat/completions", b"{not json", None),
+        ("/v1/chat/completions", b"[1, 2]", None),
+        ("/v1/chat/completions", b'{"messages": [{"role": "user", "content": "x"}]}', "model"),
+        ("/v1/chat/completions", b'{"model": 3, "messages": []}', "model"),
+        ("/v1/chat/completions", b'{"model": "m"}', "messages"),
+        ("/v1/chat/completions", b'{"model": "m", "messages": "hello"}', "messages"),
+        ("/v1/chat/completions", b'{"model": "m", "messages": [{}], "stream": "yes"}', "stream"),
+        ("/v1/completions", b'{"model": "m"}', "prompt"),
+        ("/v1/embeddings", b'{"model": "m"}', "input"),
+        ("/v1/embeddings", b'{"model": "m", "input": "x", "stream": true}', "stream"),
+    ],
+)
+async def test_invalid_requests_are_400(path: str, body: bytes, param: str | None) -> None:
+    async with running_gateway([f"http://127.0.0.1:{free_port()}"], wait_ready=False, models=["m"]) as (url, _):
+        async with httpx.AsyncClient(base_url=url) as client:
+            resp = await client.post(path, content=body, headers={"content-type": "application/json"})
+            assert_openai_error(resp, 400, param=param)
+            assert resp.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_body_over_the_limit_is_413_whether_declared_or_streamed() -> None:
+    async with running_gateway([f"http://127.0.0.1:{free_port()}"], wait_ready=False, max_body_bytes=2048) as (
+        url, _,
+    ):
+        async with httpx.AsyncClient(base_url=url) as client:
+            big = b'{"model": "m", "prompt": "' + b"x" * 4096 + b'"}'
+            resp = await client.post("/v1/completions", content=big)
+            assert_openai_error(resp, 413, "request_too_large")
+
+            async def chunks():  # no content-length: the limit is enforced while reading
+                for _ in range(8):
+                    yield b"x" * 512
+
+            resp = await client.post("/v1/completions", content=chunks())
+            assert_openai_error(resp, 413, "request_too_large")
+
+
+async def test_unknown_route_and_wrong_method_are_openai_shaped() -> None:
+    async with running_gateway([f"http://127.0.0.1:{free_port()}"], wait_ready=False) as (url, _):
+        async with httpx.AsyncClient(base_url=url) as client:
+            resp = await client.get("/v1/chat/completions")
+            assert resp.status_code == 405
+            assert resp.json()["error"]["code"] == "method_not_allowed"
+            resp = await client.post("/v1/nothing", json={})
+            assert resp.status_code == 404
+            assert resp.json()["error"]["code"] == "not_found"
+
+
+async def test_request_id_is_accepted_and_returned() -> None:
+    async with running_gateway([f"http://127.0.0.1:{free_port()}"], wait_ready=False) as (url, _):
+        async with httpx.AsyncClient(base_url=url) as client:
+            resp = await client.post("/v1/completions", content=b"{", headers={"x-request-id": "abc-123"})
+            assert resp.headers["x-request-id"] == "abc-123"

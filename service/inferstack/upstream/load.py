@@ -1,0 +1,70 @@
+"""Load signals scraped from each replica's ``/metrics`` about every second.
+
+The gateway's own in-flight count is instant and authoritative; the engine's queue and KV-cache
+usage add what the gateway cannot see (other gateways' traffic, long prefills). A scrape older than
+``max_age`` steers nothing: ``Endpoint.fresh_load`` returns None for it and policies fall back to
+in-flight counts. Metric names: vLLM v1 (see docs/metrics.md and the field notes); the mapping is
+this one table, so another engine only needs another table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+
+from .endpoint import EngineLoad
+from .pool import UpstreamPool
+
+VLLM_METRICS = {
+    "running": b"vllm:num_requests_running",
+    "waiting": b"vllm:num_requests_waiting",
+    "kv_cache_usage": b"vllm:kv_cache_usage_perc",
+}
+
+
+def parse_load(text: bytes, at: float) -> EngineLoad | None:
+    """Sum each gauge over its label sets (one per model/engine); None if the engine exports none."""
+    values = dict.fromkeys(VLLM_METRICS, 0.0)
+    seen = False
+    for line in text.splitlines():
+        if not line.startswith(b"vllm:"):
+            continue
+        for key, name in VLLM_METRICS.items():
+            if line.startswith(name) and line[len(name) : len(name) + 1] in (b"{", b" "):
+                try:
+                    values[key] += float(line.rsplit(b" ", 1)[1])
+                    seen = True
+                except (ValueError, IndexError):
+                    pass
+    if not seen:
+        return None
+    return EngineLoad(running=values["running"], waiting=values["waiting"],
+                      kv_cache_usage=values["kv_cache_usage"], at=at)
+
+
+class LoadScraper:
+    def __init__(self, pool: UpstreamPool, session: aiohttp.ClientSession, interval: float) -> None:
+        self._pool = pool
+        self._session = session
+        self._interval = interval
+
+    async def run(self) -> None:
+        while True:
+            endpoints = [e for e in self._pool.endpoints.values() if e.healthy]
+            await asyncio.gather(*(self._scrape(e.url) for e in endpoints))
+            await asyncio.sleep(self._interval)
+
+    async def _scrape(self, url: str) -> None:
+        timeout = aiohttp.ClientTimeout(total=self._interval)
+        try:
+            async with self._session.get(f"{url}/metrics", timeout=timeout) as resp:
+                if resp.status != 200:
+                    return
+                text = await resp.read()
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return  # the old scrape ages out; a stale load steers nothing
+        endpoint = self._pool.endpoints.get(url)
+        if endpoint is not None:
+            endpoint.load = parse_load(text, time.monotonic())

@@ -18,7 +18,8 @@ class Timeouts(BaseModel):
 
     connect: float = Field(5.0, gt=0, description="Connecting to an upstream replica.")
     first_byte: float = Field(
-        120.0, gt=0, description="From sending the request to the first byte of the upstream's body."
+        120.0, gt=0, description="From sending the request to the first byte of the upstream's body"
+        " (for a non-stream request: the whole answer, since vLLM sends it at once)."
     )
     idle: float = Field(30.0, gt=0, description="Between two chunks of an upstream response.")
     total: float = Field(600.0, gt=0, description="A whole upstream request, first attempt to last byte.")

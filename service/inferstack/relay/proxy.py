@@ -110,9 +110,9 @@ class ProxyEndpoint:
         watcher: asyncio.Task[None] | None = None
         cancelled_by_client = False
 
-        def client_left(_: asyncio.Task[None]) -> None:
+        def client_left(watch: asyncio.Task[None]) -> None:
             nonlocal cancelled_by_client
-            if not responder.finished:
+            if not watch.cancelled() and not responder.finished:
                 cancelled_by_client = True
                 task.cancel()
 

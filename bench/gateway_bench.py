@@ -1,0 +1,181 @@
+"""Gateway overhead against the direct path, on the fake engine, in one run (``make bench``).
+
+    .venv/bin/python bench/gateway_bench.py [--seconds 15] [--out bench/results/gateway.json]
+
+Layout on a 2-core machine: the gateway pinned to core 0 (one core for the proxy, as in the target),
+the fake engine and this load generator on core 1. Each phase runs the same load twice, straight at
+the fake engine ("direct") and through the gateway, and reports:
+
+- added TTFT p50/p99 at 32 concurrent streams (gateway quantile minus direct quantile);
+- requests/s at 64 concurrent non-stream requests, through the gateway and direct;
+- gateway CPU milliseconds per request (utime + stime of the gateway process from /proc, over the
+  phase, divided by the requests it served).
+
+Prints JSON; ``--out`` also writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "service"))
+
+from inferstack.devstack import Stack, free_port  # noqa: E402
+
+TOKENS = 32
+TTFT = 0.05
+ITL = 0.01
+CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "Say something."}]}
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pinned(core: int, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", str(core), *argv] if os.cpu_count() and os.cpu_count() >= 2 else argv  # type: ignore[operator]
+
+
+@contextlib.contextmanager
+def services() -> Iterator[tuple[str, str, int]]:
+    stack = Stack(run_dir=REPO / ".cache" / "bench")
+    try:
+        engine_port = free_port()
+        engine = stack.start(
+            "fake-engine",
+            pinned(1, [sys.executable, "-m", "inferstack.fake_engine", "--port", str(engine_port),
+                       "--model", "fake-model", "--ttft", str(TTFT), "--itl", str(ITL),
+                       "--output-tokens", str(TOKENS)]),
+            f"http://127.0.0.1:{engine_port}",
+        )
+        stack.wait_ready(engine, "/health", 30)
+        gw_port = free_port()
+        env = {"INFERSTACK_HOST": "127.0.0.1", "INFERSTACK_PORT": str(gw_port),
+               "INFERSTACK_UPSTREAMS": engine.url, "INFERSTACK_AUTH_ENABLED": "false",
+               "INFERSTACK_MAX_IN_FLIGHT_PER_REPLICA": "1024"}
+        gateway = stack.start("gateway", pinned(0, [sys.executable, "-m", "inferstack", "serve"]),
+                              f"http://127.0.0.1:{gw_port}", env)
+        stack.wait_ready(gateway, "/readyz", 30)
+        yield engine.url, gateway.url, gateway.process.pid
+    finally:
+        stack.stop()
+
+
+async def one_stream(session: aiohttp.ClientSession, url: str) -> float:
+    started = time.perf_counter()
+    ttft = -1.0
+    async with session.post(url + "/v1/chat/completions", json={**CHAT, "stream": True}) as resp:
+        assert resp.status == 200, resp.status
+        async for line in resp.content:
+            if ttft < 0 and line.startswith(b"data: {") and b'"content":"' in line:
+                ttft = time.perf_counter() - started
+    return ttft
+
+
+async def one_call(session: aiohttp.ClientSession, url: str) -> None:
+    async with session.post(url + "/v1/chat/completions", json={**CHAT, "max_tokens": 4}) as resp:
+        assert resp.status == 200, resp.status
+        await resp.read()
+
+
+async def closed_loop(url: str, concurrency: int, seconds: float, stream: bool) -> tuple[list[float], int, float]:
+    connector = aiohttp.TCPConnector(limit=0)
+    results: list[float] = []
+    count = 0
+    async with aiohttp.ClientSession(connector=connector) as session:
+        # Warm the connection pool so connection set-up is not measured.
+        await asyncio.gather(*(one_call(session, url) for _ in range(concurrency)))
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal count
+            while time.perf_counter() < deadline:
+                if stream:
+                    results.append(await one_stream(session, url))
+                else:
+                    await one_call(session, url)
+                count += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return results, count, elapsed
+
+
+async def measure(engine: str, gateway: str, pid: int, seconds: float) -> dict[str, object]:
+    direct_ttft, direct_streams, _ = await closed_loop(engine, 32, seconds, stream=True)
+    cpu0 = cpu_seconds(pid)
+    gw_ttft, gw_streams, _ = await closed_loop(gateway, 32, seconds, stream=True)
+    stream_cpu = cpu_seconds(pid) - cpu0
+
+    _, direct_calls, direct_elapsed = await closed_loop(engine, 64, seconds, stream=False)
+    cpu0 = cpu_seconds(pid)
+    _, gw_calls, gw_elapsed = await closed_loop(gateway, 64, seconds, stream=False)
+    call_cpu = cpu_seconds(pid) - cpu0
+    # The warm-up requests of each phase also ran through the gateway.
+    stream_requests = gw_streams + 32
+    call_requests = gw_calls + 64
+    return {
+        "streams_32": {
+            "requests": gw_streams,
+            "direct_ttft_ms": {"p50": quantile(direct_ttft, 0.5) * 1e3, "p99": quantile(direct_ttft, 0.99) * 1e3},
+            "gateway_ttft_ms": {"p50": quantile(gw_ttft, 0.5) * 1e3, "p99": quantile(gw_ttft, 0.99) * 1e3},
+            "added_ttft_ms": {
+                "p50": (quantile(gw_ttft, 0.5) - quantile(direct_ttft, 0.5)) * 1e3,
+                "p99": (quantile(gw_ttft, 0.99) - quantile(direct_ttft, 0.99)) * 1e3,
+                "mean": (statistics.fmean(gw_ttft) - statistics.fmean(direct_ttft)) * 1e3,
+            },
+            "gateway_cpu_ms_per_request": stream_cpu / stream_requests * 1e3,
+            "direct_streams": direct_streams,
+        },
+        "nonstream_64": {
+            "direct_rps": direct_calls / direct_elapsed,
+            "gateway_rps": gw_calls / gw_elapsed,
+            "gateway_cpu_ms_per_request": call_cpu / call_requests * 1e3,
+        },
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=15.0, help="length of each measured phase")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args()
+    with services() as (engine, gateway, pid):
+        figures = asyncio.run(measure(engine, gateway, pid, args.seconds))
+    result = {
+        "command": "make bench  # .venv/bin/python bench/gateway_bench.py " + " ".join(sys.argv[1:]),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "fake_engine": {"ttft_s": TTFT, "itl_s": ITL, "output_tokens": TOKENS},
+        "targets": {"added_ttft_p50_ms": 1, "added_ttft_p99_ms": 5, "cpu_ms_per_stream": 2, "cpu_ms_per_call": 0.5},
+        **figures,
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

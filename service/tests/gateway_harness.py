@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import uvicorn
-
 from inferstack.app import create_app
 from inferstack.config import Settings
 

@@ -26,6 +26,7 @@ from .relay.client import create_session
 from .relay.proxy import ProxyEndpoint, Receive, Scope, Send
 from .router.hold import Admission
 from .scheduler import Scheduler
+from .upstream.load import LoadScraper
 from .upstream.pool import UpstreamPool
 
 
@@ -70,6 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gateway.proxies[kind] = ProxyEndpoint(kind, settings, session, pool, admission, scheduler, metrics)
         app.state.gateway = gateway
         pool.set_urls(settings.upstreams if settings.discovery == "static" else [])
+        scraper = LoadScraper(pool, session, settings.routing.scrape_interval)
+        gateway.tasks.append(asyncio.create_task(scraper.run(), name="engine load scraper"))
         try:
             yield
         finally:

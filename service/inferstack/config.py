@@ -60,6 +60,24 @@ class OutlierDetection(BaseModel):
 ENV_PREFIX = "INFERSTACK_"
 
 
+class Routing(BaseModel):
+    """Knobs of the routing policies (docs/routing.md) and of the engine load signals they read."""
+
+    load_factor: float = Field(
+        1.25, ge=1, description="Bounded loads: affinity never sends a replica above c x the mean load."
+    )
+    waiting_weight: float = Field(1.0, ge=0, description="Weight of the engine's waiting queue in a replica's load.")
+    block_chars: int = Field(256, ge=16, description="Prefix hashing: characters per block of the rendered prompt.")
+    max_blocks: int = Field(128, ge=1, description="Prefix hashing: leading blocks hashed per request.")
+    home_blocks: int = Field(4, ge=1, description="Prefix hashing: leading blocks that pick a new prefix's home.")
+    index_capacity: int = Field(65536, ge=16, description="Prefix index entries kept (LRU): bounds routing memory.")
+    scrape_interval: float = Field(1.0, gt=0, description="Seconds between scrapes of each engine's /metrics.")
+    load_max_age: float = Field(3.0, gt=0, description="A scraped load older than this steers nothing.")
+
+    def policy_settings(self) -> dict[str, float | int]:
+        return self.model_dump(exclude={"scrape_interval", "load_max_age"})
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -107,6 +125,7 @@ class Settings(BaseSettings):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     health: HealthCheck = Field(default_factory=HealthCheck)
     outlier: OutlierDetection = Field(default_factory=OutlierDetection)
+    routing: Routing = Field(default_factory=Routing)
 
     @field_validator("upstreams", "models", mode="before")
     @classmethod

@@ -1,33 +1,93 @@
 """Choosing a replica for a request: the bridge between the request path and the routing policies.
 
-Temporary minimal version: least in-flight, round robin among ties.
+The policies (``scheduling/``) are pure functions of a snapshot; this module builds the snapshot
+from the pool (in-flight counts, and scraped engine load only while it is fresh), renders the
+prompt they hash, honours the per-request override header, and counts every decision.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .config import Settings
+from .errors import InvalidRequestError
 from .metrics.gateway import GatewayMetrics
 from .router.hold import Picker
+from .scheduling import POLICIES, EndpointLoad, Policy, RoutingRequest, make_policy, render_chat_prompt
 from .upstream.endpoint import Endpoint
+
+OVERRIDE_HEADER = "x-inferstack-routing-policy"
+SESSION_HEADER = "x-session-id"
+
+
+@dataclass
+class Route:
+    """What routing decided for one request, for its log line."""
+
+    policy: str
+    request: RoutingRequest
+    reason: str | None = None
+    prefix_blocks: int = 0
 
 
 class Scheduler:
     def __init__(self, settings: Settings, metrics: GatewayMetrics) -> None:
-        self._settings = settings
+        knobs = settings.routing.policy_settings()
+        self._policies: dict[str, Policy] = {name: make_policy(name, **knobs) for name in POLICIES}
+        self._default = settings.routing_policy
+        self._max_age = settings.routing.load_max_age
         self._metrics = metrics
-        self._counter = itertools.count()
 
-    def picker(self, model: str, payload: dict[str, Any], kind: str) -> Picker:
+    def route(self, model: str, payload: Mapping[str, Any], kind: str, headers: Mapping[str, str]) -> Route:
+        name = headers.get(OVERRIDE_HEADER) or self._default
+        if name not in self._policies:
+            raise InvalidRequestError(
+                f"Unknown routing policy {name!r} in {OVERRIDE_HEADER}; choose one of {', '.join(POLICIES)}."
+            )
+        session = headers.get(SESSION_HEADER) or payload.get("user")
+        request = RoutingRequest(model, prompt_of(payload, kind), str(session) if session else None)
+        return Route(name, request)
+
+    def picker(self, route: Route) -> Picker:
+        policy = self._policies[route.policy]
+        counter = self._metrics.routing_decisions
+
         def pick(candidates: Sequence[Endpoint]) -> Endpoint:
-            least = min(e.in_flight for e in candidates)
-            ties = [e for e in candidates if e.in_flight == least]
-            return ties[next(self._counter) % len(ties)]
+            now = time.monotonic()
+            by_url = {e.url: e for e in candidates}
+            snapshot = []
+            for e in candidates:
+                load = e.fresh_load(now, self._max_age)
+                snapshot.append(EndpointLoad(
+                    e.url, e.in_flight,
+                    waiting=None if load is None else load.waiting,
+                    running=None if load is None else load.running,
+                    kv_cache_usage=None if load is None else load.kv_cache_usage,
+                ))
+            decision = policy.pick(route.request, snapshot)
+            route.reason, route.prefix_blocks = decision.reason, decision.prefix_blocks
+            counter.labels(route.policy, decision.reason).inc()
+            return by_url[decision.url]
 
         return pick
 
-    def finished(self, model: str, endpoint: Endpoint) -> None:
-        return None
+    def finished(self, route: Route, endpoint: Endpoint) -> None:
+        self._policies[route.policy].on_finished(route.request, endpoint.url)
+
+
+def prompt_of(payload: Mapping[str, Any], kind: str) -> str:
+    """The text whose leading blocks identify the engine's cached prefix."""
+    if kind == "chat":
+        messages = payload.get("messages")
+        return render_chat_prompt(messages) if isinstance(messages, list) else ""
+    value = payload.get("prompt" if kind == "completions" else "input")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value:
+        first = value[0]
+        # A batch of prompts: route by the first; token-id prompts hash as their numbers.
+        return first if isinstance(first, str) else str(value if isinstance(first, int) else first)
+    return ""

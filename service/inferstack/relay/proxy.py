@@ -35,7 +35,7 @@ from ..errors import (
 from ..metrics.gateway import GatewayMetrics
 from ..router.hold import Admission
 from ..router.retry import backoff
-from ..scheduler import Scheduler
+from ..scheduler import Route, Scheduler
 from ..upstream.endpoint import Endpoint
 from ..upstream.pool import UpstreamPool
 from .client import AttemptError, classify
@@ -75,6 +75,8 @@ class Exchange:
     completion_tokens: int | None = None
     ttft: float | None = None
     error: str | None = None
+    route: Route | None = None
+    request_headers: dict[str, str] = field(default_factory=dict)
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
@@ -101,8 +103,9 @@ class ProxyEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
-        ex = Exchange(request_id=request_id[:128], endpoint=self.kind, started=started)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        ex = Exchange(request_id=request_id[:128], endpoint=self.kind, started=started, request_headers=headers)
         ex.response_headers.append((b"x-request-id", ex.request_id.encode("latin-1", "replace")))
         responder = _Responder(send)
         task = asyncio.current_task()
@@ -117,7 +120,7 @@ class ProxyEndpoint:
                 task.cancel()
 
         try:
-            body = await _read_body(scope, receive, self._settings.max_body_bytes)
+            body = await _read_body(ex.request_headers, receive, self._settings.max_body_bytes)
             # From here on, a disconnect cancels the request, and with it the upstream call.
             watcher = asyncio.create_task(_wait_disconnect(receive))
             watcher.add_done_callback(client_left)
@@ -178,7 +181,9 @@ class ProxyEndpoint:
                 payload["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                              "include_usage": True}
                 body = orjson.dumps(payload)
-        pick = self._scheduler.picker(ex.model, payload, self.kind)
+        route = self._scheduler.route(ex.model, payload, self.kind, ex.request_headers)
+        ex.route = route
+        pick = self._scheduler.picker(route)
         deadline = time.monotonic() + self._settings.timeouts.total
         exclude: frozenset[str] = frozenset()
         endpoint = await self._admission.acquire(ex.model, pick)
@@ -196,7 +201,7 @@ class ProxyEndpoint:
                     "request_id": ex.request_id, "upstream": endpoint.url, "kind": err.kind})
             finally:
                 self._admission.release(ex.model, endpoint)
-                self._scheduler.finished(ex.model, endpoint)
+                self._scheduler.finished(route, endpoint)
             # Nothing has reached the client: try another replica, within the retry policy and deadline.
             exclude = exclude | {endpoint.url}
             wait = backoff(self._settings.retry, ex.attempts)
@@ -334,6 +339,7 @@ class ProxyEndpoint:
         access_log.info("request", extra={
             "request_id": ex.request_id, "endpoint": ex.endpoint, "model": ex.model, "stream": ex.stream,
             "tenant": ex.tenant, "status": ex.status, "upstream": ex.upstream, "attempts": ex.attempts,
+            "policy": ex.route.policy if ex.route else None, "reason": ex.route.reason if ex.route else None,
             "prompt_tokens": ex.prompt_tokens, "completion_tokens": ex.completion_tokens,
             "ttft_ms": None if ex.ttft is None else round(ex.ttft * 1000, 2),
             "duration_ms": round(duration * 1000, 2), "error": ex.error,
@@ -389,8 +395,8 @@ class _Responder:
         await self.whole(status, data, ex)
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    declared = _header(scope, b"content-length")
+async def _read_body(headers: dict[str, str], receive: Receive, limit: int) -> bytes:
+    declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"The request body exceeds {limit} bytes.")
     chunks: list[bytes] = []
@@ -411,13 +417,6 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 async def _wait_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 def _usage_of_body(data: bytes) -> dict[str, Any] | None:

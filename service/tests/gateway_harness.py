@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+
 from inferstack.app import create_app
 from inferstack.config import Settings
 

@@ -1,7 +1,8 @@
 import pytest
+from pydantic import ValidationError
+
 from inferstack.cli import main
 from inferstack.config import Settings
-from pydantic import ValidationError
 
 
 def test_upstreams_parse_from_a_comma_separated_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+
 from inferstack.fake_engine import Behaviour, EngineConfig, running_engine
 from inferstack.relay.sse import carries_text
 

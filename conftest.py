@@ -8,19 +8,11 @@ happens once, and only when a test asks for it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from inferstack import devstack
-
-
-@dataclass(frozen=True)
-class LiveStack:
-    gateway_url: str
-    vllm_url: str
-    model: str
-    api_key: str | None
+from inferstack.devstack import LiveStack
 
 
 @pytest.fixture(scope="session")

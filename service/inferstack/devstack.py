@@ -51,6 +51,16 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return 0, b""
 
 
+@dataclass(frozen=True)
+class LiveStack:
+    """What the end-to-end tests get from the ``live_stack`` fixture (root conftest.py)."""
+
+    gateway_url: str
+    vllm_url: str
+    model: str
+    api_key: str | None
+
+
 @dataclass
 class Service:
     name: str

@@ -1,0 +1,93 @@
+"""End to end through the gateway to a real vLLM (CPU, the generated tiny model) with the official
+``openai`` client; the gateway's token counters must agree with vLLM's own counters."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from inferstack.devstack import LiveStack
+
+pytestmark = pytest.mark.vllm
+
+
+def scrape(url: str) -> dict[str, float]:
+    """Sum every sample of each metric name (labels dropped)."""
+    totals: dict[str, float] = {}
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        if line and not line.startswith("#"):
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+@pytest.fixture
+def client(live_stack: LiveStack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=live_stack.gateway_url + "/v1", api_key=live_stack.api_key or "unused",
+                         max_retries=0, timeout=120)
+
+
+def test_models_lists_the_served_model(client: openai.OpenAI, live_stack: LiveStack) -> None:
+    assert [m.id for m in client.models.list()] == [live_stack.model]
+
+
+def test_chat_and_completions_stream_and_not_agree_with_vllm_token_counters(
+    client: openai.OpenAI, live_stack: LiveStack
+) -> None:
+    before_gw, before_vllm = scrape(live_stack.gateway_url), scrape(live_stack.vllm_url)
+    messages = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello."}]
+
+    chat = client.chat.completions.create(model=live_stack.model, messages=messages, max_tokens=12)  # type: ignore[arg-type]
+    assert chat.choices[0].message.content is not None
+    assert chat.usage is not None and chat.usage.completion_tokens > 0
+
+    pieces = []
+    for chunk in client.chat.completions.create(model=live_stack.model, messages=messages,  # type: ignore[arg-type]
+                                                max_tokens=12, stream=True):
+        assert chunk.usage is None  # the gateway's own usage request is stripped
+        if chunk.choices and chunk.choices[0].delta.content:
+            pieces.append(chunk.choices[0].delta.content)
+    assert pieces
+
+    text = client.completions.create(model=live_stack.model, prompt="Once upon a time", max_tokens=10)
+    assert text.choices[0].text is not None and text.usage is not None
+
+    usage_seen = None
+    for chunk in client.completions.create(model=live_stack.model, prompt="Once upon a time", max_tokens=10,
+                                           stream=True, stream_options={"include_usage": True}):
+        if chunk.usage is not None:
+            usage_seen = chunk.usage
+    assert usage_seen is not None and usage_seen.completion_tokens > 0
+
+    after_gw, after_vllm = scrape(live_stack.gateway_url), scrape(live_stack.vllm_url)
+
+    def delta(after: dict[str, float], before: dict[str, float], name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    prompt_gw = delta(after_gw, before_gw, "inferstack_prompt_tokens_total")
+    completion_gw = delta(after_gw, before_gw, "inferstack_completion_tokens_total")
+    assert prompt_gw == delta(after_vllm, before_vllm, "vllm:prompt_tokens_total") > 0
+    assert completion_gw == delta(after_vllm, before_vllm, "vllm:generation_tokens_total") > 0
+    assert delta(after_gw, before_gw, "inferstack_time_to_first_token_seconds_count") == 2
+    assert delta(after_gw, before_gw, "inferstack_time_to_first_token_seconds_sum") > 0
+
+
+def test_vllm_errors_come_back_openai_shaped(client: openai.OpenAI, live_stack: LiveStack) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model=live_stack.model, prompt="x", max_tokens=10**7)
+    assert info.value.status_code == 400
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="no-such-model", prompt="x", max_tokens=4)
+
+
+def test_curl_style_stream_is_plain_sse(live_stack: LiveStack) -> None:
+    with httpx.stream("POST", live_stack.gateway_url + "/v1/chat/completions", timeout=120, json={
+        "model": live_stack.model, "stream": True, "max_tokens": 8,
+        "messages": [{"role": "user", "content": "Hello!"}],
+    }) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in resp.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    assert all(line.startswith("data: ") for line in lines)

@@ -1,0 +1,80 @@
+"""The post-deploy smoke test (.github/scripts/smoke.py) against the project's fake vLLM engine,
+which speaks the same OpenAI API as the gateway: it passes on a healthy server and fails on a
+broken one."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ._tools import REPO, run
+
+SMOKE = REPO / ".github" / "scripts" / "smoke.py"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def fake_engine(*args: str) -> Iterator[str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inferstack.fake_engine", "--port", str(port), "--model", "tiny-llama", *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "fake engine exited"
+                assert time.monotonic() < deadline, "fake engine did not start"
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _smoke(base_url: str, *args: str) -> tuple[int, str, str]:
+    result = run(
+        [sys.executable, str(SMOKE), "--base-url", base_url, "--timeout", "10", *args],
+        env={"SMOKE_API_KEY": "test", "PATH": "/usr/bin:/bin"},
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_passes_against_a_healthy_server() -> None:
+    with fake_engine() as url:
+        code, out, err = _smoke(url)
+    assert code == 0, err
+    assert "ok   chat (tiny-llama" in out and "ok   stream (tiny-llama" in out
+
+
+def test_fails_when_the_model_is_not_served() -> None:
+    with fake_engine() as url:
+        code, _, err = _smoke(url, "--model", "other-model")
+    assert code == 1 and "not 'other-model'" in err
+
+
+def test_fails_when_completions_fail_and_retries_until_the_deadline() -> None:
+    with fake_engine("--error-status", "500") as url:
+        started = time.monotonic()
+        code, _, err = _smoke(url, "--deadline", "1.5", "--retry-interval", "0.5")
+        elapsed = time.monotonic() - started
+    assert code == 1
+    assert "FAIL chat" in err and "FAIL stream" in err
+    assert err.count("retrying in") >= 2, "failed checks are retried until the deadline"
+    assert elapsed < 30

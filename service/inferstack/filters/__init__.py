@@ -1,0 +1,27 @@
+"""Tenancy filters: API keys, rate limits, accounting and budgets, the response cache.
+
+The gateway uses ``Tenancy`` (``admit`` / ``finish``); the rest is exported for tests, the bench
+and the ``inferstack keys`` command. Integration contract: README.md in this folder.
+"""
+
+from .auth import Principal
+from .keys import KeyEntry, KeyRing, generate_key, hash_key, parse_keys, write_dev_keyfile
+from .limits import LimitExceeded
+from .settings import CacheSettings, LimitSettings, TenancySettings
+from .tenancy import Admission, Tenancy
+
+__all__ = [
+    "Admission",
+    "CacheSettings",
+    "KeyEntry",
+    "KeyRing",
+    "LimitExceeded",
+    "LimitSettings",
+    "Principal",
+    "Tenancy",
+    "TenancySettings",
+    "generate_key",
+    "hash_key",
+    "parse_keys",
+    "write_dev_keyfile",
+]

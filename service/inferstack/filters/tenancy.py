@@ -1,0 +1,390 @@
+"""The tenancy filters as two calls on the request path: ``admit`` before routing, ``finish`` after.
+
+    adm = await tenancy.admit(kind, payload, body, scope_headers, revision)   # 401/403/429/422 raise
+    try:
+        if adm.cached is not None: send it (adm.replay_events(...) for a stream)
+        else: route, relay (feeding adm.assembler every SSE event if it is set)
+    finally:
+        await tenancy.finish(adm, status=..., usage=..., response=..., reached_upstream=...)
+
+``finish`` is idempotent and never raises: it frees the concurrency slot first, then accounts,
+stores the answer in the cache and completes the Idempotency-Key. Integration contract: README.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+
+from ..errors import QuotaExceededError
+from .auth import ANONYMOUS_PRINCIPAL, Principal, authenticate, check_admin
+from .cache_key import cache_key, cache_policy
+from .cache_store import MemoryStore, RedisStore, Store
+from .filewatch import WatchedFile
+from .idempotency import Claim, Idempotency, Replay
+from .keys import KeyRing, parse_keys
+from .ledger import Ledger, MemoryLedger, RedisLedger, Usage
+from .limits import Headers, Limiter, LimitExceeded, MemoryLimiter, Reservation
+from .limits_redis import RedisLimiter
+from .metrics import TenancyMetrics
+from .prices import NANO, PriceTable, parse_prices
+from .replay import StreamAssembler, sse_events
+from .settings import TenancySettings
+from .tokens import reserved_tokens
+
+log = logging.getLogger("inferstack.filters")
+CACHE_HEADER = b"x-inferstack-cache"
+_WANTED = {b"authorization", b"cache-control", CACHE_HEADER, b"idempotency-key"}
+_HIT, _MISS, _BYPASS = ((CACHE_HEADER, v) for v in (b"hit", b"miss", b"bypass"))
+
+
+@dataclass(slots=True)
+class Admission:
+    """One admitted request. ``headers`` go on the response, whatever it turns out to be."""
+
+    principal: Principal
+    tenant_label: str  # for metric labels and the access log
+    kind: str
+    model: str
+    stream: bool
+    reservation: Reservation | None
+    headers: Headers = field(default_factory=list)
+    cached: bytes | None = None  # an answer to send instead of calling an upstream
+    cached_status: int = 200
+    cache_key: str | None = None  # store a 200 answer under this key
+    claim: Claim | None = None
+    assembler: StreamAssembler | None = None  # feed it every SSE event when set
+    finished: bool = False
+
+    def replay_events(self, include_usage: bool) -> list[bytes]:
+        """A cached answer as the SSE events of a stream (for ``stream: true`` requests)."""
+        assert self.cached is not None
+        return sse_events(self.kind, self.cached, include_usage)
+
+
+def _month_end(at: float) -> float:
+    now = datetime.fromtimestamp(at, UTC)
+    year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
+    return datetime(year, month, 1, tzinfo=UTC).timestamp()
+
+
+class Tenancy:
+    def __init__(
+        self,
+        options: TenancySettings,
+        *,
+        auth_enabled: bool,
+        keys: WatchedFile[KeyRing] | None,
+        prices: WatchedFile[PriceTable] | None,
+        limiter: Limiter,
+        ledger: Ledger,
+        cache: Store,
+        idempotency: Idempotency,
+        metrics: TenancyMetrics,
+        admin_key_sha256: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.options = options
+        self.auth_enabled = auth_enabled
+        self.keys = keys
+        self.prices = prices
+        self.limiter = limiter
+        self.ledger = ledger
+        self.cache = cache
+        self.idempotency = idempotency
+        self.metrics = metrics
+        self._admin = admin_key_sha256
+        self._clock = clock
+        self.key_ring_changed(self.ring)
+
+    @property
+    def ring(self) -> KeyRing:
+        return self.keys.value if self.keys is not None else KeyRing.empty()
+
+    def key_ring_changed(self, ring: KeyRing) -> None:
+        self.metrics.set_tenants(ring.tenants, self.options.max_tenant_labels)
+
+    # -- building it ------------------------------------------------------------------------------
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        options: TenancySettings,
+        *,
+        registry: CollectorRegistry,
+        auth_enabled: bool = True,
+        keys_file: str = "",
+        admin_key_sha256: str = "",
+        redis_url: str = "",
+        prices_file: str = "",
+        rate_limited: Counter | None = None,
+    ) -> AsyncIterator[Tenancy]:
+        """Build from settings, run the file watchers, close everything on exit (a lifespan resource)."""
+        if auth_enabled and not keys_file:
+            raise ValueError("auth is enabled but no keys file is configured (INFERSTACK_KEYS_FILE)")
+        if options.cache.backend == "redis" and not redis_url:
+            raise ValueError("cache backend redis needs INFERSTACK_REDIS_URL")
+        keys = WatchedFile(keys_file, parse_keys, "key file") if keys_file else None
+        prices = WatchedFile(prices_file, parse_prices, "price file") if prices_file else None
+        metrics = TenancyMetrics(registry, rate_limited)
+        redis: Any = None
+        if redis_url:
+            from redis.asyncio import Redis  # only when configured: one replica needs no client
+
+            redis = Redis.from_url(redis_url)
+        cache_opts = options.cache
+        limiter: Limiter
+        ledger: Ledger
+        cache: Store
+        idem_store: Store
+        if redis is not None:
+            limiter = RedisLimiter(redis, lease_ttl=options.limits.lease_ttl)
+            ledger = RedisLedger(redis, retention_days=options.usage_retention_days)
+            idem_store = RedisStore(redis, "inferstack:idem:")
+        else:
+            limiter, ledger = MemoryLimiter(), MemoryLedger(options.usage_retention_days)
+            idem_store = MemoryStore(max(cache_opts.max_bytes // 4, 1 << 20))
+        if cache_opts.backend == "redis":
+            cache = RedisStore(redis, "inferstack:cache:")
+        else:
+            cache = MemoryStore(cache_opts.max_bytes, on_evict=metrics.cache_evictions.inc)
+        idempotency = Idempotency(
+            idem_store,
+            ttl=cache_opts.idempotency_ttl,
+            pending_ttl=options.limits.lease_ttl,
+            wait=cache_opts.idempotency_wait,
+        )
+        tenancy = cls(
+            options,
+            auth_enabled=auth_enabled,
+            keys=keys,
+            prices=prices,
+            limiter=limiter,
+            ledger=ledger,
+            cache=cache,
+            idempotency=idempotency,
+            metrics=metrics,
+            admin_key_sha256=admin_key_sha256,
+        )
+        tasks = []
+        if keys is not None:
+            tasks.append(asyncio.create_task(keys.run(options.reload_interval, tenancy.key_ring_changed)))
+        if prices is not None:
+            tasks.append(asyncio.create_task(prices.run(options.reload_interval)))
+        try:
+            yield tenancy
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if redis is not None:
+                await redis.aclose()
+
+    # -- step 1: admit ----------------------------------------------------------------------------
+    async def admit(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        body: bytes,
+        headers: Iterable[tuple[bytes, bytes]],
+        revision: str = "",
+    ) -> Admission:
+        """Authenticate, check budget and limits, then the Idempotency-Key and the cache.
+
+        ``payload`` is the validated request (``model`` a string); ``headers`` the ASGI scope's raw
+        headers; ``revision`` the model's revision (part of the cache key). Raises the gateway's
+        errors: 401, 403, 429 (``LimitExceeded`` / ``QuotaExceededError``), 422, 400.
+        """
+        wanted: dict[bytes, str] = {}
+        for name, value in headers:
+            if name in _WANTED:
+                wanted[name] = value.decode("latin-1")
+        model: str = payload["model"]
+        if self.auth_enabled:
+            principal = authenticate(self.ring, wanted.get(b"authorization"), model)
+        else:
+            principal = ANONYMOUS_PRINCIPAL
+        label = self.metrics.tenant_label(principal.tenant)
+        stream = payload.get("stream") is True
+        reservation = None
+        entry = principal.entry
+        if entry is not None:
+            await self._check_budget(principal, label)
+            if entry.rpm is not None or entry.tpm is not None or entry.max_concurrency is not None:
+                tokens = reserved_tokens(kind, payload, self.options.limits.default_max_tokens)
+                try:
+                    reservation = await self.limiter.acquire(entry, tokens)
+                except LimitExceeded as err:
+                    self.metrics.rate_limited.labels(label, err.limit).inc()
+                    raise
+        adm = Admission(
+            principal,
+            label,
+            kind,
+            model,
+            stream,
+            reservation,
+            list(reservation.headers) if reservation is not None else [],
+        )
+        try:
+            await self._lookup(adm, payload, body, wanted, revision)
+        except BaseException:
+            await self._settle(adm, 0)
+            raise
+        return adm
+
+    async def _check_budget(self, principal: Principal, label: str) -> None:
+        budget = self.ring.budgets.get(principal.tenant)
+        if budget is None:
+            return
+        now = self._clock()
+        spend = await self.ledger.month_spend(principal.tenant, now)
+        if spend >= budget * NANO:
+            self.metrics.rate_limited.labels(label, "budget").inc()
+            raise QuotaExceededError(
+                f"Tenant '{principal.tenant}' has used its monthly budget of {budget:.2f} USD.",
+                retry_after=_month_end(now) - now,
+            )
+
+    async def _lookup(
+        self, adm: Admission, payload: dict[str, Any], body: bytes, wanted: dict[bytes, str], revision: str
+    ) -> None:
+        idem_key = wanted.get(b"idempotency-key")
+        if idem_key is not None:
+            found = await self.idempotency.begin(adm.principal.tenant, idem_key, body)
+            if isinstance(found, Replay):
+                adm.cached, adm.cached_status = found.body, found.status
+                adm.headers.append((b"x-inferstack-idempotent-replay", b"true"))
+                return
+            adm.claim = found
+        opts = self.options.cache
+        if not opts.enabled:
+            pass
+        elif (policy := cache_policy(adm.kind, payload, wanted.get(b"cache-control"), wanted.get(CACHE_HEADER))).store:
+            scope = adm.principal.tenant if opts.per_tenant else ""
+            key = cache_key(adm.kind, payload, revision, scope)
+            hit = await self.cache.get(key) if policy.lookup else None
+            if hit is not None:
+                self.metrics.cache_result("hit")
+                adm.cached = hit
+                adm.headers.append(_HIT)
+                return
+            self.metrics.cache_result("miss")
+            adm.headers.append(_MISS)
+            adm.cache_key = key
+        else:
+            self.metrics.cache_result("bypass")
+            adm.headers.append(_BYPASS)
+        if adm.stream and (adm.cache_key is not None or adm.claim is not None):
+            adm.assembler = StreamAssembler(adm.kind)
+
+    # -- step 2: finish ---------------------------------------------------------------------------
+    async def finish(
+        self,
+        adm: Admission,
+        *,
+        status: int,
+        usage: Mapping[str, Any] | None = None,
+        response: bytes | None = None,
+        reached_upstream: bool = True,
+    ) -> None:
+        """Always call once, in a ``finally``. Never raises.
+
+        ``status``: what the client got (499 if it left). ``usage``: the upstream's ``usage`` object
+        if one arrived. ``response``: the whole body of a non-stream 200 (streams: the assembler has
+        it). ``reached_upstream``: False if no upstream was asked (cache hit, no replica, error before
+        routing): the reserved tokens are then all given back. Reached with no usage: the
+        reservation stands, since the tokens may have been spent.
+        """
+        if adm.finished:
+            return
+        adm.finished = True
+        from_cache = adm.cached is not None
+        prompt = _int(usage, "prompt_tokens")
+        completion = _int(usage, "completion_tokens")
+        used: int | None
+        if from_cache or not reached_upstream:
+            used = 0
+        elif prompt is not None or completion is not None:
+            used = (prompt or 0) + (completion or 0)
+        else:
+            used = None
+        await self._settle(adm, used)
+        try:
+            await self._account(adm, from_cache, prompt or 0, completion or 0)
+            if from_cache:
+                response = adm.cached
+            elif adm.stream:
+                response = adm.assembler.result() if adm.assembler is not None and status == 200 else None
+            ok = status == 200 and response is not None
+            if (
+                ok
+                and not from_cache
+                and adm.cache_key is not None
+                and response is not None
+                and len(response) <= self.options.cache.max_entry_bytes
+            ):
+                await self.cache.set(adm.cache_key, response, self.options.cache.ttl)
+                self._cache_gauge()
+            if adm.claim is not None:
+                if ok and response is not None:
+                    await self.idempotency.complete(adm.claim, status, response)
+                else:
+                    await self.idempotency.abandon(adm.claim)
+        except Exception:
+            log.exception("tenancy finish failed", extra={"tenant": adm.principal.tenant})
+
+    async def _settle(self, adm: Admission, used: int | None) -> None:
+        if adm.reservation is None:
+            return
+        try:
+            await self.limiter.settle(adm.reservation, used)
+        except Exception:
+            # Redis unreachable: the lease expires by itself after lease_ttl.
+            log.exception("releasing a rate-limit reservation failed", extra={"tenant": adm.principal.tenant})
+
+    async def _account(self, adm: Admission, from_cache: bool, prompt: int, completion: int) -> None:
+        tenant = adm.principal.tenant
+        prices = self.prices.value if self.prices is not None else PriceTable()
+        cost = 0 if from_cache else prices.cost_nano(adm.model, prompt, completion)
+        usage = Usage(1, int(from_cache), 0 if from_cache else prompt, 0 if from_cache else completion, cost)
+        spend = await self.ledger.record(tenant, adm.model, usage, self._clock())
+        if cost:
+            self.metrics.cost.labels(adm.tenant_label, adm.model).inc(cost / NANO)
+        budget = self.ring.budgets.get(tenant)
+        if budget and adm.tenant_label == tenant:
+            self.metrics.budget_used.labels(tenant).set(spend / (budget * NANO))
+
+    def _cache_gauge(self) -> None:
+        if isinstance(self.cache, MemoryStore):
+            self.metrics.cache_bytes.set(self.cache.bytes)
+
+    # -- the admin endpoint -----------------------------------------------------------------------
+    async def usage_report(self, authorization: str | None, start: float, end: float) -> dict[str, Any]:
+        """``GET /admin/usage?start=&end=`` (epoch seconds): usage and spend per tenant and model.
+
+        Raises 401 without the admin key, ``ValueError`` for a bad range (answer 400).
+        """
+        check_admin(self._admin, authorization)
+        if end <= start:
+            raise ValueError("end must be after start")
+        rows = await self.ledger.report(start, end)
+        now = self._clock()
+        tenants = {}
+        for tenant, budget in sorted(self.ring.budgets.items()):
+            spend = await self.ledger.month_spend(tenant, now)
+            tenants[tenant] = {"monthly_budget_usd": budget, "month_spend_usd": spend / NANO}
+        return {"object": "usage_report", "start": start, "end": end, "data": rows, "tenants": tenants}
+
+
+def _int(usage: Mapping[str, Any] | None, name: str) -> int | None:
+    value = usage.get(name) if usage else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

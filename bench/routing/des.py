@@ -1,0 +1,176 @@
+"""A discrete-event simulation of a gateway in front of a fleet of simulated vLLM replicas.
+
+Virtual time, one process, no sockets: the replicas are ``inferstack.fake_engine.sim.ReplicaModel``
+(the same model the fake engine runs in ``--sim`` mode) and the routing decisions are made by the
+gateway's own ``inferstack.scheduling`` policies. What the simulated gateway knows matches the real
+one: its own in-flight count per replica (exact), and the engines' waiting queue and KV usage as of
+the last scrape (every ``scrape_interval`` seconds).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from workload import Conversation, Workload
+
+from inferstack.fake_engine.sim import ReplicaModel, SimParams, SimSequence, block_hashes
+from inferstack.fake_engine.text import count_tokens, output_text, render_chat
+from inferstack.scheduling import EndpointLoad, Policy, RoutingRequest, render_chat_prompt
+
+MODEL = "bench-model"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    replicas: int = 8
+    conversation_rate: float = 1.0
+    """New conversations per second (Poisson)."""
+    warmup: float = 60.0
+    duration: float = 300.0
+    """Measured seconds, after the warm-up."""
+    scrape_interval: float = 0.5
+    seed: int = 1
+
+
+@dataclass
+class _Turn:
+    conv: Conversation
+    index: int
+    arrival: float
+    replica: int
+    output: int
+    first_token: float | None = None
+
+
+@dataclass
+class RunResult:
+    policy: str
+    ttft: list[float] = field(default_factory=list)
+    output_tokens: int = 0
+    completed: int = 0
+    prefix_queries: int = 0
+    prefix_hits: int = 0
+    in_flight_samples: list[list[int]] = field(default_factory=list)
+    running_samples: list[list[int]] = field(default_factory=list)
+    routed: list[int] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
+    duration: float = 0.0
+
+
+class FleetSim:
+    def __init__(self, policy: Policy, params: SimParams, workload: Workload, settings: RunSettings) -> None:
+        self.policy, self.params, self.workload, self.s = policy, params, workload, settings
+        n = settings.replicas
+        self.urls = [f"http://replica-{i}:8000" for i in range(n)]
+        self.models = [ReplicaModel(params) for _ in range(n)]
+        self.busy = [False] * n
+        self.in_flight = [0] * n
+        self.scraped: list[tuple[float, float]] = [(0.0, 0.0)] * n
+        self.turns: dict[int, _Turn] = {}
+        self.ids = itertools.count(1)
+        self.events: list[tuple[float, int, str, Any]] = []
+        self.order = itertools.count()
+        self.rng = random.Random(settings.seed)
+        # Engine-side block chains of each tenant's system prompt, extended per turn instead of rehashed.
+        self._system_chains = [
+            block_hashes(MODEL, render_chat([{"role": "system", "content": sp}]), params.block_size)
+            for sp in workload.system_prompts
+        ]
+        self.result = RunResult(policy.name, routed=[0] * n)
+
+    def _push(self, t: float, kind: str, data: Any) -> None:
+        heapq.heappush(self.events, (t, next(self.order), kind, data))
+
+    def run(self) -> RunResult:
+        s = self.s
+        end = s.warmup + s.duration
+        self._push(self.rng.expovariate(s.conversation_rate), "arrive", None)
+        self._push(0.0, "scrape", None)
+        self._push(s.warmup, "measure", None)
+        base = (0, 0)
+        while self.events:
+            now, _, kind, data = heapq.heappop(self.events)
+            if now > end:
+                break
+            if kind == "step":
+                self._step_done(now, data)
+            elif kind == "turn":
+                self._submit(now, *data)
+            elif kind == "arrive":
+                self._submit(now, self.workload.conversation(), 0)
+                self._push(now + self.rng.expovariate(s.conversation_rate), "arrive", None)
+            elif kind == "scrape":
+                self._scrape(now)
+                self._push(now + s.scrape_interval, "scrape", None)
+            elif kind == "measure":
+                base = (sum(m.prefix_queries_total for m in self.models),
+                        sum(m.prefix_hits_total for m in self.models))
+                self.result = RunResult(self.policy.name, routed=[0] * s.replicas)
+        r = self.result
+        r.prefix_queries = sum(m.prefix_queries_total for m in self.models) - base[0]
+        r.prefix_hits = sum(m.prefix_hits_total for m in self.models) - base[1]
+        r.duration = s.duration
+        return r
+
+    # -- gateway side ----------------------------------------------------------------------------------
+    def _submit(self, now: float, conv: Conversation, index: int) -> None:
+        messages: list[dict[str, str]] = [{"role": "system", "content": self.workload.system_prompts[conv.tenant]}]
+        for i in range(index):
+            messages.append({"role": "user", "content": conv.questions[i]})
+            messages.append({"role": "assistant", "content": output_text(conv.answered[i])})
+        messages.append({"role": "user", "content": conv.questions[index]})
+        req = RoutingRequest(MODEL, render_chat_prompt(messages), session_key=f"conv-{conv.cid}")
+        candidates = [EndpointLoad(url, self.in_flight[i], waiting=self.scraped[i][0],
+                                   kv_cache_usage=self.scraped[i][1]) for i, url in enumerate(self.urls)]
+        decision = self.policy.pick(req, candidates)
+        r = self.urls.index(decision.url)
+        self.result.reasons[decision.reason] = self.result.reasons.get(decision.reason, 0) + 1
+        self.result.routed[r] += 1
+        engine_prompt = render_chat(messages)
+        blocks = block_hashes(MODEL, engine_prompt, self.params.block_size,
+                              known=self._system_chains[conv.tenant])
+        seq = SimSequence(next(self.ids), count_tokens(engine_prompt), conv.outputs[index], blocks)
+        self.turns[seq.seq_id] = _Turn(conv, index, now, r, conv.outputs[index])
+        self.in_flight[r] += 1
+        self.models[r].add(seq)
+        if not self.busy[r]:
+            self._start_step(now, r)
+
+    def _scrape(self, now: float) -> None:
+        self.scraped = [(float(m.num_waiting), m.kv_cache_usage) for m in self.models]
+        if now >= self.s.warmup:
+            self.result.in_flight_samples.append(list(self.in_flight))
+            self.result.running_samples.append([m.num_running for m in self.models])
+
+    # -- engine side -----------------------------------------------------------------------------------
+    def _start_step(self, now: float, r: int) -> None:
+        duration = self.models[r].plan_step()
+        self.busy[r] = duration is not None
+        if duration is not None:
+            self._push(now + duration, "step", r)
+
+    def _step_done(self, now: float, r: int) -> None:
+        measuring = now >= self.s.warmup
+        for e in self.models[r].finish_step():
+            turn = self.turns[e.seq_id]
+            if e.generated == 1:
+                turn.first_token = now
+                if measuring and turn.arrival >= self.s.warmup:
+                    self.result.ttft.append(now - turn.arrival)
+            if measuring:
+                self.result.output_tokens += 1
+            if e.finished:
+                del self.turns[e.seq_id]
+                self.in_flight[r] -= 1
+                conv = turn.conv
+                conv.answered.append(turn.output)
+                if measuring:
+                    self.result.completed += 1
+                if turn.index + 1 < len(conv.questions):
+                    self._push(now + conv.think_times[turn.index], "turn", (conv, turn.index + 1))
+        self._start_step(now, r)
+

@@ -1,0 +1,48 @@
+"""The package's public names, the factory, and the chat rendering used for hashing."""
+
+from __future__ import annotations
+
+import pytest
+
+import inferstack.scheduling as scheduling
+from inferstack.scheduling import POLICIES, REASONS, make_policy, render_chat_prompt
+
+
+def test_public_names_are_deliberate() -> None:
+    assert sorted(scheduling.__all__) == sorted([
+        "POLICIES", "REASONS", "Decision", "EndpointLoad", "LeastLoad", "NoCandidateError", "Policy",
+        "PrefixAffinity", "PrefixIndex", "Reason", "RoundRobin", "RoutingRequest", "Session",
+        "make_policy", "prefix_chain", "render_chat_prompt", "rendezvous_order",
+    ])
+
+
+def test_reasons_match_the_metrics_catalogue() -> None:
+    assert set(REASONS) == {"prefix_hit", "prefix_miss", "load_bound", "least_load", "round_robin",
+                            "session", "only_candidate"}
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_make_policy_accepts_every_setting(name: str) -> None:
+    policy = make_policy(name, load_factor=1.5, waiting_weight=0.5, block_chars=128, max_blocks=64,
+                         home_blocks=2, index_capacity=1000)
+    assert policy.name == name
+
+
+def test_make_policy_rejects_unknown_names_and_settings() -> None:
+    with pytest.raises(ValueError, match="unknown routing policy"):
+        make_policy("random")
+    with pytest.raises(ValueError, match="load_factr"):
+        make_policy("session", load_factr=2)
+    with pytest.raises(ValueError):
+        make_policy("prefix_affinity", load_factor=0.5)
+
+
+def test_chat_rendering_is_stable_and_grows_by_appending() -> None:
+    turn1 = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    turn2 = [*turn1, {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "More"}]
+    assert render_chat_prompt(turn1) == render_chat_prompt([dict(m) for m in turn1])
+    assert render_chat_prompt(turn2).startswith(render_chat_prompt(turn1))
+    parts = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
+    assert render_chat_prompt(parts) == render_chat_prompt([{"role": "user", "content": "Hi"}])
+    assert render_chat_prompt([{"role": "user", "content": "Hi"}]) != render_chat_prompt(
+        [{"role": "system", "content": "Hi"}])

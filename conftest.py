@@ -33,7 +33,9 @@ def vllm_engine() -> Iterator[str]:
 def live_stack(vllm_engine: str) -> Iterator[LiveStack]:
     stack = devstack.Stack(run_dir=devstack.RUN_DIR / "pytest")
     try:
-        gateway = devstack.start_gateway(stack, [vllm_engine], env={"INFERSTACK_AUTH_ENABLED": "false"})
-        yield LiveStack(gateway_url=gateway.url, vllm_url=vllm_engine, model="tiny-llama", api_key=None)
+        keys = stack.run_dir / "live-keys.yaml"
+        key = devstack.dev_key(keys)
+        gateway = devstack.start_gateway(stack, [vllm_engine], env=devstack.auth_env(keys))
+        yield LiveStack(gateway_url=gateway.url, vllm_url=vllm_engine, model="tiny-llama", api_key=key)
     finally:
         stack.stop()

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -20,11 +22,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from .config import Settings
-from .errors import GatewayError, internal_error_body
+from .errors import GatewayError, InvalidRequestError, internal_error_body
+from .filters import Tenancy
 from .metrics.gateway import GatewayMetrics
 from .relay.client import create_session
 from .relay.proxy import ProxyEndpoint, Receive, Scope, Send
-from .router.hold import Admission
+from .router.hold import HoldQueue
 from .scheduler import Scheduler
 from .upstream.load import LoadScraper
 from .upstream.pool import UpstreamPool
@@ -38,8 +41,9 @@ class Gateway:
     metrics: GatewayMetrics
     session: aiohttp.ClientSession
     pool: UpstreamPool
-    admission: Admission
+    holds: HoldQueue
     scheduler: Scheduler
+    tenancy: Tenancy
     proxies: dict[str, ProxyEndpoint] = field(default_factory=dict)
     draining: bool = False
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -56,19 +60,24 @@ class _ProxyRoute:
         await gateway.proxies[self.kind](scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings if settings is not None else Settings()
-    metrics = GatewayMetrics()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+@contextlib.asynccontextmanager
+async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) -> AsyncIterator[None]:
+    """Build every resource in order, hand it to whoever needs it, close it all in reverse."""
+    async with contextlib.AsyncExitStack() as stack:
+        tenancy = await stack.enter_async_context(Tenancy.open(
+            settings.tenancy, registry=metrics.registry, rate_limited=metrics.rate_limited,
+            auth_enabled=settings.auth_enabled, keys_file=settings.keys_file,
+            admin_key_sha256=settings.admin_key, redis_url=settings.redis_url, prices_file=settings.prices_file,
+        ))
         session = create_session(settings)
+        stack.push_async_callback(session.close)
         pool = UpstreamPool(settings, session, metrics)
-        admission = Admission(settings, pool, metrics)
+        stack.push_async_callback(pool.close)
+        holds = HoldQueue(settings, pool, metrics)
         scheduler = Scheduler(settings, metrics)
-        gateway = Gateway(settings, metrics, session, pool, admission, scheduler)
+        gateway = Gateway(settings, metrics, session, pool, holds, scheduler, tenancy)
         for kind in ("chat", "completions", "embeddings"):
-            gateway.proxies[kind] = ProxyEndpoint(kind, settings, session, pool, admission, scheduler, metrics)
+            gateway.proxies[kind] = ProxyEndpoint(kind, settings, session, pool, holds, scheduler, metrics, tenancy)
         app.state.gateway = gateway
         pool.set_urls(settings.upstreams if settings.discovery == "static" else [])
         scraper = LoadScraper(pool, session, settings.routing.scrape_interval)
@@ -79,11 +88,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for task in gateway.tasks:
                 task.cancel()
             await asyncio.gather(*gateway.tasks, return_exceptions=True)
-            await pool.close()
-            await session.close()
 
-    app = FastAPI(title="inferstack gateway", lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+
+def _month_start(at: float) -> float:
+    now = datetime.fromtimestamp(at, UTC)
+    return datetime(now.year, now.month, 1, tzinfo=UTC).timestamp()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings if settings is not None else Settings()
+    metrics = GatewayMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with _running(app, settings, metrics):
+            yield
+
+    app = FastAPI(title="inferstack gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.metrics = metrics
     for kind, path in (("chat", "/v1/chat/completions"), ("completions", "/v1/completions"),
                        ("embeddings", "/v1/embeddings")):
@@ -116,6 +137,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cards += [{"id": m, "object": "model", "owned_by": "inferstack"}
                   for m in sorted(gateway.pool.known_models - listed)]
         return {"object": "list", "data": cards}
+
+    @app.get("/admin/usage")
+    async def admin_usage(request: Request, start: str = "", end: str = "") -> Response:
+        """Usage and spend per tenant for a time range (epoch seconds; default: this month so far)."""
+        gateway: Gateway = request.app.state.gateway
+        try:
+            end_s = float(end) if end else time.time()
+            start_s = float(start) if start else _month_start(end_s)
+            report = await gateway.tenancy.usage_report(request.headers.get("authorization"), start_s, end_s)
+        except ValueError as exc:
+            raise InvalidRequestError(f"Bad time range: {exc}", param="start") from None
+        return JSONResponse(report)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

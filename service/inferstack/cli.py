@@ -12,7 +12,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="inferstack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the gateway (configured by INFERSTACK_* environment variables)")
-    args = parser.parse_args(argv)
+    sub.add_parser("keys", help="create API keys and key-file entries (inferstack keys --help)", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "keys":
+        from .filters.keys_cli import main as keys_main
+
+        return keys_main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "serve":
         from .config import Settings
 

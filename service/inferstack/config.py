@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .filters.settings import TenancySettings
+
 
 class Timeouts(BaseModel):
     """Upstream timeouts in seconds. Streams are bounded by ``idle`` between chunks, not only ``total``."""
@@ -107,6 +109,9 @@ class Settings(BaseSettings):
     )
     auth_enabled: bool = Field(True, description="Require `Authorization: Bearer <key>`.")
     keys_file: str = Field("", description="YAML file of API key entries; reloaded when it changes.")
+    admin_key: str = Field(
+        "", description="SHA-256 (hex) of the admin key for /admin/usage (`inferstack keys hash`); empty: no admin."
+    )
     redis_url: str = Field("", description="Redis for limits, usage and cache shared across replicas.")
     prices_file: str = Field("", description="YAML price table in USD per 1M tokens per model.")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
@@ -127,6 +132,7 @@ class Settings(BaseSettings):
     health: HealthCheck = Field(default_factory=HealthCheck)
     outlier: OutlierDetection = Field(default_factory=OutlierDetection)
     routing: Routing = Field(default_factory=Routing)
+    tenancy: TenancySettings = Field(default_factory=TenancySettings)
 
     @field_validator("upstreams", "models", mode="before")
     @classmethod
@@ -161,11 +167,17 @@ class Settings(BaseSettings):
 
 
 def _known(variable: str) -> bool:
-    name, _, sub = variable[len(ENV_PREFIX) :].lower().partition("__")
-    field = Settings.model_fields.get(name)
-    if field is None:
-        return False
-    if not sub:
-        return True
-    nested = field.annotation
-    return isinstance(nested, type) and issubclass(nested, BaseModel) and sub in nested.model_fields
+    """Is ``INFERSTACK_A__B__C`` a field path of Settings (nested value objects included)?"""
+    model: type[BaseModel] = Settings
+    parts = variable[len(ENV_PREFIX) :].lower().split("__")
+    for i, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        nested = field.annotation
+        if i == len(parts) - 1:
+            return True
+        if not (isinstance(nested, type) and issubclass(nested, BaseModel)):
+            return False
+        model = nested
+    return True

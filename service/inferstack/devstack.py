@@ -32,7 +32,6 @@ REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache"
 RUN_DIR = CACHE / "devstack"
 DEFAULT_MODEL_DIR = CACHE / "models" / "tiny-llama"
-DEV_KEY_FILE = RUN_DIR / "dev-key.txt"
 
 
 def free_port() -> int:
@@ -274,7 +273,8 @@ def main() -> int:
                 _say(f"starting vLLM for {model_name} (about 40 s on CPU)")
                 engine = start_engine(stack, model, model_name, port=int(os.environ.get("ENGINE_PORT", "8000")))
                 upstreams = [engine.url]
-            gateway = start_gateway(stack, upstreams, port=gateway_port, env=_auth_env())
+            key = dev_key(stack.run_dir / "dev-keys.yaml")
+            gateway = start_gateway(stack, upstreams, port=gateway_port, env=auth_env(stack.run_dir / "dev-keys.yaml"))
             if model_name is None:
                 _, body = http_get(gateway.url + "/v1/models")
                 ids = [m["id"] for m in json.loads(body or b"{}").get("data", [])]
@@ -284,7 +284,7 @@ def main() -> int:
                 port=int(os.environ.get("PROMETHEUS_PORT", "9090")),
             )
             sys.stderr.write("\r\033[K")
-            print(_banner(gateway.url, model_name, prometheus.url if prometheus else None, _dev_key()), flush=True)
+            print(_banner(gateway.url, model_name, prometheus.url if prometheus else None, key), flush=True)
             while all(s.process.poll() is None for s in stack.services):
                 time.sleep(0.5)
             dead = next(s for s in stack.services if s.process.poll() is not None)
@@ -301,13 +301,15 @@ def main() -> int:
             stack.stop()
 
 
-def _auth_env() -> dict[str, str]:
-    """Local auth: on, with a development key printed by the banner (never silently off)."""
-    return {"INFERSTACK_AUTH_ENABLED": "false"}
+def dev_key(path: Path) -> str:
+    """Local auth stays on: a fresh unlimited development key, written to ``path`` and printed."""
+    from .filters import write_dev_keyfile
+
+    return write_dev_keyfile(path)
 
 
-def _dev_key() -> str | None:
-    return None
+def auth_env(keys_file: Path) -> dict[str, str]:
+    return {"INFERSTACK_AUTH_ENABLED": "true", "INFERSTACK_KEYS_FILE": str(keys_file)}
 
 
 if __name__ == "__main__":

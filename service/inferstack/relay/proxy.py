@@ -32,8 +32,9 @@ from ..errors import (
     UpstreamError,
     internal_error_body,
 )
+from ..filters import Admission, Tenancy
 from ..metrics.gateway import GatewayMetrics
-from ..router.hold import Admission
+from ..router.hold import HoldQueue
 from ..router.retry import backoff
 from ..scheduler import Route, Scheduler
 from ..upstream.endpoint import Endpoint
@@ -76,6 +77,9 @@ class Exchange:
     ttft: float | None = None
     error: str | None = None
     route: Route | None = None
+    usage: dict[str, Any] | None = None
+    whole: bytes | None = None
+    """The body of a non-stream 200, for the response cache."""
     request_headers: dict[str, str] = field(default_factory=dict)
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
@@ -87,9 +91,10 @@ class ProxyEndpoint:
         settings: Settings,
         session: aiohttp.ClientSession,
         pool: UpstreamPool,
-        admission: Admission,
+        holds: HoldQueue,
         scheduler: Scheduler,
         metrics: GatewayMetrics,
+        tenancy: Tenancy,
     ) -> None:
         self.kind = kind
         self.path = {"chat": "/v1/chat/completions", "completions": "/v1/completions",
@@ -97,9 +102,10 @@ class ProxyEndpoint:
         self._settings = settings
         self._session = session
         self._pool = pool
-        self._admission = admission
+        self._holds = holds
         self._scheduler = scheduler
         self._metrics = metrics
+        self._tenancy = tenancy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -125,7 +131,23 @@ class ProxyEndpoint:
             watcher = asyncio.create_task(_wait_disconnect(receive))
             watcher.add_done_callback(client_left)
             payload = self._validate(body, ex)
-            await self._forward(payload, body, ex, responder)
+            admission = await self._tenancy.admit(
+                self.kind, payload, body, scope["headers"], self._pool.revision(payload["model"])
+            )
+            ex.tenant = admission.tenant_label
+            ex.response_headers.extend(admission.headers)
+            reached_upstream = False
+            try:
+                self._check_model(payload, ex)
+                if admission.cached is not None:
+                    await self._replay(admission, payload, ex, responder)
+                else:
+                    reached_upstream = True
+                    await self._forward(payload, body, ex, responder, admission)
+            finally:
+                await self._tenancy.finish(
+                    admission, status=ex.status, usage=ex.usage, response=ex.whole, reached_upstream=reached_upstream
+                )
         except ClientGone:
             ex.status = 499
         except asyncio.CancelledError:
@@ -165,13 +187,36 @@ class ProxyEndpoint:
         stream = payload.get("stream", False)
         if not isinstance(stream, bool) or (stream and self.kind == "embeddings"):
             raise InvalidRequestError("'stream' must be a boolean (and false for embeddings).", param="stream")
-        if model not in self._pool.known_models:
-            raise NotFoundError(f"The model '{model}' does not exist.", param="model", code="model_not_found")
-        ex.model, ex.stream = model, stream
+        ex.stream = stream
         return payload
 
+    def _check_model(self, payload: dict[str, Any], ex: Exchange) -> None:
+        # After auth: an unauthenticated caller learns nothing about which models exist.
+        model = payload["model"]
+        if model not in self._pool.known_models:
+            raise NotFoundError(f"The model '{model}' does not exist.", param="model", code="model_not_found")
+        ex.model = model
+
+    async def _replay(self, adm: Admission, payload: dict[str, Any], ex: Exchange, out: _Responder) -> None:
+        """A cache hit or an Idempotency-Key replay: the stored answer, as JSON or as a stream."""
+        assert adm.cached is not None
+        if not ex.stream:
+            ex.status = adm.cached_status
+            ex.response_headers.append((b"content-type", b"application/json"))
+            await out.whole(adm.cached_status, adm.cached, ex)
+            return
+        options = payload.get("stream_options")
+        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        ex.status = 200
+        ex.response_headers.append((b"content-type", b"text/event-stream; charset=utf-8"))
+        await out.start(200, ex)
+        await out.body(b"".join(adm.replay_events(wants_usage)))
+        await out.end()
+
     # -- routing and retries ----------------------------------------------------------------------
-    async def _forward(self, payload: dict[str, Any], body: bytes, ex: Exchange, out: _Responder) -> None:
+    async def _forward(
+        self, payload: dict[str, Any], body: bytes, ex: Exchange, out: _Responder, adm: Admission
+    ) -> None:
         wants_usage = True
         if ex.stream:
             options = payload.get("stream_options")
@@ -186,11 +231,11 @@ class ProxyEndpoint:
         pick = self._scheduler.picker(route)
         deadline = time.monotonic() + self._settings.timeouts.total
         exclude: frozenset[str] = frozenset()
-        endpoint = await self._admission.acquire(ex.model, pick)
+        endpoint = await self._holds.acquire(ex.model, pick)
         while endpoint is not None:
             ex.upstream, ex.attempts = endpoint.url, ex.attempts + 1
             try:
-                await self._attempt(endpoint, body, ex, out, wants_usage, deadline)
+                await self._attempt(endpoint, body, ex, out, wants_usage, deadline, adm)
                 self._pool.record_success(endpoint)
                 return
             except AttemptError as err:
@@ -200,7 +245,7 @@ class ProxyEndpoint:
                 log.warning("upstream attempt failed", extra={
                     "request_id": ex.request_id, "upstream": endpoint.url, "kind": err.kind})
             finally:
-                self._admission.release(ex.model, endpoint)
+                self._holds.release(ex.model, endpoint)
                 self._scheduler.finished(route, endpoint)
             # Nothing has reached the client: try another replica, within the retry policy and deadline.
             exclude = exclude | {endpoint.url}
@@ -208,7 +253,7 @@ class ProxyEndpoint:
             if ex.attempts > self._settings.retry.max_retries or time.monotonic() + wait >= deadline:
                 break
             await asyncio.sleep(wait)
-            endpoint = await self._admission.acquire(ex.model, pick, exclude, wait=False)
+            endpoint = await self._holds.acquire(ex.model, pick, exclude, wait=False)
             if endpoint is not None:
                 self._metrics.retries.labels(ex.model).inc()
         raise failure.error
@@ -216,7 +261,7 @@ class ProxyEndpoint:
     # -- one upstream attempt ---------------------------------------------------------------------
     async def _attempt(
         self, endpoint: Endpoint, body: bytes, ex: Exchange, out: _Responder, wants_usage: bool,
-        deadline: float,
+        deadline: float, adm: Admission,
     ) -> None:
         """Raise AttemptError for anything that fails before the first byte goes to the client."""
         headers = {"content-type": "application/json", "x-request-id": ex.request_id}
@@ -250,11 +295,12 @@ class ProxyEndpoint:
         )
         try:
             if streaming:
-                await self._relay(resp, endpoint, first, ex, out, wants_usage, deadline)
+                await self._relay(resp, endpoint, first, ex, out, wants_usage, deadline, adm)
             else:
                 # Non-stream answers (including the upstream's own 4xx errors) pass through unchanged.
                 ex.status = resp.status
                 if resp.status == 200:
+                    ex.whole = first
                     self._account(ex, _usage_of_body(first))
                 await out.whole(resp.status, first, ex)
         finally:
@@ -262,9 +308,10 @@ class ProxyEndpoint:
 
     async def _relay(
         self, resp: aiohttp.ClientResponse, endpoint: Endpoint, first: bytes, ex: Exchange, out: _Responder,
-        wants_usage: bool, deadline: float,
+        wants_usage: bool, deadline: float, adm: Admission,
     ) -> None:
         ex.status = 200
+        assembler = adm.assembler
         await out.start(200, ex)
         splitter = EventSplitter()
         ttft_hist = self._metrics.ttft_hist(ex.model, ex.endpoint)
@@ -283,6 +330,8 @@ class ProxyEndpoint:
                         parts: list[bytes] = []
                         texts = 0
                         for event in events:
+                            if assembler is not None:
+                                assembler.feed(event)
                             if b'"usage":{' in event:
                                 found = usage_of(event)
                                 if found is not None:
@@ -324,6 +373,7 @@ class ProxyEndpoint:
     def _account(self, ex: Exchange, usage: dict[str, Any] | None) -> None:
         if not usage:
             return
+        ex.usage = usage
         prompt = usage.get("prompt_tokens")
         completion = usage.get("completion_tokens")
         if isinstance(prompt, int):

@@ -20,7 +20,7 @@ from ..upstream.pool import UpstreamPool
 Picker = Callable[[Sequence[Endpoint]], Endpoint]
 
 
-class Admission:
+class HoldQueue:
     def __init__(self, settings: Settings, pool: UpstreamPool, metrics: GatewayMetrics) -> None:
         self._settings = settings
         self._pool = pool

@@ -82,6 +82,14 @@ class UpstreamPool:
                     cards.setdefault(model_id, card)
         return [cards[k] for k in sorted(cards)]
 
+    def revision(self, model: str) -> str:
+        """What identifies the weights behind ``model`` (vLLM's ``root``: path or repo id); part of cache keys."""
+        for endpoint in self.endpoints.values():
+            card = endpoint.model_cards.get(model)
+            if card is not None:
+                return str(card.get("root") or "")
+        return ""
+
     async def wait_for_change(self, within: float) -> None:
         """Wait until membership, health or capacity changes, or ``within`` seconds pass."""
         event = self._changed

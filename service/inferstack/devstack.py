@@ -40,6 +40,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def ensure_free(port: int, what: str) -> None:
+    """Fail early and clearly: a readiness probe on a taken port would be answered by someone else."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise RuntimeError(f"port {port} is already in use; {what} needs it (choose another with the"
+                               f" variable shown in the README, or stop what holds it)") from None
+
+
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
@@ -140,6 +150,7 @@ def start_engine(stack: Stack, model: str, served_name: str, port: int | None = 
     from .engine import vllm
 
     port = port or free_port()
+    ensure_free(port, "vLLM (ENGINE_PORT)")
     argv, env = vllm.command(model, port=port, served_name=served_name)
     service = stack.start(f"vllm-{port}", argv, f"http://127.0.0.1:{port}", env)
     stack.wait_ready(service, "/v1/models", timeout, lambda body: served_name.encode() in body)
@@ -149,6 +160,7 @@ def start_engine(stack: Stack, model: str, served_name: str, port: int | None = 
 def start_gateway(stack: Stack, upstreams: list[str], port: int | None = None, env: dict[str, str] | None = None,
                   timeout: float = 60.0) -> Service:
     port = port or free_port()
+    ensure_free(port, "the gateway (GATEWAY_PORT)")
     gateway_env = {
         "INFERSTACK_HOST": "127.0.0.1",
         "INFERSTACK_PORT": str(port),
@@ -185,6 +197,7 @@ def start_prometheus(stack: Stack, targets: dict[str, list[str]], port: int | No
         stack.progress("prometheus not installed: skipping it (scripts/install-observability.sh installs it)")
         return None
     port = port or free_port()
+    ensure_free(port, "Prometheus (PROMETHEUS_PORT)")
     data = stack.run_dir / f"prometheus-{port}"
     data.mkdir(parents=True, exist_ok=True)
     config = data / "prometheus.yml"
@@ -214,9 +227,29 @@ def _model_source() -> tuple[str, str]:
     return str(DEFAULT_MODEL_DIR), "tiny-llama"
 
 
-def _say(message: str) -> None:
-    sys.stderr.write(f"\r\033[K[inferstack] {message}")
-    sys.stderr.flush()
+class _Progress:
+    """One status line that rewrites itself on a terminal; plain lines, at most every 10 s, in a log."""
+
+    def __init__(self) -> None:
+        self._tty = sys.stderr.isatty()
+        self._last = ""
+        self._last_at = 0.0
+
+    def __call__(self, message: str) -> None:
+        if message == self._last:
+            return
+        waiting = message.startswith("waiting")
+        if self._tty:
+            sys.stderr.write(f"\r\033[K[inferstack] {message}")
+        elif not waiting or time.monotonic() - self._last_at >= 10:
+            sys.stderr.write(f"[inferstack] {message}\n")
+            self._last_at = time.monotonic()
+        self._last = message
+        sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self._tty:
+            sys.stderr.write("\r\033[K")
 
 
 def _banner(gateway: str, model: str, prometheus: str | None, key: str | None) -> str:
@@ -262,7 +295,8 @@ def _signals_stop() -> Iterator[None]:
 
 
 def main() -> int:
-    stack = Stack(progress=_say)
+    say = _Progress()
+    stack = Stack(progress=say)
     gateway_port = int(os.environ.get("GATEWAY_PORT", "8080"))
     with _signals_stop():
         try:
@@ -270,7 +304,7 @@ def main() -> int:
             model_name = None
             if not upstreams:
                 model, model_name = _model_source()
-                _say(f"starting vLLM for {model_name} (about 40 s on CPU)")
+                say(f"starting vLLM for {model_name} (about 40 s on CPU)")
                 engine = start_engine(stack, model, model_name, port=int(os.environ.get("ENGINE_PORT", "8000")))
                 upstreams = [engine.url]
             key = dev_key(stack.run_dir / "dev-keys.yaml")
@@ -283,7 +317,7 @@ def main() -> int:
                 stack, {"inferstack-gateway": [_host(gateway.url)], "vllm": [_host(u) for u in upstreams]},
                 port=int(os.environ.get("PROMETHEUS_PORT", "9090")),
             )
-            sys.stderr.write("\r\033[K")
+            say.clear()
             print(_banner(gateway.url, model_name, prometheus.url if prometheus else None, key), flush=True)
             while all(s.process.poll() is None for s in stack.services):
                 time.sleep(0.5)

@@ -82,7 +82,8 @@ def test_vllm_errors_come_back_openai_shaped(client: openai.OpenAI, live_stack: 
 
 
 def test_curl_style_stream_is_plain_sse(live_stack: LiveStack) -> None:
-    with httpx.stream("POST", live_stack.gateway_url + "/v1/chat/completions", timeout=120, json={
+    headers = {"authorization": f"Bearer {live_stack.api_key}"} if live_stack.api_key else {}
+    with httpx.stream("POST", live_stack.gateway_url + "/v1/chat/completions", timeout=120, headers=headers, json={
         "model": live_stack.model, "stream": True, "max_tokens": 8,
         "messages": [{"role": "user", "content": "Hello!"}],
     }) as resp:

@@ -1,0 +1,91 @@
+# dev: cheapest shape that still behaves like prod. One NAT gateway, EKS Auto Mode (no node group to
+# pay for while idle), GPUs only while an engine is scheduled; repositories and buckets can be destroyed.
+
+locals {
+  environment = "dev"
+  namespace   = "inferstack" # gateway and engines (k8s/overlays/aws-gpu)
+
+  tags = {
+    project     = "inferstack"
+    environment = local.environment
+    managed-by  = "terraform"
+  }
+
+  # Karpenter chart version the controller policy in modules/karpenter was written for (v1 API).
+  karpenter_version = "1.5.0"
+}
+
+module "network" {
+  source = "../../modules/network"
+
+  name               = var.cluster_name
+  cluster_name       = var.cluster_name
+  cidr               = "10.10.0.0/16"
+  az_count           = 3
+  availability_zones = var.availability_zones
+  single_nat_gateway = true # saves 2 x $0.045/h; an AZ outage cuts dev egress, which is acceptable
+}
+
+module "eks" {
+  source = "../../modules/eks"
+
+  cluster_name        = var.cluster_name
+  kubernetes_version  = var.kubernetes_version
+  compute_mode        = var.compute_mode
+  vpc_id              = module.network.vpc_id
+  subnet_ids          = module.network.private_subnet_ids
+  public_access_cidrs = var.public_access_cidrs
+  log_retention_days  = 14
+
+  system_node_group = {
+    instance_types = ["t3.large", "m7i.large"]
+    min_size       = 1
+    desired_size   = 2
+    max_size       = 2
+  }
+
+  access_entries = merge(
+    { for i, arn in var.admin_principal_arns : "admin-${i}" => { principal_arn = arn } },
+    # The apply role also deploys the Kubernetes overlay, so it needs to reach the cluster.
+    var.github_repository == null ? {} : { ci-apply = { principal_arn = module.ci[0].apply_role_arn } },
+  )
+}
+
+module "karpenter" {
+  source = "../../modules/karpenter"
+  count  = var.compute_mode == "karpenter" ? 1 : 0
+
+  cluster_name = module.eks.cluster_name
+}
+
+module "registry" {
+  source = "../../modules/registry"
+
+  name_prefix        = var.cluster_name
+  keep_tagged_images = 10
+  force_delete       = true # dev images are rebuilt from git at will
+}
+
+module "models" {
+  source = "../../modules/models"
+
+  cluster_name                   = module.eks.cluster_name
+  namespace                      = local.namespace
+  service_account                = "vllm-engine"
+  noncurrent_version_expiry_days = 7
+  force_destroy                  = true
+}
+
+module "ci" {
+  source = "../../modules/ci"
+  count  = var.github_repository == null ? 0 : 1
+
+  name_prefix          = var.cluster_name
+  github_repository    = var.github_repository
+  apply_environment    = local.environment
+  state_bucket_name    = var.state_bucket_name
+  state_key_prefix     = "envs/${local.environment}/"
+  create_oidc_provider = var.create_github_oidc_provider
+  oidc_provider_arn    = var.github_oidc_provider_arn
+  ecr_repository_arns  = values(module.registry.repository_arns)
+}

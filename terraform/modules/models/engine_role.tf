@@ -1,0 +1,53 @@
+# Read-only access for engine pods (namespace/service account below) through EKS Pod Identity.
+
+resource "aws_iam_role" "engine" {
+  name = "${var.cluster_name}-engine"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "pods.eks.amazonaws.com" }
+      Action    = ["sts:AssumeRole", "sts:TagSession"]
+    }]
+  })
+  tags = var.tags
+}
+
+resource "aws_iam_role_policy" "engine_read_models" {
+  name = "read-model-weights"
+  role = aws_iam_role.engine.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "ListWeights"
+        Effect   = "Allow"
+        Action   = "s3:ListBucket"
+        Resource = aws_s3_bucket.models.arn
+        Condition = {
+          StringLike = { "s3:prefix" = [for p in var.read_prefixes : "${p}*"] }
+        }
+      },
+      {
+        Sid      = "ReadWeights"
+        Effect   = "Allow"
+        Action   = "s3:GetObject"
+        Resource = [for p in var.read_prefixes : "${aws_s3_bucket.models.arn}/${p}*"]
+      },
+      {
+        Sid      = "DecryptWeights"
+        Effect   = "Allow"
+        Action   = "kms:Decrypt"
+        Resource = aws_kms_key.models.arn
+      },
+    ]
+  })
+}
+
+resource "aws_eks_pod_identity_association" "engine" {
+  cluster_name    = var.cluster_name
+  namespace       = var.namespace
+  service_account = var.service_account
+  role_arn        = aws_iam_role.engine.arn
+  tags            = var.tags
+}

@@ -1,0 +1,54 @@
+# ECR repositories for the gateway and engine images: immutable tags (a tag always means the same
+# image, so a rollout is reproducible), scanned on push, pruned by lifecycle rules because vLLM
+# images are several GB each and storage is billed per GB-month.
+
+resource "aws_ecr_repository" "this" {
+  for_each = toset(var.repositories)
+
+  name                 = "${var.name_prefix}/${each.value}"
+  image_tag_mutability = "IMMUTABLE"
+  force_delete         = var.force_delete
+
+  image_scanning_configuration {
+    scan_on_push = true
+  }
+
+  encryption_configuration {
+    encryption_type = "KMS"
+    kms_key         = var.kms_key_arn
+  }
+
+  tags = var.tags
+}
+
+resource "aws_ecr_lifecycle_policy" "this" {
+  for_each = aws_ecr_repository.this
+
+  repository = each.value.name
+  policy = jsonencode({
+    rules = [
+      {
+        rulePriority = 1
+        description  = "Expire untagged images after ${var.untagged_expiry_days} days"
+        selection = {
+          tagStatus   = "untagged"
+          countType   = "sinceImagePushed"
+          countUnit   = "days"
+          countNumber = var.untagged_expiry_days
+        }
+        action = { type = "expire" }
+      },
+      {
+        # tagStatus "any" must be the lowest-priority rule.
+        rulePriority = 2
+        description  = "Keep the ${var.keep_tagged_images} most recent images"
+        selection = {
+          tagStatus   = "any"
+          countType   = "imageCountMoreThan"
+          countNumber = var.keep_tagged_images
+        }
+        action = { type = "expire" }
+      },
+    ]
+  })
+}

@@ -39,3 +39,14 @@ def live_stack(vllm_engine: str) -> Iterator[LiveStack]:
         yield LiveStack(gateway_url=gateway.url, vllm_url=vllm_engine, model="tiny-llama", api_key=key)
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_pair(vllm_engine: str) -> Iterator[list[str]]:
+    """Two real vLLM replicas of the tiny model (prefix caching on): the session engine and one more."""
+    stack = devstack.Stack(run_dir=devstack.RUN_DIR / "pytest")
+    try:
+        second = devstack.start_engine(stack, str(devstack.DEFAULT_MODEL_DIR), "tiny-llama")
+        yield [vllm_engine, second.url]
+    finally:
+        stack.stop()

@@ -29,6 +29,7 @@ from .relay.client import create_session
 from .relay.proxy import ProxyEndpoint, Receive, Scope, Send
 from .router.hold import HoldQueue
 from .scheduler import Scheduler
+from .upstream.discovery import from_settings
 from .upstream.load import LoadScraper
 from .upstream.pool import UpstreamPool
 
@@ -79,7 +80,8 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
         for kind in ("chat", "completions", "embeddings"):
             gateway.proxies[kind] = ProxyEndpoint(kind, settings, session, pool, holds, scheduler, metrics, tenancy)
         app.state.gateway = gateway
-        pool.set_urls(settings.upstreams if settings.discovery == "static" else [])
+        discovery = from_settings(settings)
+        gateway.tasks.append(asyncio.create_task(discovery.run(pool.set_urls), name="discovery"))
         scraper = LoadScraper(pool, session, settings.routing.scrape_interval)
         gateway.tasks.append(asyncio.create_task(scraper.run(), name="engine load scraper"))
         try:

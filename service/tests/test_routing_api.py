@@ -79,3 +79,17 @@ async def test_session_policy_sticks_by_header_or_user() -> None:
             await client.post(url + "/v1/chat/completions", json={**CHAT, "user": "bob"})
         text = (await client.get(url + "/metrics")).text
         assert metric(text, "inferstack_routing_decisions_total", policy="session") == 7
+
+
+async def test_dns_discovery_finds_replicas_through_the_resolver() -> None:
+    from inferstack.fake_engine import EngineConfig, running_engine
+
+    from .gateway_harness import running_gateway
+
+    async with running_engine(EngineConfig()) as engine:
+        port = int(engine.rsplit(":", 1)[1])
+        async with running_gateway([], discovery="dns", dns_name="localhost", dns_port=port,
+                                   dns_interval=0.2) as (url, _), httpx.AsyncClient() as client:
+            resp = await client.post(url + "/v1/chat/completions", json=CHAT)
+            assert resp.status_code == 200
+            assert [m["id"] for m in (await client.get(url + "/v1/models")).json()["data"]] == ["fake-model"]

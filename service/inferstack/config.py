@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     hold_timeout: float = Field(
         120.0, ge=0, description="Seconds a request waits for a ready replica (scale from zero) before 503."
     )
+    queue_timeout: float = Field(
+        30.0, ge=0, description="Seconds a request waits while every replica is at its in-flight cap, then 429."
+    )
     max_held_requests: int = Field(1000, ge=0, description="Requests that may wait at once; more get 429.")
     drain_grace: float = Field(
         5.0, ge=0, description="Seconds after SIGTERM that new requests are still served (readiness fails)."

@@ -237,3 +237,20 @@ async def test_held_requests_complete_when_a_replica_appears() -> None:
         async with running_engine(EngineConfig(), port=port):
             results = await asyncio.gather(*requests)
         assert [r.status_code for r in results] == [200, 200, 200]
+
+
+async def test_a_full_fleet_queues_briefly_then_answers_429_with_retry_after() -> None:
+    # One slot, a 2-second stream holding it: the next request waits queue_timeout, then 429.
+    async with fleet(Behaviour(output_tokens=40, itl=0.05), max_in_flight_per_replica=1, queue_timeout=0.3) as (
+        url, _, _app,
+    ), httpx.AsyncClient(timeout=30) as client:
+        async with client.stream("POST", url + "/v1/chat/completions", json={**CHAT, "stream": True}) as first:
+            lines = first.aiter_lines()  # held, not abandoned: a dropped iterator closes the stream
+            while not carries_text((await anext(lines)).encode() + b"\n\n"):
+                pass
+            second = await client.post(url + "/v1/chat/completions", json=CHAT)
+            assert second.status_code == 429
+            assert second.headers["retry-after"] == "1"
+            assert second.json()["error"]["code"] == "rate_limit_exceeded"
+        text = (await client.get(url + "/metrics")).text
+        assert metric(text, "inferstack_held_requests") == 0

@@ -28,6 +28,8 @@ class HoldQueue:
         self._held: dict[str, int] = {}
         self._in_flight: dict[str, int] = {}
         self._total_held = 0
+        for model in settings.models:  # the autoscaler's series exists before the first request
+            metrics.demand.labels(model).set(0)
 
     def demand(self, model: str) -> int:
         return self._held.get(model, 0) + self._in_flight.get(model, 0)
@@ -46,11 +48,15 @@ class HoldQueue:
         if self._total_held >= self._settings.max_held_requests:
             self._metrics.rate_limited.labels("all", "queue").inc()
             raise RateLimitError("The gateway's wait queue is full; retry later.", retry_after=1)
-        deadline = time.monotonic() + self._settings.hold_timeout
+        started = time.monotonic()
         self._hold(model, +1)
         try:
             while True:
-                remaining = deadline - time.monotonic()
+                # Scale from zero may take minutes (node, image, model load); a full fleet should
+                # not keep a client that long: it gets 429 and retries, or another gateway takes it.
+                at_capacity = bool(self._pool.candidates(model))
+                limit = self._settings.queue_timeout if at_capacity else self._settings.hold_timeout
+                remaining = started + limit - time.monotonic()
                 if remaining <= 0:
                     break
                 await self._pool.wait_for_change(remaining)
@@ -62,7 +68,7 @@ class HoldQueue:
         if self._pool.candidates(model):
             raise RateLimitError(
                 f"Every replica serving '{model}' is at capacity; retry later.",
-                retry_after=self._settings.hold_timeout or 1,
+                retry_after=self._settings.queue_timeout or 1,
             )
         raise NoUpstreamError(f"No healthy replica serves model '{model}'.")
 

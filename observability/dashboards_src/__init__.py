@@ -1,0 +1,13 @@
+"""Grafana dashboards as code (grafana-foundation-sdk). ``dashboards()`` maps uid -> dashboard JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import capacity, cost, engines, gpus, service
+
+MODULES = (service, engines, gpus, capacity, cost)
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    return {m.UID: m.build() for m in MODULES}

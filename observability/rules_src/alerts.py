@@ -1,0 +1,123 @@
+"""Operational alerts (the SLO burn-rate alerts are in slo.py). Each carries runbook text."""
+
+from __future__ import annotations
+
+from ..conventions import (
+    ENGINE_WAITING_SATURATED,
+    GATEWAY_JOB,
+    GPU_POD_PENDING_SECONDS,
+    KV_CACHE_FULL,
+    TENANT_BUDGET_WARN,
+)
+from .recording import GPU_POD_PENDING
+
+
+def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str,
+           runbook: str) -> dict[str, object]:
+    rule: dict[str, object] = {"alert": name, "expr": expr}
+    if for_:
+        rule["for"] = for_
+    rule["labels"] = {"severity": severity}
+    rule["annotations"] = {"summary": summary, "description": description, "runbook": runbook}
+    return rule
+
+
+def alert_rules() -> list[dict[str, object]]:
+    return [
+        _alert(
+            "InferstackEngineSaturated",
+            f"max by (namespace, model_name, instance) (vllm:num_requests_waiting) > {ENGINE_WAITING_SATURATED}",
+            "5m", "warning",
+            "Engine {{ $labels.instance }} ({{ $labels.model_name }}) has had a queue for 5 minutes",
+            f"{{{{ $value }}}} requests waiting (threshold {ENGINE_WAITING_SATURATED}): TTFT grows with the queue.",
+            "1. 'Capacity' dashboard: is the autoscaler's input above its threshold, are replicas "
+            "pending? A pending GPU pod means no node: see InferstackGPUPodPendingTooLong.\n"
+            "2. One replica queued while others idle: routing imbalance; check "
+            "inferstack_routing_decisions_total by reason (load_bound should appear).\n"
+            "3. All replicas queued at max replicas: raise the ScaledObject's maxReplicaCount or "
+            "the GPU NodePool's limits.",
+        ),
+        _alert(
+            "InferstackKVCacheNearlyFull",
+            f"max by (namespace, model_name, instance) (vllm:kv_cache_usage_perc) > {KV_CACHE_FULL}",
+            "5m", "warning",
+            "KV cache of {{ $labels.instance }} ({{ $labels.model_name }}) above 95 % for 5 minutes",
+            "KV-cache usage {{ $value | humanizePercentage }}: new requests wait and running ones get "
+            "preempted (vllm:num_preemptions_total).",
+            "1. 'Engines' dashboard: preemptions and prompt lengths. Longer prompts than planned "
+            "need more KV blocks.\n"
+            "2. Lower --max-num-seqs or --max-model-len, or raise --gpu-memory-utilization.\n"
+            "3. Add replicas: lower the autoscaler threshold so scale-out starts earlier.",
+        ),
+        _alert(
+            "InferstackModelUnavailable",
+            "(sum by (namespace, model) (inferstack_model_demand) > 0)\n"
+            " unless on (namespace, model)\n"
+            '(sum by (namespace, model) (inferstack_upstream_replicas{state="ready"}) > 0)',
+            "10m", "critical",
+            "Model {{ $labels.model }} has demand and no ready replica for 10 minutes",
+            "{{ $value }} requests held or in flight; the gateway holds them up to "
+            "INFERSTACK_HOLD_TIMEOUT, then answers 503. A cold start takes 6-8 min on EKS.",
+            "1. kubectl get pods for the model's engine Deployment: Pending means no GPU node "
+            "(check Karpenter's logs and NodePool limits, GPU quota in the region); "
+            "CrashLoopBackOff means the engine fails to start (its logs: model download, OOM).\n"
+            "2. Replicas at 0 with demand: KEDA did not scale from zero; check the ScaledObject's "
+            "status and that its query returns the gateway's inferstack_model_demand.\n"
+            "3. Replicas Running but not ready in the gateway: outlier ejection or discovery; see "
+            "inferstack_upstream_replicas by state.",
+        ),
+        _alert(
+            "InferstackGPUPodPendingTooLong",
+            f"{GPU_POD_PENDING} > {GPU_POD_PENDING_SECONDS}",
+            "", "warning",
+            "GPU pod {{ $labels.namespace }}/{{ $labels.pod }} Pending for {{ $value | humanizeDuration }}",
+            f"A pod requesting a GPU has been Pending for more than {GPU_POD_PENDING_SECONDS // 60} "
+            "minutes, twice a normal cold start.",
+            "1. kubectl describe pod: scheduling events tell whether no node fits (taints, "
+            "tolerations, NodePool requirements) or the image is still pulling.\n"
+            "2. Karpenter logs / NodeClaims: insufficient capacity for the instance types, NodePool "
+            "limits on nvidia.com/gpu reached, or EC2 GPU quota (vCPU limit for G/P instances).\n"
+            "3. Widen the NodePool's instance types or zones, or allow on-demand next to spot.",
+        ),
+        _alert(
+            "InferstackUpstreamEjections",
+            "sum by (namespace, model) (increase(inferstack_upstream_ejections_total[15m])) > 2",
+            "", "warning",
+            "Replicas of {{ $labels.model }} keep being ejected by outlier detection",
+            "{{ $value | humanize }} ejections in 15 minutes: replicas fail requests repeatedly.",
+            "1. inferstack_upstream_errors_total by kind: timeout (engine overloaded or stuck), "
+            "connect (pod dying), http_5xx (engine errors: its logs).\n"
+            "2. 'Engines' dashboard: the ejected instance's KV cache, queue and preemptions.\n"
+            "3. Delete a stuck pod; if all replicas are ejected in turn, look for a bad release.",
+        ),
+        _alert(
+            "InferstackGatewayDown",
+            f'absent(up{{job=~"{GATEWAY_JOB}"}} == 1)',
+            "2m", "critical",
+            "No inferstack gateway target is up",
+            "Prometheus has not scraped any gateway for 2 minutes: clients probably get no answer.",
+            "1. kubectl get pods -l app.kubernetes.io/name=inferstack-gateway; describe crashing "
+            "pods, read their logs (settings are validated at start: the log names a bad field).\n"
+            "2. Pods Running but not scraped: check the ServiceMonitor's selector and port name.\n"
+            "3. Roll back the last gateway release.",
+        ),
+        _alert(
+            "InferstackGatewayTargetDown",
+            f'up{{job=~"{GATEWAY_JOB}"}} == 0',
+            "5m", "warning",
+            "Gateway {{ $labels.instance }} is not scraped",
+            "One gateway replica fails its scrape for 5 minutes; others may still serve.",
+            "1. Is the pod restarting (liveness under load, OOMKilled)? kubectl describe pod.\n"
+            "2. /metrics slow or failing: the gateway's logs around the scrape times.",
+        ),
+        _alert(
+            "InferstackTenantBudgetNearlySpent",
+            f"max by (namespace, tenant) (inferstack_tenant_budget_used_ratio) > {TENANT_BUDGET_WARN}",
+            "5m", "warning",
+            "Tenant {{ $labels.tenant }} has used {{ $value | humanizePercentage }} of its monthly budget",
+            "At 100 % the gateway rejects the tenant's requests with 429 (limit=\"budget\").",
+            "1. 'Cost and tenants' dashboard: the tenant's spend rate, which models.\n"
+            "2. Tell the tenant's owner; raise the budget in the key file if agreed "
+            "(INFERSTACK_KEYS_FILE is reloaded on change, no restart).",
+        ),
+    ]

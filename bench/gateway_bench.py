@@ -62,18 +62,38 @@ def services() -> Iterator[tuple[str, str, int]]:
         engine_port = free_port()
         engine = stack.start(
             "fake-engine",
-            pinned(1, [sys.executable, "-m", "inferstack.fake_engine", "--port", str(engine_port),
-                       "--model", "fake-model", "--ttft", str(TTFT), "--itl", str(ITL),
-                       "--output-tokens", str(TOKENS)]),
+            pinned(
+                1,
+                [
+                    sys.executable,
+                    "-m",
+                    "inferstack.fake_engine",
+                    "--port",
+                    str(engine_port),
+                    "--model",
+                    "fake-model",
+                    "--ttft",
+                    str(TTFT),
+                    "--itl",
+                    str(ITL),
+                    "--output-tokens",
+                    str(TOKENS),
+                ],
+            ),
             f"http://127.0.0.1:{engine_port}",
         )
         stack.wait_ready(engine, "/health", 30)
         gw_port = free_port()
-        env = {"INFERSTACK_HOST": "127.0.0.1", "INFERSTACK_PORT": str(gw_port),
-               "INFERSTACK_UPSTREAMS": engine.url, "INFERSTACK_AUTH_ENABLED": "false",
-               "INFERSTACK_MAX_IN_FLIGHT_PER_REPLICA": "1024"}
-        gateway = stack.start("gateway", pinned(0, [sys.executable, "-m", "inferstack", "serve"]),
-                              f"http://127.0.0.1:{gw_port}", env)
+        env = {
+            "INFERSTACK_HOST": "127.0.0.1",
+            "INFERSTACK_PORT": str(gw_port),
+            "INFERSTACK_UPSTREAMS": engine.url,
+            "INFERSTACK_AUTH_ENABLED": "false",
+            "INFERSTACK_MAX_IN_FLIGHT_PER_REPLICA": "1024",
+        }
+        gateway = stack.start(
+            "gateway", pinned(0, [sys.executable, "-m", "inferstack", "serve"]), f"http://127.0.0.1:{gw_port}", env
+        )
         stack.wait_ready(gateway, "/readyz", 30)
         yield engine.url, gateway.url, gateway.process.pid
     finally:

@@ -65,11 +65,18 @@ class _ProxyRoute:
 async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) -> AsyncIterator[None]:
     """Build every resource in order, hand it to whoever needs it, close it all in reverse."""
     async with contextlib.AsyncExitStack() as stack:
-        tenancy = await stack.enter_async_context(Tenancy.open(
-            settings.tenancy, registry=metrics.registry, rate_limited=metrics.rate_limited,
-            auth_enabled=settings.auth_enabled, keys_file=settings.keys_file,
-            admin_key_sha256=settings.admin_key, redis_url=settings.redis_url, prices_file=settings.prices_file,
-        ))
+        tenancy = await stack.enter_async_context(
+            Tenancy.open(
+                settings.tenancy,
+                registry=metrics.registry,
+                rate_limited=metrics.rate_limited,
+                auth_enabled=settings.auth_enabled,
+                keys_file=settings.keys_file,
+                admin_key_sha256=settings.admin_key,
+                redis_url=settings.redis_url,
+                prices_file=settings.prices_file,
+            )
+        )
         session = create_session(settings)
         stack.push_async_callback(session.close)
         pool = UpstreamPool(settings, session, metrics)
@@ -108,8 +115,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="inferstack gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.metrics = metrics
-    for kind, path in (("chat", "/v1/chat/completions"), ("completions", "/v1/completions"),
-                       ("embeddings", "/v1/embeddings")):
+    for kind, path in (
+        ("chat", "/v1/chat/completions"),
+        ("completions", "/v1/completions"),
+        ("embeddings", "/v1/embeddings"),
+    ):
         app.router.routes.append(Route(path, _ProxyRoute(kind), methods=["POST"]))
 
     @app.get("/healthz")
@@ -136,8 +146,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cards = gateway.pool.model_cards()
         listed = {card["id"] for card in cards}
         # Models scaled to zero still exist: list them, so clients do not see them vanish.
-        cards += [{"id": m, "object": "model", "owned_by": "inferstack"}
-                  for m in sorted(gateway.pool.known_models - listed)]
+        cards += [
+            {"id": m, "object": "model", "owned_by": "inferstack"} for m in sorted(gateway.pool.known_models - listed)
+        ]
         return {"object": "list", "data": cards}
 
     @app.get("/admin/usage")

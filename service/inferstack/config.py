@@ -20,8 +20,10 @@ class Timeouts(BaseModel):
 
     connect: float = Field(5.0, gt=0, description="Connecting to an upstream replica.")
     first_byte: float = Field(
-        120.0, gt=0, description="From sending the request to the first byte of the upstream's body"
-        " (for a non-stream request: the whole answer, since vLLM sends it at once)."
+        120.0,
+        gt=0,
+        description="From sending the request to the first byte of the upstream's body"
+        " (for a non-stream request: the whole answer, since vLLM sends it at once).",
     )
     idle: float = Field(30.0, gt=0, description="Between two chunks of an upstream response.")
     total: float = Field(600.0, gt=0, description="A whole upstream request, first attempt to last byte.")
@@ -66,8 +68,10 @@ class Routing(BaseModel):
     """Knobs of the routing policies (docs/routing.md) and of the engine load signals they read."""
 
     load_factor: float = Field(
-        1.5, ge=1, description="Bounded loads: affinity never sends a replica above c x the mean load"
-        " (1.5: bench/routing measured max/mean 1.18 with it; 1.25 spills more and triples TTFT p90)."
+        1.5,
+        ge=1,
+        description="Bounded loads: affinity never sends a replica above c x the mean load"
+        " (1.5: bench/routing measured max/mean 1.18 with it; 1.25 spills more and triples TTFT p90).",
     )
     waiting_weight: float = Field(1.0, ge=0, description="Weight of the engine's waiting queue in a replica's load.")
     block_chars: int = Field(256, ge=16, description="Prefix hashing: characters per block of the rendered prompt.")

@@ -46,8 +46,10 @@ def ensure_free(port: int, what: str) -> None:
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
-            raise RuntimeError(f"port {port} is already in use; {what} needs it (choose another with the"
-                               f" variable shown in the README, or stop what holds it)") from None
+            raise RuntimeError(
+                f"port {port} is already in use; {what} needs it (choose another with the"
+                f" variable shown in the README, or stop what holds it)"
+            ) from None
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -97,16 +99,25 @@ class Stack:
         log_path = self.run_dir / f"{name}.log"
         log_file = log_path.open("wb")
         process = subprocess.Popen(
-            argv, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-            start_new_session=True, cwd=REPO,
+            argv,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+            cwd=REPO,
         )
         log_file.close()
         service = Service(name, process, log_path, url)
         self.services.append(service)
         return service
 
-    def wait_ready(self, service: Service, path: str, timeout: float, want: Callable[[bytes], bool] | None = None,
-                   ) -> None:
+    def wait_ready(
+        self,
+        service: Service,
+        path: str,
+        timeout: float,
+        want: Callable[[bytes], bool] | None = None,
+    ) -> None:
         deadline = time.monotonic() + timeout
         started = time.monotonic()
         while time.monotonic() < deadline:
@@ -144,8 +155,10 @@ def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
 
 # -- the three pieces -------------------------------------------------------------------------------
 
-def start_engine(stack: Stack, model: str, served_name: str, port: int | None = None,
-                 timeout: float = 600.0) -> Service:
+
+def start_engine(
+    stack: Stack, model: str, served_name: str, port: int | None = None, timeout: float = 600.0
+) -> Service:
     """A real vLLM (the engine venv) serving ``model``; waits until it answers ``/v1/models``."""
     from .engine import vllm
 
@@ -157,8 +170,13 @@ def start_engine(stack: Stack, model: str, served_name: str, port: int | None = 
     return service
 
 
-def start_gateway(stack: Stack, upstreams: list[str], port: int | None = None, env: dict[str, str] | None = None,
-                  timeout: float = 60.0) -> Service:
+def start_gateway(
+    stack: Stack,
+    upstreams: list[str],
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> Service:
     port = port or free_port()
     ensure_free(port, "the gateway (GATEWAY_PORT)")
     gateway_env = {
@@ -176,13 +194,16 @@ def start_gateway(stack: Stack, upstreams: list[str], port: int | None = None, e
 
 def prometheus_config(targets: dict[str, list[str]], rule_files: list[str], interval: str = "5s") -> str:
     """A Prometheus config scraping each job's ``host:port`` targets (JSON is valid YAML)."""
-    return json.dumps({
-        "global": {"scrape_interval": interval, "evaluation_interval": interval},
-        "rule_files": rule_files,
-        "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": hosts}]} for job, hosts in targets.items()
-        ],
-    }, indent=2)
+    return json.dumps(
+        {
+            "global": {"scrape_interval": interval, "evaluation_interval": interval},
+            "rule_files": rule_files,
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": hosts}]} for job, hosts in targets.items()
+            ],
+        },
+        indent=2,
+    )
 
 
 def rule_files() -> list[str]:
@@ -190,8 +211,9 @@ def rule_files() -> list[str]:
     return sorted(str(p) for p in rules.glob("*.yaml")) if rules.is_dir() else []
 
 
-def start_prometheus(stack: Stack, targets: dict[str, list[str]], port: int | None = None,
-                     interval: str = "5s", timeout: float = 60.0) -> Service | None:
+def start_prometheus(
+    stack: Stack, targets: dict[str, list[str]], port: int | None = None, interval: str = "5s", timeout: float = 60.0
+) -> Service | None:
     binary = shutil.which("prometheus")
     if binary is None:
         stack.progress("prometheus not installed: skipping it (scripts/install-observability.sh installs it)")
@@ -202,8 +224,13 @@ def start_prometheus(stack: Stack, targets: dict[str, list[str]], port: int | No
     data.mkdir(parents=True, exist_ok=True)
     config = data / "prometheus.yml"
     config.write_text(prometheus_config(targets, rule_files(), interval))
-    argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={data / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"]
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+    ]
     service = stack.start(f"prometheus-{port}", argv, f"http://127.0.0.1:{port}")
     stack.wait_ready(service, "/-/ready", timeout)
     return service
@@ -214,6 +241,7 @@ def _host(url: str) -> str:
 
 
 # -- make up ------------------------------------------------------------------------------------------
+
 
 def _model_source() -> tuple[str, str]:
     """What to serve: ``MODEL`` (a local dir or model id), else the generated tiny model."""
@@ -267,14 +295,14 @@ def _banner(gateway: str, model: str, prometheus: str | None, key: str | None) -
         "",
         "Try it:",
         f"  curl -N {gateway}/v1/chat/completions{auth} -H 'Content-Type: application/json' \\",
-        f"    -d '{{\"model\": \"{model}\", \"stream\": true, \"max_tokens\": 16, "
-        "\"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}]}'",
+        f'    -d \'{{"model": "{model}", "stream": true, "max_tokens": 16, '
+        '"messages": [{"role": "user", "content": "Hello!"}]}\'',
         "",
         "  python - <<'EOF'",
         "  from openai import OpenAI",
-        f"  client = OpenAI(base_url=\"{gateway}/v1\", api_key=\"{api_key}\")",
-        f"  reply = client.chat.completions.create(model=\"{model}\", max_tokens=16,",
-        "      messages=[{\"role\": \"user\", \"content\": \"Hello!\"}])",
+        f'  client = OpenAI(base_url="{gateway}/v1", api_key="{api_key}")',
+        f'  reply = client.chat.completions.create(model="{model}", max_tokens=16,',
+        '      messages=[{"role": "user", "content": "Hello!"}])',
         "  print(reply.choices[0].message.content, reply.usage)",
         "  EOF",
         "",
@@ -314,7 +342,8 @@ def main() -> int:
                 ids = [m["id"] for m in json.loads(body or b"{}").get("data", [])]
                 model_name = ids[0] if ids else "<model>"
             prometheus = start_prometheus(
-                stack, {"inferstack-gateway": [_host(gateway.url)], "vllm": [_host(u) for u in upstreams]},
+                stack,
+                {"inferstack-gateway": [_host(gateway.url)], "vllm": [_host(u) for u in upstreams]},
                 port=int(os.environ.get("PROMETHEUS_PORT", "9090")),
             )
             say.clear()
@@ -322,8 +351,7 @@ def main() -> int:
             while all(s.process.poll() is None for s in stack.services):
                 time.sleep(0.5)
             dead = next(s for s in stack.services if s.process.poll() is not None)
-            print(f"\n{dead.name} exited ({dead.process.returncode}); last lines:\n{dead.log_tail()}",
-                  file=sys.stderr)
+            print(f"\n{dead.name} exited ({dead.process.returncode}); last lines:\n{dead.log_tail()}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             print("\nstopping…", file=sys.stderr)

@@ -61,12 +61,15 @@ class Scheduler:
             snapshot = []
             for e in candidates:
                 load = e.fresh_load(now, self._max_age)
-                snapshot.append(EndpointLoad(
-                    e.url, e.in_flight,
-                    waiting=None if load is None else load.waiting,
-                    running=None if load is None else load.running,
-                    kv_cache_usage=None if load is None else load.kv_cache_usage,
-                ))
+                snapshot.append(
+                    EndpointLoad(
+                        e.url,
+                        e.in_flight,
+                        waiting=None if load is None else load.waiting,
+                        running=None if load is None else load.running,
+                        kv_cache_usage=None if load is None else load.kv_cache_usage,
+                    )
+                )
             decision = policy.pick(route.request, snapshot)
             route.reason, route.prefix_blocks = decision.reason, decision.prefix_blocks
             counter.labels(route.policy, decision.reason).inc()

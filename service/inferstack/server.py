@@ -48,9 +48,17 @@ def serve(settings: Settings | None = None) -> None:
     configure_logging(settings.log_level)
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-        lifespan="on", access_log=False, log_config=None, log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.drain_deadline) or None, timeout_keep_alive=30,
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.drain_deadline) or None,
+        timeout_keep_alive=30,
         backlog=2048,
     )
     DrainingServer(config, app, settings.drain_grace).run()

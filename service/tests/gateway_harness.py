@@ -30,8 +30,16 @@ async def running_gateway(
     overrides.setdefault("auth_enabled", False)
     settings = Settings(host="127.0.0.1", port=free_port(), upstreams=upstreams, **overrides)
     app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, lifespan="on", log_config=None,
-                            access_log=False, loop="asyncio", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=settings.port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        loop="asyncio",
+        timeout_graceful_shutdown=5,
+    )
     server = uvicorn.Server(config)
     server.install_signal_handlers = False  # type: ignore[attr-defined]
     task = asyncio.create_task(server.serve())

@@ -32,9 +32,13 @@ async def test_unknown_model_with_no_upstream_is_404() -> None:
 
 
 async def test_declared_model_without_replica_is_503_after_the_hold() -> None:
-    async with running_gateway(
-        [f"http://127.0.0.1:{free_port()}"], wait_ready=False, models=["m"], hold_timeout=0.2
-    ) as (url, app), httpx.AsyncClient(base_url=url) as client:
+    async with (
+        running_gateway([f"http://127.0.0.1:{free_port()}"], wait_ready=False, models=["m"], hold_timeout=0.2) as (
+            url,
+            app,
+        ),
+        httpx.AsyncClient(base_url=url) as client,
+    ):
         resp = await client.post("/v1/completions", json={"model": "m", "prompt": "x"})
         assert_openai_error(resp, 503, "no_healthy_upstream")
         listed = (await client.get("/v1/models")).json()
@@ -67,9 +71,13 @@ async def test_invalid_requests_are_400(path: str, body: bytes, param: str | Non
 
 
 async def test_body_over_the_limit_is_413_whether_declared_or_streamed() -> None:
-    async with running_gateway([f"http://127.0.0.1:{free_port()}"], wait_ready=False, max_body_bytes=2048) as (
-        url, _,
-    ), httpx.AsyncClient(base_url=url) as client:
+    async with (
+        running_gateway([f"http://127.0.0.1:{free_port()}"], wait_ready=False, max_body_bytes=2048) as (
+            url,
+            _,
+        ),
+        httpx.AsyncClient(base_url=url) as client,
+    ):
         big = b'{"model": "m", "prompt": "' + b"x" * 4096 + b'"}'
         resp = await client.post("/v1/completions", content=big)
         assert_openai_error(resp, 413, "request_too_large")

@@ -42,15 +42,23 @@ async def test_a_replica_killed_mid_run_fails_no_request_that_had_not_started_st
     victim_stack = Stack(run_dir=tmp_path)
     port = free_port()
     # A real process, SIGKILLed with streams open: no goodbye, no graceful close.
-    victim = victim_stack.start("victim", [sys.executable, "-m", "inferstack.fake_engine", "--port", str(port),
-                                           "--itl", "0.03", "--output-tokens", "20"], f"http://127.0.0.1:{port}")
+    victim = victim_stack.start(
+        "victim",
+        [sys.executable, "-m", "inferstack.fake_engine", "--port", str(port), "--itl", "0.03", "--output-tokens", "20"],
+        f"http://127.0.0.1:{port}",
+    )
     try:
         await asyncio.to_thread(victim_stack.wait_ready, victim, "/health", 30)
         async with contextlib.AsyncExitStack() as stack:
-            engines = [await stack.enter_async_context(running_engine(EngineConfig(behaviour=Behaviour(
-                output_tokens=20, itl=0.03)))) for _ in range(2)]
-            url, _ = await stack.enter_async_context(running_gateway(
-                [*engines, victim.url], routing_policy="round_robin", retry={"backoff_base": 0.001}))
+            engines = [
+                await stack.enter_async_context(
+                    running_engine(EngineConfig(behaviour=Behaviour(output_tokens=20, itl=0.03)))
+                )
+                for _ in range(2)
+            ]
+            url, _ = await stack.enter_async_context(
+                running_gateway([*engines, victim.url], routing_policy="round_robin", retry={"backoff_base": 0.001})
+            )
             client = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
             run = asyncio.create_task(load(client, url, total=90, concurrency=9))
             async with asyncio.timeout(10):
@@ -71,10 +79,17 @@ async def test_a_replica_killed_mid_run_fails_no_request_that_had_not_started_st
 
 
 async def test_a_replica_that_never_answers_times_out_is_ejected_and_traffic_moves() -> None:
-    async with fleet(Behaviour(hang=True), Behaviour(), timeouts={"first_byte": 0.3},
-                     retry={"backoff_base": 0.001}, routing_policy="round_robin",
-                     outlier={"consecutive_failures": 2, "base_ejection": 30}) as (url, (hung, good), _), \
-            httpx.AsyncClient(timeout=30) as client:
+    async with (
+        fleet(
+            Behaviour(hang=True),
+            Behaviour(),
+            timeouts={"first_byte": 0.3},
+            retry={"backoff_base": 0.001},
+            routing_policy="round_robin",
+            outlier={"consecutive_failures": 2, "base_ejection": 30},
+        ) as (url, (hung, good), _),
+        httpx.AsyncClient(timeout=30) as client,
+    ):
         bodies = await load(client, url, total=40, concurrency=8)
         assert all(complete(b) for b in bodies)
         text = (await client.get(url + "/metrics")).text
@@ -85,10 +100,16 @@ async def test_a_replica_that_never_answers_times_out_is_ejected_and_traffic_mov
 
 
 async def test_a_replica_answering_500s_is_ejected_and_readmitted_after_it_heals() -> None:
-    async with fleet(Behaviour(error_status=500), Behaviour(), retry={"backoff_base": 0.001},
-                     routing_policy="round_robin",
-                     outlier={"consecutive_failures": 3, "base_ejection": 0.3}) as (url, (sick, good), app), \
-            httpx.AsyncClient(timeout=30) as client:
+    async with (
+        fleet(
+            Behaviour(error_status=500),
+            Behaviour(),
+            retry={"backoff_base": 0.001},
+            routing_policy="round_robin",
+            outlier={"consecutive_failures": 3, "base_ejection": 0.3},
+        ) as (url, (sick, good), app),
+        httpx.AsyncClient(timeout=30) as client,
+    ):
         bodies = await load(client, url, total=30, concurrency=5, stream=False)
         assert all(not b.startswith(b"status") for b in bodies)
         text = (await client.get(url + "/metrics")).text

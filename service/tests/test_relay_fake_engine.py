@@ -22,9 +22,7 @@ CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "Hello t
 @contextlib.asynccontextmanager
 async def fleet(*behaviours: Behaviour, **gateway: Any) -> AsyncIterator[tuple[str, list[str], Any]]:
     async with contextlib.AsyncExitStack() as stack:
-        engines = [
-            await stack.enter_async_context(running_engine(EngineConfig(behaviour=b))) for b in behaviours
-        ]
+        engines = [await stack.enter_async_context(running_engine(EngineConfig(behaviour=b))) for b in behaviours]
         url, app = await stack.enter_async_context(running_gateway(engines, **gateway))
         yield url, engines, app
 
@@ -88,9 +86,7 @@ async def test_stream_relays_events_unchanged_and_strips_only_the_usage_it_added
         usage = orjson.loads(usage_events[0][6:])["usage"]
         # Both streams were counted, though the client saw usage only once.
         text = (await client.get(url + "/metrics")).text
-        assert metric(text, "inferstack_completion_tokens_total", model="fake-model") == 2 * usage[
-            "completion_tokens"
-        ]
+        assert metric(text, "inferstack_completion_tokens_total", model="fake-model") == 2 * usage["completion_tokens"]
         assert metric(text, "inferstack_prompt_tokens_total", model="fake-model") == 2 * usage["prompt_tokens"]
         assert metric(text, "inferstack_time_to_first_token_seconds_count", endpoint="chat") == 2
         assert metric(text, "inferstack_inter_token_latency_seconds_count", endpoint="chat") == 2 * 3
@@ -100,8 +96,9 @@ async def test_a_stream_is_relayed_before_it_ends() -> None:
     # The engine sends two tokens and then stalls forever: only a relay without buffering delivers them.
     async with fleet(Behaviour(output_tokens=10, fail_after_tokens=2, fail_mode="stall")) as (url, (engine,), _):
         async with httpx.AsyncClient(timeout=10) as client:
-            async with client.stream("POST", url + "/v1/completions",
-                                     json={"model": "fake-model", "prompt": "hi", "stream": True}) as resp:
+            async with client.stream(
+                "POST", url + "/v1/completions", json={"model": "fake-model", "prompt": "hi", "stream": True}
+            ) as resp:
                 texts = 0
                 async for line in resp.aiter_lines():
                     if line.startswith('data: {"') and '"text":"' in line:
@@ -132,9 +129,14 @@ async def test_a_client_that_leaves_cancels_the_upstream_request() -> None:
 
 
 async def test_5xx_is_retried_on_another_replica_and_the_bad_one_is_ejected() -> None:
-    async with fleet(Behaviour(error_status=500), Behaviour(), retry={"backoff_base": 0.001}) as (
-        url, (bad, good), _,
-    ), httpx.AsyncClient() as client:
+    async with (
+        fleet(Behaviour(error_status=500), Behaviour(), retry={"backoff_base": 0.001}) as (
+            url,
+            (bad, good),
+            _,
+        ),
+        httpx.AsyncClient() as client,
+    ):
         for _ in range(8):
             resp = await client.post(url + "/v1/chat/completions", json=CHAT)
             assert resp.status_code == 200, resp.text
@@ -171,8 +173,13 @@ async def test_a_hung_replica_times_out_with_504() -> None:
 
 
 async def test_a_hung_replica_is_retried_on_a_healthy_one() -> None:
-    async with fleet(Behaviour(hang=True), Behaviour(), timeouts={"first_byte": 0.3},
-                     retry={"backoff_base": 0.001}, routing_policy="round_robin") as (url, _, _a):
+    async with fleet(
+        Behaviour(hang=True),
+        Behaviour(),
+        timeouts={"first_byte": 0.3},
+        retry={"backoff_base": 0.001},
+        routing_policy="round_robin",
+    ) as (url, _, _a):
         async with httpx.AsyncClient() as client:
             for _ in range(4):
                 resp = await client.post(url + "/v1/chat/completions", json={**CHAT, "stream": True})
@@ -190,8 +197,14 @@ async def test_a_dropped_connection_before_the_first_byte_is_retried() -> None:
 
 @pytest.mark.parametrize("mode", ["close", "stall"])
 async def test_a_stream_that_breaks_midway_ends_with_an_error_event_and_no_retry(mode: str) -> None:
-    async with fleet(Behaviour(output_tokens=8, fail_after_tokens=3, fail_mode=mode),
-                     timeouts={"idle": 0.3}) as (url, (engine,), _), httpx.AsyncClient() as client:
+    async with (
+        fleet(Behaviour(output_tokens=8, fail_after_tokens=3, fail_mode=mode), timeouts={"idle": 0.3}) as (
+            url,
+            (engine,),
+            _,
+        ),
+        httpx.AsyncClient() as client,
+    ):
         resp = await client.post(url + "/v1/chat/completions", json={**CHAT, "stream": True})
         assert resp.status_code == 200
         events = sse_events(resp.content)
@@ -227,8 +240,13 @@ async def test_held_requests_complete_when_a_replica_appears() -> None:
     from .gateway_harness import free_port
 
     port = free_port()
-    async with running_gateway([f"http://127.0.0.1:{port}"], wait_ready=False, models=["fake-model"],
-                               hold_timeout=20) as (url, _), httpx.AsyncClient(timeout=30) as client:
+    async with (
+        running_gateway([f"http://127.0.0.1:{port}"], wait_ready=False, models=["fake-model"], hold_timeout=20) as (
+            url,
+            _,
+        ),
+        httpx.AsyncClient(timeout=30) as client,
+    ):
         requests = [asyncio.create_task(client.post(url + "/v1/chat/completions", json=CHAT)) for _ in range(3)]
         async with asyncio.timeout(5):
             while metric((await client.get(url + "/metrics")).text, "inferstack_model_demand") != 3:
@@ -241,9 +259,14 @@ async def test_held_requests_complete_when_a_replica_appears() -> None:
 
 async def test_a_full_fleet_queues_briefly_then_answers_429_with_retry_after() -> None:
     # One slot, a 2-second stream holding it: the next request waits queue_timeout, then 429.
-    async with fleet(Behaviour(output_tokens=40, itl=0.05), max_in_flight_per_replica=1, queue_timeout=0.3) as (
-        url, _, _app,
-    ), httpx.AsyncClient(timeout=30) as client:
+    async with (
+        fleet(Behaviour(output_tokens=40, itl=0.05), max_in_flight_per_replica=1, queue_timeout=0.3) as (
+            url,
+            _,
+            _app,
+        ),
+        httpx.AsyncClient(timeout=30) as client,
+    ):
         async with client.stream("POST", url + "/v1/chat/completions", json={**CHAT, "stream": True}) as first:
             lines = first.aiter_lines()  # held, not abandoned: a dropped iterator closes the stream
             while not carries_text((await anext(lines)).encode() + b"\n\n"):

@@ -20,8 +20,10 @@ async def served_by(client: httpx.AsyncClient, engines: list[str]) -> Counter[in
 
 
 async def test_round_robin_spreads_and_counts_its_decisions() -> None:
-    async with fleet(Behaviour(), Behaviour(), routing_policy="round_robin") as (url, engines, _), \
-            httpx.AsyncClient() as client:
+    async with (
+        fleet(Behaviour(), Behaviour(), routing_policy="round_robin") as (url, engines, _),
+        httpx.AsyncClient() as client,
+    ):
         for _ in range(6):
             assert (await client.post(url + "/v1/chat/completions", json=CHAT)).status_code == 200
         assert await served_by(client, engines) == Counter({0: 3, 1: 3})
@@ -33,8 +35,10 @@ async def test_prefix_affinity_keeps_a_shared_prefix_on_one_replica() -> None:
     system = "You are a meticulous assistant for the accounts team. " * 40  # ~2 KB of shared prefix
     async with fleet(Behaviour(), Behaviour(), Behaviour()) as (url, engines, _), httpx.AsyncClient() as client:
         for turn in range(6):
-            body = {"model": "fake-model", "messages": [
-                {"role": "system", "content": system}, {"role": "user", "content": f"question {turn}"}]}
+            body = {
+                "model": "fake-model",
+                "messages": [{"role": "system", "content": system}, {"role": "user", "content": f"question {turn}"}],
+            }
             assert (await client.post(url + "/v1/chat/completions", json=body)).status_code == 200
         counts = await served_by(client, engines)
         assert sorted(counts.values()) == [0, 0, 6]
@@ -44,11 +48,13 @@ async def test_prefix_affinity_keeps_a_shared_prefix_on_one_replica() -> None:
 
 async def test_the_override_header_picks_a_policy_and_rejects_unknown_ones() -> None:
     async with fleet(Behaviour(), Behaviour()) as (url, _, _app), httpx.AsyncClient() as client:
-        resp = await client.post(url + "/v1/chat/completions", json=CHAT,
-                                 headers={"x-inferstack-routing-policy": "least_load"})
+        resp = await client.post(
+            url + "/v1/chat/completions", json=CHAT, headers={"x-inferstack-routing-policy": "least_load"}
+        )
         assert resp.status_code == 200
-        resp = await client.post(url + "/v1/chat/completions", json=CHAT,
-                                 headers={"x-inferstack-routing-policy": "random"})
+        resp = await client.post(
+            url + "/v1/chat/completions", json=CHAT, headers={"x-inferstack-routing-policy": "random"}
+        )
         assert resp.status_code == 400
         assert "x-inferstack-routing-policy" in resp.json()["error"]["message"]
         text = (await client.get(url + "/metrics")).text
@@ -56,13 +62,16 @@ async def test_the_override_header_picks_a_policy_and_rejects_unknown_ones() -> 
 
 
 async def test_least_load_avoids_a_replica_whose_engine_reports_a_queue() -> None:
-    async with fleet(Behaviour(), Behaviour(), routing_policy="least_load",
-                     routing={"scrape_interval": 0.05, "load_max_age": 5}) as (url, engines, app), \
-            httpx.AsyncClient() as client:
+    async with (
+        fleet(
+            Behaviour(), Behaviour(), routing_policy="least_load", routing={"scrape_interval": 0.05, "load_max_age": 5}
+        ) as (url, engines, app),
+        httpx.AsyncClient() as client,
+    ):
         await configure(client, engines[0], report_waiting=50)
         pool = app.state.gateway.pool
         async with asyncio.timeout(5):  # until the gateway has scraped the queue
-            while (pool.endpoints[engines[0]].load is None or pool.endpoints[engines[0]].load.waiting != 50):
+            while pool.endpoints[engines[0]].load is None or pool.endpoints[engines[0]].load.waiting != 50:
                 await asyncio.sleep(0.02)
         for _ in range(4):
             assert (await client.post(url + "/v1/chat/completions", json=CHAT)).status_code == 200
@@ -70,8 +79,10 @@ async def test_least_load_avoids_a_replica_whose_engine_reports_a_queue() -> Non
 
 
 async def test_session_policy_sticks_by_header_or_user() -> None:
-    async with fleet(Behaviour(), Behaviour(), Behaviour(), routing_policy="session") as (url, engines, _), \
-            httpx.AsyncClient() as client:
+    async with (
+        fleet(Behaviour(), Behaviour(), Behaviour(), routing_policy="session") as (url, engines, _),
+        httpx.AsyncClient() as client,
+    ):
         for _ in range(4):
             await client.post(url + "/v1/chat/completions", json=CHAT, headers={"x-session-id": "alice"})
         assert sorted((await served_by(client, engines)).values()) == [0, 0, 4]
@@ -88,8 +99,10 @@ async def test_dns_discovery_finds_replicas_through_the_resolver() -> None:
 
     async with running_engine(EngineConfig()) as engine:
         port = int(engine.rsplit(":", 1)[1])
-        async with running_gateway([], discovery="dns", dns_name="localhost", dns_port=port,
-                                   dns_interval=0.2) as (url, _), httpx.AsyncClient() as client:
+        async with (
+            running_gateway([], discovery="dns", dns_name="localhost", dns_port=port, dns_interval=0.2) as (url, _),
+            httpx.AsyncClient() as client,
+        ):
             resp = await client.post(url + "/v1/chat/completions", json=CHAT)
             assert resp.status_code == 200
             assert [m["id"] for m in (await client.get(url + "/v1/models")).json()["data"]] == ["fake-model"]

@@ -31,11 +31,12 @@ def key_file(path: Path, entries: list[dict[str, Any]]) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def tenant_stack(tmp_path: Path, entries: list[dict[str, Any]], **gateway: Any
-                       ) -> AsyncIterator[tuple[str, str]]:
+async def tenant_stack(tmp_path: Path, entries: list[dict[str, Any]], **gateway: Any) -> AsyncIterator[tuple[str, str]]:
     keys = key_file(tmp_path / "keys.yaml", entries)
-    async with running_engine(EngineConfig(behaviour=Behaviour(output_tokens=8))) as engine, \
-            running_gateway([engine], auth_enabled=True, keys_file=str(keys), **gateway) as (url, _):
+    async with (
+        running_engine(EngineConfig(behaviour=Behaviour(output_tokens=8))) as engine,
+        running_gateway([engine], auth_enabled=True, keys_file=str(keys), **gateway) as (url, _),
+    ):
         yield url, engine
 
 
@@ -45,8 +46,10 @@ def bearer(key: str) -> dict[str, str]:
 
 async def test_keys_are_required_checked_and_never_echoed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     good, other = generate_key(), generate_key()
-    entries = [{"key_sha256": hash_key(good), "tenant": "acme", "models": ["fake-model"]},
-               {"key_sha256": hash_key(other), "tenant": "zeta", "models": ["another-model"]}]
+    entries = [
+        {"key_sha256": hash_key(good), "tenant": "acme", "models": ["fake-model"]},
+        {"key_sha256": hash_key(other), "tenant": "zeta", "models": ["another-model"]},
+    ]
     caplog.set_level(logging.INFO)
     async with tenant_stack(tmp_path, entries) as (url, _), httpx.AsyncClient(base_url=url) as client:
         missing = await client.post("/v1/chat/completions", json=CHAT)
@@ -88,8 +91,10 @@ async def test_rate_limits_answer_429_with_retry_after_and_openai_headers(tmp_pa
 
 async def test_deterministic_requests_are_answered_from_the_cache_as_json_and_as_sse(tmp_path: Path) -> None:
     key = generate_key()
-    async with tenant_stack(tmp_path, [{"key_sha256": hash_key(key), "tenant": "acme"}]) as (url, engine), \
-            httpx.AsyncClient(base_url=url) as client:
+    async with (
+        tenant_stack(tmp_path, [{"key_sha256": hash_key(key), "tenant": "acme"}]) as (url, engine),
+        httpx.AsyncClient(base_url=url) as client,
+    ):
         body = {**CHAT, "temperature": 0}
         miss = await client.post("/v1/chat/completions", json=body, headers=bearer(key))
         hit = await client.post("/v1/chat/completions", json=body, headers=bearer(key))
@@ -105,8 +110,9 @@ async def test_deterministic_requests_are_answered_from_the_cache_as_json_and_as
             if line.startswith('data: {"') and '"choices":[{' in line
         )
         assert text == miss.json()["choices"][0]["message"]["content"]
-        no_store = await client.post("/v1/chat/completions", json=body,
-                                     headers={**bearer(key), "cache-control": "no-cache"})
+        no_store = await client.post(
+            "/v1/chat/completions", json=body, headers={**bearer(key), "cache-control": "no-cache"}
+        )
         assert no_store.headers["x-inferstack-cache"] != "hit"
         assert len([r for r in await recorded(client, engine) if r["path"].startswith("/v1/")]) == 2
         metrics = (await client.get("/metrics")).text
@@ -115,8 +121,10 @@ async def test_deterministic_requests_are_answered_from_the_cache_as_json_and_as
 
 async def test_idempotency_key_replays_and_rejects_a_different_body(tmp_path: Path) -> None:
     key = generate_key()
-    async with tenant_stack(tmp_path, [{"key_sha256": hash_key(key), "tenant": "acme"}]) as (url, engine), \
-            httpx.AsyncClient(base_url=url) as client:
+    async with (
+        tenant_stack(tmp_path, [{"key_sha256": hash_key(key), "tenant": "acme"}]) as (url, engine),
+        httpx.AsyncClient(base_url=url) as client,
+    ):
         headers = {**bearer(key), "idempotency-key": "order-42"}
         first = await client.post("/v1/chat/completions", json=CHAT, headers=headers)
         again = await client.post("/v1/chat/completions", json=CHAT, headers=headers)
@@ -132,8 +140,10 @@ async def test_budgets_stop_a_tenant_and_the_admin_sees_the_spend(tmp_path: Path
     prices = tmp_path / "prices.yaml"
     prices.write_text("models:\n  fake-model:\n    prompt_per_1m: 1000000\n    completion_per_1m: 1000000\n")
     entries = [{"key_sha256": hash_key(key), "tenant": "acme", "monthly_budget_usd": 5.0}]
-    async with tenant_stack(tmp_path, entries, prices_file=str(prices), admin_key=hash_key(admin)) as (url, _), \
-            httpx.AsyncClient(base_url=url) as client:
+    async with (
+        tenant_stack(tmp_path, entries, prices_file=str(prices), admin_key=hash_key(admin)) as (url, _),
+        httpx.AsyncClient(base_url=url) as client,
+    ):
         first = await client.post("/v1/chat/completions", json=CHAT, headers=bearer(key))
         assert first.status_code == 200  # 1 USD per token: this one request spends more than 5 USD
         over = await client.post("/v1/chat/completions", json=CHAT, headers=bearer(key))

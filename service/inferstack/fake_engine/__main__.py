@@ -13,12 +13,19 @@ from .sim import SimParams
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[EngineConfig, str, int]:
-    p = argparse.ArgumentParser(prog="python -m inferstack.fake_engine",
-                                description="A fake vLLM engine (test double); see docs/fake-engine.md.")
+    p = argparse.ArgumentParser(
+        prog="python -m inferstack.fake_engine",
+        description="A fake vLLM engine (test double); see docs/fake-engine.md.",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model", action="append", dest="models", metavar="NAME",
-                   help="served model name; repeat for aliases (default: fake-model)")
+    p.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        metavar="NAME",
+        help="served model name; repeat for aliases (default: fake-model)",
+    )
     p.add_argument("--max-model-len", type=int, default=8192)
     p.add_argument("--max-num-seqs", type=int, default=256)
     p.add_argument("--embedding-dim", type=int, default=8)
@@ -41,17 +48,30 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[EngineConfig, str, in
         sim.add_argument(f"--sim-{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
     a = p.parse_args(argv)
     behaviour = Behaviour()
-    behaviour.update({
-        "ttft": a.ttft, "itl": a.itl, "output_tokens": a.output_tokens,
-        "first_byte_delay": a.first_byte_delay, "error_status": a.error_status, "error_rate": a.error_rate,
-        "hang": a.hang, "disconnect": a.disconnect, "fail_after_tokens": a.fail_after_tokens,
-        "fail_mode": a.fail_mode,
-    })
+    behaviour.update(
+        {
+            "ttft": a.ttft,
+            "itl": a.itl,
+            "output_tokens": a.output_tokens,
+            "first_byte_delay": a.first_byte_delay,
+            "error_status": a.error_status,
+            "error_rate": a.error_rate,
+            "hang": a.hang,
+            "disconnect": a.disconnect,
+            "fail_after_tokens": a.fail_after_tokens,
+            "fail_mode": a.fail_mode,
+        }
+    )
     params = SimParams(**{f.name: getattr(a, f"sim_{f.name}") for f in dataclasses.fields(SimParams)})
     config = EngineConfig(
-        models=tuple(a.models or ["fake-model"]), max_model_len=a.max_model_len,
-        max_num_seqs=a.max_num_seqs, embedding_dim=a.embedding_dim, record_requests=a.record_requests,
-        seed=a.seed, sim=params if a.sim else None, behaviour=behaviour,
+        models=tuple(a.models or ["fake-model"]),
+        max_model_len=a.max_model_len,
+        max_num_seqs=a.max_num_seqs,
+        embedding_dim=a.embedding_dim,
+        record_requests=a.record_requests,
+        seed=a.seed,
+        sim=params if a.sim else None,
+        behaviour=behaviour,
     )
     return config, a.host, a.port
 

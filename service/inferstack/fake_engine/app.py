@@ -71,8 +71,18 @@ async def _health(request: web.Request) -> web.Response:
 
 async def _models(request: web.Request) -> web.Response:
     cfg = request.app[STATE].config
-    data = [{"id": m, "object": "model", "created": 0, "owned_by": "vllm", "root": cfg.models[0],
-             "parent": None, "max_model_len": cfg.max_model_len} for m in cfg.models]
+    data = [
+        {
+            "id": m,
+            "object": "model",
+            "created": 0,
+            "owned_by": "vllm",
+            "root": cfg.models[0],
+            "parent": None,
+            "max_model_len": cfg.max_model_len,
+        }
+        for m in cfg.models
+    ]
     return _json({"object": "list", "data": data})
 
 
@@ -80,8 +90,7 @@ async def _metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
     snap = state.backend.snapshot()
     b = state.behaviour
-    overrides = {"running": b.report_running, "waiting": b.report_waiting,
-                 "kv_cache_usage": b.report_kv_cache_usage}
+    overrides = {"running": b.report_running, "waiting": b.report_waiting, "kv_cache_usage": b.report_kv_cache_usage}
     snap = type(snap)(**{**snap.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
     body = render(state.config.models[0], snap, state.successes)
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
@@ -155,7 +164,9 @@ async def _generate(request: web.Request, kind: Kind) -> web.StreamResponse:
         return _bad_request(
             f"This model's maximum context length is {cfg.max_model_len} tokens. However, you requested "
             f"{prompt_tokens + (max_tokens or 0)} tokens ({prompt_tokens} in the messages, "
-            f"{max_tokens or 0} in the completion).", "max_tokens")
+            f"{max_tokens or 0} in the completion).",
+            "max_tokens",
+        )
     n = b.output_tokens if max_tokens is None else min(max_tokens, b.output_tokens)
     finish = "length" if max_tokens is not None and n == max_tokens else "stop"
     request_id = shapes.new_id(kind)
@@ -178,8 +189,14 @@ async def _generate(request: web.Request, kind: Kind) -> web.StreamResponse:
 
 
 async def _stream(
-    request: web.Request, state: EngineState, tokens: AsyncGenerator[int, None], chunks: StreamChunks, n: int,
-    finish: str, prompt_tokens: int, include_usage: bool,
+    request: web.Request,
+    state: EngineState,
+    tokens: AsyncGenerator[int, None],
+    chunks: StreamChunks,
+    n: int,
+    finish: str,
+    prompt_tokens: int,
+    include_usage: bool,
 ) -> web.StreamResponse:
     b = state.behaviour
     fail_after, fail_mode = b.fail_after_tokens, b.fail_mode
@@ -235,9 +252,14 @@ async def _admit(request: web.Request, state: EngineState) -> tuple[dict[str, An
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
         payload = None
-    state.requests.append({"method": request.method, "path": request.path,
-                           "headers": {k.lower(): v for k, v in request.headers.items()},
-                           "body": payload if payload is not None else body.decode(errors="replace")})
+    state.requests.append(
+        {
+            "method": request.method,
+            "path": request.path,
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "body": payload if payload is not None else body.decode(errors="replace"),
+        }
+    )
     b = state.behaviour
     if b.disconnect:
         _abort(request)
@@ -256,7 +278,10 @@ async def _admit(request: web.Request, state: EngineState) -> tuple[dict[str, An
 
 
 async def _break(
-    request: web.Request, state: EngineState, mode: str, resp: web.StreamResponse | None,
+    request: web.Request,
+    state: EngineState,
+    mode: str,
+    resp: web.StreamResponse | None,
 ) -> web.StreamResponse:
     """Fail a response that is under way (``fail_after_tokens``)."""
     state.successes["error"] += 1

@@ -63,9 +63,15 @@ class PlainBackend:
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
-            running=self.running, waiting=0, kv_cache_usage=min(1.0, self.running / self._max_num_seqs),
-            prompt_tokens=self.prompt_tokens, generation_tokens=self.generation_tokens,
-            prefix_queries=self.prompt_tokens, prefix_hits=0, block_size=16, num_blocks=self._max_num_seqs,
+            running=self.running,
+            waiting=0,
+            kv_cache_usage=min(1.0, self.running / self._max_num_seqs),
+            prompt_tokens=self.prompt_tokens,
+            generation_tokens=self.generation_tokens,
+            prefix_queries=self.prompt_tokens,
+            prefix_hits=0,
+            block_size=16,
+            num_blocks=self._max_num_seqs,
         )
 
 
@@ -90,10 +96,15 @@ class SimBackend:
     def snapshot(self) -> Snapshot:
         m = self._model
         return Snapshot(
-            running=m.num_running, waiting=m.num_waiting, kv_cache_usage=m.kv_cache_usage,
-            prompt_tokens=m.prompt_tokens_total, generation_tokens=m.generation_tokens_total,
-            prefix_queries=m.prefix_queries_total, prefix_hits=m.prefix_hits_total,
-            block_size=self._params.block_size, num_blocks=self._params.num_blocks,
+            running=m.num_running,
+            waiting=m.num_waiting,
+            kv_cache_usage=m.kv_cache_usage,
+            prompt_tokens=m.prompt_tokens_total,
+            generation_tokens=m.generation_tokens_total,
+            prefix_queries=m.prefix_queries_total,
+            prefix_hits=m.prefix_hits_total,
+            block_size=self._params.block_size,
+            num_blocks=self._params.num_blocks,
         )
 
 

@@ -32,8 +32,7 @@ _GAUGES = (
 _COUNTERS = (
     ("vllm:prompt_tokens", "Number of prefill tokens processed.", "prompt_tokens"),
     ("vllm:generation_tokens", "Number of generation tokens processed.", "generation_tokens"),
-    ("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.",
-     "prefix_queries"),
+    ("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens.", "prefix_queries"),
     ("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.", "prefix_hits"),
 )
 FINISHED_REASONS = ("stop", "length", "abort", "error")
@@ -43,18 +42,27 @@ def render(model_name: str, snap: Snapshot, successes: Mapping[str, int]) -> byt
     labels = f'engine="0",model_name="{_escape(model_name)}"'
     lines: list[str] = []
     for name, help_text, attr in _GAUGES:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge",
-                  f"{name}{{{labels}}} {float(getattr(snap, attr))}"]
+        lines += [
+            f"# HELP {name} {help_text}",
+            f"# TYPE {name} gauge",
+            f"{name}{{{labels}}} {float(getattr(snap, attr))}",
+        ]
     for name, help_text, attr in _COUNTERS:
-        lines += [f"# HELP {name}_total {help_text}", f"# TYPE {name} counter",
-                  f"{name}_total{{{labels}}} {float(getattr(snap, attr))}"]
+        lines += [
+            f"# HELP {name}_total {help_text}",
+            f"# TYPE {name} counter",
+            f"{name}_total{{{labels}}} {float(getattr(snap, attr))}",
+        ]
     name = "vllm:request_success"
     lines += [f"# HELP {name}_total Count of successfully processed requests.", f"# TYPE {name} counter"]
     for reason in FINISHED_REASONS:
         lines.append(f'{name}_total{{{labels},finished_reason="{reason}"}} {float(successes.get(reason, 0))}')
     name = "vllm:cache_config_info"
-    lines += [f"# HELP {name} Information of the LLMEngine CacheConfig", f"# TYPE {name} gauge",
-              f'{name}{{block_size="{snap.block_size}",engine="0",num_gpu_blocks="{snap.num_blocks}"}} 1.0']
+    lines += [
+        f"# HELP {name} Information of the LLMEngine CacheConfig",
+        f"# TYPE {name} gauge",
+        f'{name}{{block_size="{snap.block_size}",engine="0",num_gpu_blocks="{snap.num_blocks}"}} 1.0',
+    ]
     return ("\n".join(lines) + "\n").encode()
 
 

@@ -15,7 +15,9 @@ from .config import EngineConfig
 
 @contextlib.asynccontextmanager
 async def running_engine(
-    config: EngineConfig | None = None, host: str = "127.0.0.1", port: int = 0,
+    config: EngineConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
 ) -> AsyncIterator[str]:
     """Serve a fake engine on this event loop; yield its base URL (``http://127.0.0.1:<port>``).
 

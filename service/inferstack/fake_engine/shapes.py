@@ -46,14 +46,18 @@ class StreamChunks:
         created = int(time.time()) if created is None else created
         obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
         envelope = b'{"id":%s,"object":"%s","created":%d,"model":%s,' % (
-            orjson.dumps(request_id), obj.encode(), created, orjson.dumps(model))
+            orjson.dumps(request_id),
+            obj.encode(),
+            created,
+            orjson.dumps(model),
+        )
         self._envelope = envelope
         if kind == "chat":
-            self._head = b'data: ' + envelope + b'"choices":[{"index":0,"delta":{"content":"'
+            self._head = b"data: " + envelope + b'"choices":[{"index":0,"delta":{"content":"'
             self._tail = b'"},"logprobs":null,"finish_reason":null}]}\n\n'
             self._last_tail = b'"},"logprobs":null,"finish_reason":"%s","stop_reason":null}]}\n\n'
         else:
-            self._head = b'data: ' + envelope + b'"choices":[{"index":0,"text":"'
+            self._head = b"data: " + envelope + b'"choices":[{"index":0,"text":"'
             self._tail = b'","logprobs":null,"finish_reason":null,"stop_reason":null}]}\n\n'
             self._last_tail = b'","logprobs":null,"finish_reason":"%s","stop_reason":null}]}\n\n'
 
@@ -61,9 +65,10 @@ class StreamChunks:
         """Chat streams open with an empty assistant delta, as vLLM's do; completions have none."""
         if self.kind != "chat":
             return b""
-        return (b'data: ' + self._envelope
-                + b'"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
-                  b'"logprobs":null,"finish_reason":null}]}\n\n')
+        return (
+            b"data: " + self._envelope + b'"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
+            b'"logprobs":null,"finish_reason":null}]}\n\n'
+        )
 
     def tokens(self, start: int, stop: int, total: int, finish_reason: str) -> bytes:
         """Events for tokens ``start..stop-1``; the token ``total - 1`` carries ``finish_reason``."""
@@ -77,8 +82,13 @@ class StreamChunks:
         return b"".join(parts)
 
     def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
-        return (b'data: ' + self._envelope + b'"choices":[],"usage":'
-                + orjson.dumps(usage(prompt_tokens, completion_tokens)) + b"}\n\n")
+        return (
+            b"data: "
+            + self._envelope
+            + b'"choices":[],"usage":'
+            + orjson.dumps(usage(prompt_tokens, completion_tokens))
+            + b"}\n\n"
+        )
 
 
 def error_event(message: str, status: int = 500) -> bytes:
@@ -86,16 +96,32 @@ def error_event(message: str, status: int = 500) -> bytes:
 
 
 def completion_body(
-    kind: Kind, request_id: str, model: str, prompt_tokens: int, n: int, finish_reason: str,
+    kind: Kind,
+    request_id: str,
+    model: str,
+    prompt_tokens: int,
+    n: int,
+    finish_reason: str,
 ) -> dict[str, Any]:
     text = output_text(n)
     choice: dict[str, Any]
     if kind == "chat":
-        choice = {"index": 0, "message": {"role": "assistant", "content": text, "tool_calls": []},
-                  "logprobs": None, "finish_reason": finish_reason, "stop_reason": None}
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text, "tool_calls": []},
+            "logprobs": None,
+            "finish_reason": finish_reason,
+            "stop_reason": None,
+        }
     else:
-        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason,
-                  "stop_reason": None, "prompt_logprobs": None}
+        choice = {
+            "index": 0,
+            "text": text,
+            "logprobs": None,
+            "finish_reason": finish_reason,
+            "stop_reason": None,
+            "prompt_logprobs": None,
+        }
     return {
         "id": request_id,
         "object": "chat.completion" if kind == "chat" else "text_completion",

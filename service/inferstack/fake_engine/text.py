@@ -21,8 +21,30 @@ CHARS_PER_TOKEN = 4
 VOCABULARY: tuple[str, ...] = tuple(
     w + " "
     for w in (
-        "the", "cat", "sat", "and", "saw", "dog", "ran", "far", "off", "sea", "but", "sun",
-        "set", "low", "red", "sky", "one", "day", "new", "way", "old", "map", "big", "hat",
+        "the",
+        "cat",
+        "sat",
+        "and",
+        "saw",
+        "dog",
+        "ran",
+        "far",
+        "off",
+        "sea",
+        "but",
+        "sun",
+        "set",
+        "low",
+        "red",
+        "sky",
+        "one",
+        "day",
+        "new",
+        "way",
+        "old",
+        "map",
+        "big",
+        "hat",
     )
 )
 

@@ -12,10 +12,46 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from .. import __version__
 
 TTFT_BUCKETS = (
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 20, 30, 60,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.5,
+    0.75,
+    1,
+    1.5,
+    2,
+    3,
+    5,
+    7.5,
+    10,
+    20,
+    30,
+    60,
 )
 ITL_BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.04,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.5,
+    1,
+    2.5,
 )
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 
@@ -25,38 +61,53 @@ class GatewayMetrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "inferstack_requests", "Requests answered, by final status.", ["model", "endpoint", "status"],
+            "inferstack_requests",
+            "Requests answered, by final status.",
+            ["model", "endpoint", "status"],
             registry=r,
         )
         self.duration = Histogram(
-            "inferstack_request_duration_seconds", "Request received to last byte sent.",
-            ["model", "endpoint"], buckets=DURATION_BUCKETS, registry=r,
+            "inferstack_request_duration_seconds",
+            "Request received to last byte sent.",
+            ["model", "endpoint"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
         )
         self.ttft = Histogram(
-            "inferstack_time_to_first_token_seconds", "Request received to first content event sent.",
-            ["model", "endpoint"], buckets=TTFT_BUCKETS, registry=r,
+            "inferstack_time_to_first_token_seconds",
+            "Request received to first content event sent.",
+            ["model", "endpoint"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
         )
         self.itl = Histogram(
-            "inferstack_inter_token_latency_seconds", "Gap between content events sent on a stream.",
-            ["model", "endpoint"], buckets=ITL_BUCKETS, registry=r,
+            "inferstack_inter_token_latency_seconds",
+            "Gap between content events sent on a stream.",
+            ["model", "endpoint"],
+            buckets=ITL_BUCKETS,
+            registry=r,
         )
         self.prompt_tokens = Counter(
-            "inferstack_prompt_tokens", "Prompt tokens from the upstream's usage.", ["model", "tenant"],
+            "inferstack_prompt_tokens",
+            "Prompt tokens from the upstream's usage.",
+            ["model", "tenant"],
             registry=r,
         )
         self.completion_tokens = Counter(
-            "inferstack_completion_tokens", "Completion tokens from the upstream's usage.",
-            ["model", "tenant"], registry=r,
+            "inferstack_completion_tokens",
+            "Completion tokens from the upstream's usage.",
+            ["model", "tenant"],
+            registry=r,
         )
-        self.in_flight = Gauge(
-            "inferstack_requests_in_flight", "Requests being served.", ["model"], registry=r
-        )
+        self.in_flight = Gauge("inferstack_requests_in_flight", "Requests being served.", ["model"], registry=r)
         self.upstream_errors = Counter(
             "inferstack_upstream_errors", "Failed upstream attempts by kind.", ["model", "kind"], registry=r
         )
         self.retries = Counter(
-            "inferstack_upstream_retries", "Attempts retried on another replica before the first byte.",
-            ["model"], registry=r,
+            "inferstack_upstream_retries",
+            "Attempts retried on another replica before the first byte.",
+            ["model"],
+            registry=r,
         )
         self.replicas = Gauge(
             "inferstack_upstream_replicas", "Replicas per model by state.", ["model", "state"], registry=r
@@ -65,19 +116,27 @@ class GatewayMetrics:
             "inferstack_upstream_ejections", "Replicas ejected by outlier detection.", ["model"], registry=r
         )
         self.held = Gauge(
-            "inferstack_held_requests", "Requests waiting for capacity or a ready replica.", ["model"],
+            "inferstack_held_requests",
+            "Requests waiting for capacity or a ready replica.",
+            ["model"],
             registry=r,
         )
         self.demand = Gauge(
-            "inferstack_model_demand", "Held plus in-flight requests per model (scale-from-zero signal).",
-            ["model"], registry=r,
+            "inferstack_model_demand",
+            "Held plus in-flight requests per model (scale-from-zero signal).",
+            ["model"],
+            registry=r,
         )
         self.routing_decisions = Counter(
-            "inferstack_routing_decisions", "Routing decisions by policy and reason.", ["policy", "reason"],
+            "inferstack_routing_decisions",
+            "Routing decisions by policy and reason.",
+            ["policy", "reason"],
             registry=r,
         )
         self.rate_limited = Counter(
-            "inferstack_rate_limited", "Requests rejected with 429, by limit.", ["tenant", "limit"],
+            "inferstack_rate_limited",
+            "Requests rejected with 429, by limit.",
+            ["tenant", "limit"],
             registry=r,
         )
         build = Gauge("inferstack_build_info", "Always 1.", ["version"], registry=r)

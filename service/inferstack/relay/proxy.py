@@ -97,8 +97,9 @@ class ProxyEndpoint:
         tenancy: Tenancy,
     ) -> None:
         self.kind = kind
-        self.path = {"chat": "/v1/chat/completions", "completions": "/v1/completions",
-                     "embeddings": "/v1/embeddings"}[kind]
+        self.path = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}[
+            kind
+        ]
         self._settings = settings
         self._session = session
         self._pool = pool
@@ -223,8 +224,7 @@ class ProxyEndpoint:
             wants_usage = isinstance(options, dict) and options.get("include_usage") is True
             if not wants_usage:
                 # Ask for the usage chunk to count tokens without a tokenizer; strip it on the way back.
-                payload["stream_options"] = {**(options if isinstance(options, dict) else {}),
-                                             "include_usage": True}
+                payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
                 body = orjson.dumps(payload)
         route = self._scheduler.route(ex.model, payload, self.kind, ex.request_headers)
         ex.route = route
@@ -242,8 +242,10 @@ class ProxyEndpoint:
                 failure = err
                 self._metrics.upstream_errors.labels(ex.model, err.kind).inc()
                 self._pool.record_failure(endpoint, ex.model)
-                log.warning("upstream attempt failed", extra={
-                    "request_id": ex.request_id, "upstream": endpoint.url, "kind": err.kind})
+                log.warning(
+                    "upstream attempt failed",
+                    extra={"request_id": ex.request_id, "upstream": endpoint.url, "kind": err.kind},
+                )
             finally:
                 self._holds.release(ex.model, endpoint)
                 self._scheduler.finished(route, endpoint)
@@ -260,8 +262,14 @@ class ProxyEndpoint:
 
     # -- one upstream attempt ---------------------------------------------------------------------
     async def _attempt(
-        self, endpoint: Endpoint, body: bytes, ex: Exchange, out: _Responder, wants_usage: bool,
-        deadline: float, adm: Admission,
+        self,
+        endpoint: Endpoint,
+        body: bytes,
+        ex: Exchange,
+        out: _Responder,
+        wants_usage: bool,
+        deadline: float,
+        adm: Admission,
     ) -> None:
         """Raise AttemptError for anything that fails before the first byte goes to the client."""
         headers = {"content-type": "application/json", "x-request-id": ex.request_id}
@@ -272,8 +280,9 @@ class ProxyEndpoint:
             async with asyncio.timeout_at(first_byte_by):
                 resp = await self._session.post(endpoint.url + self.path, data=body, headers=headers)
                 if resp.status >= 500:
-                    raise AttemptError("http_5xx", UpstreamError(
-                        f"The upstream replica failed with status {resp.status}."))
+                    raise AttemptError(
+                        "http_5xx", UpstreamError(f"The upstream replica failed with status {resp.status}.")
+                    )
                 streaming = ex.stream and resp.status == 200 and resp.content_type == "text/event-stream"
                 if streaming:
                     first = await resp.content.readany()
@@ -291,7 +300,8 @@ class ProxyEndpoint:
             raise
         ex.response_headers.extend(
             (name.encode(), resp.headers[name].encode("latin-1"))
-            for name in _FORWARDED_RESPONSE_HEADERS if name in resp.headers
+            for name in _FORWARDED_RESPONSE_HEADERS
+            if name in resp.headers
         )
         try:
             if streaming:
@@ -307,8 +317,15 @@ class ProxyEndpoint:
             resp.close()
 
     async def _relay(
-        self, resp: aiohttp.ClientResponse, endpoint: Endpoint, first: bytes, ex: Exchange, out: _Responder,
-        wants_usage: bool, deadline: float, adm: Admission,
+        self,
+        resp: aiohttp.ClientResponse,
+        endpoint: Endpoint,
+        first: bytes,
+        ex: Exchange,
+        out: _Responder,
+        wants_usage: bool,
+        deadline: float,
+        adm: Admission,
     ) -> None:
         ex.status = 200
         assembler = adm.assembler
@@ -363,8 +380,10 @@ class ProxyEndpoint:
             self._metrics.upstream_errors.labels(ex.model, failure.kind).inc()
             self._pool.record_failure(endpoint, ex.model)
             ex.error = f"stream_{failure.kind}"
-            log.warning("stream broke after it started", extra={
-                "request_id": ex.request_id, "upstream": ex.upstream, "kind": failure.kind})
+            log.warning(
+                "stream broke after it started",
+                extra={"request_id": ex.request_id, "upstream": ex.upstream, "kind": failure.kind},
+            )
             await out.body(error_event(failure.error.to_body()))
         self._account(ex, usage)
         await out.end()
@@ -386,14 +405,26 @@ class ProxyEndpoint:
     def _finish(self, ex: Exchange) -> None:
         duration = time.perf_counter() - ex.started
         self._metrics.request_done(ex.model, ex.endpoint, ex.status, duration)
-        access_log.info("request", extra={
-            "request_id": ex.request_id, "endpoint": ex.endpoint, "model": ex.model, "stream": ex.stream,
-            "tenant": ex.tenant, "status": ex.status, "upstream": ex.upstream, "attempts": ex.attempts,
-            "policy": ex.route.policy if ex.route else None, "reason": ex.route.reason if ex.route else None,
-            "prompt_tokens": ex.prompt_tokens, "completion_tokens": ex.completion_tokens,
-            "ttft_ms": None if ex.ttft is None else round(ex.ttft * 1000, 2),
-            "duration_ms": round(duration * 1000, 2), "error": ex.error,
-        })
+        access_log.info(
+            "request",
+            extra={
+                "request_id": ex.request_id,
+                "endpoint": ex.endpoint,
+                "model": ex.model,
+                "stream": ex.stream,
+                "tenant": ex.tenant,
+                "status": ex.status,
+                "upstream": ex.upstream,
+                "attempts": ex.attempts,
+                "policy": ex.route.policy if ex.route else None,
+                "reason": ex.route.reason if ex.route else None,
+                "prompt_tokens": ex.prompt_tokens,
+                "completion_tokens": ex.completion_tokens,
+                "ttft_ms": None if ex.ttft is None else round(ex.ttft * 1000, 2),
+                "duration_ms": round(duration * 1000, 2),
+                "error": ex.error,
+            },
+        )
 
 
 class _Responder:

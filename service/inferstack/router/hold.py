@@ -79,9 +79,7 @@ class HoldQueue:
 
     def _try(self, model: str, exclude: frozenset[str], pick: Picker) -> Endpoint | None:
         cap = self._settings.max_in_flight_per_replica
-        candidates = [
-            e for e in self._pool.candidates(model) if e.url not in exclude and e.in_flight < cap
-        ]
+        candidates = [e for e in self._pool.candidates(model) if e.url not in exclude and e.in_flight < cap]
         if not candidates:
             return None
         endpoint = pick(candidates)

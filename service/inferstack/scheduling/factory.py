@@ -20,8 +20,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "round_robin": (),
     "least_load": ("waiting_weight",),
     "session": ("load_factor", "waiting_weight"),
-    "prefix_affinity": ("load_factor", "waiting_weight", "block_chars", "max_blocks", "home_blocks",
-                        "index_capacity"),
+    "prefix_affinity": ("load_factor", "waiting_weight", "block_chars", "max_blocks", "home_blocks", "index_capacity"),
 }
 _ALL_SETTINGS = frozenset(s for names in SETTINGS.values() for s in names)
 

@@ -18,8 +18,7 @@ def prefix_chain(model: str, prompt: str, block_chars: int, max_blocks: int) -> 
     prev = blake2b(model.encode(), digest_size=8).digest()
     out: list[bytes] = []
     for i in range(count):
-        prev = blake2b(prompt[i * block_chars : (i + 1) * block_chars].encode(), digest_size=8,
-                       key=prev).digest()
+        prev = blake2b(prompt[i * block_chars : (i + 1) * block_chars].encode(), digest_size=8, key=prev).digest()
         out.append(prev)
     return out
 

@@ -48,7 +48,10 @@ class PrefixAffinity:
         self._turn = 0
 
     def pick(
-        self, req: RoutingRequest, candidates: Sequence[EndpointLoad], exclude: frozenset[str] = frozenset(),
+        self,
+        req: RoutingRequest,
+        candidates: Sequence[EndpointLoad],
+        exclude: frozenset[str] = frozenset(),
     ) -> Decision:
         cands = usable(candidates, exclude)
         chain = prefix_chain(req.model, req.prompt, self.block_chars, self.max_blocks)

@@ -15,7 +15,10 @@ class RoundRobin:
         self._turn = 0
 
     def pick(
-        self, req: RoutingRequest, candidates: Sequence[EndpointLoad], exclude: frozenset[str] = frozenset(),
+        self,
+        req: RoutingRequest,
+        candidates: Sequence[EndpointLoad],
+        exclude: frozenset[str] = frozenset(),
     ) -> Decision:
         cands = usable(candidates, exclude)
         if len(cands) == 1:

@@ -7,10 +7,22 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 Reason = Literal[
-    "prefix_hit", "prefix_miss", "load_bound", "least_load", "round_robin", "session", "only_candidate",
+    "prefix_hit",
+    "prefix_miss",
+    "load_bound",
+    "least_load",
+    "round_robin",
+    "session",
+    "only_candidate",
 ]
 REASONS: tuple[Reason, ...] = (
-    "prefix_hit", "prefix_miss", "load_bound", "least_load", "round_robin", "session", "only_candidate",
+    "prefix_hit",
+    "prefix_miss",
+    "load_bound",
+    "least_load",
+    "round_robin",
+    "session",
+    "only_candidate",
 )
 
 
@@ -52,7 +64,10 @@ class Policy(Protocol):
     name: str
 
     def pick(
-        self, req: RoutingRequest, candidates: Sequence[EndpointLoad], exclude: frozenset[str] = frozenset(),
+        self,
+        req: RoutingRequest,
+        candidates: Sequence[EndpointLoad],
+        exclude: frozenset[str] = frozenset(),
     ) -> Decision: ...
 
     def on_finished(self, req: RoutingRequest, url: str) -> None: ...

@@ -40,8 +40,9 @@ def parse_load(text: bytes, at: float) -> EngineLoad | None:
                     pass
     if not seen:
         return None
-    return EngineLoad(running=values["running"], waiting=values["waiting"],
-                      kv_cache_usage=values["kv_cache_usage"], at=at)
+    return EngineLoad(
+        running=values["running"], waiting=values["waiting"], kv_cache_usage=values["kv_cache_usage"], at=at
+    )
 
 
 class LoadScraper:

@@ -122,8 +122,11 @@ class UpstreamPool:
             self._metrics.ejections.labels(model).inc()
         log.warning(
             "replica ejected",
-            extra={"upstream": endpoint.url, "ejections": endpoint.ejections,
-                   "seconds": round(endpoint.ejected_until - time.monotonic(), 1)},
+            extra={
+                "upstream": endpoint.url,
+                "ejections": endpoint.ejections,
+                "seconds": round(endpoint.ejected_until - time.monotonic(), 1),
+            },
         )
         self._notify()
         # Check it again as soon as the ejection ends, not a whole interval later.
@@ -151,8 +154,11 @@ class UpstreamPool:
             endpoint.consecutive_failures = 0
         endpoint.healthy = healthy
         if changed:
-            log.info("replica %s", "healthy" if healthy else "unhealthy",
-                     extra={"upstream": endpoint.url, "models": sorted(endpoint.models)})
+            log.info(
+                "replica %s",
+                "healthy" if healthy else "unhealthy",
+                extra={"upstream": endpoint.url, "models": sorted(endpoint.models)},
+            )
             self._notify()
 
     async def _probe(self, url: str) -> tuple[bool, dict[str, dict[str, Any]]]:

@@ -17,14 +17,17 @@ from aiohttp import web
 PATH = "/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
 
 
-def endpoint_slice(name: str, endpoints: dict[str, bool | None], port: int = 8000, port_name: str = "http",
-                   address_type: str = "IPv4") -> dict[str, Any]:
+def endpoint_slice(
+    name: str, endpoints: dict[str, bool | None], port: int = 8000, port_name: str = "http", address_type: str = "IPv4"
+) -> dict[str, Any]:
     """A slice with one endpoint per address; ``None`` leaves ``conditions.ready`` out (means ready)."""
     return {
         "metadata": {"name": name, "labels": {"kubernetes.io/service-name": "engines"}},
         "addressType": address_type,
-        "ports": [{"name": "metrics", "port": 9090, "protocol": "TCP"},
-                  {"name": port_name, "port": port, "protocol": "TCP"}],
+        "ports": [
+            {"name": "metrics", "port": 9090, "protocol": "TCP"},
+            {"name": port_name, "port": port, "protocol": "TCP"},
+        ],
         "endpoints": [
             {"addresses": [address], "conditions": {} if ready is None else {"ready": ready}}
             for address, ready in endpoints.items()
@@ -103,11 +106,14 @@ class FakeKubernetesApi:
         if request.query.get("watch") in ("1", "true"):
             return await self._watch(request)
         self.list_calls += 1
-        return web.json_response({
-            "kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
-            "metadata": {"resourceVersion": str(self.version)},
-            "items": list(self.slices.values()),
-        })
+        return web.json_response(
+            {
+                "kind": "EndpointSliceList",
+                "apiVersion": "discovery.k8s.io/v1",
+                "metadata": {"resourceVersion": str(self.version)},
+                "items": list(self.slices.values()),
+            }
+        )
 
     async def _watch(self, request: web.Request) -> web.StreamResponse:
         self.watch_versions.append(request.query.get("resourceVersion", ""))

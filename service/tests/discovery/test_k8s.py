@@ -52,8 +52,9 @@ async def api() -> AsyncIterator[tuple[FakeKubernetesApi, str]]:
 @contextlib.asynccontextmanager
 async def running(url: str, token: str = "test-token", **kwargs: object) -> AsyncIterator[Recorder]:
     recorder = Recorder()
-    provider = KubernetesDiscovery("inference", "engines", "http", api_url=url, token=token,
-                                   backoff=(0.05, 0.2), **kwargs)  # type: ignore[arg-type]
+    provider = KubernetesDiscovery(
+        "inference", "engines", "http", api_url=url, token=token, backoff=(0.05, 0.2), **kwargs
+    )  # type: ignore[arg-type]
     task = asyncio.create_task(provider.run(recorder))
     try:
         yield recorder
@@ -157,8 +158,7 @@ async def test_api_errors_back_off_and_recover(api: tuple[FakeKubernetesApi, str
         await eventually(lambda: seen.current == {A, B})
 
 
-async def test_token_is_read_from_its_file_at_every_connect(api: tuple[FakeKubernetesApi, str],
-                                                            tmp_path: Path) -> None:
+async def test_token_is_read_from_its_file_at_every_connect(api: tuple[FakeKubernetesApi, str], tmp_path: Path) -> None:
     fake, url = api
     token_file = tmp_path / "token"
     token_file.write_text("test-token\n")

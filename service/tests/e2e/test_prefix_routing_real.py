@@ -16,8 +16,28 @@ from .test_real_vllm import scrape
 
 pytestmark = pytest.mark.vllm
 
-WORDS = ("river", "stone", "ledger", "harbour", "winter", "signal", "garden", "copper", "meadow", "lantern",
-         "orbit", "candle", "forest", "thunder", "mirror", "parcel", "silver", "window", "anchor", "violet")
+WORDS = (
+    "river",
+    "stone",
+    "ledger",
+    "harbour",
+    "winter",
+    "signal",
+    "garden",
+    "copper",
+    "meadow",
+    "lantern",
+    "orbit",
+    "candle",
+    "forest",
+    "thunder",
+    "mirror",
+    "parcel",
+    "silver",
+    "window",
+    "anchor",
+    "violet",
+)
 
 
 def system_prompt(rng: random.Random) -> str:
@@ -49,16 +69,27 @@ def run_sequence(url: str, key: str, policy: str, seed: int) -> None:
     """
     rng = random.Random(seed)
     prompts = [system_prompt(rng) for _ in range(5)]
-    with httpx.Client(base_url=url, timeout=120, headers={
-        "authorization": f"Bearer {key}", "x-inferstack-routing-policy": policy,
-    }) as client:
+    with httpx.Client(
+        base_url=url,
+        timeout=120,
+        headers={
+            "authorization": f"Bearer {key}",
+            "x-inferstack-routing-policy": policy,
+        },
+    ) as client:
         for turn in range(4):
             for system in prompts:
-                resp = client.post("/v1/chat/completions", json={
-                    "model": "tiny-llama", "max_tokens": 1,
-                    "messages": [{"role": "system", "content": system},
-                                 {"role": "user", "content": f"Question {turn}: {rng.choice(WORDS)}?"}],
-                })
+                resp = client.post(
+                    "/v1/chat/completions",
+                    json={
+                        "model": "tiny-llama",
+                        "max_tokens": 1,
+                        "messages": [
+                            {"role": "system", "content": system},
+                            {"role": "user", "content": f"Question {turn}: {rng.choice(WORDS)}?"},
+                        ],
+                    },
+                )
                 assert resp.status_code == 200, resp.text
 
 

@@ -24,8 +24,9 @@ def scrape(url: str) -> dict[str, float]:
 
 @pytest.fixture
 def client(live_stack: LiveStack) -> openai.OpenAI:
-    return openai.OpenAI(base_url=live_stack.gateway_url + "/v1", api_key=live_stack.api_key or "unused",
-                         max_retries=0, timeout=120)
+    return openai.OpenAI(
+        base_url=live_stack.gateway_url + "/v1", api_key=live_stack.api_key or "unused", max_retries=0, timeout=120
+    )
 
 
 def test_models_lists_the_served_model(client: openai.OpenAI, live_stack: LiveStack) -> None:
@@ -43,8 +44,12 @@ def test_chat_and_completions_stream_and_not_agree_with_vllm_token_counters(
     assert chat.usage is not None and chat.usage.completion_tokens > 0
 
     pieces = []
-    for chunk in client.chat.completions.create(model=live_stack.model, messages=messages,  # type: ignore[arg-type]
-                                                max_tokens=12, stream=True):
+    for chunk in client.chat.completions.create(
+        model=live_stack.model,
+        messages=messages,  # type: ignore[arg-type]
+        max_tokens=12,
+        stream=True,
+    ):
         assert chunk.usage is None  # the gateway's own usage request is stripped
         if chunk.choices and chunk.choices[0].delta.content:
             pieces.append(chunk.choices[0].delta.content)
@@ -54,8 +59,13 @@ def test_chat_and_completions_stream_and_not_agree_with_vllm_token_counters(
     assert text.choices[0].text is not None and text.usage is not None
 
     usage_seen = None
-    for chunk in client.completions.create(model=live_stack.model, prompt="Once upon a time", max_tokens=10,
-                                           stream=True, stream_options={"include_usage": True}):
+    for chunk in client.completions.create(
+        model=live_stack.model,
+        prompt="Once upon a time",
+        max_tokens=10,
+        stream=True,
+        stream_options={"include_usage": True},
+    ):
         if chunk.usage is not None:
             usage_seen = chunk.usage
     assert usage_seen is not None and usage_seen.completion_tokens > 0
@@ -83,10 +93,18 @@ def test_vllm_errors_come_back_openai_shaped(client: openai.OpenAI, live_stack: 
 
 def test_curl_style_stream_is_plain_sse(live_stack: LiveStack) -> None:
     headers = {"authorization": f"Bearer {live_stack.api_key}"} if live_stack.api_key else {}
-    with httpx.stream("POST", live_stack.gateway_url + "/v1/chat/completions", timeout=120, headers=headers, json={
-        "model": live_stack.model, "stream": True, "max_tokens": 8,
-        "messages": [{"role": "user", "content": "Hello!"}],
-    }) as resp:
+    with httpx.stream(
+        "POST",
+        live_stack.gateway_url + "/v1/chat/completions",
+        timeout=120,
+        headers=headers,
+        json={
+            "model": live_stack.model,
+            "stream": True,
+            "max_tokens": 8,
+            "messages": [{"role": "user", "content": "Hello!"}],
+        },
+    ) as resp:
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in resp.iter_lines() if line]

@@ -17,8 +17,11 @@ MODEL = "tiny-llama"
 
 
 def test_completions(vllm_engine: str) -> None:
-    resp = httpx.post(f"{vllm_engine}/v1/completions", timeout=60,
-                      json={"model": MODEL, "prompt": "The river carried", "max_tokens": 5, "temperature": 0})
+    resp = httpx.post(
+        f"{vllm_engine}/v1/completions",
+        timeout=60,
+        json={"model": MODEL, "prompt": "The river carried", "max_tokens": 5, "temperature": 0},
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["model"] == MODEL
@@ -27,9 +30,15 @@ def test_completions(vllm_engine: str) -> None:
 
 
 def test_chat_completions(vllm_engine: str) -> None:
-    resp = httpx.post(f"{vllm_engine}/v1/chat/completions", timeout=60, json={
-        "model": MODEL, "max_tokens": 4, "messages": [{"role": "user", "content": "Hello!"}],
-    })
+    resp = httpx.post(
+        f"{vllm_engine}/v1/chat/completions",
+        timeout=60,
+        json={
+            "model": MODEL,
+            "max_tokens": 4,
+            "messages": [{"role": "user", "content": "Hello!"}],
+        },
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["choices"][0]["message"]["role"] == "assistant"
@@ -39,10 +48,18 @@ def test_chat_completions(vllm_engine: str) -> None:
 
 def test_chat_completions_stream(vllm_engine: str) -> None:
     events = []
-    with httpx.stream("POST", f"{vllm_engine}/v1/chat/completions", timeout=60, json={
-        "model": MODEL, "max_tokens": 6, "stream": True, "stream_options": {"include_usage": True},
-        "messages": [{"role": "user", "content": "Tell me about bread."}],
-    }) as resp:
+    with httpx.stream(
+        "POST",
+        f"{vllm_engine}/v1/chat/completions",
+        timeout=60,
+        json={
+            "model": MODEL,
+            "max_tokens": 6,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": "Tell me about bread."}],
+        },
+    ) as resp:
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
         events = [line.removeprefix("data: ") for line in resp.iter_lines() if line.startswith("data: ")]
@@ -54,8 +71,11 @@ def test_chat_completions_stream(vllm_engine: str) -> None:
 
 
 def test_metrics_count_prompt_tokens(vllm_engine: str) -> None:
-    httpx.post(f"{vllm_engine}/v1/completions", timeout=60,
-               json={"model": MODEL, "prompt": "Count these tokens", "max_tokens": 1}).raise_for_status()
+    httpx.post(
+        f"{vllm_engine}/v1/completions",
+        timeout=60,
+        json={"model": MODEL, "prompt": "Count these tokens", "max_tokens": 1},
+    ).raise_for_status()
     metrics = httpx.get(f"{vllm_engine}/metrics", timeout=10).text
     samples = [line for line in metrics.splitlines() if line.startswith("vllm:prompt_tokens_total{")]
     assert samples, "vllm:prompt_tokens_total missing"

@@ -24,8 +24,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _engine_run(code: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(Path(tinymodel.__file__).parents[2])}
-    result = subprocess.run([engine_python(), "-c", code], capture_output=True, text=True, env=env, timeout=120,
-                            check=False)
+    result = subprocess.run(
+        [engine_python(), "-c", code], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 
@@ -46,8 +47,13 @@ def test_a_matching_build_is_reused_and_a_rebuild_is_byte_identical(built: Path)
 
 def test_files_and_shape_suit_vllm_on_cpu(built: Path) -> None:
     names = {p.name for p in built.iterdir()}
-    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-            "tokenizer_config.json"} <= names
+    assert {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    } <= names
     config = json.loads((built / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"]
     assert config["head_dim"] == config["hidden_size"] // config["num_attention_heads"] == 64

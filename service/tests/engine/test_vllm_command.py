@@ -43,8 +43,9 @@ def test_command_defaults_leave_cores_to_the_os_and_size_the_kv_cache() -> None:
 
 
 def test_command_options_pin_cores_and_pass_extra_args() -> None:
-    options = vllm.EngineOptions(cpus="1", threads=2, max_model_len=4096, enforce_eager=False,
-                                 extra_args=("--seed", "7"))
+    options = vllm.EngineOptions(
+        cpus="1", threads=2, max_model_len=4096, enforce_eager=False, extra_args=("--seed", "7")
+    )
     argv, env = vllm.command("org/model", port=1, options=options)
     assert env["VLLM_CPU_OMP_THREADS_BIND"] == "1"
     assert env["OMP_NUM_THREADS"] == "2"
@@ -120,8 +121,10 @@ def test_wait_ready_gives_up_at_the_deadline() -> None:
 
 def test_stop_ends_the_whole_process_group(tmp_path: Path) -> None:
     # A parent that starts a child, as vLLM's API server starts its engine core.
-    script = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);" \
-             "print('started', flush=True); time.sleep(60)"
+    script = (
+        "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+        "print('started', flush=True); time.sleep(60)"
+    )
     process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, stdout=subprocess.PIPE)
     assert process.stdout is not None and process.stdout.readline() == b"started\n"
     vllm.stop(process, timeout=5)

@@ -33,6 +33,6 @@ def sse_events(raw: bytes) -> list[Any]:
     out: list[Any] = []
     for event in raw.split(b"\n\n")[:-1]:
         assert event.startswith(b"data: "), event
-        data = event[len(b"data: "):]
+        data = event[len(b"data: ") :]
         out.append("[DONE]" if data == b"[DONE]" else orjson.loads(data))
     return out

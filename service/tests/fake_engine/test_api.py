@@ -31,8 +31,11 @@ async def test_chat_non_stream_has_vllm_shape_and_usage(client: httpx.AsyncClien
     assert choice["message"]["role"] == "assistant"
     assert choice["message"]["content"] == output_text(32)
     assert choice["finish_reason"] == "stop"
-    assert body["usage"] == {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": 32,
-                             "total_tokens": PROMPT_TOKENS + 32}
+    assert body["usage"] == {
+        "prompt_tokens": PROMPT_TOKENS,
+        "completion_tokens": 32,
+        "total_tokens": PROMPT_TOKENS + 32,
+    }
 
 
 async def test_max_tokens_caps_output_with_finish_reason_length(client: httpx.AsyncClient) -> None:
@@ -56,8 +59,11 @@ async def test_chat_stream_chunks_and_usage_chunk(client: httpx.AsyncClient) -> 
     assert [t["choices"][0]["finish_reason"] for t in tokens] == [None, None, None, "length"]
     assert all(t["object"] == "chat.completion.chunk" and t["id"] == first["id"] for t in tokens)
     assert usage_chunk["choices"] == []
-    assert usage_chunk["usage"] == {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": 4,
-                                    "total_tokens": PROMPT_TOKENS + 4}
+    assert usage_chunk["usage"] == {
+        "prompt_tokens": PROMPT_TOKENS,
+        "completion_tokens": 4,
+        "total_tokens": PROMPT_TOKENS + 4,
+    }
 
 
 async def test_completions_stream_without_usage_has_no_usage_chunk(client: httpx.AsyncClient) -> None:
@@ -79,15 +85,21 @@ async def test_embeddings_are_deterministic(client: httpx.AsyncClient) -> None:
     assert data["usage"]["prompt_tokens"] == 1 + 1 + 2  # "other" is 5 chars: 2 tokens
 
 
-@pytest.mark.parametrize(("path", "body", "status"), [
-    ("/v1/chat/completions", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}, 404),
-    ("/v1/chat/completions", {"model": "fake-model", "messages": []}, 400),
-    ("/v1/completions", {"model": "fake-model", "prompt": "x", "max_tokens": 0}, 400),
-    ("/v1/completions", {"model": "fake-model", "prompt": "x", "max_tokens": 9000}, 400),
-    ("/v1/embeddings", {"model": "fake-model"}, 400),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/v1/chat/completions", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}, 404),
+        ("/v1/chat/completions", {"model": "fake-model", "messages": []}, 400),
+        ("/v1/completions", {"model": "fake-model", "prompt": "x", "max_tokens": 0}, 400),
+        ("/v1/completions", {"model": "fake-model", "prompt": "x", "max_tokens": 9000}, 400),
+        ("/v1/embeddings", {"model": "fake-model"}, 400),
+    ],
+)
 async def test_invalid_requests_get_openai_errors(
-    client: httpx.AsyncClient, path: str, body: dict[str, object], status: int,
+    client: httpx.AsyncClient,
+    path: str,
+    body: dict[str, object],
+    status: int,
 ) -> None:
     r = await client.post(path, json=body)
     assert r.status_code == status
@@ -100,8 +112,9 @@ async def test_not_json_is_400(client: httpx.AsyncClient) -> None:
 
 
 async def test_request_id_is_echoed_and_requests_are_recorded(client: httpx.AsyncClient) -> None:
-    r = await client.post("/v1/chat/completions", json={**CHAT, "stream": True},
-                          headers={"x-request-id": "req-123", "x-extra": "1"})
+    r = await client.post(
+        "/v1/chat/completions", json={**CHAT, "stream": True}, headers={"x-request-id": "req-123", "x-extra": "1"}
+    )
     assert r.headers["x-request-id"] == "req-123"
     recorded = (await client.get("/_fake/requests")).json()
     assert recorded[-1]["path"] == "/v1/chat/completions"

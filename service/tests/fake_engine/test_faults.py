@@ -66,8 +66,9 @@ async def test_slow_first_byte_delays_headers(client: httpx.AsyncClient) -> None
 async def _stream_until_failure(client: httpx.AsyncClient, read_timeout: float = 5.0) -> tuple[bytes, Exception | None]:
     got = b""
     try:
-        async with client.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True},
-                                 timeout=read_timeout) as r:
+        async with client.stream(
+            "POST", "/v1/chat/completions", json={**CHAT, "stream": True}, timeout=read_timeout
+        ) as r:
             async for chunk in r.aiter_raw():
                 got += chunk
     except (httpx.RemoteProtocolError, httpx.ReadTimeout) as exc:
@@ -103,8 +104,9 @@ async def test_pacing_follows_ttft_and_itl(client: httpx.AsyncClient) -> None:
     await client.post("/_fake/config", json={"ttft": 0.1, "itl": 0.02})
     arrivals: list[float] = []
     start = time.monotonic()
-    async with client.stream("POST", "/v1/completions",
-                             json={"model": "fake-model", "prompt": "x", "max_tokens": 6, "stream": True}) as r:
+    async with client.stream(
+        "POST", "/v1/completions", json={"model": "fake-model", "prompt": "x", "max_tokens": 6, "stream": True}
+    ) as r:
         async for line in r.aiter_lines():
             if line.startswith("data: {"):
                 arrivals.append(time.monotonic() - start)

@@ -10,20 +10,26 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from inferstack.fake_engine import EngineConfig, SimParams, running_engine
 
-PARAMS = SimParams(max_num_seqs=2, block_size=16, step_base=0.002, decode_per_seq=0.0,
-                   prefill_per_token=0.00001)
+PARAMS = SimParams(max_num_seqs=2, block_size=16, step_base=0.002, decode_per_seq=0.0, prefill_per_token=0.00001)
 SYSTEM = "You are a patient assistant. " * 40  # ~1160 chars: 18 full blocks of 64 chars
 
 
 def chat(question: str, max_tokens: int = 4) -> dict[str, object]:
-    return {"model": "fake-model", "max_tokens": max_tokens, "messages": [
-        {"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]}
+    return {
+        "model": "fake-model",
+        "max_tokens": max_tokens,
+        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}],
+    }
 
 
 async def metrics(client: httpx.AsyncClient) -> dict[str, float]:
     text = (await client.get("/metrics")).text
-    return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples
-            if not s.labels.get("finished_reason")}
+    return {
+        s.name: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if not s.labels.get("finished_reason")
+    }
 
 
 async def test_shared_system_prompt_hits_the_prefix_cache() -> None:
@@ -40,8 +46,7 @@ async def test_shared_system_prompt_hits_the_prefix_cache() -> None:
 
 async def test_requests_beyond_max_num_seqs_wait() -> None:
     async with running_engine(EngineConfig(sim=PARAMS)) as url, httpx.AsyncClient(base_url=url) as c:
-        calls = [asyncio.create_task(c.post("/v1/chat/completions", json=chat(f"q{i}", 200)))
-                 for i in range(3)]
+        calls = [asyncio.create_task(c.post("/v1/chat/completions", json=chat(f"q{i}", 200))) for i in range(3)]
         deadline = time.monotonic() + 3
         while True:
             m = await metrics(c)

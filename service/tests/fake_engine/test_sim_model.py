@@ -6,8 +6,16 @@ import pytest
 
 from inferstack.fake_engine.sim import PrefixCache, ReplicaModel, SimParams, SimSequence, block_hashes
 
-P = SimParams(max_num_seqs=2, max_batched_tokens=64, block_size=4, num_blocks=1000, cache_blocks=8,
-              step_base=0.01, decode_per_seq=0.001, prefill_per_token=0.0001)
+P = SimParams(
+    max_num_seqs=2,
+    max_batched_tokens=64,
+    block_size=4,
+    num_blocks=1000,
+    cache_blocks=8,
+    step_base=0.01,
+    decode_per_seq=0.001,
+    prefill_per_token=0.0001,
+)
 
 
 def run(model: ReplicaModel) -> tuple[float, dict[int, list[float]]]:

@@ -53,10 +53,24 @@ async def test_ledger_sums_per_tenant_and_model_over_a_range(ledger: Ledger) -> 
     assert await ledger.month_spend("acme", ts(2025, 3, 15)) == 300
     rows = await ledger.report(ts(2025, 4, 1), ts(2025, 4, 2))
     assert rows == [
-        {"tenant": "acme", "model": "m1", "requests": 1, "cached_requests": 1, "prompt_tokens": 0,
-         "completion_tokens": 0, "cost_usd": 0.0},
-        {"tenant": "acme", "model": "m2", "requests": 1, "cached_requests": 0, "prompt_tokens": 1,
-         "completion_tokens": 1, "cost_usd": 700 / NANO},
+        {
+            "tenant": "acme",
+            "model": "m1",
+            "requests": 1,
+            "cached_requests": 1,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "cost_usd": 0.0,
+        },
+        {
+            "tenant": "acme",
+            "model": "m2",
+            "requests": 1,
+            "cached_requests": 0,
+            "prompt_tokens": 1,
+            "completion_tokens": 1,
+            "cost_usd": 700 / NANO,
+        },
     ]
     with pytest.raises(ValueError):
         await ledger.report(ts(2020, 1, 1), ts(2025, 1, 1))

@@ -15,28 +15,38 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "Hi  there"}], "t
 
 
 def test_key_ignores_json_formatting_and_field_order_but_not_content() -> None:
-    reordered = orjson.loads(b'{ "max_tokens" : 8, "temperature": 0.0,\n "messages": [{"content": "Hi  there",'
-                             b' "role": "user"}], "model": "m", "stream": true}')
+    reordered = orjson.loads(
+        b'{ "max_tokens" : 8, "temperature": 0.0,\n "messages": [{"content": "Hi  there",'
+        b' "role": "user"}], "model": "m", "stream": true}'
+    )
     assert cache_key("chat", reordered, "r1", "t") == cache_key("chat", CHAT, "r1", "t")
     changed_text = {**CHAT, "messages": [{"role": "user", "content": "Hi there"}]}  # whitespace in content counts
-    for other in (cache_key("chat", changed_text, "r1", "t"), cache_key("chat", {**CHAT, "top_p": 0.9}, "r1", "t"),
-                  cache_key("chat", CHAT, "r2", "t"), cache_key("chat", CHAT, "r1", "other-tenant"),
-                  cache_key("completions", CHAT, "r1", "t")):
+    for other in (
+        cache_key("chat", changed_text, "r1", "t"),
+        cache_key("chat", {**CHAT, "top_p": 0.9}, "r1", "t"),
+        cache_key("chat", CHAT, "r2", "t"),
+        cache_key("chat", CHAT, "r1", "other-tenant"),
+        cache_key("completions", CHAT, "r1", "t"),
+    ):
         assert other != cache_key("chat", CHAT, "r1", "t")
 
 
-@pytest.mark.parametrize(("payload", "cache_control", "opt", "expected"), [
-    (CHAT, None, None, (True, True)),
-    ({**CHAT, "temperature": 0.7}, None, None, (False, False)),
-    ({**CHAT, "temperature": 0.7, "seed": 42}, None, None, (True, True)),
-    ({**CHAT, "temperature": 0.7}, None, "on", (True, True)),
-    (CHAT, None, "off", (False, False)),
-    (CHAT, "no-store", None, (False, False)),
-    (CHAT, "max-age=0, no-cache", None, (False, True)),
-    ({k: v for k, v in CHAT.items() if k != "temperature"}, None, None, (False, False)),
-])
-def test_policy(payload: dict[str, Any], cache_control: str | None, opt: str | None,
-                expected: tuple[bool, bool]) -> None:
+@pytest.mark.parametrize(
+    ("payload", "cache_control", "opt", "expected"),
+    [
+        (CHAT, None, None, (True, True)),
+        ({**CHAT, "temperature": 0.7}, None, None, (False, False)),
+        ({**CHAT, "temperature": 0.7, "seed": 42}, None, None, (True, True)),
+        ({**CHAT, "temperature": 0.7}, None, "on", (True, True)),
+        (CHAT, None, "off", (False, False)),
+        (CHAT, "no-store", None, (False, False)),
+        (CHAT, "max-age=0, no-cache", None, (False, True)),
+        ({k: v for k, v in CHAT.items() if k != "temperature"}, None, None, (False, False)),
+    ],
+)
+def test_policy(
+    payload: dict[str, Any], cache_control: str | None, opt: str | None, expected: tuple[bool, bool]
+) -> None:
     policy = cache_policy("chat", payload, cache_control, opt)
     assert (policy.lookup, policy.store) == expected
 
@@ -70,8 +80,10 @@ async def test_redis_store_ttl_and_add(redis_client: Any) -> None:
 def chat_stream(content_parts: list[str], **extra_delta: Any) -> list[bytes]:
     head = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
     events = [{**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
-    events += [{**head, "choices": [{"index": 0, "delta": {"content": p, **extra_delta}, "finish_reason": None}]}
-               for p in content_parts]
+    events += [
+        {**head, "choices": [{"index": 0, "delta": {"content": p, **extra_delta}, "finish_reason": None}]}
+        for p in content_parts
+    ]
     events.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     events.append({**head, "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})
     return [b"data: " + orjson.dumps(e) + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
@@ -109,8 +121,15 @@ def test_streams_the_assembler_cannot_reproduce_are_not_cached() -> None:
 
 
 def test_completions_replay() -> None:
-    whole = orjson.dumps({"id": "cmpl-1", "object": "text_completion", "created": 1, "model": "m",
-                          "choices": [{"index": 0, "text": "abc", "finish_reason": "length"}]})
+    whole = orjson.dumps(
+        {
+            "id": "cmpl-1",
+            "object": "text_completion",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "text": "abc", "finish_reason": "length"}],
+        }
+    )
     events = sse_events("completions", whole, include_usage=False)
     assembler = StreamAssembler("completions")
     for e in events:

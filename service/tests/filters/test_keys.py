@@ -52,8 +52,12 @@ def test_key_file_errors_name_fields_never_values() -> None:
         parse_keys(keyfile({"key_sha256": secret, "tenant": "acme"}))  # a key pasted where its hash goes
     assert secret not in str(caught.value) and "key_sha256" in str(caught.value)
     with pytest.raises(KeyFileError, match="two different monthly budgets"):
-        parse_keys(keyfile({"key_sha256": "a" * 64, "tenant": "t", "monthly_budget_usd": 1},
-                           {"key_sha256": "b" * 64, "tenant": "t", "monthly_budget_usd": 2}))
+        parse_keys(
+            keyfile(
+                {"key_sha256": "a" * 64, "tenant": "t", "monthly_budget_usd": 1},
+                {"key_sha256": "b" * 64, "tenant": "t", "monthly_budget_usd": 2},
+            )
+        )
 
 
 def test_admin_key_is_checked_against_its_hash() -> None:
@@ -103,8 +107,24 @@ def test_a_missing_key_file_fails_at_start(tmp_path: Path) -> None:
 def test_cli_prints_the_key_once_and_an_entry_that_authenticates() -> None:
     out = io.StringIO()
     with redirect_stdout(out):
-        assert keys_main(["create", "--tenant", "acme", "--models", "m1,m2", "--rpm", "60",
-                          "--tpm", "1000", "--monthly-budget-usd", "5"]) == 0
+        assert (
+            keys_main(
+                [
+                    "create",
+                    "--tenant",
+                    "acme",
+                    "--models",
+                    "m1,m2",
+                    "--rpm",
+                    "60",
+                    "--tpm",
+                    "1000",
+                    "--monthly-budget-usd",
+                    "5",
+                ]
+            )
+            == 0
+        )
     text = out.getvalue()
     key = text.split("store it now): ")[1].split()[0]
     entry_text = text.split("in the key file:\n\n")[1]

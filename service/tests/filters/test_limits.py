@@ -158,8 +158,9 @@ async def test_100_concurrent_requests_admit_at_most_the_limit(limiter: Limiter)
 async def test_100_concurrent_requests_from_two_processes_sharing_redis(redis_url: str) -> None:
     argv = [sys.executable, str(HERE / "limiter_worker.py"), redis_url, str(N // 2), str(COST), str(TPM)]
     env = {"PYTHONPATH": str(SERVICE), "PATH": "/usr/bin:/bin"}
-    procs = [subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)
+    ]
     try:
         for p in procs:
             assert p.stdout is not None and p.stdout.readline().strip() == "ready"

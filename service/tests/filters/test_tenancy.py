@@ -26,10 +26,16 @@ from inferstack.filters import Tenancy, TenancySettings, generate_key, hash_key
 
 MODEL = "tiny"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hello"}], "temperature": 0, "max_tokens": 10}
-ANSWER = orjson.dumps({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": MODEL,
-                       "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi!"},
-                                    "finish_reason": "stop"}],
-                       "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}})
+ANSWER = orjson.dumps(
+    {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": MODEL,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi!"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+    }
+)
 USAGE = {"prompt_tokens": 5, "completion_tokens": 2}
 
 
@@ -54,19 +60,24 @@ class Env:
         headers = [(b"authorization", f"Bearer {self.keys[tenant]}".encode())]
         return headers + [(k.replace("_", "-").encode(), v.encode()) for k, v in extra.items()]
 
-    def open(self, backend: str, registry: CollectorRegistry | None = None,
-             **options: Any) -> AbstractAsyncContextManager[Tenancy]:
+    def open(
+        self, backend: str, registry: CollectorRegistry | None = None, **options: Any
+    ) -> AbstractAsyncContextManager[Tenancy]:
         settings = TenancySettings.model_validate({"reload_interval": 0.05, **options})
         return Tenancy.open(
-            settings, registry=registry or CollectorRegistry(), keys_file=str(self.keys_path),
-            admin_key_sha256=hash_key(self.admin), prices_file=str(self.prices_path),
+            settings,
+            registry=registry or CollectorRegistry(),
+            keys_file=str(self.keys_path),
+            admin_key_sha256=hash_key(self.admin),
+            prices_file=str(self.prices_path),
             redis_url=self.redis_url if backend == "redis" else "",
         )
 
 
 @pytest.fixture(params=["memory", "redis"])
-async def env(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str,
-              redis_client: Any) -> AsyncIterator[tuple[Env, str]]:
+async def env(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str, redis_client: Any
+) -> AsyncIterator[tuple[Env, str]]:
     yield Env(tmp_path, redis_url), request.param
 
 
@@ -96,15 +107,20 @@ async def test_auth_limits_headers_and_metrics(env: tuple[Env, str]) -> None:
         assert limited.value.headers["Retry-After"].isdigit()
     assert sample(registry, "inferstack_rate_limited_total", tenant="acme", limit="rpm") == 1
     assert sample(registry, "inferstack_cost_usd_total", tenant="acme", model=MODEL) == pytest.approx(
-        2 * (5 / 1e6 + 2 * 1000 / 1e6))
+        2 * (5 / 1e6 + 2 * 1000 / 1e6)
+    )
 
 
 async def test_every_way_a_request_ends_frees_its_concurrency_slot(env: tuple[Env, str]) -> None:
     e, backend = env
     e.write_keys(acme={"max_concurrency": 1})
     async with e.open(backend) as t:
-        for ending in ({"status": 200, "usage": USAGE}, {"status": 499}, {"status": 503, "reached_upstream": False},
-                       {"status": 502, "usage": None}):
+        for ending in (
+            {"status": 200, "usage": USAGE},
+            {"status": 499},
+            {"status": 503, "reached_upstream": False},
+            {"status": 502, "usage": None},
+        ):
             adm = await t.admit("chat", CHAT, b"", e.auth("acme"), "r1")
             with pytest.raises(RateLimitError):
                 await t.admit("chat", CHAT, b"", e.auth("acme"), "r1")
@@ -153,8 +169,10 @@ async def test_cache_hit_after_a_miss_including_streams(env: tuple[Env, str]) ->
         await t.finish(miss, status=200, usage=USAGE, response=ANSWER)
         hit = await t.admit("chat", {**CHAT, "stream": True}, b"", e.auth("acme"), "r1")
         assert hit.cached == ANSWER and dict(hit.headers)[b"x-inferstack-cache"] == b"hit"
-        text = "".join(orjson.loads(ev[6:])["choices"][0]["delta"].get("content", "")
-                       for ev in hit.replay_events(include_usage=False)[:-1])
+        text = "".join(
+            orjson.loads(ev[6:])["choices"][0]["delta"].get("content", "")
+            for ev in hit.replay_events(include_usage=False)[:-1]
+        )
         assert text == "hi!"
         await t.finish(hit, status=200, reached_upstream=False)
         # A hit generated nothing: its tokens go back to the TPM bucket.
@@ -187,9 +205,13 @@ class StreamEvents:
     @staticmethod
     def hi() -> list[bytes]:
         head = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": MODEL}
-        chunks = [{**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "hi!"},
-                                        "finish_reason": "stop"}]},
-                  {**head, "choices": [], "usage": {**USAGE, "total_tokens": 7}}]
+        chunks = [
+            {
+                **head,
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": "hi!"}, "finish_reason": "stop"}],
+            },
+            {**head, "choices": [], "usage": {**USAGE, "total_tokens": 7}},
+        ]
         return [b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
 
 
@@ -202,8 +224,7 @@ async def test_idempotency_key_replays_and_rejects_another_body(env: tuple[Env, 
         await t.finish(failed, status=502)  # the first try failed: the retry must generate
         first = await t.admit("chat", hot, b"body", e.auth("acme", idempotency_key="op-1"), "r1")
         assert first.cached is None and first.claim is not None
-        retry_task = asyncio.create_task(
-            t.admit("chat", hot, b"body", e.auth("acme", idempotency_key="op-1"), "r1"))
+        retry_task = asyncio.create_task(t.admit("chat", hot, b"body", e.auth("acme", idempotency_key="op-1"), "r1"))
         await asyncio.sleep(0)
         assert not retry_task.done()  # waits for the first one to finish
         await t.finish(first, status=200, usage=USAGE, response=ANSWER)
@@ -254,8 +275,9 @@ async def test_auth_off_is_anonymous_and_unlimited(tmp_path: Path) -> None:
             pass
 
 
-async def test_no_key_ever_reaches_a_log_line_or_metric(tmp_path: Path, redis_url: str,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+async def test_no_key_ever_reaches_a_log_line_or_metric(
+    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     e = Env(tmp_path, redis_url)
     e.write_keys(acme={"rpm": 1})
     registry = CollectorRegistry()

@@ -9,22 +9,46 @@ from inferstack.scheduling import POLICIES, REASONS, make_policy, render_chat_pr
 
 
 def test_public_names_are_deliberate() -> None:
-    assert sorted(scheduling.__all__) == sorted([
-        "POLICIES", "REASONS", "Decision", "EndpointLoad", "LeastLoad", "NoCandidateError", "Policy",
-        "PrefixAffinity", "PrefixIndex", "Reason", "RoundRobin", "RoutingRequest", "Session",
-        "make_policy", "prefix_chain", "render_chat_prompt", "rendezvous_order",
-    ])
+    assert sorted(scheduling.__all__) == sorted(
+        [
+            "POLICIES",
+            "REASONS",
+            "Decision",
+            "EndpointLoad",
+            "LeastLoad",
+            "NoCandidateError",
+            "Policy",
+            "PrefixAffinity",
+            "PrefixIndex",
+            "Reason",
+            "RoundRobin",
+            "RoutingRequest",
+            "Session",
+            "make_policy",
+            "prefix_chain",
+            "render_chat_prompt",
+            "rendezvous_order",
+        ]
+    )
 
 
 def test_reasons_match_the_metrics_catalogue() -> None:
-    assert set(REASONS) == {"prefix_hit", "prefix_miss", "load_bound", "least_load", "round_robin",
-                            "session", "only_candidate"}
+    assert set(REASONS) == {
+        "prefix_hit",
+        "prefix_miss",
+        "load_bound",
+        "least_load",
+        "round_robin",
+        "session",
+        "only_candidate",
+    }
 
 
 @pytest.mark.parametrize("name", POLICIES)
 def test_make_policy_accepts_every_setting(name: str) -> None:
-    policy = make_policy(name, load_factor=1.5, waiting_weight=0.5, block_chars=128, max_blocks=64,
-                         home_blocks=2, index_capacity=1000)
+    policy = make_policy(
+        name, load_factor=1.5, waiting_weight=0.5, block_chars=128, max_blocks=64, home_blocks=2, index_capacity=1000
+    )
     assert policy.name == name
 
 
@@ -45,4 +69,5 @@ def test_chat_rendering_is_stable_and_grows_by_appending() -> None:
     parts = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
     assert render_chat_prompt(parts) == render_chat_prompt([{"role": "user", "content": "Hi"}])
     assert render_chat_prompt([{"role": "user", "content": "Hi"}]) != render_chat_prompt(
-        [{"role": "system", "content": "Hi"}])
+        [{"role": "system", "content": "Hi"}]
+    )

@@ -19,8 +19,7 @@ def test_round_robin_rotates_and_skips_excluded() -> None:
     rr = RoundRobin()
     picks = [rr.pick(REQ, fleet(0, 0, 0)).url for _ in range(6)]
     assert picks == ["http://r0", "http://r1", "http://r2"] * 2
-    assert {rr.pick(REQ, fleet(0, 0, 0), frozenset({"http://r1"})).url for _ in range(4)} == {
-        "http://r0", "http://r2"}
+    assert {rr.pick(REQ, fleet(0, 0, 0), frozenset({"http://r1"})).url for _ in range(4)} == {"http://r0", "http://r2"}
     assert rr.pick(REQ, fleet(0)).reason == "only_candidate"
     with pytest.raises(NoCandidateError):
         rr.pick(REQ, fleet(0), frozenset({"http://r0"}))

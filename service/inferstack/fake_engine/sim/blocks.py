@@ -14,7 +14,11 @@ from ..text import CHARS_PER_TOKEN
 
 
 def block_hashes(
-    model: str, text: str, block_size: int, limit: int | None = None, known: list[bytes] | None = None,
+    model: str,
+    text: str,
+    block_size: int,
+    limit: int | None = None,
+    known: list[bytes] | None = None,
 ) -> list[bytes]:
     """Hash chain of the full blocks of ``text`` (at most ``limit`` blocks).
 

@@ -5,17 +5,25 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Every requirements file but the engine's (that one is .venv-engine's, see scripts/engine-venv.sh).
+REQUIREMENTS := $(filter-out requirements/engine.txt,$(wildcard requirements/*.txt))
+PYTEST_ARGS ?=
 
-.PHONY: up test install engine lint typecheck pytest bench bench-routing loadtest dashboards dashboards-preview clean help
+.PHONY: help up test install engine tools lint typecheck generated pytest bench bench-routing \
+	loadtest dashboards dashboards-preview clean
 
 help:
-	@echo "make up      run the local stack: real vLLM (CPU) + gateway + Prometheus"
-	@echo "make test    lint, types and every test (gateway, engine, Terraform, Kubernetes, rules, load tests)"
-	@echo "make bench   gateway overhead against the direct path (fake engine)"
+	@echo "make up                  the local stack: real vLLM (CPU) + gateway + Prometheus, in the foreground"
+	@echo "make test                lint, types, generated files, and every test (what CI runs)"
+	@echo "make bench               gateway overhead against the direct path; tenancy hot-path cost"
+	@echo "make bench-routing       routing policies on a simulated 8-replica fleet"
+	@echo "make loadtest            locust against the local stack (HOST=... PROFILE=... for a cluster)"
+	@echo "make dashboards          regenerate dashboards and rules from observability/*_src"
+	@echo "make dashboards-preview  PNGs of every dashboard from the Prometheus of make up"
 
-$(STAMP): pyproject.toml $(wildcard requirements/*.txt)
+$(STAMP): pyproject.toml $(REQUIREMENTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e . $(foreach f,$(wildcard requirements/*.txt),$(if $(filter engine.txt,$(notdir $(f))),,-r $(f)))
+	$(PY) -m pip install -q --disable-pip-version-check -e . $(addprefix -r ,$(REQUIREMENTS))
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -23,28 +31,41 @@ install: $(STAMP)
 engine: $(STAMP)
 	bash scripts/engine-venv.sh
 
+# System tools the tests need (Prometheus, Redis, linters, checkov, Terraform): each script is idempotent.
+tools: $(STAMP)
+	@for s in scripts/install-*.sh; do bash $$s || exit 1; done
+
 up: install engine
-	bash scripts/install-observability.sh || echo "prometheus could not be installed: the stack runs without it"
+	@bash scripts/install-observability.sh || echo "Prometheus could not be installed: the stack runs without it"
 	$(PY) -m inferstack.devstack
 
 lint: install
-	$(VENV)/bin/ruff check service bench loadtests observability
-	$(VENV)/bin/ruff format --check service/inferstack
+	$(VENV)/bin/ruff check service bench loadtests observability tests .github/scripts conftest.py
+	$(VENV)/bin/ruff format --check service conftest.py
 
 typecheck: install
 	$(VENV)/bin/mypy
 
-pytest: install engine
-	for s in scripts/install-*.sh; do bash $$s; done
+generated: tools
+	$(PY) -m observability.generate --check
+
+pytest: install engine tools
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck generated pytest
 
 bench: install
-	$(PY) bench/gateway_bench.py
+	$(PY) bench/gateway_bench.py --out bench/results/gateway.json
+	$(PY) bench/tenancy_bench.py
 
 bench-routing: install
 	$(PY) bench/routing/run.py
+
+dashboards: install
+	$(PY) -m observability.generate
+
+dashboards-preview: install
+	$(PY) -m observability.preview --prometheus http://127.0.0.1:$${PROMETHEUS_PORT:-9090} --out observability/preview
 
 clean:
 	rm -rf .cache/devstack .pytest_cache .mypy_cache .ruff_cache

@@ -199,7 +199,9 @@ def prometheus_config(targets: dict[str, list[str]], rule_files: list[str], inte
             "global": {"scrape_interval": interval, "evaluation_interval": interval},
             "rule_files": rule_files,
             "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": hosts}]} for job, hosts in targets.items()
+                # The dashboards' namespace variable reads this label (Kubernetes adds it in a cluster).
+            {"job_name": job, "static_configs": [{"targets": hosts, "labels": {"namespace": "inferstack"}}]}
+            for job, hosts in targets.items()
             ],
         },
         indent=2,

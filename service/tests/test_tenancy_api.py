@@ -85,6 +85,8 @@ async def test_rate_limits_answer_429_with_retry_after_and_openai_headers(tmp_pa
         assert third.status_code == 429
         assert int(third.headers["retry-after"]) >= 1
         assert third.json()["error"]["code"] == "rate_limit_exceeded"
+        assert third.headers["x-ratelimit-remaining-requests"] == "0"
+        assert third.headers["x-ratelimit-limit-tokens"] == "100000"
         text = (await client.get("/metrics")).text
         assert metric(text, "inferstack_rate_limited_total", tenant="acme", limit="rpm") == 1
 

@@ -56,8 +56,17 @@ class Limiter(Protocol):
         ...
 
 
-def rejection(entry: KeyEntry, limit: str, wait: float, tokens: int) -> LimitExceeded:
-    """The 429 for a failed check. ``wait``: seconds until the request would fit."""
+def rejection(
+    entry: KeyEntry, limit: str, wait: float, tokens: int, requests_left: float, tokens_left: float
+) -> LimitExceeded:
+    """The 429 for a failed check, with the ``x-ratelimit-*`` headers. ``wait``: seconds until it would fit."""
+    err = _rejection(entry, limit, wait, tokens)
+    for name, value in rate_headers(entry, requests_left, tokens_left):
+        err.headers[name.decode()] = value.decode()
+    return err
+
+
+def _rejection(entry: KeyEntry, limit: str, wait: float, tokens: int) -> LimitExceeded:
     if limit == "rpm":
         msg = f"Rate limit reached: {entry.rpm} requests per minute."
     elif limit == "tpm":
@@ -135,19 +144,18 @@ class MemoryLimiter:
     async def acquire(self, entry: KeyEntry, tokens: int) -> Reservation:
         now = self._clock()
         key = entry.key_sha256
-        rb = tb = None
-        if entry.rpm is not None:
-            rb = self._bucket(self._requests, key, entry.rpm, now)
-            if rb.level < 1:
-                raise rejection(entry, "rpm", (1 - rb.level) * WINDOW / entry.rpm, tokens)
-        if entry.tpm is not None:
+        rb = self._bucket(self._requests, key, entry.rpm, now) if entry.rpm is not None else None
+        tb = self._bucket(self._tokens, key, entry.tpm, now) if entry.tpm is not None else None
+        levels = (rb.level if rb else 0.0, tb.level if tb else 0.0)
+        if entry.rpm is not None and rb is not None and rb.level < 1:
+            raise rejection(entry, "rpm", (1 - rb.level) * WINDOW / entry.rpm, tokens, *levels)
+        if entry.tpm is not None and tb is not None:
             if tokens > entry.tpm:
-                raise rejection(entry, "tpm_too_large", 0, tokens)
-            tb = self._bucket(self._tokens, key, entry.tpm, now)
+                raise rejection(entry, "tpm_too_large", 0, tokens, *levels)
             if tb.level < tokens:
-                raise rejection(entry, "tpm", (tokens - tb.level) * WINDOW / entry.tpm, tokens)
+                raise rejection(entry, "tpm", (tokens - tb.level) * WINDOW / entry.tpm, tokens, *levels)
         if entry.max_concurrency is not None and self._active.get(key, 0) >= entry.max_concurrency:
-            raise rejection(entry, "concurrency", 1.0, tokens)
+            raise rejection(entry, "concurrency", 1.0, tokens, *levels)
         # Every check passed: charge all of them (no await between the checks and here).
         if rb is not None:
             rb.level -= 1

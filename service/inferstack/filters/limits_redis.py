@@ -33,25 +33,26 @@ end
 """
 
 # KEYS: requests bucket, tokens bucket, leases. ARGV: rpm, tpm, max_concurrency (0 = none), tokens,
-# lease id, lease ttl ms, window ms. Returns {verdict, a, b} as strings (Lua numbers would be truncated).
+# lease id, lease ttl ms, window ms. Returns {'ok', requests left, tokens left} or {verdict, wait ms,
+# requests left, tokens left}, as strings (Lua numbers would be truncated).
 ACQUIRE = (
     _COMMON
     + """
 local rpm, tpm, maxc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
 local rl, tl = 0, 0
-if rpm > 0 then
-  rl = level(KEYS[1], rpm)
-  if rl < 1 then return {'rpm', tostring((1 - rl) * window / rpm)} end
-end
+if rpm > 0 then rl = level(KEYS[1], rpm) end
+if tpm > 0 then tl = level(KEYS[2], tpm) end
+-- Rejections carry both levels too: a 429 has x-ratelimit-* headers like any other answer.
+local function reject(verdict, wait) return {verdict, tostring(wait), tostring(rl), tostring(tl)} end
+if rpm > 0 and rl < 1 then return reject('rpm', (1 - rl) * window / rpm) end
 if tpm > 0 then
-  if cost > tpm then return {'tpm_too_large', '0'} end
-  tl = level(KEYS[2], tpm)
-  if tl < cost then return {'tpm', tostring((cost - tl) * window / tpm)} end
+  if cost > tpm then return reject('tpm_too_large', 0) end
+  if tl < cost then return reject('tpm', (cost - tl) * window / tpm) end
 end
 if maxc > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  if redis.call('ZCARD', KEYS[3]) >= maxc then return {'concurrency', '1000'} end
+  if redis.call('ZCARD', KEYS[3]) >= maxc then return reject('concurrency', 1000) end
 end
 if rpm > 0 then rl = rl - 1; store(KEYS[1], rl) end
 if tpm > 0 then tl = tl - cost; store(KEYS[2], tl) end
@@ -107,7 +108,7 @@ class RedisLimiter:
         verdict, *values = await self._acquire(keys=limit_keys(entry, self._prefix), args=args)
         verdict = verdict.decode() if isinstance(verdict, bytes) else verdict
         if verdict != "ok":
-            raise rejection(entry, verdict, float(values[0]) / 1000, tokens)
+            raise rejection(entry, verdict, float(values[0]) / 1000, tokens, float(values[1]), float(values[2]))
         return Reservation(entry, tokens, lease or None, rate_headers(entry, float(values[0]), float(values[1])))
 
     async def settle(self, reservation: Reservation, used_tokens: int | None) -> None:

@@ -49,6 +49,9 @@ async def test_rpm_rejects_with_retry_after_and_openai_headers(limiter: Limiter)
     # One request comes back after 30 s at 2 per minute.
     assert 25 <= caught.value.retry_after <= 30
     assert caught.value.headers["Retry-After"] in {"29", "30"}
+    # The 429 carries the same x-ratelimit-* headers as an admitted answer.
+    assert caught.value.headers["x-ratelimit-remaining-requests"] == "0"
+    assert caught.value.headers["x-ratelimit-remaining-tokens"] == "800"
 
 
 async def test_rejection_charges_nothing(limiter: Limiter) -> None:

@@ -42,3 +42,20 @@ def test_serve_refuses_a_bad_configuration_with_a_clear_message(
     err = capsys.readouterr().err
     assert "INFERSTACK_PORT" in err
     assert "Traceback" not in err
+
+
+def test_the_configuration_reference_is_generated_from_the_settings() -> None:
+    from pathlib import Path
+
+    from inferstack.config_docs import render
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    assert doc.read_text() == render(), "run: python -m inferstack.config_docs > docs/configuration.md"
+
+
+def test_nested_settings_are_known_and_typos_are_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERSTACK_TENANCY__CACHE__TTL", "5")
+    assert Settings().tenancy.cache.ttl == 5
+    monkeypatch.setenv("INFERSTACK_TENANCY__CACHE__TLL", "5")
+    with pytest.raises(ValidationError, match="INFERSTACK_TENANCY__CACHE__TLL"):
+        Settings()

@@ -40,7 +40,7 @@ up: install engine
 	$(PY) -m inferstack.devstack
 
 lint: install
-	$(VENV)/bin/ruff check service bench loadtests observability tests .github/scripts conftest.py
+	$(VENV)/bin/ruff check service bench loadtests observability k8s tests .github/scripts conftest.py
 	$(VENV)/bin/ruff format --check service conftest.py
 
 typecheck: install

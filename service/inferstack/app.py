@@ -129,12 +129,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz(request: Request) -> Response:
+        """Can this gateway take requests? Not while draining. Otherwise yes if a replica is healthy,
+        or if models are declared: their requests are held while engines scale from zero, and a
+        gateway out of its Service would keep the demand that wakes them from ever arriving."""
         gateway: Gateway = request.app.state.gateway
         if gateway.draining:
             return JSONResponse({"status": "draining"}, status_code=503)
-        if not gateway.pool.ready():
-            return JSONResponse({"status": "no healthy upstream"}, status_code=503)
-        return JSONResponse({"status": "ready"})
+        if gateway.pool.ready():
+            return JSONResponse({"status": "ready"})
+        if settings.models:
+            return JSONResponse({"status": "ready", "note": "no healthy replica; requests are held"})
+        return JSONResponse({"status": "no healthy upstream"}, status_code=503)
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Downloads the CRDs k8s/tests validate custom resources against, at the pinned upstream versions
+# (the same files as ../shared/crds on the development machines). For CI runners, which have no
+# ../shared:  k8s/scripts/fetch-crds.sh "$RUNNER_TEMP/crds" && export INFERSTACK_CRD_DIR="$RUNNER_TEMP/crds"
+set -euo pipefail
+dest="${1:?usage: $0 DEST_DIR}"
+mkdir -p "${dest}"
+
+KARPENTER=v1.14.0        # aws/karpenter-provider-aws
+KEDA=v2.20.1             # kedacore/keda
+PROMETHEUS_OPERATOR=v0.93.0
+
+urls=(
+  "https://raw.githubusercontent.com/aws/karpenter-provider-aws/${KARPENTER}/pkg/apis/crds/karpenter.sh_nodepools.yaml"
+  "https://raw.githubusercontent.com/aws/karpenter-provider-aws/${KARPENTER}/pkg/apis/crds/karpenter.k8s.aws_ec2nodeclasses.yaml"
+  "https://raw.githubusercontent.com/kedacore/keda/${KEDA}/config/crd/bases/keda.sh_scaledobjects.yaml"
+  "https://raw.githubusercontent.com/kedacore/keda/${KEDA}/config/crd/bases/keda.sh_triggerauthentications.yaml"
+)
+for kind in servicemonitors podmonitors prometheusrules; do
+  urls+=("https://raw.githubusercontent.com/prometheus-operator/prometheus-operator/${PROMETHEUS_OPERATOR}/example/prometheus-operator-crd/monitoring.coreos.com_${kind}.yaml")
+done
+for url in "${urls[@]}"; do
+  curl -fsSL --retry 3 -o "${dest}/${url##*/}" "${url}"
+done
+echo "CRDs in ${dest}: export INFERSTACK_CRD_DIR=${dest}"

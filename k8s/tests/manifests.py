@@ -1,0 +1,55 @@
+"""Rendering and looking up the Kubernetes objects the overlays produce (helpers for k8s/tests)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "k8s"
+OVERLAYS = ("local-cpu", "aws-gpu", "aws-gpu-karpenter")
+GPU_OVERLAYS = ("aws-gpu", "aws-gpu-karpenter")
+
+Obj = dict[str, Any]
+
+
+def kubectl() -> str:
+    """kubectl on PATH, else the one scripts/install-k8s.sh puts in .venv-k8s."""
+    found = shutil.which("kubectl") or shutil.which("kubectl", path=str(REPO / ".venv-k8s" / "bin"))
+    assert found, "kubectl (with kustomize) is needed: run scripts/install-k8s.sh"
+    return found
+
+
+def render(path: Path) -> list[Obj]:
+    proc = subprocess.run([kubectl(), "kustomize", str(path)], capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, f"kubectl kustomize {path.relative_to(REPO)} failed:\n{proc.stderr}"
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def find(objs: list[Obj], kind: str, name: str | None = None) -> list[Obj]:
+    return [o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+
+
+def one(objs: list[Obj], kind: str, name: str) -> Obj:
+    found = find(objs, kind, name)
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def pod_specs(objs: list[Obj]) -> Iterator[tuple[Obj, Obj]]:
+    """(workload, pod spec) for every Deployment."""
+    for o in find(objs, "Deployment"):
+        yield o, o["spec"]["template"]["spec"]
+
+
+def containers(spec: Obj) -> list[Obj]:
+    return list(spec.get("initContainers", [])) + list(spec["containers"])
+
+
+def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())

@@ -35,7 +35,7 @@ engine: $(STAMP)
 tools: $(STAMP)
 	@for s in scripts/install-*.sh; do bash $$s || exit 1; done
 
-up: install engine
+up: install
 	@bash scripts/install-observability.sh || echo "Prometheus could not be installed: the stack runs without it"
 	$(PY) -m inferstack.devstack
 

@@ -333,6 +333,8 @@ def main() -> int:
             upstreams = [u.strip() for u in os.environ.get("UPSTREAMS", "").split(",") if u.strip()]
             model_name = None
             if not upstreams:
+                # The engine's environment is only needed when we start the engine ourselves.
+                subprocess.run(["bash", str(REPO / "scripts" / "engine-venv.sh")], check=True)
                 model, model_name = _model_source()
                 say(f"starting vLLM for {model_name} (about 40 s on CPU)")
                 engine = start_engine(stack, model, model_name, port=int(os.environ.get("ENGINE_PORT", "8000")))
@@ -358,7 +360,7 @@ def main() -> int:
         except KeyboardInterrupt:
             print("\nstopping…", file=sys.stderr)
             return 0
-        except RuntimeError as exc:
+        except (RuntimeError, subprocess.CalledProcessError) as exc:
             print(f"\n{exc}", file=sys.stderr)
             return 1
         finally:

@@ -61,6 +61,9 @@ bench: install
 bench-routing: install
 	$(PY) bench/routing/run.py
 
+loadtest: install
+	$(PY) loadtests/run.py $(if $(HOST),--host $(HOST)) $(if $(PROFILE),--profile $(PROFILE))
+
 dashboards: install
 	$(PY) -m observability.generate
 

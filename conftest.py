@@ -7,7 +7,9 @@ happens once, and only when a test asks for it.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,9 +18,17 @@ from inferstack.devstack import LiveStack
 
 
 @pytest.fixture(scope="session")
-def vllm_engine() -> Iterator[str]:
+def run_dir() -> Iterator[Path]:
+    """This session's logs and key files: concurrent sessions must not rewrite each other's keys.
+    Kept after the run (under .cache/, ignored by git): the engine and gateway logs explain failures."""
+    devstack.RUN_DIR.mkdir(parents=True, exist_ok=True)
+    yield Path(tempfile.mkdtemp(prefix="pytest-", dir=devstack.RUN_DIR))
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(run_dir: Path) -> Iterator[str]:
     """Base URL of a real vLLM serving the tiny model as ``tiny-llama`` (prefix caching on)."""
-    stack = devstack.Stack(run_dir=devstack.RUN_DIR / "pytest")
+    stack = devstack.Stack(run_dir=run_dir)
     from inferstack.engine import tinymodel_build
 
     tinymodel_build(devstack.DEFAULT_MODEL_DIR)
@@ -30,8 +40,8 @@ def vllm_engine() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def live_stack(vllm_engine: str) -> Iterator[LiveStack]:
-    stack = devstack.Stack(run_dir=devstack.RUN_DIR / "pytest")
+def live_stack(vllm_engine: str, run_dir: Path) -> Iterator[LiveStack]:
+    stack = devstack.Stack(run_dir=run_dir)
     try:
         keys = stack.run_dir / "live-keys.yaml"
         key = devstack.dev_key(keys)
@@ -42,9 +52,9 @@ def live_stack(vllm_engine: str) -> Iterator[LiveStack]:
 
 
 @pytest.fixture(scope="session")
-def vllm_pair(vllm_engine: str) -> Iterator[list[str]]:
+def vllm_pair(vllm_engine: str, run_dir: Path) -> Iterator[list[str]]:
     """Two real vLLM replicas of the tiny model (prefix caching on): the session engine and one more."""
-    stack = devstack.Stack(run_dir=devstack.RUN_DIR / "pytest")
+    stack = devstack.Stack(run_dir=run_dir)
     try:
         second = devstack.start_engine(stack, str(devstack.DEFAULT_MODEL_DIR), "tiny-llama")
         yield [vllm_engine, second.url]

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from inferstack.devstack import RUN_DIR, Stack, auth_env, dev_key, start_gateway
+from inferstack.devstack import Stack, auth_env, dev_key, start_gateway
 
 from .test_real_vllm import scrape
 
@@ -50,8 +51,8 @@ def prefix_hits(urls: list[str]) -> float:
 
 
 @pytest.fixture(scope="module")
-def gateway(vllm_pair: list[str]) -> Iterator[tuple[str, str]]:
-    stack = Stack(run_dir=RUN_DIR / "pytest")
+def gateway(vllm_pair: list[str], run_dir: Path) -> Iterator[tuple[str, str]]:
+    stack = Stack(run_dir=run_dir)
     try:
         keys = stack.run_dir / "routing-keys.yaml"
         key = dev_key(keys)

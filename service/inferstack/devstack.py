@@ -200,8 +200,8 @@ def prometheus_config(targets: dict[str, list[str]], rule_files: list[str], inte
             "rule_files": rule_files,
             "scrape_configs": [
                 # The dashboards' namespace variable reads this label (Kubernetes adds it in a cluster).
-            {"job_name": job, "static_configs": [{"targets": hosts, "labels": {"namespace": "inferstack"}}]}
-            for job, hosts in targets.items()
+                {"job_name": job, "static_configs": [{"targets": hosts, "labels": {"namespace": "inferstack"}}]}
+                for job, hosts in targets.items()
             ],
         },
         indent=2,

@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .engine.vllm import stop as stop_process_group
+
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / ".cache"
 RUN_DIR = CACHE / "devstack"
@@ -136,21 +138,8 @@ class Stack:
 
     def stop(self, timeout: float = 20.0) -> None:
         for service in reversed(self.services):
-            _terminate(service.process, timeout)
+            stop_process_group(service.process, timeout)
         self.services.clear()
-
-
-def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 # -- the three pieces -------------------------------------------------------------------------------

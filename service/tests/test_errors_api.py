@@ -106,3 +106,22 @@ async def test_request_id_is_accepted_and_returned() -> None:
         async with httpx.AsyncClient(base_url=url) as client:
             resp = await client.post("/v1/completions", content=b"{", headers={"x-request-id": "abc-123"})
             assert resp.headers["x-request-id"] == "abc-123"
+
+
+async def test_a_full_hold_queue_answers_429_at_once() -> None:
+    import asyncio
+
+    async with (
+        running_gateway(
+            [f"http://127.0.0.1:{free_port()}"], wait_ready=False, models=["m"], hold_timeout=1.5, max_held_requests=1
+        ) as (url, _),
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+        held = asyncio.create_task(client.post("/v1/completions", json={"model": "m", "prompt": "x"}))
+        async with asyncio.timeout(5):
+            while 'inferstack_held_requests{model="m"} 1.0' not in (await client.get("/metrics")).text:
+                await asyncio.sleep(0.02)
+        resp = await client.post("/v1/completions", json={"model": "m", "prompt": "y"})
+        assert_openai_error(resp, 429, "rate_limit_exceeded")
+        assert resp.headers["retry-after"] == "1"
+        assert (await held).status_code == 503  # the held one still gets its answer when the hold ends

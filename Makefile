@@ -56,7 +56,7 @@ test: lint typecheck generated pytest
 
 bench: install
 	$(PY) bench/gateway_bench.py --out bench/results/gateway.json
-	$(PY) bench/tenancy_bench.py
+	$(PY) bench/tenancy_bench.py --out bench/results/tenancy.json
 
 bench-routing: install
 	$(PY) bench/routing/run.py

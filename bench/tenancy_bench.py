@@ -32,20 +32,36 @@ sys.path.insert(0, str(REPO / "service"))
 from inferstack.filters import Tenancy, TenancySettings, generate_key, hash_key  # noqa: E402
 
 MODEL = "bench-model"
-ANSWER = orjson.dumps({
-    "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": MODEL,
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "x" * 400}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 60, "completion_tokens": 100, "total_tokens": 160},
-})
+ANSWER = orjson.dumps(
+    {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": MODEL,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "x" * 400}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 60, "completion_tokens": 100, "total_tokens": 160},
+    }
+)
 USAGE = {"prompt_tokens": 60, "completion_tokens": 100}
 
 
 def payloads(n: int) -> list[dict[str, Any]]:
     # A realistic chat request (system + user, ~250 bytes), distinct so every lookup misses.
-    return [{"model": MODEL, "temperature": 0, "max_tokens": 100, "messages": [
-        {"role": "system", "content": "You are a helpful assistant. Answer briefly."},
-        {"role": "user", "content": f"Request {i}: summarise the benefits of continuous batching in two lines."},
-    ]} for i in range(n)]
+    return [
+        {
+            "model": MODEL,
+            "temperature": 0,
+            "max_tokens": 100,
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant. Answer briefly."},
+                {
+                    "role": "user",
+                    "content": f"Request {i}: summarise the benefits of continuous batching in two lines.",
+                },
+            ],
+        }
+        for i in range(n)
+    ]
 
 
 async def loop(t: Tenancy, items: list[dict[str, Any]], headers: list[tuple[bytes, bytes]]) -> float:
@@ -61,20 +77,27 @@ async def run(n: int) -> dict[str, Any]:
         key = generate_key()
         keys = Path(tmp) / "keys.yaml"
         # Limits high enough never to reject: the bench measures the checks, not rejections.
-        keys.write_text(f"keys:\n  - key_sha256: {hash_key(key)}\n    tenant: bench\n"
-                        f"    rpm: 100000000\n    tpm: 1000000000000\n    max_concurrency: 1000\n"
-                        f"    monthly_budget_usd: 1000000000\n")
+        keys.write_text(
+            f"keys:\n  - key_sha256: {hash_key(key)}\n    tenant: bench\n"
+            f"    rpm: 100000000\n    tpm: 1000000000000\n    max_concurrency: 1000\n"
+            f"    monthly_budget_usd: 1000000000\n"
+        )
         prices = Path(tmp) / "prices.yaml"
         prices.write_text(f"models: {{{MODEL}: {{prompt_per_1m: 0.1, completion_per_1m: 0.4}}}}")
-        headers = [(b"host", b"gateway"), (b"content-type", b"application/json"),
-                   (b"authorization", f"Bearer {key}".encode()), (b"user-agent", b"OpenAI/Python 1.50")]
+        headers = [
+            (b"host", b"gateway"),
+            (b"content-type", b"application/json"),
+            (b"authorization", f"Bearer {key}".encode()),
+            (b"user-agent", b"OpenAI/Python 1.50"),
+        ]
         items = payloads(n)
         off = TenancySettings.model_validate({"cache": {"enabled": False}})
         async with Tenancy.open(off, registry=CollectorRegistry(), auth_enabled=False) as bare:
             await loop(bare, items[:1000], headers)  # warm-up
             without = await loop(bare, items, headers)
-        async with Tenancy.open(TenancySettings(), registry=CollectorRegistry(), keys_file=str(keys),
-                                prices_file=str(prices)) as full:
+        async with Tenancy.open(
+            TenancySettings(), registry=CollectorRegistry(), keys_file=str(keys), prices_file=str(prices)
+        ) as full:
             await loop(full, payloads(1000), headers)
             with_ = await loop(full, items, headers)
             # Cache hits: store one answer, then time admit() of the same request.
@@ -94,16 +117,27 @@ async def run(n: int) -> dict[str, Any]:
             "cpu_ms_per_request_with": round(with_, 4),
             "added_cpu_ms_per_request": round(with_ - without, 4),
             "target_added_cpu_ms": 0.3,
-            "cache_hit_latency_ms": {"p50": round(latencies[len(latencies) // 2], 4),
-                                     "p99": round(latencies[int(len(latencies) * 0.99)], 4)},
+            "cache_hit_latency_ms": {
+                "p50": round(latencies[len(latencies) // 2], 4),
+                "p99": round(latencies[int(len(latencies) * 0.99)], 4),
+            },
         }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.requests)), indent=2))
+    result = {
+        "command": "make bench  # .venv/bin/python bench/tenancy_bench.py " + " ".join(sys.argv[1:]),
+        **asyncio.run(run(args.requests)),
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

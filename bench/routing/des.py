@@ -107,8 +107,7 @@ class FleetSim:
                 self._scrape(now)
                 self._push(now + s.scrape_interval, "scrape", None)
             elif kind == "measure":
-                base = (sum(m.prefix_queries_total for m in self.models),
-                        sum(m.prefix_hits_total for m in self.models))
+                base = (sum(m.prefix_queries_total for m in self.models), sum(m.prefix_hits_total for m in self.models))
                 self.result = RunResult(self.policy.name, routed=[0] * s.replicas)
         r = self.result
         r.prefix_queries = sum(m.prefix_queries_total for m in self.models) - base[0]
@@ -124,15 +123,16 @@ class FleetSim:
             messages.append({"role": "assistant", "content": output_text(conv.answered[i])})
         messages.append({"role": "user", "content": conv.questions[index]})
         req = RoutingRequest(MODEL, render_chat_prompt(messages), session_key=f"conv-{conv.cid}")
-        candidates = [EndpointLoad(url, self.in_flight[i], waiting=self.scraped[i][0],
-                                   kv_cache_usage=self.scraped[i][1]) for i, url in enumerate(self.urls)]
+        candidates = [
+            EndpointLoad(url, self.in_flight[i], waiting=self.scraped[i][0], kv_cache_usage=self.scraped[i][1])
+            for i, url in enumerate(self.urls)
+        ]
         decision = self.policy.pick(req, candidates)
         r = self.urls.index(decision.url)
         self.result.reasons[decision.reason] = self.result.reasons.get(decision.reason, 0) + 1
         self.result.routed[r] += 1
         engine_prompt = render_chat(messages)
-        blocks = block_hashes(MODEL, engine_prompt, self.params.block_size,
-                              known=self._system_chains[conv.tenant])
+        blocks = block_hashes(MODEL, engine_prompt, self.params.block_size, known=self._system_chains[conv.tenant])
         seq = SimSequence(next(self.ids), count_tokens(engine_prompt), conv.outputs[index], blocks)
         self.turns[seq.seq_id] = _Turn(conv, index, now, r, conv.outputs[index])
         self.in_flight[r] += 1
@@ -173,4 +173,3 @@ class FleetSim:
                 if turn.index + 1 < len(conv.questions):
                     self._push(now + conv.think_times[turn.index], "turn", (conv, turn.index + 1))
         self._start_step(now, r)
-

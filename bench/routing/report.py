@@ -55,9 +55,10 @@ def table(results: list[dict[str, Any]]) -> str:
     rows = [[title for title, _, _ in COLUMNS]]
     rows += [[fmt.format(r[key]) for _, key, fmt in COLUMNS] for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths,
-                                                                                            strict=True)))
-             for row in rows]
+    lines = [
+        "  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -72,8 +73,7 @@ def plot(results: list[dict[str, Any]], setup: dict[str, Any], path: Path) -> No
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 4))
     x = range(len(names))
     for offset, (q, color) in enumerate((("p50", "#9ecae1"), ("p90", "#4292c6"), ("p99", "#08519c"))):
-        ax1.bar([i + (offset - 1) * 0.27 for i in x], [r[f"ttft_{q}"] for r in results], 0.27,
-                label=q, color=color)
+        ax1.bar([i + (offset - 1) * 0.27 for i in x], [r[f"ttft_{q}"] for r in results], 0.27, label=q, color=color)
     ax1.set_yscale("log")
     ax1.set_ylabel("time to first token (s, log)")
     ax1.set_title("TTFT")
@@ -87,9 +87,11 @@ def plot(results: list[dict[str, Any]], setup: dict[str, Any], path: Path) -> No
     ax3.set_title("load balance")
     for ax in (ax1, ax2, ax3):
         ax.set_xticks(list(x), names, rotation=10)
-    fig.suptitle(f"{setup['replicas']} simulated replicas, {setup['workload']['tenants']} tenants, "
-                 f"offered load {setup['offered_load']:.0%} of no-cache capacity, "
-                 f"{setup['measured_seconds']:.0f} s measured (virtual time)")
+    fig.suptitle(
+        f"{setup['replicas']} simulated replicas, {setup['workload']['tenants']} tenants, "
+        f"offered load {setup['offered_load']:.0%} of no-cache capacity, "
+        f"{setup['measured_seconds']:.0f} s measured (virtual time)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -34,21 +34,29 @@ def no_cache_capacity(params: SimParams, workload: Workload, replicas: int) -> t
     prompt, output, turns = workload.mean_turn_tokens()
     full_step = params.step_base + params.decode_per_seq * params.max_num_seqs
     seconds_per_turn = params.prefill_per_token * prompt + full_step * output / params.max_num_seqs
-    return replicas / seconds_per_turn, {"mean_prompt_tokens": prompt, "mean_output_tokens": output,
-                                         "mean_turns": turns}
+    return replicas / seconds_per_turn, {
+        "mean_prompt_tokens": prompt,
+        "mean_output_tokens": output,
+        "mean_turns": turns,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--replicas", type=int, default=8)
-    p.add_argument("--load", type=float, default=0.75,
-                   help="offered load as a share of the fleet's capacity without prefix caching")
+    p.add_argument(
+        "--load",
+        type=float,
+        default=0.75,
+        help="offered load as a share of the fleet's capacity without prefix caching",
+    )
     p.add_argument("--duration", type=float, default=300.0, help="measured virtual seconds")
     p.add_argument("--warmup", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--policies", default=",".join(POLICIES))
-    p.add_argument("--load-factor", type=float, default=None,
-                   help="bounded-load c for prefix_affinity (default: the policy's own)")
+    p.add_argument(
+        "--load-factor", type=float, default=None, help="bounded-load c for prefix_affinity (default: the policy's own)"
+    )
     p.add_argument("--out", type=Path, default=HERE / "results.json")
     p.add_argument("--plot", type=Path, default=HERE / "plot.png")
     p.add_argument("--no-plot", action="store_true")
@@ -57,8 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     shape = WorkloadShape()
     capacity, means = no_cache_capacity(REPLICA, Workload(shape, a.seed), a.replicas)
     turn_rate = a.load * capacity
-    settings = RunSettings(replicas=a.replicas, conversation_rate=turn_rate / means["mean_turns"],
-                           warmup=a.warmup, duration=a.duration, seed=a.seed)
+    settings = RunSettings(
+        replicas=a.replicas,
+        conversation_rate=turn_rate / means["mean_turns"],
+        warmup=a.warmup,
+        duration=a.duration,
+        seed=a.seed,
+    )
     results: list[dict[str, Any]] = []
     for name in a.policies.split(","):
         started = time.monotonic()
@@ -71,14 +84,18 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict[str, Any] = {
         "setup": {
-            "replicas": a.replicas, "offered_load": a.load, "turns_per_second": round(turn_rate, 3),
+            "replicas": a.replicas,
+            "offered_load": a.load,
+            "turns_per_second": round(turn_rate, 3),
             "no_cache_capacity_turns_per_second": round(capacity, 3),
             "conversations_per_second": round(settings.conversation_rate, 3),
-            "warmup_seconds": a.warmup, "measured_seconds": a.duration, "seed": a.seed,
+            "warmup_seconds": a.warmup,
+            "measured_seconds": a.duration,
+            "seed": a.seed,
             "workload": dataclasses.asdict(shape) | {k: round(v, 1) for k, v in means.items()},
             "replica": dataclasses.asdict(REPLICA),
             "method": "discrete-event simulation in virtual time; replicas are "
-                      "inferstack.fake_engine.sim.ReplicaModel, routing is inferstack.scheduling",
+            "inferstack.fake_engine.sim.ReplicaModel, routing is inferstack.scheduling",
         },
         "results": results,
     }

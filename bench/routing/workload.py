@@ -53,8 +53,7 @@ class Workload:
     def __init__(self, shape: WorkloadShape, seed: int) -> None:
         self.shape = shape
         self._rng = random.Random(seed)
-        self.system_prompts = [_text(self._rng, self._rng.randint(*shape.system_tokens))
-                               for _ in range(shape.tenants)]
+        self.system_prompts = [_text(self._rng, self._rng.randint(*shape.system_tokens)) for _ in range(shape.tenants)]
         self._next_id = 0
 
     def conversation(self) -> Conversation:

@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 from fastapi import FastAPI, Request
@@ -26,7 +26,7 @@ from .errors import GatewayError, InvalidRequestError, internal_error_body
 from .filters import Tenancy
 from .metrics.gateway import GatewayMetrics
 from .relay.client import create_session
-from .relay.proxy import ProxyEndpoint, Receive, Scope, Send
+from .relay.proxy import RELAY_PATHS, ProxyEndpoint, Receive, Scope, Send
 from .router.hold import HoldQueue
 from .scheduler import Scheduler
 from .upstream.discovery import from_settings
@@ -48,6 +48,25 @@ class Gateway:
     proxies: dict[str, ProxyEndpoint] = field(default_factory=dict)
     draining: bool = False
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with the three relay endpoints dispatched before its middleware stack.
+
+    Every ``send`` of a stream would otherwise pass through three middleware wrappers, once per
+    token; the relay endpoints handle their own errors, so they need none of them.
+    """
+
+    hot_paths: ClassVar[dict[str, str]] = {path: kind for kind, path in RELAY_PATHS.items()}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            kind = self.hot_paths.get(scope["path"])
+            gateway: Gateway | None = getattr(self.state, "gateway", None)
+            if kind is not None and gateway is not None:
+                await gateway.proxies[kind](scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 class _ProxyRoute:
@@ -113,13 +132,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with _running(app, settings, metrics):
             yield
 
-    app = FastAPI(title="inferstack gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = GatewayApp(title="inferstack gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.metrics = metrics
-    for kind, path in (
-        ("chat", "/v1/chat/completions"),
-        ("completions", "/v1/completions"),
-        ("embeddings", "/v1/embeddings"),
-    ):
+    for kind, path in RELAY_PATHS.items():
+        # Reached only for other methods (405) or before start-up: POSTs take GatewayApp's fast path.
         app.router.routes.append(Route(path, _ProxyRoute(kind), methods=["POST"]))
 
     @app.get("/healthz")

@@ -7,6 +7,7 @@ restart) and in Redis (shared, survives restarts). Money is integer nano-USD thr
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -33,7 +34,13 @@ class Usage:
 
 
 def month_of(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y%m")
+    # On every request's path: a month only changes on an hour boundary, so cache per hour.
+    return _month_of_hour(int(at // HOUR))
+
+
+@functools.lru_cache(maxsize=8)
+def _month_of_hour(hour: int) -> str:
+    return datetime.fromtimestamp(hour * HOUR, UTC).strftime("%Y%m")
 
 
 def hours_in(start: float, end: float) -> range:

@@ -13,9 +13,10 @@ retry: a failure then ends the stream with an SSE error event.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,7 @@ Send = Callable[[Message], Awaitable[None]]
 access_log = logging.getLogger("inferstack.access")
 log = logging.getLogger("inferstack.relay")
 
+RELAY_PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}
 # What each endpoint must carry besides ``model``; checked here so a bad request costs no upstream call.
 REQUIRED_FIELD = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
 _FORWARDED_RESPONSE_HEADERS = ("content-type",)
@@ -97,9 +99,7 @@ class ProxyEndpoint:
         tenancy: Tenancy,
     ) -> None:
         self.kind = kind
-        self.path = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}[
-            kind
-        ]
+        self.path = RELAY_PATHS[kind]
         self._settings = settings
         self._session = session
         self._pool = pool
@@ -107,11 +107,17 @@ class ProxyEndpoint:
         self._scheduler = scheduler
         self._metrics = metrics
         self._tenancy = tenancy
+        # Request ids: a random prefix and a counter; uuid4 costs a syscall per request.
+        self._id_prefix = secrets.token_hex(8)
+        self._id_counter = itertools.count(1)
+
+    def _new_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_counter):016x}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = headers.get("x-request-id") or self._new_request_id()
         ex = Exchange(request_id=request_id[:128], endpoint=self.kind, started=started, request_headers=headers)
         ex.response_headers.append((b"x-request-id", ex.request_id.encode("latin-1", "replace")))
         responder = _Responder(send)
@@ -370,7 +376,12 @@ class ProxyEndpoint:
                             for _ in range(texts - 1):
                                 itl_hist.observe(0.0)
                             last_text = now
-                    timer.reschedule(min(loop.time() + idle, total_by))
+                    # Push the idle deadline out only when less than `idle` is left: one reschedule
+                    # per half window instead of one per token. Silence is cut after idle..1.5 x idle.
+                    now_l = loop.time()
+                    when = timer.when()
+                    if when is not None and when - now_l < idle and when < total_by:
+                        timer.reschedule(min(now_l + idle * 1.5, total_by))
                     chunk = await resp.content.readany()
             rest = splitter.flush()
             if rest:

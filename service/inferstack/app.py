@@ -1,6 +1,6 @@
 """``create_app(settings)``: the FastAPI app, and the lifespan that owns every resource.
 
-Nothing lives in module globals: the session, pool, discovery, admission and metrics are created
+Nothing lives in module globals: the session, pool, discovery, hold queue, tenancy and metrics are created
 when the app starts, handed explicitly to whoever needs them, and closed when it stops.
 """
 

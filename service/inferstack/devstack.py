@@ -45,6 +45,8 @@ def free_port() -> int:
 def ensure_free(port: int, what: str) -> None:
     """Fail early and clearly: a readiness probe on a taken port would be answered by someone else."""
     with socket.socket() as s:
+        # As the servers themselves bind: a port held only by TIME_WAIT connections is free to them.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

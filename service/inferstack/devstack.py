@@ -330,7 +330,7 @@ def main() -> int:
                 say(f"starting vLLM for {model_name} (about 40 s on CPU)")
                 engine = start_engine(stack, model, model_name, port=int(os.environ.get("ENGINE_PORT", "8000")))
                 upstreams = [engine.url]
-            key = dev_key(stack.run_dir / "dev-keys.yaml")
+            key = dev_key(stack.run_dir / "dev-keys.yaml", plain=DEV_KEY_FILE)
             gateway = start_gateway(stack, upstreams, port=gateway_port, env=auth_env(stack.run_dir / "dev-keys.yaml"))
             if model_name is None:
                 _, body = http_get(gateway.url + "/v1/models")
@@ -358,11 +358,20 @@ def main() -> int:
             stack.stop()
 
 
-def dev_key(path: Path) -> str:
-    """Local auth stays on: a fresh unlimited development key, written to ``path`` and printed."""
+DEV_KEY_FILE = RUN_DIR / "dev-key.txt"
+"""The running ``make up``'s development key in plain text (mode 0600): ``make loadtest`` reads it."""
+
+
+def dev_key(keys_file: Path, plain: Path | None = None) -> str:
+    """Local auth stays on: a fresh unlimited development key, its hash written to ``keys_file``."""
     from .filters import write_dev_keyfile
 
-    return write_dev_keyfile(path)
+    key = write_dev_keyfile(keys_file)
+    if plain is not None:
+        fd = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+    return key
 
 
 def auth_env(keys_file: Path) -> dict[str, str]:

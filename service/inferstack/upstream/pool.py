@@ -99,14 +99,16 @@ class UpstreamPool:
         except TimeoutError:
             pass
 
-    def _notify(self) -> None:
+    def notify_capacity(self) -> None:
+        """Wake every waiter (a slot was freed, or see ``_notify``). Once per request: kept minimal."""
         # Swap the event so waiters woken now do not see it set again on their next wait.
         event, self._changed = self._changed, asyncio.Event()
         event.set()
-        self._publish_replica_gauges()
 
-    def notify_capacity(self) -> None:
-        self._notify()
+    def _notify(self) -> None:
+        """Membership, health or ejections changed: wake waiters and republish the replica gauges."""
+        self.notify_capacity()
+        self._publish_replica_gauges()
 
     # -- passive health ---------------------------------------------------------------------------
     def record_success(self, endpoint: Endpoint) -> None:

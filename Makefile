@@ -57,6 +57,7 @@ test: lint typecheck generated pytest
 bench: install
 	$(PY) bench/gateway_bench.py --out bench/results/gateway.json
 	$(PY) bench/tenancy_bench.py --out bench/results/tenancy.json
+	$(PY) bench/http_client_bench.py --out bench/results/http_client.json
 
 bench-routing: install
 	$(PY) bench/routing/run.py

@@ -14,6 +14,9 @@ from ..errors import UpstreamError, UpstreamTimeoutError
 def create_session(settings: Settings) -> aiohttp.ClientSession:
     """One pool for every upstream call. The gateway caps in-flight per replica itself, so no limit here.
 
+    aiohttp rather than httpx: at 32 concurrent streams httpx spent about 3x the CPU per stream and
+    had a far worse first-chunk p99 (bench/http_client_bench.py, bench/results/http_client.json).
+
     ``auto_decompress=False`` keeps bodies byte-faithful; per-call timeouts are set by the relay.
     """
     connector = aiohttp.TCPConnector(

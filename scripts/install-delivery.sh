@@ -8,12 +8,11 @@
 # Idempotent and root-safe: every step is skipped when its result is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=SCRIPTDIR/lib/apt.sh
+. scripts/lib/apt.sh
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+  apt_install nodejs npm
 fi
 
 if [ ! -x .venv/bin/hadolint ] || [ ! -x .venv/bin/zizmor ] || [ ! -x .venv/bin/shellcheck ]; then

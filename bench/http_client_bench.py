@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import sys
@@ -28,6 +27,8 @@ import uvloop
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "service"))
+
+from results_file import emit  # noqa: E402
 
 from inferstack.devstack import Stack, free_port  # noqa: E402
 
@@ -155,11 +156,7 @@ def main() -> int:
             results["httpx"]["cpu_ms_per_stream"] / results["aiohttp"]["cpu_ms_per_stream"], 2
         ),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

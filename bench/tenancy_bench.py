@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import time
@@ -28,6 +27,8 @@ from prometheus_client import CollectorRegistry
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "service"))
+
+from results_file import emit  # noqa: E402
 
 from inferstack.filters import Tenancy, TenancySettings, generate_key, hash_key  # noqa: E402
 
@@ -133,11 +134,7 @@ def main() -> None:
         "command": "make bench  # .venv/bin/python bench/tenancy_bench.py " + " ".join(sys.argv[1:]),
         **asyncio.run(run(args.requests)),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

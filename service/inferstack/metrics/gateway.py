@@ -7,6 +7,8 @@ up on the hot path.
 
 from __future__ import annotations
 
+from typing import Any, TypeVar, cast
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .. import __version__
@@ -53,6 +55,8 @@ ITL_BUCKETS = (
     1,
     2.5,
 )
+M = TypeVar("M", Counter, Gauge, Histogram)
+
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 
 
@@ -141,28 +145,16 @@ class GatewayMetrics:
         )
         build = Gauge("inferstack_build_info", "Always 1.", ["version"], registry=r)
         build.labels(__version__).set(1)
-        self._ttft: dict[tuple[str, str], Histogram] = {}
-        self._itl: dict[tuple[str, str], Histogram] = {}
-        self._in_flight: dict[str, Gauge] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: M, *labels: str) -> M:
+        """``metric.labels(*labels)``, cached (label values are bounded; see the module docstring)."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return cast(M, found)
 
     def request_done(self, model: str, endpoint: str, status: int, duration: float) -> None:
-        self.requests.labels(model, endpoint, str(status)).inc()
-        self.duration.labels(model, endpoint).observe(duration)
-
-    def ttft_hist(self, model: str, endpoint: str) -> Histogram:
-        child = self._ttft.get((model, endpoint))
-        if child is None:
-            child = self._ttft[(model, endpoint)] = self.ttft.labels(model, endpoint)
-        return child
-
-    def itl_hist(self, model: str, endpoint: str) -> Histogram:
-        child = self._itl.get((model, endpoint))
-        if child is None:
-            child = self._itl[(model, endpoint)] = self.itl.labels(model, endpoint)
-        return child
-
-    def in_flight_gauge(self, model: str) -> Gauge:
-        child = self._in_flight.get(model)
-        if child is None:
-            child = self._in_flight[model] = self.in_flight.labels(model)
-        return child
+        self.child(self.requests, model, endpoint, str(status)).inc()
+        self.child(self.duration, model, endpoint).observe(duration)

@@ -337,8 +337,8 @@ class ProxyEndpoint:
         assembler = adm.assembler
         await out.start(200, ex)
         splitter = EventSplitter()
-        ttft_hist = self._metrics.ttft_hist(ex.model, ex.endpoint)
-        itl_hist = self._metrics.itl_hist(ex.model, ex.endpoint)
+        ttft_hist = self._metrics.child(self._metrics.ttft, ex.model, ex.endpoint)
+        itl_hist = self._metrics.child(self._metrics.itl, ex.model, ex.endpoint)
         last_text: float | None = None
         usage: dict[str, Any] | None = None
         idle = self._settings.timeouts.idle

@@ -89,7 +89,7 @@ class HoldQueue:
 
     def _count(self, model: str, delta: int) -> None:
         self._in_flight[model] = self._in_flight.get(model, 0) + delta
-        self._metrics.in_flight_gauge(model).inc(delta)
+        self._metrics.child(self._metrics.in_flight, model).inc(delta)
         self._metrics.demand.labels(model).set(self.demand(model))
 
     def _hold(self, model: str, delta: int) -> None:

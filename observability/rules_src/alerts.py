@@ -9,7 +9,7 @@ from ..conventions import (
     KV_CACHE_FULL,
     TENANT_BUDGET_WARN,
 )
-from .recording import GPU_POD_PENDING
+from .recording import GPU_POD_PENDING_EXPR
 
 
 def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str,
@@ -68,7 +68,10 @@ def alert_rules() -> list[dict[str, object]]:
         ),
         _alert(
             "InferstackGPUPodPendingTooLong",
-            f"{GPU_POD_PENDING} > {GPU_POD_PENDING_SECONDS}",
+            # The expression itself, not its recording rule: that lives in another group, which
+            # Prometheus (and promtool, in random order) may evaluate after this one, and the
+            # summary's duration would then be a minute old.
+            f"({GPU_POD_PENDING_EXPR})\n> {GPU_POD_PENDING_SECONDS}",
             "", "warning",
             "GPU pod {{ $labels.namespace }}/{{ $labels.pod }} Pending for {{ $value | humanizeDuration }}",
             f"A pod requesting a GPU has been Pending for more than {GPU_POD_PENDING_SECONDS // 60} "

@@ -35,6 +35,13 @@ PREFIX_CACHE_HIT_RATIO = "namespace_model_name_instance:vllm_prefix_cache_hits:r
 COST_PER_MILLION_TOKENS = "namespace_model:inferstack_cost_usd_per_million_tokens:ratio_rate1h"
 GPU_FLEET_COST = "nodepool:karpenter_gpu_nodes_cost_usd:per_hour"
 GPU_POD_PENDING = "namespace_pod:inferstack_gpu_pod_pending:seconds"
+# Pods that request a GPU and are Pending, valued by how long they have existed.
+GPU_POD_PENDING_EXPR = (
+    "max by (namespace, pod) (time() - kube_pod_created)\n"
+    ' and on (namespace, pod)\n(max by (namespace, pod) (kube_pod_status_phase{phase="Pending"}) == 1)\n'
+    " and on (namespace, pod)\n"
+    f'(max by (namespace, pod) (kube_pod_container_resource_requests{{resource="{KSM_GPU_RESOURCE}"}}) > 0)'
+)
 
 
 def _quantiles(record: str, hist: str, by: str) -> list[dict[str, object]]:
@@ -96,13 +103,7 @@ def cluster_rules() -> list[dict[str, object]]:
     return [
         {
             "record": GPU_POD_PENDING,
-            # Pods that request a GPU and are Pending, valued by how long they have existed.
-            "expr": (
-                "max by (namespace, pod) (time() - kube_pod_created)\n"
-                ' and on (namespace, pod)\n(max by (namespace, pod) (kube_pod_status_phase{phase="Pending"}) == 1)\n'
-                " and on (namespace, pod)\n"
-                f'(max by (namespace, pod) (kube_pod_container_resource_requests{{resource="{KSM_GPU_RESOURCE}"}}) > 0)'
-            ),
+            "expr": GPU_POD_PENDING_EXPR,
         },
         {
             "record": GPU_FLEET_COST,

@@ -37,7 +37,7 @@ tools: $(STAMP)
 
 up: install
 	@bash scripts/install-observability.sh || echo "Prometheus could not be installed: the stack runs without it"
-	$(PY) -m inferstack.devstack
+	$(PY) -m inferstack_devstack
 
 lint: install
 	$(VENV)/bin/ruff check service bench loadtests observability k8s tests .github/scripts conftest.py

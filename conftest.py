@@ -1,7 +1,7 @@
 """Session fixtures shared by every test folder: the real local stack, started once per run.
 
 ``live_stack`` is a real vLLM (CPU, the generated tiny model) behind a real gateway process, the
-same pieces ``make up`` starts (``inferstack.devstack``). Starting vLLM takes about a minute, so it
+same pieces ``make up`` starts (``inferstack_devstack``). Starting vLLM takes about a minute, so it
 happens once, and only when a test asks for it.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from inferstack import devstack
-from inferstack.devstack import LiveStack
+import inferstack_devstack as devstack
+from inferstack_devstack import LiveStack
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +29,7 @@ def run_dir() -> Iterator[Path]:
 def vllm_engine(run_dir: Path) -> Iterator[str]:
     """Base URL of a real vLLM serving the tiny model as ``tiny-llama`` (prefix caching on)."""
     stack = devstack.Stack(run_dir=run_dir)
-    from inferstack.engine import tinymodel_build
+    from inferstack_engine import tinymodel_build
 
     tinymodel_build(devstack.DEFAULT_MODEL_DIR)
     try:

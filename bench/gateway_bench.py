@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "service"))
 
 from results_file import emit  # noqa: E402
 
-from inferstack.devstack import Stack, free_port  # noqa: E402
+from inferstack_devstack import Stack, free_port  # noqa: E402
 
 TOKENS = 32
 TTFT = 0.05
@@ -71,7 +71,7 @@ def services() -> Iterator[tuple[str, str, int]]:
                 [
                     sys.executable,
                     "-m",
-                    "inferstack.fake_engine",
+                    "inferstack_fake_engine",
                     "--port",
                     str(engine_port),
                     "--model",

@@ -6,7 +6,7 @@ Each client, in this process pinned to core 0 on uvloop, keeps 32 streams open a
 (pinned to core 1; 32 tokens, 5 ms apart), reading every chunk as it arrives as the relay does. It
 prints, per client: streams/s, this process's CPU milliseconds per stream (``time.process_time``), and
 the time to the first chunk (p50/p99). The gateway uses the cheaper one (aiohttp, see
-relay/client.py); this file is how that choice was made and can be re-checked.
+upstream/client.py); this file is how that choice was made and can be re-checked.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "service"))
 
 from results_file import emit  # noqa: E402
 
-from inferstack.devstack import Stack, free_port  # noqa: E402
+from inferstack_devstack import Stack, free_port  # noqa: E402
 
 BODY = {
     "model": "fake-model",
@@ -111,7 +111,7 @@ def main() -> int:
         argv = [
             sys.executable,
             "-m",
-            "inferstack.fake_engine",
+            "inferstack_fake_engine",
             "--port",
             str(port),
             "--itl",

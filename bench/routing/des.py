@@ -1,6 +1,6 @@
 """A discrete-event simulation of a gateway in front of a fleet of simulated vLLM replicas.
 
-Virtual time, one process, no sockets: the replicas are ``inferstack.fake_engine.sim.ReplicaModel``
+Virtual time, one process, no sockets: the replicas are ``inferstack_fake_engine.sim.ReplicaModel``
 (the same model the fake engine runs in ``--sim`` mode) and the routing decisions are made by the
 gateway's own ``inferstack.scheduling`` policies. What the simulated gateway knows matches the real
 one: its own in-flight count per replica (exact), and the engines' waiting queue and KV usage as of
@@ -17,9 +17,9 @@ from typing import Any
 
 from workload import Conversation, Workload
 
-from inferstack.fake_engine.sim import ReplicaModel, SimParams, SimSequence, block_hashes
-from inferstack.fake_engine.text import count_tokens, output_text, render_chat
-from inferstack.scheduling import EndpointLoad, Policy, RoutingRequest, render_chat_prompt
+from inferstack.scheduling import EndpointLoad, Profile, RoutingRequest, render_chat_prompt
+from inferstack_fake_engine.sim import ReplicaModel, SimParams, SimSequence, block_hashes
+from inferstack_fake_engine.text import count_tokens, output_text, render_chat
 
 MODEL = "bench-model"
 
@@ -62,7 +62,7 @@ class RunResult:
 
 
 class FleetSim:
-    def __init__(self, policy: Policy, params: SimParams, workload: Workload, settings: RunSettings) -> None:
+    def __init__(self, policy: Profile, params: SimParams, workload: Workload, settings: RunSettings) -> None:
         self.policy, self.params, self.workload, self.s = policy, params, workload, settings
         n = settings.replicas
         self.urls = [f"http://replica-{i}:8000" for i in range(n)]

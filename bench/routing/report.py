@@ -8,7 +8,7 @@ from typing import Any
 
 from des import RunResult
 
-from inferstack.fake_engine.sim import SimParams
+from inferstack_fake_engine.sim import SimParams
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -19,8 +19,8 @@ from des import FleetSim, RunSettings
 from report import plot, summarise, table
 from workload import Workload, WorkloadShape
 
-from inferstack.fake_engine.sim import SimParams
 from inferstack.scheduling import make_policy
+from inferstack_fake_engine.sim import SimParams
 
 HERE = Path(__file__).resolve().parent
 POLICIES = ("round_robin", "least_load", "prefix_affinity")
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             "workload": dataclasses.asdict(shape) | {k: round(v, 1) for k, v in means.items()},
             "replica": dataclasses.asdict(REPLICA),
             "method": "discrete-event simulation in virtual time; replicas are "
-            "inferstack.fake_engine.sim.ReplicaModel, routing is inferstack.scheduling",
+            "inferstack_fake_engine.sim.ReplicaModel, routing is inferstack.scheduling",
         },
         "results": results,
     }

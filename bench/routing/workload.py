@@ -11,7 +11,7 @@ import random
 import string
 from dataclasses import dataclass, field
 
-from inferstack.fake_engine.text import CHARS_PER_TOKEN
+from inferstack_fake_engine.text import CHARS_PER_TOKEN
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from inferstack_fake_engine import EngineConfig, running_engine
 
-from inferstack.fake_engine import EngineConfig, running_engine
 from llmload.profile import LOADTESTS
 
 PROFILE = """

@@ -65,14 +65,14 @@ def fixture_exporter(live_stack: Any) -> Iterator[str]:
 @pytest.fixture
 def exercised_gateway(live_stack: Any, tmp_path: Path) -> Iterator[str]:
     """A gateway in front of the real vLLM and of a replica that answers 500 to everything."""
-    from inferstack import devstack
+    import inferstack_devstack as devstack
 
     stack = devstack.Stack(run_dir=tmp_path / "stack")
     try:
         port = devstack.free_port()
         failing = stack.start(
             "failing-replica",
-            [sys.executable, "-m", "inferstack.fake_engine", "--host", "127.0.0.1", "--port", str(port),
+            [sys.executable, "-m", "inferstack_fake_engine", "--host", "127.0.0.1", "--port", str(port),
              "--model", live_stack.model, "--error-status", "500", "--error-rate", "1"],
             f"http://127.0.0.1:{port}",
         )

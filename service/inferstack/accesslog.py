@@ -9,6 +9,10 @@ from typing import Any
 
 import orjson
 
+from .exchange import Exchange
+
+access_log = logging.getLogger("inferstack.access")
+
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is logged.
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -38,3 +42,27 @@ def configure_logging(level: str) -> None:
     # aiohttp and uvicorn log connection noise at info; our access log replaces uvicorn's.
     for name in ("uvicorn.access", "aiohttp.access"):
         logging.getLogger(name).disabled = True
+
+
+def log_exchange(ex: Exchange, duration: float) -> None:
+    """The request's access-log line."""
+    access_log.info(
+        "request",
+        extra={
+            "request_id": ex.request_id,
+            "endpoint": ex.endpoint,
+            "model": ex.model,
+            "stream": ex.stream,
+            "tenant": ex.tenant,
+            "status": ex.status,
+            "upstream": ex.upstream,
+            "attempts": ex.attempts,
+            "policy": ex.route.policy if ex.route else None,
+            "reason": ex.route.reason if ex.route else None,
+            "prompt_tokens": ex.prompt_tokens,
+            "completion_tokens": ex.completion_tokens,
+            "ttft_ms": None if ex.ttft is None else round(ex.ttft * 1000, 2),
+            "duration_ms": round(duration * 1000, 2),
+            "error": ex.error,
+        },
+    )

@@ -1,83 +1,68 @@
 """``create_app(settings)``: the FastAPI app, and the lifespan that owns every resource.
 
-Nothing lives in module globals: the session, pool, discovery, hold queue, tenancy and metrics are created
-when the app starts, handed explicitly to whoever needs them, and closed when it stops.
+Nothing lives in module globals: the session, cluster, discovery, hold queue, scheduler, router and
+tenancy are created when the app starts, handed explicitly to whoever needs them, and closed when it
+stops. docs/architecture.md draws the pipeline they form.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import aiohttp
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
+from .api import admin, health, models
+from .api.openai import OpenAIEndpoint
+from .api.request import PATHS
 from .config import Settings
-from .errors import GatewayError, InvalidRequestError, internal_error_body
+from .errors import GatewayError, internal_error_body
 from .filters import Tenancy
+from .gateway import Gateway
 from .metrics.gateway import GatewayMetrics
-from .relay.client import create_session
-from .relay.proxy import RELAY_PATHS, ProxyEndpoint, Receive, Scope, Send
-from .router.hold import HoldQueue
-from .scheduler import Scheduler
+from .router.router import Router
+from .scheduling import Scheduler
+from .types import Receive, Scope, Send
+from .upstream.client import create_session
+from .upstream.cluster import Cluster
 from .upstream.discovery import from_settings
+from .upstream.hold import HoldQueue
 from .upstream.load import LoadScraper
-from .upstream.pool import UpstreamPool
-
-
-@dataclass
-class Gateway:
-    """Everything one running gateway owns. Built in the lifespan; ``app.state.gateway``."""
-
-    settings: Settings
-    metrics: GatewayMetrics
-    session: aiohttp.ClientSession
-    pool: UpstreamPool
-    holds: HoldQueue
-    scheduler: Scheduler
-    tenancy: Tenancy
-    proxies: dict[str, ProxyEndpoint] = field(default_factory=dict)
-    draining: bool = False
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
 class GatewayApp(FastAPI):
-    """FastAPI, with the three relay endpoints dispatched before its middleware stack.
+    """FastAPI, with the three OpenAI endpoints dispatched before its middleware stack.
 
     Every ``send`` of a stream would otherwise pass through three middleware wrappers, once per
-    token; the relay endpoints handle their own errors, so they need none of them.
+    token; the OpenAI endpoints handle their own errors, so they need none of them.
     """
 
-    hot_paths: ClassVar[dict[str, str]] = {path: kind for kind, path in RELAY_PATHS.items()}
+    hot_paths: ClassVar[dict[str, str]] = {path: kind for kind, path in PATHS.items()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             kind = self.hot_paths.get(scope["path"])
             gateway: Gateway | None = getattr(self.state, "gateway", None)
             if kind is not None and gateway is not None:
-                await gateway.proxies[kind](scope, receive, send)
+                await gateway.endpoints[kind](scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
 
 
-class _ProxyRoute:
-    """Dispatches to the lifespan-built ProxyEndpoint: routes exist before the resources do."""
+class _EndpointRoute:
+    """Dispatches to the lifespan-built OpenAIEndpoint: routes exist before the resources do."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gateway: Gateway = scope["app"].state.gateway
-        await gateway.proxies[self.kind](scope, receive, send)
+        await gateway.endpoints[self.kind](scope, receive, send)
 
 
 @contextlib.asynccontextmanager
@@ -98,17 +83,17 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
         )
         session = create_session(settings)
         stack.push_async_callback(session.close)
-        pool = UpstreamPool(settings, session, metrics)
-        stack.push_async_callback(pool.close)
-        holds = HoldQueue(settings, pool, metrics)
-        scheduler = Scheduler(settings, metrics)
-        gateway = Gateway(settings, metrics, session, pool, holds, scheduler, tenancy)
-        for kind in ("chat", "completions", "embeddings"):
-            gateway.proxies[kind] = ProxyEndpoint(kind, settings, session, pool, holds, scheduler, metrics, tenancy)
+        cluster = Cluster(settings, session, metrics)
+        stack.push_async_callback(cluster.close)
+        holds = HoldQueue(settings, cluster, metrics)
+        router = Router(settings, session, cluster, holds, Scheduler(settings, metrics), metrics)
+        gateway = Gateway(settings, metrics, session, cluster, tenancy)
+        for kind in PATHS:
+            gateway.endpoints[kind] = OpenAIEndpoint(kind, settings, cluster, router, tenancy, metrics)
         app.state.gateway = gateway
         discovery = from_settings(settings)
-        gateway.tasks.append(asyncio.create_task(discovery.run(pool.set_urls), name="discovery"))
-        scraper = LoadScraper(pool, session, settings.routing.scrape_interval)
+        gateway.tasks.append(asyncio.create_task(discovery.run(cluster.set_urls), name="discovery"))
+        scraper = LoadScraper(cluster, session, settings.routing.scrape_interval)
         gateway.tasks.append(asyncio.create_task(scraper.run(), name="engine load scraper"))
         try:
             yield
@@ -116,11 +101,6 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
             for task in gateway.tasks:
                 task.cancel()
             await asyncio.gather(*gateway.tasks, return_exceptions=True)
-
-
-def _month_start(at: float) -> float:
-    now = datetime.fromtimestamp(at, UTC)
-    return datetime(now.year, now.month, 1, tzinfo=UTC).timestamp()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -134,55 +114,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = GatewayApp(title="inferstack gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.metrics = metrics
-    for kind, path in RELAY_PATHS.items():
+    for kind, path in PATHS.items():
         # Reached only for other methods (405) or before start-up: POSTs take GatewayApp's fast path.
-        app.router.routes.append(Route(path, _ProxyRoute(kind), methods=["POST"]))
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        """The process is alive. Deliberately checks nothing else: a busy gateway is not a dead one."""
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz(request: Request) -> Response:
-        """Can this gateway take requests? Not while draining. Otherwise yes if a replica is healthy,
-        or if models are declared: their requests are held while engines scale from zero, and a
-        gateway out of its Service would keep the demand that wakes them from ever arriving."""
-        gateway: Gateway = request.app.state.gateway
-        if gateway.draining:
-            return JSONResponse({"status": "draining"}, status_code=503)
-        if gateway.pool.ready():
-            return JSONResponse({"status": "ready"})
-        if settings.models:
-            return JSONResponse({"status": "ready", "note": "no healthy replica; requests are held"})
-        return JSONResponse({"status": "no healthy upstream"}, status_code=503)
-
-    @app.get("/metrics")
-    async def metrics_endpoint() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/v1/models")
-    async def models(request: Request) -> dict[str, Any]:
-        gateway: Gateway = request.app.state.gateway
-        cards = gateway.pool.model_cards()
-        listed = {card["id"] for card in cards}
-        # Models scaled to zero still exist: list them, so clients do not see them vanish.
-        cards += [
-            {"id": m, "object": "model", "owned_by": "inferstack"} for m in sorted(gateway.pool.known_models - listed)
-        ]
-        return {"object": "list", "data": cards}
-
-    @app.get("/admin/usage")
-    async def admin_usage(request: Request, start: str = "", end: str = "") -> Response:
-        """Usage and spend per tenant for a time range (epoch seconds; default: this month so far)."""
-        gateway: Gateway = request.app.state.gateway
-        try:
-            end_s = float(end) if end else time.time()
-            start_s = float(start) if start else _month_start(end_s)
-            report = await gateway.tenancy.usage_report(request.headers.get("authorization"), start_s, end_s)
-        except ValueError as exc:
-            raise InvalidRequestError(f"Bad time range: {exc}", param="start") from None
-        return JSONResponse(report)
+        app.router.routes.append(Route(path, _EndpointRoute(kind), methods=["POST"]))
+    for module in (health, models, admin):
+        app.include_router(module.router)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -1,7 +1,9 @@
 """Gateway settings: one pydantic-settings class, environment prefix ``INFERSTACK_``.
 
-Nested value objects (``Timeouts``, ``RetryPolicy``, ...) are set with ``__``, for example
-``INFERSTACK_TIMEOUTS__CONNECT=2``. ``docs/configuration.md`` lists every field.
+Every setting of the gateway lives here, as small value objects (``Timeouts``, ``RetryPolicy``,
+``Routing``, ``TenancySettings``...) nested in ``Settings`` and set with ``__``, for example
+``INFERSTACK_TIMEOUTS__CONNECT=2``. ``docs/configuration.md`` lists every field. This module imports
+no other module of the gateway: everything else imports it.
 """
 
 from __future__ import annotations
@@ -9,10 +11,8 @@ from __future__ import annotations
 import os
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-from .filters.settings import TenancySettings
 
 
 class Timeouts(BaseModel):
@@ -61,11 +61,84 @@ class OutlierDetection(BaseModel):
     )
 
 
+class LimitSettings(BaseModel):
+    """How a request is charged against its key's RPM / TPM / concurrency limits."""
+
+    default_max_tokens: int = Field(
+        512, ge=0, description="Completion tokens reserved at admission when a request sets no max_tokens."
+    )
+    lease_ttl: float = Field(
+        900.0,
+        gt=0,
+        description="Seconds after which a concurrency slot expires even if never released"
+        " (a gateway that died mid-request must not hold a tenant's slots forever). Keep above the"
+        " longest request (timeouts.total).",
+    )
+
+
+class CacheSettings(BaseModel):
+    """The response cache and the Idempotency-Key store."""
+
+    enabled: bool = Field(True, description="Serve deterministic requests from the response cache.")
+    backend: Literal["memory", "redis"] = Field(
+        "memory", description="memory: per gateway process; redis: shared (needs redis_url)."
+    )
+    ttl: float = Field(3600.0, gt=0, description="Seconds a cached response is served.")
+    max_bytes: int = Field(256 * 1024 * 1024, ge=0, description="Memory backend: bytes held, LRU beyond.")
+    max_entry_bytes: int = Field(1024 * 1024, ge=0, description="Larger responses are not cached.")
+    per_tenant: bool = Field(
+        True, description="Entries are scoped to the tenant: a hit must not tell one tenant what another asked."
+    )
+    idempotency_ttl: float = Field(86400.0, gt=0, description="Seconds an Idempotency-Key is remembered.")
+    idempotency_wait: float = Field(
+        30.0, ge=0, description="Seconds a retry waits for the first request with its key to finish."
+    )
+
+
+class TenancySettings(BaseModel):
+    """Everything the tenancy filters need besides the gateway-wide fields."""
+
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    reload_interval: float = Field(1.0, gt=0, description="Seconds between checks of the key and price files.")
+    max_tenant_labels: int = Field(
+        200, ge=1, description="Tenants that get their own metric label value; the rest are `other`."
+    )
+    usage_retention_days: int = Field(400, ge=1, description="Days hourly usage buckets are kept.")
+
+
 ENV_PREFIX = "INFERSTACK_"
 
 
+class ProfileSpec(BaseModel):
+    """A scheduling profile (docs/routing.md): filters in order, weighted scorers, one picker, by plugin name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    filters: tuple[str, ...] = ()
+    scorers: dict[str, float] = Field(default_factory=dict)
+    picker: str = "max_score"
+
+    @field_validator("scorers")
+    @classmethod
+    def _weights(cls, scorers: dict[str, float]) -> dict[str, float]:
+        if any(w <= 0 for w in scorers.values()):
+            raise ValueError("scorer weights must be > 0")
+        return scorers
+
+
+BUILTIN_PROFILES: dict[str, ProfileSpec] = {
+    "prefix_affinity": ProfileSpec(filters=("bounded_load",), scorers={"prefix": 1.0}),
+    "least_load": ProfileSpec(),
+    "session": ProfileSpec(filters=("bounded_load",), scorers={"session": 1.0}),
+    "round_robin": ProfileSpec(picker="round_robin"),
+}
+"""The four policies as profiles; ``least_load`` has no scorer: every candidate ties and the picker
+takes the least loaded."""
+
+
 class Routing(BaseModel):
-    """Knobs of the routing policies (docs/routing.md) and of the engine load signals they read."""
+    """Knobs of the scheduling plugins (docs/routing.md) and of the engine load signals they read."""
 
     load_factor: float = Field(
         1.5,
@@ -80,9 +153,18 @@ class Routing(BaseModel):
     index_capacity: int = Field(65536, ge=16, description="Prefix index entries kept (LRU): bounds routing memory.")
     scrape_interval: float = Field(1.0, gt=0, description="Seconds between scrapes of each engine's /metrics.")
     load_max_age: float = Field(3.0, gt=0, description="A scraped load older than this steers nothing.")
+    profiles: dict[str, ProfileSpec] = Field(
+        default_factory=dict,
+        description="Extra scheduling profiles by name (JSON: filters, scorers with weights, picker), beside"
+        " the built-in prefix_affinity, least_load, session and round_robin.",
+    )
 
-    def policy_settings(self) -> dict[str, float | int]:
-        return self.model_dump(exclude={"scrape_interval", "load_max_age"})
+    def plugin_settings(self) -> dict[str, float | int]:
+        """The knobs plugins take (every plugin picks what applies to it)."""
+        return self.model_dump(exclude={"scrape_interval", "load_max_age", "profiles"})
+
+    def all_profiles(self) -> dict[str, ProfileSpec]:
+        return {**BUILTIN_PROFILES, **self.profiles}
 
 
 class Settings(BaseSettings):
@@ -108,8 +190,10 @@ class Settings(BaseSettings):
     k8s_namespace: str = Field("default", description="EndpointSlice discovery: the engines' namespace.")
     k8s_service: str = Field("", description="EndpointSlice discovery: the engines' Service name.")
     k8s_port_name: str = Field("http", description="EndpointSlice discovery: the engines' named port.")
-    routing_policy: Literal["round_robin", "least_load", "session", "prefix_affinity"] = Field(
-        "prefix_affinity", description="How a replica is chosen for a request."
+    routing_policy: str = Field(
+        "prefix_affinity",
+        description="The scheduling profile that chooses a replica: prefix_affinity, least_load, session,"
+        " round_robin, or one of `routing.profiles`.",
     )
     auth_enabled: bool = Field(True, description="Require `Authorization: Bearer <key>`.")
     keys_file: str = Field("", description="YAML file of API key entries; reloaded when it changes.")
@@ -162,6 +246,12 @@ class Settings(BaseSettings):
         unknown = [name for name in os.environ if name.startswith(ENV_PREFIX) and not _known(name)]
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return self
+
+    @model_validator(mode="after")
+    def _known_profile(self) -> Settings:
+        if self.routing_policy not in self.routing.all_profiles():
+            raise ValueError(f"routing_policy {self.routing_policy!r} names no scheduling profile")
         return self
 
     @model_validator(mode="after")

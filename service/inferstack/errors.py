@@ -15,7 +15,6 @@ stream that has already started) with ``to_body``. Nothing else builds error bod
     │   └── QuotaExceededError      429 insufficient_quota
     ├── UpstreamError               502 upstream unreachable or broken
     ├── NoUpstreamError             503 no healthy upstream
-    ├── ServiceDrainingError        503 the gateway is shutting down
     └── UpstreamTimeoutError        504
 """
 
@@ -108,12 +107,6 @@ class NoUpstreamError(GatewayError):
     status = 503
     type = "service_unavailable"
     default_code = "no_healthy_upstream"
-
-
-class ServiceDrainingError(GatewayError):
-    status = 503
-    type = "service_unavailable"
-    default_code = "draining"
 
 
 class UpstreamTimeoutError(GatewayError):

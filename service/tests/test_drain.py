@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from inferstack.devstack import Stack, free_port
+from inferstack_devstack import Stack, free_port
 
 from .test_relay_fake_engine import CHAT, metric
 
@@ -30,7 +30,7 @@ async def test_sigterm_fails_readiness_and_lets_open_streams_finish(stack: Stack
     # 40 tokens, 50 ms apart: each stream lasts about 2 s, well past the SIGTERM.
     engine = stack.start(
         "fake",
-        [sys.executable, "-m", "inferstack.fake_engine", "--port", str(port), "--itl", "0.05", "--output-tokens", "40"],
+        [sys.executable, "-m", "inferstack_fake_engine", "--port", str(port), "--itl", "0.05", "--output-tokens", "40"],
         f"http://127.0.0.1:{port}",
     )
     await asyncio.to_thread(stack.wait_ready, engine, "/health", 30)

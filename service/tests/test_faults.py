@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from inferstack.devstack import Stack, free_port
-from inferstack.fake_engine import Behaviour, EngineConfig, running_engine
 from inferstack.relay.sse import carries_text
+from inferstack_devstack import Stack, free_port
+from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
 
 from .gateway_harness import running_gateway
 from .test_relay_fake_engine import CHAT, configure, fleet, metric, recorded
@@ -44,7 +44,7 @@ async def test_a_replica_killed_mid_run_fails_no_request_that_had_not_started_st
     # A real process, SIGKILLed with streams open: no goodbye, no graceful close.
     victim = victim_stack.start(
         "victim",
-        [sys.executable, "-m", "inferstack.fake_engine", "--port", str(port), "--itl", "0.03", "--output-tokens", "20"],
+        [sys.executable, "-m", "inferstack_fake_engine", "--port", str(port), "--itl", "0.03", "--output-tokens", "20"],
         f"http://127.0.0.1:{port}",
     )
     try:
@@ -116,7 +116,7 @@ async def test_a_replica_answering_500s_is_ejected_and_readmitted_after_it_heals
         assert metric(text, "inferstack_upstream_ejections_total") >= 1
         await configure(client, sick, error_status=0)
         before = len(await recorded(client, sick))
-        endpoint = app.state.gateway.pool.endpoints[sick]
+        endpoint = app.state.gateway.cluster.endpoints[sick]
         async with asyncio.timeout(10):  # the ejection runs out; the replica answers again
             while not endpoint.available(time.monotonic()):
                 await asyncio.sleep(0.02)

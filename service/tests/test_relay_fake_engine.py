@@ -11,8 +11,8 @@ import httpx
 import orjson
 import pytest
 
-from inferstack.fake_engine import Behaviour, EngineConfig, running_engine
 from inferstack.relay.sse import carries_text
+from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
 
 from .gateway_harness import running_gateway
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 import httpx
 
-from inferstack.fake_engine import Behaviour
+from inferstack_fake_engine import Behaviour
 
 from .test_relay_fake_engine import CHAT, configure, fleet, metric, recorded
 
@@ -69,7 +69,7 @@ async def test_least_load_avoids_a_replica_whose_engine_reports_a_queue() -> Non
         httpx.AsyncClient() as client,
     ):
         await configure(client, engines[0], report_waiting=50)
-        pool = app.state.gateway.pool
+        pool = app.state.gateway.cluster
         async with asyncio.timeout(5):  # until the gateway has scraped the queue
             while pool.endpoints[engines[0]].load is None or pool.endpoints[engines[0]].load.waiting != 50:
                 await asyncio.sleep(0.02)
@@ -93,7 +93,7 @@ async def test_session_policy_sticks_by_header_or_user() -> None:
 
 
 async def test_dns_discovery_finds_replicas_through_the_resolver() -> None:
-    from inferstack.fake_engine import EngineConfig, running_engine
+    from inferstack_fake_engine import EngineConfig, running_engine
 
     from .gateway_harness import running_gateway
 

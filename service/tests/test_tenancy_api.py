@@ -12,8 +12,8 @@ import httpx
 import orjson
 import pytest
 
-from inferstack.fake_engine import Behaviour, EngineConfig, running_engine
 from inferstack.filters import generate_key, hash_key
+from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
 
 from .gateway_harness import running_gateway
 from .test_relay_fake_engine import CHAT, metric, recorded

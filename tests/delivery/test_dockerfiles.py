@@ -90,7 +90,7 @@ def test_gateway_constraints_pin_every_runtime_dependency() -> None:
 
 def test_cpu_engine_builds_the_tiny_model_at_build_time() -> None:
     text = (DOCKER / "engine-cpu" / "Dockerfile").read_text()
-    assert "python -m inferstack.engine.tinymodel --out /models/tiny-llama" in text
+    assert "python -m inferstack_engine.tinymodel --out /models/tiny-llama" in text
     assert '"--served-model-name", "tiny-llama"' in text
     assert "HF_HUB_OFFLINE=1" in text, "the engine must never reach for a hub at run time"
 

@@ -27,7 +27,7 @@ def _free_port() -> int:
 def fake_engine(*args: str) -> Iterator[str]:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "inferstack.fake_engine", "--port", str(port), "--model", "tiny-llama", *args],
+        [sys.executable, "-m", "inferstack_fake_engine", "--port", str(port), "--model", "tiny-llama", *args],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -4,10 +4,10 @@ The gateway uses ``Tenancy`` (``admit`` / ``finish``); the rest is exported for 
 and the ``inferstack keys`` command. Integration contract: README.md in this folder.
 """
 
+from ..config import CacheSettings, LimitSettings, TenancySettings
 from .auth import Principal
 from .keys import KeyEntry, KeyRing, generate_key, hash_key, parse_keys, write_dev_keyfile
 from .limits import LimitExceeded
-from .settings import CacheSettings, LimitSettings, TenancySettings
 from .tenancy import Admission, Tenancy
 
 __all__ = [

@@ -24,6 +24,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
+from ..config import TenancySettings
 from ..errors import QuotaExceededError
 from .auth import ANONYMOUS_PRINCIPAL, Principal, authenticate, check_admin
 from .cache_key import cache_key, cache_policy
@@ -37,7 +38,6 @@ from .limits_redis import RedisLimiter
 from .metrics import TenancyMetrics
 from .prices import NANO, PriceTable, parse_prices
 from .replay import StreamAssembler, sse_events
-from .settings import TenancySettings
 from .tokens import reserved_tokens
 
 log = logging.getLogger("inferstack.filters")

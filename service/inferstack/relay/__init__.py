@@ -1,1 +1,1 @@
-"""Talking to upstream replicas and relaying their answers to the client byte for byte."""
+"""Relaying an upstream's answer to the client: SSE event by event, or a whole body."""

@@ -1,1 +1,1 @@
-"""Model -> replica: choosing a replica, waiting for capacity (hold queue), retry policy."""
+"""Route and retry: choose a replica for a request, attempt it, retry elsewhere before the first byte."""

@@ -1,35 +1,81 @@
-"""Routing policies: choose one replica for a request from a snapshot of the healthy candidates.
+"""Scheduling: choose one replica for a request, as a small framework of plugins.
 
-Pure and synchronous: no I/O, no clocks, bounded memory. The gateway passes each decision's reason
-to ``inferstack_routing_decisions_total{policy,reason}`` and the chosen URL to its log line.
-See docs/routing.md.
+As in the Gateway API Inference Extension: a *profile* runs *filters* (drop candidates), then
+*scorers* (each scores every survivor in 0..1; the profile sums them times their weights), then a
+*picker* (chooses one). Profiles are configuration (``config.ProfileSpec``; the built-in ones are
+the four policies of docs/routing.md):
+
+    prefix_affinity   filters bounded_load   scorers prefix: 1     picker max_score
+    session           filters bounded_load   scorers session: 1    picker max_score
+    least_load        (no scorer: every candidate ties, the picker takes the least loaded)
+    round_robin       picker round_robin
+
+The default profile is ``INFERSTACK_ROUTING_POLICY``; a request may choose another with the
+``x-inferstack-routing-policy`` header; more profiles come from ``INFERSTACK_ROUTING__PROFILES``
+(JSON). Plugins are pure and synchronous: no I/O, no clocks, bounded memory. Every decision counts in
+``inferstack_routing_decisions_total{policy,reason}``.
+
+Adding a scorer is one new file, ``scheduling/plugins/<name>.py``::
+
+    class MyScorer:
+        name: ClassVar[str] = "my_scorer"          # what profiles call it
+        kind: ClassVar[Literal["scorer"]] = "scorer"
+
+        def __init__(self, block_chars: int = 256) -> None:   # keywords = routing knobs it takes
+            ...
+
+        def score(self, state: CycleState, candidates: list[EndpointLoad]) -> dict[str, float]:
+            return {c.url: ... for c in candidates}          # 0..1 each, higher is better
+
+        # optional: def reason(self, state, url) -> Reason | None   (say why, for the metric)
+        # optional: def picked(self, state, url) -> None            (learn from the decision)
+
+    PLUGIN = MyScorer
+
+It is found by name (``framework.plugin_classes``); use it in a profile, for example
+``INFERSTACK_ROUTING__PROFILES='{"mine": {"filters": ["bounded_load"], "scorers": {"my_scorer": 2,
+"prefix": 1}}}'``. A new knob is a field of ``config.Routing``; a new reason joins ``types.Reason``.
+Filters (``kind = "filter"``, ``filter(state, candidates) -> candidates``) and pickers
+(``kind = "picker"``, ``pick(state, candidates, scores) -> (candidate, reason)``) are added the
+same way. See docs/routing.md.
 """
 
-from .factory import POLICIES, make_policy
+from .framework import POLICIES, Profile, make_policy, plugin_classes
 from .hashing import prefix_chain, rendezvous_order
 from .index import PrefixIndex
-from .least_load import LeastLoad
-from .prefix_affinity import PrefixAffinity
 from .render import render_chat_prompt
-from .round_robin import RoundRobin
-from .session import Session
-from .types import REASONS, Decision, EndpointLoad, NoCandidateError, Policy, Reason, RoutingRequest
+from .scheduler import Route, Scheduler
+from .types import (
+    REASONS,
+    CycleState,
+    Decision,
+    EndpointLoad,
+    Filter,
+    NoCandidateError,
+    Picker,
+    Reason,
+    RoutingRequest,
+    Scorer,
+)
 
 __all__ = [
     "POLICIES",
     "REASONS",
+    "CycleState",
     "Decision",
     "EndpointLoad",
-    "LeastLoad",
+    "Filter",
     "NoCandidateError",
-    "Policy",
-    "PrefixAffinity",
+    "Picker",
     "PrefixIndex",
+    "Profile",
     "Reason",
-    "RoundRobin",
+    "Route",
     "RoutingRequest",
-    "Session",
+    "Scheduler",
+    "Scorer",
     "make_policy",
+    "plugin_classes",
     "prefix_chain",
     "render_chat_prompt",
     "rendezvous_order",

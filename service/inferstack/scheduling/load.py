@@ -1,4 +1,4 @@
-"""Replica load as routing sees it, and the bound of consistent hashing with bounded loads.
+"""Replica load as scheduling sees it, and the bound of consistent hashing with bounded loads.
 
 Load is the gateway's in-flight count plus ``waiting_weight`` times the engine's waiting queue when
 a fresh scrape has it: in-flight is exact but only counts this gateway's traffic; the queue counts
@@ -31,12 +31,3 @@ def usable(candidates: Sequence[EndpointLoad], exclude: frozenset[str]) -> list[
     if not out:
         raise NoCandidateError("no candidate replica left")
     return out
-
-
-def least_loaded(candidates: Sequence[EndpointLoad], waiting_weight: float, turn: int) -> EndpointLoad:
-    """Lowest load, then lowest KV usage; exact ties rotate with ``turn`` so they do not pile on one."""
-    n = len(candidates)
-    return min(
-        (candidates[(turn + i) % n] for i in range(n)),
-        key=lambda e: (load_of(e, waiting_weight), e.kv_cache_usage or 0.0),
-    )

@@ -1,16 +1,17 @@
-"""What a routing policy sees and returns. Pure values: policies do no I/O and keep no clocks."""
+"""What scheduling sees and returns, and the three kinds of plugin. Pure values: no I/O, no clocks."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 Reason = Literal[
     "prefix_hit",
     "prefix_miss",
     "load_bound",
     "least_load",
+    "max_score",
     "round_robin",
     "session",
     "only_candidate",
@@ -20,6 +21,7 @@ REASONS: tuple[Reason, ...] = (
     "prefix_miss",
     "load_bound",
     "least_load",
+    "max_score",
     "round_robin",
     "session",
     "only_candidate",
@@ -35,7 +37,6 @@ class EndpointLoad:
     """The gateway's own count of open requests to it: authoritative and instant."""
     waiting: float | None = None
     """``vllm:num_requests_waiting`` from a fresh scrape; None when stale or unknown."""
-    running: float | None = None
     kv_cache_usage: float | None = None
 
 
@@ -60,14 +61,60 @@ class NoCandidateError(LookupError):
     """Every candidate was excluded (or there were none): the caller holds or fails the request."""
 
 
-class Policy(Protocol):
-    name: str
+@dataclass
+class CycleState:
+    """One decision's scratch space: what earlier plugins learned, for later ones to read."""
+
+    request: RoutingRequest
+    candidates: Sequence[EndpointLoad]
+    """Every candidate (after the caller's exclusions), before any filter ran."""
+    loads: dict[str, float]
+    """Each candidate's load: in-flight plus ``waiting_weight`` x the engine's waiting queue."""
+    fallback: bool = False
+    """A filter kept candidates it would have dropped, for want of any other (reason ``load_bound``)."""
+    prefix_blocks: int = 0
+    notes: dict[str, object] = field(default_factory=dict)
+    """Per-plugin values for its own later calls in the same decision, keyed by plugin name."""
+
+
+class Filter(Protocol):
+    """Drops candidates; must return at least one of them (the framework never sees an empty list)."""
+
+    name: ClassVar[str]
+    kind: ClassVar[Literal["filter"]]
+
+    def filter(self, state: CycleState, candidates: list[EndpointLoad]) -> list[EndpointLoad]: ...
+
+
+class Scorer(Protocol):
+    """Scores every candidate in 0..1 (higher is better); the profile weighs and sums the scores."""
+
+    name: ClassVar[str]
+    kind: ClassVar[Literal["scorer"]]
+
+    def score(self, state: CycleState, candidates: list[EndpointLoad]) -> dict[str, float]: ...
+
+
+class Picker(Protocol):
+    """Chooses one of the filtered candidates from their summed scores, and says why."""
+
+    name: ClassVar[str]
+    kind: ClassVar[Literal["picker"]]
 
     def pick(
-        self,
-        req: RoutingRequest,
-        candidates: Sequence[EndpointLoad],
-        exclude: frozenset[str] = frozenset(),
-    ) -> Decision: ...
+        self, state: CycleState, candidates: list[EndpointLoad], scores: dict[str, float]
+    ) -> tuple[EndpointLoad, Reason]: ...
 
-    def on_finished(self, req: RoutingRequest, url: str) -> None: ...
+
+@runtime_checkable
+class Explains(Protocol):
+    """Optional, for a scorer: the reason of a decision it drove (None: it had no say)."""
+
+    def reason(self, state: CycleState, url: str) -> Reason | None: ...
+
+
+@runtime_checkable
+class Learns(Protocol):
+    """Optional, for any plugin: told the chosen replica (``only_candidate`` included), to learn from it."""
+
+    def picked(self, state: CycleState, url: str) -> None: ...

@@ -1,1 +1,1 @@
-"""Upstream replicas: discovery, health, outlier detection, load signals."""
+"""Upstream replicas: the cluster (discovery, health, outlier detection, load, the hold queue) and the client."""

@@ -14,8 +14,8 @@ import time
 
 import aiohttp
 
+from .cluster import Cluster
 from .endpoint import EngineLoad
-from .pool import UpstreamPool
 
 VLLM_METRICS = {
     "running": b"vllm:num_requests_running",
@@ -46,7 +46,7 @@ def parse_load(text: bytes, at: float) -> EngineLoad | None:
 
 
 class LoadScraper:
-    def __init__(self, pool: UpstreamPool, session: aiohttp.ClientSession, interval: float) -> None:
+    def __init__(self, pool: Cluster, session: aiohttp.ClientSession, interval: float) -> None:
         self._pool = pool
         self._session = session
         self._interval = interval

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from inferstack.devstack import Stack, auth_env, dev_key, start_gateway
+from inferstack_devstack import Stack, auth_env, dev_key, start_gateway
 
 from .test_real_vllm import scrape
 

@@ -7,7 +7,7 @@ import httpx
 import openai
 import pytest
 
-from inferstack.devstack import LiveStack
+from inferstack_devstack import LiveStack
 
 pytestmark = pytest.mark.vllm
 

@@ -5,13 +5,20 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from inferstack.scheduling import EndpointLoad, PrefixAffinity, PrefixIndex, RoutingRequest, prefix_chain
+from inferstack.scheduling import EndpointLoad, PrefixIndex, Profile, RoutingRequest, make_policy, prefix_chain
+from inferstack.scheduling.plugins.prefix import Prefix
 
 URLS = [f"http://r{i}" for i in range(8)]
 
 
 def idle(urls: list[str] = URLS) -> list[EndpointLoad]:
     return [EndpointLoad(u, 0) for u in urls]
+
+
+def index_of(profile: Profile) -> PrefixIndex:
+    scorer = profile.plugin("prefix")
+    assert isinstance(scorer, Prefix)
+    return scorer.index
 
 
 def system_prompt(tenant: int) -> str:
@@ -23,7 +30,7 @@ def req(tenant: int, question: str, model: str = "m") -> RoutingRequest:
 
 
 def test_first_request_misses_then_the_prefix_sticks() -> None:
-    p = PrefixAffinity()
+    p = make_policy("prefix_affinity")
     first = p.pick(req(1, "first question"), idle())
     assert first.reason == "prefix_miss"
     for q in ("second", "third question, rather longer " * 3):
@@ -34,35 +41,35 @@ def test_first_request_misses_then_the_prefix_sticks() -> None:
 
 def test_a_new_prefix_has_a_stable_home_across_gateway_processes() -> None:
     # Two policies share no state, like two gateway replicas: they agree on where a prefix lives.
-    a, b = PrefixAffinity(), PrefixAffinity()
+    a, b = make_policy("prefix_affinity"), make_policy("prefix_affinity")
     for t in range(20):
         assert a.pick(req(t, "q"), idle()).url == b.pick(req(t, "q"), idle()).url
 
 
 def test_tenants_spread_over_replicas() -> None:
-    p = PrefixAffinity()
+    p = make_policy("prefix_affinity")
     homes = Counter(p.pick(req(t, "q"), idle()).url for t in range(64))
     assert len(homes) == 8
 
 
 def test_longest_match_wins() -> None:
-    p = PrefixAffinity(load_factor=100)
+    p = make_policy("prefix_affinity", load_factor=100)
     conversation = system_prompt(7) + "turn one " * 100
-    p.index.record(prefix_chain("m", system_prompt(7), 256, 128), "http://r1")
-    p.index.record(prefix_chain("m", conversation, 256, 128), "http://r2")
+    index_of(p).record(prefix_chain("m", system_prompt(7), 256, 128), "http://r1")
+    index_of(p).record(prefix_chain("m", conversation, 256, 128), "http://r2")
     d = p.pick(RoutingRequest("m", conversation + "turn two"), idle())
     assert (d.url, d.reason) == ("http://r2", "prefix_hit")
 
 
 def test_the_model_is_part_of_the_prefix() -> None:
-    p = PrefixAffinity()
+    p = make_policy("prefix_affinity")
     p.pick(req(3, "q", model="a"), idle())
     assert p.pick(req(3, "q", model="a"), idle()).reason == "prefix_hit"
     assert p.pick(req(3, "q", model="b"), idle()).reason == "prefix_miss"
 
 
 def test_a_loaded_home_spills_with_load_bound() -> None:
-    p = PrefixAffinity(load_factor=1.25)
+    p = make_policy("prefix_affinity", load_factor=1.25)
     home = p.pick(req(1, "q"), idle()).url
     loads = [EndpointLoad(u, 6 if u == home else 2) for u in URLS]  # cap = ceil(1.25 * 21 / 8) = 4
     d = p.pick(req(1, "q2"), loads)
@@ -75,7 +82,7 @@ def test_a_loaded_home_spills_with_load_bound() -> None:
 def test_load_never_exceeds_the_bound_under_a_skewed_workload() -> None:
     """One hot tenant sends most traffic; every replica stays at or under ceil(c x mean)."""
     c = 1.25
-    p = PrefixAffinity(load_factor=c)
+    p = make_policy("prefix_affinity", load_factor=c)
     rng = random.Random(1)
     in_flight = dict.fromkeys(URLS, 0)
     open_requests: list[str] = []
@@ -96,14 +103,14 @@ def test_load_never_exceeds_the_bound_under_a_skewed_workload() -> None:
 
 
 def test_retry_excludes_the_failed_replica() -> None:
-    p = PrefixAffinity()
+    p = make_policy("prefix_affinity")
     first = p.pick(req(2, "q"), idle()).url
     retry = p.pick(req(2, "q"), idle(), exclude=frozenset({first}))
     assert retry.url != first
 
 
 def test_short_prompts_fall_back_to_least_load() -> None:
-    p = PrefixAffinity()
+    p = make_policy("prefix_affinity")
     loads = [EndpointLoad(u, 5) for u in URLS[:-1]] + [EndpointLoad(URLS[-1], 1)]
     d = p.pick(RoutingRequest("m", "hi"), loads)
     assert (d.url, d.reason) == (URLS[-1], "least_load")
@@ -111,10 +118,10 @@ def test_short_prompts_fall_back_to_least_load() -> None:
 
 
 def test_index_memory_is_bounded() -> None:
-    p = PrefixAffinity(index_capacity=500)
+    p = make_policy("prefix_affinity", index_capacity=500)
     for t in range(200):
         p.pick(req(t, "q"), idle())
-    assert len(p.index) == 500
+    assert len(index_of(p)) == 500
     # The most recent tenants are still known, the oldest forgotten.
     assert p.pick(req(199, "again"), idle()).reason == "prefix_hit"
     assert p.pick(req(0, "again"), idle()).reason == "prefix_miss"

@@ -1,4 +1,4 @@
-"""round_robin, least_load and session: rotation, load order, stickiness, fallbacks."""
+"""The round_robin, least_load and session profiles: rotation, load order, stickiness, fallbacks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from inferstack.scheduling import EndpointLoad, LeastLoad, NoCandidateError, RoundRobin, RoutingRequest, Session
+from inferstack.scheduling import EndpointLoad, NoCandidateError, RoutingRequest, make_policy
 
 REQ = RoutingRequest(model="m", prompt="hello")
 
@@ -16,7 +16,7 @@ def fleet(*in_flight: int, waiting: float | None = None) -> list[EndpointLoad]:
 
 
 def test_round_robin_rotates_and_skips_excluded() -> None:
-    rr = RoundRobin()
+    rr = make_policy("round_robin")
     picks = [rr.pick(REQ, fleet(0, 0, 0)).url for _ in range(6)]
     assert picks == ["http://r0", "http://r1", "http://r2"] * 2
     assert {rr.pick(REQ, fleet(0, 0, 0), frozenset({"http://r1"})).url for _ in range(4)} == {"http://r0", "http://r2"}
@@ -26,7 +26,7 @@ def test_round_robin_rotates_and_skips_excluded() -> None:
 
 
 def test_least_load_counts_in_flight_and_weighted_waiting() -> None:
-    ll = LeastLoad(waiting_weight=2.0)
+    ll = make_policy("least_load", waiting_weight=2.0)
     assert ll.pick(REQ, fleet(3, 1, 2)).url == "http://r1"
     busy_queue = [EndpointLoad("http://a", 1, waiting=3), EndpointLoad("http://b", 4, waiting=0)]
     assert ll.pick(REQ, busy_queue).url == "http://b"  # 1 + 2*3 > 4
@@ -37,12 +37,12 @@ def test_least_load_counts_in_flight_and_weighted_waiting() -> None:
 
 
 def test_least_load_spreads_exact_ties() -> None:
-    ll = LeastLoad()
+    ll = make_policy("least_load")
     assert len({ll.pick(REQ, fleet(0, 0, 0, 0)).url for _ in range(8)}) == 4
 
 
 def test_session_sticks_per_key_and_spreads_keys() -> None:
-    s = Session()
+    s = make_policy("session")
     nodes = fleet(0, 0, 0, 0)
     for key in ("alice", "bob", "carol"):
         req = RoutingRequest("m", "x", session_key=key)
@@ -54,7 +54,7 @@ def test_session_sticks_per_key_and_spreads_keys() -> None:
 
 
 def test_session_moves_only_the_sessions_of_a_removed_replica() -> None:
-    s = Session(load_factor=100)
+    s = make_policy("session", load_factor=100)
     keys = [f"user-{i}" for i in range(200)]
     before = {k: s.pick(RoutingRequest("m", "x", k), fleet(0, 0, 0, 0)).url for k in keys}
     after = {k: s.pick(RoutingRequest("m", "x", k), fleet(0, 0, 0)).url for k in keys}
@@ -63,7 +63,7 @@ def test_session_moves_only_the_sessions_of_a_removed_replica() -> None:
 
 
 def test_session_spills_at_the_load_bound_and_falls_back_without_key() -> None:
-    s = Session(load_factor=1.25)
+    s = make_policy("session", load_factor=1.25)
     req = RoutingRequest("m", "x", session_key="alice")
     home = s.pick(req, fleet(0, 0, 0, 0)).url
     loaded = [EndpointLoad(e.url, 10 if e.url == home else 2) for e in fleet(0, 0, 0, 0)]

@@ -1,0 +1,1 @@
+"""The gateway's HTTP surface: the OpenAI endpoints (the hot path) and the other routes."""

@@ -1,0 +1,38 @@
+"""Operational routes: ``/metrics`` (Prometheus) and ``/admin/usage`` (usage and spend per tenant)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .. import gateway
+from ..errors import InvalidRequestError
+
+router = APIRouter()
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/admin/usage")
+async def admin_usage(request: Request, start: str = "", end: str = "") -> Response:
+    """Usage and spend per tenant for a time range (epoch seconds; default: this month so far)."""
+    tenancy = gateway.of(request).tenancy
+    try:
+        end_s = float(end) if end else time.time()
+        start_s = float(start) if start else _month_start(end_s)
+        report = await tenancy.usage_report(request.headers.get("authorization"), start_s, end_s)
+    except ValueError as exc:
+        raise InvalidRequestError(f"Bad time range: {exc}", param="start") from None
+    return JSONResponse(report)
+
+
+def _month_start(at: float) -> float:
+    now = datetime.fromtimestamp(at, UTC)
+    return datetime(now.year, now.month, 1, tzinfo=UTC).timestamp()

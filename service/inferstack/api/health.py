@@ -1,0 +1,31 @@
+"""``/healthz`` (the process is alive) and ``/readyz`` (it can take requests)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from .. import gateway
+
+router = APIRouter()
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive. Deliberately checks nothing else: a busy gateway is not a dead one."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> Response:
+    """Can this gateway take requests? Not while draining. Otherwise yes if a replica is healthy,
+    or if models are declared: their requests are held while engines scale from zero, and a
+    gateway out of its Service would keep the demand that wakes them from ever arriving."""
+    gw = gateway.of(request)
+    if gw.draining:
+        return JSONResponse({"status": "draining"}, status_code=503)
+    if gw.cluster.ready():
+        return JSONResponse({"status": "ready"})
+    if gw.settings.models:
+        return JSONResponse({"status": "ready", "note": "no healthy replica; requests are held"})
+    return JSONResponse({"status": "no healthy upstream"}, status_code=503)

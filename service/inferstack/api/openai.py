@@ -1,0 +1,137 @@
+"""The hot path: ``POST /v1/chat/completions``, ``/v1/completions`` and ``/v1/embeddings``.
+
+A raw ASGI endpoint, dispatched by ``app.GatewayApp`` before FastAPI's middleware, so that a request
+pays for none of FastAPI's per-request machinery. The pipeline, one way:
+
+    read body -> validate -> filters.admit (auth, limits, cache) -> router (schedule, hold, attempt,
+    retry) -> relay -> filters.finish (accounting) -> access log
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import secrets
+import time
+from typing import Any
+
+from ..accesslog import log_exchange
+from ..config import Settings
+from ..errors import GatewayError, NotFoundError, internal_error_body
+from ..exchange import Exchange, Responder
+from ..filters import Tenancy
+from ..metrics.gateway import GatewayMetrics
+from ..router.router import Router
+from ..types import Receive, Scope, Send
+from ..upstream.cluster import Cluster
+from .request import PATHS, ClientGone, read_body, validate, wait_disconnect
+
+log = logging.getLogger("inferstack.api")
+
+
+class OpenAIEndpoint:
+    def __init__(
+        self, kind: str, settings: Settings, cluster: Cluster, router: Router, tenancy: Tenancy, metrics: GatewayMetrics
+    ) -> None:
+        self.kind = kind
+        self.path = PATHS[kind]
+        self._max_body = settings.max_body_bytes
+        self._cluster = cluster
+        self._router = router
+        self._tenancy = tenancy
+        self._metrics = metrics
+        # Request ids: a random prefix and a counter; uuid4 costs a syscall per request.
+        self._id_prefix = secrets.token_hex(8)
+        self._id_counter = itertools.count(1)
+
+    def _new_request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_counter):016x}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        request_id = headers.get("x-request-id") or self._new_request_id()
+        ex = Exchange(request_id=request_id[:128], endpoint=self.kind, started=started, request_headers=headers)
+        ex.response_headers.append((b"x-request-id", ex.request_id.encode("latin-1", "replace")))
+        out = Responder(send)
+        task = asyncio.current_task()
+        assert task is not None
+        watcher: asyncio.Task[None] | None = None
+        cancelled_by_client = False
+
+        def client_left(watch: asyncio.Task[None]) -> None:
+            nonlocal cancelled_by_client
+            if not watch.cancelled() and not out.finished:
+                cancelled_by_client = True
+                task.cancel()
+
+        try:
+            body = await read_body(ex.request_headers, receive, self._max_body)
+            # From here on, a disconnect cancels the request, and with it the upstream call.
+            watcher = asyncio.create_task(wait_disconnect(receive))
+            watcher.add_done_callback(client_left)
+            payload = validate(self.kind, body)
+            ex.stream, ex.body = payload.get("stream", False), body
+            admission = ex.admission = await self._tenancy.admit(
+                self.kind, payload, body, scope["headers"], self._cluster.revision(payload["model"])
+            )
+            ex.tenant = admission.tenant_label
+            ex.response_headers.extend(admission.headers)
+            reached_upstream = False
+            try:
+                self._check_model(payload, ex)
+                if admission.cached is not None:
+                    await self._replay(payload, ex, out)
+                else:
+                    reached_upstream = True
+                    await self._router.forward(self.path, payload, ex, out)
+            finally:
+                await self._tenancy.finish(
+                    admission, status=ex.status, usage=ex.usage, response=ex.whole, reached_upstream=reached_upstream
+                )
+        except ClientGone:
+            ex.status = 499
+        except asyncio.CancelledError:
+            if not cancelled_by_client:
+                raise
+            task.uncancel()
+            ex.status, ex.error = 499, "client_disconnect"
+            self._metrics.upstream_errors.labels(ex.model, "client_disconnect").inc()
+        except GatewayError as err:
+            ex.status, ex.error = err.status, err.code or err.type
+            await out.error(err, ex)
+        except Exception:
+            log.exception("request failed", extra={"request_id": ex.request_id})
+            ex.status, ex.error = 500, "internal_error"
+            await out.error_body(500, internal_error_body(), ex)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            duration = time.perf_counter() - ex.started
+            self._metrics.request_done(ex.model, ex.endpoint, ex.status, duration)
+            log_exchange(ex, duration)
+
+    def _check_model(self, payload: dict[str, Any], ex: Exchange) -> None:
+        # After auth: an unauthenticated caller learns nothing about which models exist.
+        model = payload["model"]
+        if model not in self._cluster.known_models:
+            raise NotFoundError(f"The model '{model}' does not exist.", param="model", code="model_not_found")
+        ex.model = model
+
+    async def _replay(self, payload: dict[str, Any], ex: Exchange, out: Responder) -> None:
+        """A cache hit or an Idempotency-Key replay: the stored answer, as JSON or as a stream."""
+        adm = ex.admission
+        assert adm is not None and adm.cached is not None
+        if not ex.stream:
+            ex.status = adm.cached_status
+            ex.response_headers.append((b"content-type", b"application/json"))
+            await out.whole(adm.cached_status, adm.cached, ex)
+            return
+        options = payload.get("stream_options")
+        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        ex.status = 200
+        ex.response_headers.append((b"content-type", b"text/event-stream; charset=utf-8"))
+        await out.start(200, ex)
+        await out.body(b"".join(adm.replay_events(wants_usage)))
+        await out.end()

@@ -1,0 +1,103 @@
+"""One request as it moves through the pipeline (``Exchange``), and the writer of its response.
+
+The API layer creates both; the router, the upstream client and the relay read and fill the
+exchange instead of taking a long list of parameters, and write to the client only through the
+``Responder``, which knows whether anything has reached the client (then: no retry, no JSON error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .errors import GatewayError
+from .relay.sse import error_event
+from .types import JSON, Send
+
+if TYPE_CHECKING:
+    from .filters import Admission
+    from .scheduling import Route
+
+
+@dataclass
+class Exchange:
+    """What the pipeline knows of one request: what it forwards, what the access log and accounting need."""
+
+    request_id: str
+    endpoint: str
+    """``chat``, ``completions`` or ``embeddings``."""
+    started: float
+    model: str = "unknown"
+    stream: bool = False
+    tenant: str = "anonymous"
+    status: int = 0
+    upstream: str | None = None
+    attempts: int = 0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft: float | None = None
+    error: str | None = None
+    route: Route | None = None
+    admission: Admission | None = None
+    body: bytes = b""
+    """The body sent upstream (with ``stream_options.include_usage`` added to streams)."""
+    wants_usage: bool = True
+    """Did the client ask for the usage chunk? If not, the relay strips the one the gateway asked for."""
+    deadline: float = 0.0
+    """``time.monotonic()`` by which the whole upstream exchange must end (``timeouts.total``)."""
+    usage: JSON | None = None
+    whole: bytes | None = None
+    """The body of a non-stream 200, for the response cache."""
+    request_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+class Responder:
+    """Sends the response: started (a status line went out), stream (SSE), finished (the last byte)."""
+
+    __slots__ = ("_send", "finished", "started", "stream")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+        self.stream = False
+        self.finished = False
+
+    async def start(self, status: int, ex: Exchange) -> None:
+        self.started = self.stream = True
+        headers = [(n, v) for n, v in ex.response_headers if n != b"content-length"]
+        headers.append((b"cache-control", b"no-cache"))
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def body(self, data: bytes) -> None:
+        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def end(self) -> None:
+        self.finished = True
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def whole(self, status: int, data: bytes, ex: Exchange) -> None:
+        self.started = self.finished = True
+        headers = [*ex.response_headers, (b"content-length", str(len(data)).encode())]
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+        await self._send({"type": "http.response.body", "body": data, "more_body": False})
+
+    async def error(self, err: GatewayError, ex: Exchange) -> None:
+        for name, value in err.headers.items():
+            ex.response_headers.append((name.lower().encode(), value.encode()))
+        await self.error_body(err.status, err.to_body(), ex)
+
+    async def error_body(self, status: int, body: dict[str, Any], ex: Exchange) -> None:
+        if self.finished:
+            return
+        if self.stream:
+            # Mid-stream: the status line is gone; end the stream with an error event instead.
+            await self.body(error_event(body))
+            await self.end()
+            return
+        data = orjson.dumps(body)
+        headers = [(n, v) for n, v in ex.response_headers if n != b"content-type"]
+        ex.response_headers[:] = [*headers, (b"content-type", b"application/json")]
+        await self.whole(status, data, ex)

@@ -1,0 +1,126 @@
+"""Route a request and retry it: choose a replica, attempt, retry elsewhere before the first byte.
+
+Per try: a slot on a replica with room (``upstream.hold``), chosen by the scheduler; one attempt
+(``upstream.client``) with its first-byte timeout, within the request's total deadline; then the
+relay. A failure before anything reached the client is retried on another replica, within the
+retry policy and the deadline; after that there is no retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..config import Settings
+from ..exchange import Exchange, Responder
+from ..metrics.gateway import GatewayMetrics
+from ..relay.relay import relay_stream, relay_whole
+from ..scheduling import Route, Scheduler
+from ..upstream.client import AttemptError, attempt
+from ..upstream.cluster import Cluster
+from ..upstream.endpoint import Endpoint
+from ..upstream.hold import HoldQueue
+from .retry import backoff
+
+log = logging.getLogger("inferstack.router")
+
+
+class Router:
+    def __init__(
+        self,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        cluster: Cluster,
+        holds: HoldQueue,
+        scheduler: Scheduler,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self._settings = settings
+        self._session = session
+        self._cluster = cluster
+        self._holds = holds
+        self._scheduler = scheduler
+        self._metrics = metrics
+
+    async def forward(self, path: str, payload: dict[str, Any], ex: Exchange, out: Responder) -> None:
+        """Answer ``ex`` from a replica; raises the last attempt's GatewayError when none answered."""
+        _ask_for_usage(payload, ex)
+        route = ex.route = self._scheduler.route(ex.model, payload, ex.endpoint, ex.request_headers)
+        ex.deadline = time.monotonic() + self._settings.timeouts.total
+        exclude: frozenset[str] = frozenset()
+        failure: AttemptError | None = None
+        endpoint = await self._take(ex.model, route, exclude, wait=True)
+        while endpoint is not None:
+            ex.upstream, ex.attempts = endpoint.url, ex.attempts + 1
+            try:
+                failure = await self._try(endpoint, path, ex, out)
+            finally:
+                self._holds.release(ex.model, endpoint)
+            if failure is None:
+                self._cluster.record_success(endpoint)
+                return
+            self._cluster.record_failure(endpoint, ex.model)
+            if out.started:
+                return  # the stream broke after it started: its error event is sent; no retry
+            # Nothing has reached the client: try another replica, within the retry policy and deadline.
+            exclude = exclude | {endpoint.url}
+            wait = backoff(self._settings.retry, ex.attempts)
+            if ex.attempts > self._settings.retry.max_retries or time.monotonic() + wait >= ex.deadline:
+                raise failure.error
+            await asyncio.sleep(wait)
+            endpoint = await self._take(ex.model, route, exclude, wait=False)
+            if endpoint is not None:
+                self._metrics.retries.labels(ex.model).inc()
+        assert failure is not None  # the first _take waits for a replica or raises
+        raise failure.error
+
+    async def _take(self, model: str, route: Route, exclude: frozenset[str], wait: bool) -> Endpoint | None:
+        candidates = await self._holds.room(model, exclude, wait=wait)
+        if not candidates:
+            return None
+        endpoint = self._scheduler.pick(route, candidates)
+        self._holds.occupy(model, endpoint)
+        return endpoint
+
+    async def _try(self, endpoint: Endpoint, path: str, ex: Exchange, out: Responder) -> AttemptError | None:
+        """One attempt and its relay; the failure, if any (counted), else None."""
+        loop = asyncio.get_running_loop()
+        first_byte_by = loop.time() + min(self._settings.timeouts.first_byte, ex.deadline - time.monotonic())
+        failure: AttemptError | None
+        try:
+            reply = await attempt(self._session, endpoint, path, ex, first_byte_by)
+        except AttemptError as err:
+            failure = err
+        else:
+            try:
+                if reply.streaming:
+                    failure = await relay_stream(reply, ex, out, self._metrics, self._settings.timeouts.idle)
+                else:
+                    await relay_whole(reply, ex, out, self._metrics)
+                    failure = None
+            finally:
+                reply.close()
+        if failure is not None:
+            self._metrics.upstream_errors.labels(ex.model, failure.kind).inc()
+            if not out.started:
+                log.warning(
+                    "upstream attempt failed",
+                    extra={"request_id": ex.request_id, "upstream": endpoint.url, "kind": failure.kind},
+                )
+        return failure
+
+
+def _ask_for_usage(payload: dict[str, Any], ex: Exchange) -> None:
+    """Streams: ask for the usage chunk to count tokens without a tokenizer; the relay strips it if unasked."""
+    if not ex.stream:
+        return
+    options = payload.get("stream_options")
+    ex.wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+    if not ex.wants_usage:
+        payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        ex.body = orjson.dumps(payload)

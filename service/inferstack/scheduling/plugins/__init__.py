@@ -1,0 +1,1 @@
+"""Scheduling plugins, one per module; each module names its class in ``PLUGIN`` (see ``scheduling``)."""

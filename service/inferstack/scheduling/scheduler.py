@@ -1,0 +1,88 @@
+"""Choosing a replica for a request: the bridge between the request path and the profiles.
+
+The profiles are pure functions of a snapshot; the scheduler renders the prompt they hash, honours
+the per-request override header, builds the snapshot from the endpoints it is given (in-flight
+counts, and scraped engine load only while it is fresh) and counts every decision.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import Settings
+from ..errors import InvalidRequestError
+from ..metrics.gateway import GatewayMetrics
+from ..upstream.endpoint import Endpoint
+from .framework import Profile, make_policy
+from .render import render_chat_prompt
+from .types import EndpointLoad, RoutingRequest
+
+OVERRIDE_HEADER = "x-inferstack-routing-policy"
+SESSION_HEADER = "x-session-id"
+
+
+@dataclass
+class Route:
+    """What routing decided for one request, for its log line."""
+
+    policy: str
+    request: RoutingRequest
+    reason: str | None = None
+
+
+class Scheduler:
+    def __init__(self, settings: Settings, metrics: GatewayMetrics) -> None:
+        knobs = settings.routing.plugin_settings()
+        profiles = settings.routing.all_profiles()
+        self._profiles: dict[str, Profile] = {name: make_policy(name, profiles, **knobs) for name in profiles}
+        self._default = settings.routing_policy
+        self._max_age = settings.routing.load_max_age
+        self._metrics = metrics
+
+    def route(self, model: str, payload: Mapping[str, Any], kind: str, headers: Mapping[str, str]) -> Route:
+        name = headers.get(OVERRIDE_HEADER) or self._default
+        if name not in self._profiles:
+            raise InvalidRequestError(
+                f"Unknown routing policy {name!r} in {OVERRIDE_HEADER}; choose one of {', '.join(self._profiles)}."
+            )
+        session = headers.get(SESSION_HEADER) or payload.get("user")
+        request = RoutingRequest(model, prompt_of(payload, kind), str(session) if session else None)
+        return Route(name, request)
+
+    def pick(self, route: Route, candidates: Sequence[Endpoint]) -> Endpoint:
+        """One of ``candidates`` (non-empty: replicas with room) for ``route``; the decision is counted."""
+        now = time.monotonic()
+        by_url = {e.url: e for e in candidates}
+        snapshot = []
+        for e in candidates:
+            load = e.fresh_load(now, self._max_age)
+            snapshot.append(
+                EndpointLoad(
+                    e.url,
+                    e.in_flight,
+                    waiting=None if load is None else load.waiting,
+                    kv_cache_usage=None if load is None else load.kv_cache_usage,
+                )
+            )
+        decision = self._profiles[route.policy].pick(route.request, snapshot)
+        route.reason = decision.reason
+        self._metrics.routing_decisions.labels(route.policy, decision.reason).inc()
+        return by_url[decision.url]
+
+
+def prompt_of(payload: Mapping[str, Any], kind: str) -> str:
+    """The text whose leading blocks identify the engine's cached prefix."""
+    if kind == "chat":
+        messages = payload.get("messages")
+        return render_chat_prompt(messages) if isinstance(messages, list) else ""
+    value = payload.get("prompt" if kind == "completions" else "input")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value:
+        first = value[0]
+        # A batch of prompts: route by the first; token-id prompts hash as their numbers.
+        return first if isinstance(first, str) else str(value if isinstance(first, int) else first)
+    return ""

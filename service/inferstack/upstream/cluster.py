@@ -1,0 +1,191 @@
+"""The cluster of upstream replicas: membership (from discovery), health, and waiting for capacity.
+
+Discovery sets the membership; the health checker flips ``healthy`` and learns each replica's models;
+the hold queue asks for candidates and waits on changes; the router reports each attempt's outcome.
+Everything runs on the event loop: no locks, no threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..config import Settings
+from ..metrics.gateway import GatewayMetrics
+from .endpoint import Endpoint
+from .outlier import OutlierDetector
+
+log = logging.getLogger("inferstack.upstream")
+
+
+class Cluster:
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession, metrics: GatewayMetrics) -> None:
+        self._settings = settings
+        self._session = session
+        self._metrics = metrics
+        self.endpoints: dict[str, Endpoint] = {}
+        self.known_models: set[str] = set(settings.models)
+        """Declared models and every model a replica has served: requests for them wait (scale from zero)."""
+        self.outliers = OutlierDetector(settings.outlier, self._ejected)
+        self._changed = asyncio.Event()
+        self._checkers: dict[str, asyncio.Task[None]] = {}
+        self._closed = False
+
+    # -- membership -------------------------------------------------------------------------------
+    def set_urls(self, urls: Iterable[str]) -> None:
+        """Discovery's callback: the full set of replica base URLs. Removed replicas stop at once."""
+        wanted = {u.rstrip("/") for u in urls}
+        for url in list(self.endpoints):
+            if url not in wanted:
+                del self.endpoints[url]
+                task = self._checkers.pop(url, None)
+                if task is not None:
+                    task.cancel()
+                log.info("replica removed", extra={"upstream": url})
+        for url in wanted - self.endpoints.keys():
+            endpoint = Endpoint(url)
+            self.endpoints[url] = endpoint
+            if not self._closed:
+                self._checkers[url] = asyncio.create_task(self._check_loop(endpoint), name=f"health {url}")
+            log.info("replica added", extra={"upstream": url})
+        self._notify()
+
+    async def close(self) -> None:
+        self._closed = True
+        tasks = list(self._checkers.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._checkers.clear()
+
+    # -- queries ----------------------------------------------------------------------------------
+    def candidates(self, model: str, now: float | None = None) -> list[Endpoint]:
+        now = time.monotonic() if now is None else now
+        return [e for e in self.endpoints.values() if model in e.models and e.available(now)]
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        return any(e.available(now) for e in self.endpoints.values())
+
+    def model_cards(self) -> list[dict[str, Any]]:
+        """``/v1/models`` entries of every available replica, one per model id."""
+        now = time.monotonic()
+        cards: dict[str, dict[str, Any]] = {}
+        for endpoint in self.endpoints.values():
+            if endpoint.available(now):
+                for model_id, card in endpoint.model_cards.items():
+                    cards.setdefault(model_id, card)
+        return [cards[k] for k in sorted(cards)]
+
+    def revision(self, model: str) -> str:
+        """What identifies the weights behind ``model`` (vLLM's ``root``: path or repo id); part of cache keys."""
+        for endpoint in self.endpoints.values():
+            card = endpoint.model_cards.get(model)
+            if card is not None:
+                return str(card.get("root") or "")
+        return ""
+
+    async def wait_for_change(self, within: float) -> None:
+        """Wait until membership, health or capacity changes, or ``within`` seconds pass."""
+        event = self._changed
+        try:
+            async with asyncio.timeout(within):
+                await event.wait()
+        except TimeoutError:
+            pass
+
+    def notify_capacity(self) -> None:
+        """Wake every waiter (a slot was freed, or see ``_notify``). Once per request: kept minimal."""
+        # Swap the event so waiters woken now do not see it set again on their next wait.
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    def _notify(self) -> None:
+        """Membership, health or ejections changed: wake waiters and republish the replica gauges."""
+        self.notify_capacity()
+        self._publish_replica_gauges()
+
+    # -- passive health ---------------------------------------------------------------------------
+    def record_success(self, endpoint: Endpoint) -> None:
+        if endpoint.consecutive_failures:
+            self.outliers.success(endpoint)
+
+    def record_failure(self, endpoint: Endpoint, model: str) -> None:
+        peers = [e for e in self.endpoints.values() if model in e.models]
+        self.outliers.failure(endpoint, peers, time.monotonic())
+
+    def _ejected(self, endpoint: Endpoint) -> None:
+        for model in endpoint.models:
+            self._metrics.ejections.labels(model).inc()
+        log.warning(
+            "replica ejected",
+            extra={
+                "upstream": endpoint.url,
+                "ejections": endpoint.ejections,
+                "seconds": round(endpoint.ejected_until - time.monotonic(), 1),
+            },
+        )
+        self._notify()
+        # Check it again as soon as the ejection ends, not a whole interval later.
+        task = self._checkers.get(endpoint.url)
+        if task is not None and not self._closed:
+            delay = max(0.0, endpoint.ejected_until - time.monotonic())
+            asyncio.get_running_loop().call_later(delay, self._notify)
+
+    # -- active health ----------------------------------------------------------------------------
+    async def _check_loop(self, endpoint: Endpoint) -> None:
+        interval = self._settings.health.interval
+        while True:
+            await self.check(endpoint)
+            await asyncio.sleep(interval)
+
+    async def check(self, endpoint: Endpoint) -> None:
+        healthy, cards = await self._probe(endpoint.url)
+        changed = healthy != endpoint.healthy
+        if healthy:
+            models = frozenset(cards)
+            changed = changed or models != endpoint.models
+            endpoint.models = models
+            endpoint.model_cards = cards
+            self.known_models.update(models)
+            endpoint.consecutive_failures = 0
+        endpoint.healthy = healthy
+        if changed:
+            log.info(
+                "replica %s",
+                "healthy" if healthy else "unhealthy",
+                extra={"upstream": endpoint.url, "models": sorted(endpoint.models)},
+            )
+            self._notify()
+
+    async def _probe(self, url: str) -> tuple[bool, dict[str, dict[str, Any]]]:
+        timeout = aiohttp.ClientTimeout(total=self._settings.health.timeout)
+        try:
+            async with self._session.get(f"{url}/health", timeout=timeout) as resp:
+                if resp.status != 200:
+                    return False, {}
+            async with self._session.get(f"{url}/v1/models", timeout=timeout) as resp:
+                if resp.status != 200:
+                    return False, {}
+                data = orjson.loads(await resp.read())
+            cards = {str(card["id"]): card for card in data.get("data", []) if "id" in card}
+            return bool(cards), cards
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError, TypeError, AttributeError):
+            return False, {}
+
+    def _publish_replica_gauges(self) -> None:
+        now = time.monotonic()
+        counts: dict[str, list[int]] = {m: [0, 0] for m in self.known_models}
+        for endpoint in self.endpoints.values():
+            for model in endpoint.models:
+                if endpoint.healthy:
+                    counts.setdefault(model, [0, 0])[0 if endpoint.available(now) else 1] += 1
+        for model, (ready, ejected) in counts.items():
+            self._metrics.replicas.labels(model, "ready").set(ready)
+            self._metrics.replicas.labels(model, "ejected").set(ejected)

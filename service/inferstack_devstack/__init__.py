@@ -1,0 +1,378 @@
+"""``make up``: the local stack in the foreground — a real vLLM on CPU, the gateway, and Prometheus.
+
+    python -m inferstack_devstack             # what `make up` runs
+    MODEL=/path/or/hf-id make up             # serve another model (a local dir, or an id in the HF cache)
+    UPSTREAMS=http://host:8000 make up       # put the gateway in front of an existing vLLM instead
+
+Every process runs in its own process group with its log under ``.cache/devstack/``; Ctrl-C (or
+SIGTERM) stops all of them, gateway first so it drains. The same ``Stack`` starts the stack for the
+end-to-end tests (see the root ``conftest.py``).
+
+Stdlib only: this module runs in the gateway's environment and never imports torch or vllm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inferstack_engine.vllm import stop as stop_process_group
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = REPO / ".cache"
+RUN_DIR = CACHE / "devstack"
+DEFAULT_MODEL_DIR = CACHE / "models" / "tiny-llama"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_free(port: int, what: str) -> None:
+    """Fail early and clearly: a readiness probe on a taken port would be answered by someone else."""
+    with socket.socket() as s:
+        # As the servers themselves bind: a port held only by TIME_WAIT connections is free to them.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise RuntimeError(
+                f"port {port} is already in use; {what} needs it (choose another with the"
+                f" variable shown in the README, or stop what holds it)"
+            ) from None
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return int(resp.status), resp.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+    except (urllib.error.URLError, OSError, TimeoutError):
+        return 0, b""
+
+
+@dataclass(frozen=True)
+class LiveStack:
+    """What the end-to-end tests get from the ``live_stack`` fixture (root conftest.py)."""
+
+    gateway_url: str
+    vllm_url: str
+    model: str
+    api_key: str | None
+
+
+@dataclass
+class Service:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    url: str
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Stack:
+    """Processes started together and stopped together, newest first."""
+
+    run_dir: Path = RUN_DIR
+    services: list[Service] = field(default_factory=list)
+    progress: Callable[[str], None] = lambda message: None
+
+    def start(self, name: str, argv: list[str], url: str, env: dict[str, str] | None = None) -> Service:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.run_dir / f"{name}.log"
+        log_file = log_path.open("wb")
+        process = subprocess.Popen(
+            argv,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+            cwd=REPO,
+        )
+        log_file.close()
+        service = Service(name, process, log_path, url)
+        self.services.append(service)
+        return service
+
+    def wait_ready(
+        self,
+        service: Service,
+        path: str,
+        timeout: float,
+        want: Callable[[bytes], bool] | None = None,
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            if service.process.poll() is not None:
+                raise RuntimeError(
+                    f"{service.name} exited with {service.process.returncode} while starting; "
+                    f"last lines of {service.log_path}:\n{service.log_tail()}"
+                )
+            status, body = http_get(service.url + path)
+            if status == 200 and (want is None or want(body)):
+                self.progress(f"{service.name} ready after {time.monotonic() - started:.0f} s")
+                return
+            self.progress(f"waiting for {service.name} ({time.monotonic() - started:.0f} s)")
+            time.sleep(0.5)
+        raise RuntimeError(f"{service.name} not ready after {timeout:.0f} s; last lines:\n{service.log_tail()}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        for service in reversed(self.services):
+            stop_process_group(service.process, timeout)
+        self.services.clear()
+
+
+# -- the three pieces -------------------------------------------------------------------------------
+
+
+def start_engine(
+    stack: Stack, model: str, served_name: str, port: int | None = None, timeout: float = 600.0
+) -> Service:
+    """A real vLLM (the engine venv) serving ``model``; waits until it answers ``/v1/models``."""
+    from inferstack_engine import vllm
+
+    port = port or free_port()
+    ensure_free(port, "vLLM (ENGINE_PORT)")
+    argv, env = vllm.command(model, port=port, served_name=served_name)
+    service = stack.start(f"vllm-{port}", argv, f"http://127.0.0.1:{port}", env)
+    stack.wait_ready(service, "/v1/models", timeout, lambda body: served_name.encode() in body)
+    return service
+
+
+def start_gateway(
+    stack: Stack,
+    upstreams: list[str],
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> Service:
+    port = port or free_port()
+    ensure_free(port, "the gateway (GATEWAY_PORT)")
+    gateway_env = {
+        "INFERSTACK_HOST": "127.0.0.1",
+        "INFERSTACK_PORT": str(port),
+        "INFERSTACK_UPSTREAMS": ",".join(upstreams),
+        "INFERSTACK_HEALTH__INTERVAL": "2",
+        **(env or {}),
+    }
+    argv = [sys.executable, "-m", "inferstack", "serve"]
+    service = stack.start(f"gateway-{port}", argv, f"http://127.0.0.1:{port}", gateway_env)
+    stack.wait_ready(service, "/readyz", timeout)
+    return service
+
+
+def prometheus_config(targets: dict[str, list[str]], rule_files: list[str], interval: str = "5s") -> str:
+    """A Prometheus config scraping each job's ``host:port`` targets (JSON is valid YAML)."""
+    return json.dumps(
+        {
+            "global": {"scrape_interval": interval, "evaluation_interval": interval},
+            "rule_files": rule_files,
+            "scrape_configs": [
+                # The dashboards' namespace variable reads this label (Kubernetes adds it in a cluster).
+                {"job_name": job, "static_configs": [{"targets": hosts, "labels": {"namespace": "inferstack"}}]}
+                for job, hosts in targets.items()
+            ],
+        },
+        indent=2,
+    )
+
+
+def rule_files() -> list[str]:
+    rules = REPO / "observability" / "rules"
+    return sorted(str(p) for p in rules.glob("*.yaml")) if rules.is_dir() else []
+
+
+def start_prometheus(
+    stack: Stack, targets: dict[str, list[str]], port: int | None = None, interval: str = "5s", timeout: float = 60.0
+) -> Service | None:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        stack.progress("prometheus not installed: skipping it (scripts/install-observability.sh installs it)")
+        return None
+    port = port or free_port()
+    ensure_free(port, "Prometheus (PROMETHEUS_PORT)")
+    data = stack.run_dir / f"prometheus-{port}"
+    data.mkdir(parents=True, exist_ok=True)
+    config = data / "prometheus.yml"
+    config.write_text(prometheus_config(targets, rule_files(), interval))
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.enable-lifecycle",
+    ]
+    service = stack.start(f"prometheus-{port}", argv, f"http://127.0.0.1:{port}")
+    stack.wait_ready(service, "/-/ready", timeout)
+    return service
+
+
+def _host(url: str) -> str:
+    return url.split("://", 1)[1].rstrip("/")
+
+
+# -- make up ------------------------------------------------------------------------------------------
+
+
+def _model_source() -> tuple[str, str]:
+    """What to serve: ``MODEL`` (a local dir or model id), else the generated tiny model."""
+    model = os.environ.get("MODEL", "").strip()
+    if model:
+        path = Path(model).expanduser()
+        return (str(path.resolve()) if path.exists() else model), os.environ.get("SERVED_NAME", path.name or model)
+    from inferstack_engine import tinymodel_build
+
+    tinymodel_build(DEFAULT_MODEL_DIR)
+    return str(DEFAULT_MODEL_DIR), "tiny-llama"
+
+
+class _Progress:
+    """One status line that rewrites itself on a terminal; plain lines, at most every 10 s, in a log."""
+
+    def __init__(self) -> None:
+        self._tty = sys.stderr.isatty()
+        self._last = ""
+        self._last_at = 0.0
+
+    def __call__(self, message: str) -> None:
+        if message == self._last:
+            return
+        waiting = message.startswith("waiting")
+        if self._tty:
+            sys.stderr.write(f"\r\033[K[inferstack] {message}")
+        elif not waiting or time.monotonic() - self._last_at >= 10:
+            sys.stderr.write(f"[inferstack] {message}\n")
+            self._last_at = time.monotonic()
+        self._last = message
+        sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self._tty:
+            sys.stderr.write("\r\033[K")
+
+
+def _banner(gateway: str, model: str, prometheus: str | None, key: str | None) -> str:
+    auth = f' -H "Authorization: Bearer {key}"' if key else ""
+    api_key = key or "unused"
+    lines = [
+        "",
+        "inferstack is up. Press Ctrl-C to stop everything.",
+        f"  gateway     {gateway}   (OpenAI-compatible: {gateway}/v1)",
+        f"  metrics     {gateway}/metrics",
+    ]
+    if prometheus:
+        lines.append(f"  prometheus  {prometheus}")
+    lines += [
+        "",
+        "Try it:",
+        f"  curl -N {gateway}/v1/chat/completions{auth} -H 'Content-Type: application/json' \\",
+        f'    -d \'{{"model": "{model}", "stream": true, "max_tokens": 16, '
+        '"messages": [{"role": "user", "content": "Hello!"}]}\'',
+        "",
+        "  python - <<'EOF'",
+        "  from openai import OpenAI",
+        f'  client = OpenAI(base_url="{gateway}/v1", api_key="{api_key}")',
+        f'  reply = client.chat.completions.create(model="{model}", max_tokens=16,',
+        '      messages=[{"role": "user", "content": "Hello!"}])',
+        "  print(reply.choices[0].message.content, reply.usage)",
+        "  EOF",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _signals_stop() -> Iterator[None]:
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main() -> int:
+    say = _Progress()
+    stack = Stack(progress=say)
+    gateway_port = int(os.environ.get("GATEWAY_PORT", "8080"))
+    with _signals_stop():
+        try:
+            upstreams = [u.strip() for u in os.environ.get("UPSTREAMS", "").split(",") if u.strip()]
+            model_name = None
+            if not upstreams:
+                # The engine's environment is only needed when we start the engine ourselves.
+                subprocess.run(["bash", str(REPO / "scripts" / "engine-venv.sh")], check=True)
+                model, model_name = _model_source()
+                say(f"starting vLLM for {model_name} (about 40 s on CPU)")
+                engine = start_engine(stack, model, model_name, port=int(os.environ.get("ENGINE_PORT", "8000")))
+                upstreams = [engine.url]
+            key = dev_key(stack.run_dir / "dev-keys.yaml", plain=DEV_KEY_FILE)
+            gateway = start_gateway(stack, upstreams, port=gateway_port, env=auth_env(stack.run_dir / "dev-keys.yaml"))
+            if model_name is None:
+                _, body = http_get(gateway.url + "/v1/models")
+                ids = [m["id"] for m in json.loads(body or b"{}").get("data", [])]
+                model_name = ids[0] if ids else "<model>"
+            prometheus = start_prometheus(
+                stack,
+                {"inferstack-gateway": [_host(gateway.url)], "vllm": [_host(u) for u in upstreams]},
+                port=int(os.environ.get("PROMETHEUS_PORT", "9090")),
+            )
+            say.clear()
+            print(_banner(gateway.url, model_name, prometheus.url if prometheus else None, key), flush=True)
+            while all(s.process.poll() is None for s in stack.services):
+                time.sleep(0.5)
+            dead = next(s for s in stack.services if s.process.poll() is not None)
+            print(f"\n{dead.name} exited ({dead.process.returncode}); last lines:\n{dead.log_tail()}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("\nstopping…", file=sys.stderr)
+            return 0
+        except (RuntimeError, subprocess.CalledProcessError) as exc:
+            print(f"\n{exc}", file=sys.stderr)
+            return 1
+        finally:
+            stack.stop()
+
+
+DEV_KEY_FILE = RUN_DIR / "dev-key.txt"
+"""The running ``make up``'s development key in plain text (mode 0600): ``make loadtest`` reads it."""
+
+
+def dev_key(keys_file: Path, plain: Path | None = None) -> str:
+    """Local auth stays on: a fresh unlimited development key, its hash written to ``keys_file``."""
+    from inferstack.filters import write_dev_keyfile
+
+    key = write_dev_keyfile(keys_file)
+    if plain is not None:
+        fd = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+    return key
+
+
+def auth_env(keys_file: Path) -> dict[str, str]:
+    return {"INFERSTACK_AUTH_ENABLED": "true", "INFERSTACK_KEYS_FILE": str(keys_file)}

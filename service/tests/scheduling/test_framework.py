@@ -1,0 +1,46 @@
+"""The scheduling framework: plugins found by name, profiles from configuration, weighted scores."""
+
+from __future__ import annotations
+
+import pytest
+
+from inferstack.config import ProfileSpec, Settings
+from inferstack.scheduling import EndpointLoad, RoutingRequest, make_policy, plugin_classes
+
+FLEET = [EndpointLoad(f"http://r{i}", 0) for i in range(4)]
+
+
+def test_every_plugin_module_is_found_with_its_kind() -> None:
+    kinds = {name: cls.kind for name, cls in plugin_classes().items()}
+    assert kinds == {
+        "bounded_load": "filter",
+        "prefix": "scorer",
+        "session": "scorer",
+        "max_score": "picker",
+        "round_robin": "picker",
+    }
+
+
+def test_a_configured_profile_weighs_its_scorers() -> None:
+    # session outweighs prefix: a long shared prompt still goes where the session lives.
+    spec = ProfileSpec(filters=("bounded_load",), scorers={"session": 10.0, "prefix": 1.0})
+    profile = make_policy("mine", {"mine": spec}, load_factor=100)
+    prompt = "the same long system prompt " * 100
+    homes = {profile.pick(RoutingRequest("m", prompt, f"user-{i}"), FLEET).url for i in range(40)}
+    assert len(homes) == 4  # sessions spread although the prompt is shared
+    flipped = make_policy("mine", {"mine": ProfileSpec(scorers={"session": 1.0, "prefix": 10.0})})
+    first = flipped.pick(RoutingRequest("m", prompt, "user-0"), FLEET)
+    assert {flipped.pick(RoutingRequest("m", prompt, f"user-{i}"), FLEET).url for i in range(40)} == {first.url}
+
+
+def test_profiles_are_validated_when_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERSTACK_ROUTING__PROFILES", '{"mine": {"scorers": {"session": 2}}}')
+    monkeypatch.setenv("INFERSTACK_ROUTING_POLICY", "mine")
+    settings = Settings()
+    assert settings.routing.all_profiles()["mine"].scorers == {"session": 2.0}
+    with pytest.raises(ValueError, match="no scorer plugin called 'nope'"):
+        make_policy("bad", {"bad": ProfileSpec(scorers={"nope": 1.0})})
+    with pytest.raises(ValueError, match="no picker plugin called 'prefix'"):
+        make_policy("bad", {"bad": ProfileSpec(picker="prefix")})
+    with pytest.raises(ValueError, match="weights"):
+        ProfileSpec(scorers={"session": 0})

@@ -46,14 +46,14 @@ def parse_load(text: bytes, at: float) -> EngineLoad | None:
 
 
 class LoadScraper:
-    def __init__(self, pool: Cluster, session: aiohttp.ClientSession, interval: float) -> None:
-        self._pool = pool
+    def __init__(self, cluster: Cluster, session: aiohttp.ClientSession, interval: float) -> None:
+        self._cluster = cluster
         self._session = session
         self._interval = interval
 
     async def run(self) -> None:
         while True:
-            endpoints = [e for e in self._pool.endpoints.values() if e.healthy]
+            endpoints = [e for e in self._cluster.endpoints.values() if e.healthy]
             await asyncio.gather(*(self._scrape(e.url) for e in endpoints))
             await asyncio.sleep(self._interval)
 
@@ -66,6 +66,6 @@ class LoadScraper:
                 text = await resp.read()
         except (aiohttp.ClientError, TimeoutError, OSError):
             return  # the old scrape ages out; a stale load steers nothing
-        endpoint = self._pool.endpoints.get(url)
+        endpoint = self._cluster.endpoints.get(url)
         if endpoint is not None:
             endpoint.load = parse_load(text, time.monotonic())

@@ -1,7 +1,7 @@
 """Where the upstream replicas are: providers that report the full set of base URLs whenever it changes.
 
     provider = from_settings(settings)            # static, dns or k8s, from INFERSTACK_DISCOVERY
-    task = asyncio.create_task(provider.run(pool.set_urls))   # owned by the app's lifespan; cancel to stop
+    task = asyncio.create_task(provider.run(cluster.set_urls))   # owned by the app's lifespan; cancel to stop
 
 Every provider implements ``DiscoveryProvider.run(on_change)``: run until cancelled, call ``on_change``
 with the complete set (never a delta) once at start and on every change. See ``README.md`` here.

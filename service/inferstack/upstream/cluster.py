@@ -1,4 +1,4 @@
-"""The cluster of upstream replicas: membership (from discovery), health, and waiting for capacity.
+"""The cluster of upstream replicas: membership (from discovery), health, and outlier detection.
 
 Discovery sets the membership; the health checker flips ``healthy`` and learns each replica's models;
 the hold queue asks for candidates and waits on changes; the router reports each attempt's outcome.
@@ -33,7 +33,7 @@ class Cluster:
         self.known_models: set[str] = set(settings.models)
         """Declared models and every model a replica has served: requests for them wait (scale from zero)."""
         self.outliers = OutlierDetector(settings.outlier, self._ejected)
-        self._changed = asyncio.Event()
+        self._changed: asyncio.Future[None] | None = None
         self._checkers: dict[str, asyncio.Task[None]] = {}
         self._closed = False
 
@@ -91,24 +91,17 @@ class Cluster:
                 return str(card.get("root") or "")
         return ""
 
-    async def wait_for_change(self, within: float) -> None:
-        """Wait until membership, health or capacity changes, or ``within`` seconds pass."""
-        event = self._changed
-        try:
-            async with asyncio.timeout(within):
-                await event.wait()
-        except TimeoutError:
-            pass
-
-    def notify_capacity(self) -> None:
-        """Wake every waiter (a slot was freed, or see ``_notify``). Once per request: kept minimal."""
-        # Swap the event so waiters woken now do not see it set again on their next wait.
-        event, self._changed = self._changed, asyncio.Event()
-        event.set()
+    def changed(self) -> asyncio.Future[None]:
+        """Done at the next change of membership, health or ejections (waiters for capacity re-check)."""
+        if self._changed is None:
+            self._changed = asyncio.get_running_loop().create_future()
+        return self._changed
 
     def _notify(self) -> None:
         """Membership, health or ejections changed: wake waiters and republish the replica gauges."""
-        self.notify_capacity()
+        changed, self._changed = self._changed, None
+        if changed is not None and not changed.done():
+            changed.set_result(None)
         self._publish_replica_gauges()
 
     # -- passive health ---------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 Kubernetes sends SIGTERM and, at about the same time, removes the pod from Service endpoints; the
 two race. So on SIGTERM: ``/readyz`` fails at once, new requests are still served for
 ``drain_grace`` seconds (while load balancers catch up), then the listener closes and in-flight
-requests (streams included) get up to ``drain_deadline`` seconds to finish; then exit 0.
-A second SIGTERM or SIGINT stops at once.
+requests (streams included) get up to ``drain_deadline`` seconds to finish (0: none); then exit 0.
+A second SIGTERM or SIGINT stops at once, without waiting for in-flight requests.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import signal
 from types import FrameType
 
@@ -34,7 +35,12 @@ class DrainingServer(uvicorn.Server):
         self._draining = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self._draining or sig == signal.SIGINT:
+        if self._draining:
+            # uvicorn forces an exit only on a second SIGINT; a second SIGTERM must too.
+            self.should_exit = self.force_exit = True
+            return
+        if sig == signal.SIGINT:
+            self._draining = True
             super().handle_exit(sig, frame)
             return
         self._draining = True
@@ -59,7 +65,8 @@ def serve(settings: Settings | None = None) -> None:
         access_log=False,
         log_config=None,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.drain_deadline) or None,
+        # 0 means no wait (uvicorn waits forever on None, and gives up at once on 0).
+        timeout_graceful_shutdown=math.ceil(settings.drain_deadline),
         timeout_keep_alive=30,
         backlog=2048,
         # The gateway never reads the client address; X-Forwarded-* rewriting would be per-request cost.

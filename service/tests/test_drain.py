@@ -1,17 +1,20 @@
-"""Graceful drain of a real gateway process: SIGTERM during 50 open streams, all 50 complete."""
+"""Graceful drain of a real gateway process: SIGTERM during 50 open streams, all 50 complete; and the
+ways out of a drain (a second SIGTERM, a zero deadline) that must not wait for them."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from inferstack_devstack import Stack, free_port
+from inferstack_devstack import Service, Stack, free_port
 
 from .test_relay_fake_engine import CHAT, metric
 
@@ -25,14 +28,11 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         s.stop()
 
 
-async def test_sigterm_fails_readiness_and_lets_open_streams_finish(stack: Stack) -> None:
+async def start(stack: Stack, tokens: int, grace: str, deadline: str) -> Service:
+    """A fake engine streaming ``tokens`` tokens 50 ms apart, and a gateway process in front of it."""
     port = free_port()
-    # 40 tokens, 50 ms apart: each stream lasts about 2 s, well past the SIGTERM.
-    engine = stack.start(
-        "fake",
-        [sys.executable, "-m", "inferstack_fake_engine", "--port", str(port), "--itl", "0.05", "--output-tokens", "40"],
-        f"http://127.0.0.1:{port}",
-    )
+    argv = [sys.executable, "-m", "inferstack_fake_engine", "--port", str(port), "--itl", "0.05"]
+    engine = stack.start("fake", [*argv, "--output-tokens", str(tokens)], f"http://127.0.0.1:{port}")
     await asyncio.to_thread(stack.wait_ready, engine, "/health", 30)
     gw_port = free_port()
     gateway = stack.start(
@@ -44,12 +44,17 @@ async def test_sigterm_fails_readiness_and_lets_open_streams_finish(stack: Stack
             "INFERSTACK_PORT": str(gw_port),
             "INFERSTACK_UPSTREAMS": engine.url,
             "INFERSTACK_AUTH_ENABLED": "false",
-            "INFERSTACK_DRAIN_GRACE": "0.5",
-            "INFERSTACK_DRAIN_DEADLINE": "30",
+            "INFERSTACK_DRAIN_GRACE": grace,
+            "INFERSTACK_DRAIN_DEADLINE": deadline,
         },
     )
     await asyncio.to_thread(stack.wait_ready, gateway, "/readyz", 30)
+    return gateway
 
+
+async def test_sigterm_fails_readiness_and_lets_open_streams_finish(stack: Stack) -> None:
+    # 40 tokens, 50 ms apart: each stream lasts about 2 s, well past the SIGTERM.
+    gateway = await start(stack, tokens=40, grace="0.5", deadline="30")
     async with httpx.AsyncClient(base_url=gateway.url, timeout=30, limits=httpx.Limits(max_connections=100)) as client:
 
         async def stream() -> bytes:
@@ -67,3 +72,24 @@ async def test_sigterm_fails_readiness_and_lets_open_streams_finish(stack: Stack
         bodies = await asyncio.gather(*streams)
     assert all(b.endswith(b"data: [DONE]\n\n") and b'"error"' not in b for b in bodies)
     assert await asyncio.to_thread(gateway.process.wait, 30) == 0
+
+
+@pytest.mark.parametrize(("deadline", "signals"), [("30", 2), ("0", 1)], ids=["second_sigterm", "zero_deadline"])
+async def test_a_second_sigterm_or_a_zero_deadline_does_not_wait_for_open_streams(
+    stack: Stack, deadline: str, signals: int
+) -> None:
+    # 400 tokens, 50 ms apart: a 20 s stream that a drain would wait for.
+    gateway = await start(stack, tokens=400, grace="0.2", deadline=deadline)
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+        stream = asyncio.create_task(client.post("/v1/chat/completions", json={**CHAT, "stream": True}))
+        async with asyncio.timeout(10):
+            while metric((await client.get("/metrics")).text, "inferstack_requests_in_flight") != 1:
+                await asyncio.sleep(0.02)
+        for _ in range(signals):
+            gateway.process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.5)
+        started = time.monotonic()
+        await asyncio.to_thread(gateway.process.wait, 10)
+        assert time.monotonic() - started < 5, "the gateway waited for the open stream"
+        with contextlib.suppress(httpx.HTTPError):
+            await stream

@@ -50,6 +50,7 @@ def log_exchange(ex: Exchange, duration: float) -> None:
         "request",
         extra={
             "request_id": ex.request_id,
+            "upstream_request_id": ex.upstream_id,
             "endpoint": ex.endpoint,
             "model": ex.model,
             "stream": ex.stream,

@@ -16,29 +16,49 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Timeouts(BaseModel):
-    """Upstream timeouts in seconds. Streams are bounded by ``idle`` between chunks, not only ``total``."""
+    """Timeouts in seconds. Streams are bounded by ``idle`` between chunks, not only ``total``."""
 
     connect: float = Field(5.0, gt=0, description="Connecting to an upstream replica.")
     first_byte: float = Field(
-        120.0,
-        gt=0,
-        description="From sending the request to the first byte of the upstream's body"
-        " (for a non-stream request: the whole answer, since vLLM sends it at once).",
+        120.0, gt=0, description="A stream: from sending the request to the first byte of the upstream's body."
     )
-    idle: float = Field(30.0, gt=0, description="Between two chunks of an upstream response.")
+    response: float = Field(
+        300.0,
+        gt=0,
+        description="A non-stream request: from sending it to the whole answer (vLLM sends it at once, when done)."
+        " Not retried when it expires: the answer may have been generated.",
+    )
+    idle: float = Field(30.0, gt=0, description="Between two chunks of an upstream stream.")
+    client_write: float = Field(
+        30.0,
+        gt=0,
+        description="Writing to a client that does not read: then the request ends (its slots are freed) and"
+        " the replica is not blamed.",
+    )
     total: float = Field(600.0, gt=0, description="A whole upstream request, first attempt to last byte.")
 
     @model_validator(mode="after")
     def _ordered(self) -> Timeouts:
-        if self.connect > self.total or self.first_byte > self.total:
-            raise ValueError("connect and first_byte must not exceed total")
+        if max(self.connect, self.first_byte, self.response) > self.total:
+            raise ValueError("connect, first_byte and response must not exceed total")
         return self
 
 
 class RetryPolicy(BaseModel):
-    """Retries happen only before the first byte reaches the client, each on another replica."""
+    """Retries happen only before the first byte reaches the client, each on another replica, and only
+    when it is safe: the replica refused or failed the request (connect error, 5xx, a broken connection,
+    no first byte of a stream); never after a non-stream request's response timeout."""
 
     max_retries: int = Field(2, ge=0, le=10, description="Extra attempts after the first one.")
+    budget_percent: float = Field(
+        20.0,
+        ge=0,
+        le=100,
+        description="Retry budget (as Envoy's): retries in flight stay under this share of active requests.",
+    )
+    min_retry_concurrency: int = Field(
+        3, ge=0, description="Retry budget: retries in flight always allowed, whatever the share."
+    )
     backoff_base: float = Field(0.025, ge=0, description="First back-off in seconds, doubled per retry.")
     backoff_max: float = Field(1.0, ge=0, description="Cap on one back-off, in seconds (full jitter below it).")
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import orjson
+
 
 class GatewayError(Exception):
     status: ClassVar[int] = 500
@@ -118,3 +120,44 @@ class UpstreamTimeoutError(GatewayError):
 def internal_error_body() -> dict[str, Any]:
     """The body for a bug: says nothing about internals (no exception text, no trace)."""
     return GatewayError("The gateway failed to process the request.").to_body()
+
+
+# An engine's error statuses, as the client should see them: 401/403 from an engine mean the gateway
+# is misconfigured (the client's key is the gateway's business), so they become 502.
+_UPSTREAM_TYPES = {429: "rate_limit_error"}
+_UPSTREAM_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 429: "rate_limit_exceeded"}
+
+
+def normalise_upstream_error(status: int, data: bytes) -> tuple[int, bytes | None]:
+    """An engine's non-200 answer as (status, OpenAI error body); the body is None when ``data`` is one.
+
+    vLLM answers most errors in OpenAI's shape, but some not (FastAPI's ``{"detail": "Not Found"}``
+    for a route the model does not serve, plain text from a proxy in between): those get an OpenAI
+    body carrying the engine's message.
+    """
+    try:
+        parsed: Any = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        parsed = None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    client_error = 400 <= status < 500 and status not in (401, 403)
+    if client_error and isinstance(error, dict) and isinstance(error.get("message"), str) and "type" in error:
+        return status, None
+    message = None
+    if isinstance(parsed, dict):
+        for source in (error, parsed):
+            if isinstance(source, dict):
+                found = source.get("message", source.get("detail"))
+                if isinstance(found, str):
+                    message = found
+                    break
+        if message is None and isinstance(error, str):
+            message = error
+    if message is None:
+        text = data[:200].decode("utf-8", "replace").strip()
+        message = text or f"The upstream replica answered with status {status}."
+    kind = _UPSTREAM_TYPES.get(status, "invalid_request_error") if client_error else None
+    if kind is None:
+        return 502, orjson.dumps(UpstreamError(f"The upstream replica failed: {message}").to_body())
+    body = {"error": {"message": message, "type": kind, "param": None, "code": _UPSTREAM_CODES.get(status)}}
+    return status, orjson.dumps(body)

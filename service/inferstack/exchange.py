@@ -21,11 +21,22 @@ if TYPE_CHECKING:
     from .scheduling import Route
 
 
+class ClientStalled(Exception):
+    """The client stopped reading: a write to it did not finish within ``timeouts.client_write``.
+
+    The request ends at once, without another byte to the client (it would block too), and frees
+    its replica and tenant slots; the replica is not blamed.
+    """
+
+
 @dataclass
 class Exchange:
     """What the pipeline knows of one request: what it forwards, what the access log and accounting need."""
 
     request_id: str
+    """The client's ``X-Request-Id`` (echoed back), else ours."""
+    upstream_id: str
+    """Always ours: what the engine sees, so two clients' ids can never collide inside it."""
     endpoint: str
     """``chat``, ``completions`` or ``embeddings``."""
     started: float
@@ -41,12 +52,16 @@ class Exchange:
     error: str | None = None
     route: Route | None = None
     admission: Admission | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    """The validated request."""
     body: bytes = b""
     """The body sent upstream (with ``stream_options.include_usage`` added to streams)."""
     wants_usage: bool = True
     """Did the client ask for the usage chunk? If not, the relay strips the one the gateway asked for."""
     deadline: float = 0.0
     """``time.monotonic()`` by which the whole upstream exchange must end (``timeouts.total``)."""
+    texts_sent: int = 0
+    """Content events handed to the client: the completion tokens billed if the stream ends early."""
     usage: JSON | None = None
     whole: bytes | None = None
     """The body of a non-stream 200, for the response cache."""

@@ -270,6 +270,8 @@ async def _admit(request: web.Request, state: EngineState) -> tuple[dict[str, An
         await asyncio.Event().wait()  # until the client goes away (handler cancellation) or shutdown
     if b.error_status and state.rng.random() < b.error_rate:
         state.successes["error"] += 1
+        if b.error_body:
+            return {}, web.Response(body=b.error_body.encode(), status=b.error_status, content_type="application/json")
         msg = "Injected failure (fake engine)."
         return {}, _json(shapes.error_body(msg, b.error_status), status=b.error_status)
     if not isinstance(payload, dict):

@@ -30,6 +30,9 @@ class Behaviour:
     """Fault: seconds before the response headers are sent (a slow first byte)."""
     error_status: int = 0
     """Fault: answer with this HTTP status (e.g. 500) and a vLLM-shaped error body; 0 = off."""
+    error_body: str = ""
+    """Fault: the body of the ``error_status`` answer, sent as is (e.g. FastAPI's ``{"detail": "Not Found"}``);
+    empty: a vLLM-shaped error."""
     error_rate: float = 1.0
     """Share of requests that get ``error_status`` (seeded, so reproducible)."""
     hang: bool = False
@@ -90,6 +93,10 @@ def _check(name: str, value: Any) -> Any:
     if name in _BOOLS:
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be a boolean")
+        return value
+    if name == "error_body":
+        if not isinstance(value, str):
+            raise ValueError("error_body must be a string")
         return value
     if name == "fail_mode":
         if value not in FAIL_MODES:

@@ -55,9 +55,8 @@ async def test_non_stream_answers_pass_through_byte_for_byte() -> None:
         via = await client.post(url + "/v1/chat/completions", json=body, headers={"x-request-id": "req-1"})
         assert via.status_code == 200
         sent = (await recorded(client, engine))[-1]
-        # Unknown fields (vLLM's extensions) reach the engine untouched, as does the request id.
+        # Unknown fields (vLLM's extensions) reach the engine untouched.
         assert sent["body"] == body
-        assert sent["headers"]["x-request-id"] == "req-1"
         assert via.headers["x-request-id"] == "req-1"
         direct = await client.post(engine + "/v1/chat/completions", json=body)
         strip = {"id", "created"}
@@ -165,7 +164,7 @@ async def test_upstream_client_errors_pass_through_unchanged() -> None:
 
 
 async def test_a_hung_replica_times_out_with_504() -> None:
-    async with fleet(Behaviour(hang=True), timeouts={"first_byte": 0.3}, retry={"max_retries": 0}) as (url, _, _a):
+    async with fleet(Behaviour(hang=True), timeouts={"response": 0.3}, retry={"max_retries": 0}) as (url, _, _a):
         async with httpx.AsyncClient() as client:
             resp = await client.post(url + "/v1/chat/completions", json=CHAT)
             assert resp.status_code == 504

@@ -19,7 +19,7 @@ from typing import Any
 from ..accesslog import log_exchange
 from ..config import Settings
 from ..errors import GatewayError, NotFoundError, internal_error_body
-from ..exchange import Exchange, Responder
+from ..exchange import ClientStalled, Exchange, Responder
 from ..filters import Tenancy
 from ..metrics.gateway import GatewayMetrics
 from ..router.router import Router
@@ -51,8 +51,15 @@ class OpenAIEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        request_id = headers.get("x-request-id") or self._new_request_id()
-        ex = Exchange(request_id=request_id[:128], endpoint=self.kind, started=started, request_headers=headers)
+        ours = self._new_request_id()
+        client_id = headers.get("x-request-id")
+        ex = Exchange(
+            request_id=client_id[:128] if client_id else ours,
+            upstream_id=ours,
+            endpoint=self.kind,
+            started=started,
+            request_headers=headers,
+        )
         ex.response_headers.append((b"x-request-id", ex.request_id.encode("latin-1", "replace")))
         out = Responder(send)
         task = asyncio.current_task()
@@ -72,7 +79,7 @@ class OpenAIEndpoint:
             watcher = asyncio.create_task(wait_disconnect(receive))
             watcher.add_done_callback(client_left)
             payload = validate(self.kind, body)
-            ex.stream, ex.body = payload.get("stream", False), body
+            ex.stream, ex.payload, ex.body = payload.get("stream", False), payload, body
             admission = ex.admission = await self._tenancy.admit(
                 self.kind, payload, body, scope["headers"], self._cluster.revision(payload["model"])
             )
@@ -92,6 +99,8 @@ class OpenAIEndpoint:
                 )
         except ClientGone:
             ex.status = 499
+        except ClientStalled:
+            ex.status, ex.error = 499, "client_write_timeout"
         except asyncio.CancelledError:
             if not cancelled_by_client:
                 raise

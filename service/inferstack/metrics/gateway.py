@@ -113,6 +113,12 @@ class GatewayMetrics:
             ["model"],
             registry=r,
         )
+        self.retry_budget_exhausted = Counter(
+            "inferstack_retry_budget_exhausted",
+            "Retries not made because the retry budget was spent (the request failed instead).",
+            ["model"],
+            registry=r,
+        )
         self.replicas = Gauge(
             "inferstack_upstream_replicas", "Replicas per model by state.", ["model", "state"], registry=r
         )

@@ -1,7 +1,13 @@
 """Relaying an upstream answer to the client: SSE event by event as it arrives, or a whole body.
 
 Once anything has reached the client there is no retry: a failure then ends the stream with an SSE
-error event, and the relay reports it to the router (which counts it against the replica).
+error event, and the relay reports it to the router (which counts it against the replica). A client
+that stops reading is not the replica's failure: writes have their own deadline
+(``timeouts.client_write``) and the request then ends at once (``ClientStalled``).
+
+A stream that ends early (the client left or stalled) is billed for what was delivered: the
+upstream's usage if it had arrived, else the content events handed to the client as completion
+tokens (vLLM sends one token per event) and the admission estimate of the prompt (docs/tenancy.md).
 """
 
 from __future__ import annotations
@@ -9,33 +15,47 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import aiohttp
-import orjson
 
-from ..exchange import Exchange, Responder
+from ..errors import normalise_upstream_error
+from ..exchange import ClientStalled, Exchange, Responder
+from ..filters.tokens import estimate_prompt_tokens
 from ..metrics.gateway import GatewayMetrics
 from ..upstream.client import AttemptError, Reply, classify
-from .sse import EventSplitter, carries_text, error_event, usage_of
+from .sse import EventSplitter, carries_text, error_event, usage_of, usage_of_body
 
 log = logging.getLogger("inferstack.relay")
 
 
 async def relay_whole(reply: Reply, ex: Exchange, out: Responder, metrics: GatewayMetrics) -> None:
-    """A non-stream answer (including the upstream's own 4xx errors), passed through unchanged."""
+    """A non-stream answer: a 200 passes through unchanged; an error gets an OpenAI body (``errors``)."""
     status, data = reply.response.status, reply.first
-    ex.status = status
     if status == 200:
         ex.whole = data
-        account(ex, _usage_of_body(data), metrics)
+        account(ex, usage_of_body(data), metrics)
+    else:
+        status, normalised = normalise_upstream_error(status, data)
+        if normalised is not None:
+            data = normalised
+            ex.response_headers[:] = [(n, v) for n, v in ex.response_headers if n != b"content-type"]
+            ex.response_headers.append((b"content-type", b"application/json"))
+    ex.status = status
     await out.whole(status, data, ex)
 
 
 async def relay_stream(
-    reply: Reply, ex: Exchange, out: Responder, metrics: GatewayMetrics, idle: float
+    reply: Reply, ex: Exchange, out: Responder, metrics: GatewayMetrics, idle: float, client_write: float
 ) -> AttemptError | None:
-    """Relay the SSE stream to its end; return the failure that cut it short, if any."""
+    """Relay the SSE stream to its end; return the upstream failure that cut it short, if any.
+
+    One timer covers the upstream's silence (``idle``) and the client's writes (``client_write``):
+    before a read it is moved to at least ``idle`` ahead, before a write to at least ``client_write``
+    ahead, each only when less is left (one reschedule per half window, not one per token).
+    ``writing`` tells whose deadline passed.
+    """
     resp = reply.response
     ex.status = 200
     assembler = ex.admission.assembler if ex.admission is not None else None
@@ -50,58 +70,85 @@ async def relay_stream(
     loop = asyncio.get_running_loop()
     total_by = loop.time() + ex.deadline - time.monotonic()
     chunk = reply.first
+    writing = False
     try:
-        async with asyncio.timeout_at(min(loop.time() + idle, total_by)) as timer:
-            while chunk:
-                events = splitter.feed(chunk)
-                if events:
-                    parts: list[bytes] = []
-                    texts = 0
-                    for event in events:
-                        if assembler is not None:
-                            assembler.feed(event)
-                        if b'"usage":{' in event:
-                            found = usage_of(event)
-                            if found is not None:
-                                usage = found
-                                if not wants_usage:
-                                    continue
-                        elif carries_text(event):
-                            texts += 1
-                        parts.append(event)
-                    if parts:
-                        await out.body(b"".join(parts) if len(parts) > 1 else parts[0])
-                    if texts:
-                        now = time.perf_counter()
-                        if last_text is None:
-                            ex.ttft = now - ex.started
-                            ttft_hist.observe(ex.ttft)
-                        else:
-                            itl_hist.observe(now - last_text)
-                        for _ in range(texts - 1):
-                            itl_hist.observe(0.0)
-                        last_text = now
-                # Push the idle deadline out only when less than `idle` is left: one reschedule
-                # per half window instead of one per token. Silence is cut after idle..1.5 x idle.
-                now_l = loop.time()
-                when = timer.when()
-                if when is not None and when - now_l < idle and when < total_by:
-                    timer.reschedule(min(now_l + idle * 1.5, total_by))
-                chunk = await resp.content.readany()
-        rest = splitter.flush()
-        if rest:
-            await out.body(rest)
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        failure = classify(exc)
-        ex.error = f"stream_{failure.kind}"
-        log.warning(
-            "stream broke after it started",
-            extra={"request_id": ex.request_id, "upstream": ex.upstream, "kind": failure.kind},
-        )
-        await out.body(error_event(failure.error.to_body()))
-    account(ex, usage, metrics)
-    await out.end()
+        try:
+            async with asyncio.timeout_at(min(loop.time() + idle, total_by)) as timer:
+                while chunk:
+                    events = splitter.feed(chunk)
+                    if events:
+                        parts: list[bytes] = []
+                        texts = 0
+                        for event in events:
+                            if assembler is not None:
+                                assembler.feed(event)
+                            if b'"usage":{' in event:
+                                found = usage_of(event)
+                                if found is not None:
+                                    usage = found
+                                    if not wants_usage:
+                                        continue
+                            elif carries_text(event):
+                                texts += 1
+                            parts.append(event)
+                        if parts:
+                            ex.texts_sent += texts
+                            when = timer.when()
+                            if when is not None and when - loop.time() < client_write:
+                                timer.reschedule(loop.time() + client_write)
+                            writing = True
+                            await out.body(b"".join(parts) if len(parts) > 1 else parts[0])
+                            writing = False
+                        if texts:
+                            now = time.perf_counter()
+                            if last_text is None:
+                                ex.ttft = now - ex.started
+                                ttft_hist.observe(ex.ttft)
+                            else:
+                                itl_hist.observe(now - last_text)
+                            for _ in range(texts - 1):
+                                itl_hist.observe(0.0)
+                            last_text = now
+                    # Silence is cut after idle..1.5 x idle (or at the total deadline).
+                    now_l = loop.time()
+                    when = timer.when()
+                    latest = min(now_l + idle * 1.5, total_by)
+                    if when is not None and (when > latest or (when - now_l < idle and when < total_by)):
+                        timer.reschedule(latest)
+                    chunk = await resp.content.readany()
+            rest = splitter.flush()
+            if rest:
+                await _write(out.body(rest), client_write)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if writing:
+                raise ClientStalled from None
+            failure = classify(exc)
+            ex.error = f"stream_{failure.kind}"
+            log.warning(
+                "stream broke after it started",
+                extra={"request_id": ex.request_id, "upstream": ex.upstream, "kind": failure.kind},
+            )
+            await _write(out.body(error_event(failure.error.to_body())), client_write)
+        account(ex, usage, metrics)
+        await _write(out.end(), client_write)
+    except (asyncio.CancelledError, ClientStalled):
+        if ex.usage is None:
+            account(ex, usage or _delivered(ex), metrics)
+        raise
     return failure
+
+
+async def _write(send: Awaitable[None], client_write: float) -> None:
+    try:
+        async with asyncio.timeout(client_write):
+            await send
+    except TimeoutError:
+        raise ClientStalled from None
+
+
+def _delivered(ex: Exchange) -> dict[str, int]:
+    """What a stream cut short delivered: its content events as completion tokens, the prompt estimate."""
+    return {"prompt_tokens": estimate_prompt_tokens(ex.endpoint, ex.payload), "completion_tokens": ex.texts_sent}
 
 
 def account(ex: Exchange, usage: dict[str, Any] | None, metrics: GatewayMetrics) -> None:
@@ -117,14 +164,3 @@ def account(ex: Exchange, usage: dict[str, Any] | None, metrics: GatewayMetrics)
     if isinstance(completion, int):
         ex.completion_tokens = completion
         metrics.completion_tokens.labels(ex.model, ex.tenant).inc(completion)
-
-
-def _usage_of_body(data: bytes) -> dict[str, Any] | None:
-    if b'"usage"' not in data:
-        return None
-    try:
-        parsed = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    usage = parsed.get("usage") if isinstance(parsed, dict) else None
-    return usage if isinstance(usage, dict) else None

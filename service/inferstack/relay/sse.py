@@ -84,3 +84,15 @@ def usage_of(event: bytes) -> dict[str, Any] | None:
 def error_event(body: dict[str, Any]) -> bytes:
     """An SSE error event as vLLM and OpenAI send one mid-stream, followed by the end marker."""
     return b"data: " + orjson.dumps(body) + b"\n\n" + DONE
+
+
+def usage_of_body(data: bytes) -> dict[str, Any] | None:
+    """The ``usage`` object of a whole (non-stream) answer, else None."""
+    if b'"usage"' not in data:
+        return None
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    usage = parsed.get("usage") if isinstance(parsed, dict) else None
+    return usage if isinstance(usage, dict) else None

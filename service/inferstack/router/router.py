@@ -1,9 +1,10 @@
 """Route a request and retry it: choose a replica, attempt, retry elsewhere before the first byte.
 
 Per try: a slot on a replica with room (``upstream.hold``), chosen by the scheduler; one attempt
-(``upstream.client``) with its first-byte timeout, within the request's total deadline; then the
-relay. A failure before anything reached the client is retried on another replica, within the
-retry policy and the deadline; after that there is no retry.
+(``upstream.client``) with its timeout (a stream's first byte, or a non-stream request's whole
+response), within the request's total deadline; then the relay. A failure before anything reached
+the client is retried on another replica when it is safe (``AttemptError.retryable``), within the
+retry policy, the retry budget and the deadline; after that there is no retry.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..upstream.client import AttemptError, attempt
 from ..upstream.cluster import Cluster
 from ..upstream.endpoint import Endpoint
 from ..upstream.hold import HoldQueue
-from .retry import backoff
+from .retry import RetryBudget, backoff
 
 log = logging.getLogger("inferstack.router")
 
@@ -46,38 +47,57 @@ class Router:
         self._holds = holds
         self._scheduler = scheduler
         self._metrics = metrics
+        self._budget = RetryBudget(settings.retry)
 
     async def forward(self, path: str, payload: dict[str, Any], ex: Exchange, out: Responder) -> None:
         """Answer ``ex`` from a replica; raises the last attempt's GatewayError when none answered."""
         _ask_for_usage(payload, ex)
         route = ex.route = self._scheduler.route(ex.model, payload, ex.endpoint, ex.request_headers)
         ex.deadline = time.monotonic() + self._settings.timeouts.total
-        exclude: frozenset[str] = frozenset()
-        failure: AttemptError | None = None
-        endpoint = await self._take(ex.model, route, exclude, wait=True)
-        while endpoint is not None:
-            ex.upstream, ex.attempts = endpoint.url, ex.attempts + 1
-            try:
-                failure = await self._try(endpoint, path, ex, out)
-            finally:
-                self._holds.release(ex.model, endpoint)
-            if failure is None:
-                self._cluster.record_success(endpoint)
-                return
-            self._cluster.record_failure(endpoint, ex.model)
-            if out.started:
-                return  # the stream broke after it started: its error event is sent; no retry
-            # Nothing has reached the client: try another replica, within the retry policy and deadline.
-            exclude = exclude | {endpoint.url}
-            wait = backoff(self._settings.retry, ex.attempts)
-            if ex.attempts > self._settings.retry.max_retries or time.monotonic() + wait >= ex.deadline:
-                raise failure.error
-            await asyncio.sleep(wait)
-            endpoint = await self._take(ex.model, route, exclude, wait=False)
-            if endpoint is not None:
-                self._metrics.retries.labels(ex.model).inc()
-        assert failure is not None  # the first _take waits for a replica or raises
-        raise failure.error
+        budget = self._budget
+        budget.active += 1
+        retrying = False
+        try:
+            exclude: frozenset[str] = frozenset()
+            failure: AttemptError | None = None
+            endpoint = await self._take(ex.model, route, exclude, wait=True)
+            while endpoint is not None:
+                ex.upstream, ex.attempts = endpoint.url, ex.attempts + 1
+                try:
+                    failure = await self._try(endpoint, path, ex, out)
+                finally:
+                    self._holds.release(ex.model, endpoint)
+                if failure is None:
+                    self._cluster.record_success(endpoint)
+                    return
+                self._cluster.record_failure(endpoint, ex.model)
+                if out.started:
+                    return  # the stream broke after it started: its error event is sent; no retry
+                # Nothing has reached the client: another replica, if safe and within policy, deadline, budget.
+                exclude = exclude | {endpoint.url}
+                wait = backoff(self._settings.retry, ex.attempts)
+                if (
+                    not failure.retryable
+                    or ex.attempts > self._settings.retry.max_retries
+                    or time.monotonic() + wait >= ex.deadline
+                ):
+                    raise failure.error
+                if not retrying:
+                    if not budget.allows():
+                        self._metrics.retry_budget_exhausted.labels(ex.model).inc()
+                        raise failure.error
+                    retrying = True
+                    budget.retrying += 1
+                await asyncio.sleep(wait)
+                endpoint = await self._take(ex.model, route, exclude, wait=False)
+                if endpoint is not None:
+                    self._metrics.retries.labels(ex.model).inc()
+            assert failure is not None  # the first _take waits for a replica or raises
+            raise failure.error
+        finally:
+            budget.active -= 1
+            if retrying:
+                budget.retrying -= 1
 
     async def _take(self, model: str, route: Route, exclude: frozenset[str], wait: bool) -> Endpoint | None:
         candidates = await self._holds.room(model, exclude, wait=wait)
@@ -89,17 +109,19 @@ class Router:
 
     async def _try(self, endpoint: Endpoint, path: str, ex: Exchange, out: Responder) -> AttemptError | None:
         """One attempt and its relay; the failure, if any (counted), else None."""
+        timeouts = self._settings.timeouts
         loop = asyncio.get_running_loop()
-        first_byte_by = loop.time() + min(self._settings.timeouts.first_byte, ex.deadline - time.monotonic())
+        limit = timeouts.first_byte if ex.stream else timeouts.response
+        by = loop.time() + min(limit, ex.deadline - time.monotonic())
         failure: AttemptError | None
         try:
-            reply = await attempt(self._session, endpoint, path, ex, first_byte_by)
+            reply = await attempt(self._session, endpoint, path, ex, by)
         except AttemptError as err:
             failure = err
         else:
             try:
                 if reply.streaming:
-                    failure = await relay_stream(reply, ex, out, self._metrics, self._settings.timeouts.idle)
+                    failure = await relay_stream(reply, ex, out, self._metrics, timeouts.idle, timeouts.client_write)
                 else:
                     await relay_whole(reply, ex, out, self._metrics)
                     failure = None

@@ -30,7 +30,8 @@ def create_session(settings: Settings) -> aiohttp.ClientSession:
         connector=connector,
         auto_decompress=False,
         timeout=aiohttp.ClientTimeout(total=None, connect=settings.timeouts.connect),
-        skip_auto_headers=("User-Agent",),
+        # No Accept-Encoding: bodies are relayed and parsed as they are, so they must not be compressed.
+        skip_auto_headers=("User-Agent", "Accept-Encoding"),
         raise_for_status=False,
     )
 
@@ -41,12 +42,17 @@ class AttemptError(Exception):
 
     kind: str  # connect | timeout | http_5xx | protocol
     error: UpstreamError | UpstreamTimeoutError
+    retryable: bool = True
+    """Safe to send to another replica: False when the answer may have been generated (a non-stream
+    request cut at its response timeout): retrying would generate it again."""
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.error.message}"
 
 
 def classify(exc: BaseException) -> AttemptError:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):  # a TimeoutError too, but nothing was sent
+        return AttemptError("connect", UpstreamError("The upstream replica is unreachable."))
     if isinstance(exc, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return AttemptError("timeout", UpstreamTimeoutError("The upstream replica did not answer in time."))
     if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError):
@@ -68,11 +74,12 @@ class Reply:
 
 
 async def attempt(session: aiohttp.ClientSession, endpoint: Endpoint, path: str, ex: Exchange, by: float) -> Reply:
-    """POST ``ex.body`` to ``endpoint``; the first byte (or the whole non-stream body) by loop time ``by``.
+    """POST ``ex.body`` to ``endpoint``; the first byte of a stream, or the whole non-stream body, by
+    loop time ``by``.
 
     Raises AttemptError for anything that fails before then: nothing has reached the client yet.
     """
-    headers = {"content-type": "application/json", "x-request-id": ex.request_id}
+    headers = {"content-type": "application/json", "x-request-id": ex.upstream_id}
     resp: aiohttp.ClientResponse | None = None
     try:
         async with asyncio.timeout_at(by):
@@ -89,7 +96,10 @@ async def attempt(session: aiohttp.ClientSession, endpoint: Endpoint, path: str,
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         if resp is not None:
             resp.close()
-        raise classify(exc) from None
+        failure = classify(exc)
+        if failure.kind == "timeout" and not ex.stream:
+            failure.retryable = False
+        raise failure from None
     except BaseException:
         if resp is not None:
             resp.close()

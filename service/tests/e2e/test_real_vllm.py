@@ -89,6 +89,15 @@ def test_vllm_errors_come_back_openai_shaped(client: openai.OpenAI, live_stack: 
     assert info.value.status_code == 400
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model="no-such-model", prompt="x", max_tokens=4)
+    # A generation model serves no embeddings: vLLM's own answer is not OpenAI-shaped; the client's is.
+    headers = {"authorization": f"Bearer {live_stack.api_key}"} if live_stack.api_key else {}
+    direct = httpx.post(live_stack.vllm_url + "/v1/embeddings", json={"model": live_stack.model, "input": "x"})
+    via = httpx.post(
+        live_stack.gateway_url + "/v1/embeddings", json={"model": live_stack.model, "input": "x"}, headers=headers
+    )
+    assert 400 <= via.status_code < 500 and via.status_code == direct.status_code
+    error = via.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"} and error["message"]
 
 
 def test_curl_style_stream_is_plain_sse(live_stack: LiveStack) -> None:

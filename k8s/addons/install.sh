@@ -13,7 +13,7 @@ set -euo pipefail
 # Chart versions, pinned. Bump deliberately; the CRDs in ../shared/crds match these releases.
 KUBE_PROMETHEUS_STACK_VERSION=88.0.0   # prometheus-operator v0.93.0
 KEDA_VERSION=2.20.1
-KARPENTER_VERSION=1.5.0                # = terraform/envs/*/main.tf karpenter_version (its IAM policy)
+KARPENTER_VERSION=1.14.1               # = terraform/envs/*/main.tf karpenter_version (its IAM policy)
 NVIDIA_DEVICE_PLUGIN_VERSION=0.19.0
 DCGM_EXPORTER_VERSION=4.8.3
 

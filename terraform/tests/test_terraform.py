@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,7 +28,11 @@ CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
 MODULES = sorted(p.name for p in (TF_DIR / "modules").iterdir() if p.is_dir())
 ENVS = sorted(p.name for p in (TF_DIR / "envs").iterdir() if p.is_dir())
 # Every folder Terraform can run in on its own, relative to terraform/.
-ROOTS = [f"modules/{m}" for m in MODULES] + ["bootstrap"] + [f"envs/{e}" for e in ENVS]
+ROOTS = [f"modules/{m}" for m in MODULES] + ["bootstrap", "shared"] + [f"envs/{e}" for e in ENVS]
+WORKFLOWS = REPO / ".github" / "workflows"
+# Fake values for the GitHub expressions the workflows put in TF_VAR_* (the expression, not the name,
+# decides: a new variable fed from a known context needs nothing here).
+FAKE_EXPRESSIONS = {"${{ github.repository }}": "acme/inferstack"}
 
 # Outputs that k8s/overlays/aws-gpu and the GitHub workflows read (names agreed with them).
 CONSUMED_OUTPUTS = {
@@ -45,7 +50,13 @@ CONSUMED_OUTPUTS = {
     "engine_role_arn",
     "ci_plan_role_arn",
     "ci_apply_role_arn",
-    "ci_push_role_arn",
+    "gpu_instance_types",
+    "engine_resources",
+    "karpenter_version",
+    "lb_controller_role_arn",
+    "acm_certificate_arn",
+    "gateway_url",
+    "redis_url",
 }
 
 TF_TIMEOUT = 300
@@ -69,14 +80,10 @@ def explain(proc: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture(scope="session")
-def tf_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], subprocess.CompletedProcess[str]]:
-    """`validate -json` and `test` for every root, run concurrently in an initialised copy of the tree.
-
-    Each command is mostly waiting on a provider process; running them side by side halves the
-    suite's wall time on two cores. Tests below only read the results.
-    """
+def tf_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of terraform/ with every root initialised (the committed lock files are verified)."""
     tree = tmp_path_factory.mktemp("tf") / "terraform"
-    shutil.copytree(TF_DIR, tree, ignore=shutil.ignore_patterns(".terraform", ".terraform.lock.hcl", "__pycache__"))
+    shutil.copytree(TF_DIR, tree, ignore=shutil.ignore_patterns(".terraform", "__pycache__"))
 
     def init(root: str) -> tuple[str, subprocess.CompletedProcess[str]]:
         return root, tf(tree / root, "init", "-backend=false", "-input=false")
@@ -87,7 +94,17 @@ def tf_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], s
         results += list(pool.map(init, ROOTS[1:]))
     failed = {root: explain(proc) for root, proc in results if proc.returncode != 0}
     assert not failed, f"terraform init failed: {failed}"
+    return tree
 
+
+@pytest.fixture(scope="session")
+def tf_runs(tf_tree: Path) -> dict[tuple[str, str], subprocess.CompletedProcess[str]]:
+    """`validate -json` and `test` for every root, run concurrently in the initialised copy.
+
+    Each command is mostly waiting on a provider process; running them side by side halves the
+    suite's wall time on two cores. Tests below only read the results.
+    """
+    tree = tf_tree
     jobs = [(root, cmd) for root in ROOTS for cmd in ("validate", "test")]
 
     def run(job: tuple[str, str]) -> subprocess.CompletedProcess[str]:
@@ -215,3 +232,74 @@ class TestProviderSource:
         )
         assert proc.returncode == 0, explain(proc)
         assert not (tmp_path / "cache" / "inferstack" / "terraformrc").exists(), "a user's own config must win"
+
+
+def workflow_tf_vars() -> dict[str, str]:
+    """Every TF_VAR_* the workflows set (workflow, job and step `env:`), with its expression."""
+    found: dict[str, str] = {}
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "env" and isinstance(value, dict):
+                    found.update({k: str(v) for k, v in value.items() if k.startswith("TF_VAR_")})
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        walk(yaml.safe_load(path.read_text()))
+    return found
+
+
+def tfvars_names(env: str) -> set[str]:
+    text = (TF_DIR / "envs" / env / "terraform.tfvars").read_text()
+    return set(re.findall(r"^([a-z_][a-z0-9_]*)\s*=", text, re.M))
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_pipeline_plan(tf_tree: Path, env: str) -> None:
+    """`plan` with exactly the workflows' TF_VAR_* plus the committed terraform.tfvars succeeds.
+
+    Before the tfvars existed, dev failed ("Set state_bucket_name when github_repository is set")
+    and prod asked for public_access_cidrs.
+    """
+    tf_vars = workflow_tf_vars()
+    assert tf_vars, "the workflows set no TF_VAR_*: this test reads .github/workflows/*.yml"
+    unknown = {k: v for k, v in tf_vars.items() if v not in FAKE_EXPRESSIONS}
+    assert not unknown, f"add a fake value for these workflow expressions to FAKE_EXPRESSIONS: {unknown}"
+    env_vars = {k: v for k, v in os.environ.items() if not k.startswith("TF_VAR_")}
+    env_vars |= {k: FAKE_EXPRESSIONS[v] for k, v in tf_vars.items()}
+    env_vars |= {"TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"}
+    proc = subprocess.run(
+        [str(TF_SH), "test", "-test-directory=pipeline", "-no-color"],
+        cwd=tf_tree / "envs" / env,
+        env=env_vars,
+        capture_output=True,
+        text=True,
+        timeout=TF_TIMEOUT,
+        check=False,
+    )
+    print(f"{env}: workflow variables {sorted(tf_vars)} + terraform.tfvars {sorted(tfvars_names(env))}")
+    assert proc.returncode == 0 and "1 passed, 0 failed" in proc.stdout, explain(proc)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_tfvars_do_not_shadow_the_workflows(env: str) -> None:
+    """terraform.tfvars beats TF_VAR_*: a name in both would silently ignore the workflow's value."""
+    from_workflows = {k.removeprefix("TF_VAR_") for k in workflow_tf_vars()}
+    assert not tfvars_names(env) & from_workflows, f"{env}/terraform.tfvars sets what the workflows set"
+
+
+def test_pinned_kubernetes_version_is_in_standard_support() -> None:
+    """Fails 60 days before the pinned version leaves EKS standard support (terraform/eks-support-calendar.csv)."""
+    script = TF_DIR / "scripts" / "eks_support.py"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30, check=False)
+    print(proc.stdout)
+    assert proc.returncode == 0, explain(proc)
+    # The check itself: 1.33 (the version pinned before) would have failed on 2026-12-02.
+    late = subprocess.run(
+        [sys.executable, str(script), "--today", "2027-03-01"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert late.returncode == 1 and "leaves EKS standard support on 2027-03-27" in late.stderr, explain(late)

@@ -12,7 +12,7 @@ locals {
   }
 
   # Karpenter chart version the controller policy in modules/karpenter was written for (v1 API).
-  karpenter_version = "1.5.0"
+  karpenter_version = "1.14.1"
 }
 
 module "network" {
@@ -58,14 +58,6 @@ module "karpenter" {
   cluster_name = module.eks.cluster_name
 }
 
-module "registry" {
-  source = "../../modules/registry"
-
-  name_prefix        = var.cluster_name
-  keep_tagged_images = 10
-  force_delete       = true # dev images are rebuilt from git at will
-}
-
 module "models" {
   source = "../../modules/models"
 
@@ -80,12 +72,55 @@ module "ci" {
   source = "../../modules/ci"
   count  = var.github_repository == null ? 0 : 1
 
-  name_prefix          = var.cluster_name
-  github_repository    = var.github_repository
-  apply_environment    = local.environment
-  state_bucket_name    = var.state_bucket_name
-  state_key_prefix     = "envs/${local.environment}/"
-  create_oidc_provider = var.create_github_oidc_provider
-  oidc_provider_arn    = var.github_oidc_provider_arn
-  ecr_repository_arns  = values(module.registry.repository_arns)
+  name_prefix           = var.cluster_name
+  github_repository     = var.github_repository
+  apply_environment     = local.environment
+  oidc_provider_arn     = data.aws_iam_openid_connect_provider.github[0].arn
+  state_bucket_name     = var.state_bucket_name
+  state_key_prefix      = "envs/${local.environment}/"
+  managed_bucket_prefix = "${var.cluster_name}-models-"
+}
+
+# Account-wide pieces live in terraform/shared (applied once per account after bootstrap): one ECR
+# registry for both environments (promotion by digest) and the account's only GitHub OIDC provider.
+data "aws_ecr_repository" "this" {
+  for_each = toset(["gateway", "engine"])
+
+  name = "${var.registry_prefix}/${each.key}"
+}
+
+data "aws_iam_openid_connect_provider" "github" {
+  count = var.github_repository == null ? 0 : 1
+
+  url = "https://token.actions.githubusercontent.com"
+}
+
+# The repositories used to be per environment: forget them without deleting images (delete or import
+# them into terraform/shared by hand).
+removed {
+  from = module.registry
+
+  lifecycle {
+    destroy = false
+  }
+}
+
+# The gateway's HTTPS name (optional): the ALB is made in the cluster from the Ingress.
+module "edge" {
+  source = "../../modules/edge"
+  count  = var.domain_name == null ? 0 : 1
+
+  domain_name     = var.domain_name
+  route53_zone_id = var.route53_zone_id
+}
+
+# Gateway shared state in ElastiCache (optional; default: the in-cluster Redis of the k8s side).
+module "cache" {
+  source = "../../modules/cache"
+  count  = var.elasticache_enabled ? 1 : 0
+
+  name                      = var.cluster_name
+  vpc_id                    = module.network.vpc_id
+  subnet_ids                = module.network.private_subnet_ids
+  client_security_group_ids = [module.eks.node_security_group_id]
 }

@@ -60,19 +60,56 @@ output "private_subnet_ids" {
   value       = module.network.private_subnet_ids
 }
 
+# Sizing: what the engine container requests (k8s manifests, agreed in terraform/README.md) and the
+# GPU types it must fit, with the capacity of each (EC2 instance type specifications). One vCPU and
+# 4 GiB stay free for kubelet reserve, the OS and daemonsets (VPC CNI, DCGM exporter, node exporter).
+locals {
+  engine_resources = { cpu = "3", memory = "12Gi", gpus = 1 }
+  gpu_capacity = {
+    "g4dn.xlarge"  = { vcpu = 4, memory_gib = 16 }
+    "g5.xlarge"    = { vcpu = 4, memory_gib = 16 }
+    "g5.2xlarge"   = { vcpu = 8, memory_gib = 32 }
+    "g6.xlarge"    = { vcpu = 4, memory_gib = 16 }
+    "g6.2xlarge"   = { vcpu = 8, memory_gib = 32 }
+    "g6.12xlarge"  = { vcpu = 48, memory_gib = 192 }
+    "g6e.xlarge"   = { vcpu = 4, memory_gib = 32 }
+    "g6e.2xlarge"  = { vcpu = 8, memory_gib = 64 }
+    "g6e.12xlarge" = { vcpu = 48, memory_gib = 384 }
+    "p5.48xlarge"  = { vcpu = 192, memory_gib = 2048 }
+  }
+}
+
 output "gpu_instance_types" {
-  description = "GPU instance types intended for the GPU NodePool's `node.kubernetes.io/instance-type` requirement."
+  description = "GPU NodePool requirement `node.kubernetes.io/instance-type` In [...] (read by the k8s side's cluster values)."
   value       = var.gpu_instance_types
+
+  precondition {
+    condition = alltrue([for t in var.gpu_instance_types : contains(keys(local.gpu_capacity), t) && (
+      tonumber(local.engine_resources.cpu) <= local.gpu_capacity[t].vcpu - 1
+      && tonumber(trimsuffix(local.engine_resources.memory, "Gi")) <= local.gpu_capacity[t].memory_gib - 4
+    )])
+    error_message = "Every gpu_instance_types entry must be in local.gpu_capacity and fit the engine's requests (engine_resources) with 1 vCPU / 4 GiB to spare."
+  }
+}
+
+output "engine_resources" {
+  description = "Requests of the engine container (cpu, memory, nvidia.com/gpu); every gpu_instance_types entry fits them."
+  value       = local.engine_resources
+}
+
+output "karpenter_version" {
+  description = "Karpenter release of the controller and karpenter-crd charts (the controller policy in modules/karpenter is written for it)."
+  value       = local.karpenter_version
 }
 
 output "ecr_gateway_url" {
-  description = "Gateway image repository."
-  value       = module.registry.repository_urls["gateway"]
+  description = "Gateway image repository (terraform/shared: the same for every environment)."
+  value       = data.aws_ecr_repository.this["gateway"].repository_url
 }
 
 output "ecr_engine_url" {
-  description = "Engine (vLLM) image repository."
-  value       = module.registry.repository_urls["engine"]
+  description = "Engine (vLLM) image repository (terraform/shared: the same for every environment)."
+  value       = data.aws_ecr_repository.this["engine"].repository_url
 }
 
 output "models_bucket_name" {
@@ -95,18 +132,42 @@ output "ci_apply_role_arn" {
   value       = one(module.ci[*].apply_role_arn)
 }
 
-output "ci_push_role_arn" {
-  description = "GitHub Actions role that pushes gateway and engine images."
-  value       = one(module.ci[*].push_role_arn)
-}
 
 output "karpenter_helm_command" {
   description = "Karpenter mode: installs the controller with the values above. Null in Auto Mode."
+  # CRDs from the karpenter-crd chart (Helm upgrades them; the controller chart installs CRDs only once).
   value = var.compute_mode != "karpenter" ? null : join(" ", [
-    "helm upgrade --install karpenter oci://public.ecr.aws/karpenter/karpenter",
+    "helm upgrade --install karpenter-crd oci://public.ecr.aws/karpenter/karpenter-crd",
+    "--version ${local.karpenter_version} --namespace kube-system &&",
+    "helm upgrade --install karpenter oci://public.ecr.aws/karpenter/karpenter --skip-crds",
     "--version ${local.karpenter_version} --namespace kube-system",
     "--set settings.clusterName=${module.eks.cluster_name}",
     "--set settings.interruptionQueue=${module.karpenter[0].interruption_queue_name}",
     "--wait",
   ])
+}
+
+output "lb_controller_role_arn" {
+  description = "Karpenter mode: AWS Load Balancer Controller role, already bound to kube-system/aws-load-balancer-controller by Pod Identity. Null in Auto Mode (built-in ALB, IngressClass controller eks.amazonaws.com/alb)."
+  value       = module.eks.lb_controller_role_arn
+}
+
+output "acm_certificate_arn" {
+  description = "Certificate for the gateway's Ingress (alb.ingress.kubernetes.io/certificate-arn). Null without domain_name."
+  value       = one(module.edge[*].certificate_arn)
+}
+
+output "acm_validation_records" {
+  description = "DNS records validating the certificate (already created when route53_zone_id is set). Null without domain_name."
+  value       = one(module.edge[*].validation_records)
+}
+
+output "gateway_url" {
+  description = "https://<domain_name>; null without domain_name (then the ALB hostname from `kubectl get ingress`)."
+  value       = one(module.edge[*].url)
+}
+
+output "redis_url" {
+  description = "INFERSTACK_REDIS_URL when elasticache_enabled (rediss://...). Null: the in-cluster Redis (redis://inferstack-redis:6379)."
+  value       = one(module.cache[*].redis_url)
 }

@@ -17,9 +17,9 @@ variable "availability_zones" {
 }
 
 variable "kubernetes_version" {
-  description = "Kubernetes minor version."
+  description = "Kubernetes minor version; must be in EKS standard support (terraform/eks-support-calendar.csv, checked by terraform/scripts/eks_support.py)."
   type        = string
-  default     = "1.33"
+  default     = "1.35"
 }
 
 variable "compute_mode" {
@@ -67,14 +67,26 @@ variable "state_bucket_name" {
   }
 }
 
-variable "create_github_oidc_provider" {
-  description = "Create the account's GitHub OIDC provider here. False if another environment in the account already did."
-  type        = bool
-  default     = true
+variable "registry_prefix" {
+  description = "ECR repositories <registry_prefix>/gateway and <registry_prefix>/engine, created by terraform/shared for both environments."
+  type        = string
+  default     = "inferstack"
 }
 
-variable "github_oidc_provider_arn" {
-  description = "Existing GitHub OIDC provider, when create_github_oidc_provider is false."
+variable "domain_name" {
+  description = "Public name of the gateway (api.example.com): an ACM certificate for its Ingress, and the gateway_url output. Null: the ALB's own hostname, plain HTTP."
   type        = string
   default     = null
+}
+
+variable "route53_zone_id" {
+  description = "Route 53 zone of domain_name, for the certificate's DNS validation records. Null: add them to your DNS (output acm_validation_records)."
+  type        = string
+  default     = null
+}
+
+variable "elasticache_enabled" {
+  description = "Gateway shared state in ElastiCache for Valkey (output redis_url). False (default): the in-cluster Redis run by the k8s side."
+  type        = bool
+  default     = false
 }

@@ -1,5 +1,14 @@
-# plan: read-only, for pull requests and the default branch.
+# Three roles: plan (pull requests and the default branch; reads only what the stacks manage),
+# apply (jobs of deploy-env.yml in the protected environment; a scoped policy, policies.tf),
+# push (images.yml on the default branch; the account's ECR repositories only).
+
+locals {
+  environment_roles = var.apply_environment == null ? 0 : 1
+}
+
 resource "aws_iam_role" "plan" {
+  count = local.environment_roles
+
   name                 = "${var.name_prefix}-github-plan"
   description          = "terraform plan from ${var.github_repository} (pull requests, ${var.default_branch})"
   assume_role_policy   = local.trust.plan
@@ -11,54 +20,63 @@ resource "aws_iam_role" "plan" {
       condition     = local.oidc_provider_arn != null
       error_message = "Set oidc_provider_arn when create_oidc_provider is false."
     }
+    precondition {
+      condition     = var.state_bucket_name != null && var.state_key_prefix != null && var.managed_bucket_prefix != null
+      error_message = "Set state_bucket_name, state_key_prefix and managed_bucket_prefix with apply_environment."
+    }
   }
 }
 
-resource "aws_iam_role_policy_attachment" "plan_read_only" {
-  role       = aws_iam_role.plan.name
-  policy_arn = "arn:${data.aws_partition.current.partition}:iam::aws:policy/ReadOnlyAccess"
+# No ReadOnlyAccess: it reads every object of every bucket (weights, other environments' state).
+resource "aws_iam_role_policy" "plan" {
+  count = local.environment_roles
+
+  name   = "terraform-plan"
+  role   = aws_iam_role.plan[0].id
+  policy = jsonencode(local.plan_policy)
 }
 
-# ReadOnlyAccess reads state; plan also writes and deletes the S3 lock file (use_lockfile), nothing else.
-resource "aws_iam_role_policy" "plan_state_lock" {
-  name = "terraform-state-lock"
-  role = aws_iam_role.plan.id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect   = "Allow"
-      Action   = ["s3:PutObject", "s3:DeleteObject"]
-      Resource = "arn:${data.aws_partition.current.partition}:s3:::${var.state_bucket_name}/${var.state_key_prefix}*.tflock"
-    }]
-  })
-}
-
-# apply: only jobs running in the protected GitHub environment.
 resource "aws_iam_role" "apply" {
+  count = local.environment_roles
+
   name                 = "${var.name_prefix}-github-apply"
-  description          = "terraform apply from ${var.github_repository}, environment ${var.apply_environment}"
+  description          = "terraform apply from ${var.github_repository} ${var.workflows.apply}, environment ${var.apply_environment}"
   assume_role_policy   = local.trust.apply
   max_session_duration = 3600
   permissions_boundary = var.apply_permissions_boundary_arn
   tags                 = var.tags
 }
 
-resource "aws_iam_role_policy_attachment" "apply" {
-  for_each = toset(var.apply_policy_arns)
+resource "aws_iam_role_policy" "apply" {
+  count = local.environment_roles
 
-  role       = aws_iam_role.apply.name
+  name   = "terraform-apply"
+  role   = aws_iam_role.apply[0].id
+  policy = jsonencode(local.apply_policy)
+}
+
+resource "aws_iam_role_policy_attachment" "apply" {
+  for_each = local.environment_roles == 1 ? toset(var.apply_policy_arns) : toset([])
+
+  role       = aws_iam_role.apply[0].name
   policy_arn = each.value
 }
 
-# push: build-and-push of the gateway and engine images from the default branch.
 resource "aws_iam_role" "push" {
   count = length(var.ecr_repository_arns) > 0 ? 1 : 0
 
   name                 = "${var.name_prefix}-github-ecr-push"
-  description          = "Image pushes from ${var.github_repository} ${var.default_branch}"
+  description          = "Image pushes from ${var.github_repository} ${var.workflows.push} on ${var.default_branch}"
   assume_role_policy   = local.trust.push
   max_session_duration = 3600
   tags                 = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = local.oidc_provider_arn != null
+      error_message = "Set oidc_provider_arn when create_oidc_provider is false."
+    }
+  }
 }
 
 resource "aws_iam_role_policy" "push" {
@@ -76,6 +94,8 @@ resource "aws_iam_role_policy" "push" {
         Resource = "*"
       },
       {
+        # DescribeImages / BatchGetImage let a re-run publish find the tag already pushed with the
+        # same digest and skip the push (immutable tags reject a second PutImage of a tag).
         Sid    = "PushToOurRepositories"
         Effect = "Allow"
         Action = [

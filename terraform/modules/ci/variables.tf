@@ -1,5 +1,5 @@
 variable "name_prefix" {
-  description = "Prefix for role names, for example inferstack-prod."
+  description = "Prefix for role names, for example inferstack-prod. The apply role may manage IAM roles and policies with this prefix only."
   type        = string
 
   validation {
@@ -29,20 +29,42 @@ variable "default_branch" {
   }
 }
 
-variable "apply_environment" {
-  description = "GitHub environment whose jobs may apply. Protect it in GitHub (required reviewers, deployment branch = default_branch): a job that names an environment gets `sub = repo:<repo>:environment:<name>`."
-  type        = string
+variable "workflows" {
+  description = "Workflow file of each role (the job_workflow_ref in the subject): plan = the pull-request plan, apply = the environment deploy, push = the image build."
+  type = object({
+    plan  = optional(string, ".github/workflows/deploy.yml")
+    apply = optional(string, ".github/workflows/deploy-env.yml")
+    push  = optional(string, ".github/workflows/images.yml")
+  })
+  default = {}
 
   validation {
-    condition     = can(regex("^[A-Za-z0-9_.-]+$", var.apply_environment))
+    condition     = alltrue([for p in values(var.workflows) : can(regex("^\\.github/workflows/[A-Za-z0-9_.-]+\\.ya?ml$", p))])
+    error_message = "workflows must be paths like .github/workflows/deploy.yml."
+  }
+}
+
+variable "subject_includes_workflow" {
+  description = "The repository's OIDC subject template includes job_workflow_ref (see main.tf for the one-time `gh api` call). False: GitHub's default subject, which any workflow of the repository can obtain."
+  type        = bool
+  default     = true
+}
+
+variable "apply_environment" {
+  description = "GitHub environment whose jobs may plan and apply (plan + apply roles). Null: no plan/apply roles (the account-wide `shared` root, which only has the push role). Protect it in GitHub (required reviewers, deployment branch = default_branch)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.apply_environment == null || can(regex("^[A-Za-z0-9_.-]+$", var.apply_environment))
     error_message = "apply_environment must be a plain environment name."
   }
 }
 
 variable "create_oidc_provider" {
-  description = "Create the account's GitHub OIDC provider. There can be only one per account: set false in the second environment of an account and pass oidc_provider_arn."
+  description = "Create the account's GitHub OIDC provider. There is one per account: the `shared` root creates it; environments look it up and pass oidc_provider_arn."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "oidc_provider_arn" {
@@ -57,19 +79,27 @@ variable "oidc_provider_arn" {
 }
 
 variable "state_bucket_name" {
-  description = "Terraform state bucket (from terraform/bootstrap). The plan role may read state and write only the lock file."
+  description = "Terraform state bucket (from terraform/bootstrap). Plan reads this environment's state and writes its lock file; apply also writes the state. Required with apply_environment."
   type        = string
+  default     = null
 }
 
 variable "state_key_prefix" {
   description = "Key prefix of this environment's state in the bucket, for example envs/prod/."
   type        = string
+  default     = null
+}
+
+variable "managed_bucket_prefix" {
+  description = "Prefix of the S3 buckets the environment manages (the models bucket: <cluster>-models-<account>): the only buckets whose configuration plan reads and apply changes."
+  type        = string
+  default     = null
 }
 
 variable "apply_policy_arns" {
-  description = "Policies of the apply role. It creates IAM roles, KMS keys and clusters, so it is broad by nature; narrow it with apply_permissions_boundary_arn."
+  description = "Extra policies for the apply role, on top of the scoped `terraform-apply` policy (apply.tf). Leave empty unless a stack grows a new service."
   type        = list(string)
-  default     = ["arn:aws:iam::aws:policy/AdministratorAccess"]
+  default     = []
 }
 
 variable "apply_permissions_boundary_arn" {
@@ -79,7 +109,7 @@ variable "apply_permissions_boundary_arn" {
 }
 
 variable "ecr_repository_arns" {
-  description = "ECR repositories the image-push role may push to. Empty: no push role."
+  description = "ECR repositories the image-push role may push to. Empty: no push role (environments; the shared root owns it)."
   type        = list(string)
   default     = []
 }

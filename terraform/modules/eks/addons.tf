@@ -15,7 +15,10 @@ resource "aws_eks_addon" "before_compute" {
   addon_version               = lookup(var.addon_versions, each.value, null)
   resolve_conflicts_on_create = "OVERWRITE"
   resolve_conflicts_on_update = "PRESERVE"
-  tags                        = var.tags
+  # The VPC CNI's network policy agent: without it NetworkPolicy objects are accepted and ignored.
+  # (Auto Mode: the k8s side's amazon-vpc-cni ConfigMap + NodeClass networkPolicy do the same.)
+  configuration_values = each.value == "vpc-cni" ? jsonencode({ enableNetworkPolicy = "true" }) : null
+  tags                 = var.tags
 }
 
 resource "aws_eks_addon" "after_compute" {

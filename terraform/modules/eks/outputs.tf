@@ -62,3 +62,8 @@ output "update_kubeconfig_command" {
   description = "Command that points kubectl at this cluster."
   value       = "aws eks update-kubeconfig --region ${local.region} --name ${aws_eks_cluster.this.name}"
 }
+
+output "lb_controller_role_arn" {
+  description = "Karpenter mode: role of the AWS Load Balancer Controller (kube-system/aws-load-balancer-controller, Pod Identity). Null in Auto Mode (built-in ALB)."
+  value       = one(aws_iam_role.lb_controller[*].arn)
+}

@@ -9,13 +9,13 @@ variable "cluster_name" {
 }
 
 variable "kubernetes_version" {
-  description = "Kubernetes minor version of the control plane, for example \"1.33\"."
+  description = "Kubernetes minor version of the control plane, for example \"1.35\". Must be in EKS standard support (terraform/eks-support-calendar.csv)."
   type        = string
-  default     = "1.33"
+  default     = "1.35"
 
   validation {
     condition     = can(regex("^1\\.[0-9]{2}$", var.kubernetes_version))
-    error_message = "kubernetes_version must look like 1.33."
+    error_message = "kubernetes_version must look like 1.35."
   }
 }
 

@@ -44,3 +44,18 @@ mock_data "aws_iam_policy_document" {
     json = "{\"Version\":\"2012-10-17\",\"Statement\":[]}"
   }
 }
+
+# terraform/shared owns these; the environments look them up.
+mock_data "aws_iam_openid_connect_provider" {
+  defaults = {
+    arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+    url = "token.actions.githubusercontent.com"
+  }
+}
+
+mock_data "aws_ecr_repository" {
+  defaults = {
+    arn         = "arn:aws:ecr:us-east-1:123456789012:repository/inferstack/image"
+    registry_id = "123456789012"
+  }
+}

@@ -5,21 +5,17 @@ mock_provider "aws" {
   source = "../../tests/mocks"
 }
 
-override_resource {
-  target          = module.registry.aws_ecr_repository.this["gateway"]
-  override_during = plan
+override_data {
+  target = data.aws_ecr_repository.this["gateway"]
   values = {
-    arn            = "arn:aws:ecr:us-east-1:123456789012:repository/inferstack-dev/gateway"
-    repository_url = "123456789012.dkr.ecr.us-east-1.amazonaws.com/inferstack-dev/gateway"
+    repository_url = "123456789012.dkr.ecr.us-east-1.amazonaws.com/inferstack/gateway"
   }
 }
 
-override_resource {
-  target          = module.registry.aws_ecr_repository.this["engine"]
-  override_during = plan
+override_data {
+  target = data.aws_ecr_repository.this["engine"]
   values = {
-    arn            = "arn:aws:ecr:us-east-1:123456789012:repository/inferstack-dev/engine"
-    repository_url = "123456789012.dkr.ecr.us-east-1.amazonaws.com/inferstack-dev/engine"
+    repository_url = "123456789012.dkr.ecr.us-east-1.amazonaws.com/inferstack/engine"
   }
 }
 
@@ -42,7 +38,7 @@ run "auto_mode_outputs_for_the_overlay" {
   }
 
   assert {
-    condition     = output.ecr_gateway_url == "123456789012.dkr.ecr.us-east-1.amazonaws.com/inferstack-dev/gateway" && output.ecr_engine_url == "123456789012.dkr.ecr.us-east-1.amazonaws.com/inferstack-dev/engine"
+    condition     = output.ecr_gateway_url == "123456789012.dkr.ecr.us-east-1.amazonaws.com/inferstack/gateway" && output.ecr_engine_url == "123456789012.dkr.ecr.us-east-1.amazonaws.com/inferstack/engine"
     error_message = "ECR URLs for gateway and engine images."
   }
 
@@ -107,7 +103,36 @@ run "ci_needs_the_state_bucket" {
 
   variables {
     github_repository = "acme/inferstack"
+    state_bucket_name = null # terraform.tfvars sets it
   }
 
   expect_failures = [var.state_bucket_name]
+}
+
+run "https_endpoint_and_elasticache_options" {
+  command = plan
+
+  variables {
+    domain_name         = "api.example.com"
+    elasticache_enabled = true
+  }
+
+  assert {
+    condition     = output.gateway_url == "https://api.example.com" && length(module.edge) == 1
+    error_message = "A domain gives an ACM certificate and the URL the README prints."
+  }
+
+  assert {
+    condition     = length(module.cache) == 1
+    error_message = "elasticache_enabled gives the gateway a redis_url."
+  }
+}
+
+run "defaults_use_the_in_cluster_redis_and_no_certificate" {
+  command = plan
+
+  assert {
+    condition     = output.redis_url == null && output.gateway_url == null && output.acm_certificate_arn == null
+    error_message = "Default: in-cluster Redis (k8s side), no certificate."
+  }
 }

@@ -100,6 +100,21 @@ run "karpenter_mode_has_system_nodes_and_addons" {
   }
 
   assert {
+    condition     = jsondecode(aws_eks_addon.before_compute["vpc-cni"].configuration_values).enableNetworkPolicy == "true"
+    error_message = "NetworkPolicies are enforced: the VPC CNI add-on runs its network policy agent."
+  }
+
+  assert {
+    condition     = aws_eks_pod_identity_association.lb_controller[0].service_account == "aws-load-balancer-controller" && aws_eks_pod_identity_association.lb_controller[0].namespace == "kube-system"
+    error_message = "The AWS Load Balancer Controller gets its role through Pod Identity (kube-system/aws-load-balancer-controller)."
+  }
+
+  assert {
+    condition     = one([for s in jsondecode(aws_iam_role_policy.lb_controller[0].policy).Statement : s.Condition.StringEquals["aws:ResourceTag/elbv2.k8s.aws/cluster"] if s.Sid == "ManageOwnLoadBalancers"]) == "inferstack-test"
+    error_message = "The controller changes only load balancers tagged as this cluster's."
+  }
+
+  assert {
     condition     = one(aws_eks_addon.after_compute["aws-ebs-csi-driver"].pod_identity_association).service_account == "ebs-csi-controller-sa"
     error_message = "The EBS CSI driver gets its IAM role through Pod Identity."
   }

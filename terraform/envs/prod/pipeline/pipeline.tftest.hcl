@@ -1,0 +1,21 @@
+# Run by terraform/tests/test_terraform.py::test_pipeline_plan with EXACTLY the TF_VAR_* variables
+# the workflows set (read from .github/workflows) plus the committed terraform.tfvars; no variables
+# here. Kept out of tests/ because it means nothing without the workflows' environment.
+
+mock_provider "aws" {
+  source = "../../tests/mocks"
+}
+
+run "plan_with_the_pipeline_variables" {
+  command = plan
+
+  assert {
+    condition     = length(module.ci) == 1
+    error_message = "The pipeline sets github_repository: the CI roles are part of the plan."
+  }
+
+  assert {
+    condition     = !contains(var.public_access_cidrs, "") && length(var.public_access_cidrs) > 0
+    error_message = "public_access_cidrs comes from terraform.tfvars."
+  }
+}

@@ -1,0 +1,17 @@
+variable "region" {
+  description = "AWS region of the registry (the environments' region: nodes pull through the ECR VPC endpoints)."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "registry_prefix" {
+  description = "Repositories are <registry_prefix>/gateway and <registry_prefix>/engine; also the push role's name prefix. The environments look the repositories up by this prefix."
+  type        = string
+  default     = "inferstack"
+}
+
+variable "github_repository" {
+  description = "owner/name of the repository whose images.yml pushes images. Null: no OIDC provider, no push role."
+  type        = string
+  default     = null
+}

@@ -229,7 +229,8 @@ def rehearse(stack: Stack) -> Stack:
     stack.applied = tf(stack, "state", "list").stdout.split()
     replan = tf(stack, "plan", "-detailed-exitcode", "-input=false", *stack.var_args)
     stack.replan_exit, stack.replan_output = replan.returncode, replan.stdout[-6000:] + replan.stderr[-2000:]
-    destroy = tf(stack, "destroy", "-auto-approve", "-input=false", *stack.var_args)
+    # The re-plan just refreshed every resource: destroy need not read them all again.
+    destroy = tf(stack, "destroy", "-auto-approve", "-input=false", "-refresh=false", *stack.var_args)
     stack.destroyed = destroy.returncode == 0
     if not stack.destroyed:
         stack.error = f"destroy failed:\n{destroy.stdout[-3000:]}\n{destroy.stderr[-3000:]}"

@@ -1,5 +1,5 @@
 # What the plan and apply roles may do: the services the environment stacks manage (network, eks,
-# karpenter, models, ci, edge), nothing else. Not airtight (ec2:* and kms:* are account-wide in the
+# karpenter, models, ci, edge, cache), nothing else. Not airtight (ec2:* and kms:* are account-wide in the
 # region), but no AdministratorAccess: no S3 object outside this environment's state and buckets, no
 # IAM outside the name prefix, and the CI roles cannot change themselves or grant administrator.
 
@@ -59,6 +59,7 @@ locals {
           "iam:ListOpenIDConnectProviders", "iam:ListPolicyVersions", "iam:ListRolePolicies", "iam:ListRoleTags",
           "kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListAliases", "kms:ListResourceTags",
           "logs:DescribeLogGroups", "logs:ListTagsForResource", "logs:ListTagsLogGroup",
+          "route53:GetChange", "route53:GetHostedZone", "route53:ListResourceRecordSets",
           "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ListQueueTags",
         ]
         Resource = "*"
@@ -88,6 +89,13 @@ locals {
         Action    = ["acm:*", "ec2:*", "eks:*", "elasticache:*", "events:*", "kms:*", "logs:*", "sqs:*", "ssm:GetParameter", "ssm:GetParameters"]
         Resource  = "*"
         Condition = local.in_region
+      },
+      {
+        # Route 53 is global (no region condition): the certificate's DNS validation records only.
+        Sid      = "CertificateValidationRecords"
+        Effect   = "Allow"
+        Action   = ["route53:ChangeResourceRecordSets", "route53:GetChange", "route53:GetHostedZone", "route53:ListResourceRecordSets"]
+        Resource = ["arn:${local.partition}:route53:::hostedzone/*", "arn:${local.partition}:route53:::change/*"]
       },
       {
         Sid      = "ReadSharedRegistry"

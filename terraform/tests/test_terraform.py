@@ -303,3 +303,13 @@ def test_pinned_kubernetes_version_is_in_standard_support() -> None:
         [sys.executable, str(script), "--today", "2027-03-01"], capture_output=True, text=True, timeout=30, check=False
     )
     assert late.returncode == 1 and "leaves EKS standard support on 2027-03-27" in late.stderr, explain(late)
+
+
+@pytest.mark.parametrize("root", ROOTS)
+def test_lock_file_is_committed(root: str) -> None:
+    """Every apply uses the same provider build: each root commits its lock file (not git-ignored)."""
+    lock = TF_DIR / root / ".terraform.lock.hcl"
+    assert lock.is_file(), f"run `terraform providers lock` in terraform/{root} and commit the file"
+    assert re.search(r'provider "registry.terraform.io/hashicorp/aws" \{\s*version\s*=\s*"5\.100\.0"', lock.read_text())
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(lock)], cwd=REPO, check=False, timeout=30)
+    assert ignored.returncode == 1, f"{lock} is git-ignored"

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 REQUIREMENTS := $(filter-out requirements/engine.txt,$(wildcard requirements/*.txt))
 PYTEST_ARGS ?=
 
-.PHONY: help up test install engine tools lint typecheck generated pytest bench bench-routing \
+.PHONY: help up test install engine tools lint typecheck generated pytest bench bench-routing bench-routing-real \
 	loadtest dashboards dashboards-preview clean
 
 help:
@@ -17,6 +17,7 @@ help:
 	@echo "make test                lint, types, generated files, and every test (what CI runs)"
 	@echo "make bench               gateway overhead against the direct path; tenancy hot-path cost"
 	@echo "make bench-routing       routing policies on a simulated 8-replica fleet"
+	@echo "make bench-routing-real  routing policies on 3 real vLLM CPU replicas (prefix-cache hit rates)"
 	@echo "make loadtest            locust against the local stack (HOST=... PROFILE=... for a cluster)"
 	@echo "make dashboards          regenerate dashboards and rules from observability/*_src"
 	@echo "make dashboards-preview  PNGs of every dashboard from the Prometheus of make up"
@@ -61,6 +62,9 @@ bench: install
 
 bench-routing: install
 	$(PY) bench/routing/run.py
+
+bench-routing-real: install engine
+	$(PY) bench/routing_real/run.py --out bench/routing_real/results.json
 
 loadtest: install
 	$(PY) loadtests/run.py $(if $(HOST),--host $(HOST)) $(if $(PROFILE),--profile $(PROFILE))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..rules_src.recording import CACHE_HIT_RATIO, GATEWAY_HISTOGRAMS
+from ..rules_src.recording import CACHE_HIT_RATIO, GATEWAY_HISTOGRAMS, PREFIX_CACHE_HIT_RATIO
 from ..rules_src.slo import BUDGET_REMAINING, OBJECTIVE, ratio_name
 from .common import MODEL, NS, Board, Q, single, ts
 
@@ -94,6 +94,49 @@ def build() -> dict[str, Any]:
           "{{policy}} {{reason}}"),
         unit="ops", stack=True,
         description="prefix_hit vs prefix_miss shows how often shared prefixes land on a warm replica.",
+    ))
+
+    b.row("Prefix routing")
+    b.add(ts(
+        "Prefix-cache hit rate by routing policy",
+        Q(f"sum by (policy) (rate(inferstack_routed_cached_prompt_tokens_total{{{NS}}}[{_RATE}]))\n"
+          f"/ sum by (policy) (rate(inferstack_routed_prompt_tokens_total{{{NS}}}[{_RATE}]))", "{{policy}}"),
+        unit="percentunit", max_=1,
+        description="Prompt tokens the engines served from their prefix cache / prompt tokens, per policy "
+                    "(usage.prompt_tokens_details.cached_tokens, reported per request by vLLM).",
+    ))
+    b.add(ts(
+        "Prefix-cache hit rate by replica",
+        Q(f"{PREFIX_CACHE_HIT_RATIO}{{{NS}}}", "{{instance}}"),
+        unit="percentunit", max_=1,
+        description="vllm:prefix_cache_hits / queries per engine replica, whatever routed the traffic.",
+    ))
+    b.add(ts(
+        "KV index: blocks and staleness",
+        Q(f"sum(inferstack_kv_index_blocks{{{NS}}})", "blocks indexed"),
+        Q(f"sum(inferstack_kv_index_capacity{{{NS}}})", "capacity"),
+        Q(f"sum by (replica) (inferstack_kv_index_replica_blocks{{{NS}}})", "{{replica}}"),
+        description="Block hashes the gateway's KV-event index holds, and per replica. precise_prefix only.",
+    ))
+    b.add(ts(
+        "KV event lag (p90)",
+        Q(f"histogram_quantile(0.9, sum by (le) (rate(inferstack_kv_event_lag_seconds_bucket{{{NS}}}[{_RATE}])))",
+          "p90 lag"),
+        unit="s",
+        description="Engine publishing a KV event batch to the gateway applying it.",
+    ))
+    b.add(ts(
+        "KV views stale, resyncs",
+        Q(f"sum(inferstack_kv_index_stale{{{NS}}})", "stale replica views"),
+        Q(f"sum by (reason) (increase(inferstack_kv_index_resyncs_total{{{NS}}}[{_RATE}]))", "resync {{reason}}"),
+        description="Stale: a replica owes events for longer than stale_after (or has sent none yet); "
+                    "its requests fall back to prefix_affinity. Resyncs: views dropped on a gap, restart or clear.",
+    ))
+    b.add(ts(
+        "KV events per second",
+        Q(f"sum by (type) (rate(inferstack_kv_events_total{{{NS}}}[{_RATE}]))", "{{type}}"),
+        Q(f"sum(rate(inferstack_kv_event_batches_malformed_total{{{NS}}}[{_RATE}]))", "malformed"),
+        unit="ops",
     ))
 
     b.row("Latency")

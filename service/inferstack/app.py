@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import ClassVar
 
 from fastapi import FastAPI, Request
@@ -24,6 +24,7 @@ from .config import Settings
 from .errors import GatewayError, internal_error_body
 from .filters import Tenancy
 from .gateway import Gateway
+from .kvcache.service import KVRouting
 from .metrics.gateway import GatewayMetrics
 from .router.router import Router
 from .scheduling import Scheduler
@@ -86,13 +87,26 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
         cluster = Cluster(settings, session, metrics)
         stack.push_async_callback(cluster.close)
         holds = HoldQueue(settings, cluster, metrics)
-        router = Router(settings, session, cluster, holds, Scheduler(settings, metrics), metrics)
+        kv = None
+        if settings.kv_events.enabled:
+            kv = KVRouting(settings.kv_events, session, metrics.registry)
+            stack.push_async_callback(kv.close)
+        router = Router(settings, session, cluster, holds, Scheduler(settings, metrics, kv), metrics)
         gateway = Gateway(settings, metrics, session, cluster, tenancy)
         for kind in PATHS:
             gateway.endpoints[kind] = OpenAIEndpoint(kind, settings, cluster, router, tenancy, metrics)
         app.state.gateway = gateway
         discovery = from_settings(settings)
-        gateway.tasks.append(asyncio.create_task(discovery.run(cluster.set_urls), name="discovery"))
+        on_urls = cluster.set_urls
+        if kv is not None:
+            hub = kv.hub
+
+            def on_urls(urls: Iterable[str]) -> None:
+                urls = list(urls)
+                cluster.set_urls(urls)
+                hub.set_urls(urls)
+
+        gateway.tasks.append(asyncio.create_task(discovery.run(on_urls), name="discovery"))
         scraper = LoadScraper(cluster, session, settings.routing.scrape_interval)
         gateway.tasks.append(asyncio.create_task(scraper.run(), name="engine load scraper"))
         try:

@@ -152,9 +152,13 @@ BUILTIN_PROFILES: dict[str, ProfileSpec] = {
     "least_load": ProfileSpec(),
     "session": ProfileSpec(filters=("bounded_load",), scorers={"session": 1.0}),
     "round_robin": ProfileSpec(picker="round_robin"),
+    "precise_prefix": ProfileSpec(
+        filters=("bounded_load",), scorers={"precise_prefix": 3.0, "load": 1.0, "kv_cache": 1.0}
+    ),
 }
-"""The four policies as profiles; ``least_load`` has no scorer: every candidate ties and the picker
-takes the least loaded."""
+"""The five policies as profiles; ``least_load`` has no scorer: every candidate ties and the picker
+takes the least loaded. ``precise_prefix`` exists only with ``kv_events.enabled`` (its weights are
+llm-d's prefix-heavy defaults: a cached prefix outweighs load and KV usage together)."""
 
 
 class Routing(BaseModel):
@@ -187,6 +191,35 @@ class Routing(BaseModel):
         return {**BUILTIN_PROFILES, **self.profiles}
 
 
+class KVEvents(BaseModel):
+    """``precise_prefix`` routing from the engines' KV-cache events (docs/routing.md)."""
+
+    enabled: bool = Field(False, description="Subscribe to every replica's KV events and offer `precise_prefix`.")
+    port: int = Field(
+        5557, ge=1, le=65535, description="Where engines publish: tcp://<the replica URL's host>:<port> (`kv-events`)."
+    )
+    endpoints: dict[str, str] = Field(
+        default_factory=dict,
+        description="Explicit ZMQ endpoints by replica URL (JSON), for replicas that do not publish on `port`"
+        " (local engines publish on ipc:// sockets).",
+    )
+    topic: str = Field("kv", description="ZMQ topic the engines publish on.")
+    index_capacity: int = Field(
+        262_144,
+        ge=16,
+        description="Block hashes the index keeps (LRU), about 220 bytes each (bench/kv_index_memory.py):"
+        " size it to the fleet's total KV blocks (vllm:cache_config_info num_gpu_blocks).",
+    )
+    stale_after: float = Field(
+        5.0, gt=0, description="Seconds a replica may owe KV events (it was sent new blocks) before its view is stale."
+    )
+    hash_seed: str = Field(
+        "vllm-none-hash", description="vLLM's NONE_HASH seed: its default, or the engines' PYTHONHASHSEED when set."
+    )
+    tokenize_timeout: float = Field(1.0, gt=0, description="Seconds the engine's /tokenize may take before fallback.")
+    max_blocks: int = Field(512, ge=1, description="Leading prompt blocks hashed per request.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -213,7 +246,7 @@ class Settings(BaseSettings):
     routing_policy: str = Field(
         "prefix_affinity",
         description="The scheduling profile that chooses a replica: prefix_affinity, least_load, session,"
-        " round_robin, or one of `routing.profiles`.",
+        " round_robin, precise_prefix (needs kv_events.enabled), or one of `routing.profiles`.",
     )
     auth_enabled: bool = Field(True, description="Require `Authorization: Bearer <key>`.")
     keys_file: str = Field("", description="YAML file of API key entries; reloaded when it changes.")
@@ -243,6 +276,7 @@ class Settings(BaseSettings):
     health: HealthCheck = Field(default_factory=HealthCheck)
     outlier: OutlierDetection = Field(default_factory=OutlierDetection)
     routing: Routing = Field(default_factory=Routing)
+    kv_events: KVEvents = Field(default_factory=KVEvents)
     tenancy: TenancySettings = Field(default_factory=TenancySettings)
 
     @field_validator("upstreams", "models", mode="before")
@@ -280,6 +314,8 @@ class Settings(BaseSettings):
             raise ValueError("discovery=dns needs INFERSTACK_DNS_NAME")
         if self.discovery == "k8s" and not self.k8s_service:
             raise ValueError("discovery=k8s needs INFERSTACK_K8S_SERVICE")
+        if self.routing_policy == "precise_prefix" and not self.kv_events.enabled:
+            raise ValueError("routing_policy=precise_prefix needs INFERSTACK_KV_EVENTS__ENABLED=true")
         return self
 
 

@@ -25,9 +25,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from inferstack_engine.vllm import EngineOptions
 from inferstack_engine.vllm import stop as stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,16 +148,36 @@ class Stack:
 # -- the three pieces -------------------------------------------------------------------------------
 
 
+def kv_events_endpoint(run_dir: Path, engine_url: str) -> str:
+    """Where a local engine publishes its KV-cache events: a socket file, so loopback only and no port."""
+    return f"ipc://{run_dir}/kv-{engine_url.rsplit(':', 1)[-1]}.ipc"
+
+
+def kv_events_env(endpoints: dict[str, str]) -> dict[str, str]:
+    """Gateway settings that subscribe to these engines' KV events (engine URL -> ZMQ endpoint)."""
+    return {"INFERSTACK_KV_EVENTS__ENABLED": "true", "INFERSTACK_KV_EVENTS__ENDPOINTS": json.dumps(endpoints)}
+
+
 def start_engine(
-    stack: Stack, model: str, served_name: str, port: int | None = None, timeout: float = 600.0
+    stack: Stack,
+    model: str,
+    served_name: str,
+    port: int | None = None,
+    timeout: float = 600.0,
+    options: EngineOptions | None = None,
+    env: dict[str, str] | None = None,
 ) -> Service:
-    """A real vLLM (the engine venv) serving ``model``; waits until it answers ``/v1/models``."""
+    """A real vLLM (the engine venv) serving ``model``, publishing KV events on ``kv_events_endpoint``;
+    waits until it answers ``/v1/models``. ``options`` (kv_events_endpoint aside) size the engine."""
     from inferstack_engine import vllm
 
     port = port or free_port()
     ensure_free(port, "vLLM (ENGINE_PORT)")
-    argv, env = vllm.command(model, port=port, served_name=served_name)
-    service = stack.start(f"vllm-{port}", argv, f"http://127.0.0.1:{port}", env)
+    url = f"http://127.0.0.1:{port}"
+    stack.run_dir.mkdir(parents=True, exist_ok=True)
+    options = replace(options or EngineOptions(), kv_events_endpoint=kv_events_endpoint(stack.run_dir, url))
+    argv, engine_env = vllm.command(model, port=port, served_name=served_name, options=options)
+    service = stack.start(f"vllm-{port}", argv, url, {**engine_env, **(env or {})})
     stack.wait_ready(service, "/v1/models", timeout, lambda body: served_name.encode() in body)
     return service
 
@@ -323,6 +344,7 @@ def main() -> int:
         try:
             upstreams = [u.strip() for u in os.environ.get("UPSTREAMS", "").split(",") if u.strip()]
             model_name = None
+            gateway_env = auth_env(stack.run_dir / "dev-keys.yaml")
             if not upstreams:
                 # The engine's environment is only needed when we start the engine ourselves.
                 subprocess.run(["bash", str(REPO / "scripts" / "engine-venv.sh")], check=True)
@@ -330,8 +352,9 @@ def main() -> int:
                 say(f"starting vLLM for {model_name} (about 40 s on CPU)")
                 engine = start_engine(stack, model, model_name, port=int(os.environ.get("ENGINE_PORT", "8000")))
                 upstreams = [engine.url]
+                gateway_env.update(kv_events_env({engine.url: kv_events_endpoint(stack.run_dir, engine.url)}))
             key = dev_key(stack.run_dir / "dev-keys.yaml", plain=DEV_KEY_FILE)
-            gateway = start_gateway(stack, upstreams, port=gateway_port, env=auth_env(stack.run_dir / "dev-keys.yaml"))
+            gateway = start_gateway(stack, upstreams, port=gateway_port, env=gateway_env)
             if model_name is None:
                 _, body = http_get(gateway.url + "/v1/models")
                 ids = [m["id"] for m in json.loads(body or b"{}").get("data", [])]

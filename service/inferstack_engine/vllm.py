@@ -24,7 +24,12 @@ replicas of the tiny model share a 2-core, few-GiB machine:
 - ``max_model_len`` (2048), ``dtype`` (``auto``: the checkpoint's; vLLM on x86 CPUs serves float32
   checkpoints as bfloat16, so the tiny model is stored in bfloat16), ``max_num_seqs`` (32),
   ``extra_args`` (appended verbatim).
-Prefix caching is always on (the gateway's prefix-affinity routing relies on it); the server listens on
+- ``kv_events_endpoint`` (None): where vLLM publishes its KV-cache events (ZMQ PUB, topic ``kv``) for the
+  gateway's ``precise_prefix`` routing (docs/routing.md). vLLM *binds* an endpoint holding ``*`` or an
+  ``ipc://`` path and *connects* to any other, so: ``tcp://*:5557`` in a container (the contract's port
+  ``kv-events``), an ``ipc://`` socket file for local replicas (loopback only, no port to collide).
+Prefix caching is always on, with the deterministic ``sha256_cbor`` block hash, so the gateway can compute
+the block hashes the engine publishes (the gateway's prefix routing relies on both); the server listens on
 127.0.0.1 unless ``host`` says otherwise. Hugging Face is put offline: a model id must already be in the
 local cache, because nothing here may download weights.
 """
@@ -58,7 +63,18 @@ class EngineOptions:
     cpus: str | None = None
     max_num_seqs: int = 32
     enforce_eager: bool = True
+    kv_events_endpoint: str | None = None
     extra_args: tuple[str, ...] = ()
+
+
+KV_EVENTS_TOPIC = "kv"
+
+
+def kv_events_config(endpoint: str) -> str:
+    """The ``--kv-events-config`` JSON that publishes KV-cache events on ``endpoint``."""
+    return json.dumps(
+        {"enable_kv_cache_events": True, "publisher": "zmq", "endpoint": endpoint, "topic": KV_EVENTS_TOPIC}
+    )
 
 
 class EngineNotReady(RuntimeError):
@@ -92,6 +108,10 @@ def command(
         "--dtype",
         options.dtype,
         "--enable-prefix-caching",
+        "--prefix-caching-hash-algo",
+        "sha256_cbor",
+        "--enable-prompt-tokens-details",  # usage.prompt_tokens_details.cached_tokens: hits per policy
+        *(["--kv-events-config", kv_events_config(options.kv_events_endpoint)] if options.kv_events_endpoint else []),
         "--kv-cache-memory-bytes",
         str(options.kv_cache_bytes),
         "--max-num-seqs",

@@ -143,6 +143,18 @@ class GatewayMetrics:
             ["policy", "reason"],
             registry=r,
         )
+        self.routed_prompt_tokens = Counter(
+            "inferstack_routed_prompt_tokens",
+            "Prompt tokens of answered requests, by routing policy.",
+            ["policy"],
+            registry=r,
+        )
+        self.routed_cached_tokens = Counter(
+            "inferstack_routed_cached_prompt_tokens",
+            "Of those, the tokens the engine served from its prefix cache (usage.prompt_tokens_details).",
+            ["policy"],
+            registry=r,
+        )
         self.rate_limited = Counter(
             "inferstack_rate_limited",
             "Requests rejected with 429, by limit.",
@@ -160,6 +172,13 @@ class GatewayMetrics:
         if found is None:
             found = self._children[key] = metric.labels(*labels)
         return cast(M, found)
+
+    def routed_prompt(self, policy: str, prompt: int, details: object) -> None:
+        """A policy's prompt tokens and, when the engine reports them, its prefix-cache hits."""
+        self.child(self.routed_prompt_tokens, policy).inc(prompt)
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        if isinstance(cached, int):
+            self.child(self.routed_cached_tokens, policy).inc(cached)
 
     def request_done(self, model: str, endpoint: str, status: int, duration: float) -> None:
         self.child(self.requests, model, endpoint, str(status)).inc()

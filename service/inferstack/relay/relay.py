@@ -161,6 +161,8 @@ def account(ex: Exchange, usage: dict[str, Any] | None, metrics: GatewayMetrics)
     if isinstance(prompt, int):
         ex.prompt_tokens = prompt
         metrics.prompt_tokens.labels(ex.model, ex.tenant).inc(prompt)
+        if ex.route is not None:
+            metrics.routed_prompt(ex.route.policy, prompt, usage.get("prompt_tokens_details"))
     if isinstance(completion, int):
         ex.completion_tokens = completion
         metrics.completion_tokens.labels(ex.model, ex.tenant).inc(completion)

@@ -53,6 +53,8 @@ class Router:
         """Answer ``ex`` from a replica; raises the last attempt's GatewayError when none answered."""
         _ask_for_usage(payload, ex)
         route = ex.route = self._scheduler.route(ex.model, payload, ex.endpoint, ex.request_headers)
+        engines = [e.url for e in self._cluster.candidates(ex.model)]
+        await self._scheduler.prepare(route, payload, ex.endpoint, engines)
         ex.deadline = time.monotonic() + self._settings.timeouts.total
         budget = self._budget
         budget.active += 1

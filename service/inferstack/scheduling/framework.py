@@ -69,6 +69,8 @@ class Profile:
         everything: list[object] = [*self.filters, *(s for s, _ in self.scorers), picker]
         self._explainers = tuple(s for s, _ in self.scorers if isinstance(s, Explains))
         self._learners = tuple(p for p in everything if isinstance(p, Learns))
+        self.reads_tokens = any(getattr(s, "reads_tokens", False) for s, _ in self.scorers)
+        """A scorer needs the prompt's token ids (``RoutingRequest.token_ids``): the scheduler gets them."""
 
     def plugin(self, name: str) -> object:
         """The plugin called ``name`` in this profile (tests and benchmarks inspect their state)."""

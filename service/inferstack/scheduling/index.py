@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
 
+from ..kvcache.index import leading_match
+
 
 class PrefixIndex:
     __slots__ = ("_blocks", "capacity", "replicas_per_block")
@@ -28,18 +30,7 @@ class PrefixIndex:
 
     def match(self, chain: Sequence[bytes], urls: Collection[str]) -> dict[str, int]:
         """For each of ``urls``, how many leading blocks of ``chain`` it is believed to hold (0 if none)."""
-        matched = dict.fromkeys(urls, 0)
-        alive = set(urls)
-        for i, h in enumerate(chain):
-            holders = self._blocks.get(h)
-            if holders is None:
-                break
-            alive.intersection_update(holders)
-            if not alive:
-                break
-            for url in alive:
-                matched[url] = i + 1
-        return matched
+        return leading_match(chain, urls, self._blocks.get)
 
     def record(self, chain: Sequence[bytes], url: str) -> None:
         """``url`` now holds every block of ``chain``."""

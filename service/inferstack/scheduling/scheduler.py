@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import InvalidRequestError
 from ..metrics.gateway import GatewayMetrics
 from ..upstream.endpoint import Endpoint
 from .framework import Profile, make_policy
+from .plugins.precise_prefix import PrecisePrefix
 from .render import render_chat_prompt
 from .types import EndpointLoad, RoutingRequest
+
+if TYPE_CHECKING:
+    from ..kvcache.service import KVRouting
 
 OVERRIDE_HEADER = "x-inferstack-routing-policy"
 SESSION_HEADER = "x-session-id"
@@ -34,10 +38,18 @@ class Route:
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, metrics: GatewayMetrics) -> None:
+    def __init__(self, settings: Settings, metrics: GatewayMetrics, kv: KVRouting | None = None) -> None:
         knobs = settings.routing.plugin_settings()
         profiles = settings.routing.all_profiles()
+        if kv is None:  # without KV events there is nothing precise about it
+            profiles.pop("precise_prefix", None)
         self._profiles: dict[str, Profile] = {name: make_policy(name, profiles, **knobs) for name in profiles}
+        self._kv = kv
+        if kv is not None:
+            for profile in self._profiles.values():
+                for scorer, _ in profile.scorers:
+                    if isinstance(scorer, PrecisePrefix):
+                        scorer.attach(kv.index, hash_seed=kv.settings.hash_seed, max_blocks=kv.settings.max_blocks)
         self._default = settings.routing_policy
         self._max_age = settings.routing.load_max_age
         self._metrics = metrics
@@ -51,6 +63,17 @@ class Scheduler:
         session = headers.get(SESSION_HEADER) or payload.get("user")
         request = RoutingRequest(model, prompt_of(payload, kind), str(session) if session else None)
         return Route(name, request)
+
+    async def prepare(self, route: Route, payload: Mapping[str, Any], kind: str, engines: Sequence[str]) -> None:
+        """Give a profile that reads KV events the prompt's token ids (one of ``engines`` tokenizes it)."""
+        if self._kv is None or not self._profiles[route.policy].reads_tokens:
+            return
+        tokens = await self._kv.token_ids(route.request.model, payload, kind, engines)
+        if tokens is not None:
+            salt = payload.get("cache_salt")
+            route.request = replace(
+                route.request, token_ids=tuple(tokens), cache_salt=salt if isinstance(salt, str) else None
+            )
 
     def pick(self, route: Route, candidates: Sequence[Endpoint]) -> Endpoint:
         """One of ``candidates`` (non-empty: replicas with room) for ``route``; the decision is counted."""

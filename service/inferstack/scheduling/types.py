@@ -15,6 +15,8 @@ Reason = Literal[
     "round_robin",
     "session",
     "only_candidate",
+    "no_tokens",
+    "no_events",
 ]
 REASONS: tuple[Reason, ...] = (
     "prefix_hit",
@@ -25,6 +27,8 @@ REASONS: tuple[Reason, ...] = (
     "round_robin",
     "session",
     "only_candidate",
+    "no_tokens",
+    "no_events",
 )
 
 
@@ -47,6 +51,10 @@ class RoutingRequest:
     """Rendered prompt text; chat messages rendered from the start (``render_chat_prompt``)."""
     session_key: str | None = None
     """``x-session-id`` header, else the request's ``user`` field."""
+    token_ids: tuple[int, ...] | None = None
+    """The prompt's token ids as the engine will see them (``precise_prefix`` only; None: unknown)."""
+    cache_salt: str | None = None
+    """The request's ``cache_salt``: vLLM mixes it into the first block's hash."""
 
 
 @dataclass(frozen=True)

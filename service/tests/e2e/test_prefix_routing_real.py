@@ -1,6 +1,6 @@
-"""Prefix-affinity routing checked against real engines: two vLLM CPU replicas with prefix caching,
-the same shared-prefix request sequence under ``round_robin`` and under ``prefix_affinity``, and
-vLLM's own ``vllm:prefix_cache_hits_total`` as the judge."""
+"""Prefix routing checked against real engines: two vLLM CPU replicas with prefix caching (and KV
+events), the same shared-prefix request sequence under ``round_robin``, ``prefix_affinity`` and
+``precise_prefix``, and vLLM's own ``vllm:prefix_cache_hits_total`` as the judge."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from inferstack_devstack import Stack, auth_env, dev_key, start_gateway
+from inferstack_devstack import Stack, auth_env, dev_key, kv_events_endpoint, kv_events_env, start_gateway
 
 from .test_real_vllm import scrape
 
@@ -56,7 +56,10 @@ def gateway(vllm_pair: list[str], run_dir: Path) -> Iterator[tuple[str, str]]:
     try:
         keys = stack.run_dir / "routing-keys.yaml"
         key = dev_key(keys)
-        gw = start_gateway(stack, vllm_pair, env={**auth_env(keys), "INFERSTACK_TENANCY__CACHE__ENABLED": "false"})
+        kv = kv_events_env({url: kv_events_endpoint(run_dir, url) for url in vllm_pair})
+        gw = start_gateway(
+            stack, vllm_pair, env={**auth_env(keys), **kv, "INFERSTACK_TENANCY__CACHE__ENABLED": "false"}
+        )
         yield gw.url, key
     finally:
         stack.stop()
@@ -94,18 +97,18 @@ def run_sequence(url: str, key: str, policy: str, seed: int) -> None:
                 assert resp.status_code == 200, resp.text
 
 
-def test_prefix_affinity_hits_the_engines_prefix_cache_more_than_round_robin(
+def test_prefix_policies_hit_the_engines_prefix_cache_more_than_round_robin(
     gateway: tuple[str, str], vllm_pair: list[str]
 ) -> None:
     url, key = gateway
-    # Different random prompts per phase, so neither phase warms the other's cache.
-    before = prefix_hits(vllm_pair)
-    run_sequence(url, key, "round_robin", seed=1)
-    round_robin = prefix_hits(vllm_pair) - before
-    before = prefix_hits(vllm_pair)
-    run_sequence(url, key, "prefix_affinity", seed=2)
-    affinity = prefix_hits(vllm_pair) - before
-    print(f"vllm:prefix_cache_hits_total delta: round_robin={round_robin:.0f} prefix_affinity={affinity:.0f}")
-    # Round robin pays two cold prefills per prompt (one per replica), affinity one: of 20 requests,
-    # about 10 hit under round robin and 15 under affinity.
-    assert affinity > round_robin * 1.3
+    hits = {}
+    # Different random prompts per phase, so no phase warms another's cache.
+    for seed, policy in enumerate(("round_robin", "prefix_affinity", "precise_prefix"), start=1):
+        before = prefix_hits(vllm_pair)
+        run_sequence(url, key, policy, seed=seed)
+        hits[policy] = prefix_hits(vllm_pair) - before
+    print(f"vllm:prefix_cache_hits_total delta: {hits}")
+    # Round robin pays two cold prefills per prompt (one per replica), prefix routing one: of 20
+    # requests, about 10 hit under round robin and 15 under the other two.
+    assert hits["prefix_affinity"] > hits["round_robin"] * 1.3
+    assert hits["precise_prefix"] > hits["round_robin"] * 1.3

@@ -45,6 +45,8 @@ def test_reasons_match_the_metrics_catalogue() -> None:
         "round_robin",
         "session",
         "only_candidate",
+        "no_tokens",
+        "no_events",
     }
 
 

@@ -15,6 +15,9 @@ def test_every_plugin_module_is_found_with_its_kind() -> None:
     assert kinds == {
         "bounded_load": "filter",
         "prefix": "scorer",
+        "precise_prefix": "scorer",
+        "load": "scorer",
+        "kv_cache": "scorer",
         "session": "scorer",
         "max_score": "picker",
         "round_robin": "picker",

@@ -137,3 +137,16 @@ def test_stop_ends_the_whole_process_group(tmp_path: Path) -> None:
             break
         assert time.monotonic() < deadline, "the child outlived stop()"
         time.sleep(0.05)
+
+
+def test_command_hashes_blocks_deterministically_and_publishes_kv_events_when_asked() -> None:
+    argv, _ = vllm.command("m", port=1)
+    assert _flag(argv, "--prefix-caching-hash-algo") == "sha256_cbor"
+    assert "--kv-events-config" not in argv
+    argv, _ = vllm.command("m", port=1, options=vllm.EngineOptions(kv_events_endpoint="tcp://*:5557"))
+    assert json.loads(_flag(argv, "--kv-events-config")) == {
+        "enable_kv_cache_events": True,
+        "publisher": "zmq",
+        "endpoint": "tcp://*:5557",
+        "topic": "kv",
+    }

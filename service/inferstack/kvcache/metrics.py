@@ -1,0 +1,87 @@
+"""Metrics of the KV-event index (docs/metrics.md): counted as events arrive, the rest read at scrape time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .index import KVIndex
+from .wire import AllBlocksCleared, Batch, BlockRemoved, BlockStored
+
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class KVMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter(
+            "inferstack_kv_events", "KV-cache events applied to the index, by type.", ["type"], registry=registry
+        )
+        self._stored = self.events.labels("BlockStored")
+        self._removed = self.events.labels("BlockRemoved")
+        self._cleared = self.events.labels("AllBlocksCleared")
+        self.malformed = Counter(
+            "inferstack_kv_event_batches_malformed", "KV event messages that could not be decoded.", registry=registry
+        )
+        self.lag = Histogram(
+            "inferstack_kv_event_lag_seconds",
+            "From the engine publishing a KV event batch to the gateway applying it (wall clocks).",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+
+    def batch(self, batch: Batch, lag: float) -> None:
+        self.lag.observe(lag)
+        for e in batch.events:
+            if isinstance(e, BlockStored):
+                self._stored.inc()
+            elif isinstance(e, BlockRemoved):
+                self._removed.inc()
+            elif isinstance(e, AllBlocksCleared):
+                self._cleared.inc()
+
+
+class IndexCollector(Collector):
+    """Index size, per-replica blocks, silence and staleness, and resyncs: read when scraped."""
+
+    def __init__(self, index: KVIndex) -> None:
+        self._index = index
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        index, now = self._index, time.monotonic()
+        yield GaugeMetricFamily("inferstack_kv_index_blocks", "Block hashes in the KV index.", value=len(index))
+        yield GaugeMetricFamily(
+            "inferstack_kv_index_capacity", "Block hashes the KV index keeps at most.", value=index.capacity
+        )
+        held = GaugeMetricFamily(
+            "inferstack_kv_index_replica_blocks", "Blocks the index credits to each replica.", labels=["replica"]
+        )
+        silent = GaugeMetricFamily(
+            "inferstack_kv_events_silence_seconds",
+            "Seconds since each replica's last KV event batch (-1: none yet).",
+            labels=["replica"],
+        )
+        stale = GaugeMetricFamily(
+            "inferstack_kv_index_stale",
+            "1 when a replica's view is not trusted (no events yet, or owed events for too long).",
+            labels=["replica"],
+        )
+        for url, view in index.replicas.items():
+            held.add_metric([url], len(view.held))
+            silent.add_metric([url], -1 if view.last_event is None else now - view.last_event)
+            stale.add_metric([url], 0 if index.fresh(url, now) else 1)
+        yield held
+        yield silent
+        yield stale
+        resyncs = CounterMetricFamily(
+            "inferstack_kv_index_resyncs", "Replica views dropped and rebuilt, by cause.", labels=["reason"]
+        )
+        for reason, count in index.resyncs.items():
+            resyncs.add_metric([reason], count)
+        yield resyncs
+        yield CounterMetricFamily(
+            "inferstack_kv_index_evicted", "Block hashes dropped by the index's LRU bound.", value=index.evicted
+        )

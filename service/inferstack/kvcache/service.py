@@ -1,0 +1,66 @@
+"""The KV-event side of routing, as one lifespan-owned object: index, subscribers, metrics, tokenization.
+
+kv = KVRouting(settings.kv_events, session, registry)   # in the lifespan, when enabled
+discovery updates -> kv.hub.set_urls(urls)              # subscribe on join, unsubscribe on leave
+tokens = await kv.token_ids(model, payload, kind, engine_urls)
+await kv.close()
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from prometheus_client import CollectorRegistry, Histogram
+
+from .index import KVIndex
+from .metrics import IndexCollector, KVMetrics
+from .subscriber import KVEventHub
+from .tokenize import direct_token_ids, engine_token_ids, tokenize_body
+
+if TYPE_CHECKING:
+    from ..config import KVEvents
+
+TOKENIZE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
+
+
+class KVRouting:
+    def __init__(self, settings: KVEvents, session: aiohttp.ClientSession, registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self.index = KVIndex(settings.index_capacity, settings.stale_after)
+        self.metrics = KVMetrics(registry)
+        registry.register(IndexCollector(self.index))
+        self.hub = KVEventHub(
+            self.index, self.metrics, port=settings.port, endpoints=settings.endpoints, topic=settings.topic
+        )
+        self._session = session
+        self._turn = 0
+        self.tokenize_seconds = Histogram(
+            "inferstack_kv_tokenize_seconds",
+            "Time to get a request's token ids from an engine's /tokenize (precise_prefix routing).",
+            ["outcome"],
+            buckets=TOKENIZE_BUCKETS,
+            registry=registry,
+        )
+
+    async def token_ids(
+        self, model: str, payload: Mapping[str, Any], kind: str, engines: Sequence[str]
+    ) -> list[int] | None:
+        direct = direct_token_ids(payload, kind)
+        if direct is not None:
+            return direct
+        body = tokenize_body(model, payload, kind)
+        if body is None or not engines:
+            return None
+        self._turn += 1
+        started = time.perf_counter()
+        tokens = await engine_token_ids(
+            self._session, engines[self._turn % len(engines)], body, self.settings.tokenize_timeout
+        )
+        self.tokenize_seconds.labels("ok" if tokens is not None else "failed").observe(time.perf_counter() - started)
+        return tokens
+
+    async def close(self) -> None:
+        await self.hub.close()

@@ -1,0 +1,77 @@
+"""A request's prompt token ids, exactly as the engine will see them: asked of the engine's ``/tokenize``.
+
+vLLM's ``/tokenize`` takes the same ``messages`` (rendered with the model's own chat template, with
+the request's ``add_generation_prompt``, ``continue_final_message``, ``chat_template_kwargs`` and
+``tools``) or ``prompt`` (with ``add_special_tokens``) as the generation endpoints, so its answer is
+the engine's input by construction: no tokenizer files in the gateway, no template to re-implement.
+Its cost (one small HTTP round trip, measured in docs/routing.md) is the price of that exactness.
+
+Any failure (timeout, engine error, a request shape ``/tokenize`` does not take) answers None: the
+request is then routed by the approximate policy, never failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+# Request fields that change the engine's token ids, copied to /tokenize as they are.
+_CHAT_FIELDS = (
+    "messages",
+    "add_generation_prompt",
+    "continue_final_message",
+    "add_special_tokens",
+    "chat_template",
+    "chat_template_kwargs",
+    "tools",
+    "documents",
+)
+
+
+def tokenize_body(model: str, payload: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
+    """The ``/tokenize`` body for a chat or completions request; None when there is nothing to ask."""
+    if kind == "chat":
+        if not isinstance(payload.get("messages"), list):
+            return None
+        body = {k: payload[k] for k in _CHAT_FIELDS if k in payload}
+    elif kind == "completions":
+        prompt = payload.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1:
+            prompt = prompt[0]  # a batch of one
+        if not isinstance(prompt, str):
+            return None
+        body = {"prompt": prompt}
+        if "add_special_tokens" in payload:
+            body["add_special_tokens"] = payload["add_special_tokens"]
+    else:
+        return None
+    body["model"] = model
+    return body
+
+
+def direct_token_ids(payload: Mapping[str, Any], kind: str) -> list[int] | None:
+    """A completions prompt given as token ids needs no tokenizer."""
+    prompt = payload.get("prompt") if kind == "completions" else None
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+        return list(prompt)
+    return None
+
+
+async def engine_token_ids(
+    session: aiohttp.ClientSession, engine_url: str, body: Mapping[str, Any], limit: float
+) -> list[int] | None:
+    try:
+        async with session.post(
+            engine_url + "/tokenize", json=body, timeout=aiohttp.ClientTimeout(total=limit)
+        ) as resp:
+            if resp.status != 200:
+                return None
+            answer = await resp.json(content_type=None)
+    except (TimeoutError, aiohttp.ClientError, ValueError):
+        return None
+    tokens = answer.get("tokens") if isinstance(answer, dict) else None
+    if isinstance(tokens, list) and all(isinstance(t, int) for t in tokens):
+        return tokens
+    return None

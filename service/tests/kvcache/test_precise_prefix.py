@@ -1,0 +1,83 @@
+"""The ``precise_prefix`` profile: exact matches from the KV index, load and the bound, and the fallback."""
+
+from __future__ import annotations
+
+from inferstack.config import BUILTIN_PROFILES
+from inferstack.kvcache.blocks import prompt_block_hashes
+from inferstack.kvcache.index import KVIndex
+from inferstack.kvcache.wire import decode
+from inferstack.scheduling import EndpointLoad, Profile, RoutingRequest, make_policy
+from inferstack.scheduling.plugins.precise_prefix import PrecisePrefix
+
+from .events import frames, stored
+
+A, B, C = "http://a:8000", "http://b:8000", "http://c:8000"
+TOKENS = tuple(range(1000, 1000 + 64))  # 4 blocks of 16
+
+
+def profile(index: KVIndex | None, now: list[float]) -> Profile:
+    p = make_policy("precise_prefix", BUILTIN_PROFILES)
+    scorer = p.plugin("precise_prefix")
+    assert isinstance(scorer, PrecisePrefix)
+    if index is not None:
+        scorer.attach(index, clock=lambda: now[0])
+    return p
+
+
+def holding(index: KVIndex, url: str, blocks: int, seq: int = 0) -> None:
+    hashes = prompt_block_hashes(TOKENS, 16)[:blocks]
+    index.apply(url, decode(frames(seq, stored(hashes, list(TOKENS[: 16 * blocks]), 16))), 0.0, 0.0)
+
+
+def req(tokens: tuple[int, ...] | None = TOKENS) -> RoutingRequest:
+    return RoutingRequest("m", "p" * 600, token_ids=tokens)
+
+
+def idle(*urls: str) -> list[EndpointLoad]:
+    return [EndpointLoad(u, 0) for u in urls]
+
+
+def test_the_replica_holding_the_longest_prefix_wins() -> None:
+    index, now = KVIndex(), [0.0]
+    holding(index, A, 1)
+    holding(index, B, 3)
+    holding(index, C, 0)
+    d = profile(index, now).pick(req(), idle(A, B, C))
+    assert (d.url, d.reason, d.prefix_blocks) == (B, "prefix_hit", 3)
+
+
+def test_the_bound_keeps_a_hot_replica_from_taking_everything() -> None:
+    index, now = KVIndex(), [0.0]
+    holding(index, A, 4)
+    holding(index, B, 0)
+    d = profile(index, now).pick(req(), [EndpointLoad(A, 6), EndpointLoad(B, 0)])
+    assert (d.url, d.reason) == (B, "load_bound")
+
+
+def test_without_tokens_or_fresh_events_it_falls_back_to_the_approximate_scorer() -> None:
+    index, now = KVIndex(), [0.0]
+    p = profile(index, now)
+    assert p.pick(req(None), idle(A, B)).reason == "no_tokens"
+    index.join(A)
+    assert p.pick(req(), idle(A, B)).reason == "no_events"  # joined, but no block size reported yet
+    assert profile(None, now).pick(req(), idle(A, B)).reason == "no_events"  # no index attached
+
+
+def test_a_replica_sent_new_blocks_goes_stale_if_its_events_never_come() -> None:
+    index, now = KVIndex(stale_after=5), [0.0]
+    holding(index, A, 1)
+    p = profile(index, now)
+    assert p.pick(req(), idle(A)).reason == "only_candidate"  # A now owes events for blocks 2..4
+    now[0] = 6.0
+    assert p.pick(req(), idle(A, B)).reason == "no_events"
+    holding(index, A, 4, seq=1)  # the events arrive
+    assert p.pick(req(), idle(A, B)).reason == "prefix_hit"
+
+
+def test_no_match_anywhere_is_a_miss_on_the_least_loaded() -> None:
+    index, now = KVIndex(), [0.0]
+    holding(index, A, 0)
+    holding(index, B, 0)
+    index.apply(A, decode(frames(1, stored([12345], [0] * 16, 16))), 0.0, 0.0)
+    d = profile(index, now).pick(req(), [EndpointLoad(A, 2), EndpointLoad(B, 0)])
+    assert (d.url, d.reason) == (B, "prefix_miss")

@@ -1,0 +1,51 @@
+"""Decoding vLLM's KV event messages; malformed ones raise ValueError (the subscriber skips them)."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from inferstack.kvcache.wire import AllBlocksCleared, BlockRemoved, BlockStored, decode, external_hash
+
+from .events import CLEARED, frames, removed, stored
+
+
+def test_a_batch_decodes_in_order_with_its_sequence_number_and_timestamp() -> None:
+    batch = decode(frames(41, stored([1, 2], list(range(256)), 128, parent=9), removed([1]), CLEARED, ts=12.5))
+    assert batch.seq == 41 and batch.ts == 12.5
+    assert batch.events == (
+        BlockStored((1, 2), 9, tuple(range(256)), 128),
+        BlockRemoved((1,)),
+        AllBlocksCleared(),
+    )
+
+
+def test_full_digest_hashes_become_the_published_64_bit_ints() -> None:
+    digest = bytes(range(32))
+    assert external_hash(digest) == int.from_bytes(digest[-8:], "big")
+    assert external_hash(2**70 + 5) == 5
+
+
+def test_the_array_form_decodes_too() -> None:
+    events = [["BlockStored", [7], None, [1, 2], 2], ["BlockRemoved", [7]]]
+    raw = [b"kv", (3).to_bytes(8, "big"), msgpack.packb([1.0, events])]
+    assert decode(raw).events == (BlockStored((7,), None, (1, 2), 2), BlockRemoved((7,)))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [b"kv", b"\x00"],
+        [b"kv", b"\x00" * 4, b""],
+        [b"kv", b"\x00" * 8, b"\xc1"],
+        [b"kv", b"\x00" * 8, msgpack.packb({"ts": 1})],
+        [b"kv", b"\x00" * 8, msgpack.packb(["x", []])],
+        frames(0, {"type": "BlockStored", "block_hashes": [1]}),
+        frames(0, {"type": "Mystery", "block_hashes": [1]}),
+        frames(0, {"type": "BlockRemoved", "block_hashes": ["x"]}),
+        frames(0, 17),  # type: ignore[arg-type]
+    ],
+)
+def test_malformed_messages_raise_value_error(bad: list[bytes]) -> None:
+    with pytest.raises(ValueError):
+        decode(bad)

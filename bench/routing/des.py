@@ -17,7 +17,11 @@ from typing import Any
 
 from workload import Conversation, Workload
 
+from inferstack.kvcache.blocks import prompt_block_hashes
+from inferstack.kvcache.index import KVIndex
+from inferstack.kvcache.wire import Batch, BlockRemoved, BlockStored
 from inferstack.scheduling import EndpointLoad, Profile, RoutingRequest, render_chat_prompt
+from inferstack.scheduling.plugins.precise_prefix import PrecisePrefix
 from inferstack_fake_engine.sim import ReplicaModel, SimParams, SimSequence, block_hashes
 from inferstack_fake_engine.text import count_tokens, output_text, render_chat
 
@@ -44,6 +48,7 @@ class _Turn:
     replica: int
     output: int
     first_token: float | None = None
+    blocks: list[bytes] = field(default_factory=list)
 
 
 @dataclass
@@ -81,6 +86,33 @@ class FleetSim:
             for sp in workload.system_prompts
         ]
         self.result = RunResult(policy.name, routed=[0] * n)
+        # precise_prefix: the replicas publish their cache's stores and evictions into a KV index, as
+        # vLLM's KV events do (delivered at once). A sim block stands for one "token" whose id is its
+        # chained hash, so the scorer's own block hashing (block size 1) names the same blocks.
+        self.kv: KVIndex | None = None
+        self._now = 0.0
+        for scorer, _ in policy.scorers:
+            if isinstance(scorer, PrecisePrefix):
+                self.kv = KVIndex(capacity=4 * params.cache_blocks * n)
+                scorer.attach(self.kv, clock=lambda: self._now)
+                for m in self.models:
+                    m.cache.evicted_log = []
+        self._external: dict[bytes, int] = {}
+        self._seqno = [0] * n
+
+    def _publish(self, now: float, r: int, stored: list[list[bytes]]) -> None:
+        assert self.kv is not None
+        log = self.models[r].cache.evicted_log
+        assert log is not None
+        events: list[BlockStored | BlockRemoved] = []
+        for blocks in stored:
+            events.append(BlockStored(tuple(self._external[b] for b in blocks), None, (), 1))
+        if log:
+            events.append(BlockRemoved(tuple(self._external[b] for b in log if b in self._external)))
+            log.clear()
+        if events:
+            self.kv.apply(self.urls[r], Batch(self._seqno[r], now, tuple(events)), now, now)
+            self._seqno[r] += 1
 
     def _push(self, t: float, kind: str, data: Any) -> None:
         heapq.heappush(self.events, (t, next(self.order), kind, data))
@@ -122,7 +154,15 @@ class FleetSim:
             messages.append({"role": "user", "content": conv.questions[i]})
             messages.append({"role": "assistant", "content": output_text(conv.answered[i])})
         messages.append({"role": "user", "content": conv.questions[index]})
-        req = RoutingRequest(MODEL, render_chat_prompt(messages), session_key=f"conv-{conv.cid}")
+        engine_prompt = render_chat(messages)
+        blocks = block_hashes(MODEL, engine_prompt, self.params.block_size, known=self._system_chains[conv.tenant])
+        tokens = None
+        if self.kv is not None:
+            self._now = now
+            tokens = tuple(int.from_bytes(b[:4], "big") for b in blocks)
+            for b, ext in zip(blocks, prompt_block_hashes(tokens, 1), strict=True):
+                self._external[b] = ext
+        req = RoutingRequest(MODEL, render_chat_prompt(messages), session_key=f"conv-{conv.cid}", token_ids=tokens)
         candidates = [
             EndpointLoad(url, self.in_flight[i], waiting=self.scraped[i][0], kv_cache_usage=self.scraped[i][1])
             for i, url in enumerate(self.urls)
@@ -131,10 +171,8 @@ class FleetSim:
         r = self.urls.index(decision.url)
         self.result.reasons[decision.reason] = self.result.reasons.get(decision.reason, 0) + 1
         self.result.routed[r] += 1
-        engine_prompt = render_chat(messages)
-        blocks = block_hashes(MODEL, engine_prompt, self.params.block_size, known=self._system_chains[conv.tenant])
         seq = SimSequence(next(self.ids), count_tokens(engine_prompt), conv.outputs[index], blocks)
-        self.turns[seq.seq_id] = _Turn(conv, index, now, r, conv.outputs[index])
+        self.turns[seq.seq_id] = _Turn(conv, index, now, r, conv.outputs[index], blocks=blocks)
         self.in_flight[r] += 1
         self.models[r].add(seq)
         if not self.busy[r]:
@@ -155,9 +193,11 @@ class FleetSim:
 
     def _step_done(self, now: float, r: int) -> None:
         measuring = now >= self.s.warmup
+        stored: list[list[bytes]] = []
         for e in self.models[r].finish_step():
             turn = self.turns[e.seq_id]
             if e.generated == 1:
+                stored.append(turn.blocks)  # prefill done: the prompt's blocks entered the cache
                 turn.first_token = now
                 if measuring and turn.arrival >= self.s.warmup:
                     self.result.ttft.append(now - turn.arrival)
@@ -172,4 +212,6 @@ class FleetSim:
                     self.result.completed += 1
                 if turn.index + 1 < len(conv.questions):
                     self._push(now + conv.think_times[turn.index], "turn", (conv, turn.index + 1))
+        if self.kv is not None:
+            self._publish(now, r, stored)
         self._start_step(now, r)

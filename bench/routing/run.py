@@ -23,7 +23,7 @@ from inferstack.scheduling import make_policy
 from inferstack_fake_engine.sim import SimParams
 
 HERE = Path(__file__).resolve().parent
-POLICIES = ("round_robin", "least_load", "prefix_affinity")
+POLICIES = ("round_robin", "least_load", "prefix_affinity", "precise_prefix")
 # One replica: the simulator's defaults, with a prefix cache that holds about a third of all
 # tenants' system prompts, so no replica can cache everything and placement matters.
 REPLICA = SimParams(cache_blocks=6144)

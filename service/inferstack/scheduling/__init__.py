@@ -3,12 +3,14 @@
 As in the Gateway API Inference Extension: a *profile* runs *filters* (drop candidates), then
 *scorers* (each scores every survivor in 0..1; the profile sums them times their weights), then a
 *picker* (chooses one). Profiles are configuration (``config.ProfileSpec``; the built-in ones are
-the four policies of docs/routing.md):
+the policies of docs/routing.md):
 
     prefix_affinity   filters bounded_load   scorers prefix: 1     picker max_score
     session           filters bounded_load   scorers session: 1    picker max_score
     least_load        (no scorer: every candidate ties, the picker takes the least loaded)
     round_robin       picker round_robin
+    precise_prefix    filters bounded_load   scorers precise_prefix: 3, load: 1, kv_cache: 1
+                      (only with KV events on: the engines' own record of their cached blocks)
 
 The default profile is ``INFERSTACK_ROUTING_POLICY``; a request may choose another with the
 ``x-inferstack-routing-policy`` header; more profiles come from ``INFERSTACK_ROUTING__PROFILES``

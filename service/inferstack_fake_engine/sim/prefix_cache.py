@@ -12,13 +12,15 @@ from collections.abc import Sequence
 
 
 class PrefixCache:
-    __slots__ = ("_blocks", "capacity", "evictions")
+    __slots__ = ("_blocks", "capacity", "evicted_log", "evictions")
 
     def __init__(self, capacity: int) -> None:
         if capacity < 0:
             raise ValueError("capacity must be >= 0")
         self.capacity = capacity
         self.evictions = 0
+        self.evicted_log: list[bytes] | None = None
+        """When a list, every evicted hash is appended to it (the simulator publishes them as KV events)."""
         self._blocks: OrderedDict[bytes, None] = OrderedDict()
 
     def __len__(self) -> int:
@@ -44,5 +46,7 @@ class PrefixCache:
                 self._blocks[h] = None
         overflow = len(self._blocks) - self.capacity
         for _ in range(max(0, overflow)):
-            self._blocks.popitem(last=False)
+            h, _ = self._blocks.popitem(last=False)
+            if self.evicted_log is not None:
+                self.evicted_log.append(h)
         self.evictions += max(0, overflow)

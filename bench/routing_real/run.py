@@ -328,12 +328,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--replicas", type=int, default=3)
-    parser.add_argument("--kv-blocks", type=int, default=48, help="KV blocks per replica (128 tokens each on CPU)")
-    parser.add_argument("--tenants", type=int, default=9)
+    parser.add_argument("--kv-blocks", type=int, default=40, help="KV blocks per replica (128 tokens each on CPU)")
+    parser.add_argument("--tenants", type=int, default=12)
     parser.add_argument("--conversations", type=int, default=2, help="per tenant")
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--system-words", type=int, default=350)
-    parser.add_argument("--concurrency", type=int, default=3)
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="not a multiple of --replicas: round robin would stick by accident"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--policies", nargs="+", default=list(POLICIES))
     parser.add_argument("--out", type=Path)

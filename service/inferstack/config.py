@@ -216,7 +216,9 @@ class KVEvents(BaseModel):
     hash_seed: str = Field(
         "vllm-none-hash", description="vLLM's NONE_HASH seed: its default, or the engines' PYTHONHASHSEED when set."
     )
-    tokenize_timeout: float = Field(1.0, gt=0, description="Seconds the engine's /tokenize may take before fallback.")
+    tokenize_timeout: float = Field(
+        0.5, gt=0, description="Seconds the engine's /tokenize may take; then the request falls back (no_tokens)."
+    )
     max_blocks: int = Field(512, ge=1, description="Leading prompt blocks hashed per request.")
 
 

@@ -63,7 +63,7 @@ def fixture_exporter(live_stack: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def exercised_gateway(live_stack: Any, tmp_path: Path) -> Iterator[str]:
+def exercised_gateway(live_stack: Any, tmp_path: Path, run_dir: Path) -> Iterator[str]:
     """A gateway in front of the real vLLM and of a replica that answers 500 to everything."""
     import inferstack_devstack as devstack
 
@@ -92,6 +92,11 @@ def exercised_gateway(live_stack: Any, tmp_path: Path) -> Iterator[str]:
             "INFERSTACK_MAX_IN_FLIGHT_PER_REPLICA": "2",  # a burst of 8 streams: 2 run, 2 wait, 4 get 429
             "INFERSTACK_MAX_HELD_REQUESTS": "2",
             "INFERSTACK_HOLD_TIMEOUT": "30",
+            # KV events from the real engine (precise_prefix panels); the failing replica publishes none.
+            **devstack.kv_events_env({
+                live_stack.vllm_url: devstack.kv_events_endpoint(run_dir, live_stack.vllm_url),
+                failing.url: f"ipc://{tmp_path}/no-events.ipc",
+            }),
         })
         yield gateway.url
     finally:
@@ -120,6 +125,11 @@ def drive_traffic(gateway: str, model: str) -> None:
         for i in range(6):  # shared prefix: prefix-cache hits in vLLM, prefix routing in the gateway
             _chat(c, model, f"{SHARED_PREFIX} Question {i}: what is a KV cache?", stream=False)
             _chat(c, model, f"{SHARED_PREFIX} Question {i}: what is TTFT?", stream=True, max_tokens=16)
+        for policy in ("precise_prefix", "round_robin"):  # KV-event index panels; hit rate per policy
+            c.headers["x-inferstack-routing-policy"] = policy
+            for i in range(3):
+                _chat(c, model, f"{SHARED_PREFIX} {SHARED_PREFIX} Question {i}: which policy?", stream=False)
+        del c.headers["x-inferstack-routing-policy"]
         with c.stream("POST", "/v1/completions", json={"model": model, "prompt": "Once upon a time",
                                                         "max_tokens": 8, "stream": True}) as r:
             for _ in r.iter_lines():

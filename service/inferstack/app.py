@@ -91,7 +91,7 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
         if settings.kv_events.enabled:
             kv = KVRouting(settings.kv_events, session, metrics.registry)
             stack.push_async_callback(kv.close)
-        router = Router(settings, session, cluster, holds, Scheduler(settings, metrics, kv), metrics)
+        router = Router(settings, session, cluster, holds, Scheduler(settings, metrics, kv), metrics, kv)
         gateway = Gateway(settings, metrics, session, cluster, tenancy)
         for kind in PATHS:
             gateway.endpoints[kind] = OpenAIEndpoint(kind, settings, cluster, router, tenancy, metrics)

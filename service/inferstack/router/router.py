@@ -1,5 +1,7 @@
 """Route a request and retry it: choose a replica, attempt, retry elsewhere before the first byte.
 
+Per request, for a profile that reads token ids (``precise_prefix``): the prompt's token ids from an
+engine's ``/tokenize`` (``kvcache.service``), handed to the scheduler, which does no I/O itself.
 Per try: a slot on a replica with room (``upstream.hold``), chosen by the scheduler; one attempt
 (``upstream.client``) with its timeout (a stream's first byte, or a non-stream request's whole
 response), within the request's total deadline; then the relay. A failure before anything reached
@@ -19,6 +21,7 @@ import orjson
 
 from ..config import Settings
 from ..exchange import Exchange, Responder
+from ..kvcache.service import KVRouting
 from ..metrics.gateway import GatewayMetrics
 from ..relay.relay import relay_stream, relay_whole
 from ..scheduling import Route, Scheduler
@@ -40,7 +43,9 @@ class Router:
         holds: HoldQueue,
         scheduler: Scheduler,
         metrics: GatewayMetrics,
+        kv: KVRouting | None = None,
     ) -> None:
+        self._kv = kv
         self._settings = settings
         self._session = session
         self._cluster = cluster
@@ -53,8 +58,10 @@ class Router:
         """Answer ``ex`` from a replica; raises the last attempt's GatewayError when none answered."""
         _ask_for_usage(payload, ex)
         route = ex.route = self._scheduler.route(ex.model, payload, ex.endpoint, ex.request_headers)
-        engines = [e.url for e in self._cluster.candidates(ex.model)]
-        await self._scheduler.prepare(route, payload, ex.endpoint, engines)
+        if self._kv is not None and self._scheduler.wants_tokens(route):
+            engines = [e.url for e in self._cluster.candidates(ex.model)]
+            tokens = await self._kv.token_ids(ex.model, payload, ex.endpoint, engines)
+            self._scheduler.give_tokens(route, tokens, payload)
         ex.deadline = time.monotonic() + self._settings.timeouts.total
         budget = self._budget
         budget.active += 1

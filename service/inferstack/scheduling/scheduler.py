@@ -64,11 +64,12 @@ class Scheduler:
         request = RoutingRequest(model, prompt_of(payload, kind), str(session) if session else None)
         return Route(name, request)
 
-    async def prepare(self, route: Route, payload: Mapping[str, Any], kind: str, engines: Sequence[str]) -> None:
-        """Give a profile that reads KV events the prompt's token ids (one of ``engines`` tokenizes it)."""
-        if self._kv is None or not self._profiles[route.policy].reads_tokens:
-            return
-        tokens = await self._kv.token_ids(route.request.model, payload, kind, engines)
+    def wants_tokens(self, route: Route) -> bool:
+        """Does the route's profile read the prompt's token ids (``precise_prefix``)? The router gets them."""
+        return self._kv is not None and self._profiles[route.policy].reads_tokens
+
+    @staticmethod
+    def give_tokens(route: Route, tokens: Sequence[int] | None, payload: Mapping[str, Any]) -> None:
         if tokens is not None:
             salt = payload.get("cache_salt")
             route.request = replace(

@@ -18,7 +18,7 @@ help:
 	@echo "make bench               gateway overhead against the direct path; tenancy hot-path cost"
 	@echo "make bench-routing       routing policies on a simulated 8-replica fleet"
 	@echo "make bench-routing-real  routing policies on 3 real vLLM CPU replicas (prefix-cache hit rates)"
-	@echo "make loadtest            locust against the local stack (HOST=... PROFILE=... for a cluster)"
+	@echo "make loadtest            locust against the local stack (HOST=... PROFILE=... REPORT_DIR=...; key: INFERSTACK_API_KEY)"
 	@echo "make dashboards          regenerate dashboards and rules from observability/*_src"
 	@echo "make dashboards-preview  PNGs of every dashboard from the Prometheus of make up"
 
@@ -67,7 +67,8 @@ bench-routing-real: install engine
 	$(PY) bench/routing_real/run.py --out bench/routing_real/results.json
 
 loadtest: install
-	$(PY) loadtests/run.py $(if $(HOST),--host $(HOST)) $(if $(PROFILE),--profile $(PROFILE))
+	$(PY) loadtests/run.py $(if $(HOST),--host $(HOST)) $(if $(PROFILE),--profile $(PROFILE)) \
+		$(if $(REPORT_DIR),--report-dir "$(REPORT_DIR)")
 
 dashboards: install
 	$(PY) -m observability.generate

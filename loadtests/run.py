@@ -8,8 +8,9 @@
 
 Everything after ``--`` goes to locust unchanged. Exit code: 0 every SLO held, 3 an SLO broke,
 anything else: the run itself failed (2: bad profile or SLO file; locust's own codes otherwise).
-API keys come from the environment (``API_KEYS`` comma-separated, or ``INFERSTACK_API_KEY``) so
-they never appear in the process list; against ``make up``'s gateway its dev key is used.
+The API key comes from the environment, ``INFERSTACK_API_KEY`` (comma-separated for several, one per
+user in turn), so it never appears in the process list; against ``make up``'s gateway its dev key is
+used. The report goes to ``--report-dir``, or ``$REPORT_DIR``, or loadtests/reports/<time>-<profile>.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from llmload.shapes import parse_seconds  # noqa: E402
 DEFAULT_HOST = "http://127.0.0.1:8080"  # make up's gateway
 DEV_KEY_FILE = HERE.parent / ".cache" / "devstack" / "dev-key.txt"  # written by make up when auth is on
 EXIT_BAD_CONFIG = 2
+KEY_ENV = "INFERSTACK_API_KEY"  # the one name for the load test's key (comma-separated for several)
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -45,7 +47,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--shape", default=None, help="override the profile's shape: steady, step, spike, soak")
     parser.add_argument("--users", type=int, default=None, help="override the shape's (peak) users")
     parser.add_argument("--duration", default=None, help="override the shape's duration: 90, 10m, 2h")
-    parser.add_argument("--report-dir", default="", help="default: loadtests/reports/<time>-<profile>")
+    parser.add_argument(
+        "--report-dir",
+        default=os.environ.get("REPORT_DIR") or "",
+        help="default: $REPORT_DIR, else loadtests/reports/<time>-<profile>",
+    )
     parser.add_argument("--report-only", metavar="DIR", help="rebuild the HTML report of a finished run")
     return parser.parse_args(ours), theirs
 
@@ -111,9 +117,8 @@ def main(argv: list[str]) -> int:
 
 def _env(host: str) -> dict[str, str]:
     env = dict(os.environ)
-    has_key = env.get("API_KEYS") or env.get("INFERSTACK_API_KEY")
-    if host.rstrip("/") == DEFAULT_HOST and not has_key and DEV_KEY_FILE.exists():
-        env["INFERSTACK_API_KEY"] = DEV_KEY_FILE.read_text().strip()
+    if host.rstrip("/") == DEFAULT_HOST and not env.get(KEY_ENV) and DEV_KEY_FILE.exists():
+        env[KEY_ENV] = DEV_KEY_FILE.read_text().strip()
     return env
 
 

@@ -2,7 +2,7 @@
 
     python .github/scripts/smoke.py --base-url http://127.0.0.1:8080/v1 [--model NAME]
 
-API key from $SMOKE_API_KEY (any string when auth is off). Checks, in order:
+API key from $INFERSTACK_API_KEY (any string when auth is off; the same name loadtests/ reads). Checks, in order:
   1. /v1/models lists the model (the first listed when --model is not given);
   2. a chat completion returns text and a `usage` block;
   3. a streamed chat completion delivers content chunks and, last, `usage`.
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     client = openai.OpenAI(
         base_url=args.base_url,
-        api_key=os.environ.get("SMOKE_API_KEY", "none"),
+        api_key=os.environ.get("INFERSTACK_API_KEY", "none"),
         timeout=args.timeout,
         # With a deadline, the loop below retries whole passes; the client's own retries (with
         # their backoff) would only stretch one pass.

@@ -25,6 +25,8 @@ from .samples import SampleWriter
 from .shapes import parse_seconds
 from .users import USER_CLASSES, LLMUser, ProfileShape, RunContext
 
+KEY_ENV = "INFERSTACK_API_KEY"  # the one name for the load test's key (comma-separated for several)
+
 
 def _add_arguments(parser: Any) -> None:
     group = parser.add_argument_group("llmload", "LLM load test options (loadtests/README.md)")
@@ -39,7 +41,7 @@ def _add_arguments(parser: Any) -> None:
         "--api-key",
         action="append",
         default=[],
-        help="API key, repeat for several (env API_KEYS, comma-separated, or INFERSTACK_API_KEY)",
+        help="API key, repeat for several (env INFERSTACK_API_KEY, comma-separated for several)",
     )
     group.add_argument("--shape", default=None, help="Override the profile's shape: steady, step, spike, soak")
     group.add_argument("--shape-users", type=int, default=None, help="Override the shape's users (peak)")
@@ -49,9 +51,8 @@ def _add_arguments(parser: Any) -> None:
 def _api_keys(options: Any) -> list[str]:
     if options.api_key:
         return list(options.api_key)
-    if os.environ.get("API_KEYS"):
-        return [k.strip() for k in os.environ["API_KEYS"].split(",") if k.strip()]
-    return [os.environ["INFERSTACK_API_KEY"]] if os.environ.get("INFERSTACK_API_KEY") else []
+    # One name everywhere (make loadtest, the pipeline's gate, the smoke test): INFERSTACK_API_KEY.
+    return [k.strip() for k in os.environ.get(KEY_ENV, "").split(",") if k.strip()]
 
 
 def _on_init(environment: Environment, **_: Any) -> None:

@@ -69,7 +69,7 @@ async def test_each_failure_is_reported_by_type(case: str, tmp_path: Path) -> No
             str(tmp_path / "r" / "locust"),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if k not in ("API_KEYS", "INFERSTACK_API_KEY")},
+            env={k: v for k, v in os.environ.items() if k not in ("INFERSTACK_API_KEY", "REPORT_DIR")},
         )
         output = (await asyncio.wait_for(process.communicate(), timeout=60))[0].decode()
     assert process.returncode == 3, output[-3000:]  # error_rate {max: 0} broken

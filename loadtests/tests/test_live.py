@@ -53,14 +53,16 @@ def run_loadtest(stack: Any, report_dir: Path, slo_text: str, *args: str) -> Run
         "--",
         "--only-summary",
     ]
-    env = {"API_KEYS": stack.api_key} if stack.api_key else {}
+    env = {"INFERSTACK_API_KEY": stack.api_key} if stack.api_key else {}
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**_clean_env(), **env})
     return Run(done.returncode, done.stdout + done.stderr, report_dir)
 
 
 def _clean_env() -> dict[str, str]:
     # make's variables must not leak in from the caller's environment.
-    return {k: v for k, v in os.environ.items() if k not in ("HOST", "PROFILE", "SLO", "API_KEYS")}
+    return {
+        k: v for k, v in os.environ.items() if k not in ("HOST", "PROFILE", "SLO", "INFERSTACK_API_KEY", "REPORT_DIR")
+    }
 
 
 def gateway_ttft(gateway_url: str, model: str) -> tuple[float, float]:

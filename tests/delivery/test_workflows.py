@@ -107,3 +107,43 @@ def test_run_steps_pass_shellcheck(where: str, script: str, tmp_path: Path) -> N
     f.write_text("#!/usr/bin/env bash\nset -eo pipefail\n" + body)
     result = run([tool("shellcheck"), "--severity=style", str(f)])
     assert result.returncode == 0, where + "\n" + result.stdout
+
+
+SCRIPTS = REPO / ".github" / "scripts"
+
+
+@pytest.mark.parametrize("path", sorted(SCRIPTS.glob("*.sh")), ids=lambda p: p.name)
+def test_pipeline_scripts_pass_shellcheck(path: Path) -> None:
+    result = run([tool("shellcheck"), "--severity=style", str(path)])
+    assert result.returncode == 0, result.stdout
+
+
+def test_terraform_variables_are_set_in_one_place_per_workflow() -> None:
+    """TF_VAR_* only in a workflow's top-level `env:` (terraform/tests plans with exactly those), and
+    the plan (deploy.yml) and the apply (deploy-env.yml) set the same ones."""
+    top: dict[str, dict[str, str]] = {}
+    for path in workflows():
+        wf = _load(path)
+        top[path.name] = {k: v for k, v in wf.get("env", {}).items() if k.startswith("TF_VAR_")}
+        for name, job in wf["jobs"].items():
+            scopes = [job.get("env", {}), *(s.get("env", {}) for s in job.get("steps", []))]
+            nested = [k for scope in scopes for k in scope if k.startswith("TF_VAR_")]
+            assert not nested, f"{path.name}: job {name} sets {nested}: keep TF_VAR_* in the top-level env"
+            assert "-var" not in json.dumps(job), f"{path.name}: job {name} passes -var: use the top-level env"
+    assert top["deploy.yml"] == top["deploy-env.yml"]
+    assert set(top["deploy.yml"]) == {"TF_VAR_github_repository", "TF_VAR_state_bucket_name"}
+
+
+def test_every_action_pin_is_in_the_verified_table() -> None:
+    """.github/workflows/README.md lists each action's SHA and version as verified against the
+    action's repository; every `uses:` must match a row (a new pin means a new check)."""
+    table = set(
+        re.findall(
+            r"^\| `([\w./-]+)` \| `(v[\d.]+)` \| `([0-9a-f]{40})` \|", (WORKFLOWS / "README.md").read_text(), re.M
+        )
+    )
+    assert table, "the README's table of verified pins is missing"
+    for path in workflows():
+        for m in re.finditer(r"uses:\s*([\w./-]+)@([0-9a-f]{40})\s*#\s*(v[\d.]+)", path.read_text()):
+            action, sha, version = m.groups()
+            assert (action, version, sha) in table, f"{path.name}: {action}@{sha} # {version} is not in the table"

@@ -1,0 +1,103 @@
+"""The release step (.github/scripts/release.py) run for real for each environment: Terraform's
+outputs come from a shim (a fake account), `aws-cluster-values.sh` and `kubectl kustomize` are the
+real ones. Every image must come out pinned by digest to the one registry, on the overlay the
+environment's compute mode needs, with no example account left."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from ._shims import Shims
+from ._tools import REPO, run
+
+RELEASE = REPO / ".github" / "scripts" / "release.py"
+ACCOUNT = "210987654321"
+REGISTRY = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/inferstack"
+GATEWAY_DIGEST = "sha256:" + "1" * 64
+ENGINE_DIGEST = "sha256:" + "2" * 64
+THIRD_PARTY_DIGEST = "sha256:" + "3" * 64
+# The compute mode each environment's Terraform runs (the envs' compute_mode defaults).
+MODES = {"dev": "auto", "prod": "karpenter"}
+NODE_CLASS = {"auto": "eks.amazonaws.com/v1", "karpenter": "karpenter.k8s.aws/v1"}
+
+
+def _outputs(env: str) -> dict[str, str]:
+    """A value for every output the environment declares; the ones the release reads are realistic."""
+    declared = re.findall(r'^output "(\w+)"', (REPO / "terraform" / "envs" / env / "outputs.tf").read_text(), re.M)
+    values = {name: f"{name}-{env}" for name in declared}
+    cluster = f"inferstack-{env}"
+    values.update(
+        cluster_name=cluster,
+        compute_mode=MODES[env],
+        namespace="inferstack",
+        karpenter_node_role_name=f"{cluster}-node",
+        models_bucket_name=f"{cluster}-models-{ACCOUNT}",
+        ecr_gateway_url=f"{REGISTRY}/gateway",
+        ecr_engine_url=f"{REGISTRY}/engine",
+    )
+    return values
+
+
+def _images(gateway_repo: str = f"{REGISTRY}/gateway") -> str:
+    return json.dumps(
+        {"gateway": f"{gateway_repo}@{GATEWAY_DIGEST}", "engine-gpu": f"{REGISTRY}/engine@{ENGINE_DIGEST}"}
+    )
+
+
+def _release(tmp_path: Path, env: str, images: str) -> tuple[int, str, Shims]:
+    # Any third-party image still on a tag resolves (in the shim) to one digest.
+    state = {"terraform_outputs": _outputs(env), "resolve_any": THIRD_PARTY_DIGEST}
+    shims = Shims(tmp_path / "shims", state).add("terraform", "docker")
+    out = tmp_path / "release"
+    result = run(
+        [sys.executable, str(RELEASE), "--env", env, "--images", images, "--out", str(out)],
+        env=shims.env(),
+    )
+    return result.returncode, result.stdout + result.stderr, shims
+
+
+@pytest.mark.parametrize("env", sorted(MODES))
+def test_every_image_is_pinned_to_the_one_registry(env: str, tmp_path: Path) -> None:
+    code, output, shims = _release(tmp_path, env, _images())
+    assert code == 0, output
+    manifest = (tmp_path / "release" / "release.yaml").read_text()
+    images = set(re.findall(r"^\s*(?:-\s+)?image:\s*(\S+)", manifest, re.M))
+    assert images, "the release has no containers"
+    for ref in images:
+        assert re.search(r"@sha256:[0-9a-f]{64}$", ref), f"{env}: not pinned by digest: {ref}"
+    ours = {ref for ref in images if ref.startswith(REGISTRY)}
+    assert {re.sub(r":[^/@]+@", "@", ref) for ref in ours} == {
+        f"{REGISTRY}/gateway@{GATEWAY_DIGEST}",
+        f"{REGISTRY}/engine@{ENGINE_DIGEST}",
+    }, ours
+    assert "111122223333" not in manifest, f"{env}: the example account is still deployed"
+    assert f"inferstack-{env}-models-{ACCOUNT}" in manifest, "this cluster's model bucket"
+    # The GPU nodes the environment's compute mode uses: Auto Mode NodeClass or Karpenter's EC2NodeClass.
+    assert f"apiVersion: {NODE_CLASS[MODES[env]]}" in manifest
+    other = next(v for m, v in NODE_CLASS.items() if m != MODES[env])
+    assert f"apiVersion: {other}" not in manifest
+    # Tags the manifests still carry for third-party images were resolved once, at release time.
+    for call in shims.calls("docker"):
+        assert call[1:3] == ["buildx", "imagetools"], call
+    # The checkout is untouched: the cluster values went into the work directory's copy.
+    assert "111122223333" in (REPO / "k8s" / "overlays" / "aws-gpu" / "cluster" / "kustomization.yaml").read_text()
+
+
+def test_refuses_images_from_another_registry(tmp_path: Path) -> None:
+    code, output, _ = _release(
+        tmp_path, "prod", _images(gateway_repo="999999999999.dkr.ecr.us-east-1.amazonaws.com/x/gateway")
+    )
+    assert code == 1
+    assert "one registry for every environment" in output
+
+
+def test_refuses_images_without_a_digest(tmp_path: Path) -> None:
+    images = json.dumps({"gateway": f"{REGISTRY}/gateway:sha-abc", "engine-gpu": f"{REGISTRY}/engine@{ENGINE_DIGEST}"})
+    code, output, _ = _release(tmp_path, "dev", images)
+    assert code == 1
+    assert "gateway is not pinned to a digest" in output

@@ -3,6 +3,9 @@ Grafana. Not a Grafana replacement: one small chart per panel, in the dashboard'
 
     python -m observability.preview --prometheus http://127.0.0.1:9090 --out observability/preview
     make dashboards-preview
+
+It refuses (exit 3, nothing written) when the gateway answered any request with 401 or 403 in the
+window: a load test with a stale or missing key makes every panel show errors, not the stack.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -102,22 +106,59 @@ def render(dashboard: dict[str, Any], prom: str, out: Path, variables: dict[str,
     return path
 
 
+AUTH_STATUSES = '{status=~"401|403"}'
+EXIT_AUTH_ERRORS = 3
+
+
+def auth_errors(prom: str, start: float, end: float) -> dict[str, float]:
+    """Requests the gateway answered 401/403 between start and end, by status (none: empty)."""
+    metric = f"inferstack_requests_total{AUTH_STATUSES}"
+    counts: dict[str, float] = {}
+    expr = f"sum by (status) (increase({metric}[{max(1, int(end - start))}s]))"
+    for s in promapi.query(prom, expr, at=end):
+        counts[s["metric"].get("status", "")] = float(s["value"][1])
+    # A series born inside the window (a gateway started for the run): increase() does not count its
+    # first samples, the difference with the value before the window does.
+    before = {
+        s["metric"].get("status", ""): float(s["value"][1])
+        for s in promapi.query(prom, f"sum by (status) ({metric})", at=start)
+    }
+    for s in promapi.query(prom, f"sum by (status) ({metric})", at=end):
+        status = s["metric"].get("status", "")
+        counts[status] = max(counts.get(status, 0.0), float(s["value"][1]) - before.get(status, 0.0))
+    return {k: round(v) for k, v in sorted(counts.items()) if v >= 0.5}
+
+
 def render_all(prom: str, out: Path, variables: dict[str, str], minutes: float = 15) -> list[Path]:
     return [render(d, prom, out, variables, minutes) for d in load_dashboards().values()]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prometheus", default="http://127.0.0.1:9090")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "preview")
     parser.add_argument("--namespace", default=".*", help="value of $namespace (a regex, as 'All' is)")
     parser.add_argument("--model", default=".*", help="value of $model")
     parser.add_argument("--minutes", type=float, default=15)
-    args = parser.parse_args()
+    parser.add_argument("--allow-auth-errors", action="store_true", help="render even when 401/403s are in the window")
+    args = parser.parse_args(argv)
+    end = time.time()
+    errors = auth_errors(args.prometheus, end - args.minutes * 60, end)
+    if errors and not args.allow_auth_errors:
+        counts = ", ".join(f"{n:g} x {status}" for status, n in errors.items())
+        print(
+            f"preview refused: in the last {args.minutes:g} min the gateway answered {counts} "
+            "(inferstack_requests_total). The traffic used a wrong or stale API key, so every panel would show "
+            "auth errors. Re-run the load test with the running stack's key (make loadtest reads "
+            "INFERSTACK_API_KEY, or make up's dev key), wait past the window (--minutes), then preview again.",
+            file=sys.stderr,
+        )
+        return EXIT_AUTH_ERRORS
     variables = {"namespace": args.namespace, "model": args.model, "datasource": "prometheus"}
     for path in render_all(args.prometheus, args.out, variables, args.minutes):
         print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

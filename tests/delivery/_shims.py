@@ -55,18 +55,27 @@ class Shims:
 
 
 def _terraform(args: list[str], state: dict[str, Any]) -> int:
-    outputs: dict[str, str] = state["terraform_outputs"]
+    """`terraform output [-json|-raw] [NAME]` over state["terraform_outputs"] (values keep their types)."""
+    outputs: dict[str, Any] = state["terraform_outputs"]
     if "output" not in args:
         print(f"terraform shim: only `output` is supported, got {args}", file=sys.stderr)
         return 1
-    if "-json" in args:
-        print(json.dumps({k: {"value": v, "type": "string", "sensitive": False} for k, v in outputs.items()}))
+    rest = [a for a in args[args.index("output") + 1 :] if not a.startswith("-")]
+    if not rest:
+        print(json.dumps({k: {"value": v, "type": "dynamic", "sensitive": False} for k, v in outputs.items()}))
         return 0
-    name = args[-1]
+    name = rest[0]
     if name not in outputs:
-        print(f"Output {name!r} not found", file=sys.stderr)
+        print(f"Error: Output {name!r} not found", file=sys.stderr)
         return 1
-    sys.stdout.write(outputs[name])
+    value = outputs[name]
+    if "-json" in args:
+        print(json.dumps(value))
+    elif isinstance(value, (list, dict)):
+        print("Error: Unsupported value for raw output", file=sys.stderr)
+        return 1
+    elif value is not None:
+        sys.stdout.write(str(value).lower() if isinstance(value, bool) else str(value))
     return 0
 
 

@@ -9,6 +9,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,19 +27,35 @@ MODES = {"dev": "auto", "prod": "karpenter"}
 NODE_CLASS = {"auto": "eks.amazonaws.com/v1", "karpenter": "karpenter.k8s.aws/v1"}
 
 
-def _outputs(env: str) -> dict[str, str]:
-    """A value for every output the environment declares; the ones the release reads are realistic."""
+def _outputs(env: str) -> dict[str, Any]:
+    """A value of the right type for every output the environment declares; the ones the release and
+    aws-cluster-values.sh read are realistic (versions.md lists them)."""
     declared = re.findall(r'^output "(\w+)"', (REPO / "terraform" / "envs" / env / "outputs.tf").read_text(), re.M)
-    values = {name: f"{name}-{env}" for name in declared}
+    values: dict[str, Any] = {name: f"{name}-{env}" for name in declared}
     cluster = f"inferstack-{env}"
+    karpenter = MODES[env] == "karpenter"
     values.update(
         cluster_name=cluster,
+        region="eu-west-1",
         compute_mode=MODES[env],
         namespace="inferstack",
+        karpenter_version="1.14.1",
         karpenter_node_role_name=f"{cluster}-node",
+        karpenter_discovery_tag=cluster,
         models_bucket_name=f"{cluster}-models-{ACCOUNT}",
         ecr_gateway_url=f"{REGISTRY}/gateway",
         ecr_engine_url=f"{REGISTRY}/engine",
+        gpu_instance_types=["g6.xlarge", "g5.xlarge"] if env == "dev" else ["g6e.xlarge", "g6e.2xlarge"],
+        engine_resources={"cpu": "3", "memory": "12Gi", "gpus": 1},
+        update_kubeconfig_command=f"aws eks update-kubeconfig --name {cluster} --region eu-west-1",
+        lb_controller_role_arn=f"arn:aws:iam::{ACCOUNT}:role/{cluster}-lb-controller" if karpenter else None,
+        acm_certificate_arn=None,
+        gateway_url=None,
+        redis_url=None,
+        network_policy_enforced=True,
+        vpc_id="vpc-0123456789abcdef0",
+        vpc_cidr="10.40.0.0/16",
+        private_subnet_ids=["subnet-0a", "subnet-0b"],
     )
     return values
 

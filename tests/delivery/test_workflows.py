@@ -147,3 +147,38 @@ def test_every_action_pin_is_in_the_verified_table() -> None:
         for m in re.finditer(r"uses:\s*([\w./-]+)@([0-9a-f]{40})\s*#\s*(v[\d.]+)", path.read_text()):
             action, sha, version = m.groups()
             assert (action, version, sha) in table, f"{path.name}: {action}@{sha} # {version} is not in the table"
+
+
+def test_the_critical_gate_reads_the_reviewed_ignore_list() -> None:
+    """images.yml's Trivy gate fails on fixable CRITICAL findings except those in docker/trivyignore,
+    the list reviewed with the images (the vLLM base image would fail it on day one without one)."""
+    steps = _load(WORKFLOWS / "images.yml")["jobs"]["build"]["steps"]
+    [gate] = [
+        s
+        for s in steps
+        if s.get("uses", "").startswith("aquasecurity/trivy-action")
+        and "exit-code" in s["with"]
+        and s["with"]["exit-code"] == "1"
+    ]
+    assert gate["with"]["severity"] == "CRITICAL"
+    assert gate["with"]["trivyignores"] == "docker/trivyignore"
+    assert (REPO / "docker" / "trivyignore").is_file()
+
+
+def test_a_publish_rerun_reuses_the_commits_tag() -> None:
+    """Immutable tags: the push runs only when registry.py found no image for this commit's tag, and
+    signing and the record use whichever digest exists."""
+    steps = {s.get("name", s.get("uses", "")): s for s in _load(WORKFLOWS / "images.yml")["jobs"]["build"]["steps"]}
+    assert "registry.py existing" in steps["Already published for this commit?"]["run"]
+    assert "steps.existing.outputs.digest == ''" in steps["Push"]["if"]
+    for name in ("Sign and attest (keyless, GitHub OIDC identity)", "Record tag and digest"):
+        assert steps[name]["env"]["DIGEST"] == "${{ steps.existing.outputs.digest || steps.push.outputs.digest }}"
+
+
+def test_prod_deploys_the_digests_promoted_from_dev() -> None:
+    jobs = _load(WORKFLOWS / "deploy.yml")["jobs"]
+    assert set(jobs["promote"]["needs"]) == {"images", "dev"}
+    assert jobs["prod"]["with"]["images"] == "${{ needs.promote.outputs.images }}"
+    assert jobs["dev"]["with"]["images"] == "${{ needs.images.outputs.images }}"
+    run_ = " ".join(s.get("run", "") for s in jobs["promote"]["steps"])
+    assert "registry.py promote" in run_ and "build" not in run_

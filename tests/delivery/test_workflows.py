@@ -182,3 +182,12 @@ def test_prod_deploys_the_digests_promoted_from_dev() -> None:
     assert jobs["dev"]["with"]["images"] == "${{ needs.images.outputs.images }}"
     run_ = " ".join(s.get("run", "") for s in jobs["promote"]["steps"])
     assert "registry.py promote" in run_ and "build" not in run_
+
+
+def test_every_script_a_workflow_calls_exists() -> None:
+    called = {
+        m for _, script in _run_blocks() for m in re.findall(r"(?:\.github|k8s|scripts)/[\w./-]+\.(?:sh|py)", script)
+    }
+    assert called, "the workflows call no scripts?"
+    missing = sorted(p for p in called if not (REPO / p).is_file())
+    assert not missing, f"workflows call scripts that do not exist: {missing}"

@@ -4,13 +4,13 @@
 # Usage: terraform-env.sh plan|apply ENV
 # Environment: TF_STATE_BUCKET, AWS_REGION (backend); the TF_VAR_* the workflow sets in its top-level
 # `env:` (the only place a workflow sets them; the rest is terraform/envs/<env>'s committed tfvars).
-# plan writes plan-<env>.txt; apply writes cluster= and namespace= to $GITHUB_OUTPUT when set.
+# plan writes plan-<env>.txt in the working directory; apply writes cluster= and namespace= to
+# $GITHUB_OUTPUT when set.
 set -euo pipefail
 mode="${1:?plan or apply}"
 env_name="${2:?environment}"
 : "${TF_STATE_BUCKET:?}" "${AWS_REGION:?}"
-dir="terraform/envs/${env_name}"
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/terraform/envs/${env_name}"
 terraform -chdir="$dir" init -input=false \
   -backend-config="bucket=${TF_STATE_BUCKET}" -backend-config="region=${AWS_REGION}"
 # Plan and apply the same saved plan: what is applied is what the log shows.

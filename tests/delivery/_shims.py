@@ -56,9 +56,17 @@ class Shims:
 
 def _terraform(args: list[str], state: dict[str, Any]) -> int:
     """`terraform output [-json|-raw] [NAME]` over state["terraform_outputs"] (values keep their types)."""
-    outputs: dict[str, Any] = state["terraform_outputs"]
+    outputs: dict[str, Any] = state.get("terraform_outputs", {})
+    words = [a for a in args if not a.startswith("-")]
+    if words[:1] in (["init"], ["plan"], ["apply"]):
+        # What the pipeline hands Terraform: the TF_VAR_* it sees, and the plan file it writes/reads.
+        state.setdefault("tf_vars", []).append({k: v for k, v in os.environ.items() if k.startswith("TF_VAR_")})
+        return 0
+    if words[:1] == ["show"]:
+        print("Plan: 0 to add, 0 to change, 0 to destroy.")
+        return 0
     if "output" not in args:
-        print(f"terraform shim: only `output` is supported, got {args}", file=sys.stderr)
+        print(f"terraform shim: unsupported {args}", file=sys.stderr)
         return 1
     rest = [a for a in args[args.index("output") + 1 :] if not a.startswith("-")]
     if not rest:
@@ -100,6 +108,8 @@ def _arg(args: list[str], flag: str) -> str:
 def _aws(args: list[str], state: dict[str, Any]) -> int:
     """`aws ecr` as the promotion and publish scripts use it, over state["ecr"]: {repo: {tag: digest}}."""
     ecr: dict[str, dict[str, str]] = state.setdefault("ecr", {})
+    if args[:2] == ["eks", "update-kubeconfig"]:
+        return 0
     if args[:1] != ["ecr"]:
         print(f"aws shim: unsupported {args}", file=sys.stderr)
         return 1
@@ -186,8 +196,7 @@ def _kubectl(args: list[str], state: dict[str, Any]) -> int:
     import yaml
 
     if "port-forward" not in args:
-        print(f"kubectl shim: unsupported {args}", file=sys.stderr)
-        return 1
+        return _kubectl_deployments(args, state)
     target, mapping = args[args.index("port-forward") + 1 :][:2]
     local, _, remote = mapping.partition(":")
     name = target.removeprefix("svc/").removeprefix("service/")
@@ -226,6 +235,49 @@ def _kubectl(args: list[str], state: dict[str, Any]) -> int:
         upstream = socket.create_connection((host, int(backend_port)))
         threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
         threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+
+
+def _kubectl_deployments(args: list[str], state: dict[str, Any]) -> int:
+    """apply / get / rollout over state["deployments"] ({name: revision}): each apply of a changed
+    Deployment is a new revision, `rollout status` fails for names in state["unhealthy"], `rollout
+    undo --to-revision` makes a new revision with the old one's template (as Kubernetes does)."""
+    import yaml
+
+    deployments: dict[str, int] = state.setdefault("deployments", {})
+    words = [a for a in args if not a.startswith("-")]
+    if words[:1] == ["apply"]:
+        manifest = Path(args[args.index("-f") + 1]).read_text()
+        for doc in yaml.safe_load_all(manifest):
+            if doc and doc.get("kind") == "Deployment":
+                name = doc["metadata"]["name"]
+                deployments[name] = deployments.get(name, 0) + 1
+        return 0
+    if "get" in words:
+        rest = words[words.index("get") + 1 :]
+        if rest[:1] == ["deployments"] and "json" in args:
+            items = [
+                {"metadata": {"name": n, "annotations": {"deployment.kubernetes.io/revision": str(r)}}}
+                for n, r in deployments.items()
+            ]
+            print(json.dumps({"items": items}))
+        elif rest[:1] == ["deployments"]:
+            print("\n".join(f"deployment.apps/{n}" for n in deployments))
+        elif rest[:1] == ["deployment"]:
+            sys.stdout.write(str(deployments[rest[1]]))
+        return 0
+    if "rollout" in words:
+        op, target = words[words.index("rollout") + 1 : words.index("rollout") + 3]
+        name = target.split("/")[-1]
+        if op == "status":
+            return 1 if name in state.get("unhealthy", []) else 0
+        if op == "undo":
+            to = next(a.split("=", 1)[1] for a in args if a.startswith("--to-revision="))
+            state.setdefault("undone", {})[name] = int(to)
+            state["unhealthy"] = [n for n in state.get("unhealthy", []) if n != name]  # the old template was fine
+            deployments[name] = max(deployments.values()) + 1
+            return 0
+    print(f"kubectl shim: unsupported {args}", file=sys.stderr)
+    return 1
 
 
 def _refuse(args: list[str], state: dict[str, Any]) -> int:

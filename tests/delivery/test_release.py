@@ -98,9 +98,13 @@ def test_every_image_is_pinned_to_the_one_registry(env: str, tmp_path: Path) -> 
     assert f"apiVersion: {NODE_CLASS[MODES[env]]}" in manifest
     other = next(v for m, v in NODE_CLASS.items() if m != MODES[env])
     assert f"apiVersion: {other}" not in manifest
-    # Tags the manifests still carry for third-party images were resolved once, at release time.
-    for call in shims.calls("docker"):
-        assert call[1:3] == ["buildx", "imagetools"], call
+    # Third-party images the manifests name by tag were resolved once, at release time, to the digest
+    # the registry (the shim) answered; none was pulled or pushed.
+    resolved = {call[4] for call in shims.calls("docker") if call[1:4] == ["buildx", "imagetools", "inspect"]}
+    assert len(shims.calls("docker")) == len(resolved), shims.calls("docker")
+    for ref in images - ours:
+        if ref.split("@")[0] in resolved:
+            assert ref.endswith(THIRD_PARTY_DIGEST), ref
     # The checkout is untouched: the cluster values went into the work directory's copy.
     assert "111122223333" in (REPO / "k8s" / "overlays" / "aws-gpu" / "cluster" / "kustomization.yaml").read_text()
 

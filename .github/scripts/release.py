@@ -111,6 +111,8 @@ def render(env: str, images_json: str, out: Path, tf_dir: Path | None = None) ->
         env={
             **os.environ,
             "OUT_DIR": str(out / "k8s" / "overlays" / overlay / "cluster"),
+            # Karpenter mode also writes the platform's values (applied by k8s/bootstrap.sh): into the copy.
+            "PLATFORM_OUT_DIR": str(out / "k8s" / "platform" / "aws-karpenter" / "cluster"),
             "GATEWAY_DIGEST": ours["gateway"][1],
             "ENGINE_DIGEST": ours["engine-gpu"][1],
         },

@@ -106,10 +106,15 @@ def render(env: str, images_json: str, out: Path, tf_dir: Path | None = None) ->
         shutil.rmtree(out)
     shutil.copytree(REPO / "k8s", out / "k8s", ignore=shutil.ignore_patterns("tests", "__pycache__", "*.py"))
     # The cluster's own values, from its Terraform outputs, written into the copy (never the checkout).
+    # The tag images.yml published beside the digest (sha-<commit>), so the rendered reference reads
+    # true; the digest is what the kubelet pulls.
+    sha = os.environ.get("GITHUB_SHA", "")
+    tag = os.environ.get("IMAGE_TAG") or (f"sha-{sha}" if sha else "")
     _run(
         ["bash", str(REPO / "k8s" / "scripts" / "aws-cluster-values.sh"), str(tf_dir)],
         env={
             **os.environ,
+            **({"IMAGE_TAG": tag} if tag else {}),
             "OUT_DIR": str(out / "k8s" / "overlays" / overlay / "cluster"),
             # Karpenter mode also writes the platform's values (applied by k8s/bootstrap.sh): into the copy.
             "PLATFORM_OUT_DIR": str(out / "k8s" / "platform" / "aws-karpenter" / "cluster"),

@@ -22,6 +22,7 @@ REGISTRY = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/inferstack"
 GATEWAY_DIGEST = "sha256:" + "1" * 64
 ENGINE_DIGEST = "sha256:" + "2" * 64
 THIRD_PARTY_DIGEST = "sha256:" + "3" * 64
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
 # The compute mode each environment's Terraform runs (the envs' compute_mode defaults).
 MODES = {"dev": "auto", "prod": "karpenter"}
 NODE_CLASS = {"auto": "eks.amazonaws.com/v1", "karpenter": "karpenter.k8s.aws/v1"}
@@ -73,7 +74,7 @@ def _release(tmp_path: Path, env: str, images: str) -> tuple[int, str, Shims]:
     out = tmp_path / "release"
     result = run(
         [sys.executable, str(RELEASE), "--env", env, "--images", images, "--out", str(out)],
-        env=shims.env(),
+        env=shims.env(GITHUB_SHA=COMMIT),
     )
     return result.returncode, result.stdout + result.stderr, shims
 
@@ -88,6 +89,7 @@ def test_every_image_is_pinned_to_the_one_registry(env: str, tmp_path: Path) -> 
     for ref in images:
         assert re.search(r"@sha256:[0-9a-f]{64}$", ref), f"{env}: not pinned by digest: {ref}"
     ours = {ref for ref in images if ref.startswith(REGISTRY)}
+    assert all(f":sha-{COMMIT}@" in ref for ref in ours), ours  # the tag images.yml pushed, beside the digest
     assert {re.sub(r":[^/@]+@", "@", ref) for ref in ours} == {
         f"{REGISTRY}/gateway@{GATEWAY_DIGEST}",
         f"{REGISTRY}/engine@{ENGINE_DIGEST}",

@@ -22,7 +22,7 @@ from .promserver import Job, prometheus
 
 
 @pytest.fixture(scope="module")
-def gateway() -> Iterator[tuple[str, str]]:
+def gateway() -> Iterator[tuple[str, str, str]]:
     devstack.RUN_DIR.mkdir(parents=True, exist_ok=True)
     stack = devstack.Stack(run_dir=Path(tempfile.mkdtemp(prefix="preview-", dir=devstack.RUN_DIR)))
     try:
@@ -32,7 +32,10 @@ def gateway() -> Iterator[tuple[str, str]]:
         stack.wait_ready(engine, "/health", 30)
         keys = stack.run_dir / "keys.yaml"
         key = devstack.dev_key(keys)
-        yield devstack.start_gateway(stack, [engine.url], env=devstack.auth_env(keys)).url, key
+        service = devstack.start_gateway(stack, [engine.url], env=devstack.auth_env(keys))
+        # Where Prometheus scrapes: the admin listener once the gateway has one (issue 13), else the public port.
+        metrics = getattr(service, "admin_url", "") or service.url
+        yield service.url, metrics, key
     finally:
         stack.stop()
 
@@ -59,10 +62,10 @@ def _wait_for(prom: str, expr: str, deadline_s: float = 20) -> None:
 
 
 def test_preview_refuses_a_window_with_auth_errors(
-    gateway: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    gateway: tuple[str, str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url, key = gateway
-    target = url.removeprefix("http://")
+    url, metrics, key = gateway
+    target = metrics.removeprefix("http://")
     with prometheus(tmp_path / "prom", [Job("gateway", [target], {})]) as prom:
         assert {_chat(url, key) for _ in range(3)} == {200}
         _wait_for(prom, 'inferstack_requests_total{status="200"}')

@@ -24,6 +24,7 @@ from typing import Any
 
 ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com$")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # the OCI tag grammar
 ACCEPTED = [
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -78,6 +79,8 @@ def existing(ref: str) -> str | None:
 
 
 def promote(images: dict[str, str], tag: str) -> dict[str, str]:
+    if not TAG.match(tag):
+        raise RegistryError(f"not a valid tag: {tag!r}")
     for key, ref in images.items():
         name, _, digest = ref.partition("@")
         if not DIGEST.match(digest):

@@ -75,3 +75,10 @@ def test_promotion_refuses_a_tag_instead_of_a_digest(tmp_path: Path) -> None:
     shims = _registry(tmp_path)
     code, _, err = _call(shims, "promote", "--images", json.dumps({"gateway": f"{GATEWAY}:sha-1234"}), "--tag", "p")
     assert code == 1 and "not pinned to a digest" in err
+
+
+def test_promotion_refuses_a_bad_tag(tmp_path: Path) -> None:
+    shims = _registry(tmp_path)
+    code, _, err = _call(shims, "promote", "--images", json.dumps(IMAGES), "--tag", "prod 1; rm")
+    assert code == 1 and "not a valid tag" in err
+    assert not shims.calls("aws")

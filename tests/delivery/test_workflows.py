@@ -179,12 +179,21 @@ def test_a_publish_rerun_reuses_the_commits_tag() -> None:
 
 
 def test_prod_deploys_the_digests_promoted_from_dev() -> None:
+    """dev gets what images.yml published; promotion runs in images.yml (the workflow the one push role
+    trusts, terraform/modules/ci) with dev's digests and builds nothing; prod gets its output."""
     jobs = _load(WORKFLOWS / "deploy.yml")["jobs"]
     assert set(jobs["promote"]["needs"]) == {"images", "dev"}
+    assert jobs["promote"]["uses"] == "./.github/workflows/images.yml"
+    assert jobs["promote"]["with"]["promote"] == "${{ needs.images.outputs.images }}"
     assert jobs["prod"]["with"]["images"] == "${{ needs.promote.outputs.images }}"
     assert jobs["dev"]["with"]["images"] == "${{ needs.images.outputs.images }}"
-    run_ = " ".join(s.get("run", "") for s in jobs["promote"]["steps"])
+    images = _load(WORKFLOWS / "images.yml")
+    assert images["jobs"]["build"]["if"] == "inputs.promote == ''"
+    promote = images["jobs"]["promote"]
+    assert promote["if"] == "inputs.promote != ''"
+    run_ = " ".join(s.get("run", "") for s in promote["steps"])
     assert "registry.py promote" in run_ and "build" not in run_
+    assert "jobs.promote.outputs.images" in images["on"]["workflow_call"]["outputs"]["images"]["value"]
 
 
 def test_every_script_a_workflow_calls_exists() -> None:

@@ -10,7 +10,7 @@ REQUIREMENTS := $(filter-out requirements/engine.txt,$(wildcard requirements/*.t
 PYTEST_ARGS ?=
 
 .PHONY: help up test install engine tools lint typecheck generated pytest bench bench-routing bench-routing-real \
-	loadtest dashboards dashboards-preview clean
+	loadtest dashboards dashboards-preview fleet clean
 
 help:
 	@echo "make up                  the local stack: real vLLM (CPU) + gateway + Prometheus, in the foreground"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench-routing-real  routing policies on 3 real vLLM CPU replicas (prefix-cache hit rates)"
 	@echo "make loadtest            locust against the local stack (HOST=... PROFILE=... REPORT_DIR=...; key: INFERSTACK_API_KEY)"
 	@echo "make dashboards          regenerate dashboards and rules from observability/*_src"
+	@echo "make fleet               validate fleet/ (models, adapters) and regenerate k8s/fleet/generated"
 	@echo "make dashboards-preview  PNGs of every dashboard from the Prometheus of make up"
 
 $(STAMP): pyproject.toml $(REQUIREMENTS)
@@ -41,7 +42,7 @@ up: install
 	$(PY) -m inferstack_devstack
 
 lint: install
-	$(VENV)/bin/ruff check service bench loadtests observability k8s tests .github/scripts conftest.py
+	$(VENV)/bin/ruff check service bench loadtests observability k8s fleet tests .github/scripts conftest.py
 	$(VENV)/bin/ruff format --check service conftest.py
 
 typecheck: install
@@ -49,6 +50,7 @@ typecheck: install
 
 generated: tools
 	$(PY) -m observability.generate --check
+	$(PY) -m inferstack_fleet generate --check
 
 pytest: install engine tools
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
@@ -72,6 +74,9 @@ loadtest: install
 
 dashboards: install
 	$(PY) -m observability.generate
+
+fleet: install
+	$(PY) -m inferstack_fleet generate
 
 dashboards-preview: install
 	$(PY) -m observability.preview --prometheus http://127.0.0.1:$${PROMETHEUS_PORT:-9090} --out observability/preview

@@ -1,0 +1,207 @@
+"""The generated fleet, rendered the way a cluster gets it (base + GPU nodes + monitoring + the
+fleet component, once per node provisioner), validates strictly and places every model only where
+its GPUs are. No cluster here: schemas, CRDs and the scheduler's matching rules stand in for one."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+from inferstack_fleet import catalog as fleet_catalog
+from inferstack_fleet.generate import files, render_base, stale
+from inferstack_fleet.hardware import GPUS
+from k8s.tests.manifests import render
+from k8s.tests.schemas import KUBERNETES_VERSION, crd_schemas
+
+REPO = Path(__file__).resolve().parents[2]
+GENERATED = REPO / "k8s" / "fleet" / "generated"
+PROVISIONERS = {"karpenter": "gpu-nodes-karpenter", "auto-mode": "gpu-nodes-auto-mode"}
+CUSTOM_GROUPS = ("karpenter.sh", "karpenter.k8s.aws", "keda.sh", "monitoring.coreos.com")
+Obj = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def catalog() -> fleet_catalog.Catalog:
+    return fleet_catalog.load(REPO / "fleet")
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Obj]]:
+    """provisioner -> the objects of a cluster that uses the fleet (kustomize wants relative paths)."""
+    out = {}
+    for provisioner, component in PROVISIONERS.items():
+        overlay = tmp_path_factory.mktemp(provisioner)
+        rel = os.path.relpath(REPO / "k8s", overlay)
+        (overlay / "kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            f"resources: [{rel}/base]\n"
+            f"components: [{rel}/components/{component}, {rel}/components/monitoring, {rel}/fleet/generated]\n"
+        )
+        out[provisioner] = render(overlay)
+    return out
+
+
+@pytest.fixture(params=list(PROVISIONERS))
+def objs(request: pytest.FixtureRequest, rendered: dict[str, list[Obj]]) -> list[Obj]:
+    return rendered[request.param]
+
+
+def engines(objs: list[Obj]) -> Iterator[Obj]:
+    for o in objs:
+        if o["kind"] == "Deployment" and o["metadata"]["labels"].get("app.kubernetes.io/component") == "engine":
+            yield o
+
+
+def test_generated_files_are_what_the_catalog_generates(catalog: fleet_catalog.Catalog) -> None:
+    assert stale(GENERATED, files(catalog, render_base(REPO))) == [], "run `make fleet`"
+
+
+def test_builtin_objects_match_the_kubernetes_schema(objs: list[Obj]) -> None:
+    errors = []
+    for o in objs:
+        if o["apiVersion"].split("/")[0] in (*CUSTOM_GROUPS, "eks.amazonaws.com"):
+            continue
+        try:
+            kubernetes_validate.validate(o, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            errors.append(f"{o['kind']}/{o['metadata']['name']}: {e.message} at {list(e.path)}")
+    assert not errors, "\n".join(errors)
+
+
+def test_custom_resources_match_their_crds(objs: list[Obj]) -> None:
+    schemas, errors = crd_schemas(), []
+    for o in objs:
+        if o["apiVersion"].split("/")[0] in CUSTOM_GROUPS:
+            for err in jsonschema.Draft7Validator(schemas[(o["apiVersion"], o["kind"])]).iter_errors(o):
+                errors.append(f"{o['kind']}/{o['metadata']['name']}: {err.message} at {list(err.path)}")
+    assert not errors, "\n".join(errors)
+
+
+def test_one_engine_per_model_and_the_base_engine_is_replaced(objs: list[Obj], catalog: fleet_catalog.Catalog) -> None:
+    served = {}
+    for d in engines(objs):
+        vllm = next(c for c in d["spec"]["template"]["spec"]["containers"] if c["name"] == "vllm")
+        env = {v["name"]: v.get("value") for v in vllm.get("env", [])}
+        flags = dict(a.split("=", 1) for a in vllm["args"] if "=" in a)
+        served[env.get("MODEL_NAME") or flags["--served-model-name"]] = (d, vllm, flags)
+    assert set(served) == {m.name for m in catalog.models}
+    for m in catalog.models:
+        d, vllm, flags = served[m.name]
+        assert d["spec"]["selector"]["matchLabels"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
+        assert flags["--tensor-parallel-size"] == str(m.hardware.tp)
+        assert flags["--max-model-len"] == str(m.engine.max_model_len)
+        assert vllm["resources"]["requests"]["nvidia.com/gpu"] == vllm["resources"]["limits"]["nvidia.com/gpu"]
+        assert vllm["resources"]["limits"]["nvidia.com/gpu"] == str(m.hardware.count)
+        assert ("--enable-lora" in vllm["args"]) == (m.lora is not None)
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+def test_each_engine_pod_has_exactly_one_pdb_and_one_autoscaler(objs: list[Obj]) -> None:
+    """Two PDBs on one pod make the eviction API refuse it (node drains hang); a ScaledObject must
+    target a Deployment that exists."""
+    pdbs = [o for o in objs if o["kind"] == "PodDisruptionBudget"]
+    scaled = {o["spec"]["scaleTargetRef"]["name"]: o for o in objs if o["kind"] == "ScaledObject"}
+    deployments = {d["metadata"]["name"] for d in engines(objs)}
+    assert set(scaled) == deployments
+    for d in engines(objs):
+        pod_labels = d["spec"]["template"]["metadata"]["labels"]
+        assert len([p for p in pdbs if _selects(p["spec"]["selector"]["matchLabels"], pod_labels)]) == 1
+        model = pod_labels["inferstack.dev/model"]
+        queries = [t["metadata"]["query"] for t in scaled[d["metadata"]["name"]]["spec"]["triggers"]]
+        # vLLM labels model_name, the gateway model (docs/metrics.md); sum(...) gives one element.
+        assert queries == [
+            f'sum(vllm:num_requests_waiting{{namespace="inferstack",model_name="{model}"}}) or vector(0)',
+            f'sum(inferstack_model_demand{{namespace="inferstack",model="{model}"}}) or vector(0)',
+        ]
+        assert all(t["useCachedMetrics"] for t in scaled[d["metadata"]["name"]]["spec"]["triggers"])
+
+
+def _requirement_holds(req: Obj, labels: dict[str, str]) -> bool:
+    op, key, values = req["operator"], req["key"], req.get("values", [])
+    if op == "In":
+        return labels.get(key) in values
+    if op == "NotIn":
+        return labels.get(key) not in values
+    if op == "Exists":
+        return key in labels
+    if op == "DoesNotExist":
+        return key not in labels
+    if op in ("Gt", "Lt"):
+        if key not in labels:
+            return False
+        return int(labels[key]) > int(values[0]) if op == "Gt" else int(labels[key]) < int(values[0])
+    raise AssertionError(f"unknown operator {op}")
+
+
+def gpu_nodes(nodepool: Obj) -> list[dict[str, str]]:
+    """The labels of every GPU node type the NodePool can launch (from hardware.GPUS), with the
+    label family (karpenter.k8s.aws or eks.amazonaws.com) its requirements use."""
+    reqs = nodepool["spec"]["template"]["spec"]["requirements"]
+    prefix = next(r["key"].split("/")[0] for r in reqs if r["key"].endswith("/instance-family"))
+    nodes = []
+    for gpu_name, gpu in GPUS.items():
+        for family in gpu.families:
+            for count in gpu.counts:
+                labels = {
+                    "karpenter.sh/nodepool": nodepool["metadata"]["name"],
+                    f"{prefix}/instance-family": family,
+                    f"{prefix}/instance-gpu-name": gpu_name,
+                    f"{prefix}/instance-gpu-count": str(count),
+                    f"{prefix}/instance-gpu-manufacturer": "nvidia",
+                    "karpenter.sh/capacity-type": "on-demand",
+                    "kubernetes.io/arch": "amd64",
+                }
+                if all(_requirement_holds(r, labels) for r in reqs):
+                    nodes.append({**nodepool["spec"]["template"]["metadata"].get("labels", {}), **labels})
+    return nodes
+
+
+def test_each_model_lands_only_on_nodes_with_its_gpus(objs: list[Obj]) -> None:
+    (nodepool,) = [o for o in objs if o["kind"] == "NodePool" and o["metadata"]["name"] == "gpu"]
+    nodes = gpu_nodes(nodepool)
+    taints = nodepool["spec"]["template"]["spec"].get("taints", [])
+    for d in engines(objs):
+        pod = d["spec"]["template"]["spec"]
+        vllm = next(c for c in pod["containers"] if c["name"] == "vllm")
+        want = int(vllm["resources"]["requests"]["nvidia.com/gpu"])
+        terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        fits = [n for n in nodes if any(all(_requirement_holds(r, n) for r in t["matchExpressions"]) for t in terms)]
+        name = d["metadata"]["name"]
+        assert fits, f"{name}: no node type of NodePool gpu satisfies its node affinity"
+        for n in fits:
+            gpu_name = next(v for k, v in n.items() if k.endswith("/instance-gpu-name"))
+            count = int(next(v for k, v in n.items() if k.endswith("/instance-gpu-count")))
+            assert count >= want, f"{name} could land on {count} x {gpu_name}, needs {want}"
+        assert len({next(v for k, v in n.items() if k.endswith("/instance-gpu-name")) for n in fits}) == 1
+        for taint in taints:
+            assert any(
+                t.get("key") == taint["key"] and t.get("effect") == taint["effect"] for t in pod["tolerations"]
+            ), f"{name} does not tolerate {taint}"
+
+
+def test_nodepool_gpu_limit_covers_every_model_at_its_maximum(objs: list[Obj]) -> None:
+    (nodepool,) = [o for o in objs if o["kind"] == "NodePool" and o["metadata"]["name"] == "gpu"]
+    gpus = {
+        d["metadata"]["name"]: int(
+            next(c for c in d["spec"]["template"]["spec"]["containers"] if c["name"] == "vllm")["resources"]["limits"][
+                "nvidia.com/gpu"
+            ]
+        )
+        for d in engines(objs)
+    }
+    at_max = sum(
+        o["spec"]["maxReplicaCount"] * gpus[o["spec"]["scaleTargetRef"]["name"]]
+        for o in objs
+        if o["kind"] == "ScaledObject"
+    )
+    # And one rolling update's surge (maxSurge 1) of the largest engine on top.
+    assert int(nodepool["spec"]["limits"]["nvidia.com/gpu"]) >= at_max + max(gpus.values())

@@ -1,0 +1,257 @@
+"""Kubernetes objects for one catalogued model, derived from the base engine Deployment.
+
+The template is `k8s/base` rendered by kustomize: probes, security context, volumes, the image's
+entrypoint and issue 14's KV-event flags come from there, so a change to the base flows into every
+model. Only what differs per model is set here: names, labels and selectors, the model and its
+weights, the engine knobs, GPU count and placement.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from .catalog import Model
+from .hardware import GPU_COUNT_KEYS, GPU_NAME_KEYS
+
+Obj = dict[str, Any]
+
+NAMESPACE = "inferstack"
+PROMETHEUS = "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"
+# Flags this module owns: removed from the template's args and set from the catalog.
+OWNED_FLAGS = (
+    "--model",
+    "--served-model-name",
+    "--max-model-len",
+    "--gpu-memory-utilization",
+    "--tensor-parallel-size",
+    "--pipeline-parallel-size",
+    "--max-num-seqs",
+    "--runner",
+    "--enable-lora",
+    "--max-loras",
+    "--max-lora-rank",
+)
+# The template's way of naming the fetch in the init container (before the image's entrypoint
+# streamed weights itself); replaced by the model's URI.
+_FETCH_SOURCE = "s3://${MODELS_BUCKET}/models/${MODEL_DIR}/"
+
+
+class TemplateError(Exception):
+    """The base engine Deployment no longer has what the generator patches."""
+
+
+def object_name(model: Model) -> str:
+    return f"vllm-{model.slug}"
+
+
+def labels(model: Model) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "vllm-engine",
+        "app.kubernetes.io/component": "engine",
+        "app.kubernetes.io/part-of": "inferstack",
+        "app.kubernetes.io/instance": object_name(model),
+        "inferstack.dev/model": model.name,
+    }
+
+
+def _metadata(model: Model) -> Obj:
+    return {"name": object_name(model), "namespace": NAMESPACE, "labels": labels(model)}
+
+
+def selector(model: Model) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "vllm-engine", "inferstack.dev/model": model.name}
+
+
+def _set_env(env: list[Obj], name: str, value: str) -> None:
+    for var in env:
+        if var["name"] == name:
+            var.clear()
+            var.update(name=name, value=value)
+            return
+    env.append({"name": name, "value": value})
+
+
+def _scale_quantity(quantity: str, factor: int) -> str:
+    match = re.fullmatch(r"(\d+)(\D*)", str(quantity))
+    if not match:
+        raise TemplateError(f"cannot scale the resource quantity {quantity!r}")
+    return f"{int(match[1]) * factor}{match[2]}"
+
+
+def engine_args(model: Model, template_args: list[str]) -> list[str]:
+    kept = [a for a in template_args if a.split("=", 1)[0] not in OWNED_FLAGS]
+    hw, engine = model.hardware, model.engine
+    args = [
+        f"--max-model-len={engine.max_model_len}",
+        f"--gpu-memory-utilization={engine.gpu_memory_utilization}",
+        f"--tensor-parallel-size={hw.tp}",
+        f"--max-num-seqs={engine.max_num_seqs}",
+    ]
+    if hw.pipeline_parallel > 1:
+        args.append(f"--pipeline-parallel-size={hw.pipeline_parallel}")
+    if model.task == "embed":
+        args.append("--runner=pooling")
+    if model.lora is not None:
+        args += ["--enable-lora", f"--max-loras={model.lora.max_loras}", f"--max-lora-rank={model.lora.max_rank}"]
+    return args + kept + list(engine.extra_args)
+
+
+def _place_model(spec: Obj, vllm: Obj, model: Model) -> None:
+    """Put the model's name and weights where the template expects them, or fail loudly."""
+    env = vllm.setdefault("env", [])
+    names = {v["name"] for v in env}
+    if "MODEL_S3_URI" in names:
+        # The image's entrypoint streams MODEL_S3_URI and serves it as MODEL_NAME.
+        _set_env(env, "MODEL_S3_URI", model.source.weights_uri)
+        _set_env(env, "MODEL_NAME", model.name)
+        return
+    fetch = next((c for c in spec.get("initContainers", []) if c["name"] == "fetch-model"), None)
+    script = "\n".join(fetch.get("args", [])) if fetch else ""
+    if fetch is None or _FETCH_SOURCE not in script:
+        raise TemplateError("the engine template has neither a MODEL_S3_URI env var nor the fetch-model copy")
+    fetch["args"] = [a.replace(_FETCH_SOURCE, "${MODEL_S3_URI}") for a in fetch["args"]]
+    _set_env(fetch.setdefault("env", []), "MODEL_S3_URI", model.source.weights_uri)
+    _set_env(fetch["env"], "MODEL_DIR", model.slug)
+    vllm["args"] = [f"--model=/model-cache/{model.slug}", f"--served-model-name={model.name}", *vllm["args"]]
+
+
+def gpu_affinity(model: Model, template_terms: list[Obj]) -> list[Obj]:
+    """The template's node requirements plus the GPU's name and count, once per label family
+    (Karpenter's and Auto Mode's): ORed terms, so one manifest fits either kind of cluster."""
+    base = template_terms[0].get("matchExpressions", []) if template_terms else []
+    terms = []
+    for name_key, count_key in zip(GPU_NAME_KEYS, GPU_COUNT_KEYS, strict=True):
+        gpu = [
+            {"key": name_key, "operator": "In", "values": [model.hardware.gpu]},
+            {"key": count_key, "operator": "In", "values": [str(model.hardware.count)]},
+        ]
+        terms.append({"matchExpressions": copy.deepcopy(base) + gpu})
+    return terms
+
+
+def deployment(model: Model, template: Obj) -> Obj:
+    obj = copy.deepcopy(template)
+    obj["metadata"]["name"] = object_name(model)
+    obj["metadata"].setdefault("labels", {}).update(labels(model))
+    obj["metadata"].setdefault("annotations", {})["inferstack.dev/model-revision"] = model.source.revision
+    spec = obj["spec"]
+    spec["selector"] = {"matchLabels": selector(model)}
+    pod = spec["template"]
+    pod["metadata"].setdefault("labels", {}).update(labels(model))
+    pod_spec = pod["spec"]
+    for constraint in pod_spec.get("topologySpreadConstraints", []):
+        constraint["labelSelector"] = {"matchLabels": selector(model)}
+    vllm = next((c for c in pod_spec["containers"] if c["name"] == "vllm"), None)
+    if vllm is None:
+        raise TemplateError("the engine template has no container named vllm")
+    vllm["args"] = engine_args(model, list(vllm.get("args", [])))
+    _place_model(pod_spec, vllm, model)
+    if model.lora is not None:
+        # The gateway loads adapters at run time (POST /v1/load_lora_adapter).
+        _set_env(vllm["env"], "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True")
+    count = model.hardware.count
+    for bound in ("requests", "limits"):
+        resources = vllm["resources"][bound]
+        for key in ("cpu", "memory"):
+            if key in resources:
+                resources[key] = _scale_quantity(resources[key], count)
+        resources["nvidia.com/gpu"] = str(count)
+    node_affinity = pod_spec.setdefault("affinity", {}).setdefault("nodeAffinity", {})
+    required = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
+    required["nodeSelectorTerms"] = gpu_affinity(model, required.get("nodeSelectorTerms", []))
+    return obj
+
+
+def service(model: Model, template: Obj) -> Obj:
+    """Headless, one model's replicas only: for per-model debugging and discovery. The gateway's
+    own Service (`vllm-engine`, every engine) stays as it is."""
+    ports = next(c for c in template["spec"]["template"]["spec"]["containers"] if c["name"] == "vllm")["ports"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(model),
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector(model),
+            "ports": [
+                {"name": p["name"], "port": p["containerPort"], "targetPort": p["name"], "protocol": "TCP"}
+                for p in ports
+            ],
+        },
+    }
+
+
+def pdb(model: Model) -> Obj:
+    # maxUnavailable, not minAvailable: with zero or one replica minAvailable blocks every drain.
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(model),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(model)}},
+    }
+
+
+def _trigger(name: str, query: str, threshold: int) -> Obj:
+    return {
+        "type": "prometheus",
+        "name": name,
+        "metricType": "AverageValue",
+        # KEDA asks Prometheus once per pollingInterval and the HPA reads the cached value, so
+        # many models do not multiply the queries.
+        "useCachedMetrics": True,
+        "metadata": {
+            "serverAddress": PROMETHEUS,
+            "query": query,
+            "threshold": str(threshold),
+            "activationThreshold": "0",
+        },
+    }
+
+
+def scaled_object(model: Model) -> Obj:
+    """The model's own queue (vLLM's label is model_name) and the gateway's demand for it (which
+    exists at zero replicas, so it wakes the model). Each in sum(...) or vector(0): one element."""
+    s = model.scaling
+    selector_ns = f'namespace="{NAMESPACE}"'
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": _metadata(model),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": object_name(model)},
+            "minReplicaCount": s.min,
+            "maxReplicaCount": s.max,
+            "pollingInterval": 15,
+            "cooldownPeriod": s.idle_seconds,
+            # Prometheus unreachable for 3 polls: keep the current count, and at least one.
+            "fallback": {"failureThreshold": 3, "replicas": max(s.min, 1), "behavior": "currentReplicasIfHigher"},
+            "advanced": {
+                "horizontalPodAutoscalerConfig": {
+                    "behavior": {
+                        "scaleUp": {
+                            "stabilizationWindowSeconds": 0,
+                            "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}],
+                        },
+                        "scaleDown": {
+                            "stabilizationWindowSeconds": 600,
+                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}],
+                        },
+                    }
+                }
+            },
+            "triggers": [
+                _trigger(
+                    "engine-queue",
+                    f'sum(vllm:num_requests_waiting{{{selector_ns},model_name="{model.name}"}}) or vector(0)',
+                    s.targets.queue_per_replica,
+                ),
+                _trigger(
+                    "gateway-demand",
+                    f'sum(inferstack_model_demand{{{selector_ns},model="{model.name}"}}) or vector(0)',
+                    s.targets.demand_per_replica,
+                ),
+            ],
+        },
+    }

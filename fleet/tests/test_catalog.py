@@ -3,6 +3,7 @@ copy of the committed example catalog with one thing wrong."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -155,3 +156,11 @@ def test_the_command_lists_every_problem_and_writes_nothing(
     assert "3 problem(s), nothing generated" in err
     assert "tensor_parallel 2" in err and "lora.max_rank 24" in err
     assert not out.exists()
+
+
+def test_the_readme_example_model_is_valid(catalog_dir: Path) -> None:
+    """fleet/README.md shows a model file; it must be one the catalog accepts."""
+    example = re.search(r"```yaml\n(name: mistral-small\n.*?)```", (EXAMPLE / "README.md").read_text(), re.S)
+    assert example
+    (catalog_dir / "models" / "mistral-small.yaml").write_text(example[1])
+    checks.check(load(catalog_dir))

@@ -205,3 +205,24 @@ def test_nodepool_gpu_limit_covers_every_model_at_its_maximum(objs: list[Obj]) -
     )
     # And one rolling update's surge (maxSurge 1) of the largest engine on top.
     assert int(nodepool["spec"]["limits"]["nvidia.com/gpu"]) >= at_max + max(gpus.values())
+
+
+def test_the_gateway_reads_the_catalog_it_is_given(objs: list[Obj]) -> None:
+    """INFERSTACK_CATALOG_FILE and INFERSTACK_PRICES_FILE name files of the mounted catalog ConfigMap."""
+    (gateway,) = [o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "inferstack-gateway"]
+    pod = gateway["spec"]["template"]["spec"]
+    (container,) = [c for c in pod["containers"] if c["name"] == "gateway"]
+    config_maps = {o["metadata"]["name"]: o for o in objs if o["kind"] == "ConfigMap"}
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(config_maps[source["configMapRef"]["name"]]["data"])
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounted = {}
+    for mount in container["volumeMounts"]:
+        config_map = volumes[mount["name"]].get("configMap")
+        if config_map:
+            for key in config_maps[config_map["name"]]["data"]:
+                mounted[f"{mount['mountPath']}/{key}"] = config_maps[config_map["name"]]["data"][key]
+    assert (GENERATED / "catalog.json").read_text() == mounted[env["INFERSTACK_CATALOG_FILE"]]
+    assert (GENERATED / "prices.yaml").read_text() == mounted[env["INFERSTACK_PRICES_FILE"]]

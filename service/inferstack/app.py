@@ -20,6 +20,7 @@ from starlette.routing import Route
 from .api import admin, health, models
 from .api.openai import OpenAIEndpoint
 from .api.request import PATHS
+from .catalog import Catalog
 from .config import Settings
 from .errors import GatewayError, internal_error_body
 from .filters import Tenancy
@@ -86,15 +87,18 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
         stack.push_async_callback(session.close)
         cluster = Cluster(settings, session, metrics)
         stack.push_async_callback(cluster.close)
+        catalog = Catalog.load(settings.catalog_file) if settings.catalog_file else None
+        if catalog is not None:
+            cluster.known_models.update(catalog.declared())
         holds = HoldQueue(settings, cluster, metrics)
         kv = None
         if settings.kv_events.enabled:
             kv = KVRouting(settings.kv_events, session, metrics.registry)
             stack.push_async_callback(kv.close)
         router = Router(settings, session, cluster, holds, Scheduler(settings, metrics, kv), metrics, kv)
-        gateway = Gateway(settings, metrics, session, cluster, tenancy)
+        gateway = Gateway(settings, metrics, session, cluster, tenancy, catalog)
         for kind in PATHS:
-            gateway.endpoints[kind] = OpenAIEndpoint(kind, settings, cluster, router, tenancy, metrics)
+            gateway.endpoints[kind] = OpenAIEndpoint(kind, settings, cluster, router, tenancy, metrics, catalog)
         app.state.gateway = gateway
         discovery = from_settings(settings)
         on_urls = cluster.set_urls

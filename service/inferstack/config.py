@@ -239,6 +239,12 @@ class Settings(BaseSettings):
         description="Models that exist even while no replica serves them: their requests wait for one"
         " (scale from zero) instead of getting 404. Comma-separated.",
     )
+    catalog_file: str = Field(
+        "",
+        description="The fleet catalog (JSON from `make fleet`: k8s/fleet/generated/catalog.json): its models and"
+        " LoRA adapters exist at zero replicas, its aliases name a model, its adapter rollouts pick a version;"
+        " anything else is 404 before an engine sees it. Read once at start.",
+    )
     dns_name: str = Field("", description="DNS discovery: name whose A records are the replicas.")
     dns_port: int = Field(8000, ge=1, le=65535, description="DNS discovery: the engines' port.")
     dns_interval: float = Field(5.0, gt=0, description="DNS discovery: seconds between resolutions.")

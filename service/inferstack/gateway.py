@@ -10,6 +10,7 @@ import aiohttp
 from starlette.requests import Request
 
 from .api.openai import OpenAIEndpoint
+from .catalog import Catalog
 from .config import Settings
 from .filters import Tenancy
 from .metrics.gateway import GatewayMetrics
@@ -23,6 +24,7 @@ class Gateway:
     session: aiohttp.ClientSession
     cluster: Cluster
     tenancy: Tenancy
+    catalog: Catalog | None = None
     endpoints: dict[str, OpenAIEndpoint] = field(default_factory=dict)
     draining: bool = False
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)

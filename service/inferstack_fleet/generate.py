@@ -95,6 +95,32 @@ def price_table(catalog: Catalog) -> dict[str, Any]:
     return {"models": dict(sorted(prices.items()))}
 
 
+CATALOG_DIR = "/etc/inferstack/catalog"
+# The catalog ConfigMap in the gateway's pods (kustomize adds the generated name's hash suffix).
+GATEWAY_MOUNT: Obj = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "inferstack-gateway", "namespace": manifests.NAMESPACE},
+    "spec": {
+        "template": {
+            "spec": {
+                "containers": [
+                    {
+                        "name": "gateway",
+                        "volumeMounts": [{"name": "catalog", "mountPath": CATALOG_DIR, "readOnly": True}],
+                    }
+                ],
+                "volumes": [{"name": "catalog", "configMap": {"name": "inferstack-catalog"}}],
+            }
+        }
+    },
+}
+
+
+def _yaml_body(obj: Obj) -> str:
+    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, width=120)
+
+
 def kustomization(catalog: Catalog) -> Obj:
     limit_patch = [{"op": "add", "path": "/spec/limits/nvidia.com~1gpu", "value": str(gpu_limit(catalog))}]
     # The fleet replaces the base's single engine; its PDB would overlap every model's (the eviction
@@ -109,9 +135,21 @@ def kustomization(catalog: Catalog) -> Obj:
                 "name": "inferstack-catalog",
                 "namespace": manifests.NAMESPACE,
                 "files": ["catalog.json", "prices.yaml"],
-            }
+            },
+            {
+                # The gateway's settings, merged over the base's gateway.env.
+                "name": "inferstack-gateway",
+                "namespace": manifests.NAMESPACE,
+                "behavior": "merge",
+                "literals": [
+                    f"INFERSTACK_CATALOG_FILE={CATALOG_DIR}/catalog.json",
+                    f"INFERSTACK_PRICES_FILE={CATALOG_DIR}/prices.yaml",
+                    f"INFERSTACK_MODELS={','.join(sorted(m.name for m in catalog.models))}",
+                ],
+            },
         ],
         "patches": [
+            {"patch": _yaml_body(GATEWAY_MOUNT)},
             {"patch": delete.format(api="apps/v1", kind="Deployment", ns=manifests.NAMESPACE)},
             {"patch": delete.format(api="policy/v1", kind="PodDisruptionBudget", ns=manifests.NAMESPACE)},
             {

@@ -12,11 +12,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import random
 import secrets
 import time
 from typing import Any
 
+import orjson
+
 from ..accesslog import log_exchange
+from ..catalog import Catalog
 from ..config import Settings
 from ..errors import GatewayError, NotFoundError, internal_error_body
 from ..exchange import ClientStalled, Exchange, Responder
@@ -32,7 +36,14 @@ log = logging.getLogger("inferstack.api")
 
 class OpenAIEndpoint:
     def __init__(
-        self, kind: str, settings: Settings, cluster: Cluster, router: Router, tenancy: Tenancy, metrics: GatewayMetrics
+        self,
+        kind: str,
+        settings: Settings,
+        cluster: Cluster,
+        router: Router,
+        tenancy: Tenancy,
+        metrics: GatewayMetrics,
+        catalog: Catalog | None = None,
     ) -> None:
         self.kind = kind
         self.path = PATHS[kind]
@@ -41,6 +52,7 @@ class OpenAIEndpoint:
         self._router = router
         self._tenancy = tenancy
         self._metrics = metrics
+        self._catalog = catalog
         # Request ids: a random prefix and a counter; uuid4 costs a syscall per request.
         self._id_prefix = secrets.token_hex(8)
         self._id_counter = itertools.count(1)
@@ -79,6 +91,13 @@ class OpenAIEndpoint:
             watcher = asyncio.create_task(wait_disconnect(receive))
             watcher.add_done_callback(client_left)
             payload = validate(self.kind, body)
+            if self._catalog is not None:
+                # An alias becomes its model, an adapter one of its versions (weighted rollout), before
+                # anything (keys, limits, prices, routing, the engine) sees the name.
+                resolved = self._catalog.resolve(payload["model"], random.random())
+                if resolved is not None and resolved != payload["model"]:
+                    payload["model"] = resolved
+                    body = orjson.dumps(payload)
             ex.stream, ex.payload, ex.body = payload.get("stream", False), payload, body
             admission = ex.admission = await self._tenancy.admit(
                 self.kind, payload, body, scope["headers"], self._cluster.revision(payload["model"])

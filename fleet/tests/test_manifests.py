@@ -5,6 +5,8 @@ its GPUs are. No cluster here: schemas, CRDs and the scheduler's matching rules 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
+import yaml
 
 from inferstack_fleet import catalog as fleet_catalog
 from inferstack_fleet.generate import files, render_base, stale
@@ -118,10 +121,10 @@ def test_each_engine_pod_has_exactly_one_pdb_and_one_autoscaler(objs: list[Obj])
         model = pod_labels["inferstack.dev/model"]
         queries = [t["metadata"]["query"] for t in scaled[d["metadata"]["name"]]["spec"]["triggers"]]
         # vLLM labels model_name, the gateway model (docs/metrics.md); sum(...) gives one element.
-        assert queries == [
-            f'sum(vllm:num_requests_waiting{{namespace="inferstack",model_name="{model}"}}) or vector(0)',
-            f'sum(inferstack_model_demand{{namespace="inferstack",model="{model}"}}) or vector(0)',
-        ]
+        queue = f'sum(vllm:num_requests_waiting{{namespace="inferstack",model_name="{model}"}}) or vector(0)'
+        assert queries[0] == queue
+        # What the demand query matches: test_demand_counts_the_model_and_its_adapters.
+        assert queries[1].startswith('sum(inferstack_model_demand{namespace="inferstack",model')
         assert all(t["useCachedMetrics"] for t in scaled[d["metadata"]["name"]]["spec"]["triggers"])
 
 
@@ -226,3 +229,43 @@ def test_the_gateway_reads_the_catalog_it_is_given(objs: list[Obj]) -> None:
                 mounted[f"{mount['mountPath']}/{key}"] = config_maps[config_map["name"]]["data"][key]
     assert (GENERATED / "catalog.json").read_text() == mounted[env["INFERSTACK_CATALOG_FILE"]]
     assert (GENERATED / "prices.yaml").read_text() == mounted[env["INFERSTACK_PRICES_FILE"]]
+
+
+def test_demand_counts_the_model_and_its_adapters(
+    rendered: dict[str, list[Obj]], catalog: fleet_catalog.Catalog, tmp_path: Path
+) -> None:
+    """promtool evaluates each ScaledObject's demand query on series for every name the gateway may
+    route by: a model's query adds its own and its adapter versions' demand, and nothing else (the
+    dot in qwen2.5 is a literal dot, not any character)."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: run scripts/install-observability.sh"
+    names = {m.name: [m.name] for m in catalog.models}
+    for e in catalog.adapters:
+        versions = [e.adapter.version] + ([e.adapter.rollout.version] if e.adapter.rollout else [])
+        names[e.base] += [fleet_catalog.served_name(e.adapter.name, v) for v in versions]
+    every = [n for group in names.values() for n in group] + ["qwen2x5-7b-instruct", "sql-bot@v3x"]
+    # Demand 2^i for the i-th name: each sum says exactly which names it counted.
+    series = [
+        {"series": f'inferstack_model_demand{{namespace="inferstack",model="{n}"}}', "values": f"{2**i}x2"}
+        for i, n in enumerate(every)
+    ]
+    queries = {
+        o["metadata"]["labels"]["inferstack.dev/model"]: o["spec"]["triggers"][1]["metadata"]["query"]
+        for o in rendered["karpenter"]
+        if o["kind"] == "ScaledObject"
+    }
+    rules = {"groups": [{"name": "demand", "rules": []}]}
+    tests: dict[str, Any] = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": []}
+    expected = []
+    for i, (model, query) in enumerate(sorted(queries.items())):
+        rules["groups"][0]["rules"].append({"record": f"demand_{i}", "expr": query})
+        total = sum(2 ** every.index(n) for n in names[model])
+        samples = [{"labels": f"demand_{i}", "value": total}]
+        expected.append({"expr": f"demand_{i}", "eval_time": "1m", "exp_samples": samples})
+    tests["tests"].append({"interval": "1m", "input_series": series, "promql_expr_test": expected})
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(tests))
+    proc = subprocess.run(
+        [promtool, "test", "rules", "test.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr

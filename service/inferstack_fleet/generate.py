@@ -179,13 +179,19 @@ def _yaml(docs: list[Obj]) -> str:
 def files(catalog: Catalog, base: list[Obj]) -> dict[str, str]:
     """File name (under k8s/fleet/generated) -> content."""
     template = engine_template(base)
+    versions: dict[str, list[str]] = {}
+    for entry in catalog.adapters:
+        a = entry.adapter
+        versions.setdefault(entry.base, []).extend(
+            served_name(a.name, v) for v in [a.version] + ([a.rollout.version] if a.rollout else [])
+        )
     out: dict[str, str] = {}
     for m in catalog.models:
         objs = [
             manifests.deployment(m, template),
             manifests.service(m, template),
             manifests.pdb(m),
-            manifests.scaled_object(m),
+            manifests.scaled_object(m, versions.get(m.name, [])),
         ]
         out[f"{m.slug}.yaml"] = _yaml(objs)
     out["kustomization.yaml"] = _yaml([kustomization(catalog)])

@@ -210,9 +210,20 @@ def _trigger(name: str, query: str, threshold: int) -> Obj:
     }
 
 
-def scaled_object(model: Model) -> Obj:
-    """The model's own queue (vLLM's label is model_name) and the gateway's demand for it (which
-    exists at zero replicas, so it wakes the model). Each in sum(...) or vector(0): one element."""
+def _demand_selector(model: Model, adapter_versions: list[str]) -> str:
+    """The gateway counts demand under the name it routes by: the model's, and each adapter version's."""
+    if not adapter_versions:
+        return f'model="{model.name}"'
+    # A PromQL regex (fully anchored) in a double-quoted string: a literal dot is \\. (names are
+    # [a-z0-9.-] and @, so the dot is the only character to escape).
+    names = "|".join(n.replace(".", "\\\\.") for n in [model.name, *sorted(adapter_versions)])
+    return f'model=~"{names}"'
+
+
+def scaled_object(model: Model, adapter_versions: list[str]) -> Obj:
+    """The model's own queue (vLLM's label is model_name; requests for its adapters count there too)
+    and the gateway's demand for it and its adapters (which exists at zero replicas, so it wakes the
+    model). Each in sum(...) or vector(0): exactly one element."""
     s = model.scaling
     selector_ns = f'namespace="{NAMESPACE}"'
     return {
@@ -249,7 +260,8 @@ def scaled_object(model: Model) -> Obj:
                 ),
                 _trigger(
                     "gateway-demand",
-                    f'sum(inferstack_model_demand{{{selector_ns},model="{model.name}"}}) or vector(0)',
+                    f"sum(inferstack_model_demand{{{selector_ns},{_demand_selector(model, adapter_versions)}}})"
+                    " or vector(0)",
                     s.targets.demand_per_replica,
                 ),
             ],

@@ -164,3 +164,17 @@ def test_the_readme_example_model_is_valid(catalog_dir: Path) -> None:
     assert example
     (catalog_dir / "models" / "mistral-small.yaml").write_text(example[1])
     checks.check(load(catalog_dir))
+
+
+def test_a_gpu_the_nodepools_cannot_launch(
+    catalog_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit(catalog_dir, LLAMA, lambda d: d["hardware"].update(gpu="h100", count=8))
+    assert main(["generate", "--catalog", str(catalog_dir), "--out", str(tmp_path / "generated")]) == 1
+    err = capsys.readouterr().err
+    # The GPU NodePools allow g5, g6 and g6e (k8s/components/gpu-nodes-*/nodepool.yaml).
+    assert (
+        "llama-3.3-70b-instruct: needs h100 (p5), but k8s/components/gpu-nodes-karpenter/nodepool.yaml allows only"
+        " g5, g6, g6e: add a family to its instance-family requirement"
+    ) in err
+    assert "k8s/components/gpu-nodes-auto-mode/nodepool.yaml allows only" in err

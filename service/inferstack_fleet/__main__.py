@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import checks
 from .catalog import CatalogError, load
-from .generate import files, render_base, stale, write
+from .generate import files, nodepool_families, render_base, stale, write
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         catalog = load(args.catalog)
         checks.check(catalog)
+        allowed = nodepool_families(REPO)
+        problems = [p for m in catalog.models for p in checks.node_families(m, allowed)]
+        if problems:
+            raise CatalogError(problems)
     except CatalogError as exc:
         print(f"{args.catalog}: {len(exc.problems)} problem(s), nothing generated:", file=sys.stderr)
         for problem in exc.problems:

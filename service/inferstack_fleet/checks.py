@@ -109,3 +109,15 @@ def check(catalog: Catalog) -> None:
     problems += lora(catalog) + unique_names(catalog)
     if problems:
         raise CatalogError(problems)
+
+
+def node_families(model: Model, allowed: dict[str, set[str]]) -> list[str]:
+    """The GPU NodePools must be able to launch an instance with the model's GPU: `allowed` maps each
+    NodePool file to the instance families its requirements allow."""
+    wanted = set(GPUS[model.hardware.gpu].families)
+    return [
+        f"{model.name}: needs {model.hardware.gpu} ({', '.join(sorted(wanted))}), but {where} allows only"
+        f" {', '.join(sorted(families))}: add a family to its instance-family requirement"
+        for where, families in sorted(allowed.items())
+        if not wanted & families
+    ]

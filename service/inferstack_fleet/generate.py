@@ -35,6 +35,19 @@ def render_base(repo: Path) -> list[Obj]:
     return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
 
+def nodepool_families(repo: Path) -> dict[str, set[str]]:
+    """NodePool file (relative to the repository) -> the instance families its requirements allow."""
+    allowed: dict[str, set[str]] = {}
+    for path in sorted((repo / "k8s" / "components").glob("gpu-nodes-*/nodepool.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "NodePool":
+                continue
+            for req in doc["spec"]["template"]["spec"].get("requirements", []):
+                if req["key"].endswith("/instance-family") and req["operator"] == "In":
+                    allowed[str(path.relative_to(repo))] = set(req["values"])
+    return allowed
+
+
 def engine_template(base: list[Obj]) -> Obj:
     found = [o for o in base if o["kind"] == "Deployment" and o["metadata"]["name"] == "vllm-engine"]
     if len(found) != 1:

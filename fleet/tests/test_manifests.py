@@ -4,6 +4,7 @@ its GPUs are. No cluster here: schemas, CRDs and the scheduler's matching rules 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -269,3 +270,21 @@ def test_demand_counts_the_model_and_its_adapters(
         [promtool, "test", "rules", "test.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_checkov_finds_nothing_the_overlays_do_not_explain(rendered: dict[str, list[Obj]], tmp_path: Path) -> None:
+    """The fleet's engines pass the same policy as the single engine of k8s/overlays (k8s/checkov.yaml)."""
+    checkov = REPO / ".venv-checkov" / "bin" / "checkov"
+    assert checkov.is_file(), "run scripts/install-checkov.sh"
+    for name, objs in rendered.items():
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump_all(objs))
+    skips = set(yaml.safe_load((REPO / "k8s" / "checkov.yaml").read_text())["skip-check"])
+    cmd = [str(checkov), "-d", str(tmp_path), "--framework", "kubernetes", "--quiet", "--compact", "-o", "json"]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "BC_SKIP_MAPPING": "TRUE"}
+    )
+    report = json.loads(proc.stdout)
+    assert report["summary"]["parsing_errors"] == 0
+    failed = {(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]}
+    unexplained = sorted(f for f in failed if f[0] not in skips)
+    assert not unexplained, f"checkov findings not in k8s/checkov.yaml: {unexplained}"

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from .manifests import K8S, OVERLAYS, Obj, render
+from .manifests import K8S, OVERLAYS, PLATFORMS, Obj, render
 
 
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, list[Obj]]:
     return {name: render(K8S / "overlays" / name) for name in OVERLAYS}
+
+
+@pytest.fixture(scope="session")
+def platforms() -> dict[str, list[Obj]]:
+    """compute_mode -> the rendered k8s/platform directory bootstrap.sh applies in that mode."""
+    return {mode: render(K8S / "platform" / name) for mode, name in PLATFORMS.items()}
 
 
 @pytest.fixture(params=OVERLAYS)

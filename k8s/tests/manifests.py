@@ -14,6 +14,10 @@ REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 OVERLAYS = ("local-cpu", "aws-gpu", "aws-gpu-karpenter")
 GPU_OVERLAYS = ("aws-gpu", "aws-gpu-karpenter")
+# Cluster-wide pieces k8s/bootstrap.sh applies before the add-ons, per Terraform compute_mode.
+PLATFORMS = {"auto": "aws-auto", "karpenter": "aws-karpenter"}
+OVERLAY_OF_MODE = {"auto": "aws-gpu", "karpenter": "aws-gpu-karpenter"}
+WORKLOADS = ("Deployment", "StatefulSet")
 
 Obj = dict[str, Any]
 
@@ -41,14 +45,22 @@ def one(objs: list[Obj], kind: str, name: str) -> Obj:
     return found[0]
 
 
+def workloads(objs: list[Obj]) -> list[Obj]:
+    return [o for o in objs if o["kind"] in WORKLOADS]
+
+
 def pod_specs(objs: list[Obj]) -> Iterator[tuple[Obj, Obj]]:
-    """(workload, pod spec) for every Deployment."""
-    for o in find(objs, "Deployment"):
+    """(workload, pod spec) for every Deployment and StatefulSet."""
+    for o in workloads(objs):
         yield o, o["spec"]["template"]["spec"]
 
 
 def containers(spec: Obj) -> list[Obj]:
     return list(spec.get("initContainers", [])) + list(spec["containers"])
+
+
+def env(container: Obj) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
 
 
 def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:

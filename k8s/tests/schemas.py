@@ -9,6 +9,10 @@
   specification: https://docs.aws.amazon.com/eks/latest/userguide/create-node-class.html
   ("Node Class Specification"; source awsdocs/amazon-eks-user-guide,
   latest/ug/automode/create-node-class.adoc).
+- EKS Auto Mode's IngressClassParams: no CRD either. AWS documents it as the AWS Load Balancer
+  Controller's IngressClassParams (whose CRD is in ../shared/crds) with three fields renamed
+  (latest/ug/automode/auto-configure-alb.adoc, "IngressClassParams"): eks_ingressclassparams_schema()
+  applies exactly those renames to the controller's schema.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import yaml
 
 from .manifests import REPO
 
-KUBERNETES_VERSION = "1.32.0"
+# The EKS version Terraform pins (terraform/envs/*/variables.tf kubernetes_version).
+KUBERNETES_VERSION = "1.35.0"
 
 # ../shared/crds next to the repository (these machines); INFERSTACK_CRD_DIR overrides it (CI fetches
 # the same pinned files there: k8s/README.md, "Validation").
@@ -72,13 +77,18 @@ def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     return schemas
 
 
-def crd_scope(api_version: str, kind: str) -> str:
-    group = api_version.split("/")[0]
+@cache
+def _crd_scopes() -> dict[tuple[str, str], str]:
+    scopes = {}
     for path in sorted(crd_dir().glob("*.yaml")):
         for crd in yaml.safe_load_all(path.read_text()):
-            if crd and crd["spec"]["group"] == group and crd["spec"]["names"]["kind"] == kind:
-                return str(crd["spec"]["scope"])
-    raise KeyError((api_version, kind))
+            if crd:
+                scopes[(crd["spec"]["group"], crd["spec"]["names"]["kind"])] = str(crd["spec"]["scope"])
+    return scopes
+
+
+def crd_scope(api_version: str, kind: str) -> str:
+    return _crd_scopes()[(api_version.split("/")[0], kind)]
 
 
 _selector_terms = {
@@ -186,3 +196,21 @@ def validate_eks_nodeclass(obj: dict[str, Any]) -> None:
         unit = size.lstrip("0123456789")
         if int(size[: -len(unit)]) > EPHEMERAL_MAX[unit]:
             raise jsonschema.ValidationError(f"ephemeralStorage.size {size} above the documented maximum")
+
+
+# AWS's table "IngressClassParams: Previous -> New" (auto-configure-alb.adoc).
+_AUTO_MODE_RENAMES = {("certificateArn",): "certificateARNs", ("subnets", "tags"): "matchTags"}
+
+
+def eks_ingressclassparams_schema() -> dict[str, Any]:
+    """Auto Mode's eks.amazonaws.com/v1 IngressClassParams: the controller's schema, renamed."""
+    schema = copy.deepcopy(crd_schemas()[("elbv2.k8s.aws/v1beta1", "IngressClassParams")])
+    spec = schema["properties"]["spec"]
+    for path, new in _AUTO_MODE_RENAMES.items():
+        parent = spec
+        for key in path[:-1]:
+            parent = parent["properties"][key]
+        parent["properties"][new] = parent["properties"].pop(path[-1])
+    listeners = spec["properties"]["listeners"]["items"]["properties"]
+    listeners["attributes"] = listeners.pop("listenerAttributes")
+    return schema

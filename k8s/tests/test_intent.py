@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 
-from .manifests import GPU_OVERLAYS, Obj, containers, find, matches, one, pod_specs
+from .manifests import GPU_OVERLAYS, REPO, Obj, containers, env, find, matches, one, pod_specs, workloads
 
 GPU = "nvidia.com/gpu"
-
-
-def _env(container: Obj) -> dict[str, str]:
-    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
+_env = env
 
 
 def _config(objs: list[Obj]) -> dict[str, str]:
@@ -19,8 +17,11 @@ def _config(objs: list[Obj]) -> dict[str, str]:
 
 
 def _served_model(objs: list[Obj]) -> str:
-    args = one(objs, "Deployment", "vllm-engine")["spec"]["template"]["spec"]["containers"][0]["args"]
-    (name,) = [a.split("=", 1)[1] for a in args if a.startswith("--served-model-name=")]
+    """MODEL_NAME for the GPU image's entrypoint; --served-model-name where the image takes it."""
+    vllm = one(objs, "Deployment", "vllm-engine")["spec"]["template"]["spec"]["containers"][0]
+    names = {a.split("=", 1)[1] for a in vllm["args"] if a.startswith("--served-model-name=")}
+    names |= {v for k, v in _env(vllm).items() if k == "MODEL_NAME"}
+    (name,) = names
     return name
 
 
@@ -64,6 +65,7 @@ def test_images_are_pinned(objs: list[Obj]) -> None:
 def test_mounts_refer_to_volumes_and_writable_paths_exist(objs: list[Obj]) -> None:
     for workload, spec in pod_specs(objs):
         volumes = {v["name"] for v in spec.get("volumes", [])}
+        volumes |= {t["metadata"]["name"] for t in workload["spec"].get("volumeClaimTemplates", [])}
         for c in containers(spec):
             mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
             assert set(mounts) <= volumes, f"{workload['metadata']['name']}/{c['name']}"
@@ -71,8 +73,8 @@ def test_mounts_refer_to_volumes_and_writable_paths_exist(objs: list[Obj]) -> No
 
 
 def test_selectors_match_labels(objs: list[Obj]) -> None:
-    pods = {w["metadata"]["name"]: w["spec"]["template"]["metadata"]["labels"] for w in find(objs, "Deployment")}
-    for w in find(objs, "Deployment"):
+    pods = {w["metadata"]["name"]: w["spec"]["template"]["metadata"]["labels"] for w in workloads(objs)}
+    for w in workloads(objs):
         assert matches(w["spec"]["selector"]["matchLabels"], pods[w["metadata"]["name"]])
         for tsc in w["spec"]["template"]["spec"].get("topologySpreadConstraints", []):
             assert matches(tsc["labelSelector"]["matchLabels"], pods[w["metadata"]["name"]])
@@ -105,8 +107,9 @@ def test_service_ports_match_container_ports(objs: list[Obj]) -> None:
         for c in spec["containers"]:
             ports = {p["name"] for p in c.get("ports", [])}
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                if probe in c:
-                    assert c[probe]["httpGet"]["port"] in ports, f"{w['metadata']['name']}: {probe}"
+                action = c.get(probe, {}).get("httpGet") or c.get(probe, {}).get("tcpSocket")
+                if action:
+                    assert action["port"] in ports, f"{w['metadata']['name']}: {probe}"
 
 
 def test_gateway_follows_its_configuration_contract(objs: list[Obj]) -> None:
@@ -115,7 +118,10 @@ def test_gateway_follows_its_configuration_contract(objs: list[Obj]) -> None:
     spec = gateway["spec"]["template"]["spec"]
     (c,) = spec["containers"]
     assert c["command"] == ["inferstack"] and c["args"] == ["serve"]
-    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080}
+    # Contract (issue 13): public listener `http` 8080, admin listener `admin` 8081.
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "admin": 8081}
+    assert config["INFERSTACK_ADMIN_PORT"] == "8081"
+    assert {p["targetPort"] for p in one(objs, "Service", "inferstack-gateway")["spec"]["ports"]} == {"http"}
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert config["INFERSTACK_DISCOVERY"] == "k8s"
     assert config["INFERSTACK_K8S_SERVICE"] == "vllm-engine"
@@ -172,25 +178,49 @@ def test_engine_probes_tolerate_a_long_load_and_a_busy_engine(objs: list[Obj]) -
     assert {"mountPath": "/dev/shm", "name": "dshm"} in c["volumeMounts"]
 
 
-def test_engine_args_and_model_cache(rendered: dict[str, list[Obj]]) -> None:
+KV_EVENTS = {"enable_kv_cache_events": True, "publisher": "zmq", "endpoint": "tcp://*:5557", "topic": "kv"}
+
+
+def _flags(args: list[str]) -> dict[str, str]:
+    return dict(a.lstrip("-").split("=", 1) if "=" in a else (a.lstrip("-"), "") for a in args)
+
+
+def test_engine_publishes_kv_events_the_gateway_may_read(objs: list[Obj]) -> None:
+    """Issue 14's contract: prefix caching with sha256_cbor, KV events on `kv-events` 5557, topic kv."""
+    spec = one(objs, "Deployment", "vllm-engine")["spec"]["template"]["spec"]
+    vllm = spec["containers"][0]
+    flags = _flags(vllm["args"])
+    assert "enable-prefix-caching" in flags and flags["prefix-caching-hash-algo"] == "sha256_cbor"
+    assert json.loads(flags["kv-events-config"]) == KV_EVENTS
+    assert {"name": "kv-events", "containerPort": 5557, "protocol": "TCP"} in vllm["ports"]
+    svc = one(objs, "Service", "vllm-engine")
+    assert {"name": "kv-events", "port": 5557, "targetPort": "kv-events", "protocol": "TCP"} in svc["spec"]["ports"]
+
+
+def test_engine_uses_the_image_entrypoint(rendered: dict[str, list[Obj]]) -> None:
+    """Defect 15: a `command:` would bypass docker/engine-gpu/entrypoint.sh (how weights load)."""
+    entrypoint = (REPO / "docker" / "engine-gpu" / "entrypoint.sh").read_text()
     for name in GPU_OVERLAYS:
         spec = one(rendered[name], "Deployment", "vllm-engine")["spec"]["template"]["spec"]
-        args = dict(
-            a.lstrip("-").split("=", 1) if "=" in a else (a.lstrip("-"), "") for a in spec["containers"][0]["args"]
-        )
-        for flag in (
-            "model",
-            "served-model-name",
-            "max-model-len",
-            "gpu-memory-utilization",
-            "tensor-parallel-size",
-            "enable-prefix-caching",
-        ):
-            assert flag in args, flag
-        assert 0 < float(args["gpu-memory-utilization"]) <= 0.95
-        # The init step fills the same path the engine loads, on a volume that outlives restarts.
+        vllm = spec["containers"][0]
+        assert "command" not in vllm, "arguments go to the image's entrypoint, which picks the weights"
+        flags = _flags(vllm["args"])
+        # The entrypoint sets these itself; a second value would contradict it.
+        assert not {"model", "served-model-name", "host", "port", "load-format"} & set(flags)
+        for flag in ("max-model-len", "gpu-memory-utilization", "tensor-parallel-size", "enable-prefix-caching"):
+            assert flag in flags, flag
+        assert 0 < float(flags["gpu-memory-utilization"]) <= 0.95
+        engine_env = _env(vllm)
+        for var in ("MODEL_NAME", "MODEL_CACHE_DIR", "PORT"):
+            assert f"${{{var}" in entrypoint, f"the entrypoint no longer reads {var}"
+        assert engine_env["PORT"] == str(next(p for p in vllm["ports"] if p["name"] == "http")["containerPort"])
+        cache_mount = next(m["mountPath"] for m in vllm["volumeMounts"] if m["name"] == "model-cache")
+        assert engine_env["MODEL_CACHE_DIR"] == cache_mount
+        # The init step fills the very directory the entrypoint looks in first.
         (fetch,) = spec["initContainers"]
-        assert args["model"] == f"/model-cache/{_env(fetch)['MODEL_DIR']}"
+        assert _env(fetch)["MODEL_NAME"] == engine_env["MODEL_NAME"]
+        assert 'dest="/model-cache/${MODEL_NAME}"' in fetch["args"][0]
+        assert next(m["mountPath"] for m in fetch["volumeMounts"] if m["name"] == "model-cache") == cache_mount
         cache = next(v for v in spec["volumes"] if v["name"] == "model-cache")
         assert "emptyDir" in cache or "persistentVolumeClaim" in cache
         assert not _env(fetch)["MODELS_BUCKET"].endswith("ACCOUNT_ID"), "cluster/ sets the bucket"
@@ -264,7 +294,8 @@ def test_keda_scales_each_model_on_queue_and_gateway_demand(rendered: dict[str, 
         (so,) = find(objs, "ScaledObject")
         spec = so["spec"]
         assert spec["scaleTargetRef"]["name"] == "vllm-engine" and find(objs, "Deployment", "vllm-engine")
-        assert spec["minReplicaCount"] == 0 < spec["maxReplicaCount"]
+        # dev scales to zero; prod keeps one engine warm (a cold start costs minutes: defect 11).
+        assert spec["minReplicaCount"] == {"aws-gpu": 0, "aws-gpu-karpenter": 1}[name] < spec["maxReplicaCount"]
         queries = {t["metadata"]["query"] for t in spec["triggers"]}
         for q in queries:
             # One element, always: sum(...) of the series, 0 when there are none.
@@ -285,25 +316,45 @@ def test_monitors_scrape_named_ports_that_exist(rendered: dict[str, list[Obj]]) 
     objs = rendered["aws-gpu"]
     sm = one(objs, "ServiceMonitor", "inferstack-gateway")
     svc = [s for s in find(objs, "Service") if matches(sm["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])]
-    assert [s["metadata"]["name"] for s in svc] == ["inferstack-gateway"]
-    assert sm["spec"]["endpoints"][0]["port"] in {p["name"] for p in svc[0]["spec"]["ports"]}
+    # The admin listener, through a Service that exposes nothing else (the public one has no admin).
+    assert [s["metadata"]["name"] for s in svc] == ["inferstack-gateway-admin"]
+    assert [p["targetPort"] for p in svc[0]["spec"]["ports"]] == ["admin"]
+    assert [e["port"] for e in sm["spec"]["endpoints"]] == ["admin"]
     pm = one(objs, "PodMonitor", "vllm-engine")
     engine = one(objs, "Deployment", "vllm-engine")["spec"]["template"]
     assert matches(pm["spec"]["selector"]["matchLabels"], engine["metadata"]["labels"])
     assert pm["spec"]["podMetricsEndpoints"][0]["port"] in {p["name"] for p in engine["spec"]["containers"][0]["ports"]}
 
 
+def _peers(rule: Obj) -> list[Obj]:
+    return list(rule["from"])
+
+
+def _ports(rule: Obj) -> set[str]:
+    return {p["port"] for p in rule["ports"]}
+
+
+MONITORING = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+GATEWAY_PODS = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "inferstack-gateway"}}}
+
+
 def test_network_policies_only_let_the_gateway_reach_engines(objs: list[Obj]) -> None:
-    policies = find(objs, "NetworkPolicy")
     deny = one(objs, "NetworkPolicy", "default-deny-ingress")
     assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
-    engine = one(objs, "NetworkPolicy", "vllm-engine")
-    (rule,) = engine["spec"]["ingress"]
-    pod_peers = [p for p in rule["from"] if "podSelector" in p]
-    assert pod_peers == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "inferstack-gateway"}}}]
-    ns_peers = [p["namespaceSelector"]["matchLabels"] for p in rule["from"] if "namespaceSelector" in p]
-    assert ns_peers == [{"kubernetes.io/metadata.name": "monitoring"}]
-    gateway = one(objs, "NetworkPolicy", "inferstack-gateway")
-    (rule,) = gateway["spec"]["ingress"]
-    assert all("namespaceSelector" in p and "podSelector" not in p for p in rule["from"]), "ingress and monitoring only"
-    assert len(policies) == 3
+    engine = one(objs, "NetworkPolicy", "vllm-engine")["spec"]["ingress"]
+    # The gateway: requests and KV events. Prometheus: /metrics on `http`, never kv-events.
+    assert [(_peers(r), _ports(r)) for r in engine] == [
+        ([GATEWAY_PODS], {"http", "kv-events"}),
+        ([MONITORING], {"http"}),
+    ]
+
+
+def test_network_policies_keep_the_admin_port_for_prometheus(objs: list[Obj]) -> None:
+    gateway = one(objs, "NetworkPolicy", "inferstack-gateway")["spec"]["ingress"]
+    admin = [r for r in gateway if "admin" in _ports(r)]
+    assert [(_peers(r), _ports(r)) for r in admin] == [([MONITORING], {"admin"})], "admin: Prometheus only"
+    public = [r for r in gateway if r not in admin]
+    assert public and all(_ports(r) == {"http"} for r in public)
+    assert all(MONITORING not in _peers(r) and GATEWAY_PODS not in _peers(r) for r in public)
+    for r in public:
+        assert all("namespaceSelector" in p or "ipBlock" in p for p in _peers(r)), "ingress namespaces or the VPC"

@@ -5,15 +5,23 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable
+from typing import Any
 
 import jsonschema
 import kubernetes_validate
 import pytest
 
 from .manifests import REPO, Obj, find, one
-from .schemas import KUBERNETES_VERSION, crd_dir, crd_schemas, crd_scope, validate_eks_nodeclass
+from .schemas import (
+    KUBERNETES_VERSION,
+    crd_dir,
+    crd_schemas,
+    crd_scope,
+    eks_ingressclassparams_schema,
+    validate_eks_nodeclass,
+)
 
-CUSTOM_GROUPS = ("karpenter.sh", "karpenter.k8s.aws", "keda.sh", "monitoring.coreos.com")
+CUSTOM_GROUPS = ("karpenter.sh", "karpenter.k8s.aws", "keda.sh", "monitoring.coreos.com", "elbv2.k8s.aws")
 
 
 def is_builtin(o: Obj) -> bool:
@@ -21,27 +29,46 @@ def is_builtin(o: Obj) -> bool:
     return group not in (*CUSTOM_GROUPS, "eks.amazonaws.com")
 
 
-def test_builtin_objects_match_the_kubernetes_schema(objs: list[Obj]) -> None:
-    errors = []
-    for o in filter(is_builtin, objs):
-        try:
-            kubernetes_validate.validate(o, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as e:
-            errors.append(f"{o['kind']}/{o['metadata']['name']}: {e.message} at {list(e.path)}")
-    assert not errors, "\n".join(errors)
-
-
-def test_custom_resources_match_their_crds(objs: list[Obj]) -> None:
+def validation_errors(objs: list[Obj]) -> list[str]:
+    """Every object against the schema the API server applies: Kubernetes' own (strict), the CRD's,
+    or AWS's documentation for Auto Mode's kinds. Used for everything bootstrap.sh applies too."""
     schemas = crd_schemas()
     errors = []
     for o in objs:
-        if o["apiVersion"].split("/")[0] not in CUSTOM_GROUPS:
+        where = f"{o['kind']}/{o['metadata']['name']}"
+        if is_builtin(o):
+            try:
+                kubernetes_validate.validate(o, KUBERNETES_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                errors.append(f"{where}: {e.message} at {list(e.path)}")
             continue
-        schema = schemas.get((o["apiVersion"], o["kind"]))
-        assert schema, f"no CRD for {o['apiVersion']} {o['kind']}: add it to ../shared/crds"
-        for err in jsonschema.Draft7Validator(schema).iter_errors(o):
-            errors.append(f"{o['kind']}/{o['metadata']['name']}: {err.message} at {list(err.path)}")
-    assert not errors, "\n".join(errors)
+        if (o["apiVersion"], o["kind"]) == ("eks.amazonaws.com/v1", "NodeClass"):
+            try:
+                validate_eks_nodeclass(o)
+            except jsonschema.ValidationError as e:
+                errors.append(f"{where}: {e.message}")
+            continue
+        schema: dict[str, Any] | None = schemas.get((o["apiVersion"], o["kind"]))
+        if (o["apiVersion"], o["kind"]) == ("eks.amazonaws.com/v1", "IngressClassParams"):
+            schema = eks_ingressclassparams_schema()
+        if not schema:
+            errors.append(f"{where}: no CRD for {o['apiVersion']}: add it to ../shared/crds")
+            continue
+        errors += [f"{where}: {e.message} at {list(e.path)}" for e in jsonschema.Draft7Validator(schema).iter_errors(o)]
+    return errors
+
+
+def test_builtin_objects_match_the_kubernetes_schema(objs: list[Obj]) -> None:
+    assert not validation_errors([o for o in objs if is_builtin(o)])
+
+
+def test_custom_resources_match_their_crds(objs: list[Obj]) -> None:
+    assert not validation_errors([o for o in objs if not is_builtin(o)])
+
+
+def test_platform_objects_validate(platforms: dict[str, list[Obj]]) -> None:
+    for mode, objs in platforms.items():
+        assert not validation_errors(objs), mode
 
 
 def test_eks_nodeclass_matches_the_documented_fields(rendered: dict[str, list[Obj]]) -> None:
@@ -49,16 +76,30 @@ def test_eks_nodeclass_matches_the_documented_fields(rendered: dict[str, list[Ob
     validate_eks_nodeclass(nodeclass)
 
 
-def test_scopes_match(objs: list[Obj]) -> None:
+def test_auto_mode_ingressclassparams_use_the_documented_names(rendered: dict[str, list[Obj]]) -> None:
+    """Auto Mode renamed three of the controller's fields: its schema must reject the old names."""
+    (params,) = find(rendered["aws-gpu"], "IngressClassParams")
+    assert params["apiVersion"] == "eks.amazonaws.com/v1"
+    schema = eks_ingressclassparams_schema()
+    assert not list(jsonschema.Draft7Validator(schema).iter_errors(params))
+    old = copy.deepcopy(params)
+    old["spec"]["certificateArn"] = ["arn:aws:acm:us-east-1:111122223333:certificate/x"]
+    assert list(jsonschema.Draft7Validator(schema).iter_errors(old))
+
+
+CLUSTER_SCOPED = ("Namespace", "ClusterRole", "ClusterRoleBinding", "StorageClass", "IngressClass")
+
+
+def test_scopes_match(objs: list[Obj], platforms: dict[str, list[Obj]]) -> None:
     """Namespaced objects land in a namespace, cluster-scoped custom resources carry none."""
-    for o in objs:
+    for o in objs + [o for p in platforms.values() for o in p]:
         group = o["apiVersion"].split("/")[0]
         if group in CUSTOM_GROUPS:
             namespaced = crd_scope(o["apiVersion"], o["kind"]) == "Namespaced"
         elif group == "eks.amazonaws.com":
-            namespaced = False  # NodeClass is cluster-scoped, like Karpenter's node classes
+            namespaced = False  # NodeClass and IngressClassParams are cluster-scoped
         else:
-            namespaced = o["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding")
+            namespaced = o["kind"] not in CLUSTER_SCOPED
         assert ("namespace" in o["metadata"]) == namespaced, f"{o['kind']}/{o['metadata']['name']}"
 
 
@@ -116,7 +157,7 @@ def test_nodeclass_check_rejects_undocumented_values(
 def test_ci_fetches_the_same_crds() -> None:
     """k8s/scripts/fetch-crds.sh (for runners without ../shared) names every CRD file used here."""
     script = (REPO / "k8s" / "scripts" / "fetch-crds.sh").read_text()
-    (loop,) = re.findall(r"for kind in ([\w ]+); do", script)
     fetched = set(re.findall(r"/([\w.]+_\w+\.yaml)\"", script))
-    fetched |= {f"monitoring.coreos.com_{kind}.yaml" for kind in loop.split()}
+    for names, group in re.findall(r"for kind in ([\w ]+); do\n.*/([\w.]+)_\$\{kind\}\.yaml", script):
+        fetched |= {f"{group}_{kind}.yaml" for kind in names.split()}
     assert {p.name for p in crd_dir().glob("*.yaml")} <= fetched

@@ -26,3 +26,13 @@ def overlay(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def objs(rendered: dict[str, list[Obj]], overlay: str) -> list[Obj]:
     return rendered[overlay]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say what the bootstrap rehearsal was, whatever the verbosity."""
+    ran = terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", [])
+    if any("test_bootstrap.py" in r.nodeid for r in ran):
+        terminalreporter.write_line(
+            "k8s/tests/test_bootstrap.py: k8s/bootstrap.sh and k8s/grafana.sh ran for real against FAKE "
+            "terraform, aws, kubectl and helm (k8s/tests/shims.py); no cluster and no AWS account was touched."
+        )

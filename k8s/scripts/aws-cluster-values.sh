@@ -12,6 +12,7 @@
 #   IMAGE_TAG         tag of both images (default 0.1.0)
 #   GATEWAY_DIGEST    optional sha256:... of the gateway image: pins it by digest
 #   ENGINE_DIGEST     optional sha256:... of the engine image
+#   MODEL_DIR         the model's folder under s3://<bucket>/models/ (default Qwen2.5-7B-Instruct)
 #   INGRESS_SCHEME    internet-facing (default) or internal (a private endpoint, inside the VPC)
 #   CERTIFICATE_ARN   ACM certificate for HTTPS (default: terraform output acm_certificate_arn)
 #   OUT_DIR           write the overlay's file here instead (used by the tests)
@@ -22,6 +23,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 tf_dir="${1:-${repo}/terraform/envs/dev}"
 tag="${IMAGE_TAG:-0.1.0}"
 scheme="${INGRESS_SCHEME:-internet-facing}"
+model_dir="${MODEL_DIR:-Qwen2.5-7B-Instruct}"
 
 out() { terraform -chdir="${tf_dir}" output -raw "$1"; }
 # An output that may be null (or absent from an older state): its string value, or nothing.
@@ -136,11 +138,11 @@ REDIS
       spec:
         template:
           spec:
-            initContainers:
-              - name: fetch-model
+            containers:
+              - name: vllm
                 env:
-                  - name: MODELS_BUCKET
-                    value: ${bucket}
+                  - name: MODEL_S3_URI
+                    value: s3://${bucket}/models/${model_dir}/
   # The ALB targets pod IPs from inside the VPC: admit it on the public port only.
   - target:
       kind: NetworkPolicy

@@ -161,8 +161,9 @@ def test_engine_fits_every_gpu_instance_type_terraform_allows(rendered: dict[str
         spec = one(objs, "Deployment", "vllm-engine")["spec"]["template"]["spec"]
         requests = [c["resources"]["requests"] for c in spec["containers"]]
         init = [c["resources"]["requests"] for c in spec.get("initContainers", [])]
-        cpu = max(sum(_quantity(r["cpu"]) for r in requests), *(_quantity(r["cpu"]) for r in init))
-        gib = max(sum(_quantity(r["memory"]) for r in requests), *(_quantity(r["memory"]) for r in init))
+        # A pod asks for the larger of its containers' sum and any one init container.
+        cpu = max([sum(_quantity(r["cpu"]) for r in requests), *(_quantity(r["cpu"]) for r in init)])
+        gib = max([sum(_quantity(r["memory"]) for r in requests), *(_quantity(r["memory"]) for r in init)])
         for t in types:
             vcpu, mem = INSTANCE_TYPES[t]
             assert cpu + DAEMONSET_CPU <= vcpu - NODE_RESERVED_CPU, f"{t}: {cpu} CPU does not fit"

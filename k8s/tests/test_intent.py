@@ -185,45 +185,49 @@ def _flags(args: list[str]) -> dict[str, str]:
     return dict(a.lstrip("-").split("=", 1) if "=" in a else (a.lstrip("-"), "") for a in args)
 
 
+ENTRYPOINT = REPO / "docker" / "engine-gpu" / "entrypoint.sh"
+
+
 def test_engine_publishes_kv_events_the_gateway_may_read(objs: list[Obj]) -> None:
-    """Issue 14's contract: prefix caching with sha256_cbor, KV events on `kv-events` 5557, topic kv."""
+    """Issue 14's contract: prefix caching with sha256_cbor, KV events on `kv-events` 5557, topic kv
+    (in the container's arguments, or passed by the image's entrypoint)."""
     spec = one(objs, "Deployment", "vllm-engine")["spec"]["template"]["spec"]
     vllm = spec["containers"][0]
     flags = _flags(vllm["args"])
-    assert "enable-prefix-caching" in flags and flags["prefix-caching-hash-algo"] == "sha256_cbor"
-    assert json.loads(flags["kv-events-config"]) == KV_EVENTS
+    entrypoint = ENTRYPOINT.read_text()
+    for flag in ("enable-prefix-caching", "prefix-caching-hash-algo", "kv-events-config"):
+        assert flag in flags or f"--{flag}" in entrypoint, flag
+    if "prefix-caching-hash-algo" in flags:
+        assert flags["prefix-caching-hash-algo"] == "sha256_cbor"
+    if "kv-events-config" in flags:
+        assert json.loads(flags["kv-events-config"]) == KV_EVENTS
     assert {"name": "kv-events", "containerPort": 5557, "protocol": "TCP"} in vllm["ports"]
     svc = one(objs, "Service", "vllm-engine")
     assert {"name": "kv-events", "port": 5557, "targetPort": "kv-events", "protocol": "TCP"} in svc["spec"]["ports"]
 
 
-def test_engine_uses_the_image_entrypoint(rendered: dict[str, list[Obj]]) -> None:
-    """Defect 15: a `command:` would bypass docker/engine-gpu/entrypoint.sh (how weights load)."""
-    entrypoint = (REPO / "docker" / "engine-gpu" / "entrypoint.sh").read_text()
+def test_engine_loads_weights_one_way_through_the_image_entrypoint(rendered: dict[str, list[Obj]]) -> None:
+    """Defect 15: a `command:` bypassed docker/engine-gpu/entrypoint.sh, so its S3 streaming was never
+    used. Now: no command, no copy step; MODEL_NAME and MODEL_S3_URI tell the entrypoint what to serve."""
+    entrypoint = ENTRYPOINT.read_text()
     for name in GPU_OVERLAYS:
         spec = one(rendered[name], "Deployment", "vllm-engine")["spec"]["template"]["spec"]
         vllm = spec["containers"][0]
-        assert "command" not in vllm, "arguments go to the image's entrypoint, which picks the weights"
+        assert "command" not in vllm, "arguments go to the image's entrypoint, which loads the weights"
+        assert "initContainers" not in spec, "one way to load weights: the entrypoint streams them from S3"
+        assert vllm["image"].split("@")[0].rsplit(":", 1)[0].endswith("/inferstack/engine"), "our engine image"
         flags = _flags(vllm["args"])
         # The entrypoint sets these itself; a second value would contradict it.
         assert not {"model", "served-model-name", "host", "port", "load-format"} & set(flags)
-        for flag in ("max-model-len", "gpu-memory-utilization", "tensor-parallel-size", "enable-prefix-caching"):
+        for flag in ("max-model-len", "gpu-memory-utilization", "tensor-parallel-size"):
             assert flag in flags, flag
         assert 0 < float(flags["gpu-memory-utilization"]) <= 0.95
         engine_env = _env(vllm)
-        for var in ("MODEL_NAME", "MODEL_CACHE_DIR", "PORT"):
+        for var in ("MODEL_NAME", "MODEL_S3_URI", "PORT"):
             assert f"${{{var}" in entrypoint, f"the entrypoint no longer reads {var}"
         assert engine_env["PORT"] == str(next(p for p in vllm["ports"] if p["name"] == "http")["containerPort"])
-        cache_mount = next(m["mountPath"] for m in vllm["volumeMounts"] if m["name"] == "model-cache")
-        assert engine_env["MODEL_CACHE_DIR"] == cache_mount
-        # The init step fills the very directory the entrypoint looks in first.
-        (fetch,) = spec["initContainers"]
-        assert _env(fetch)["MODEL_NAME"] == engine_env["MODEL_NAME"]
-        assert 'dest="/model-cache/${MODEL_NAME}"' in fetch["args"][0]
-        assert next(m["mountPath"] for m in fetch["volumeMounts"] if m["name"] == "model-cache") == cache_mount
-        cache = next(v for v in spec["volumes"] if v["name"] == "model-cache")
-        assert "emptyDir" in cache or "persistentVolumeClaim" in cache
-        assert not _env(fetch)["MODELS_BUCKET"].endswith("ACCOUNT_ID"), "cluster/ sets the bucket"
+        assert re.fullmatch(r"s3://inferstack-dev-models-111122223333/models/[\w.-]+/", engine_env["MODEL_S3_URI"])
+        assert "PYTHONHASHSEED" not in engine_env, "vLLM would seed sha256_cbor block hashes with it"
         assert spec["serviceAccountName"] == "vllm-engine", "Terraform's Pod Identity binds this account"
 
 

@@ -129,3 +129,9 @@ def test_every_terraform_output_the_scripts_read_exists() -> None:
         missing = sorted(read - declared)
         if missing:  # d2-terraform's branch adds them (versions.md); this runs fully once it is merged
             pytest.skip(f"terraform/envs/{env}/outputs.tf does not declare {missing} yet (d2-terraform)")
+        # One Karpenter everywhere: the chart Terraform's output names, the CRDs the tests validate with.
+        (pinned,) = re.findall(
+            r'karpenter_version\s*=\s*"([\d.]+)"', (REPO / "terraform" / "envs" / env / "main.tf").read_text()
+        )
+        (fetched,) = re.findall(r"^KARPENTER=v([\d.]+)", (K8S / "scripts" / "fetch-crds.sh").read_text(), re.M)
+        assert pinned == fetched, f"{env}: Terraform installs Karpenter {pinned}, the CRDs are v{fetched}"

@@ -228,3 +228,15 @@ def test_public_endpoint_routes_only_the_public_listener(rendered: dict[str, lis
             ([{"ipBlock": {"cidr": "10.10.0.0/16"}}], ["http"])
         ]
     assert not find(rendered["local-cpu"], "Ingress"), "local: port-forward"
+
+
+def test_readme_commands_match_the_manifests(rendered: dict[str, list[Obj]]) -> None:
+    """The three documented commands: the scripts exist, and the request names the served model."""
+    readme = (K8S / "README.md").read_text()
+    block = readme[readme.index("# 1. Everything on the cluster") :].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line and not line.startswith(("#", " "))]
+    assert len(commands) <= 3, commands
+    assert (K8S / "bootstrap.sh").is_file() and (K8S / "grafana.sh").is_file()
+    model = one(rendered["aws-gpu"], "Deployment", "vllm-engine")["spec"]["template"]["spec"]["containers"][0]
+    served = next(e["value"] for e in model["env"] if e["name"] == "MODEL_NAME")
+    assert f'"model":"{served}"' in block and "/v1/chat/completions" in block and '"stream":true' in block

@@ -115,9 +115,12 @@ helm_install metrics-server metrics-server/metrics-server kube-system "${METRICS
 
 if [[ "${mode}" == karpenter ]]; then
   step "AWS Load Balancer Controller ${AWS_LOAD_BALANCER_CONTROLLER_VERSION}"
+  vpc_id="$(optional vpc_id)"
+  [[ -n "${vpc_id}" ]] || vpc_id="$(aws eks describe-cluster --name "${cluster}" --region "${region}" \
+    --query cluster.resourcesVpcConfig.vpcId --output text)"
   helm_install aws-load-balancer-controller eks/aws-load-balancer-controller kube-system \
     "${AWS_LOAD_BALANCER_CONTROLLER_VERSION}" --values "${values}/aws-load-balancer-controller.yaml" \
-    --set "clusterName=${cluster}" --set "region=${region}" --set "vpcId=$(out vpc_id)"
+    --set "clusterName=${cluster}" --set "region=${region}" --set "vpcId=${vpc_id}"
 fi
 
 step "secrets (generated once, kept on later runs)"

@@ -39,7 +39,14 @@ role="$(out karpenter_node_role_name)"
 bucket="$(out models_bucket_name)"
 gateway_repo="$(out ecr_gateway_url)"
 engine_repo="$(out ecr_engine_url)"
-vpc_cidr="$(out vpc_cidr)"
+# The VPC the ALB lives in: Terraform's output, else asked of the cluster itself (older state).
+vpc_cidr="$(optional vpc_cidr)"
+if [[ -z "${vpc_cidr}" ]]; then
+  vpc_id="$(aws eks describe-cluster --name "${cluster}" --region "$(out region)" \
+    --query cluster.resourcesVpcConfig.vpcId --output text)"
+  vpc_cidr="$(aws ec2 describe-vpcs --vpc-ids "${vpc_id}" --region "$(out region)" \
+    --query 'Vpcs[0].CidrBlock' --output text)"
+fi
 # JSON list, which is also a YAML flow sequence: ["g6.xlarge","g5.xlarge"]
 gpu_types="$(terraform -chdir="${tf_dir}" output -json gpu_instance_types)"
 certificate="${CERTIFICATE_ARN-$(optional acm_certificate_arn)}"

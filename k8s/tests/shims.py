@@ -51,6 +51,8 @@ esac
 _AWS = r"""
 case "$1 $2" in
   "eks describe-addon") printf '%s\n' "$SHIM_VPC_CNI_CONFIG" ;;
+  "eks describe-cluster") printf '%s\n' vpc-0fedcba9876543210 ;;
+  "ec2 describe-vpcs") printf '%s\n' 10.10.0.0/16 ;;
   "s3 ls") [ "${SHIM_WEIGHTS:-0}" = 1 ] ;;
 esac
 """

@@ -303,3 +303,16 @@ def test_pipeline_runs_it_for_the_cluster_only(tmp_path: Path) -> None:
     order = _order(shims.calls())
     assert "kube-prometheus-stack" in order and not [s for s in order if s.startswith("overlays/")]
     assert not list(shims.state.glob("secret-inferstack-*"))
+
+
+def test_vpc_comes_from_the_cluster_when_terraform_does_not_say(tmp_path: Path) -> None:
+    """An older Terraform state without vpc_id / vpc_cidr: both are asked of EKS and EC2 instead."""
+    tree, shims = _copy_k8s(tmp_path), Shims(tmp_path / "shims")
+    del shims.outputs["vpc_id"], shims.outputs["vpc_cidr"]
+    proc = _run(tree, shims, "karpenter", "dev")
+    assert proc.returncode == 0, proc.stderr
+    assert any(c[:3] == ["aws", "eks", "describe-cluster"] for c in shims.calls())
+    assert "vpcId=vpc-0fedcba9876543210" in _installs(shims.calls())["aws-load-balancer-controller"]
+    objs = [d for p in shims.applied() for d in yaml.safe_load_all(p.read_text()) if d]
+    (policy,) = [o for o in find(objs, "NetworkPolicy") if o["metadata"]["name"] == "inferstack-gateway"]
+    assert {"ipBlock": {"cidr": "10.10.0.0/16"}} in [p for r in policy["spec"]["ingress"] for p in r["from"]]

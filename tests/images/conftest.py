@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ._podman import DOCKER, Base, ensure_base
+from ._podman import DOCKER, Base, build, ensure_base, image_tag
 
 NOTES = pytest.StashKey[list[str]]()
 
@@ -30,6 +30,15 @@ def python_base(note: Callable[[str], None]) -> Base:
     base = ensure_base(DOCKER / "gateway" / "Dockerfile")
     note(f"base: {base.note}")
     return base
+
+
+@pytest.fixture(scope="session")
+def gateway_image(python_base: Base, note: Callable[[str], None]) -> str:
+    """docker/gateway built with podman; the gateway and engine image tests both run it."""
+    tag = image_tag("gateway")
+    seconds = build(DOCKER / "gateway" / "Dockerfile", tag)
+    note(f"gateway image {tag}: built in {seconds:.0f} s on {python_base.name}")
+    return tag
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

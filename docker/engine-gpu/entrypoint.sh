@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Starts vLLM's OpenAI server for one model, taken from the first place that has it:
-#   1. the mounted cache: $MODEL_CACHE_DIR/$MODEL_NAME with a config.json (a node-local volume or
-#      a PVC filled by a previous run or a pre-pull job): no network, fastest start;
+#   1. a model directory: $MODEL_CACHE_DIR/$MODEL_NAME with a config.json (the CPU image's baked
+#      tiny model, or a volume someone mounted): no network;
 #   2. S3: $MODEL_S3_URI (s3://bucket/prefix), weights streamed straight into GPU memory by the
 #      Run:ai model streamer bundled with the vLLM image (credentials from Pod Identity/IRSA).
+#      This is how the Kubernetes engine loads weights: no init container, no copy on disk.
 # Anything else fails at once with a message: an engine must never fall back to a hub download.
+# Both engine images run it, so every engine gets the same serving flags (below).
 #
 # Environment:
 #   MODEL_NAME       required; served under this name (the gateway routes by it)
@@ -37,9 +39,13 @@ fi
 # HF_HUB_OFFLINE: with a local or S3 model there is nothing to fetch from a hub, and a silent
 # hub download on a GPU node is exactly what this entrypoint exists to prevent.
 export HF_HUB_OFFLINE=1
+# Prefix caching with sha256_cbor: block hashes are the same in every process (vLLM seeds them
+# with a fixed value for cryptographic hashes unless PYTHONHASHSEED is set: never set it), so the
+# gateway can compute them from a prompt. KV-cache events on 5557 tell it which engine holds what.
 exec python3 -m vllm.entrypoints.openai.api_server \
   "${source_args[@]}" \
   --served-model-name "${MODEL_NAME}" \
   --host 0.0.0.0 --port "${port}" \
-  --enable-prefix-caching \
+  --enable-prefix-caching --prefix-caching-hash-algo sha256_cbor \
+  --kv-events-config '{"enable_kv_cache_events": true, "publisher": "zmq", "endpoint": "tcp://*:5557", "topic": "kv"}' \
   "$@"

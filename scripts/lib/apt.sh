@@ -8,12 +8,13 @@
 apt_install() {
   local sudo="" made_policy=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
+  $sudo apt-get update -qq -o DPkg::Lock::Timeout=600
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
     $sudo chmod +x /usr/sbin/policy-rc.d
     made_policy=1
   fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@"
+  # Lock timeout: another install (a parallel `make tools`) may hold dpkg's lock for a while.
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=600 "$@"
   [ -z "$made_policy" ] || $sudo rm -f /usr/sbin/policy-rc.d
 }

@@ -4,6 +4,7 @@ loaded with the project's real rule files by promtool."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -90,3 +91,30 @@ def test_scrape_jobs_follow_the_observability_conventions() -> None:
     for job in jobs.values():
         for group in job["static_configs"]:
             assert group["labels"]["namespace"] == "inferstack"
+
+
+def _exposed(image: str) -> set[int]:
+    text = (DOCKER / image / "Dockerfile").read_text()
+    return {int(p) for line in re.findall(r"^EXPOSE\s+(.+)$", text, flags=re.M) for p in line.split()}
+
+
+def test_ports_are_the_images_contract_ports(compose: dict[str, Any]) -> None:
+    """Gateway 8080 public + 8081 admin, engine 8000 + 5557 (KV events): the compose file, the images'
+    EXPOSE and the Prometheus targets agree (the Kubernetes manifests use the same numbers)."""
+    gateway, engine = compose["services"]["gateway"], compose["services"]["engine"]
+    assert _exposed("gateway") == {8080, 8081} and _exposed("engine-cpu") == {8000, 5557}
+    assert [p["target"] for p in gateway["ports"]] == [8080], "only the public port reaches the host"
+    assert {int(p) for p in gateway["expose"]} == {8081}
+    assert {int(p) for p in engine["expose"]} == _exposed("engine-cpu") and "ports" not in engine
+    config = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
+    targets = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
+    assert targets == {"inferstack-gateway": ["gateway:8081"], "inferstack-engine": ["engine:8000"]}
+
+
+def test_podman_compose_parses_it() -> None:
+    result = run(
+        [tool("podman-compose"), "-f", str(COMPOSE_FILE), "config"],
+        env={**os.environ, "CONTAINERS_CONF": str(REPO / "tests" / "images" / "containers.conf")},
+    )
+    assert result.returncode == 0, result.stderr
+    assert set(yaml.safe_load(result.stdout)["services"]) == {"engine", "gateway", "redis", "prometheus", "grafana"}

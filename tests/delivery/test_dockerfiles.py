@@ -91,8 +91,17 @@ def test_gateway_constraints_pin_every_runtime_dependency() -> None:
 def test_cpu_engine_builds_the_tiny_model_at_build_time() -> None:
     text = (DOCKER / "engine-cpu" / "Dockerfile").read_text()
     assert "python -m inferstack_engine.tinymodel --out /models/tiny-llama" in text
-    assert '"--served-model-name", "tiny-llama"' in text
+    # The GPU image's entrypoint serves $MODEL_CACHE_DIR/$MODEL_NAME: the baked model, as `tiny-llama`.
+    assert "MODEL_NAME=tiny-llama" in text and "MODEL_CACHE_DIR=/models" in text
     assert "HF_HUB_OFFLINE=1" in text, "the engine must never reach for a hub at run time"
+
+
+def test_both_engines_start_through_the_same_entrypoint() -> None:
+    """One place for the serving flags (prefix caching, sha256_cbor, KV events): docker/engine-gpu/entrypoint.sh."""
+    for image in ("engine-cpu", "engine-gpu"):
+        final = _stages(DOCKER / image / "Dockerfile")[-1]
+        assert "COPY --chmod=0755 docker/engine-gpu/entrypoint.sh /usr/local/bin/inferstack-engine" in final
+        assert re.search(r'^ENTRYPOINT \["/usr/local/bin/inferstack-engine"\]$', final, flags=re.M), image
 
 
 def test_gpu_engine_is_the_official_vllm_image() -> None:

@@ -56,6 +56,23 @@ def test_serves_from_the_mounted_cache_first(fake_python: Path, tmp_path: Path) 
     assert argv[-2:] == ["--max-model-len", "4096"], "extra arguments reach vLLM unchanged"
 
 
+def test_every_engine_publishes_kv_events_with_deterministic_block_hashes(fake_python: Path, tmp_path: Path) -> None:
+    """The contract the gateway's prefix routing relies on (issue 14): prefix caching with sha256_cbor
+    block hashes, KV-cache events as ZMQ PUB on port 5557, topic `kv`."""
+    code, argv, _ = _start(
+        fake_python, {"MODEL_NAME": "m", "MODEL_CACHE_DIR": str(tmp_path), "MODEL_S3_URI": "s3://b/m"}
+    )
+    assert code == 0 and argv is not None
+    assert "--enable-prefix-caching" in argv
+    assert _flag(argv, "--prefix-caching-hash-algo") == "sha256_cbor"
+    assert json.loads(_flag(argv, "--kv-events-config")) == {
+        "enable_kv_cache_events": True,
+        "publisher": "zmq",
+        "endpoint": "tcp://*:5557",
+        "topic": "kv",
+    }
+
+
 def test_streams_from_s3_when_the_cache_lacks_the_model(fake_python: Path, tmp_path: Path) -> None:
     env = {"MODEL_NAME": "m", "MODEL_CACHE_DIR": str(tmp_path), "MODEL_S3_URI": "s3://weights/m/", "PORT": "9000"}
     code, argv, _ = _start(fake_python, env)

@@ -20,7 +20,7 @@
 #   INGRESS_SCHEME    internet-facing (default) or internal; CERTIFICATE_ARN overrides Terraform's
 #   WEIGHTS_DIR       local model directory to sync to the model bucket first (idempotent)
 #   ALERT_WEBHOOK_URL Alertmanager sends alerts there (else receiver `none`, see README)
-#   INFERSTACK_CLI    the gateway CLI that makes the first API key (default .venv/bin/inferstack)
+#   KEYS_CLI    the gateway CLI that makes the first API key (default .venv/bin/inferstack)
 #   ENDPOINT_WAIT     seconds to wait for the load balancer's address (default 600)
 #   SKIP_APP=1        cluster only: no weights, API key, overlay or endpoint (the pipeline's release
 #                     step applies the overlay with pinned digests itself)
@@ -36,7 +36,7 @@ fi
 [[ "${env_name}" =~ ^[a-z0-9-]+$ ]] || { echo "usage: $0 <environment (dev, prod) or terraform/envs/DIR>" >&2; exit 64; }
 tf_dir="${TF_DIR:-${repo}/terraform/envs/${env_name}}"
 values="${here}/addons/values"
-cli="${INFERSTACK_CLI:-${repo}/.venv/bin/inferstack}"
+cli="${KEYS_CLI:-${repo}/.venv/bin/inferstack}"
 # shellcheck source=SCRIPTDIR/addons/versions.env
 source "${here}/addons/versions.env"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Downloads the CRDs k8s/tests validate custom resources against, at the pinned upstream versions
 # (the same files as ../shared/crds on the development machines). For CI runners, which have no
-# ../shared:  k8s/scripts/fetch-crds.sh "$RUNNER_TEMP/crds" && export INFERSTACK_CRD_DIR="$RUNNER_TEMP/crds"
+# ../shared:  k8s/scripts/fetch-crds.sh "$RUNNER_TEMP/crds" && export K8S_CRD_DIR="$RUNNER_TEMP/crds"
 set -euo pipefail
 dest="${1:?usage: $0 DEST_DIR}"
 mkdir -p "${dest}"
@@ -29,4 +29,4 @@ done
 for url in "${urls[@]}"; do
   curl -fsSL --retry 3 -o "${dest}/${url##*/}" "${url}"
 done
-echo "CRDs in ${dest}: export INFERSTACK_CRD_DIR=${dest}"
+echo "CRDs in ${dest}: export K8S_CRD_DIR=${dest}"

@@ -31,9 +31,9 @@ from .manifests import REPO
 # The EKS version Terraform pins (terraform/envs/*/variables.tf kubernetes_version).
 KUBERNETES_VERSION = "1.35.0"
 
-# ../shared/crds next to the repository (these machines); INFERSTACK_CRD_DIR overrides it (CI fetches
+# ../shared/crds next to the repository (these machines); K8S_CRD_DIR overrides it (CI fetches
 # the same pinned files there: k8s/README.md, "Validation").
-CRD_DIRS = [Path(p) for p in (os.environ.get("INFERSTACK_CRD_DIR", ""), REPO.parent / "shared" / "crds") if p]
+CRD_DIRS = [Path(p) for p in (os.environ.get("K8S_CRD_DIR", ""), REPO.parent / "shared" / "crds") if p]
 
 
 def crd_dir() -> Path:

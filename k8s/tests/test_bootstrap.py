@@ -32,7 +32,7 @@ def _run(tree: Path, shims: Shims, mode: str, *args: str, **env: str) -> subproc
     print(NOTICE)
     return subprocess.run(
         ["bash", str(tree / "k8s" / "bootstrap.sh"), *args],
-        env=shims.env(mode, INFERSTACK_CLI=str(CLI), TF_DIR="/nonexistent/terraform/envs/dev", **env),
+        env=shims.env(mode, KEYS_CLI=str(CLI), TF_DIR="/nonexistent/terraform/envs/dev", **env),
         capture_output=True,
         text=True,
         timeout=120,

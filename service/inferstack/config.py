@@ -128,6 +128,9 @@ class TenancySettings(BaseModel):
 
 
 ENV_PREFIX = "INFERSTACK_"
+# Variables with our prefix that belong to clients (the load tests, the smoke test, the release
+# gate read the API key from it), not to the gateway: a shell that exports one must still start it.
+CLIENT_VARIABLES = frozenset({"INFERSTACK_API_KEY"})
 
 
 class ProfileSpec(BaseModel):
@@ -305,7 +308,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _no_unknown_variables(self) -> Settings:
         # pydantic-settings ignores unknown variables; a typo (INFERSTACK_TIMEOUT__IDLE) must not be.
-        unknown = [name for name in os.environ if name.startswith(ENV_PREFIX) and not _known(name)]
+        unknown = [
+            name
+            for name in os.environ
+            if name.startswith(ENV_PREFIX) and name not in CLIENT_VARIABLES and not _known(name)
+        ]
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         return self

@@ -59,3 +59,36 @@ def test_nested_settings_are_known_and_typos_are_not(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("INFERSTACK_TENANCY__CACHE__TLL", "5")
     with pytest.raises(ValidationError, match="INFERSTACK_TENANCY__CACHE__TLL"):
         Settings()
+
+
+def test_a_client_variable_with_our_prefix_does_not_stop_the_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `export INFERSTACK_API_KEY=...; make loadtest` and `make up` share a shell.
+    monkeypatch.setenv("INFERSTACK_API_KEY", "sk-client-side")
+    Settings()
+
+
+def test_every_inferstack_variable_the_repository_sets_is_a_setting_or_a_client_variable() -> None:
+    """Workflows, scripts and manifests that set INFERSTACK_* for a process that may start a gateway
+    must name real settings: the gateway refuses unknown ones (a test-tool variable once did)."""
+    import re
+    from pathlib import Path
+
+    from inferstack.config import CLIENT_VARIABLES, _known
+
+    repo = Path(__file__).resolve().parents[2]
+    files = [
+        *repo.glob(".github/**/*.yml"),
+        *repo.glob(".github/scripts/*"),
+        *repo.glob("k8s/**/*.yaml"),
+        *repo.glob("k8s/**/*.sh"),
+        *repo.glob("docker/**/*"),
+        *repo.glob("scripts/**/*.sh"),
+        repo / "Makefile",
+    ]
+    names = set()
+    for path in files:
+        if path.is_file():
+            names |= set(re.findall(r"\bINFERSTACK_[A-Z0-9_]+", path.read_text(errors="replace")))
+    assert names, "found no INFERSTACK_ variables: the globs are wrong"
+    strange = sorted(n for n in names if n not in CLIENT_VARIABLES and not _known(n))
+    assert not strange, f"not gateway settings (the gateway would refuse to start): {strange}"

@@ -32,7 +32,7 @@ DOCKER = REPO / "docker"
 CONTAINERS_CONF = HERE / "containers.conf"
 # A storage of the tests' own, shared by every checkout on the machine (the cache lives there): a
 # stand-in tagged with an official image's name must never be found by a plain `podman run`.
-STORE = Path(os.environ.get("INFERSTACK_IMAGE_STORE") or Path.home() / ".cache" / "inferstack" / "containers")
+STORE = Path(os.environ.get("PODMAN_TEST_STORE") or Path.home() / ".cache" / "inferstack" / "containers")
 INSTALL_HINT = "run scripts/install-containers.sh (or make tools)"
 STAND_IN_LABEL = "org.inferstack.stand-in-recipe"
 # The base's Python (venv, `python` on PATH), CA certificates, and Python.h: vLLM compiles against

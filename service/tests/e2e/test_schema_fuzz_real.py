@@ -31,7 +31,7 @@ async def test_mutated_bodies_through_real_vllm_never_get_a_5xx_or_a_non_openai_
             live_stack.model,
             api_key=live_stack.api_key,
             concurrency=4,
-            timeout=120,
+            request_timeout=120,
         )
     known = [f for f in findings if f.status == 500 and schema_fuzz.known_trigger(f.case.body)]
     unknown = [f for f in findings if f not in known]

@@ -1,0 +1,108 @@
+"""What the gateway promises not to do, each checked where a deliberate bug would show (issue 13, section 4).
+
+Each test here was written against a hand-made mutation of the gateway that the rest of the suite
+let through; it fails with that mutation and passes without it (docs/mutation.md lists them).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+
+from inferstack.relay.sse import carries_text
+from inferstack_fake_engine import Behaviour
+
+from .test_relay_fake_engine import CHAT, fleet, metric, recorded, sse_events
+
+
+async def v1_requests(client: httpx.AsyncClient, engine: str) -> int:
+    return len([r for r in await recorded(client, engine) if r["path"].startswith("/v1/")])
+
+
+async def test_a_stream_that_breaks_after_text_is_not_retried_on_the_other_replica() -> None:
+    # Two replicas, so a retry could happen: the broken stream must stay broken (an error event),
+    # and the healthy replica must see only the request that was routed to it.
+    async with (
+        fleet(
+            Behaviour(output_tokens=8, fail_after_tokens=3, fail_mode="close"),
+            Behaviour(output_tokens=8),
+            routing_policy="round_robin",
+            retry={"backoff_base": 0.001},
+        ) as (url, (broken, healthy), _),
+        httpx.AsyncClient() as client,
+    ):
+        bodies = [
+            (await client.post(url + "/v1/chat/completions", json={**CHAT, "stream": True})).content for _ in range(2)
+        ]
+        failed = [b for b in bodies if b'"error"' in b]
+        assert len(failed) == 1
+        events = sse_events(failed[0])
+        assert sum(carries_text(e) for e in events) == 3  # the text sent before the break, once
+        assert orjson.loads(events[-2][6:])["error"]["code"] == "bad_gateway"
+        assert (await v1_requests(client, broken), await v1_requests(client, healthy)) == (1, 1)
+        assert metric((await client.get(url + "/metrics")).text, "inferstack_upstream_retries_total") == 0
+
+
+def body_of_size(size: int) -> bytes:
+    """A valid chat request of exactly ``size`` bytes."""
+    empty = orjson.dumps({**CHAT, "user": ""})
+    return orjson.dumps({**CHAT, "user": "u" * (size - len(empty))})
+
+
+async def test_a_body_of_exactly_the_limit_passes_and_one_byte_more_gets_413() -> None:
+    limit = 2048
+
+    async def chunked(data: bytes) -> AsyncIterator[bytes]:
+        # No Content-Length: the limit is enforced while reading.
+        for i in range(0, len(data), 500):
+            yield data[i : i + 500]
+
+    async with fleet(Behaviour(output_tokens=2), max_body_bytes=limit) as (url, _, _app), httpx.AsyncClient() as client:
+        exact, over = body_of_size(limit), body_of_size(limit + 1)
+        assert (len(exact), len(over)) == (limit, limit + 1)
+        headers = {"content-type": "application/json"}
+        path = url + "/v1/chat/completions"
+        assert (await client.post(path, content=exact, headers=headers)).status_code == 200
+        assert (await client.post(path, content=chunked(exact), headers=headers)).status_code == 200
+        assert (await client.post(path, content=over, headers=headers)).status_code == 413
+        assert (await client.post(path, content=chunked(over), headers=headers)).status_code == 413
+
+
+async def test_a_cached_stream_carries_the_usage_chunk_only_when_asked() -> None:
+    async with fleet(Behaviour(output_tokens=4)) as (url, (engine,), _), httpx.AsyncClient() as client:
+        body = {**CHAT, "temperature": 0}
+        miss = await client.post(url + "/v1/chat/completions", json=body)
+        assert miss.headers["x-inferstack-cache"] == "miss"
+        plain = await client.post(url + "/v1/chat/completions", json={**body, "stream": True})
+        asked = await client.post(
+            url + "/v1/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}}
+        )
+        assert (plain.headers["x-inferstack-cache"], asked.headers["x-inferstack-cache"]) == ("hit", "hit")
+        assert await v1_requests(client, engine) == 1
+        assert [e for e in sse_events(plain.content) if b'"usage"' in e] == []
+        usage_events = [e for e in sse_events(asked.content) if b'"usage":{' in e]
+        assert len(usage_events) == 1
+        assert orjson.loads(usage_events[0][6:])["usage"] == miss.json()["usage"]
+
+
+async def test_session_routing_sticks_by_the_user_field() -> None:
+    async with (
+        fleet(Behaviour(), Behaviour(), Behaviour(), routing_policy="session") as (url, engines, _),
+        httpx.AsyncClient() as client,
+    ):
+        users = [f"user-{i}" for i in range(6)]
+        homes: dict[str, set[int]] = {}
+        for user in users:
+            for _ in range(3):
+                before = [await v1_requests(client, e) for e in engines]
+                resp = await client.post(url + "/v1/chat/completions", json={**CHAT, "user": user})
+                assert resp.status_code == 200
+                after = [await v1_requests(client, e) for e in engines]
+                homes.setdefault(user, set()).update(i for i in range(3) if after[i] > before[i])
+        assert all(len(h) == 1 for h in homes.values()), homes
+        assert len(Counter(next(iter(h)) for h in homes.values())) > 1  # users spread over replicas
+        text = (await client.get(url + "/metrics")).text
+        assert metric(text, "inferstack_routing_decisions_total", policy="session", reason="session") == 18

@@ -328,8 +328,12 @@ def _mutate_tree(rng: random.Random, body: dict[str, Any], notes: list[str]) -> 
     return body
 
 
-def case(seed: int, index: int, model: str, kinds: Iterable[str] = tuple(PATHS)) -> Case:
-    """The ``index``-th request of the run seeded ``seed``: deterministic, independent of other cases."""
+def case(seed: int, index: int, model: str, kinds: Iterable[str] = tuple(PATHS), max_tokens: int | None = None) -> Case:
+    """The ``index``-th request of the run seeded ``seed``: deterministic, independent of other cases.
+
+    ``max_tokens``: added to a chat or completions body that sets no length (a real engine would
+    otherwise generate up to its context length).
+    """
     rng = random.Random(f"{seed}:{index}")
     kind = rng.choice(list(kinds))
     body: Any = valid_body(rng, kind, model)
@@ -338,6 +342,9 @@ def case(seed: int, index: int, model: str, kinds: Iterable[str] = tuple(PATHS))
         if isinstance(body, Dup):
             break
         body = _mutate_tree(rng, body, notes)
+    unbounded = isinstance(body, dict) and not {"max_tokens", "max_completion_tokens"} & set(body)
+    if max_tokens is not None and kind != "embeddings" and unbounded:
+        body["max_tokens"] = max_tokens
     text = dumps(body)
     content_type: str | None = "application/json"
     raw = text.encode("utf-8", "surrogatepass")
@@ -460,6 +467,7 @@ async def run(
     *,
     api_key: str | None = None,
     kinds: Iterable[str] = tuple(PATHS),
+    max_tokens: int | None = None,
     concurrency: int = 8,
     request_timeout: float = 30.0,
     progress: Callable[[int], None] | None = None,
@@ -474,7 +482,7 @@ async def run(
     async with httpx.AsyncClient(base_url=base_url, timeout=request_timeout, limits=limits) as client:
 
         async def one(index: int) -> None:
-            c = case(seed, index, model, kinds)
+            c = case(seed, index, model, kinds, max_tokens)
             headers = {**auth, **c.headers}
             if c.content_type is not None:
                 headers["content-type"] = c.content_type

@@ -30,6 +30,7 @@ async def test_mutated_bodies_through_real_vllm_never_get_a_5xx_or_a_non_openai_
             CASES,
             live_stack.model,
             api_key=live_stack.api_key,
+            max_tokens=8,
             concurrency=4,
             request_timeout=120,
         )
@@ -37,4 +38,5 @@ async def test_mutated_bodies_through_real_vllm_never_get_a_5xx_or_a_non_openai_
     unknown = [f for f in findings if f not in known]
     assert not unknown, schema_fuzz.report(unknown, SEED)
     if known:
+        # Open findings, each a strict xfail in test_fuzz_findings.py: when those pass, drop this.
         pytest.xfail(schema_fuzz.report(known, SEED))

@@ -116,7 +116,7 @@ def main() -> int:
         run.wait(timeout=args.deadline)
     except subprocess.TimeoutExpired:
         finished = False
-        os.killpg(run.pid, signal.SIGINT)
+        os.killpg(run.pid, signal.SIGTERM)  # mutmut ignores SIGINT while it runs mutants
         try:
             run.wait(timeout=60)
         except subprocess.TimeoutExpired:

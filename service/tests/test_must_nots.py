@@ -6,6 +6,7 @@ let through; it fails with that mutation and passes without it (docs/mutation.md
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -15,7 +16,7 @@ import orjson
 from inferstack.relay.sse import carries_text
 from inferstack_fake_engine import Behaviour
 
-from .test_relay_fake_engine import CHAT, fleet, metric, recorded, sse_events
+from .test_relay_fake_engine import CHAT, configure, fleet, metric, recorded, sse_events
 
 
 async def v1_requests(client: httpx.AsyncClient, engine: str) -> int:
@@ -106,3 +107,41 @@ async def test_session_routing_sticks_by_the_user_field() -> None:
         assert len(Counter(next(iter(h)) for h in homes.values())) > 1  # users spread over replicas
         text = (await client.get(url + "/metrics")).text
         assert metric(text, "inferstack_routing_decisions_total", policy="session", reason="session") == 18
+
+
+async def test_a_cache_hit_is_a_200_with_its_content_type_and_counts_as_one() -> None:
+    async with fleet(Behaviour(output_tokens=4)) as (url, _, _app), httpx.AsyncClient() as client:
+        body = {**CHAT, "temperature": 0}
+        assert (await client.post(url + "/v1/chat/completions", json=body)).status_code == 200
+        whole = await client.post(url + "/v1/chat/completions", json=body)
+        declined = await client.post(
+            url + "/v1/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": False}}
+        )
+        for hit, kind in ((whole, "application/json"), (declined, "text/event-stream; charset=utf-8")):
+            assert (hit.status_code, hit.headers["x-inferstack-cache"]) == (200, "hit")
+            assert hit.headers["content-type"] == kind
+        assert [e for e in sse_events(declined.content) if b'"usage"' in e] == []
+        text = (await client.get(url + "/metrics")).text
+        assert metric(text, "inferstack_requests_total", status="200") == 3
+
+
+async def test_an_ejected_replica_serves_held_requests_as_soon_as_its_ejection_ends() -> None:
+    # Health checks every 30 s: only the end of the ejection itself can wake the held request.
+    async with (
+        fleet(
+            Behaviour(error_status=500),
+            health={"interval": 30, "timeout": 1},
+            outlier={"consecutive_failures": 1, "base_ejection": 0.5},
+            retry={"max_retries": 0},
+            hold_timeout=10,
+        ) as (url, (engine,), _),
+        httpx.AsyncClient(timeout=20) as client,
+    ):
+        assert (await client.post(url + "/v1/chat/completions", json=CHAT)).status_code == 502
+        text = (await client.get(url + "/metrics")).text
+        assert metric(text, "inferstack_upstream_ejections_total", model="fake-model") == 1
+        await configure(client, engine, error_status=0)
+        started = asyncio.get_running_loop().time()
+        resp = await client.post(url + "/v1/chat/completions", json=CHAT)
+        assert resp.status_code == 200, resp.text
+        assert asyncio.get_running_loop().time() - started < 5

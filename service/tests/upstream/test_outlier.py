@@ -33,7 +33,10 @@ def test_a_success_resets_the_count() -> None:
     detector.failure(a, [a, b], 0)
     detector.failure(a, [a, b], 0)
     detector.success(a)
+    # Back to zero, not to one: two more failures are not yet three in a row.
     assert not detector.failure(a, [a, b], 0)
+    assert not detector.failure(a, [a, b], 0)
+    assert detector.failure(a, [a, b], 0)
 
 
 def test_never_more_than_the_share_of_replicas_but_always_one() -> None:

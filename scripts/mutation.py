@@ -96,6 +96,65 @@ def results() -> dict[str, str]:
     return statuses
 
 
+def mutmut(*argv: str) -> str:
+    exe = str(Path(sys.executable).parent / "mutmut")
+    return subprocess.run([exe, *argv], cwd=WORK, capture_output=True, text=True, check=False).stdout
+
+
+def change(name: str) -> str:
+    """The mutated line(s) of ``name``, as ``- before`` / ``+ after``."""
+    lines = mutmut("show", name).splitlines()
+    return "\n".join(ln for ln in lines if ln[:1] in "+-" and not ln.startswith(("+++", "---")))
+
+
+def run(deadline: float, max_children: int) -> bool:
+    """Run mutmut in WORK until done or ``deadline`` seconds; True if it finished."""
+    exe = str(Path(sys.executable).parent / "mutmut")
+    log = (WORK / "mutmut.log").open("wb")  # mutmut redraws a progress line: keep it out of the terminal
+    print(f"mutmut runs in {WORK}; progress in {WORK / 'mutmut.log'}", flush=True)
+    proc = subprocess.Popen(
+        [exe, "run", "--max-children", str(max_children)],
+        cwd=WORK,
+        start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        proc.wait(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)  # mutmut ignores SIGINT while it runs mutants
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        return False
+    finally:
+        log.close()
+    return proc.returncode == 0
+
+
+def report(complete: bool, seconds: float | None, argv: list[str]) -> dict[str, object]:
+    """The run's result from mutmut's state in WORK."""
+    statuses = results()
+    counts = Counter(statuses.values())
+    checked = counts["killed"] + counts["survived"] + counts["timeout"]
+    config = (WORK / "pyproject.toml").read_text()
+    return {
+        "command": "make mutation  (python scripts/mutation.py " + " ".join(argv) + ")",
+        "tool": "mutmut " + mutmut("--version").strip().rsplit(" ", 1)[-1],
+        "complete": complete,
+        "note": None if complete else "PARTIAL: stopped at the deadline; 'not checked' mutants were never run",
+        "seconds": None if seconds is None else round(seconds),
+        "config": config.split("\n\n")[0],
+        "counts": dict(sorted(counts.items())),
+        # Killed (a timeout is a kill: the mutant hung a test) over the mutants that ran.
+        "score": round((counts["killed"] + counts["timeout"]) / checked, 4) if checked else None,
+        "survived": [{"mutant": n, "change": change(n)} for n, s in sorted(statuses.items()) if s == "survived"],
+        "no_tests": sorted(n for n, s in statuses.items() if s == "no tests"),
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--deadline", type=float, default=3600.0, help="seconds before the run is stopped")
@@ -103,49 +162,19 @@ def main() -> int:
     p.add_argument("--max-children", type=int, default=os.cpu_count() or 1)
     p.add_argument("--only", action="append", help="a glob of modules to mutate instead of the hot path")
     p.add_argument("--tests", action="append", help="a test path (under service/tests) instead of the default")
+    p.add_argument(
+        "--report-only", metavar="COMPLETE", choices=["complete", "partial"], help="write the last run's result again"
+    )
     args = p.parse_args()
-    mutate, tests = args.only or HOT_PATH, args.tests or TESTS
-    layout(mutate, tests)
-    started = time.monotonic()
-    command = [str(Path(sys.executable).parent / "mutmut"), "run", "--max-children", str(args.max_children)]
-    log = (WORK / "mutmut.log").open("wb")  # mutmut redraws a progress line: keep it out of the terminal
-    print(f"mutmut runs in {WORK}; progress in {WORK / 'mutmut.log'}", flush=True)
-    run = subprocess.Popen(command, cwd=WORK, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
-    finished = True
-    try:
-        run.wait(timeout=args.deadline)
-    except subprocess.TimeoutExpired:
-        finished = False
-        os.killpg(run.pid, signal.SIGTERM)  # mutmut ignores SIGINT while it runs mutants
-        try:
-            run.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
-    log.close()
-    statuses = results()
-    counts = Counter(statuses.values())
-    checked = counts["killed"] + counts["survived"] + counts["timeout"]
-    report = {
-        "command": "make mutation  (python scripts/mutation.py " + " ".join(sys.argv[1:]) + ")",
-        "tool": "mutmut "
-        + subprocess.run(
-            [str(Path(sys.executable).parent / "mutmut"), "--version"], capture_output=True, text=True, check=False
-        )
-        .stdout.strip()
-        .rsplit(" ", 1)[-1],
-        "complete": finished and run.returncode == 0,
-        "seconds": round(time.monotonic() - started),
-        "mutated": mutate,
-        "tests": [f"service/tests/{t}" for t in tests],
-        "counts": dict(sorted(counts.items())),
-        # Killed (a timeout is a kill: the mutant hung a test) over the mutants that ran.
-        "score": round((counts["killed"] + counts["timeout"]) / checked, 4) if checked else None,
-        "survived": sorted(n for n, s in statuses.items() if s == "survived"),
-        "no_tests": sorted(n for n, s in statuses.items() if s == "no tests"),
-    }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: report[k] for k in ("complete", "seconds", "counts", "score")}, indent=2))
+    if args.report_only:
+        result = report(args.report_only == "complete", None, sys.argv[1:])
+    else:
+        layout(args.only or HOT_PATH, args.tests or TESTS)
+        started = time.monotonic()
+        complete = run(args.deadline, args.max_children)
+        result = report(complete, time.monotonic() - started, sys.argv[1:])
+    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps({k: result[k] for k in ("complete", "seconds", "counts", "score")}, indent=2))
     return 0
 
 

@@ -7,6 +7,7 @@ let through; it fails with that mutation and passes without it (docs/mutation.md
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -14,8 +15,9 @@ import httpx
 import orjson
 
 from inferstack.relay.sse import carries_text
-from inferstack_fake_engine import Behaviour
+from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
 
+from .gateway_harness import free_port, running_gateway
 from .test_relay_fake_engine import CHAT, configure, fleet, metric, recorded, sse_events
 
 
@@ -145,3 +147,69 @@ async def test_an_ejected_replica_serves_held_requests_as_soon_as_its_ejection_e
         resp = await client.post(url + "/v1/chat/completions", json=CHAT)
         assert resp.status_code == 200, resp.text
         assert asyncio.get_running_loop().time() - started < 5
+
+
+async def test_a_streamed_miss_fills_the_cache_and_is_logged_as_a_200() -> None:
+    async with fleet(Behaviour(output_tokens=4)) as (url, (engine,), _), httpx.AsyncClient() as client:
+        body = {**CHAT, "temperature": 0}
+        streamed = await client.post(url + "/v1/chat/completions", json={**body, "stream": True})
+        assert streamed.headers["x-inferstack-cache"] == "miss"
+        whole = await client.post(url + "/v1/chat/completions", json=body)
+        assert whole.headers["x-inferstack-cache"] == "hit"
+        assert await v1_requests(client, engine) == 1
+        text = (await client.get(url + "/metrics")).text
+        assert metric(text, "inferstack_requests_total", endpoint="chat", status="200") == 2
+        assert metric(text, "inferstack_time_to_first_token_seconds_count", model="fake-model") == 1
+        assert metric(text, "inferstack_inter_token_latency_seconds_count", model="fake-model") == 3
+
+
+async def test_each_upstream_failure_has_its_own_kind_and_message() -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        hung = await stack.enter_async_context(running_engine(EngineConfig(behaviour=Behaviour(hang=True))))
+        dropping = await stack.enter_async_context(running_engine(EngineConfig(behaviour=Behaviour(disconnect=True))))
+        async with running_engine(EngineConfig()) as gone:
+            # Health checks every 30 s: the gateway still believes in `gone` after it stops.
+            url, _ = await stack.enter_async_context(
+                running_gateway(
+                    [hung, dropping, gone],
+                    health={"interval": 30, "timeout": 1},
+                    timeouts={"first_byte": 0.3, "response": 0.3},
+                    retry={"max_retries": 0},
+                    routing_policy="round_robin",
+                )
+            )
+        client = await stack.enter_async_context(httpx.AsyncClient(base_url=url))
+        seen = []
+        for _ in range(3):
+            error = (await client.post("/v1/chat/completions", json=CHAT)).json()["error"]
+            seen.append((error["code"], error["message"]))
+        assert sorted(seen) == [
+            ("bad_gateway", "The upstream replica broke the connection."),
+            ("bad_gateway", "The upstream replica is unreachable."),
+            ("upstream_timeout", "The upstream replica did not answer in time."),
+        ]
+        text = (await client.get("/metrics")).text
+        for kind in ("timeout", "protocol", "connect"):
+            assert metric(text, "inferstack_upstream_errors_total", kind=kind, model="fake-model") == 1, kind
+
+
+async def test_the_hold_queue_is_bounded_and_counts_demand_per_model() -> None:
+    async with (
+        running_gateway(
+            [f"http://127.0.0.1:{free_port()}"],
+            wait_ready=False,
+            models=["fake-model"],
+            max_held_requests=2,
+            hold_timeout=5,
+        ) as (url, _),
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
+        held = [asyncio.create_task(client.post("/v1/chat/completions", json=CHAT)) for _ in range(2)]
+        async with asyncio.timeout(5):
+            while metric((await client.get("/metrics")).text, "inferstack_model_demand", model="fake-model") != 2:
+                await asyncio.sleep(0.02)
+        third = await client.post("/v1/chat/completions", json=CHAT)
+        assert third.status_code == 429
+        for task in held:
+            task.cancel()
+        await asyncio.gather(*held, return_exceptions=True)

@@ -161,6 +161,9 @@ async def test_a_streamed_miss_fills_the_cache_and_is_logged_as_a_200() -> None:
         assert metric(text, "inferstack_requests_total", endpoint="chat", status="200") == 2
         assert metric(text, "inferstack_time_to_first_token_seconds_count", model="fake-model") == 1
         assert metric(text, "inferstack_inter_token_latency_seconds_count", model="fake-model") == 3
+        # Durations, not clock readings: the fake engine answers at once.
+        assert 0 < metric(text, "inferstack_time_to_first_token_seconds_sum", model="fake-model") < 2
+        assert 0 <= metric(text, "inferstack_inter_token_latency_seconds_sum", model="fake-model") < 0.5
 
 
 async def test_each_upstream_failure_has_its_own_kind_and_message() -> None:
@@ -213,3 +216,25 @@ async def test_the_hold_queue_is_bounded_and_counts_demand_per_model() -> None:
         for task in held:
             task.cancel()
         await asyncio.gather(*held, return_exceptions=True)
+
+
+async def test_a_stream_outlasts_the_idle_timeout_while_tokens_flow_and_total_cuts_it() -> None:
+    flowing = Behaviour(output_tokens=12, itl=0.1)  # 1.2 s of tokens, never 0.4 s of silence
+    async with fleet(flowing, timeouts={"idle": 0.4}) as (url, _, _app), httpx.AsyncClient(timeout=30) as client:
+        resp = await client.post(url + "/v1/chat/completions", json={**CHAT, "stream": True})
+        events = sse_events(resp.content)
+        assert sum(carries_text(e) for e in events) == 12 and b'"error"' not in resp.content
+        text = (await client.get(url + "/metrics")).text
+        # One first token, then 11 gaps of about 0.1 s each (one chunk per token).
+        assert metric(text, "inferstack_time_to_first_token_seconds_count", model="fake-model") == 1
+        assert metric(text, "inferstack_inter_token_latency_seconds_count", model="fake-model") == 11
+        assert 0.5 < metric(text, "inferstack_inter_token_latency_seconds_sum", model="fake-model") < 5
+    endless = Behaviour(output_tokens=400, itl=0.02)  # 8 s of tokens
+    timeouts = {"idle": 5, "total": 1, "first_byte": 1, "response": 1, "connect": 1}
+    async with fleet(endless, timeouts=timeouts) as (url, _, _app), httpx.AsyncClient(timeout=30) as client:
+        started = asyncio.get_running_loop().time()
+        resp = await client.post(url + "/v1/chat/completions", json={**CHAT, "stream": True})
+        assert asyncio.get_running_loop().time() - started < 4
+        events = sse_events(resp.content)
+        assert orjson.loads(events[-2][6:])["error"]["code"] == "upstream_timeout"
+        assert 0 < sum(carries_text(e) for e in events) < 400

@@ -238,3 +238,12 @@ async def test_a_stream_outlasts_the_idle_timeout_while_tokens_flow_and_total_cu
         events = sse_events(resp.content)
         assert orjson.loads(events[-2][6:])["error"]["code"] == "upstream_timeout"
         assert 0 < sum(carries_text(e) for e in events) < 400
+
+
+async def test_a_non_stream_answer_is_counted_from_its_usage() -> None:
+    async with fleet(Behaviour(output_tokens=5)) as (url, _, _app), httpx.AsyncClient() as client:
+        resp = await client.post(url + "/v1/completions", json={"model": "fake-model", "prompt": "hi"})
+        usage = resp.json()["usage"]
+        text = (await client.get(url + "/metrics")).text
+        assert metric(text, "inferstack_completion_tokens_total", model="fake-model") == usage["completion_tokens"] == 5
+        assert metric(text, "inferstack_prompt_tokens_total", model="fake-model") == usage["prompt_tokens"] > 0

@@ -14,6 +14,7 @@ its partial result is written, labelled as such. Not part of ``make test``.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import shutil
@@ -142,7 +143,7 @@ def report(complete: bool, seconds: float | None, argv: list[str]) -> dict[str, 
     config = (WORK / "pyproject.toml").read_text()
     return {
         "command": "make mutation  (python scripts/mutation.py " + " ".join(argv) + ")",
-        "tool": "mutmut " + mutmut("--version").strip().rsplit(" ", 1)[-1],
+        "tool": "mutmut " + importlib.metadata.version("mutmut"),
         "complete": complete,
         "note": None if complete else "PARTIAL: stopped at the deadline; 'not checked' mutants were never run",
         "seconds": None if seconds is None else round(seconds),

@@ -10,7 +10,7 @@ REQUIREMENTS := $(filter-out requirements/engine.txt,$(wildcard requirements/*.t
 PYTEST_ARGS ?=
 
 .PHONY: help up test install engine tools lint typecheck generated pytest bench bench-routing bench-routing-real \
-	loadtest dashboards dashboards-preview fleet clean
+	loadtest dashboards dashboards-preview fleet mutation clean
 
 help:
 	@echo "make up                  the local stack: real vLLM (CPU) + gateway + Prometheus, in the foreground"
@@ -22,6 +22,7 @@ help:
 	@echo "make dashboards          regenerate dashboards and rules from observability/*_src"
 	@echo "make fleet               validate fleet/ (models, adapters) and regenerate k8s/fleet/generated"
 	@echo "make dashboards-preview  PNGs of every dashboard from the Prometheus of make up"
+	@echo "make mutation            mutation testing of the gateway's hot path (DEADLINE=seconds; not in make test)"
 
 $(STAMP): pyproject.toml $(REQUIREMENTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -71,6 +72,10 @@ bench-routing-real: install engine
 loadtest: install
 	$(PY) loadtests/run.py $(if $(HOST),--host $(HOST)) $(if $(PROFILE),--profile $(PROFILE)) \
 		$(if $(REPORT_DIR),--report-dir "$(REPORT_DIR)")
+
+# Long (tens of minutes on 2 cores): writes bench/results/mutation.json; docs/mutation.md explains survivors.
+mutation: install
+	$(PY) scripts/mutation.py --deadline $${DEADLINE:-3600}
 
 dashboards: install
 	$(PY) -m observability.generate

@@ -1,5 +1,6 @@
-"""Graceful drain of a real gateway process: SIGTERM during 50 open streams, all 50 complete; and the
-ways out of a drain (a second SIGTERM, a zero deadline) that must not wait for them."""
+"""Graceful drain of a real gateway process: SIGTERM during 50 open streams, all 50 complete; during the
+grace period the listener stays open and serves new requests (load balancers are still sending them);
+and the ways out of a drain (a second SIGTERM, a zero deadline) that must not wait for them."""
 
 from __future__ import annotations
 
@@ -71,6 +72,22 @@ async def test_sigterm_fails_readiness_and_lets_open_streams_finish(stack: Stack
                 await asyncio.sleep(0.01)
         bodies = await asyncio.gather(*streams)
     assert all(b.endswith(b"data: [DONE]\n\n") and b'"error"' not in b for b in bodies)
+    assert await asyncio.to_thread(gateway.process.wait, 30) == 0
+
+
+async def test_a_request_sent_during_the_grace_period_is_served(stack: Stack) -> None:
+    gateway = await start(stack, tokens=4, grace="5", deadline="5")
+    gateway.process.send_signal(signal.SIGTERM)
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as probe:
+        async with asyncio.timeout(5):
+            while (await probe.get("/readyz")).status_code != 503:
+                await asyncio.sleep(0.01)
+    # A new connection, after readiness has failed: the listener must still accept and answer it.
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as client:
+        resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    assert resp.status_code == 200
+    assert resp.content.endswith(b"data: [DONE]\n\n")
+    assert gateway.process.poll() is None, "the gateway exited before its grace period ended"
     assert await asyncio.to_thread(gateway.process.wait, 30) == 0
 
 

@@ -9,14 +9,19 @@ leases in a sorted set scored by expiry: a replica that dies mid-request frees i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .keys import KeyEntry
 from .limits import WINDOW, Reservation, new_lease, rate_headers, rejection
 
+# ARGV[8], when not empty, is the time in ms from the caller's clock (tests freeze it); else Redis's TIME.
 _COMMON = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(ARGV[8])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local window = tonumber(ARGV[7])
 local function level(key, cap)
   local v = redis.call('HMGET', key, 'l', 't')
@@ -33,8 +38,8 @@ end
 """
 
 # KEYS: requests bucket, tokens bucket, leases. ARGV: rpm, tpm, max_concurrency (0 = none), tokens,
-# lease id, lease ttl ms, window ms. Returns {'ok', requests left, tokens left} or {verdict, wait ms,
-# requests left, tokens left}, as strings (Lua numbers would be truncated).
+# lease id, lease ttl ms, window ms, now ms ('' = Redis TIME). Returns {'ok', requests left, tokens left}
+# or {verdict, wait ms, requests left, tokens left}, as strings (Lua numbers would be truncated).
 ACQUIRE = (
     _COMMON
     + """
@@ -66,7 +71,7 @@ return {'ok', tostring(rl), tostring(tl)}
 )
 
 # KEYS: tokens bucket, leases. ARGV: tpm (0 = none), refund (may be negative), lease id ('' = none),
-# unused, unused, unused, window ms.
+# unused, unused, unused, window ms, now ms.
 SETTLE = (
     _COMMON
     + """
@@ -88,11 +93,23 @@ def limit_keys(entry: KeyEntry, prefix: str) -> list[str]:
 
 
 class RedisLimiter:
-    def __init__(self, redis: Any, *, lease_ttl: float, prefix: str = "inferstack:") -> None:
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        lease_ttl: float,
+        prefix: str = "inferstack:",
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """``clock`` (seconds) replaces Redis's own ``TIME``: for tests only, since replicas must share one clock."""
         self._acquire = redis.register_script(ACQUIRE)
         self._settle = redis.register_script(SETTLE)
         self._lease_ms = int(lease_ttl * 1000)
         self._prefix = prefix
+        self._clock = clock
+
+    def _now_ms(self) -> str:
+        return "" if self._clock is None else str(int(self._clock() * 1000))
 
     async def acquire(self, entry: KeyEntry, tokens: int) -> Reservation:
         lease = new_lease() if entry.max_concurrency is not None else ""
@@ -104,6 +121,7 @@ class RedisLimiter:
             lease,
             self._lease_ms,
             int(WINDOW * 1000),
+            self._now_ms(),
         ]
         verdict, *values = await self._acquire(keys=limit_keys(entry, self._prefix), args=args)
         verdict = verdict.decode() if isinstance(verdict, bytes) else verdict
@@ -119,5 +137,5 @@ class RedisLimiter:
         refund = 0 if used_tokens is None or entry.tpm is None else reservation.tokens - used_tokens
         if refund == 0 and reservation.lease is None:
             return
-        args = [entry.tpm or 0, refund, reservation.lease or "", 0, 0, 0, int(WINDOW * 1000)]
+        args = [entry.tpm or 0, refund, reservation.lease or "", 0, 0, 0, int(WINDOW * 1000), self._now_ms()]
         await self._settle(keys=limit_keys(entry, self._prefix), args=args)

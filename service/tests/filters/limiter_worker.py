@@ -1,9 +1,10 @@
 """One "gateway process" for the two-process exactness test: N concurrent admissions on a shared Redis.
 
-    python limiter_worker.py REDIS_URL REQUESTS TOKENS TPM
+    python limiter_worker.py REDIS_URL REQUESTS TOKENS TPM NOW
 
 Prints ``ready``, waits for a line on stdin (so both processes start together), fires REQUESTS
-concurrent ``acquire`` calls of TOKENS tokens each, and prints how many were admitted as JSON.
+concurrent ``acquire`` calls of TOKENS tokens each at the frozen time NOW (seconds), and prints how
+many were admitted as JSON.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from inferstack.filters.limits import LimitExceeded
 from inferstack.filters.limits_redis import RedisLimiter
 
 
-async def main(url: str, requests: int, tokens: int, tpm: int) -> None:
+async def main(url: str, requests: int, tokens: int, tpm: int, now: float) -> None:
     client = redis.asyncio.Redis.from_url(url, max_connections=requests)
-    limiter = RedisLimiter(client, lease_ttl=60)
+    limiter = RedisLimiter(client, lease_ttl=60, clock=lambda: now)
     entry = KeyEntry(key_sha256="a" * 64, tenant="shared", tpm=tpm)
     await client.ping()
     # Open the connections first, so the race below is between admissions, not connects.
@@ -42,4 +43,4 @@ async def main(url: str, requests: int, tokens: int, tpm: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])))

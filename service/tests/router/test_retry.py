@@ -1,6 +1,9 @@
-"""The retry budget (Envoy's): retries in flight stay under a share of active requests, with a floor."""
+"""The retry budget (Envoy's): retries in flight stay under a share of active requests, with a floor;
+back-off is full jitter under base x 2**(retry-1), capped."""
 
 from __future__ import annotations
+
+import random
 
 from inferstack.config import RetryPolicy
 from inferstack.router.retry import RetryBudget, backoff
@@ -19,7 +22,10 @@ def test_the_budget_is_a_share_of_active_requests_with_a_minimum() -> None:
     assert not budget.allows()
 
 
-def test_backoff_is_jittered_under_an_exponential_cap() -> None:
-    policy = RetryPolicy(backoff_base=0.1, backoff_max=0.3)
-    assert all(0 <= backoff(policy, 1) <= 0.1 for _ in range(50))
-    assert all(0 <= backoff(policy, 5) <= 0.3 for _ in range(50))
+def test_backoff_is_full_jitter_under_a_doubling_cap() -> None:
+    random.seed(7)
+    policy = RetryPolicy(backoff_base=0.1, backoff_max=10.0)
+    for retry, ceiling in ((1, 0.1), (2, 0.2), (4, 0.8), (8, 10.0)):
+        waits = [backoff(policy, retry) for _ in range(2000)]
+        assert all(0 <= w <= ceiling for w in waits)
+        assert max(waits) > 0.95 * ceiling and min(waits) < 0.05 * ceiling  # the whole range is used

@@ -33,7 +33,10 @@ def test_a_success_resets_the_count() -> None:
     detector.failure(a, [a, b], 0)
     detector.failure(a, [a, b], 0)
     detector.success(a)
+    # Back to zero, not to one: two more failures are not yet three in a row.
     assert not detector.failure(a, [a, b], 0)
+    assert not detector.failure(a, [a, b], 0)
+    assert detector.failure(a, [a, b], 0)
 
 
 def test_never_more_than_the_share_of_replicas_but_always_one() -> None:
@@ -47,3 +50,12 @@ def test_never_more_than_the_share_of_replicas_but_always_one() -> None:
     for _ in range(3):
         detector2.failure(only, [only], 0)
     assert ejected2 == [only]
+
+
+def test_the_share_is_exact_at_its_boundary() -> None:
+    # 50 % of 4 replicas: two may be out at once (2 x 100 = 50 x 4), a third may not.
+    detector, endpoints, ejected = make(4)
+    for endpoint in endpoints:
+        for _ in range(3):
+            detector.failure(endpoint, endpoints, 0)
+    assert ejected == endpoints[:2]

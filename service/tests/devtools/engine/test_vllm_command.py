@@ -99,8 +99,12 @@ def test_wait_ready_returns_once_the_model_is_listed(fake_server: tuple[str, thr
 
 async def test_wait_ready_async_does_the_same(fake_server: tuple[str, threading.Event]) -> None:
     url, ready = fake_server
-    ready.set()
-    assert await vllm.wait_ready_async(url, "tiny-llama", deadline=10, interval=0.05) < 10
+    timer = threading.Timer(0.3, ready.set)
+    timer.start()
+    waited = await vllm.wait_ready_async(url, "tiny-llama", deadline=10, interval=0.05)
+    assert ready.is_set() and 0.2 < waited < 10
+    with pytest.raises(vllm.EngineNotReady, match="not ready after"):
+        await vllm.wait_ready_async(url, "another-model", deadline=0.3, interval=0.05)
 
 
 def test_wait_ready_fails_fast_with_the_log_tail_when_the_engine_exits(tmp_path: Path) -> None:

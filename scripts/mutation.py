@@ -1,0 +1,183 @@
+"""``make mutation``: mutation testing (mutmut) of the gateway's hot path with its fast tests.
+
+    python scripts/mutation.py [--deadline SECONDS] [--out bench/results/mutation.json] [--max-children N]
+
+mutmut imports the code under test from ``mutants/src/<package>``; the gateway lives in
+``service/inferstack``, so the run happens in a scratch copy laid out as mutmut expects
+(``.cache/mutation``: ``src/inferstack``, ``tests/``, the root conftest). Only the hot-path
+modules are mutated (``HOT_PATH``), and each mutant runs only the fast, in-process tests that
+reach the function it changes (``TESTS``: fake engines in the test's own process, no real vLLM, no
+subprocess gateways, whose code mutmut cannot switch). A run that reaches ``--deadline`` is stopped and
+its partial result is written, labelled as such. Not part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORK = REPO / ".cache" / "mutation"
+
+# What is mutated: the request's hot path (issue 13: relay, router, upstream client and cluster,
+# scheduling, the API's validation and body limit). Globs relative to the scratch copy.
+HOT_PATH = [
+    "src/inferstack/api/request.py",
+    "src/inferstack/api/openai.py",
+    "src/inferstack/router/*.py",
+    "src/inferstack/scheduling/*.py",
+    "src/inferstack/scheduling/plugins/*.py",
+    "src/inferstack/upstream/client.py",
+    "src/inferstack/upstream/cluster.py",
+    "src/inferstack/upstream/endpoint.py",
+    "src/inferstack/upstream/hold.py",
+    "src/inferstack/upstream/outlier.py",
+    "src/inferstack/relay/*.py",
+]
+# The tests mutants run against: fast and in-process (paths relative to service/tests).
+TESTS = [
+    "relay",
+    "scheduling",
+    "upstream",
+    "test_relay_fake_engine.py",
+    "test_routing_api.py",
+    "test_errors_api.py",
+    "test_must_nots.py",
+]
+
+
+def layout(mutate: list[str], tests: list[str]) -> None:
+    """The scratch copy mutmut runs in, rebuilt from the working tree each time."""
+    if WORK.exists():
+        shutil.rmtree(WORK)
+    (WORK / "src").mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "service" / "inferstack", WORK / "src" / "inferstack", ignore=ignore)
+    shutil.copytree(REPO / "service" / "tests", WORK / "tests", ignore=ignore)
+    shutil.copy2(REPO / "conftest.py", WORK / "conftest.py")
+    selection = ", ".join(json.dumps(f"tests/{t}") for t in tests)
+    (WORK / "pyproject.toml").write_text(
+        "[tool.mutmut]\n"
+        'source_paths = ["src/"]\n'
+        f"only_mutate = {json.dumps(mutate)}\n"
+        f"pytest_add_cli_args_test_selection = [{selection}]\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-m", "not vllm", "-q"]\n'
+        "use_git_change_detection = false\n"
+        "\n[tool.pytest.ini_options]\n"
+        'addopts = "--import-mode=importlib"\n'
+        'asyncio_mode = "auto"\n'
+        'asyncio_default_fixture_loop_scope = "function"\n'
+        'markers = ["vllm: needs a real vLLM engine"]\n'
+    )
+
+
+def results() -> dict[str, str]:
+    """mutant name -> status, from ``mutmut results --all true``."""
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "mutmut"), "results", "--all", "true"],
+        cwd=WORK,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    statuses = {}
+    for line in out.splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if sep and "__mutmut_" in name:
+            statuses[name] = status
+    return statuses
+
+
+def mutmut(*argv: str) -> str:
+    exe = str(Path(sys.executable).parent / "mutmut")
+    return subprocess.run([exe, *argv], cwd=WORK, capture_output=True, text=True, check=False).stdout
+
+
+def change(name: str) -> str:
+    """The mutated line(s) of ``name``, as ``- before`` / ``+ after``."""
+    lines = mutmut("show", name).splitlines()
+    return "\n".join(ln for ln in lines if ln[:1] in "+-" and not ln.startswith(("+++", "---")))
+
+
+def run(deadline: float, max_children: int) -> bool:
+    """Run mutmut in WORK until done or ``deadline`` seconds; True if it finished."""
+    exe = str(Path(sys.executable).parent / "mutmut")
+    log = (WORK / "mutmut.log").open("wb")  # mutmut redraws a progress line: keep it out of the terminal
+    print(f"mutmut runs in {WORK}; progress in {WORK / 'mutmut.log'}", flush=True)
+    proc = subprocess.Popen(
+        [exe, "run", "--max-children", str(max_children)],
+        cwd=WORK,
+        start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        proc.wait(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)  # mutmut ignores SIGINT while it runs mutants
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        return False
+    finally:
+        log.close()
+    return proc.returncode == 0
+
+
+def report(complete: bool, seconds: float | None, argv: list[str]) -> dict[str, object]:
+    """The run's result from mutmut's state in WORK."""
+    statuses = results()
+    counts = Counter(statuses.values())
+    checked = counts["killed"] + counts["survived"] + counts["timeout"]
+    config = (WORK / "pyproject.toml").read_text()
+    return {
+        "command": "make mutation  (python scripts/mutation.py " + " ".join(argv) + ")",
+        "tool": "mutmut " + importlib.metadata.version("mutmut"),
+        "complete": complete,
+        "note": None if complete else "PARTIAL: stopped at the deadline; 'not checked' mutants were never run",
+        "seconds": None if seconds is None else round(seconds),
+        "config": config.split("\n\n")[0],
+        "counts": dict(sorted(counts.items())),
+        # Killed (a timeout is a kill: the mutant hung a test) over the mutants that ran.
+        "score": round((counts["killed"] + counts["timeout"]) / checked, 4) if checked else None,
+        "survived": [{"mutant": n, "change": change(n)} for n, s in sorted(statuses.items()) if s == "survived"],
+        "no_tests": sorted(n for n, s in statuses.items() if s == "no tests"),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--deadline", type=float, default=3600.0, help="seconds before the run is stopped")
+    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "mutation.json")
+    p.add_argument("--max-children", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--only", action="append", help="a glob of modules to mutate instead of the hot path")
+    p.add_argument("--tests", action="append", help="a test path (under service/tests) instead of the default")
+    p.add_argument(
+        "--report-only", metavar="COMPLETE", choices=["complete", "partial"], help="write the last run's result again"
+    )
+    args = p.parse_args()
+    if args.report_only:
+        result = report(args.report_only == "complete", None, sys.argv[1:])
+    else:
+        layout(args.only or HOT_PATH, args.tests or TESTS)
+        started = time.monotonic()
+        complete = run(args.deadline, args.max_children)
+        result = report(complete, time.monotonic() - started, sys.argv[1:])
+    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(json.dumps({k: result[k] for k in ("complete", "seconds", "counts", "score")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

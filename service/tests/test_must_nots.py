@@ -1,0 +1,249 @@
+"""What the gateway promises not to do, each checked where a deliberate bug would show (issue 13, section 4).
+
+Each test here was written against a hand-made mutation of the gateway that the rest of the suite
+let through; it fails with that mutation and passes without it (docs/mutation.md lists them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+
+from inferstack.relay.sse import carries_text
+from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
+
+from .gateway_harness import free_port, running_gateway
+from .test_relay_fake_engine import CHAT, configure, fleet, metric, recorded, sse_events
+
+
+async def v1_requests(client: httpx.AsyncClient, engine: str) -> int:
+    return len([r for r in await recorded(client, engine) if r["path"].startswith("/v1/")])
+
+
+async def test_a_stream_that_breaks_after_text_is_not_retried_on_the_other_replica() -> None:
+    # Two replicas, so a retry could happen: the broken stream must stay broken (an error event),
+    # and the healthy replica must see only the request that was routed to it.
+    async with (
+        fleet(
+            Behaviour(output_tokens=8, fail_after_tokens=3, fail_mode="close"),
+            Behaviour(output_tokens=8),
+            routing_policy="round_robin",
+            retry={"backoff_base": 0.001},
+        ) as (url, (broken, healthy), _),
+        httpx.AsyncClient() as client,
+    ):
+        bodies = [
+            (await client.post(url + "/v1/chat/completions", json={**CHAT, "stream": True})).content for _ in range(2)
+        ]
+        failed = [b for b in bodies if b'"error"' in b]
+        assert len(failed) == 1
+        events = sse_events(failed[0])
+        assert sum(carries_text(e) for e in events) == 3  # the text sent before the break, once
+        assert orjson.loads(events[-2][6:])["error"]["code"] == "bad_gateway"
+        assert (await v1_requests(client, broken), await v1_requests(client, healthy)) == (1, 1)
+        assert metric((await client.get(url + "/metrics")).text, "inferstack_upstream_retries_total") == 0
+
+
+def body_of_size(size: int) -> bytes:
+    """A valid chat request of exactly ``size`` bytes."""
+    empty = orjson.dumps({**CHAT, "user": ""})
+    return orjson.dumps({**CHAT, "user": "u" * (size - len(empty))})
+
+
+async def test_a_body_of_exactly_the_limit_passes_and_one_byte_more_gets_413() -> None:
+    limit = 2048
+
+    async def chunked(data: bytes) -> AsyncIterator[bytes]:
+        # No Content-Length: the limit is enforced while reading.
+        for i in range(0, len(data), 500):
+            yield data[i : i + 500]
+
+    async with fleet(Behaviour(output_tokens=2), max_body_bytes=limit) as (url, _, _app), httpx.AsyncClient() as client:
+        exact, over = body_of_size(limit), body_of_size(limit + 1)
+        assert (len(exact), len(over)) == (limit, limit + 1)
+        headers = {"content-type": "application/json"}
+        path = url + "/v1/chat/completions"
+        assert (await client.post(path, content=exact, headers=headers)).status_code == 200
+        assert (await client.post(path, content=chunked(exact), headers=headers)).status_code == 200
+        assert (await client.post(path, content=over, headers=headers)).status_code == 413
+        assert (await client.post(path, content=chunked(over), headers=headers)).status_code == 413
+
+
+async def test_a_cached_stream_carries_the_usage_chunk_only_when_asked() -> None:
+    async with fleet(Behaviour(output_tokens=4)) as (url, (engine,), _), httpx.AsyncClient() as client:
+        body = {**CHAT, "temperature": 0}
+        miss = await client.post(url + "/v1/chat/completions", json=body)
+        assert miss.headers["x-inferstack-cache"] == "miss"
+        plain = await client.post(url + "/v1/chat/completions", json={**body, "stream": True})
+        asked = await client.post(
+            url + "/v1/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}}
+        )
+        assert (plain.headers["x-inferstack-cache"], asked.headers["x-inferstack-cache"]) == ("hit", "hit")
+        assert await v1_requests(client, engine) == 1
+        assert [e for e in sse_events(plain.content) if b'"usage"' in e] == []
+        usage_events = [e for e in sse_events(asked.content) if b'"usage":{' in e]
+        assert len(usage_events) == 1
+        assert orjson.loads(usage_events[0][6:])["usage"] == miss.json()["usage"]
+
+
+async def test_session_routing_sticks_by_the_user_field() -> None:
+    async with (
+        fleet(Behaviour(), Behaviour(), Behaviour(), routing_policy="session") as (url, engines, _),
+        httpx.AsyncClient() as client,
+    ):
+        users = [f"user-{i}" for i in range(6)]
+        homes: dict[str, set[int]] = {}
+        for user in users:
+            for _ in range(3):
+                before = [await v1_requests(client, e) for e in engines]
+                resp = await client.post(url + "/v1/chat/completions", json={**CHAT, "user": user})
+                assert resp.status_code == 200
+                after = [await v1_requests(client, e) for e in engines]
+                homes.setdefault(user, set()).update(i for i in range(3) if after[i] > before[i])
+        assert all(len(h) == 1 for h in homes.values()), homes
+        assert len(Counter(next(iter(h)) for h in homes.values())) > 1  # users spread over replicas
+        text = (await client.get(url + "/metrics")).text
+        assert metric(text, "inferstack_routing_decisions_total", policy="session", reason="session") == 18
+
+
+async def test_a_cache_hit_is_a_200_with_its_content_type_and_counts_as_one() -> None:
+    async with fleet(Behaviour(output_tokens=4)) as (url, _, _app), httpx.AsyncClient() as client:
+        body = {**CHAT, "temperature": 0}
+        assert (await client.post(url + "/v1/chat/completions", json=body)).status_code == 200
+        whole = await client.post(url + "/v1/chat/completions", json=body)
+        declined = await client.post(
+            url + "/v1/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": False}}
+        )
+        for hit, kind in ((whole, "application/json"), (declined, "text/event-stream; charset=utf-8")):
+            assert (hit.status_code, hit.headers["x-inferstack-cache"]) == (200, "hit")
+            assert hit.headers["content-type"] == kind
+        assert [e for e in sse_events(declined.content) if b'"usage"' in e] == []
+        text = (await client.get(url + "/metrics")).text
+        assert metric(text, "inferstack_requests_total", status="200") == 3
+
+
+async def test_an_ejected_replica_serves_held_requests_as_soon_as_its_ejection_ends() -> None:
+    # Health checks every 30 s: only the end of the ejection itself can wake the held request.
+    async with (
+        fleet(
+            Behaviour(error_status=500),
+            health={"interval": 30, "timeout": 1},
+            outlier={"consecutive_failures": 1, "base_ejection": 0.5},
+            retry={"max_retries": 0},
+            hold_timeout=10,
+        ) as (url, (engine,), _),
+        httpx.AsyncClient(timeout=20) as client,
+    ):
+        assert (await client.post(url + "/v1/chat/completions", json=CHAT)).status_code == 502
+        text = (await client.get(url + "/metrics")).text
+        assert metric(text, "inferstack_upstream_ejections_total", model="fake-model") == 1
+        await configure(client, engine, error_status=0)
+        started = asyncio.get_running_loop().time()
+        resp = await client.post(url + "/v1/chat/completions", json=CHAT)
+        assert resp.status_code == 200, resp.text
+        assert asyncio.get_running_loop().time() - started < 5
+
+
+async def test_a_streamed_miss_fills_the_cache_and_is_logged_as_a_200() -> None:
+    async with fleet(Behaviour(output_tokens=4)) as (url, (engine,), _), httpx.AsyncClient() as client:
+        body = {**CHAT, "temperature": 0}
+        streamed = await client.post(url + "/v1/chat/completions", json={**body, "stream": True})
+        assert streamed.headers["x-inferstack-cache"] == "miss"
+        whole = await client.post(url + "/v1/chat/completions", json=body)
+        assert whole.headers["x-inferstack-cache"] == "hit"
+        assert await v1_requests(client, engine) == 1
+        text = (await client.get(url + "/metrics")).text
+        assert metric(text, "inferstack_requests_total", endpoint="chat", status="200") == 2
+        assert metric(text, "inferstack_time_to_first_token_seconds_count", model="fake-model") == 1
+        assert metric(text, "inferstack_inter_token_latency_seconds_count", model="fake-model") == 3
+        # Durations, not clock readings: the fake engine answers at once.
+        assert 0 < metric(text, "inferstack_time_to_first_token_seconds_sum", model="fake-model") < 2
+        assert 0 <= metric(text, "inferstack_inter_token_latency_seconds_sum", model="fake-model") < 0.5
+
+
+async def test_each_upstream_failure_has_its_own_kind_and_message() -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        hung = await stack.enter_async_context(running_engine(EngineConfig(behaviour=Behaviour(hang=True))))
+        dropping = await stack.enter_async_context(running_engine(EngineConfig(behaviour=Behaviour(disconnect=True))))
+        async with running_engine(EngineConfig()) as gone:
+            # Health checks every 30 s: the gateway still believes in `gone` after it stops.
+            url, _ = await stack.enter_async_context(
+                running_gateway(
+                    [hung, dropping, gone],
+                    health={"interval": 30, "timeout": 1},
+                    timeouts={"first_byte": 0.3, "response": 0.3},
+                    retry={"max_retries": 0},
+                    routing_policy="round_robin",
+                )
+            )
+        client = await stack.enter_async_context(httpx.AsyncClient(base_url=url))
+        seen = []
+        for _ in range(3):
+            error = (await client.post("/v1/chat/completions", json=CHAT)).json()["error"]
+            seen.append((error["code"], error["message"]))
+        assert sorted(seen) == [
+            ("bad_gateway", "The upstream replica broke the connection."),
+            ("bad_gateway", "The upstream replica is unreachable."),
+            ("upstream_timeout", "The upstream replica did not answer in time."),
+        ]
+        text = (await client.get("/metrics")).text
+        for kind in ("timeout", "protocol", "connect"):
+            assert metric(text, "inferstack_upstream_errors_total", kind=kind, model="fake-model") == 1, kind
+
+
+async def test_the_hold_queue_is_bounded_and_counts_demand_per_model() -> None:
+    async with (
+        running_gateway(
+            [f"http://127.0.0.1:{free_port()}"],
+            wait_ready=False,
+            models=["fake-model"],
+            max_held_requests=2,
+            hold_timeout=5,
+        ) as (url, _),
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
+        held = [asyncio.create_task(client.post("/v1/chat/completions", json=CHAT)) for _ in range(2)]
+        async with asyncio.timeout(5):
+            while metric((await client.get("/metrics")).text, "inferstack_model_demand", model="fake-model") != 2:
+                await asyncio.sleep(0.02)
+        third = await client.post("/v1/chat/completions", json=CHAT)
+        assert third.status_code == 429
+        for task in held:
+            task.cancel()
+        await asyncio.gather(*held, return_exceptions=True)
+
+
+async def test_a_stream_outlasts_the_idle_timeout_while_tokens_flow_and_total_cuts_it() -> None:
+    flowing = Behaviour(output_tokens=12, itl=0.1)  # 1.2 s of tokens, never 0.4 s of silence
+    async with fleet(flowing, timeouts={"idle": 0.4}) as (url, _, _app), httpx.AsyncClient(timeout=30) as client:
+        resp = await client.post(url + "/v1/chat/completions", json={**CHAT, "stream": True})
+        events = sse_events(resp.content)
+        assert sum(carries_text(e) for e in events) == 12 and b'"error"' not in resp.content
+        text = (await client.get(url + "/metrics")).text
+        # One first token, then 11 gaps of about 0.1 s each (one chunk per token).
+        assert metric(text, "inferstack_time_to_first_token_seconds_count", model="fake-model") == 1
+        assert metric(text, "inferstack_inter_token_latency_seconds_count", model="fake-model") == 11
+        assert 0.5 < metric(text, "inferstack_inter_token_latency_seconds_sum", model="fake-model") < 5
+    endless = Behaviour(output_tokens=400, itl=0.02)  # 8 s of tokens
+    timeouts = {"idle": 5, "total": 1, "first_byte": 1, "response": 1, "connect": 1}
+    async with fleet(endless, timeouts=timeouts) as (url, _, _app), httpx.AsyncClient(timeout=30) as client:
+        started = asyncio.get_running_loop().time()
+        resp = await client.post(url + "/v1/chat/completions", json={**CHAT, "stream": True})
+        assert asyncio.get_running_loop().time() - started < 4
+        events = sse_events(resp.content)
+        assert orjson.loads(events[-2][6:])["error"]["code"] == "upstream_timeout"
+        assert 0 < sum(carries_text(e) for e in events) < 400
+
+
+async def test_a_non_stream_answer_is_counted_from_its_usage() -> None:
+    async with fleet(Behaviour(output_tokens=5)) as (url, _, _app), httpx.AsyncClient() as client:
+        resp = await client.post(url + "/v1/completions", json={"model": "fake-model", "prompt": "hi"})
+        usage = resp.json()["usage"]
+        text = (await client.get(url + "/metrics")).text
+        assert metric(text, "inferstack_completion_tokens_total", model="fake-model") == usage["completion_tokens"] == 5
+        assert metric(text, "inferstack_prompt_tokens_total", model="fake-model") == usage["prompt_tokens"] > 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import os
 
-from granian.constants import Interfaces, Loops, RuntimeModes
+from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes
 from granian.server import Server
 
 from inferstack.accesslog import configure_logging
@@ -35,6 +35,8 @@ if __name__ == "__main__":
         address=os.environ["INFERSTACK_HOST"],
         port=int(os.environ["INFERSTACK_PORT"]),
         interface=Interfaces.ASGI,
+        http=HTTPModes.http1,
+        websockets=False,
         workers=1,
         runtime_threads=1,
         runtime_mode=RuntimeModes.st,

@@ -93,6 +93,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     sides = dict(s.split("=", 1) for s in args.side)
+    # Resolved now: a branch may move, and this tree may change, while the bench runs.
+    commits = {label: _commit(spec) for label, spec in sides.items()}
     stack = Stack(run_dir=REPO / ".cache" / "ab")
     cpu: dict[str, dict[str, list[float]]] = {label: {"stream": [], "call": []} for label in sides}
     load = [os.getloadavg()[0]]
@@ -114,7 +116,7 @@ def main() -> int:
     result = {
         "command": ".venv/bin/python bench/ab_bench.py " + " ".join(sys.argv[1:]),
         "note": args.note,
-        "sides": {label: {"spec": spec, "commit": _commit(spec)} for label, spec in sides.items()},
+        "sides": {label: {"spec": spec, "commit": commits[label]} for label, spec in sides.items()},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "load_average_1m": {"min": min(load), "max": max(load), "samples": load},
         "latency": "not reported: the machine was shared (load above); CPU time per request is what compares",

@@ -57,6 +57,17 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def tree_rss_mib(pid: int) -> float:
+    """Resident memory of ``pid`` and its children, MiB."""
+    total = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            total = int(line.split()[1]) / 1024
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        total += tree_rss_mib(int(child))
+    return total
+
+
 def start_side(stack: Stack, engine_url: str, label: str, spec: str) -> Service:
     source, _, server = spec.partition("@")
     server = server or "uvicorn"
@@ -98,6 +109,7 @@ def main() -> int:
     stack = Stack(run_dir=REPO / ".cache" / "ab")
     cpu: dict[str, dict[str, list[float]]] = {label: {"stream": [], "call": []} for label in sides}
     load = [os.getloadavg()[0]]
+    rss: dict[str, float] = {}
     try:
         engine = start_fake_engine(stack)
         running = {label: start_side(stack, engine.url, label, spec) for label, spec in sides.items()}
@@ -111,6 +123,7 @@ def main() -> int:
             load.append(os.getloadavg()[0])
             latest = ", ".join(f"{k} {v['stream'][-1]:.3f}/{v['call'][-1]:.3f}" for k, v in cpu.items())
             print(f"round {round_ + 1} (ms per stream/call): {latest}", file=sys.stderr)
+        rss = {label: round(tree_rss_mib(gw.process.pid), 1) for label, gw in running.items()}
     finally:
         stack.stop()
     result = {
@@ -123,6 +136,7 @@ def main() -> int:
         "fake_engine_output_tokens": TOKENS,
         "cpu_ms_per_stream": {label: spread(v["stream"]) for label, v in cpu.items()},
         "cpu_ms_per_call": {label: spread(v["call"]) for label, v in cpu.items()},
+        "rss_mib_after": rss,
     }
     emit(result, args.out)
     return 0

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "service"))
 
 from results_file import emit  # noqa: E402
 
-from inferstack_devstack import Stack, free_port  # noqa: E402
+from inferstack_devstack import Service, Stack, free_port  # noqa: E402
 
 TOKENS = 32
 TTFT = 0.05
@@ -59,46 +59,45 @@ def pinned(core: int, argv: list[str]) -> list[str]:
     return ["taskset", "-c", str(core), *argv] if os.cpu_count() and os.cpu_count() >= 2 else argv  # type: ignore[operator]
 
 
+def start_fake_engine(stack: Stack) -> Service:
+    """The fake engine on core 1 (with the load generator), ready."""
+    port = free_port()
+    argv = [sys.executable, "-m", "inferstack_fake_engine", "--port", str(port), "--model", "fake-model"]
+    argv += ["--ttft", str(TTFT), "--itl", str(ITL), "--output-tokens", str(TOKENS)]
+    engine = stack.start("fake-engine", pinned(1, argv), f"http://127.0.0.1:{port}")
+    stack.wait_ready(engine, "/health", 30)
+    return engine
+
+
+def start_gateway(
+    stack: Stack,
+    engine_url: str,
+    name: str = "gateway",
+    argv: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Service:
+    """A gateway on core 0 in front of ``engine_url`` (``python -m inferstack serve`` unless ``argv``), ready."""
+    port = free_port()
+    settings = {
+        "INFERSTACK_HOST": "127.0.0.1",
+        "INFERSTACK_PORT": str(port),
+        "INFERSTACK_UPSTREAMS": engine_url,
+        "INFERSTACK_AUTH_ENABLED": "false",
+        "INFERSTACK_MAX_IN_FLIGHT_PER_REPLICA": "1024",
+        **(env or {}),
+    }
+    command = argv if argv is not None else [sys.executable, "-m", "inferstack", "serve"]
+    gateway = stack.start(name, pinned(0, command), f"http://127.0.0.1:{port}", settings)
+    stack.wait_ready(gateway, "/readyz", 30)
+    return gateway
+
+
 @contextlib.contextmanager
 def services() -> Iterator[tuple[str, str, int]]:
     stack = Stack(run_dir=REPO / ".cache" / "bench")
     try:
-        engine_port = free_port()
-        engine = stack.start(
-            "fake-engine",
-            pinned(
-                1,
-                [
-                    sys.executable,
-                    "-m",
-                    "inferstack_fake_engine",
-                    "--port",
-                    str(engine_port),
-                    "--model",
-                    "fake-model",
-                    "--ttft",
-                    str(TTFT),
-                    "--itl",
-                    str(ITL),
-                    "--output-tokens",
-                    str(TOKENS),
-                ],
-            ),
-            f"http://127.0.0.1:{engine_port}",
-        )
-        stack.wait_ready(engine, "/health", 30)
-        gw_port = free_port()
-        env = {
-            "INFERSTACK_HOST": "127.0.0.1",
-            "INFERSTACK_PORT": str(gw_port),
-            "INFERSTACK_UPSTREAMS": engine.url,
-            "INFERSTACK_AUTH_ENABLED": "false",
-            "INFERSTACK_MAX_IN_FLIGHT_PER_REPLICA": "1024",
-        }
-        gateway = stack.start(
-            "gateway", pinned(0, [sys.executable, "-m", "inferstack", "serve"]), f"http://127.0.0.1:{gw_port}", env
-        )
-        stack.wait_ready(gateway, "/readyz", 30)
+        engine = start_fake_engine(stack)
+        gateway = start_gateway(stack, engine.url)
         yield engine.url, gateway.url, gateway.process.pid
     finally:
         stack.stop()

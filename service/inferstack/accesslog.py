@@ -39,6 +39,11 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Every record (one access line per request at least) would otherwise walk the stack for its
+    # caller and look up its thread and process: fields the JSON lines never show (logging's
+    # documented "Optimization" switches).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     # aiohttp and uvicorn log connection noise at info; our access log replaces uvicorn's.
     for name in ("uvicorn.access", "aiohttp.access"):
         logging.getLogger(name).disabled = True

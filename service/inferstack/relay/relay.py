@@ -25,7 +25,7 @@ from ..exchange import ClientStalled, Exchange, Responder
 from ..filters.tokens import estimate_prompt_tokens
 from ..metrics.gateway import GatewayMetrics
 from ..upstream.client import AttemptError, Reply, classify
-from .sse import EventSplitter, carries_text, error_event, usage_of, usage_of_body
+from .sse import DONE, EventSplitter, carries_text, error_event, usage_of, usage_of_body
 
 log = logging.getLogger("inferstack.relay")
 
@@ -53,8 +53,12 @@ async def relay_stream(
 
     One timer covers the upstream's silence (``idle``) and the client's writes (``client_write``):
     before a read it is moved to at least ``idle`` ahead, before a write to at least ``client_write``
-    ahead, each only when less is left (one reschedule per half window, not one per token).
-    ``writing`` tells whose deadline passed.
+    ahead, each only when less is left (one reschedule per half window, not one per token; with the
+    defaults none at all in a stream shorter than ``idle / 2``). ``writing`` tells whose deadline passed.
+
+    The batch that ends with ``data: [DONE]`` is the response's last send (``Responder.last``: its
+    body and the end of the chunked response in one write), after the usage is accounted; anything
+    the upstream sends after it is read (so its connection is reused) but not relayed.
     """
     resp = reply.response
     ex.status = 200
@@ -62,9 +66,7 @@ async def relay_stream(
     wants_usage = ex.wants_usage
     await out.start(200, ex)
     splitter = EventSplitter()
-    ttft_hist = metrics.child(metrics.ttft, ex.model, ex.endpoint)
-    itl_hist = metrics.child(metrics.itl, ex.model, ex.endpoint)
-    last_text: float | None = None
+    clock = _TextClock(ex, metrics)
     usage: dict[str, Any] | None = None
     failure: AttemptError | None = None
     loop = asyncio.get_running_loop()
@@ -73,9 +75,9 @@ async def relay_stream(
     writing = False
     try:
         try:
-            async with asyncio.timeout_at(min(loop.time() + idle, total_by)) as timer:
+            async with asyncio.timeout_at(min(loop.time() + idle * 1.5, total_by)) as timer:
                 while chunk:
-                    events = splitter.feed(chunk)
+                    events = splitter.feed(chunk) if not out.finished else None
                     if events:
                         parts: list[bytes] = []
                         texts = 0
@@ -97,18 +99,19 @@ async def relay_stream(
                             if when is not None and when - loop.time() < client_write:
                                 timer.reschedule(loop.time() + client_write)
                             writing = True
-                            await out.body(b"".join(parts) if len(parts) > 1 else parts[0])
+                            data = b"".join(parts) if len(parts) > 1 else parts[0]
+                            if parts[-1] == DONE:
+                                # The client may look at the metrics once it has the end: fill them first.
+                                if texts:
+                                    clock.sent(texts)
+                                    texts = 0
+                                account(ex, usage, metrics)
+                                await out.last(data)
+                            else:
+                                await out.body(data)
                             writing = False
                         if texts:
-                            now = time.perf_counter()
-                            if last_text is None:
-                                ex.ttft = now - ex.started
-                                ttft_hist.observe(ex.ttft)
-                            else:
-                                itl_hist.observe(now - last_text)
-                            for _ in range(texts - 1):
-                                itl_hist.observe(0.0)
-                            last_text = now
+                            clock.sent(texts)
                     # Silence is cut after idle..1.5 x idle (or at the total deadline).
                     now_l = loop.time()
                     when = timer.when()
@@ -117,7 +120,7 @@ async def relay_stream(
                         timer.reschedule(latest)
                     chunk = await resp.content.readany()
             rest = splitter.flush()
-            if rest:
+            if rest and not out.finished:
                 await _write(out.body(rest), client_write)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             if writing:
@@ -128,14 +131,39 @@ async def relay_stream(
                 "stream broke after it started",
                 extra={"request_id": ex.request_id, "upstream": ex.upstream, "kind": failure.kind},
             )
-            await _write(out.body(error_event(failure.error.to_body())), client_write)
-        account(ex, usage, metrics)
-        await _write(out.end(), client_write)
+            if not out.finished:
+                await _write(out.body(error_event(failure.error.to_body())), client_write)
+        if not out.finished:
+            account(ex, usage, metrics)
+            await _write(out.end(), client_write)
     except (asyncio.CancelledError, ClientStalled):
         if ex.usage is None:
             account(ex, usage or _delivered(ex), metrics)
         raise
     return failure
+
+
+class _TextClock:
+    """TTFT and inter-token latency, observed as content events are handed to the client."""
+
+    __slots__ = ("_ex", "_itl", "_last", "_ttft")
+
+    def __init__(self, ex: Exchange, metrics: GatewayMetrics) -> None:
+        self._ex = ex
+        self._ttft = metrics.child(metrics.ttft, ex.model, ex.endpoint)
+        self._itl = metrics.child(metrics.itl, ex.model, ex.endpoint)
+        self._last: float | None = None
+
+    def sent(self, texts: int) -> None:
+        now = time.perf_counter()
+        if self._last is None:
+            self._ex.ttft = now - self._ex.started
+            self._ttft.observe(self._ex.ttft)
+        else:
+            self._itl.observe(now - self._last)
+        for _ in range(texts - 1):
+            self._itl.observe(0.0)
+        self._last = now
 
 
 async def _write(send: Awaitable[None], client_write: float) -> None:
@@ -160,9 +188,9 @@ def account(ex: Exchange, usage: dict[str, Any] | None, metrics: GatewayMetrics)
     completion = usage.get("completion_tokens")
     if isinstance(prompt, int):
         ex.prompt_tokens = prompt
-        metrics.prompt_tokens.labels(ex.model, ex.tenant).inc(prompt)
+        metrics.child(metrics.prompt_tokens, ex.model, ex.tenant).inc(prompt)
         if ex.route is not None:
             metrics.routed_prompt(ex.route.policy, prompt, usage.get("prompt_tokens_details"))
     if isinstance(completion, int):
         ex.completion_tokens = completion
-        metrics.completion_tokens.labels(ex.model, ex.tenant).inc(completion)
+        metrics.child(metrics.completion_tokens, ex.model, ex.tenant).inc(completion)

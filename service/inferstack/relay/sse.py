@@ -28,6 +28,13 @@ class EventSplitter:
         self._pending = b""
 
     def feed(self, chunk: bytes) -> list[bytes]:
+        if (
+            not self._pending
+            and chunk.endswith(b"\n\n")
+            and chunk.find(b"\n\n") == len(chunk) - 2
+            and b"\r" not in chunk
+        ):
+            return [chunk]  # the common case: a chunk is exactly one event (a few C scans, no slicing)
         data = self._pending + chunk if self._pending else chunk
         events: list[bytes] = []
         start = 0

@@ -93,7 +93,7 @@ class Scheduler:
             )
         decision = self._profiles[route.policy].pick(route.request, snapshot)
         route.reason = decision.reason
-        self._metrics.routing_decisions.labels(route.policy, decision.reason).inc()
+        self._metrics.child(self._metrics.routing_decisions, route.policy, decision.reason).inc()
         return by_url[decision.url]
 
 

@@ -29,6 +29,8 @@ def create_session(settings: Settings) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=connector,
         auto_decompress=False,
+        # An engine's cookies must never ride along on another tenant's request (and parsing them costs).
+        cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=None, connect=settings.timeouts.connect),
         # No Accept-Encoding: bodies are relayed and parsed as they are, so they must not be compressed.
         skip_auto_headers=("User-Agent", "Accept-Encoding"),

@@ -139,9 +139,9 @@ class HoldQueue:
     def _count(self, model: str, delta: int) -> None:
         self._in_flight[model] = self._in_flight.get(model, 0) + delta
         self._metrics.child(self._metrics.in_flight, model).inc(delta)
-        self._metrics.demand.labels(model).set(self.demand(model))
+        self._metrics.child(self._metrics.demand, model).set(self.demand(model))
 
     def _hold(self, model: str, delta: int) -> None:
         self._total_held += delta
-        self._metrics.held.labels(model).set(len(self._queues.get(model, ())))
-        self._metrics.demand.labels(model).set(self.demand(model))
+        self._metrics.child(self._metrics.held, model).set(len(self._queues.get(model, ())))
+        self._metrics.child(self._metrics.demand, model).set(self.demand(model))

@@ -16,6 +16,16 @@ def test_events_split_across_arbitrary_chunk_boundaries_are_byte_identical() -> 
         assert splitter.flush() == b""
 
 
+def test_a_chunk_holding_exactly_one_event_is_that_event() -> None:
+    # vLLM's usual case (one event per chunk), and the chunks that only look like it.
+    splitter = EventSplitter()
+    assert [splitter.feed(event) for event in (CHUNK, USAGE, DONE)] == [[CHUNK], [USAGE], [DONE]]
+    assert splitter.feed(b"data: a\r\n\r\ndata: b\n\n") == [b"data: a\r\n\r\n", b"data: b\n\n"]
+    assert splitter.feed(b"data: a\n\ndata: b") == [b"data: a\n\n"]
+    assert splitter.feed(b"\n\n") == [b"data: b\n\n"]
+    assert splitter.flush() == b""
+
+
 def test_crlf_separated_events_are_split_too() -> None:
     events = EventSplitter().feed(b"data: a\r\n\r\ndata: b\r\n\r\n")
     assert events == [b"data: a\r\n\r\n", b"data: b\r\n\r\n"]

@@ -127,6 +127,22 @@ class TenancySettings(BaseModel):
     usage_retention_days: int = Field(400, ge=1, description="Days hourly usage buckets are kept.")
 
 
+class Listener(BaseModel):
+    """The public listener's defences against idle, slow and too many clients (slowloris)."""
+
+    keepalive_timeout: float = Field(
+        30.0, gt=0, description="Seconds an idle connection is kept open, before its first request too."
+    )
+    header_timeout: float = Field(10.0, gt=0, description="Seconds from a request's first byte to its last header.")
+    body_timeout: float = Field(
+        30.0, gt=0, description="Seconds from a request's headers to the end of its body (read before auth)."
+    )
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="Larger request lines + headers get 431.")
+    max_connections: int = Field(
+        10000, ge=1, description="Open connections per process; more get 503 and are closed at once."
+    )
+
+
 ENV_PREFIX = "INFERSTACK_"
 
 
@@ -285,6 +301,7 @@ class Settings(BaseSettings):
     outlier: OutlierDetection = Field(default_factory=OutlierDetection)
     routing: Routing = Field(default_factory=Routing)
     kv_events: KVEvents = Field(default_factory=KVEvents)
+    listener: Listener = Field(default_factory=Listener)
     tenancy: TenancySettings = Field(default_factory=TenancySettings)
 
     @field_validator("upstreams", "models", mode="before")

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from .accesslog import configure_logging
 from .app import create_app
 from .config import Settings
+from .listener import guarded_protocol
 
 log = logging.getLogger("inferstack.server")
 GC_GEN0_THRESHOLD = 20_000
@@ -60,14 +61,14 @@ def serve(settings: Settings | None = None) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(settings.listener),
         lifespan="on",
         access_log=False,
         log_config=None,
         log_level=settings.log_level,
         # 0 means no wait (uvicorn waits forever on None, and gives up at once on 0).
         timeout_graceful_shutdown=math.ceil(settings.drain_deadline),
-        timeout_keep_alive=30,
+        timeout_keep_alive=max(1, round(settings.listener.keepalive_timeout)),
         backlog=2048,
         # The gateway never reads the client address; X-Forwarded-* rewriting would be per-request cost.
         proxy_headers=False,

@@ -115,11 +115,53 @@ class CacheSettings(BaseModel):
     )
 
 
+FailureMode = Literal["open", "closed"]
+
+
+class RedisSettings(BaseModel):
+    """Talking to Redis, and what each feature does while Redis cannot answer (docs/tenancy.md).
+
+    ``open``: the feature steps aside (no limit / no budget check / no cache / no Idempotency-Key
+    guarantee) and the request is served. ``closed``: the request gets 503 with an OpenAI body and
+    ``Retry-After``, and ``/readyz`` fails while Redis is down. Either way
+    ``inferstack_dependency_errors_total`` counts it and ``inferstack_dependency_up`` shows it.
+    """
+
+    connect_timeout: float = Field(0.5, gt=0, description="Seconds to open a connection to Redis.")
+    command_timeout: float = Field(
+        0.5, gt=0, description="Seconds one Redis command (or script) may take before it counts as failed."
+    )
+    check_interval: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between PINGs that tell whether Redis is up; while it is down, requests do"
+        " not wait for it but apply the policy at once.",
+    )
+    limits: FailureMode = Field(
+        "open", description="RPM/TPM/concurrency while Redis is down: open = unlimited, closed = 503."
+    )
+    budgets: FailureMode = Field(
+        "open",
+        description="Monthly budgets while Redis is down: open = not checked (spend made meanwhile is not"
+        " recorded), closed = 503 for tenants with a budget.",
+    )
+    cache: FailureMode = Field("open", description="Redis response cache while Redis is down: open = miss.")
+    idempotency: FailureMode = Field(
+        "open",
+        description="Idempotency-Key while Redis is down: open = served without the replay guarantee,"
+        " closed = 503 for requests that carry the header.",
+    )
+
+    def closed_features(self) -> list[str]:
+        return [f for f in ("limits", "budgets", "cache", "idempotency") if getattr(self, f) == "closed"]
+
+
 class TenancySettings(BaseModel):
     """Everything the tenancy filters need besides the gateway-wide fields."""
 
     limits: LimitSettings = Field(default_factory=LimitSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
     reload_interval: float = Field(1.0, gt=0, description="Seconds between checks of the key and price files.")
     max_tenant_labels: int = Field(
         200, ge=1, description="Tenants that get their own metric label value; the rest are `other`."

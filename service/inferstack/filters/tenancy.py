@@ -27,8 +27,9 @@ from prometheus_client import CollectorRegistry, Counter
 from ..config import TenancySettings
 from ..errors import QuotaExceededError
 from .auth import ANONYMOUS_PRINCIPAL, Principal, authenticate, check_admin
-from .cache_key import cache_key, cache_policy
+from .cache_key import BYPASS, cache_key, cache_policy
 from .cache_store import MemoryStore, RedisStore, Store
+from .dependency import REDIS_ERRORS, DependencyMetrics, RedisHealth, redis_client
 from .filewatch import WatchedFile
 from .idempotency import Claim, Idempotency, Replay
 from .keys import KeyRing, parse_keys
@@ -91,6 +92,8 @@ class Tenancy:
         metrics: TenancyMetrics,
         admin_key_sha256: str = "",
         clock: Callable[[], float] = time.time,
+        redis_health: RedisHealth | None = None,
+        on_redis: frozenset[str] = frozenset(),
     ) -> None:
         self.options = options
         self.auth_enabled = auth_enabled
@@ -103,6 +106,8 @@ class Tenancy:
         self.metrics = metrics
         self._admin = admin_key_sha256
         self._clock = clock
+        self.redis_health = redis_health
+        self._on_redis = on_redis if redis_health is not None else frozenset()
         self.key_ring_changed(self.ring)
 
     @property
@@ -136,10 +141,10 @@ class Tenancy:
         prices = WatchedFile(prices_file, parse_prices, "price file") if prices_file else None
         metrics = TenancyMetrics(registry, rate_limited)
         redis: Any = None
+        health = None
         if redis_url:
-            from redis.asyncio import Redis  # only when configured: one replica needs no client
-
-            redis = Redis.from_url(redis_url)
+            redis = redis_client(redis_url, options.redis)
+            health = RedisHealth(redis, options.redis, DependencyMetrics(registry))
         cache_opts = options.cache
         limiter: Limiter
         ledger: Ledger
@@ -173,8 +178,13 @@ class Tenancy:
             idempotency=idempotency,
             metrics=metrics,
             admin_key_sha256=admin_key_sha256,
+            redis_health=health,
+            on_redis=frozenset(("limits", "budgets", "idempotency", "accounting"))
+            | ({"cache"} if cache_opts.backend == "redis" else set()),
         )
         tasks = []
+        if health is not None:
+            tasks.append(asyncio.create_task(health.run(), name="redis health"))
         if keys is not None:
             tasks.append(asyncio.create_task(keys.run(options.reload_interval, tenancy.key_ring_changed)))
         if prices is not None:
@@ -217,14 +227,21 @@ class Tenancy:
         reservation = None
         entry = principal.entry
         if entry is not None:
-            await self._check_budget(principal, label)
-            if entry.rpm is not None or entry.tpm is not None or entry.max_concurrency is not None:
+            if self.ring.budgets.get(principal.tenant) is not None and not self._redis_down("budgets"):
+                try:
+                    await self._check_budget(principal, label)
+                except REDIS_ERRORS as exc:
+                    self._redis_failed("budgets", exc)
+            limited = entry.rpm is not None or entry.tpm is not None or entry.max_concurrency is not None
+            if limited and not self._redis_down("limits"):
                 tokens = reserved_tokens(kind, payload, self.options.limits.default_max_tokens)
                 try:
                     reservation = await self.limiter.acquire(entry, tokens)
                 except LimitExceeded as err:
                     self.metrics.rate_limited.labels(label, err.limit).inc()
                     raise
+                except REDIS_ERRORS as exc:
+                    self._redis_failed("limits", exc)
         adm = Admission(
             principal,
             label,
@@ -240,6 +257,24 @@ class Tenancy:
             await self._settle(adm, 0)
             raise
         return adm
+
+    def _redis_down(self, feature: str, *, admitting: bool = True) -> bool:
+        """Is ``feature`` on a Redis known to be down? Then skip it (True), or, while admitting, raise
+        503 if it fails closed. Either way the request is counted."""
+        health = self.redis_health
+        if health is None or health.up or feature not in self._on_redis:
+            return False
+        if admitting:
+            health.refuse(feature)
+        else:
+            health.count(feature)
+        return True
+
+    def _redis_failed(self, feature: str, exc: BaseException) -> None:
+        """A Redis call of ``feature`` failed: Redis is down from now on; apply the feature's policy."""
+        assert self.redis_health is not None  # memory backends raise none of REDIS_ERRORS
+        self.redis_health.mark_down(feature, exc)
+        self.redis_health.refuse(feature)
 
     async def _check_budget(self, principal: Principal, label: str) -> None:
         budget = self.ring.budgets.get(principal.tenant)
@@ -258,29 +293,41 @@ class Tenancy:
         self, adm: Admission, payload: dict[str, Any], body: bytes, wanted: dict[bytes, str], revision: str
     ) -> None:
         idem_key = wanted.get(b"idempotency-key")
-        if idem_key is not None:
-            found = await self.idempotency.begin(adm.principal.tenant, idem_key, body)
-            if isinstance(found, Replay):
-                adm.cached, adm.cached_status = found.body, found.status
-                adm.headers.append((b"x-inferstack-idempotent-replay", b"true"))
-                return
-            adm.claim = found
+        if idem_key is not None and not self._redis_down("idempotency"):
+            try:
+                found = await self.idempotency.begin(adm.principal.tenant, idem_key, body)
+            except REDIS_ERRORS as exc:
+                self._redis_failed("idempotency", exc)
+            else:
+                if isinstance(found, Replay):
+                    adm.cached, adm.cached_status = found.body, found.status
+                    adm.headers.append((b"x-inferstack-idempotent-replay", b"true"))
+                    return
+                adm.claim = found
         opts = self.options.cache
-        if not opts.enabled:
-            pass
-        elif (policy := cache_policy(adm.kind, payload, wanted.get(b"cache-control"), wanted.get(CACHE_HEADER))).store:
+        policy = cache_policy(adm.kind, payload, wanted.get(b"cache-control"), wanted.get(CACHE_HEADER))
+        if opts.enabled and policy.store:
             scope = adm.principal.tenant if opts.per_tenant else ""
             key = cache_key(adm.kind, payload, revision, scope)
-            hit = await self.cache.get(key) if policy.lookup else None
+            hit = None
+            if self._redis_down("cache"):
+                policy = BYPASS
+            elif policy.lookup:
+                try:
+                    hit = await self.cache.get(key)
+                except REDIS_ERRORS as exc:
+                    self._redis_failed("cache", exc)
+                    policy = BYPASS
             if hit is not None:
                 self.metrics.cache_result("hit")
                 adm.cached = hit
                 adm.headers.append(_HIT)
                 return
-            self.metrics.cache_result("miss")
-            adm.headers.append(_MISS)
-            adm.cache_key = key
-        else:
+            if policy.store:
+                self.metrics.cache_result("miss")
+                adm.headers.append(_MISS)
+                adm.cache_key = key
+        if adm.cache_key is None:
             self.metrics.cache_result("bypass")
             adm.headers.append(_BYPASS)
         if adm.stream and (adm.cache_key is not None or adm.claim is not None):
@@ -318,8 +365,10 @@ class Tenancy:
         else:
             used = None
         await self._settle(adm, used)
+        feature = "accounting"
         try:
-            await self._account(adm, from_cache, prompt or 0, completion or 0)
+            if not self._redis_down(feature, admitting=False):
+                await self._account(adm, from_cache, prompt or 0, completion or 0)
             if from_cache:
                 response = adm.cached
             elif adm.stream:
@@ -331,24 +380,33 @@ class Tenancy:
                 and adm.cache_key is not None
                 and response is not None
                 and len(response) <= self.options.cache.max_entry_bytes
+                and not self._redis_down(feature := "cache", admitting=False)
             ):
                 await self.cache.set(adm.cache_key, response, self.options.cache.ttl)
                 self._cache_gauge()
-            if adm.claim is not None:
+            if adm.claim is not None and not self._redis_down(feature := "idempotency", admitting=False):
+                # A claim left behind (Redis down now) expires after lease_ttl by itself.
                 if ok and response is not None:
                     await self.idempotency.complete(adm.claim, status, response)
                 else:
                     await self.idempotency.abandon(adm.claim)
+        except REDIS_ERRORS as exc:
+            assert self.redis_health is not None
+            self.redis_health.mark_down(feature, exc)
+            self.redis_health.count(feature)
         except Exception:
             log.exception("tenancy finish failed", extra={"tenant": adm.principal.tenant})
 
     async def _settle(self, adm: Admission, used: int | None) -> None:
-        if adm.reservation is None:
-            return
+        if adm.reservation is None or self._redis_down("limits", admitting=False):
+            return  # (Redis down: the lease expires by itself after lease_ttl)
         try:
             await self.limiter.settle(adm.reservation, used)
+        except REDIS_ERRORS as exc:
+            assert self.redis_health is not None
+            self.redis_health.mark_down("limits", exc)
+            self.redis_health.count("limits")
         except Exception:
-            # Redis unreachable: the lease expires by itself after lease_ttl.
             log.exception("releasing a rate-limit reservation failed", extra={"tenant": adm.principal.tenant})
 
     async def _account(self, adm: Admission, from_cache: bool, prompt: int, completion: int) -> None:

@@ -110,6 +110,12 @@ class CacheSettings(BaseModel):
         True, description="Entries are scoped to the tenant: a hit must not tell one tenant what another asked."
     )
     idempotency_ttl: float = Field(86400.0, gt=0, description="Seconds an Idempotency-Key is remembered.")
+    idempotency_max_bytes_per_tenant: int = Field(
+        16 * 1024 * 1024,
+        ge=0,
+        description="Memory backend: bytes of Idempotency-Key records kept per tenant (LRU beyond, within"
+        " that tenant only).",
+    )
     idempotency_wait: float = Field(
         30.0, ge=0, description="Seconds a retry waits for the first request with its key to finish."
     )

@@ -28,7 +28,7 @@ from ..config import TenancySettings
 from ..errors import QuotaExceededError
 from .auth import ANONYMOUS_PRINCIPAL, Principal, authenticate, check_admin
 from .cache_key import BYPASS, cache_key, cache_policy
-from .cache_store import MemoryStore, RedisStore, Store
+from .cache_store import MemoryStore, RedisStore, Store, TenantStores
 from .dependency import REDIS_ERRORS, DependencyMetrics, RedisHealth, redis_client
 from .filewatch import WatchedFile
 from .idempotency import Claim, Idempotency, Replay
@@ -116,6 +116,9 @@ class Tenancy:
 
     def key_ring_changed(self, ring: KeyRing) -> None:
         self.metrics.set_tenants(ring.tenants, self.options.max_tenant_labels)
+        stores = self.idempotency.stores
+        if isinstance(stores, TenantStores):
+            stores.retain(ring.tenants | {ANONYMOUS_PRINCIPAL.tenant})
 
     # -- building it ------------------------------------------------------------------------------
     @classmethod
@@ -149,20 +152,24 @@ class Tenancy:
         limiter: Limiter
         ledger: Ledger
         cache: Store
-        idem_store: Store
+        idem_stores: Callable[[str], Store]
         if redis is not None:
             limiter = RedisLimiter(redis, lease_ttl=options.limits.lease_ttl)
             ledger = RedisLedger(redis, retention_days=options.usage_retention_days)
-            idem_store = RedisStore(redis, "inferstack:idem:")
+            shared = RedisStore(redis, "inferstack:idem:")
+
+            def idem_stores(tenant: str) -> Store:
+                return shared  # one store: record keys carry the tenant; Redis's maxmemory bounds it
+
         else:
             limiter, ledger = MemoryLimiter(), MemoryLedger(options.usage_retention_days)
-            idem_store = MemoryStore(max(cache_opts.max_bytes // 4, 1 << 20))
+            idem_stores = TenantStores(cache_opts.idempotency_max_bytes_per_tenant)
         if cache_opts.backend == "redis":
             cache = RedisStore(redis, "inferstack:cache:")
         else:
             cache = MemoryStore(cache_opts.max_bytes, on_evict=metrics.cache_evictions.inc)
         idempotency = Idempotency(
-            idem_store,
+            idem_stores,
             ttl=cache_opts.idempotency_ttl,
             pending_ttl=options.limits.lease_ttl,
             wait=cache_opts.idempotency_wait,

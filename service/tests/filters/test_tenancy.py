@@ -235,6 +235,25 @@ async def test_idempotency_key_replays_and_rejects_another_body(env: tuple[Env, 
         assert conflict.value.status == 422
 
 
+async def test_one_tenant_cannot_evict_another_tenants_idempotency_records(tmp_path: Path) -> None:
+    e = Env(tmp_path, "")
+    e.write_keys(acme={}, zeta={})
+    hot = {**CHAT, "temperature": 1.0}
+    async with e.open("memory", cache={"idempotency_max_bytes_per_tenant": 4096}) as t:
+        kept = await t.admit("chat", hot, b"zeta's", e.auth("zeta", idempotency_key="z-1"), "r1")
+        await t.finish(kept, status=200, usage=USAGE, response=ANSWER)
+        for i in range(100):  # acme writes 100 x ~400 bytes: ten times its own bound
+            adm = await t.admit("chat", hot, b"acme's", e.auth("acme", idempotency_key=f"a-{i}"), "r1")
+            await t.finish(adm, status=200, usage=USAGE, response=ANSWER)
+        retry = await t.admit("chat", hot, b"zeta's", e.auth("zeta", idempotency_key="z-1"), "r1")
+        assert retry.cached == ANSWER
+        # acme's own oldest record made room for its newest: its store stayed bounded.
+        oldest = await t.admit("chat", hot, b"acme's", e.auth("acme", idempotency_key="a-0"), "r1")
+        assert oldest.cached is None
+        newest = await t.admit("chat", hot, b"acme's", e.auth("acme", idempotency_key="a-99"), "r1")
+        assert newest.cached == ANSWER
+
+
 async def test_keys_reload_without_restart(env: tuple[Env, str]) -> None:
     e, backend = env
     e.write_keys(acme={})

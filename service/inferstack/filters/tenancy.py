@@ -39,7 +39,7 @@ from .limits_redis import RedisLimiter
 from .metrics import TenancyMetrics
 from .prices import NANO, PriceTable, parse_prices
 from .replay import StreamAssembler, sse_events
-from .tokens import reserved_tokens
+from .tokens import reserved_split
 
 log = logging.getLogger("inferstack.filters")
 CACHE_HEADER = b"x-inferstack-cache"
@@ -62,6 +62,7 @@ class Admission:
     cached_status: int = 200
     cache_key: str | None = None  # store a 200 answer under this key
     claim: Claim | None = None
+    budget_hold: str | None = None  # the hold on the tenant's budget, settled to the real cost by finish
     assembler: StreamAssembler | None = None  # feed it every SSE event when set
     finished: bool = False
 
@@ -232,23 +233,30 @@ class Tenancy:
         label = self.metrics.tenant_label(principal.tenant)
         stream = payload.get("stream") is True
         reservation = None
+        hold = None
         entry = principal.entry
         if entry is not None:
-            if self.ring.budgets.get(principal.tenant) is not None and not self._redis_down("budgets"):
+            prompt, completion = reserved_split(kind, payload, self.options.limits.default_max_tokens)
+            budget = self.ring.budgets.get(principal.tenant)
+            if budget is not None and not self._redis_down("budgets"):
                 try:
-                    await self._check_budget(principal, label)
+                    hold = await self._hold_budget(principal.tenant, label, model, budget, prompt, completion)
                 except REDIS_ERRORS as exc:
                     self._redis_failed("budgets", exc)
             limited = entry.rpm is not None or entry.tpm is not None or entry.max_concurrency is not None
-            if limited and not self._redis_down("limits"):
-                tokens = reserved_tokens(kind, payload, self.options.limits.default_max_tokens)
-                try:
-                    reservation = await self.limiter.acquire(entry, tokens)
-                except LimitExceeded as err:
-                    self.metrics.rate_limited.labels(label, err.limit).inc()
-                    raise
-                except REDIS_ERRORS as exc:
-                    self._redis_failed("limits", exc)
+            try:
+                if limited and not self._redis_down("limits"):
+                    try:
+                        reservation = await self.limiter.acquire(entry, prompt + completion)
+                    except LimitExceeded as err:
+                        self.metrics.rate_limited.labels(label, err.limit).inc()
+                        raise
+                    except REDIS_ERRORS as exc:
+                        self._redis_failed("limits", exc)
+            except BaseException:
+                if hold is not None:
+                    await self._release_hold(principal.tenant, hold)
+                raise
         adm = Admission(
             principal,
             label,
@@ -257,11 +265,14 @@ class Tenancy:
             stream,
             reservation,
             list(reservation.headers) if reservation is not None else [],
+            budget_hold=hold,
         )
         try:
             await self._lookup(adm, payload, body, wanted, revision)
         except BaseException:
             await self._settle(adm, 0)
+            if hold is not None:
+                await self._release_hold(principal.tenant, hold)
             raise
         return adm
 
@@ -283,18 +294,37 @@ class Tenancy:
         self.redis_health.mark_down(feature, exc)
         self.redis_health.refuse(feature)
 
-    async def _check_budget(self, principal: Principal, label: str) -> None:
-        budget = self.ring.budgets.get(principal.tenant)
-        if budget is None:
-            return
+    async def _hold_budget(
+        self, tenant: str, label: str, model: str, budget: float, prompt: int, completion: int
+    ) -> str | None:
+        """Hold the request's maximum cost against the budget, or raise 429 ``insufficient_quota``."""
         now = self._clock()
-        spend = await self.ledger.month_spend(principal.tenant, now)
-        if spend >= budget * NANO:
-            self.metrics.rate_limited.labels(label, "budget").inc()
+        prices = self.prices.value if self.prices is not None else PriceTable()
+        budget_nano = round(budget * NANO)
+        # Bounded: more than the whole budget is refused whatever it is, and Lua numbers are doubles.
+        most = min(prices.cost_nano(model, prompt, completion), budget_nano + 1)
+        hold = await self.ledger.hold(tenant, now, most, budget_nano, self.options.limits.lease_ttl)
+        if hold is not None:
+            return hold
+        self.metrics.rate_limited.labels(label, "budget").inc()
+        spend = await self.ledger.month_spend(tenant, now)
+        if spend >= budget_nano:
             raise QuotaExceededError(
-                f"Tenant '{principal.tenant}' has used its monthly budget of {budget:.2f} USD.",
+                f"Tenant '{tenant}' has used its monthly budget of {budget:.2f} USD.",
                 retry_after=_month_end(now) - now,
             )
+        raise QuotaExceededError(
+            f"This request may cost up to {most / NANO:.6f} USD, more than what is left of tenant '{tenant}'s"
+            f" monthly budget of {budget:g} USD once the requests in flight are paid. Lower max_tokens,"
+            " or retry when they finish.",
+            retry_after=1,
+        )
+
+    async def _release_hold(self, tenant: str, hold: str) -> None:
+        try:
+            await self.ledger.release(tenant, hold)
+        except Exception:  # Redis down: the hold expires after lease_ttl
+            log.warning("releasing a budget hold failed", extra={"tenant": tenant})
 
     async def _lookup(
         self, adm: Admission, payload: dict[str, Any], body: bytes, wanted: dict[bytes, str], revision: str
@@ -376,6 +406,7 @@ class Tenancy:
         try:
             if not self._redis_down(feature, admitting=False):
                 await self._account(adm, from_cache, prompt or 0, completion or 0)
+            # (Redis down: the budget hold expires after lease_ttl, like a concurrency lease)
             if from_cache:
                 response = adm.cached
             elif adm.stream:
@@ -421,7 +452,7 @@ class Tenancy:
         prices = self.prices.value if self.prices is not None else PriceTable()
         cost = 0 if from_cache else prices.cost_nano(adm.model, prompt, completion)
         usage = Usage(1, int(from_cache), 0 if from_cache else prompt, 0 if from_cache else completion, cost)
-        spend = await self.ledger.record(tenant, adm.model, usage, self._clock())
+        spend = await self.ledger.record(tenant, adm.model, usage, self._clock(), adm.budget_hold)
         if cost:
             self.metrics.cost.labels(adm.tenant_label, adm.model).inc(cost / NANO)
         budget = self.ring.budgets.get(tenant)

@@ -326,6 +326,18 @@ class Settings(BaseSettings):
         "", description="SHA-256 (hex) of the admin key for /admin/usage (`inferstack keys hash`); empty: no admin."
     )
     redis_url: str = Field("", description="Redis for limits, usage and cache shared across replicas.")
+    expected_replicas: int = Field(
+        1,
+        ge=1,
+        description="Gateway replicas serving the same tenants. Above 1, limits, budgets, usage and"
+        " Idempotency-Key records are only exact when shared: the gateway refuses to start without"
+        " INFERSTACK_REDIS_URL.",
+    )
+    require_shared_state: bool = Field(
+        False,
+        description="Refuse to start without INFERSTACK_REDIS_URL whatever the replica count: set it in every"
+        " deployment an autoscaler may scale past one replica.",
+    )
     prices_file: str = Field("", description="YAML price table in USD per 1M tokens per model.")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
     max_in_flight_per_replica: int = Field(
@@ -379,6 +391,17 @@ class Settings(BaseSettings):
     def _known_profile(self) -> Settings:
         if self.routing_policy not in self.routing.all_profiles():
             raise ValueError(f"routing_policy {self.routing_policy!r} names no scheduling profile")
+        return self
+
+    @model_validator(mode="after")
+    def _shared_state(self) -> Settings:
+        # Per-process limits behind N replicas admit N x the limit: refuse rather than break a promise.
+        if (self.require_shared_state or self.expected_replicas > 1) and not self.redis_url:
+            raise ValueError(
+                "limits, budgets and Idempotency-Key are promised across gateway replicas"
+                f" (INFERSTACK_REQUIRE_SHARED_STATE={str(self.require_shared_state).lower()},"
+                f" INFERSTACK_EXPECTED_REPLICAS={self.expected_replicas}) but INFERSTACK_REDIS_URL is not set"
+            )
         return self
 
     @model_validator(mode="after")

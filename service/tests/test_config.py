@@ -59,3 +59,18 @@ def test_nested_settings_are_known_and_typos_are_not(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("INFERSTACK_TENANCY__CACHE__TLL", "5")
     with pytest.raises(ValidationError, match="INFERSTACK_TENANCY__CACHE__TLL"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    "env", [{"INFERSTACK_REQUIRE_SHARED_STATE": "true"}, {"INFERSTACK_EXPECTED_REPLICAS": "3"}], ids=lambda e: str(e)
+)
+def test_serve_refuses_to_promise_exact_limits_across_replicas_without_redis(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict[str, str]
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "INFERSTACK_REDIS_URL is not set" in err and "Traceback" not in err
+    monkeypatch.setenv("INFERSTACK_REDIS_URL", "redis://127.0.0.1:6379/0")
+    assert Settings().redis_url  # with a shared store the same settings are valid

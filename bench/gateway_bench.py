@@ -60,7 +60,7 @@ def pinned(core: int, argv: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def services() -> Iterator[tuple[str, str, int]]:
+def services() -> Iterator[tuple[str, str, int, str]]:
     stack = Stack(run_dir=REPO / ".cache" / "bench")
     try:
         engine_port = free_port()
@@ -87,10 +87,11 @@ def services() -> Iterator[tuple[str, str, int]]:
             f"http://127.0.0.1:{engine_port}",
         )
         stack.wait_ready(engine, "/health", 30)
-        gw_port = free_port()
+        gw_port, admin_port = free_port(), free_port()
         env = {
             "INFERSTACK_HOST": "127.0.0.1",
             "INFERSTACK_PORT": str(gw_port),
+            "INFERSTACK_ADMIN_PORT": str(admin_port),
             "INFERSTACK_UPSTREAMS": engine.url,
             "INFERSTACK_AUTH_ENABLED": "false",
             "INFERSTACK_MAX_IN_FLIGHT_PER_REPLICA": "1024",
@@ -99,7 +100,7 @@ def services() -> Iterator[tuple[str, str, int]]:
             "gateway", pinned(0, [sys.executable, "-m", "inferstack", "serve"]), f"http://127.0.0.1:{gw_port}", env
         )
         stack.wait_ready(gateway, "/readyz", 30)
-        yield engine.url, gateway.url, gateway.process.pid
+        yield engine.url, gateway.url, gateway.process.pid, f"http://127.0.0.1:{admin_port}"
     finally:
         stack.stop()
 
@@ -162,13 +163,13 @@ def gateway_ttft(url: str) -> tuple[float, float]:
     return total, count
 
 
-async def measure(engine: str, gateway: str, pid: int, seconds: float) -> dict[str, Any]:
+async def measure(engine: str, gateway: str, pid: int, admin: str, seconds: float) -> dict[str, Any]:
     direct_ttft, direct_streams, _ = await closed_loop(engine, 32, seconds, stream=True)
     cpu0 = cpu_seconds(pid)
-    sum0, count0 = gateway_ttft(gateway)
+    sum0, count0 = gateway_ttft(admin)
     gw_ttft, gw_streams, _ = await closed_loop(gateway, 32, seconds, stream=True)
     stream_cpu = cpu_seconds(pid) - cpu0
-    sum1, count1 = gateway_ttft(gateway)
+    sum1, count1 = gateway_ttft(admin)
 
     _, direct_calls, direct_elapsed = await closed_loop(engine, 64, seconds, stream=False)
     cpu0 = cpu_seconds(pid)
@@ -221,10 +222,10 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs; the summary is their median")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
-    with services() as (engine, gateway, pid):
+    with services() as (engine, gateway, pid, admin):
         # uvloop for the load generator too: it shares a core with the engine, the less it costs the
         # less it distorts either path.
-        runs = [uvloop.run(measure(engine, gateway, pid, args.seconds)) for _ in range(args.repeat)]
+        runs = [uvloop.run(measure(engine, gateway, pid, admin, args.seconds)) for _ in range(args.repeat)]
     result = {
         "command": "make bench  # .venv/bin/python bench/gateway_bench.py " + " ".join(sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},

@@ -292,7 +292,13 @@ class Settings(BaseSettings):
     )
 
     host: str = Field("0.0.0.0", description="Listen address.")
-    port: int = Field(8080, ge=1, le=65535, description="Listen port for the API, health and metrics.")
+    port: int = Field(8080, ge=1, le=65535, description="Listen port for the API and health (the public one).")
+    admin_port: int = Field(
+        8081,
+        ge=1,
+        le=65535,
+        description="Listen port for /metrics and /admin/* (never the public port: tenant names, spend).",
+    )
     discovery: Literal["static", "dns", "k8s"] = Field("static", description="Where replicas come from.")
     upstreams: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://127.0.0.1:8000"],
@@ -391,6 +397,12 @@ class Settings(BaseSettings):
     def _known_profile(self) -> Settings:
         if self.routing_policy not in self.routing.all_profiles():
             raise ValueError(f"routing_policy {self.routing_policy!r} names no scheduling profile")
+        return self
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> Settings:
+        if self.admin_port == self.port:
+            raise ValueError("INFERSTACK_ADMIN_PORT must differ from INFERSTACK_PORT")
         return self
 
     @model_validator(mode="after")

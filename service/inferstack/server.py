@@ -14,6 +14,7 @@ import gc
 import logging
 import math
 import signal
+import socket
 from types import FrameType
 
 import uvicorn
@@ -79,4 +80,15 @@ def serve(settings: Settings | None = None) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
-    DrainingServer(config, app, settings.drain_grace).run()
+    sockets = [listen(settings.host, settings.port), listen(settings.host, settings.admin_port)]
+    DrainingServer(config, app, settings.drain_grace).run(sockets=sockets)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A bound socket for uvicorn: the public and the admin listener share one server and one app,
+    which tells them apart by the local port (``GatewayApp``)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock

@@ -65,7 +65,7 @@ async def test_declared_model_without_replica_is_503_after_the_hold() -> None:
         assert_openai_error(resp, 503, "no_healthy_upstream")
         listed = (await client.get("/v1/models")).json()
         assert [m["id"] for m in listed["data"]] == ["m"]
-        metrics = (await client.get("/metrics")).text
+        metrics = (await client.get(url.admin + "/metrics")).text
         assert 'inferstack_held_requests{model="m"} 0.0' in metrics
 
 
@@ -141,7 +141,7 @@ async def test_a_full_hold_queue_answers_429_at_once() -> None:
     ):
         held = asyncio.create_task(client.post("/v1/completions", json={"model": "m", "prompt": "x"}))
         async with asyncio.timeout(5):
-            while 'inferstack_held_requests{model="m"} 1.0' not in (await client.get("/metrics")).text:
+            while 'inferstack_held_requests{model="m"} 1.0' not in (await client.get(url.admin + "/metrics")).text:
                 await asyncio.sleep(0.02)
         resp = await client.post("/v1/completions", json={"model": "m", "prompt": "y"})
         assert_openai_error(resp, 429, "rate_limit_exceeded")

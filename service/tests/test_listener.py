@@ -30,6 +30,7 @@ def gateway() -> Iterator[int]:
         **{k: v for k, v in os.environ.items() if not k.startswith("INFERSTACK_")},
         "INFERSTACK_HOST": "127.0.0.1",
         "INFERSTACK_PORT": str(port),
+        "INFERSTACK_ADMIN_PORT": str(free_port()),
         "INFERSTACK_UPSTREAMS": f"http://127.0.0.1:{free_port()}",  # nothing there: the model is held
         "INFERSTACK_MODELS": "fake-model",
         "INFERSTACK_AUTH_ENABLED": "false",

@@ -86,7 +86,7 @@ async def test_fail_open_serves_every_request_and_says_redis_is_down(tmp_path: P
             # (Before: 500, after redis-py's retries, about 5 s for a hung Redis. Slack for a loaded machine.)
             assert time.monotonic() - started < 4 * TIMEOUT + 2.0
         assert (await client.get("/readyz")).status_code == 200
-        text = (await client.get("/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_dependency_up", dependency="redis") == 0
         for feature in ("limits", "budgets", "cache", "idempotency"):
             assert metric(text, "inferstack_dependency_errors_total", dependency="redis", feature=feature) >= 1, feature
@@ -126,6 +126,6 @@ async def test_readiness_and_service_come_back_with_redis(tmp_path: Path, redis_
             resp = await client.post("/v1/chat/completions", json=body, headers={**bearer(key), **headers})
             assert resp.status_code == 200, resp.text
         assert (await client.get("/readyz")).status_code == 200
-        text = (await client.get("/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_dependency_up", dependency="redis") == 1
         assert metric(text, "inferstack_dependency_errors_total") == 0

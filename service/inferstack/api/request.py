@@ -12,6 +12,7 @@ from ..types import Receive
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}
 # What each endpoint must carry besides ``model``.
 REQUIRED_FIELD = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
+MAX_MODEL_LENGTH = 256  # model names are metric labels and ledger keys: bounded before anything sees them
 
 
 class ClientGone(Exception):
@@ -53,6 +54,8 @@ def validate(kind: str, body: bytes) -> dict[str, Any]:
     model = payload.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequestError("'model' is required and must be a non-empty string.", param="model")
+    if len(model) > MAX_MODEL_LENGTH:
+        raise InvalidRequestError(f"'model' is longer than {MAX_MODEL_LENGTH} characters.", param="model")
     required = REQUIRED_FIELD[kind]
     if payload.get(required) in (None, "", []):
         raise InvalidRequestError(f"'{required}' is required.", param=required)

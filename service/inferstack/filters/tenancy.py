@@ -25,7 +25,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from ..config import TenancySettings
-from ..errors import QuotaExceededError
+from ..errors import NotFoundError, QuotaExceededError
 from .auth import ANONYMOUS_PRINCIPAL, Principal, authenticate, check_admin
 from .cache_key import BYPASS, cache_key, cache_policy
 from .cache_store import MemoryStore, RedisStore, Store, TenantStores
@@ -214,12 +214,16 @@ class Tenancy:
         body: bytes,
         headers: Iterable[tuple[bytes, bytes]],
         revision: str = "",
+        model_exists: bool = True,
     ) -> Admission:
-        """Authenticate, check budget and limits, then the Idempotency-Key and the cache.
+        """Authenticate, check the model, budget and limits, then the Idempotency-Key and the cache.
 
         ``payload`` is the validated request (``model`` a string); ``headers`` the ASGI scope's raw
-        headers; ``revision`` the model's revision (part of the cache key). Raises the gateway's
-        errors: 401, 403, 429 (``LimitExceeded`` / ``QuotaExceededError``), 422, 400.
+        headers; ``revision`` the model's revision (part of the cache key); ``model_exists``: does
+        any replica (or the declared list) know the model? Raises the gateway's errors: 401, 403,
+        404 (after auth: an unauthenticated caller learns nothing about which models exist; before
+        limits and the ledger: an unknown name is recorded nowhere), 429 (``LimitExceeded`` /
+        ``QuotaExceededError``), 422, 400.
         """
         wanted: dict[bytes, str] = {}
         for name, value in headers:
@@ -230,6 +234,8 @@ class Tenancy:
             principal = authenticate(self.ring, wanted.get(b"authorization"), model)
         else:
             principal = ANONYMOUS_PRINCIPAL
+        if not model_exists:
+            raise NotFoundError(f"The model '{model}' does not exist.", param="model", code="model_not_found")
         label = self.metrics.tenant_label(principal.tenant)
         stream = payload.get("stream") is True
         reservation = None

@@ -46,7 +46,13 @@ def live_stack(vllm_engine: str, run_dir: Path) -> Iterator[LiveStack]:
         keys = stack.run_dir / "live-keys.yaml"
         key = devstack.dev_key(keys)
         gateway = devstack.start_gateway(stack, [vllm_engine], env=devstack.auth_env(keys))
-        yield LiveStack(gateway_url=gateway.url, vllm_url=vllm_engine, model="tiny-llama", api_key=key)
+        yield LiveStack(
+            gateway_url=gateway.url,
+            gateway_admin_url=gateway.admin_url,
+            vllm_url=vllm_engine,
+            model="tiny-llama",
+            api_key=key,
+        )
     finally:
         stack.stop()
 

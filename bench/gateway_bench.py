@@ -77,10 +77,12 @@ def start_gateway(
     env: dict[str, str] | None = None,
 ) -> Service:
     """A gateway on core 0 in front of ``engine_url`` (``python -m inferstack serve`` unless ``argv``), ready."""
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     settings = {
         "INFERSTACK_HOST": "127.0.0.1",
         "INFERSTACK_PORT": str(port),
+        # /metrics lives on the admin listener (Service.admin_url).
+        "INFERSTACK_ADMIN_PORT": str(admin_port),
         "INFERSTACK_UPSTREAMS": engine_url,
         "INFERSTACK_AUTH_ENABLED": "false",
         "INFERSTACK_MAX_IN_FLIGHT_PER_REPLICA": "1024",
@@ -88,17 +90,18 @@ def start_gateway(
     }
     command = argv if argv is not None else [sys.executable, "-m", "inferstack", "serve"]
     gateway = stack.start(name, pinned(0, command), f"http://127.0.0.1:{port}", settings)
+    gateway.admin_url = f"http://127.0.0.1:{admin_port}"
     stack.wait_ready(gateway, "/readyz", 30)
     return gateway
 
 
 @contextlib.contextmanager
-def services() -> Iterator[tuple[str, str, int]]:
+def services() -> Iterator[tuple[str, str, int, str]]:
     stack = Stack(run_dir=REPO / ".cache" / "bench")
     try:
         engine = start_fake_engine(stack)
         gateway = start_gateway(stack, engine.url)
-        yield engine.url, gateway.url, gateway.process.pid
+        yield engine.url, gateway.url, gateway.process.pid, gateway.admin_url
     finally:
         stack.stop()
 
@@ -161,13 +164,13 @@ def gateway_ttft(url: str) -> tuple[float, float]:
     return total, count
 
 
-async def measure(engine: str, gateway: str, pid: int, seconds: float) -> dict[str, Any]:
+async def measure(engine: str, gateway: str, pid: int, admin: str, seconds: float) -> dict[str, Any]:
     direct_ttft, direct_streams, _ = await closed_loop(engine, 32, seconds, stream=True)
     cpu0 = cpu_seconds(pid)
-    sum0, count0 = gateway_ttft(gateway)
+    sum0, count0 = gateway_ttft(admin)
     gw_ttft, gw_streams, _ = await closed_loop(gateway, 32, seconds, stream=True)
     stream_cpu = cpu_seconds(pid) - cpu0
-    sum1, count1 = gateway_ttft(gateway)
+    sum1, count1 = gateway_ttft(admin)
 
     _, direct_calls, direct_elapsed = await closed_loop(engine, 64, seconds, stream=False)
     cpu0 = cpu_seconds(pid)
@@ -220,10 +223,10 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs; the summary is their median")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
-    with services() as (engine, gateway, pid):
+    with services() as (engine, gateway, pid, admin):
         # uvloop for the load generator too: it shares a core with the engine, the less it costs the
         # less it distorts either path.
-        runs = [uvloop.run(measure(engine, gateway, pid, args.seconds)) for _ in range(args.repeat)]
+        runs = [uvloop.run(measure(engine, gateway, pid, admin, args.seconds)) for _ in range(args.repeat)]
     result = {
         "command": "make bench  # .venv/bin/python bench/gateway_bench.py " + " ".join(sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},

@@ -295,7 +295,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                         await resp.read()
                 await asyncio.sleep(0.3)
             results = {p: await bench.run_policy(p, convs, args.concurrency) for p in args.policies}
-            async with session.get(gateway.url + "/metrics") as resp:
+            async with session.get(gateway.admin_url + "/metrics") as resp:
                 gw = scrape(await resp.text()) if resp.status == 200 else {}
         decisions: dict[str, dict[str, float]] = {}
         for (name, labels), value in gw.items():

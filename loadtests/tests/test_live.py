@@ -91,9 +91,9 @@ def locust_rows(report_dir: Path, request_type: str) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def smoke(live_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, tuple[float, float]]:
-    before = gateway_ttft(live_stack.gateway_url, live_stack.model)
+    before = gateway_ttft(live_stack.gateway_admin_url, live_stack.model)
     run = run_loadtest(live_stack, tmp_path_factory.mktemp("smoke") / "report", GENEROUS)
-    after = gateway_ttft(live_stack.gateway_url, live_stack.model)
+    after = gateway_ttft(live_stack.gateway_admin_url, live_stack.model)
     return run, (after[0] - before[0], after[1] - before[1])
 
 

@@ -123,4 +123,20 @@ def alert_rules() -> list[dict[str, object]]:
             "2. Tell the tenant's owner; raise the budget in the key file if agreed "
             "(INFERSTACK_KEYS_FILE is reloaded on change, no restart).",
         ),
+        _alert(
+            "InferstackRedisUnavailable",
+            'count by (namespace) (inferstack_dependency_up{dependency="redis"} == 0) > 0',
+            "1m", "critical",
+            "{{ $value }} gateway(s) in {{ $labels.namespace }} cannot reach Redis",
+            "Each feature applies its failure policy (INFERSTACK_TENANCY__REDIS__*): fail-open features "
+            "serve without limits, budget checks, cache or Idempotency-Key guarantees and spend is not "
+            "recorded; fail-closed ones answer 503 and /readyz fails.",
+            "1. inferstack_dependency_errors_total by feature: which features are affected, and since when.\n"
+            "2. Is Redis running and reachable from the gateway pods? kubectl get pods for Redis (or the "
+            "ElastiCache console), then from a gateway pod: redis-cli -u $INFERSTACK_REDIS_URL ping.\n"
+            "3. Hung rather than down (PING times out): Redis CPU, memory (maxmemory, evictions) and slow "
+            "log; a NetworkPolicy change that drops traffic looks the same.\n"
+            "4. Once Redis answers, gateways mark it up within INFERSTACK_TENANCY__REDIS__CHECK_INTERVAL "
+            "seconds; usage made while it was down is missing from /admin/usage.",
+        ),
     ]

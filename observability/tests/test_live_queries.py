@@ -61,7 +61,7 @@ def fixture_exporter(live_stack: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def exercised_gateway(live_stack: Any, tmp_path: Path, run_dir: Path) -> Iterator[str]:
+def exercised_gateway(live_stack: Any, tmp_path: Path, run_dir: Path) -> Iterator[Any]:
     """A gateway in front of the real vLLM and of a replica that answers 500 to everything."""
     import inferstack_devstack as devstack
 
@@ -96,7 +96,7 @@ def exercised_gateway(live_stack: Any, tmp_path: Path, run_dir: Path) -> Iterato
                 failing.url: f"ipc://{tmp_path}/no-events.ipc",
             }),
         })
-        yield gateway.url
+        yield gateway  # .url: the API; .admin_url: /metrics
     finally:
         stack.stop()
 
@@ -175,11 +175,11 @@ def _gateway_metrics(expr: str, recorded: dict[str, set[str]]) -> set[str]:
     return names
 
 
-def test_every_panel_query_returns_data(live_stack: Any, exercised_gateway: str, fixture_exporter: str,
+def test_every_panel_query_returns_data(live_stack: Any, exercised_gateway: Any, fixture_exporter: str,
                                         tmp_path: Path) -> None:
     ns = {"namespace": NAMESPACE}
     jobs = [
-        Job("inferstack-gateway", [_host(exercised_gateway)], ns),
+        Job("inferstack-gateway", [_host(exercised_gateway.admin_url)], ns),
         Job("inferstack-engine", [_host(live_stack.vllm_url)], ns),
         Job("fixtures", [fixture_exporter], {"fixture": "recorded-shape"}, honor_labels=True),
     ]
@@ -191,9 +191,9 @@ def test_every_panel_query_returns_data(live_stack: Any, exercised_gateway: str,
         # Prometheus scrapes new targets only after its first target sync (~5 s): counters that
         # moved before their first scrape would show no increase at all.
         _wait_for(lambda: len(promapi.query(prom, "up == 1")) == len(jobs), "every target scraped", prom)
-        drive_traffic(exercised_gateway, live_stack.model)
+        drive_traffic(exercised_gateway.url, live_stack.model)
 
-        catalogue, declared, recorded = _catalogue(), _declared(exercised_gateway), _recorded_sources()
+        catalogue, declared, recorded = _catalogue(), _declared(exercised_gateway.admin_url), _recorded_sources()
 
         def not_built(q: PanelQuery) -> set[str]:
             return {m for m in _gateway_metrics(q.expr, recorded) if m in catalogue and m not in declared}

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable
 from typing import ClassVar
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -38,22 +39,42 @@ from .upstream.load import LoadScraper
 
 
 class GatewayApp(FastAPI):
-    """FastAPI, with the three OpenAI endpoints dispatched before its middleware stack.
+    """FastAPI, with the three OpenAI endpoints dispatched before its middleware stack, and the
+    admin listener kept apart from the public one.
 
     Every ``send`` of a stream would otherwise pass through three middleware wrappers, once per
-    token; the OpenAI endpoints handle their own errors, so they need none of them.
+    token; the OpenAI endpoints handle their own errors, so they need none of them. Both listeners
+    serve this one app: an admin path (``/metrics``, ``/admin/*``) is answered only on
+    ``admin_port``, and that port answers nothing else (404 either way, as if the route did not exist).
     """
 
     hot_paths: ClassVar[dict[str, str]] = {path: kind for kind, path in PATHS.items()}
+    admin_port: int = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            kind = self.hot_paths.get(scope["path"])
-            gateway: Gateway | None = getattr(self.state, "gateway", None)
-            if kind is not None and gateway is not None:
-                await gateway.endpoints[kind](scope, receive, send)
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            server = scope.get("server")
+            on_admin = server is not None and server[1] == self.admin_port
+            if on_admin != (path == "/metrics" or path.startswith("/admin/")):
+                await _not_found(scope, send)
                 return
+            if scope["method"] == "POST":
+                kind = self.hot_paths.get(path)
+                gateway: Gateway | None = getattr(self.state, "gateway", None)
+                if kind is not None and gateway is not None:
+                    await gateway.endpoints[kind](scope, receive, send)
+                    return
         await super().__call__(scope, receive, send)
+
+
+async def _not_found(scope: Scope, send: Send) -> None:
+    message = f"{scope['method']} {scope['path']}: Not Found"
+    error = {"message": message, "type": "invalid_request_error", "param": None, "code": "not_found"}
+    body = orjson.dumps({"error": error})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 404, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class _EndpointRoute:
@@ -131,6 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
 
     app = GatewayApp(title="inferstack gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.admin_port = settings.admin_port
     app.state.metrics = metrics
     for kind, path in PATHS.items():
         # Reached only for other methods (405) or before start-up: POSTs take GatewayApp's fast path.

@@ -110,9 +110,56 @@ class CacheSettings(BaseModel):
         True, description="Entries are scoped to the tenant: a hit must not tell one tenant what another asked."
     )
     idempotency_ttl: float = Field(86400.0, gt=0, description="Seconds an Idempotency-Key is remembered.")
+    idempotency_max_bytes_per_tenant: int = Field(
+        16 * 1024 * 1024,
+        ge=0,
+        description="Memory backend: bytes of Idempotency-Key records kept per tenant (LRU beyond, within"
+        " that tenant only).",
+    )
     idempotency_wait: float = Field(
         30.0, ge=0, description="Seconds a retry waits for the first request with its key to finish."
     )
+
+
+FailureMode = Literal["open", "closed"]
+
+
+class RedisSettings(BaseModel):
+    """Talking to Redis, and what each feature does while Redis cannot answer (docs/tenancy.md).
+
+    ``open``: the feature steps aside (no limit / no budget check / no cache / no Idempotency-Key
+    guarantee) and the request is served. ``closed``: the request gets 503 with an OpenAI body and
+    ``Retry-After``, and ``/readyz`` fails while Redis is down. Either way
+    ``inferstack_dependency_errors_total`` counts it and ``inferstack_dependency_up`` shows it.
+    """
+
+    connect_timeout: float = Field(0.5, gt=0, description="Seconds to open a connection to Redis.")
+    command_timeout: float = Field(
+        0.5, gt=0, description="Seconds one Redis command (or script) may take before it counts as failed."
+    )
+    check_interval: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between PINGs that tell whether Redis is up; while it is down, requests do"
+        " not wait for it but apply the policy at once.",
+    )
+    limits: FailureMode = Field(
+        "open", description="RPM/TPM/concurrency while Redis is down: open = unlimited, closed = 503."
+    )
+    budgets: FailureMode = Field(
+        "open",
+        description="Monthly budgets while Redis is down: open = not checked (spend made meanwhile is not"
+        " recorded), closed = 503 for tenants with a budget.",
+    )
+    cache: FailureMode = Field("open", description="Redis response cache while Redis is down: open = miss.")
+    idempotency: FailureMode = Field(
+        "open",
+        description="Idempotency-Key while Redis is down: open = served without the replay guarantee,"
+        " closed = 503 for requests that carry the header.",
+    )
+
+    def closed_features(self) -> list[str]:
+        return [f for f in ("limits", "budgets", "cache", "idempotency") if getattr(self, f) == "closed"]
 
 
 class TenancySettings(BaseModel):
@@ -120,11 +167,28 @@ class TenancySettings(BaseModel):
 
     limits: LimitSettings = Field(default_factory=LimitSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
     reload_interval: float = Field(1.0, gt=0, description="Seconds between checks of the key and price files.")
     max_tenant_labels: int = Field(
         200, ge=1, description="Tenants that get their own metric label value; the rest are `other`."
     )
     usage_retention_days: int = Field(400, ge=1, description="Days hourly usage buckets are kept.")
+
+
+class Listener(BaseModel):
+    """The public listener's defences against idle, slow and too many clients (slowloris)."""
+
+    keepalive_timeout: float = Field(
+        30.0, gt=0, description="Seconds an idle connection is kept open, before its first request too."
+    )
+    header_timeout: float = Field(10.0, gt=0, description="Seconds from a request's first byte to its last header.")
+    body_timeout: float = Field(
+        30.0, gt=0, description="Seconds from a request's headers to the end of its body (read before auth)."
+    )
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="Larger request lines + headers get 431.")
+    max_connections: int = Field(
+        10000, ge=1, description="Open connections per process; more get 503 and are closed at once."
+    )
 
 
 ENV_PREFIX = "INFERSTACK_"
@@ -231,7 +295,13 @@ class Settings(BaseSettings):
     )
 
     host: str = Field("0.0.0.0", description="Listen address.")
-    port: int = Field(8080, ge=1, le=65535, description="Listen port for the API, health and metrics.")
+    port: int = Field(8080, ge=1, le=65535, description="Listen port for the API and health (the public one).")
+    admin_port: int = Field(
+        8081,
+        ge=1,
+        le=65535,
+        description="Listen port for /metrics and /admin/* (never the public port: tenant names, spend).",
+    )
     discovery: Literal["static", "dns", "k8s"] = Field("static", description="Where replicas come from.")
     upstreams: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://127.0.0.1:8000"],
@@ -265,6 +335,18 @@ class Settings(BaseSettings):
         "", description="SHA-256 (hex) of the admin key for /admin/usage (`inferstack keys hash`); empty: no admin."
     )
     redis_url: str = Field("", description="Redis for limits, usage and cache shared across replicas.")
+    expected_replicas: int = Field(
+        1,
+        ge=1,
+        description="Gateway replicas serving the same tenants. Above 1, limits, budgets, usage and"
+        " Idempotency-Key records are only exact when shared: the gateway refuses to start without"
+        " INFERSTACK_REDIS_URL.",
+    )
+    require_shared_state: bool = Field(
+        False,
+        description="Refuse to start without INFERSTACK_REDIS_URL whatever the replica count: set it in every"
+        " deployment an autoscaler may scale past one replica.",
+    )
     prices_file: str = Field("", description="YAML price table in USD per 1M tokens per model.")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
     max_in_flight_per_replica: int = Field(
@@ -288,6 +370,7 @@ class Settings(BaseSettings):
     outlier: OutlierDetection = Field(default_factory=OutlierDetection)
     routing: Routing = Field(default_factory=Routing)
     kv_events: KVEvents = Field(default_factory=KVEvents)
+    listener: Listener = Field(default_factory=Listener)
     tenancy: TenancySettings = Field(default_factory=TenancySettings)
 
     @field_validator("upstreams", "models", mode="before")
@@ -321,6 +404,23 @@ class Settings(BaseSettings):
     def _known_profile(self) -> Settings:
         if self.routing_policy not in self.routing.all_profiles():
             raise ValueError(f"routing_policy {self.routing_policy!r} names no scheduling profile")
+        return self
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> Settings:
+        if self.admin_port == self.port:
+            raise ValueError("INFERSTACK_ADMIN_PORT must differ from INFERSTACK_PORT")
+        return self
+
+    @model_validator(mode="after")
+    def _shared_state(self) -> Settings:
+        # Per-process limits behind N replicas admit N x the limit: refuse rather than break a promise.
+        if (self.require_shared_state or self.expected_replicas > 1) and not self.redis_url:
+            raise ValueError(
+                "limits, budgets and Idempotency-Key are promised across gateway replicas"
+                f" (INFERSTACK_REQUIRE_SHARED_STATE={str(self.require_shared_state).lower()},"
+                f" INFERSTACK_EXPECTED_REPLICAS={self.expected_replicas}) but INFERSTACK_REDIS_URL is not set"
+            )
         return self
 
     @model_validator(mode="after")

@@ -15,6 +15,7 @@ stream that has already started) with ``to_body``. Nothing else builds error bod
     │   └── QuotaExceededError      429 insufficient_quota
     ├── UpstreamError               502 upstream unreachable or broken
     ├── NoUpstreamError             503 no healthy upstream
+    ├── DependencyUnavailableError  503 Redis is down and the feature fails closed, with Retry-After
     └── UpstreamTimeoutError        504
 """
 
@@ -37,12 +38,16 @@ class GatewayError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code if code is not None else self.default_code
         self.headers: dict[str, str] = dict(headers or {})
+        if retry_after is not None:
+            # Retry-After takes whole seconds; never tell a client to retry immediately.
+            self.headers.setdefault("Retry-After", str(max(1, int(retry_after + 0.999))))
 
     def to_body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
@@ -88,10 +93,8 @@ class RateLimitError(GatewayError):
     default_code = "rate_limit_exceeded"
 
     def __init__(self, message: str, *, retry_after: float, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
+        super().__init__(message, retry_after=retry_after, **kwargs)
         self.retry_after = retry_after
-        # Retry-After takes whole seconds; never tell a client to retry immediately.
-        self.headers.setdefault("Retry-After", str(max(1, int(retry_after + 0.999))))
 
 
 class QuotaExceededError(RateLimitError):
@@ -109,6 +112,12 @@ class NoUpstreamError(GatewayError):
     status = 503
     type = "service_unavailable"
     default_code = "no_healthy_upstream"
+
+
+class DependencyUnavailableError(GatewayError):
+    status = 503
+    type = "service_unavailable"
+    default_code = "dependency_unavailable"
 
 
 class UpstreamTimeoutError(GatewayError):

@@ -14,6 +14,7 @@ import gc
 import logging
 import math
 import signal
+import socket
 from types import FrameType
 
 import uvicorn
@@ -22,6 +23,7 @@ from fastapi import FastAPI
 from .accesslog import configure_logging
 from .app import create_app
 from .config import Settings
+from .listener import guarded_protocol
 
 log = logging.getLogger("inferstack.server")
 GC_GEN0_THRESHOLD = 20_000
@@ -60,14 +62,14 @@ def serve(settings: Settings | None = None) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(settings.listener),
         lifespan="on",
         access_log=False,
         log_config=None,
         log_level=settings.log_level,
         # 0 means no wait (uvicorn waits forever on None, and gives up at once on 0).
         timeout_graceful_shutdown=math.ceil(settings.drain_deadline),
-        timeout_keep_alive=30,
+        timeout_keep_alive=max(1, round(settings.listener.keepalive_timeout)),
         backlog=2048,
         # The gateway never reads the client address; X-Forwarded-* rewriting would be per-request cost.
         proxy_headers=False,
@@ -78,4 +80,15 @@ def serve(settings: Settings | None = None) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
-    DrainingServer(config, app, settings.drain_grace).run()
+    sockets = [listen(settings.host, settings.port), listen(settings.host, settings.admin_port)]
+    DrainingServer(config, app, settings.drain_grace).run(sockets=sockets)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A bound socket for uvicorn: the public and the admin listener share one server and one app,
+    which tells them apart by the local port (``GatewayApp``)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock

@@ -72,6 +72,7 @@ class LiveStack:
     """What the end-to-end tests get from the ``live_stack`` fixture (root conftest.py)."""
 
     gateway_url: str
+    gateway_admin_url: str  # /metrics and /admin/*
     vllm_url: str
     model: str
     api_key: str | None
@@ -83,6 +84,7 @@ class Service:
     process: subprocess.Popen[bytes]
     log_path: Path
     url: str
+    admin_url: str = ""  # the gateway's admin listener (/metrics, /admin/*)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -188,18 +190,23 @@ def start_gateway(
     port: int | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 60.0,
+    admin_port: int | None = None,
 ) -> Service:
     port = port or free_port()
     ensure_free(port, "the gateway (GATEWAY_PORT)")
+    admin_port = admin_port or free_port()
+    ensure_free(admin_port, "the gateway's admin listener (GATEWAY_ADMIN_PORT)")
     gateway_env = {
         "INFERSTACK_HOST": "127.0.0.1",
         "INFERSTACK_PORT": str(port),
+        "INFERSTACK_ADMIN_PORT": str(admin_port),
         "INFERSTACK_UPSTREAMS": ",".join(upstreams),
         "INFERSTACK_HEALTH__INTERVAL": "2",
         **(env or {}),
     }
     argv = [sys.executable, "-m", "inferstack", "serve"]
     service = stack.start(f"gateway-{port}", argv, f"http://127.0.0.1:{port}", gateway_env)
+    service.admin_url = f"http://127.0.0.1:{admin_port}"
     stack.wait_ready(service, "/readyz", timeout)
     return service
 
@@ -294,14 +301,14 @@ class _Progress:
             sys.stderr.write("\r\033[K")
 
 
-def _banner(gateway: str, model: str, prometheus: str | None, key: str | None) -> str:
+def _banner(gateway: str, admin: str, model: str, prometheus: str | None, key: str | None) -> str:
     auth = f' -H "Authorization: Bearer {key}"' if key else ""
     api_key = key or "unused"
     lines = [
         "",
         "inferstack is up. Press Ctrl-C to stop everything.",
         f"  gateway     {gateway}   (OpenAI-compatible: {gateway}/v1)",
-        f"  metrics     {gateway}/metrics",
+        f"  metrics     {admin}/metrics   (admin listener: metrics and {admin}/admin/usage, never public)",
     ]
     if prometheus:
         lines.append(f"  prometheus  {prometheus}")
@@ -340,6 +347,7 @@ def main() -> int:
     say = _Progress()
     stack = Stack(progress=say)
     gateway_port = int(os.environ.get("GATEWAY_PORT", "8080"))
+    admin_port = int(os.environ.get("GATEWAY_ADMIN_PORT", "8081"))
     with _signals_stop():
         try:
             upstreams = [u.strip() for u in os.environ.get("UPSTREAMS", "").split(",") if u.strip()]
@@ -354,18 +362,19 @@ def main() -> int:
                 upstreams = [engine.url]
                 gateway_env.update(kv_events_env({engine.url: kv_events_endpoint(stack.run_dir, engine.url)}))
             key = dev_key(stack.run_dir / "dev-keys.yaml", plain=DEV_KEY_FILE)
-            gateway = start_gateway(stack, upstreams, port=gateway_port, env=gateway_env)
+            gateway = start_gateway(stack, upstreams, port=gateway_port, env=gateway_env, admin_port=admin_port)
             if model_name is None:
                 _, body = http_get(gateway.url + "/v1/models")
                 ids = [m["id"] for m in json.loads(body or b"{}").get("data", [])]
                 model_name = ids[0] if ids else "<model>"
             prometheus = start_prometheus(
                 stack,
-                {"inferstack-gateway": [_host(gateway.url)], "vllm": [_host(u) for u in upstreams]},
+                {"inferstack-gateway": [_host(gateway.admin_url)], "vllm": [_host(u) for u in upstreams]},
                 port=int(os.environ.get("PROMETHEUS_PORT", "9090")),
             )
             say.clear()
-            print(_banner(gateway.url, model_name, prometheus.url if prometheus else None, key), flush=True)
+            banner = _banner(gateway.url, gateway.admin_url, model_name, prometheus.url if prometheus else None, key)
+            print(banner, flush=True)
             while all(s.process.poll() is None for s in stack.services):
                 time.sleep(0.5)
             dead = next(s for s in stack.services if s.process.poll() is not None)

@@ -13,6 +13,7 @@ import uvicorn
 
 from inferstack.app import create_app
 from inferstack.config import Settings
+from inferstack.server import listen
 
 
 def free_port() -> int:
@@ -21,14 +22,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class GatewayURL(str):
+    """The public base URL; ``.admin`` is the admin listener's (``/metrics``, ``/admin/*``)."""
+
+    admin: str
+
+
 @contextlib.asynccontextmanager
 async def running_gateway(
     upstreams: list[str], *, wait_ready: bool = True, **overrides: Any
-) -> AsyncIterator[tuple[str, Any]]:
+) -> AsyncIterator[tuple[GatewayURL, Any]]:
     """Yield (base URL, app). ``overrides`` are Settings fields; health checks run every 0.2 s."""
     overrides.setdefault("health", {"interval": 0.2, "timeout": 1.0})
     overrides.setdefault("auth_enabled", False)
-    settings = Settings(host="127.0.0.1", port=free_port(), upstreams=upstreams, **overrides)
+    settings = Settings(host="127.0.0.1", port=free_port(), admin_port=free_port(), upstreams=upstreams, **overrides)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -42,8 +49,10 @@ async def running_gateway(
     )
     server = uvicorn.Server(config)
     server.install_signal_handlers = False  # type: ignore[attr-defined]
-    task = asyncio.create_task(server.serve())
-    url = f"http://127.0.0.1:{settings.port}"
+    sockets = [listen("127.0.0.1", settings.port), listen("127.0.0.1", settings.admin_port)]
+    task = asyncio.create_task(server.serve(sockets=sockets))
+    url = GatewayURL(f"http://127.0.0.1:{settings.port}")
+    url.admin = f"http://127.0.0.1:{settings.admin_port}"
     try:
         async with asyncio.timeout(10):
             while not server.started:

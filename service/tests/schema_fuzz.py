@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import random
 import sys
 from collections.abc import Callable, Iterable
@@ -22,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import orjson
 
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}
 
@@ -421,34 +419,6 @@ def verdict(status: int, content_type: str, data: bytes) -> str | None:
                 if problem is not None:
                     return f"SSE error event: {problem}"
     return None
-
-
-def known_trigger(body: bytes) -> str | None:
-    """Which of the open issue-13 findings ``body`` can trigger (see test_fuzz_findings.py), or None.
-
-    Bodies orjson reads with a whole number of 2**63 or more, or nested 255 levels or deeper: the
-    cache key and the stream's re-encoding fail on them today.
-    """
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    stack: list[tuple[Any, int]] = [(doc, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth >= 255:
-            return "nesting of 255 levels or more"
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
-        elif isinstance(value, int | float) and not isinstance(value, bool) and _whole_beyond_64_bits(value):
-            return "a whole number beyond 64 bits"
-    return None
-
-
-def _whole_beyond_64_bits(value: float) -> bool:
-    return abs(value) >= 2**63 and math.isfinite(value) and float(value).is_integer()
 
 
 @dataclass

@@ -92,3 +92,18 @@ def test_every_inferstack_variable_the_repository_sets_is_a_setting_or_a_client_
     assert names, "found no INFERSTACK_ variables: the globs are wrong"
     strange = sorted(n for n in names if n not in CLIENT_VARIABLES and not _known(n))
     assert not strange, f"not gateway settings (the gateway would refuse to start): {strange}"
+
+
+@pytest.mark.parametrize(
+    "env", [{"INFERSTACK_REQUIRE_SHARED_STATE": "true"}, {"INFERSTACK_EXPECTED_REPLICAS": "3"}], ids=lambda e: str(e)
+)
+def test_serve_refuses_to_promise_exact_limits_across_replicas_without_redis(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict[str, str]
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "INFERSTACK_REDIS_URL is not set" in err and "Traceback" not in err
+    monkeypatch.setenv("INFERSTACK_REDIS_URL", "redis://127.0.0.1:6379/0")
+    assert Settings().redis_url  # with a shared store the same settings are valid

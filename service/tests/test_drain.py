@@ -35,7 +35,7 @@ async def start(stack: Stack, tokens: int, grace: str, deadline: str) -> Service
     argv = [sys.executable, "-m", "inferstack_fake_engine", "--port", str(port), "--itl", "0.05"]
     engine = stack.start("fake", [*argv, "--output-tokens", str(tokens)], f"http://127.0.0.1:{port}")
     await asyncio.to_thread(stack.wait_ready, engine, "/health", 30)
-    gw_port = free_port()
+    gw_port, admin_port = free_port(), free_port()
     gateway = stack.start(
         "gateway",
         [sys.executable, "-m", "inferstack", "serve"],
@@ -43,12 +43,14 @@ async def start(stack: Stack, tokens: int, grace: str, deadline: str) -> Service
         {
             "INFERSTACK_HOST": "127.0.0.1",
             "INFERSTACK_PORT": str(gw_port),
+            "INFERSTACK_ADMIN_PORT": str(admin_port),
             "INFERSTACK_UPSTREAMS": engine.url,
             "INFERSTACK_AUTH_ENABLED": "false",
             "INFERSTACK_DRAIN_GRACE": grace,
             "INFERSTACK_DRAIN_DEADLINE": deadline,
         },
     )
+    gateway.admin_url = f"http://127.0.0.1:{admin_port}"
     await asyncio.to_thread(stack.wait_ready, gateway, "/readyz", 30)
     return gateway
 
@@ -64,7 +66,8 @@ async def test_sigterm_fails_readiness_and_lets_open_streams_finish(stack: Stack
 
         streams = [asyncio.create_task(stream()) for _ in range(50)]
         async with asyncio.timeout(10):
-            while metric((await client.get("/metrics")).text, "inferstack_requests_in_flight") != 50:
+            scrape = gateway.admin_url + "/metrics"
+            while metric((await client.get(scrape)).text, "inferstack_requests_in_flight") != 50:
                 await asyncio.sleep(0.02)
         gateway.process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(5):
@@ -100,7 +103,7 @@ async def test_a_second_sigterm_or_a_zero_deadline_does_not_wait_for_open_stream
     async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
         stream = asyncio.create_task(client.post("/v1/chat/completions", json={**CHAT, "stream": True}))
         async with asyncio.timeout(10):
-            while metric((await client.get("/metrics")).text, "inferstack_requests_in_flight") != 1:
+            while metric((await client.get(gateway.admin_url + "/metrics")).text, "inferstack_requests_in_flight") != 1:
                 await asyncio.sleep(0.02)
         for _ in range(signals):
             gateway.process.send_signal(signal.SIGTERM)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from inferstack_fake_engine import EngineConfig, running_engine
+
 from .gateway_harness import free_port, running_gateway
 
 
@@ -31,6 +33,26 @@ async def test_unknown_model_with_no_upstream_is_404() -> None:
             assert ready.status_code == 503
 
 
+async def test_integers_beyond_64_bits_are_no_server_error() -> None:
+    big = b"123456789012345678901234567890"
+    bodies = [
+        b'{"model": "fake-model", "messages": [{"role": "user", "content": "x"}], "temperature": 0, "top_k": %s}' % big,
+        b'{"model": "fake-model", "prompt": "x", "temperature": 1e30, "seed": %s, "max_tokens": 4}' % big,
+        b'{"model": "fake-model", "input": "x", "dimensions": -%s}' % big,
+    ]
+    paths = ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+    async with (
+        running_engine(EngineConfig()) as engine,
+        running_gateway([engine]) as (url, _),
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        for path, body in zip(paths, bodies, strict=True):
+            resp = await client.post(path, content=body, headers={"content-type": "application/json"})
+            assert resp.status_code < 500, (path, resp.text)
+            if resp.status_code >= 400:
+                assert_openai_error(resp, resp.status_code)
+
+
 async def test_declared_model_without_replica_is_503_after_the_hold() -> None:
     async with (
         running_gateway([f"http://127.0.0.1:{free_port()}"], wait_ready=False, models=["m"], hold_timeout=0.2) as (
@@ -43,7 +65,7 @@ async def test_declared_model_without_replica_is_503_after_the_hold() -> None:
         assert_openai_error(resp, 503, "no_healthy_upstream")
         listed = (await client.get("/v1/models")).json()
         assert [m["id"] for m in listed["data"]] == ["m"]
-        metrics = (await client.get("/metrics")).text
+        metrics = (await client.get(url.admin + "/metrics")).text
         assert 'inferstack_held_requests{model="m"} 0.0' in metrics
 
 
@@ -119,7 +141,7 @@ async def test_a_full_hold_queue_answers_429_at_once() -> None:
     ):
         held = asyncio.create_task(client.post("/v1/completions", json={"model": "m", "prompt": "x"}))
         async with asyncio.timeout(5):
-            while 'inferstack_held_requests{model="m"} 1.0' not in (await client.get("/metrics")).text:
+            while 'inferstack_held_requests{model="m"} 1.0' not in (await client.get(url.admin + "/metrics")).text:
                 await asyncio.sleep(0.02)
         resp = await client.post("/v1/completions", json={"model": "m", "prompt": "y"})
         assert_openai_error(resp, 429, "rate_limit_exceeded")

@@ -93,7 +93,7 @@ async def test_a_replica_that_never_answers_times_out_is_ejected_and_traffic_mov
     ):
         bodies = await load(client, url, total=40, concurrency=8)
         assert all(complete(b) for b in bodies)
-        text = (await client.get(url + "/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_upstream_ejections_total") == 1
         assert metric(text, "inferstack_upstream_errors_total", kind="timeout") >= 2
         # After the ejection, the hung replica saw no more traffic: at most the attempts in flight then.
@@ -113,7 +113,7 @@ async def test_a_replica_answering_500s_is_ejected_and_readmitted_after_it_heals
     ):
         bodies = await load(client, url, total=30, concurrency=5, stream=False)
         assert all(not b.startswith(b"status") for b in bodies)
-        text = (await client.get(url + "/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_upstream_ejections_total") >= 1
         await configure(client, sick, error_status=0)
         before = len(await recorded(client, sick))

@@ -15,13 +15,13 @@ from aiohttp import web
 from inferstack.relay.sse import carries_text
 from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
 
-from .gateway_harness import running_gateway
+from .gateway_harness import GatewayURL, running_gateway
 
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "Hello there"}]}
 
 
 @contextlib.asynccontextmanager
-async def fleet(*behaviours: Behaviour, **gateway: Any) -> AsyncIterator[tuple[str, list[str], Any]]:
+async def fleet(*behaviours: Behaviour, **gateway: Any) -> AsyncIterator[tuple[GatewayURL, list[str], Any]]:
     async with contextlib.AsyncExitStack() as stack:
         engines = [await stack.enter_async_context(running_engine(EngineConfig(behaviour=b))) for b in behaviours]
         url, app = await stack.enter_async_context(running_gateway(engines, **gateway))
@@ -126,7 +126,7 @@ async def test_stream_relays_events_unchanged_and_strips_only_the_usage_it_added
         assert len(usage_events) == 1
         usage = orjson.loads(usage_events[0][6:])["usage"]
         # Both streams were counted, though the client saw usage only once.
-        text = (await client.get(url + "/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_completion_tokens_total", model="fake-model") == 2 * usage["completion_tokens"]
         assert metric(text, "inferstack_prompt_tokens_total", model="fake-model") == 2 * usage["prompt_tokens"]
         assert metric(text, "inferstack_time_to_first_token_seconds_count", endpoint="chat") == 2
@@ -163,25 +163,28 @@ async def test_a_client_that_leaves_cancels_the_upstream_request() -> None:
                 while metric((await client.get(engine + "/metrics")).text, "vllm:num_requests_running") != 0:
                     await asyncio.sleep(0.02)
             async with asyncio.timeout(5):
-                while metric((await client.get(url + "/metrics")).text, "inferstack_requests_in_flight") != 0:
+                while metric((await client.get(url.admin + "/metrics")).text, "inferstack_requests_in_flight") != 0:
                     await asyncio.sleep(0.02)
-            text = (await client.get(url + "/metrics")).text
+            text = (await client.get(url.admin + "/metrics")).text
             assert metric(text, "inferstack_requests_total", status="499") == 1
 
 
 async def test_5xx_is_retried_on_another_replica_and_the_bad_one_is_ejected() -> None:
     async with (
-        fleet(Behaviour(error_status=500), Behaviour(), retry={"backoff_base": 0.001}) as (
-            url,
-            (bad, good),
-            _,
-        ),
+        # Active checks only at start: a passing /health resets the consecutive-failure count, and
+        # one landing between the failures (every 0.2 s otherwise) would make the ejection late.
+        fleet(
+            Behaviour(error_status=500),
+            Behaviour(),
+            retry={"backoff_base": 0.001},
+            health={"interval": 60, "timeout": 1.0},
+        ) as (url, (bad, good), _),
         httpx.AsyncClient() as client,
     ):
         for _ in range(8):
             resp = await client.post(url + "/v1/chat/completions", json=CHAT)
             assert resp.status_code == 200, resp.text
-        text = (await client.get(url + "/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_upstream_errors_total", kind="http_5xx") == 3
         assert metric(text, "inferstack_upstream_ejections_total") == 1
         assert metric(text, "inferstack_upstream_replicas", state="ejected") == 1
@@ -256,7 +259,7 @@ async def test_a_stream_that_breaks_midway_ends_with_an_error_event_and_no_retry
         assert sum(carries_text(e) for e in events) == 3
         # Nothing was retried after text reached the client.
         assert len(await recorded(client, engine)) == 1
-        text = (await client.get(url + "/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         kind = "timeout" if mode == "stall" else "protocol"
         assert metric(text, "inferstack_upstream_errors_total", kind=kind) == 1
 
@@ -290,9 +293,9 @@ async def test_held_requests_complete_when_a_replica_appears() -> None:
     ):
         requests = [asyncio.create_task(client.post(url + "/v1/chat/completions", json=CHAT)) for _ in range(3)]
         async with asyncio.timeout(5):
-            while metric((await client.get(url + "/metrics")).text, "inferstack_model_demand") != 3:
+            while metric((await client.get(url.admin + "/metrics")).text, "inferstack_model_demand") != 3:
                 await asyncio.sleep(0.02)
-        assert metric((await client.get(url + "/metrics")).text, "inferstack_held_requests") == 3
+        assert metric((await client.get(url.admin + "/metrics")).text, "inferstack_held_requests") == 3
         async with running_engine(EngineConfig(), port=port):
             results = await asyncio.gather(*requests)
         assert [r.status_code for r in results] == [200, 200, 200]
@@ -316,5 +319,5 @@ async def test_a_full_fleet_queues_briefly_then_answers_429_with_retry_after() -
             assert second.status_code == 429
             assert second.headers["retry-after"] == "1"
             assert second.json()["error"]["code"] == "rate_limit_exceeded"
-        text = (await client.get(url + "/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_held_requests") == 0

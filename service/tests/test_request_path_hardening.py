@@ -22,16 +22,16 @@ from inferstack.filters import generate_key, hash_key
 from inferstack.relay.sse import carries_text
 from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
 
-from .gateway_harness import running_gateway
+from .gateway_harness import GatewayURL, running_gateway
 from .test_relay_fake_engine import CHAT, fleet, metric, recorded, sse_events
 from .test_tenancy_api import bearer, key_file
 
 STREAM = {**CHAT, "stream": True}
 
 
-async def wait_for_metric(client: httpx.AsyncClient, url: str, name: str, value: float, **labels: str) -> None:
+async def wait_for_metric(client: httpx.AsyncClient, url: GatewayURL, name: str, value: float, **labels: str) -> None:
     async with asyncio.timeout(10):
-        while metric((await client.get(url + "/metrics")).text, name, **labels) != value:
+        while metric((await client.get(url.admin + "/metrics")).text, name, **labels) != value:
             await asyncio.sleep(0.02)
 
 
@@ -81,7 +81,7 @@ async def test_a_client_that_stops_reading_frees_its_slots_and_is_not_the_replic
         # ...so is the tenant's only concurrency slot, and the replica was neither blamed nor ejected.
         ok = await client.post(url + "/v1/chat/completions", json=CHAT, headers=bearer(key))
         assert ok.status_code == 200, ok.text
-        text = (await client.get(url + "/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_upstream_ejections_total") == 0
         assert metric(text, "inferstack_upstream_errors_total") == 0
         assert metric(text, "inferstack_requests_total", status="499") == 1
@@ -104,7 +104,7 @@ async def test_a_stream_the_client_leaves_is_billed_for_what_it_received_and_fre
                 if received == 50:
                     break
         await wait_for_metric(client, url, "inferstack_requests_total", 1, status="499")
-        report = (await client.get("/admin/usage", headers=bearer(admin))).json()
+        report = (await client.get(url.admin + "/admin/usage", headers=bearer(admin))).json()
         (row,) = [r for r in report["data"] if r["tenant"] == "acme"]
         # Billed what was handed to the client: at least what it read, far from the 400 it never got.
         assert 50 <= row["completion_tokens"] < 400
@@ -148,7 +148,7 @@ async def test_the_retry_budget_fails_fast_instead_of_retrying_and_counts_it() -
         for _ in range(3):
             assert (await client.post(url + "/v1/chat/completions", json=CHAT)).status_code == 502
         assert sum([len(await recorded(client, e)) for e in engines]) == 3
-        text = (await client.get(url + "/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_retry_budget_exhausted_total", model="fake-model") == 3
         assert metric(text, "inferstack_upstream_retries_total") == 0
 

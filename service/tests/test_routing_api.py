@@ -27,7 +27,7 @@ async def test_round_robin_spreads_and_counts_its_decisions() -> None:
         for _ in range(6):
             assert (await client.post(url + "/v1/chat/completions", json=CHAT)).status_code == 200
         assert await served_by(client, engines) == Counter({0: 3, 1: 3})
-        text = (await client.get(url + "/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_routing_decisions_total", policy="round_robin", reason="round_robin") == 6
 
 
@@ -42,7 +42,7 @@ async def test_prefix_affinity_keeps_a_shared_prefix_on_one_replica() -> None:
             assert (await client.post(url + "/v1/chat/completions", json=body)).status_code == 200
         counts = await served_by(client, engines)
         assert sorted(counts.values()) == [0, 0, 6]
-        text = (await client.get(url + "/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_routing_decisions_total", policy="prefix_affinity", reason="prefix_hit") == 5
 
 
@@ -57,7 +57,7 @@ async def test_the_override_header_picks_a_policy_and_rejects_unknown_ones() -> 
         )
         assert resp.status_code == 400
         assert "x-inferstack-routing-policy" in resp.json()["error"]["message"]
-        text = (await client.get(url + "/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_routing_decisions_total", policy="least_load") == 1
 
 
@@ -88,7 +88,7 @@ async def test_session_policy_sticks_by_header_or_user() -> None:
         assert sorted((await served_by(client, engines)).values()) == [0, 0, 4]
         for _ in range(3):
             await client.post(url + "/v1/chat/completions", json={**CHAT, "user": "bob"})
-        text = (await client.get(url + "/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_routing_decisions_total", policy="session") == 7
 
 

@@ -86,9 +86,4 @@ async def test_mutated_bodies_never_get_a_5xx_or_a_non_openai_error(gateway: tup
     url, key = gateway
     async with asyncio.timeout(300):
         findings = await schema_fuzz.run(url, SEED, CASES, "fake-model", api_key=key)
-    known = [f for f in findings if f.status == 500 and schema_fuzz.known_trigger(f.case.body)]
-    unknown = [f for f in findings if f not in known]
-    assert not unknown, schema_fuzz.report(unknown, SEED)
-    if known:
-        # Open findings, each a strict xfail in test_fuzz_findings.py: when those pass, drop this.
-        pytest.xfail(schema_fuzz.report(known, SEED))
+    assert not findings, schema_fuzz.report(findings, SEED)

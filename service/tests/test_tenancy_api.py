@@ -15,7 +15,7 @@ import pytest
 from inferstack.filters import generate_key, hash_key
 from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
 
-from .gateway_harness import running_gateway
+from .gateway_harness import GatewayURL, running_gateway
 from .test_relay_fake_engine import CHAT, metric, recorded
 
 
@@ -31,7 +31,9 @@ def key_file(path: Path, entries: list[dict[str, Any]]) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def tenant_stack(tmp_path: Path, entries: list[dict[str, Any]], **gateway: Any) -> AsyncIterator[tuple[str, str]]:
+async def tenant_stack(
+    tmp_path: Path, entries: list[dict[str, Any]], **gateway: Any
+) -> AsyncIterator[tuple[GatewayURL, str]]:
     keys = key_file(tmp_path / "keys.yaml", entries)
     async with (
         running_engine(EngineConfig(behaviour=Behaviour(output_tokens=8))) as engine,
@@ -66,7 +68,7 @@ async def test_keys_are_required_checked_and_never_echoed(tmp_path: Path, caplog
         # Unauthenticated callers learn nothing about which models exist.
         probe = await client.post("/v1/chat/completions", json={**CHAT, "model": "secret"})
         assert probe.status_code == 401
-        text = (await client.get("/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_completion_tokens_total", tenant="acme") == 8
     assert good not in caplog.text and other not in caplog.text
     assert "isk-not-a-key" not in caplog.text
@@ -87,7 +89,7 @@ async def test_rate_limits_answer_429_with_retry_after_and_openai_headers(tmp_pa
         assert third.json()["error"]["code"] == "rate_limit_exceeded"
         assert third.headers["x-ratelimit-remaining-requests"] == "0"
         assert third.headers["x-ratelimit-limit-tokens"] == "100000"
-        text = (await client.get("/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_rate_limited_total", tenant="acme", limit="rpm") == 1
 
 
@@ -117,7 +119,7 @@ async def test_deterministic_requests_are_answered_from_the_cache_as_json_and_as
         )
         assert no_store.headers["x-inferstack-cache"] != "hit"
         assert len([r for r in await recorded(client, engine) if r["path"].startswith("/v1/")]) == 2
-        metrics = (await client.get("/metrics")).text
+        metrics = (await client.get(url.admin + "/metrics")).text
         assert metric(metrics, "inferstack_cache_requests_total", result="hit") == 2
 
 
@@ -141,23 +143,26 @@ async def test_budgets_stop_a_tenant_and_the_admin_sees_the_spend(tmp_path: Path
     key, admin = generate_key(), generate_key()
     prices = tmp_path / "prices.yaml"
     prices.write_text("models:\n  fake-model:\n    prompt_per_1m: 1000000\n    completion_per_1m: 1000000\n")
-    entries = [{"key_sha256": hash_key(key), "tenant": "acme", "monthly_budget_usd": 5.0}]
+    entries = [{"key_sha256": hash_key(key), "tenant": "acme", "monthly_budget_usd": 10.0}]
     async with (
         tenant_stack(tmp_path, entries, prices_file=str(prices), admin_key=hash_key(admin)) as (url, _),
         httpx.AsyncClient(base_url=url) as client,
     ):
-        first = await client.post("/v1/chat/completions", json=CHAT, headers=bearer(key))
-        assert first.status_code == 200  # 1 USD per token: this one request spends more than 5 USD
-        over = await client.post("/v1/chat/completions", json=CHAT, headers=bearer(key))
+        # 1 USD per token: at most 7 (prompt, estimated) + 2 USD, which the budget holds; the
+        # engine's usage settles it.
+        first = await client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 2}, headers=bearer(key))
+        assert first.status_code == 200
+        over = await client.post("/v1/chat/completions", json={**CHAT, "max_tokens": 2}, headers=bearer(key))
         assert over.status_code == 429
         assert over.json()["error"]["code"] == "insufficient_quota"
-        denied = await client.get("/admin/usage", headers=bearer(key))
+        assert (await client.get("/admin/usage", headers=bearer(admin))).status_code == 404  # not on the public port
+        denied = await client.get(url.admin + "/admin/usage", headers=bearer(key))
         assert denied.status_code == 401
-        report = await client.get("/admin/usage", headers=bearer(admin))
+        report = await client.get(url.admin + "/admin/usage", headers=bearer(admin))
         assert report.status_code == 200
         assert "acme" in report.text
-        bad = await client.get("/admin/usage?start=yesterday", headers=bearer(admin))
+        bad = await client.get(url.admin + "/admin/usage?start=yesterday", headers=bearer(admin))
         assert bad.status_code == 400
-        metrics = (await client.get("/metrics")).text
-        assert metric(metrics, "inferstack_cost_usd_total", tenant="acme") > 5
+        metrics = (await client.get(url.admin + "/metrics")).text
+        assert metric(metrics, "inferstack_cost_usd_total", tenant="acme") > 2
         assert metric(metrics, "inferstack_rate_limited_total", tenant="acme", limit="budget") == 1

@@ -1,4 +1,5 @@
-"""Operational routes: ``/metrics`` (Prometheus) and ``/admin/usage`` (usage and spend per tenant)."""
+"""Operational routes, served on the admin listener only (``app.GatewayApp``): ``/metrics`` (Prometheus)
+and ``/admin/usage`` (usage and spend per tenant)."""
 
 from __future__ import annotations
 

@@ -24,6 +24,10 @@ async def readyz(request: Request) -> Response:
     gw = gateway.of(request)
     if gw.draining:
         return JSONResponse({"status": "draining"}, status_code=503)
+    redis = gw.tenancy.redis_health
+    if redis is not None and (refusing := redis.refusing()):
+        # Only while a feature fails closed: then this gateway answers those requests 503.
+        return JSONResponse({"status": "redis unavailable", "refusing": refusing}, status_code=503)
     if gw.cluster.ready():
         return JSONResponse({"status": "ready"})
     if gw.settings.models:

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Request
 from .. import gateway
 
 router = APIRouter()
+# ``parent`` names an adapter's base model (a model id, never a path).
+PUBLIC_CARD_FIELDS = frozenset({"id", "object", "created", "owned_by", "parent", "max_model_len"})
 
 
 @router.get("/v1/models")
@@ -26,4 +28,6 @@ async def models(request: Request) -> dict[str, Any]:
     listed = {card["id"] for card in cards} | internal
     # Models scaled to zero still exist: list them, so clients do not see them vanish.
     cards += [{"id": m, "object": "model", "owned_by": "inferstack"} for m in sorted(cluster.known_models - listed)]
-    return {"object": "list", "data": sorted(cards, key=lambda card: str(card["id"]))}
+    # Only what a client needs: vLLM's card also names the weights' path (``root``).
+    public = [{k: v for k, v in card.items() if k in PUBLIC_CARD_FIELDS} for card in cards]
+    return {"object": "list", "data": sorted(public, key=lambda card: str(card["id"]))}

@@ -22,7 +22,7 @@ import orjson
 from ..accesslog import log_exchange
 from ..catalog import Catalog
 from ..config import Settings
-from ..errors import GatewayError, NotFoundError, internal_error_body
+from ..errors import GatewayError, internal_error_body
 from ..exchange import ClientStalled, Exchange, Responder
 from ..filters import Tenancy
 from ..metrics.gateway import GatewayMetrics
@@ -99,22 +99,23 @@ class OpenAIEndpoint:
                     payload["model"] = resolved
                     body = orjson.dumps(payload)
             ex.stream, ex.payload, ex.body = payload.get("stream", False), payload, body
+            model = payload["model"]
+            known = model in self._cluster.known_models
             admission = ex.admission = await self._tenancy.admit(
-                self.kind, payload, body, scope["headers"], self._cluster.revision(payload["model"])
+                self.kind, payload, body, scope["headers"], self._cluster.revision(model), known
             )
+            ex.model = model  # known: admit refuses unknown models before anything is recorded
             ex.tenant = admission.tenant_label
             ex.response_headers.extend(admission.headers)
-            reached_upstream = False
             try:
-                self._check_model(payload, ex)
                 if admission.cached is not None:
                     await self._replay(payload, ex, out)
                 else:
-                    reached_upstream = True
                     await self._router.forward(self.path, payload, ex, out)
             finally:
+                # No attempt (a 400 on the routing override, a 503 after the hold): no tokens spent.
                 await self._tenancy.finish(
-                    admission, status=ex.status, usage=ex.usage, response=ex.whole, reached_upstream=reached_upstream
+                    admission, status=ex.status, usage=ex.usage, response=ex.whole, reached_upstream=ex.attempts > 0
                 )
         except ClientGone:
             ex.status = 499
@@ -139,13 +140,6 @@ class OpenAIEndpoint:
             duration = time.perf_counter() - ex.started
             self._metrics.request_done(ex.model, ex.endpoint, ex.status, duration)
             log_exchange(ex, duration)
-
-    def _check_model(self, payload: dict[str, Any], ex: Exchange) -> None:
-        # After auth: an unauthenticated caller learns nothing about which models exist.
-        model = payload["model"]
-        if model not in self._cluster.known_models:
-            raise NotFoundError(f"The model '{model}' does not exist.", param="model", code="model_not_found")
-        ex.model = model
 
     async def _replay(self, payload: dict[str, Any], ex: Exchange, out: Responder) -> None:
         """A cache hit or an Idempotency-Key replay: the stored answer, as JSON or as a stream."""

@@ -12,6 +12,10 @@ from ..types import Receive
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}
 # What each endpoint must carry besides ``model``.
 REQUIRED_FIELD = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
+MAX_MODEL_LENGTH = 256  # model names are metric labels and ledger keys: bounded before anything sees them
+# The gateway re-encodes bodies (the cache key, a stream's usage request) and orjson writes at most
+# 255 levels; the cache key's normaliser recurses per level. No OpenAI request comes near this.
+MAX_NESTING = 128
 
 
 class ClientGone(Exception):
@@ -50,9 +54,14 @@ def validate(kind: str, body: bytes) -> dict[str, Any]:
         raise InvalidRequestError("The request body is not valid JSON.") from None
     if not isinstance(payload, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
+    # Counting brackets is C-speed: only a body with that many containers can nest that deep.
+    if body.count(b"[") + body.count(b"{") > MAX_NESTING and _depth(payload) > MAX_NESTING:
+        raise InvalidRequestError(f"The request body nests deeper than {MAX_NESTING} levels.")
     model = payload.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequestError("'model' is required and must be a non-empty string.", param="model")
+    if len(model) > MAX_MODEL_LENGTH:
+        raise InvalidRequestError(f"'model' is longer than {MAX_MODEL_LENGTH} characters.", param="model")
     required = REQUIRED_FIELD[kind]
     if payload.get(required) in (None, "", []):
         raise InvalidRequestError(f"'{required}' is required.", param=required)
@@ -62,3 +71,22 @@ def validate(kind: str, body: bytes) -> dict[str, Any]:
     if not isinstance(stream, bool) or (stream and kind == "embeddings"):
         raise InvalidRequestError("'stream' must be a boolean (and false for embeddings).", param="stream")
     return payload
+
+
+def _depth(value: Any) -> int:
+    """The deepest nesting of arrays and objects in ``value`` (iterative: no recursion limit)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_NESTING:
+            return deepest  # deep enough to refuse: no need to walk the rest
+        stack.extend((child, level + 1) for child in children)
+    return deepest

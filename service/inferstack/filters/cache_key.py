@@ -19,8 +19,13 @@ import orjson
 IGNORED_FIELDS = frozenset({"stream", "stream_options", "user"})
 
 
+# Whole floats become ints only inside 64 bits: JSON like 1e30 parses as a float, and as an int it
+# would not encode (orjson stops at 64 bits).
+_INT_RANGE = 2.0**63
+
+
 def _normalise(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and -_INT_RANGE <= value < _INT_RANGE:
         return int(value)
     if isinstance(value, dict):
         return {k: _normalise(v) for k, v in value.items()}

@@ -85,6 +85,27 @@ class MemoryStore:
         self.bytes -= len(value)
 
 
+class TenantStores:
+    """One ``MemoryStore`` per tenant, each with its own byte bound: a tenant that fills its store
+    evicts only its own entries. Tenants are those of the key file (bounded by it); ``retain``
+    drops the stores of tenants that left it."""
+
+    def __init__(self, max_bytes_per_tenant: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_bytes = max_bytes_per_tenant
+        self._clock = clock
+        self._stores: dict[str, MemoryStore] = {}
+
+    def __call__(self, tenant: str) -> MemoryStore:
+        store = self._stores.get(tenant)
+        if store is None:
+            store = self._stores[tenant] = MemoryStore(self.max_bytes, self._clock)
+        return store
+
+    def retain(self, tenants: frozenset[str]) -> None:
+        for gone in self._stores.keys() - tenants:
+            del self._stores[gone]
+
+
 class RedisStore:
     def __init__(self, redis: Any, prefix: str) -> None:
         self._redis = redis

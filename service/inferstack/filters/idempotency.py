@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import ConflictError, InvalidRequestError
@@ -29,13 +30,17 @@ class Replay:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
+    scope: str
     record: str
     body_sha: bytes
 
 
 class Idempotency:
-    def __init__(self, store: Store, *, ttl: float, pending_ttl: float, wait: float) -> None:
-        self._store = store
+    """``store_for(tenant)``: where that tenant's records live (one bounded store per tenant in
+    memory, so one tenant cannot evict another's records; one shared Redis store)."""
+
+    def __init__(self, store_for: Callable[[str], Store], *, ttl: float, pending_ttl: float, wait: float) -> None:
+        self.stores = store_for
         self._ttl = ttl
         self._pending_ttl = pending_ttl
         self._wait = wait
@@ -45,12 +50,13 @@ class Idempotency:
             raise InvalidRequestError(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.")
         record = hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()
         body_sha = hashlib.sha256(body).hexdigest().encode()
+        store = self.stores(scope)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait
         while True:
-            if await self._store.add(record, PENDING + body_sha, self._pending_ttl):
-                return Claim(record, body_sha)
-            found = await self._store.get(record)
+            if await store.add(record, PENDING + body_sha, self._pending_ttl):
+                return Claim(scope, record, body_sha)
+            found = await store.get(record)
             if found is None:
                 continue  # expired between the two calls: claim it now
             if found[1:65] != body_sha:
@@ -68,7 +74,7 @@ class Idempotency:
             await asyncio.sleep(POLL)
 
     async def complete(self, claim: Claim, status: int, body: bytes) -> None:
-        await self._store.set(claim.record, DONE + claim.body_sha + b"%03d" % status + body, self._ttl)
+        await self.stores(claim.scope).set(claim.record, DONE + claim.body_sha + b"%03d" % status + body, self._ttl)
 
     async def abandon(self, claim: Claim) -> None:
-        await self._store.delete(claim.record)
+        await self.stores(claim.scope).delete(claim.record)

@@ -25,10 +25,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from ..config import TenancySettings
-from ..errors import QuotaExceededError
+from ..errors import NotFoundError, QuotaExceededError
 from .auth import ANONYMOUS_PRINCIPAL, Principal, authenticate, check_admin
-from .cache_key import cache_key, cache_policy
-from .cache_store import MemoryStore, RedisStore, Store
+from .cache_key import BYPASS, cache_key, cache_policy
+from .cache_store import MemoryStore, RedisStore, Store, TenantStores
+from .dependency import REDIS_ERRORS, DependencyMetrics, RedisHealth, redis_client
 from .filewatch import WatchedFile
 from .idempotency import Claim, Idempotency, Replay
 from .keys import KeyRing, parse_keys
@@ -38,7 +39,7 @@ from .limits_redis import RedisLimiter
 from .metrics import TenancyMetrics
 from .prices import NANO, PriceTable, parse_prices
 from .replay import StreamAssembler, sse_events
-from .tokens import reserved_tokens
+from .tokens import reserved_split
 
 log = logging.getLogger("inferstack.filters")
 CACHE_HEADER = b"x-inferstack-cache"
@@ -61,6 +62,7 @@ class Admission:
     cached_status: int = 200
     cache_key: str | None = None  # store a 200 answer under this key
     claim: Claim | None = None
+    budget_hold: str | None = None  # the hold on the tenant's budget, settled to the real cost by finish
     assembler: StreamAssembler | None = None  # feed it every SSE event when set
     finished: bool = False
 
@@ -91,6 +93,8 @@ class Tenancy:
         metrics: TenancyMetrics,
         admin_key_sha256: str = "",
         clock: Callable[[], float] = time.time,
+        redis_health: RedisHealth | None = None,
+        on_redis: frozenset[str] = frozenset(),
     ) -> None:
         self.options = options
         self.auth_enabled = auth_enabled
@@ -103,6 +107,8 @@ class Tenancy:
         self.metrics = metrics
         self._admin = admin_key_sha256
         self._clock = clock
+        self.redis_health = redis_health
+        self._on_redis = on_redis if redis_health is not None else frozenset()
         self.key_ring_changed(self.ring)
 
     @property
@@ -111,6 +117,9 @@ class Tenancy:
 
     def key_ring_changed(self, ring: KeyRing) -> None:
         self.metrics.set_tenants(ring.tenants, self.options.max_tenant_labels)
+        stores = self.idempotency.stores
+        if isinstance(stores, TenantStores):
+            stores.retain(ring.tenants | {ANONYMOUS_PRINCIPAL.tenant})
 
     # -- building it ------------------------------------------------------------------------------
     @classmethod
@@ -136,28 +145,32 @@ class Tenancy:
         prices = WatchedFile(prices_file, parse_prices, "price file") if prices_file else None
         metrics = TenancyMetrics(registry, rate_limited)
         redis: Any = None
+        health = None
         if redis_url:
-            from redis.asyncio import Redis  # only when configured: one replica needs no client
-
-            redis = Redis.from_url(redis_url)
+            redis = redis_client(redis_url, options.redis)
+            health = RedisHealth(redis, options.redis, DependencyMetrics(registry))
         cache_opts = options.cache
         limiter: Limiter
         ledger: Ledger
         cache: Store
-        idem_store: Store
+        idem_stores: Callable[[str], Store]
         if redis is not None:
             limiter = RedisLimiter(redis, lease_ttl=options.limits.lease_ttl)
             ledger = RedisLedger(redis, retention_days=options.usage_retention_days)
-            idem_store = RedisStore(redis, "inferstack:idem:")
+            shared = RedisStore(redis, "inferstack:idem:")
+
+            def idem_stores(tenant: str) -> Store:
+                return shared  # one store: record keys carry the tenant; Redis's maxmemory bounds it
+
         else:
             limiter, ledger = MemoryLimiter(), MemoryLedger(options.usage_retention_days)
-            idem_store = MemoryStore(max(cache_opts.max_bytes // 4, 1 << 20))
+            idem_stores = TenantStores(cache_opts.idempotency_max_bytes_per_tenant)
         if cache_opts.backend == "redis":
             cache = RedisStore(redis, "inferstack:cache:")
         else:
             cache = MemoryStore(cache_opts.max_bytes, on_evict=metrics.cache_evictions.inc)
         idempotency = Idempotency(
-            idem_store,
+            idem_stores,
             ttl=cache_opts.idempotency_ttl,
             pending_ttl=options.limits.lease_ttl,
             wait=cache_opts.idempotency_wait,
@@ -173,8 +186,13 @@ class Tenancy:
             idempotency=idempotency,
             metrics=metrics,
             admin_key_sha256=admin_key_sha256,
+            redis_health=health,
+            on_redis=frozenset(("limits", "budgets", "idempotency", "accounting"))
+            | ({"cache"} if cache_opts.backend == "redis" else set()),
         )
         tasks = []
+        if health is not None:
+            tasks.append(asyncio.create_task(health.run(), name="redis health"))
         if keys is not None:
             tasks.append(asyncio.create_task(keys.run(options.reload_interval, tenancy.key_ring_changed)))
         if prices is not None:
@@ -196,12 +214,16 @@ class Tenancy:
         body: bytes,
         headers: Iterable[tuple[bytes, bytes]],
         revision: str = "",
+        model_exists: bool = True,
     ) -> Admission:
-        """Authenticate, check budget and limits, then the Idempotency-Key and the cache.
+        """Authenticate, check the model, budget and limits, then the Idempotency-Key and the cache.
 
         ``payload`` is the validated request (``model`` a string); ``headers`` the ASGI scope's raw
-        headers; ``revision`` the model's revision (part of the cache key). Raises the gateway's
-        errors: 401, 403, 429 (``LimitExceeded`` / ``QuotaExceededError``), 422, 400.
+        headers; ``revision`` the model's revision (part of the cache key); ``model_exists``: does
+        any replica (or the declared list) know the model? Raises the gateway's errors: 401, 403,
+        404 (after auth: an unauthenticated caller learns nothing about which models exist; before
+        limits and the ledger: an unknown name is recorded nowhere), 429 (``LimitExceeded`` /
+        ``QuotaExceededError``), 422, 400.
         """
         wanted: dict[bytes, str] = {}
         for name, value in headers:
@@ -212,19 +234,35 @@ class Tenancy:
             principal = authenticate(self.ring, wanted.get(b"authorization"), model)
         else:
             principal = ANONYMOUS_PRINCIPAL
+        if not model_exists:
+            raise NotFoundError(f"The model '{model}' does not exist.", param="model", code="model_not_found")
         label = self.metrics.tenant_label(principal.tenant)
         stream = payload.get("stream") is True
         reservation = None
+        hold = None
         entry = principal.entry
         if entry is not None:
-            await self._check_budget(principal, label)
-            if entry.rpm is not None or entry.tpm is not None or entry.max_concurrency is not None:
-                tokens = reserved_tokens(kind, payload, self.options.limits.default_max_tokens)
+            prompt, completion = reserved_split(kind, payload, self.options.limits.default_max_tokens)
+            budget = self.ring.budgets.get(principal.tenant)
+            if budget is not None and not self._redis_down("budgets"):
                 try:
-                    reservation = await self.limiter.acquire(entry, tokens)
-                except LimitExceeded as err:
-                    self.metrics.rate_limited.labels(label, err.limit).inc()
-                    raise
+                    hold = await self._hold_budget(principal.tenant, label, model, budget, prompt, completion)
+                except REDIS_ERRORS as exc:
+                    self._redis_failed("budgets", exc)
+            limited = entry.rpm is not None or entry.tpm is not None or entry.max_concurrency is not None
+            try:
+                if limited and not self._redis_down("limits"):
+                    try:
+                        reservation = await self.limiter.acquire(entry, prompt + completion)
+                    except LimitExceeded as err:
+                        self.metrics.rate_limited.labels(label, err.limit).inc()
+                        raise
+                    except REDIS_ERRORS as exc:
+                        self._redis_failed("limits", exc)
+            except BaseException:
+                if hold is not None:
+                    await self._release_hold(principal.tenant, hold)
+                raise
         adm = Admission(
             principal,
             label,
@@ -233,54 +271,106 @@ class Tenancy:
             stream,
             reservation,
             list(reservation.headers) if reservation is not None else [],
+            budget_hold=hold,
         )
         try:
             await self._lookup(adm, payload, body, wanted, revision)
         except BaseException:
             await self._settle(adm, 0)
+            if hold is not None:
+                await self._release_hold(principal.tenant, hold)
             raise
         return adm
 
-    async def _check_budget(self, principal: Principal, label: str) -> None:
-        budget = self.ring.budgets.get(principal.tenant)
-        if budget is None:
-            return
+    def _redis_down(self, feature: str, *, admitting: bool = True) -> bool:
+        """Is ``feature`` on a Redis known to be down? Then skip it (True), or, while admitting, raise
+        503 if it fails closed. Either way the request is counted."""
+        health = self.redis_health
+        if health is None or health.up or feature not in self._on_redis:
+            return False
+        if admitting:
+            health.refuse(feature)
+        else:
+            health.count(feature)
+        return True
+
+    def _redis_failed(self, feature: str, exc: BaseException) -> None:
+        """A Redis call of ``feature`` failed: Redis is down from now on; apply the feature's policy."""
+        assert self.redis_health is not None  # memory backends raise none of REDIS_ERRORS
+        self.redis_health.mark_down(feature, exc)
+        self.redis_health.refuse(feature)
+
+    async def _hold_budget(
+        self, tenant: str, label: str, model: str, budget: float, prompt: int, completion: int
+    ) -> str | None:
+        """Hold the request's maximum cost against the budget, or raise 429 ``insufficient_quota``."""
         now = self._clock()
-        spend = await self.ledger.month_spend(principal.tenant, now)
-        if spend >= budget * NANO:
-            self.metrics.rate_limited.labels(label, "budget").inc()
+        prices = self.prices.value if self.prices is not None else PriceTable()
+        budget_nano = round(budget * NANO)
+        # Bounded: more than the whole budget is refused whatever it is, and Lua numbers are doubles.
+        most = min(prices.cost_nano(model, prompt, completion), budget_nano + 1)
+        hold = await self.ledger.hold(tenant, now, most, budget_nano, self.options.limits.lease_ttl)
+        if hold is not None:
+            return hold
+        self.metrics.rate_limited.labels(label, "budget").inc()
+        spend = await self.ledger.month_spend(tenant, now)
+        if spend >= budget_nano:
             raise QuotaExceededError(
-                f"Tenant '{principal.tenant}' has used its monthly budget of {budget:.2f} USD.",
+                f"Tenant '{tenant}' has used its monthly budget of {budget:.2f} USD.",
                 retry_after=_month_end(now) - now,
             )
+        raise QuotaExceededError(
+            f"This request may cost up to {most / NANO:.6f} USD, more than what is left of tenant '{tenant}'s"
+            f" monthly budget of {budget:g} USD once the requests in flight are paid. Lower max_tokens,"
+            " or retry when they finish.",
+            retry_after=1,
+        )
+
+    async def _release_hold(self, tenant: str, hold: str) -> None:
+        try:
+            await self.ledger.release(tenant, hold)
+        except Exception:  # Redis down: the hold expires after lease_ttl
+            log.warning("releasing a budget hold failed", extra={"tenant": tenant})
 
     async def _lookup(
         self, adm: Admission, payload: dict[str, Any], body: bytes, wanted: dict[bytes, str], revision: str
     ) -> None:
         idem_key = wanted.get(b"idempotency-key")
-        if idem_key is not None:
-            found = await self.idempotency.begin(adm.principal.tenant, idem_key, body)
-            if isinstance(found, Replay):
-                adm.cached, adm.cached_status = found.body, found.status
-                adm.headers.append((b"x-inferstack-idempotent-replay", b"true"))
-                return
-            adm.claim = found
+        if idem_key is not None and not self._redis_down("idempotency"):
+            try:
+                found = await self.idempotency.begin(adm.principal.tenant, idem_key, body)
+            except REDIS_ERRORS as exc:
+                self._redis_failed("idempotency", exc)
+            else:
+                if isinstance(found, Replay):
+                    adm.cached, adm.cached_status = found.body, found.status
+                    adm.headers.append((b"x-inferstack-idempotent-replay", b"true"))
+                    return
+                adm.claim = found
         opts = self.options.cache
-        if not opts.enabled:
-            pass
-        elif (policy := cache_policy(adm.kind, payload, wanted.get(b"cache-control"), wanted.get(CACHE_HEADER))).store:
+        policy = cache_policy(adm.kind, payload, wanted.get(b"cache-control"), wanted.get(CACHE_HEADER))
+        if opts.enabled and policy.store:
             scope = adm.principal.tenant if opts.per_tenant else ""
             key = cache_key(adm.kind, payload, revision, scope)
-            hit = await self.cache.get(key) if policy.lookup else None
+            hit = None
+            if self._redis_down("cache"):
+                policy = BYPASS
+            elif policy.lookup:
+                try:
+                    hit = await self.cache.get(key)
+                except REDIS_ERRORS as exc:
+                    self._redis_failed("cache", exc)
+                    policy = BYPASS
             if hit is not None:
                 self.metrics.cache_result("hit")
                 adm.cached = hit
                 adm.headers.append(_HIT)
                 return
-            self.metrics.cache_result("miss")
-            adm.headers.append(_MISS)
-            adm.cache_key = key
-        else:
+            if policy.store:
+                self.metrics.cache_result("miss")
+                adm.headers.append(_MISS)
+                adm.cache_key = key
+        if adm.cache_key is None:
             self.metrics.cache_result("bypass")
             adm.headers.append(_BYPASS)
         if adm.stream and (adm.cache_key is not None or adm.claim is not None):
@@ -318,8 +408,11 @@ class Tenancy:
         else:
             used = None
         await self._settle(adm, used)
+        feature = "accounting"
         try:
-            await self._account(adm, from_cache, prompt or 0, completion or 0)
+            if not self._redis_down(feature, admitting=False):
+                await self._account(adm, from_cache, prompt or 0, completion or 0)
+            # (Redis down: the budget hold expires after lease_ttl, like a concurrency lease)
             if from_cache:
                 response = adm.cached
             elif adm.stream:
@@ -331,24 +424,33 @@ class Tenancy:
                 and adm.cache_key is not None
                 and response is not None
                 and len(response) <= self.options.cache.max_entry_bytes
+                and not self._redis_down(feature := "cache", admitting=False)
             ):
                 await self.cache.set(adm.cache_key, response, self.options.cache.ttl)
                 self._cache_gauge()
-            if adm.claim is not None:
+            if adm.claim is not None and not self._redis_down(feature := "idempotency", admitting=False):
+                # A claim left behind (Redis down now) expires after lease_ttl by itself.
                 if ok and response is not None:
                     await self.idempotency.complete(adm.claim, status, response)
                 else:
                     await self.idempotency.abandon(adm.claim)
+        except REDIS_ERRORS as exc:
+            assert self.redis_health is not None
+            self.redis_health.mark_down(feature, exc)
+            self.redis_health.count(feature)
         except Exception:
             log.exception("tenancy finish failed", extra={"tenant": adm.principal.tenant})
 
     async def _settle(self, adm: Admission, used: int | None) -> None:
-        if adm.reservation is None:
-            return
+        if adm.reservation is None or self._redis_down("limits", admitting=False):
+            return  # (Redis down: the lease expires by itself after lease_ttl)
         try:
             await self.limiter.settle(adm.reservation, used)
+        except REDIS_ERRORS as exc:
+            assert self.redis_health is not None
+            self.redis_health.mark_down("limits", exc)
+            self.redis_health.count("limits")
         except Exception:
-            # Redis unreachable: the lease expires by itself after lease_ttl.
             log.exception("releasing a rate-limit reservation failed", extra={"tenant": adm.principal.tenant})
 
     async def _account(self, adm: Admission, from_cache: bool, prompt: int, completion: int) -> None:
@@ -356,7 +458,7 @@ class Tenancy:
         prices = self.prices.value if self.prices is not None else PriceTable()
         cost = 0 if from_cache else prices.cost_nano(adm.model, prompt, completion)
         usage = Usage(1, int(from_cache), 0 if from_cache else prompt, 0 if from_cache else completion, cost)
-        spend = await self.ledger.record(tenant, adm.model, usage, self._clock())
+        spend = await self.ledger.record(tenant, adm.model, usage, self._clock(), adm.budget_hold)
         if cost:
             self.metrics.cost.labels(adm.tenant_label, adm.model).inc(cost / NANO)
         budget = self.ring.budgets.get(tenant)

@@ -40,12 +40,17 @@ def estimate_prompt_tokens(kind: str, payload: dict[str, Any]) -> int:
     return _text_tokens(payload.get("prompt" if kind == "completions" else "input"))
 
 
-def reserved_tokens(kind: str, payload: dict[str, Any], default_max_tokens: int) -> int:
-    """Prompt estimate + the most the request may generate (``max_tokens`` x ``n``)."""
+def reserved_split(kind: str, payload: dict[str, Any], default_max_tokens: int) -> tuple[int, int]:
+    """(prompt estimate, the most the request may generate: ``max_tokens`` x ``n``)."""
     prompt = estimate_prompt_tokens(kind, payload)
     if kind == "embeddings":
-        return prompt
+        return prompt, 0
     limit = payload.get("max_completion_tokens", payload.get("max_tokens"))
     completion = limit if isinstance(limit, int) and limit >= 0 else default_max_tokens
     n = payload.get("n")
-    return prompt + completion * (n if isinstance(n, int) and n > 1 else 1)
+    return prompt, completion * (n if isinstance(n, int) and n > 1 else 1)
+
+
+def reserved_tokens(kind: str, payload: dict[str, Any], default_max_tokens: int) -> int:
+    """Prompt estimate + the most the request may generate: what TPM reserves at admission."""
+    return sum(reserved_split(kind, payload, default_max_tokens))

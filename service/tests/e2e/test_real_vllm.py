@@ -36,7 +36,7 @@ def test_models_lists_the_served_model(client: openai.OpenAI, live_stack: LiveSt
 def test_chat_and_completions_stream_and_not_agree_with_vllm_token_counters(
     client: openai.OpenAI, live_stack: LiveStack
 ) -> None:
-    before_gw, before_vllm = scrape(live_stack.gateway_url), scrape(live_stack.vllm_url)
+    before_gw, before_vllm = scrape(live_stack.gateway_admin_url), scrape(live_stack.vllm_url)
     messages = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Say hello."}]
 
     chat = client.chat.completions.create(model=live_stack.model, messages=messages, max_tokens=12)  # type: ignore[arg-type]
@@ -70,7 +70,7 @@ def test_chat_and_completions_stream_and_not_agree_with_vllm_token_counters(
             usage_seen = chunk.usage
     assert usage_seen is not None and usage_seen.completion_tokens > 0
 
-    after_gw, after_vllm = scrape(live_stack.gateway_url), scrape(live_stack.vllm_url)
+    after_gw, after_vllm = scrape(live_stack.gateway_admin_url), scrape(live_stack.vllm_url)
 
     def delta(after: dict[str, float], before: dict[str, float], name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)

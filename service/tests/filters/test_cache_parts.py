@@ -32,6 +32,17 @@ def test_key_ignores_json_formatting_and_field_order_but_not_content() -> None:
 
 
 @pytest.mark.parametrize(
+    "number",
+    [b"123456789012345678901234567890", b"1e30", b"-1e30", b"18446744073709551616", b"18446744073709551615"],
+)
+def test_key_of_numbers_beyond_64_bits(number: bytes) -> None:
+    # orjson parses what does not fit 64 bits as a float; whole floats must not become ints it cannot encode.
+    payload = orjson.loads(b'{"model": "m", "prompt": "x", "temperature": 0, "seed": %s, "n": [%s]}' % (number, number))
+    assert cache_key("completions", payload, "r", "t") == cache_key("completions", dict(payload), "r", "t")
+    assert cache_key("completions", payload, "r", "t") != cache_key("completions", {**payload, "seed": 1}, "r", "t")
+
+
+@pytest.mark.parametrize(
     ("payload", "cache_control", "opt", "expected"),
     [
         (CHAT, None, None, (True, True)),

@@ -139,7 +139,8 @@ async def test_budget_429_insufficient_quota_and_it_survives_a_restart_on_redis(
     e.write_keys(acme={"monthly_budget_usd": 0.003})
     registry = CollectorRegistry()
     async with e.open(backend, registry) as t:
-        adm = await t.admit("chat", CHAT, b"", e.auth("acme"), "r1")
+        # At most 0.002006 USD (6 prompt tokens estimated, 2 completion): it fits the budget's hold.
+        adm = await t.admit("chat", {**CHAT, "max_tokens": 2}, b"", e.auth("acme"), "r1")
         await t.finish(adm, status=200, usage={"prompt_tokens": 5, "completion_tokens": 4})  # 0.004005 USD
         assert sample(registry, "inferstack_tenant_budget_used_ratio", tenant="acme") == pytest.approx(1.335)
         with pytest.raises(QuotaExceededError) as over:
@@ -156,7 +157,7 @@ async def test_budget_429_insufficient_quota_and_it_survives_a_restart_on_redis(
             with pytest.raises(QuotaExceededError):
                 await restarted.admit("chat", CHAT, b"", e.auth("acme"), "r1")
         else:  # in memory, a restart forgets: that is why several replicas need Redis
-            await restarted.admit("chat", CHAT, b"", e.auth("acme"), "r1")
+            await restarted.admit("chat", {**CHAT, "max_tokens": 2}, b"", e.auth("acme"), "r1")
 
 
 async def test_cache_hit_after_a_miss_including_streams(env: tuple[Env, str]) -> None:
@@ -233,6 +234,53 @@ async def test_idempotency_key_replays_and_rejects_another_body(env: tuple[Env, 
         with pytest.raises(ConflictError) as conflict:
             await t.admit("chat", hot, b"other body", e.auth("acme", idempotency_key="op-1"), "r1")
         assert conflict.value.status == 422
+
+
+async def test_one_tenant_cannot_evict_another_tenants_idempotency_records(tmp_path: Path) -> None:
+    e = Env(tmp_path, "")
+    e.write_keys(acme={}, zeta={})
+    hot = {**CHAT, "temperature": 1.0}
+    async with e.open("memory", cache={"idempotency_max_bytes_per_tenant": 4096}) as t:
+        kept = await t.admit("chat", hot, b"zeta's", e.auth("zeta", idempotency_key="z-1"), "r1")
+        await t.finish(kept, status=200, usage=USAGE, response=ANSWER)
+        for i in range(100):  # acme writes 100 x ~400 bytes: ten times its own bound
+            adm = await t.admit("chat", hot, b"acme's", e.auth("acme", idempotency_key=f"a-{i}"), "r1")
+            await t.finish(adm, status=200, usage=USAGE, response=ANSWER)
+        retry = await t.admit("chat", hot, b"zeta's", e.auth("zeta", idempotency_key="z-1"), "r1")
+        assert retry.cached == ANSWER
+        # acme's own oldest record made room for its newest: its store stayed bounded.
+        oldest = await t.admit("chat", hot, b"acme's", e.auth("acme", idempotency_key="a-0"), "r1")
+        assert oldest.cached is None
+        newest = await t.admit("chat", hot, b"acme's", e.auth("acme", idempotency_key="a-99"), "r1")
+        assert newest.cached == ANSWER
+
+
+async def test_concurrent_requests_cannot_overshoot_a_budget(env: tuple[Env, str]) -> None:
+    e, backend = env
+    # Each request may cost 0.010006 USD (6 prompt tokens estimated, max_tokens 10): 4 fit in 0.05.
+    e.write_keys(acme={"monthly_budget_usd": 0.05})
+    hot = {**CHAT, "temperature": 1.0}  # not cacheable: every request is a new one
+
+    async def admit_many(n: int) -> list[Any]:
+        results = await asyncio.gather(
+            *(t.admit("chat", hot, b"", e.auth("acme"), "r1") for _ in range(n)), return_exceptions=True
+        )
+        assert all(not isinstance(r, BaseException) or isinstance(r, QuotaExceededError) for r in results), results
+        return [r for r in results if not isinstance(r, BaseException)]
+
+    async with e.open(backend) as t:
+        admitted = await admit_many(10)
+        assert len(admitted) == 4
+        for adm in admitted:  # each used half its maximum: settled to 0.005005 USD
+            await t.finish(adm, status=200, usage={"prompt_tokens": 5, "completion_tokens": 5})
+        # Spent 0.02002; the holds are gone: room for two more maxima (0.040032), not three.
+        again = await admit_many(5)
+        assert len(again) == 2
+        for adm in again:  # never reached an engine: nothing spent, the holds are dropped
+            await t.finish(adm, status=503, reached_upstream=False)
+        report = await t.usage_report(f"Bearer {e.admin}", time.time() - 3600, time.time() + 1)
+        assert report["tenants"]["acme"]["month_spend_usd"] == pytest.approx(0.02002)
+        assert len(await admit_many(5)) == 2
 
 
 async def test_keys_reload_without_restart(env: tuple[Env, str]) -> None:

@@ -41,13 +41,13 @@ async def test_requests_go_where_the_events_say_the_prefix_is(tmp_path: Path) ->
             client = await stack.enter_async_context(httpx.AsyncClient())
             # No events yet: the profile falls back to the approximate scorer, and says so.
             assert (await client.post(url + "/v1/completions", json=BODY, headers=HEADERS)).status_code == 200
-            text = (await client.get(url + "/metrics")).text
+            text = (await client.get(url.admin + "/metrics")).text
             assert metric(text, "inferstack_routing_decisions_total", policy="precise_prefix", reason="no_events") == 1
             # Engine 2 reports the prompt's first three 16-token blocks (ZMQ drops what precedes the
             # subscription: publish until the gateway has applied it).
             hashes = prompt_block_hashes(TOKENS, 16)[:3]
             seq, end = 0, time.monotonic() + 10
-            while metric((await client.get(url + "/metrics")).text, "inferstack_kv_index_blocks") < 3:
+            while metric((await client.get(url.admin + "/metrics")).text, "inferstack_kv_index_blocks") < 3:
                 assert time.monotonic() < end, "the gateway never applied a KV event"
                 await pub.send_multipart(frames(seq, stored(hashes, TOKENS[:48], 16)))
                 seq += 1
@@ -57,7 +57,7 @@ async def test_requests_go_where_the_events_say_the_prefix_is(tmp_path: Path) ->
                 assert (await client.post(url + "/v1/completions", json=BODY, headers=HEADERS)).status_code == 200
             after = await served_by(client, engines)
             assert after[2] - before[2] == 3
-            text = (await client.get(url + "/metrics")).text
+            text = (await client.get(url.admin + "/metrics")).text
             assert metric(text, "inferstack_routing_decisions_total", policy="precise_prefix", reason="prefix_hit") == 3
             assert metric(text, "inferstack_kv_index_replica_blocks", replica=engines[2]) == 3
     finally:

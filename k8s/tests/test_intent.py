@@ -364,15 +364,8 @@ def test_network_policies_keep_the_admin_port_for_prometheus(objs: list[Obj]) ->
         assert all("namespaceSelector" in p or "ipBlock" in p for p in _peers(r)), "ingress namespaces or the VPC"
 
 
-# Settings the manifests set before the gateway that reads them is on main (contracts in CONTEXT.md).
-PENDING_SETTINGS = {
-    "INFERSTACK_ADMIN_PORT",  # issue 13: the admin listener
-    "INFERSTACK_REQUIRE_SHARED_STATE",  # g2-harden: refuse to start without Redis
-}
-
-
 def test_gateway_settings_exist(objs: list[Obj]) -> None:
-    """A misspelt INFERSTACK_* is silently ignored: every one we set is a documented setting."""
+    """The gateway refuses an unknown INFERSTACK_*: every one we set is a documented setting."""
     documented = set(re.findall(r"`(INFERSTACK_[A-Z0-9_]+)`", (REPO / "docs" / "configuration.md").read_text()))
-    unknown = set(_config(objs)) - documented - PENDING_SETTINGS
+    unknown = set(_config(objs)) - documented
     assert not unknown, f"not in docs/configuration.md: {sorted(unknown)}"

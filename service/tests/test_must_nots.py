@@ -46,7 +46,7 @@ async def test_a_stream_that_breaks_after_text_is_not_retried_on_the_other_repli
         assert sum(carries_text(e) for e in events) == 3  # the text sent before the break, once
         assert orjson.loads(events[-2][6:])["error"]["code"] == "bad_gateway"
         assert (await v1_requests(client, broken), await v1_requests(client, healthy)) == (1, 1)
-        assert metric((await client.get(url + "/metrics")).text, "inferstack_upstream_retries_total") == 0
+        assert metric((await client.get(url.admin + "/metrics")).text, "inferstack_upstream_retries_total") == 0
 
 
 def body_of_size(size: int) -> bytes:
@@ -107,7 +107,7 @@ async def test_session_routing_sticks_by_the_user_field() -> None:
                 homes.setdefault(user, set()).update(i for i in range(3) if after[i] > before[i])
         assert all(len(h) == 1 for h in homes.values()), homes
         assert len(Counter(next(iter(h)) for h in homes.values())) > 1  # users spread over replicas
-        text = (await client.get(url + "/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_routing_decisions_total", policy="session", reason="session") == 18
 
 
@@ -123,7 +123,7 @@ async def test_a_cache_hit_is_a_200_with_its_content_type_and_counts_as_one() ->
             assert (hit.status_code, hit.headers["x-inferstack-cache"]) == (200, "hit")
             assert hit.headers["content-type"] == kind
         assert [e for e in sse_events(declined.content) if b'"usage"' in e] == []
-        text = (await client.get(url + "/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_requests_total", status="200") == 3
 
 
@@ -140,7 +140,7 @@ async def test_an_ejected_replica_serves_held_requests_as_soon_as_its_ejection_e
         httpx.AsyncClient(timeout=20) as client,
     ):
         assert (await client.post(url + "/v1/chat/completions", json=CHAT)).status_code == 502
-        text = (await client.get(url + "/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_upstream_ejections_total", model="fake-model") == 1
         await configure(client, engine, error_status=0)
         started = asyncio.get_running_loop().time()
@@ -157,7 +157,7 @@ async def test_a_streamed_miss_fills_the_cache_and_is_logged_as_a_200() -> None:
         whole = await client.post(url + "/v1/chat/completions", json=body)
         assert whole.headers["x-inferstack-cache"] == "hit"
         assert await v1_requests(client, engine) == 1
-        text = (await client.get(url + "/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_requests_total", endpoint="chat", status="200") == 2
         assert metric(text, "inferstack_time_to_first_token_seconds_count", model="fake-model") == 1
         assert metric(text, "inferstack_inter_token_latency_seconds_count", model="fake-model") == 3
@@ -191,7 +191,7 @@ async def test_each_upstream_failure_has_its_own_kind_and_message() -> None:
             ("bad_gateway", "The upstream replica is unreachable."),
             ("upstream_timeout", "The upstream replica did not answer in time."),
         ]
-        text = (await client.get("/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         for kind in ("timeout", "protocol", "connect"):
             assert metric(text, "inferstack_upstream_errors_total", kind=kind, model="fake-model") == 1, kind
 
@@ -209,7 +209,7 @@ async def test_the_hold_queue_is_bounded_and_counts_demand_per_model() -> None:
     ):
         held = [asyncio.create_task(client.post("/v1/chat/completions", json=CHAT)) for _ in range(2)]
         async with asyncio.timeout(5):
-            while metric((await client.get("/metrics")).text, "inferstack_model_demand", model="fake-model") != 2:
+            while metric((await client.get(url.admin + "/metrics")).text, "inferstack_model_demand", model="fake-model") != 2:
                 await asyncio.sleep(0.02)
         third = await client.post("/v1/chat/completions", json=CHAT)
         assert third.status_code == 429
@@ -224,7 +224,7 @@ async def test_a_stream_outlasts_the_idle_timeout_while_tokens_flow_and_total_cu
         resp = await client.post(url + "/v1/chat/completions", json={**CHAT, "stream": True})
         events = sse_events(resp.content)
         assert sum(carries_text(e) for e in events) == 12 and b'"error"' not in resp.content
-        text = (await client.get(url + "/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         # One first token, then 11 gaps of about 0.1 s each (one chunk per token).
         assert metric(text, "inferstack_time_to_first_token_seconds_count", model="fake-model") == 1
         assert metric(text, "inferstack_inter_token_latency_seconds_count", model="fake-model") == 11
@@ -244,6 +244,6 @@ async def test_a_non_stream_answer_is_counted_from_its_usage() -> None:
     async with fleet(Behaviour(output_tokens=5)) as (url, _, _app), httpx.AsyncClient() as client:
         resp = await client.post(url + "/v1/completions", json={"model": "fake-model", "prompt": "hi"})
         usage = resp.json()["usage"]
-        text = (await client.get(url + "/metrics")).text
+        text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_completion_tokens_total", model="fake-model") == usage["completion_tokens"] == 5
         assert metric(text, "inferstack_prompt_tokens_total", model="fake-model") == usage["prompt_tokens"] > 0

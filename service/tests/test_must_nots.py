@@ -209,7 +209,10 @@ async def test_the_hold_queue_is_bounded_and_counts_demand_per_model() -> None:
     ):
         held = [asyncio.create_task(client.post("/v1/chat/completions", json=CHAT)) for _ in range(2)]
         async with asyncio.timeout(5):
-            while metric((await client.get(url.admin + "/metrics")).text, "inferstack_model_demand", model="fake-model") != 2:
+            while (
+                metric((await client.get(url.admin + "/metrics")).text, "inferstack_model_demand", model="fake-model")
+                != 2
+            ):
                 await asyncio.sleep(0.02)
         third = await client.post("/v1/chat/completions", json=CHAT)
         assert third.status_code == 429

@@ -187,7 +187,9 @@ class Listener(BaseModel):
     )
     max_header_bytes: int = Field(64 * 1024, ge=1024, description="Larger request lines + headers get 431.")
     max_connections: int = Field(
-        10000, ge=1, description="Open connections per process; more get 503 and are closed at once."
+        10000,
+        ge=1,
+        description="Open public connections per process; more get 503 and are closed at once (admin: no cap).",
     )
 
 

@@ -10,7 +10,8 @@ ever, holding a socket and, once its headers are in, a request task reading the 
 
 On expiry an idle connection is closed; a request still being read gets ``408`` and is closed
 (the app sees a disconnect). Headers larger than ``max_header_bytes`` get ``431``. A connection
-beyond ``max_connections`` gets ``503`` and is closed. Every answer is an OpenAI error body.
+beyond ``max_connections`` on the public port gets ``503`` and is closed (the admin port is not
+capped, so metrics stay readable during a flood). Every answer is an OpenAI error body.
 Costs: one timer reschedule per phase, none per chunk of a stream.
 """
 
@@ -44,13 +45,25 @@ def _error_response(status: int, message: str, code: str) -> bytes:
     )
 
 
+class _Count:
+    """Open public connections, shared by the protocol objects of one server."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
 class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with read deadlines, a header size bound and a connection cap."""
 
     limits: Listener = Listener()
+    admin_port: int | None = None
+    public: _Count = _Count()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._counted = False
         self._deadline: asyncio.TimerHandle | None = None
         self._phase = _IDLE
         self._header_bytes = 0
@@ -93,14 +106,23 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.limits.max_connections:
-            self._reject(503, "The gateway has too many open connections; retry shortly.", "too_many_connections")
-            return
+        sockname = transport.get_extra_info("sockname")
+        # Only the public listener is capped: under a connection flood the admin listener (metrics,
+        # on a port only the cluster reaches) must still answer, and its scrapes take no public slot.
+        if not (isinstance(sockname, tuple) and sockname[1] == self.admin_port):
+            if self.public.n >= self.limits.max_connections:
+                self._reject(503, "The gateway has too many open connections; retry shortly.", "too_many_connections")
+                return
+            self.public.n += 1
+            self._counted = True
         # The keep-alive timeout holds from the first request on, not only between requests.
         self._arm(self.limits.keepalive_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._counted:
+            self._counted = False
+            self.public.n -= 1
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
@@ -147,6 +169,7 @@ class GuardedProtocol(HttpToolsProtocol):
             self._arm(self.limits.keepalive_timeout)
 
 
-def guarded_protocol(limits: Listener) -> type[GuardedProtocol]:
-    """A protocol class bound to these limits (uvicorn builds one protocol object per connection)."""
-    return type("GuardedProtocol", (GuardedProtocol,), {"limits": limits})
+def guarded_protocol(limits: Listener, admin_port: int | None = None) -> type[GuardedProtocol]:
+    """A protocol class bound to these limits and its own connection count (uvicorn builds one
+    protocol object per connection); connections to ``admin_port`` are not capped."""
+    return type("GuardedProtocol", (GuardedProtocol,), {"limits": limits, "admin_port": admin_port, "public": _Count()})

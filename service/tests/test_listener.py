@@ -24,13 +24,14 @@ SLACK = 2.0  # seconds a deadline may be late on a loaded 2-core machine before 
 
 
 @pytest.fixture(scope="module")
-def gateway() -> Iterator[int]:
-    port = free_port()
+def ports() -> Iterator[tuple[int, int]]:
+    """The gateway's public and admin ports."""
+    port, admin = free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("INFERSTACK_")},
         "INFERSTACK_HOST": "127.0.0.1",
         "INFERSTACK_PORT": str(port),
-        "INFERSTACK_ADMIN_PORT": str(free_port()),
+        "INFERSTACK_ADMIN_PORT": str(admin),
         "INFERSTACK_UPSTREAMS": f"http://127.0.0.1:{free_port()}",  # nothing there: the model is held
         "INFERSTACK_MODELS": "fake-model",
         "INFERSTACK_AUTH_ENABLED": "false",
@@ -54,10 +55,15 @@ def gateway() -> Iterator[int]:
             assert proc.poll() is None, "the gateway exited"
             assert time.monotonic() < deadline, "the gateway did not become ready"
             time.sleep(0.05)
-        yield port
+        yield port, admin
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.fixture
+def gateway(ports: tuple[int, int]) -> int:
+    return ports[0]
 
 
 def connect(port: int) -> socket.socket:
@@ -174,3 +180,36 @@ def test_connections_beyond_the_cap_get_503_and_are_closed(gateway: int) -> None
         if data.startswith(b"HTTP/1.1 200 ") or time.monotonic() > deadline:
             break
     assert data.startswith(b"HTTP/1.1 200 ")
+
+
+def test_the_admin_port_is_not_capped_and_answers_while_the_public_cap_is_full(ports: tuple[int, int]) -> None:
+    public, admin = ports
+
+    def hello(sock: socket.socket) -> bytes:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        return read_response(sock)
+
+    # Connections closed by earlier tests are released asynchronously: retry until none is left.
+    deadline = time.monotonic() + SLACK
+    while True:
+        held_admin = [connect(admin) for _ in range(MAX_CONNECTIONS)]
+        held = [connect(public) for _ in range(MAX_CONNECTIONS)]
+        try:
+            for sock in held_admin:
+                hello(sock)
+            # Admin connections take no public slot: MAX_CONNECTIONS public ones are still served.
+            answers = [hello(sock) for sock in held]
+            if all(a.startswith(b"HTTP/1.1 200 ") for a in answers) or time.monotonic() > deadline:
+                assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers), answers
+                # The public cap is full: one more is refused, and monitoring still works.
+                with connect(public) as extra:
+                    refused, _ = read_until_closed(extra, SLACK)
+                with connect(admin) as sock:
+                    sock.sendall(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                    metrics, _ = read_until_closed(sock, SLACK)
+                break
+        finally:
+            for sock in held + held_admin:
+                sock.close()
+    assert openai_error(refused, 503)["code"] == "too_many_connections"
+    assert metrics.startswith(b"HTTP/1.1 200 ") and b"inferstack_" in metrics

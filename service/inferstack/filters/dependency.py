@@ -60,9 +60,12 @@ class DependencyMetrics:
 class RedisHealth:
     """Is Redis up? Flipped down by the first failure, up by a successful PING."""
 
-    def __init__(self, redis: Any, options: RedisSettings, metrics: DependencyMetrics) -> None:
+    def __init__(
+        self, redis: Any, options: RedisSettings, metrics: DependencyMetrics, features: frozenset[str]
+    ) -> None:
         self._redis = redis
         self.options = options
+        self.features = features  # the features whose state is on Redis (the cache may be in memory)
         self.up = True  # until a call or a PING fails: a gateway must not start as "down"
         self._gauge = metrics.up.labels("redis")
         self._gauge.set(1)
@@ -87,8 +90,8 @@ class RedisHealth:
             )
 
     def refusing(self) -> list[str]:
-        """Features that answer 503 now: empty while Redis is up."""
-        return [] if self.up else self.options.closed_features()
+        """Features on Redis that answer 503 now: empty while Redis is up."""
+        return [] if self.up else [f for f in self.options.closed_features() if f in self.features]
 
     async def check(self) -> None:
         try:

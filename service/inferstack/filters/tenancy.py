@@ -144,12 +144,15 @@ class Tenancy:
         keys = WatchedFile(keys_file, parse_keys, "key file") if keys_file else None
         prices = WatchedFile(prices_file, parse_prices, "price file") if prices_file else None
         metrics = TenancyMetrics(registry, rate_limited)
+        cache_opts = options.cache
+        on_redis = frozenset(("limits", "budgets", "idempotency", "accounting")) | (
+            {"cache"} if cache_opts.backend == "redis" else set()
+        )
         redis: Any = None
         health = None
         if redis_url:
             redis = redis_client(redis_url, options.redis)
-            health = RedisHealth(redis, options.redis, DependencyMetrics(registry))
-        cache_opts = options.cache
+            health = RedisHealth(redis, options.redis, DependencyMetrics(registry), on_redis)
         limiter: Limiter
         ledger: Ledger
         cache: Store
@@ -187,8 +190,7 @@ class Tenancy:
             metrics=metrics,
             admin_key_sha256=admin_key_sha256,
             redis_health=health,
-            on_redis=frozenset(("limits", "budgets", "idempotency", "accounting"))
-            | ({"cache"} if cache_opts.backend == "redis" else set()),
+            on_redis=on_redis,
         )
         tasks = []
         if health is not None:

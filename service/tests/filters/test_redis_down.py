@@ -52,12 +52,14 @@ def entries(key: str) -> list[dict[str, object]]:
     return [{"key_sha256": hash_key(key), "tenant": "acme", "rpm": 100, "tpm": 100000, "monthly_budget_usd": 100.0}]
 
 
-def gateway_settings(redis_url: str, mode: str, timeout: float = TIMEOUT) -> dict[str, object]:
+def gateway_settings(
+    redis_url: str, mode: str, timeout: float = TIMEOUT, cache_backend: str = "redis"
+) -> dict[str, object]:
     policy = dict.fromkeys(("limits", "budgets", "cache", "idempotency"), mode)
     return {
         "redis_url": redis_url,
         "tenancy": {
-            "cache": {"backend": "redis"},
+            "cache": {"backend": cache_backend},
             "redis": {"connect_timeout": timeout, "command_timeout": timeout, "check_interval": 0.2, **policy},
         },
     }
@@ -112,6 +114,23 @@ async def test_fail_closed_answers_503_with_an_openai_body_and_fails_readiness(t
         ready = await client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["refusing"] == ["limits", "budgets", "cache", "idempotency"]
+
+
+async def test_readiness_names_only_features_whose_state_is_on_redis(tmp_path: Path) -> None:
+    """An in-memory cache keeps answering while Redis is down: /readyz must not say it refuses."""
+    key = generate_key()
+    async with (
+        dead_redis("refused") as redis_url,
+        tenant_stack(
+            tmp_path, entries(key), wait_ready=False, **gateway_settings(redis_url, "closed", cache_backend="memory")
+        ) as (url, _),
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+        resp = await client.post("/v1/chat/completions", json=CHAT, headers=bearer(key))
+        assert resp.status_code == 503, resp.text
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["refusing"] == ["limits", "budgets", "idempotency"]
 
 
 async def test_readiness_and_service_come_back_with_redis(tmp_path: Path, redis_url: str) -> None:

@@ -3,7 +3,6 @@ and ``/admin/usage`` (usage and spend per tenant)."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
@@ -11,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import gateway
+from ..clock import wall
 from ..errors import InvalidRequestError
 
 router = APIRouter()
@@ -26,7 +26,7 @@ async def admin_usage(request: Request, start: str = "", end: str = "") -> Respo
     """Usage and spend per tenant for a time range (epoch seconds; default: this month so far)."""
     tenancy = gateway.of(request).tenancy
     try:
-        end_s = float(end) if end else time.time()
+        end_s = float(end) if end else wall()
         start_s = float(start) if start else _month_start(end_s)
         report = await tenancy.usage_report(request.headers.get("authorization"), start_s, end_s)
     except ValueError as exc:

@@ -7,10 +7,11 @@ preferably on a Redis of its own so eviction never touches rate-limit state).
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from ..clock import Clock, monotonic
 
 
 class Store(Protocol):
@@ -29,7 +30,7 @@ class MemoryStore:
     def __init__(
         self,
         max_bytes: int,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = monotonic,
         on_evict: Callable[[int], None] | None = None,
     ) -> None:
         self.max_bytes = max_bytes
@@ -90,7 +91,7 @@ class TenantStores:
     evicts only its own entries. Tenants are those of the key file (bounded by it); ``retain``
     drops the stores of tenants that left it."""
 
-    def __init__(self, max_bytes_per_tenant: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, max_bytes_per_tenant: int, clock: Clock = monotonic) -> None:
         self.max_bytes = max_bytes_per_tenant
         self._clock = clock
         self._stores: dict[str, MemoryStore] = {}

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -233,7 +232,3 @@ class RedisLedger:
                 acc = totals.setdefault((tenant, model), [0] * len(FIELDS))
                 acc[FIELDS.index(name)] += int(raw_value)
         return _rows(totals)
-
-
-def now() -> float:
-    return time.time()

@@ -14,12 +14,11 @@ from a ``finally`` can never release twice.
 from __future__ import annotations
 
 import math
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..clock import Clock, monotonic
 from ..errors import RateLimitError
 from .keys import KeyEntry
 
@@ -128,7 +127,7 @@ class _Bucket:
 class MemoryLimiter:
     """One gateway process. Atomic because check-and-charge contains no ``await``."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Clock = monotonic) -> None:
         self._clock = clock
         self._requests: dict[str, _Bucket] = {}
         self._tokens: dict[str, _Bucket] = {}

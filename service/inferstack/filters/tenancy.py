@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
+from ..clock import Clock, wall
 from ..config import TenancySettings
 from ..errors import NotFoundError, QuotaExceededError
 from .auth import ANONYMOUS_PRINCIPAL, Principal, authenticate, check_admin
@@ -92,7 +92,7 @@ class Tenancy:
         idempotency: Idempotency,
         metrics: TenancyMetrics,
         admin_key_sha256: str = "",
-        clock: Callable[[], float] = time.time,
+        clock: Clock = wall,
         redis_health: RedisHealth | None = None,
         on_redis: frozenset[str] = frozenset(),
     ) -> None:

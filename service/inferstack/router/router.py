@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 import aiohttp
 import orjson
 
+from ..clock import monotonic
 from ..config import Settings
 from ..exchange import Exchange, Responder
 from ..kvcache.service import KVRouting
@@ -62,7 +62,7 @@ class Router:
             engines = [e.url for e in self._cluster.candidates(ex.model)]
             tokens = await self._kv.token_ids(ex.model, payload, ex.endpoint, engines)
             self._scheduler.give_tokens(route, tokens, payload)
-        ex.deadline = time.monotonic() + self._settings.timeouts.total
+        ex.deadline = monotonic() + self._settings.timeouts.total
         budget = self._budget
         budget.active += 1
         retrying = False
@@ -88,7 +88,7 @@ class Router:
                 if (
                     not failure.retryable
                     or ex.attempts > self._settings.retry.max_retries
-                    or time.monotonic() + wait >= ex.deadline
+                    or monotonic() + wait >= ex.deadline
                 ):
                     raise failure.error
                 if not retrying:
@@ -121,7 +121,7 @@ class Router:
         timeouts = self._settings.timeouts
         loop = asyncio.get_running_loop()
         limit = timeouts.first_byte if ex.stream else timeouts.response
-        by = loop.time() + min(limit, ex.deadline - time.monotonic())
+        by = loop.time() + min(limit, ex.deadline - monotonic())
         failure: AttemptError | None
         try:
             reply = await attempt(self._session, endpoint, path, ex, by)

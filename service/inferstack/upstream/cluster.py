@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
 import orjson
 
+from ..clock import monotonic
 from ..config import Settings
 from ..metrics.gateway import GatewayMetrics
 from .endpoint import Endpoint
@@ -66,16 +66,16 @@ class Cluster:
 
     # -- queries ----------------------------------------------------------------------------------
     def candidates(self, model: str, now: float | None = None) -> list[Endpoint]:
-        now = time.monotonic() if now is None else now
+        now = monotonic() if now is None else now
         return [e for e in self.endpoints.values() if model in e.models and e.available(now)]
 
     def ready(self) -> bool:
-        now = time.monotonic()
+        now = monotonic()
         return any(e.available(now) for e in self.endpoints.values())
 
     def model_cards(self) -> list[dict[str, Any]]:
         """``/v1/models`` entries of every available replica, one per model id."""
-        now = time.monotonic()
+        now = monotonic()
         cards: dict[str, dict[str, Any]] = {}
         for endpoint in self.endpoints.values():
             if endpoint.available(now):
@@ -111,7 +111,7 @@ class Cluster:
 
     def record_failure(self, endpoint: Endpoint, model: str) -> None:
         peers = [e for e in self.endpoints.values() if model in e.models]
-        self.outliers.failure(endpoint, peers, time.monotonic())
+        self.outliers.failure(endpoint, peers, monotonic())
 
     def _ejected(self, endpoint: Endpoint) -> None:
         for model in endpoint.models:
@@ -121,14 +121,14 @@ class Cluster:
             extra={
                 "upstream": endpoint.url,
                 "ejections": endpoint.ejections,
-                "seconds": round(endpoint.ejected_until - time.monotonic(), 1),
+                "seconds": round(endpoint.ejected_until - monotonic(), 1),
             },
         )
         self._notify()
         # Check it again as soon as the ejection ends, not a whole interval later.
         task = self._checkers.get(endpoint.url)
         if task is not None and not self._closed:
-            delay = max(0.0, endpoint.ejected_until - time.monotonic())
+            delay = max(0.0, endpoint.ejected_until - monotonic())
             asyncio.get_running_loop().call_later(delay, self._notify)
 
     # -- active health ----------------------------------------------------------------------------
@@ -173,7 +173,7 @@ class Cluster:
             return False, {}
 
     def _publish_replica_gauges(self) -> None:
-        now = time.monotonic()
+        now = monotonic()
         counts: dict[str, list[int]] = {m: [0, 0] for m in self.known_models}
         for endpoint in self.endpoints.values():
             for model in endpoint.models:

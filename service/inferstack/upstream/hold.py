@@ -17,9 +17,9 @@ frees the slot. The queue knows nothing of scheduling.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 
+from ..clock import monotonic
 from ..config import Settings
 from ..errors import NoUpstreamError, RateLimitError
 from ..metrics.gateway import GatewayMetrics
@@ -70,7 +70,7 @@ class HoldQueue:
         self._hold(model, +1)
         if queue[0] is not waiter and self._free(model, exclude):
             self._wake(model)
-        started = time.monotonic()
+        started = monotonic()
         taken: list[Endpoint] = []
         try:
             while True:
@@ -82,7 +82,7 @@ class HoldQueue:
                 # not keep a client that long: it gets 429 and retries, or another gateway takes it.
                 at_capacity = bool(self._cluster.candidates(model))
                 limit = self._settings.queue_timeout if at_capacity else self._settings.hold_timeout
-                remaining = started + limit - time.monotonic()
+                remaining = started + limit - monotonic()
                 if remaining <= 0:
                     break
                 if waiter.woken.done():

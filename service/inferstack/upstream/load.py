@@ -10,10 +10,10 @@ this one table, so another engine only needs another table.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import aiohttp
 
+from ..clock import monotonic
 from .cluster import Cluster
 from .endpoint import EngineLoad
 
@@ -68,4 +68,4 @@ class LoadScraper:
             return  # the old scrape ages out; a stale load steers nothing
         endpoint = self._cluster.endpoints.get(url)
         if endpoint is not None:
-            endpoint.load = parse_load(text, time.monotonic())
+            endpoint.load = parse_load(text, monotonic())

@@ -31,6 +31,8 @@ from .metrics.gateway import GatewayMetrics
 from .router.router import Router
 from .scheduling import Scheduler
 from .types import Receive, Scope, Send
+from .upstream.adapter_loader import AdapterLoader
+from .upstream.adapters import AdapterPlacement
 from .upstream.client import create_session
 from .upstream.cluster import Cluster
 from .upstream.discovery import from_settings
@@ -111,12 +113,21 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
         catalog = Catalog.load(settings.catalog_file) if settings.catalog_file else None
         if catalog is not None:
             cluster.known_models.update(catalog.declared())
+        placement = AdapterPlacement(catalog, metrics)
+        adapters = AdapterLoader(settings, session, catalog, placement, metrics)
+        stack.push_async_callback(adapters.close)
+        cluster.placement = placement
+        cluster.adapter_bases = adapters.loadable()
+        if catalog is not None:
+            for row in catalog.info():
+                metrics.model_info.labels(*row).set(1)
         holds = HoldQueue(settings, cluster, metrics)
         kv = None
         if settings.kv_events.enabled:
             kv = KVRouting(settings.kv_events, session, metrics.registry)
             stack.push_async_callback(kv.close)
-        router = Router(settings, session, cluster, holds, Scheduler(settings, metrics, kv), metrics, kv)
+        scheduler = Scheduler(settings, metrics, kv, placement)
+        router = Router(settings, session, cluster, holds, scheduler, metrics, kv, adapters)
         gateway = Gateway(settings, metrics, session, cluster, tenancy, catalog)
         for kind in PATHS:
             gateway.endpoints[kind] = OpenAIEndpoint(kind, settings, cluster, router, tenancy, metrics, catalog)
@@ -132,7 +143,7 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
                 hub.set_urls(urls)
 
         gateway.tasks.append(asyncio.create_task(discovery.run(on_urls), name="discovery"))
-        scraper = LoadScraper(cluster, session, settings.routing.scrape_interval)
+        scraper = LoadScraper(cluster, session, settings.routing.scrape_interval, placement)
         gateway.tasks.append(asyncio.create_task(scraper.run(), name="engine load scraper"))
         try:
             yield

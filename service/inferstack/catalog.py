@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +31,32 @@ class AdapterRoute:
 
 
 @dataclass(frozen=True)
+class AdapterVersion:
+    """One version of an adapter as engines know it (``served_name``, e.g. ``sql-bot@v3``)."""
+
+    adapter: str
+    base: str
+    source: str
+    """Where it lives: an S3 URI under the base's ``adapters_uri``, or a local directory."""
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """A base model's LoRA settings: ``max_loras`` adapters loaded at once per replica."""
+
+    max_loras: int
+    adapters_uri: str
+
+
+@dataclass(frozen=True)
 class Catalog:
     models: frozenset[str]
     aliases: Mapping[str, str]
     adapters: Mapping[str, AdapterRoute]
+    versions: Mapping[str, AdapterVersion] = field(default_factory=dict)
+    """Every adapter version by the name engines know it by."""
+    lora: Mapping[str, LoraSpec] = field(default_factory=dict)
+    """Base models that serve adapters."""
 
     @classmethod
     def load(cls, path: str) -> Catalog:
@@ -50,12 +72,22 @@ class Catalog:
                 )
                 for name, spec in document["adapters"].items()
             }
+            versions = {
+                str(v["served_name"]): AdapterVersion(str(name), str(spec["base"]), str(v.get("source") or ""))
+                for name, spec in document["adapters"].items()
+                for v in spec["versions"]
+            }
+            lora = {
+                str(m): LoraSpec(int(spec["lora"]["max_loras"]), str(spec["lora"].get("adapters_uri") or ""))
+                for m, spec in document["models"].items()
+                if isinstance(spec, dict) and spec.get("lora")
+            }
         except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"catalog file {path}: {type(exc).__name__}: {exc}") from None
         for name, target in [*aliases.items(), *((n, a.base) for n, a in adapters.items())]:
             if target not in models:
                 raise ValueError(f"catalog file {path}: {name} points at {target!r}, which is not a model")
-        return cls(models, aliases, adapters)
+        return cls(models, aliases, adapters, versions, lora)
 
     def declared(self) -> set[str]:
         """What engines are asked for: models and every adapter version (they exist at zero replicas)."""
@@ -69,6 +101,36 @@ class Catalog:
             return self.aliases[name]
         adapter = self.adapters.get(name)
         return adapter.pick(draw) if adapter is not None else None
+
+    def base_of(self, served: str) -> str | None:
+        """The base model of an adapter version (None: not a catalogued adapter version)."""
+        version = self.versions.get(served)
+        return version.base if version is not None else None
+
+    def adapter_path(self, served: str, root: str) -> str | None:
+        """Where an engine finds an adapter version on its own disk (``lora_path`` of a runtime load).
+
+        A local ``source`` (an absolute path) is used as is; an S3 one is taken to be mirrored below
+        ``root`` as it is below the base model's ``adapters_uri`` (``<root>/sql-bot/v3``).
+        """
+        version = self.versions.get(served)
+        if version is None or not version.source:
+            return None
+        if version.source.startswith("/"):
+            return version.source.rstrip("/") or "/"
+        spec = self.lora.get(version.base)
+        prefix = spec.adapters_uri if spec is not None else ""
+        if prefix and version.source.startswith(prefix):
+            below = version.source[len(prefix) :]
+        else:  # not under the base's URI: its last two parts (<adapter>/<version>)
+            below = "/".join(version.source.rstrip("/").split("/")[-2:])
+        return f"{root.rstrip('/')}/{below.strip('/')}"
+
+    def info(self) -> list[tuple[str, str, str]]:
+        """(model, base_model, adapter) for every served name: ``inferstack_model_info``'s series."""
+        rows = [(m, m, "") for m in sorted(self.models)]
+        rows += [(served, v.base, v.adapter) for served, v in sorted(self.versions.items())]
+        return rows
 
     def cards(self) -> list[dict[str, Any]]:
         """``/v1/models`` entries: every model, and every adapter with its base as ``parent`` (as vLLM lists them)."""

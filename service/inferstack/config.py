@@ -224,10 +224,13 @@ BUILTIN_PROFILES: dict[str, ProfileSpec] = {
     "precise_prefix": ProfileSpec(
         filters=("bounded_load",), scorers={"precise_prefix": 3.0, "load": 1.0, "kv_cache": 1.0}
     ),
+    "adapter_affinity": ProfileSpec(filters=("bounded_load",), scorers={"adapter": 1.0}),
 }
-"""The five policies as profiles; ``least_load`` has no scorer: every candidate ties and the picker
-takes the least loaded. ``precise_prefix`` exists only with ``kv_events.enabled`` (its weights are
-llm-d's prefix-heavy defaults: a cached prefix outweighs load and KV usage together)."""
+"""The six policies as profiles; ``least_load`` has no scorer: every candidate ties and the picker
+takes the least loaded. ``adapter_affinity`` sends a LoRA adapter's requests to replicas that hold it
+(then a free slot, then the least loaded; bounded loads cap each replica). ``precise_prefix`` exists
+only with ``kv_events.enabled`` (its weights are llm-d's prefix-heavy defaults: a cached prefix
+outweighs load and KV usage together)."""
 
 
 class Routing(BaseModel):
@@ -291,6 +294,25 @@ class KVEvents(BaseModel):
     max_blocks: int = Field(512, ge=1, description="Leading prompt blocks hashed per request.")
 
 
+class Adapters(BaseModel):
+    """LoRA adapters loaded on demand by the gateway (docs/adapters.md)."""
+
+    load: bool = Field(
+        True,
+        description="Before sending a catalogued adapter's request to a replica that lacks it, load it there"
+        " (POST /v1/load_lora_adapter; engines need VLLM_ALLOW_RUNTIME_LORA_UPDATING=True). Off: adapters route"
+        " only to replicas that list them.",
+    )
+    root: str = Field(
+        "/adapters",
+        description="Where engines find adapters on their own disk: an S3 `source` in the catalog is sent as"
+        " <root>/<its path below the base model's lora.adapters_uri>; a local `source` (/...) is sent as is.",
+    )
+    load_timeout: float = Field(
+        60.0, gt=0, description="Seconds one adapter load may take (never past the request's own deadline)."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -329,7 +351,8 @@ class Settings(BaseSettings):
     routing_policy: str = Field(
         "prefix_affinity",
         description="The scheduling profile that chooses a replica: prefix_affinity, least_load, session,"
-        " round_robin, precise_prefix (needs kv_events.enabled), or one of `routing.profiles`.",
+        " round_robin, precise_prefix (needs kv_events.enabled), adapter_affinity (LoRA adapters where they"
+        " are loaded), or one of `routing.profiles`.",
     )
     auth_enabled: bool = Field(True, description="Require `Authorization: Bearer <key>`.")
     keys_file: str = Field("", description="YAML file of API key entries; reloaded when it changes.")
@@ -372,6 +395,7 @@ class Settings(BaseSettings):
     outlier: OutlierDetection = Field(default_factory=OutlierDetection)
     routing: Routing = Field(default_factory=Routing)
     kv_events: KVEvents = Field(default_factory=KVEvents)
+    adapters: Adapters = Field(default_factory=Adapters)
     listener: Listener = Field(default_factory=Listener)
     tenancy: TenancySettings = Field(default_factory=TenancySettings)
 

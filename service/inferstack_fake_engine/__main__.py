@@ -31,6 +31,15 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[EngineConfig, str, in
     p.add_argument("--embedding-dim", type=int, default=8)
     p.add_argument("--record-requests", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
+    lora = p.add_argument_group("LoRA adapters (lora.py: slots, LRU, loads)")
+    lora.add_argument("--max-loras", type=int, default=0, help="adapter slots; 0: no LoRA")
+    lora.add_argument("--lora-module", action="append", default=[], metavar="NAME=PATH", help="registered at start")
+    lora.add_argument(
+        "--runtime-lora-updating",
+        action="store_true",
+        help="serve POST /v1/load_lora_adapter (as vLLM with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True)",
+    )
+    lora.add_argument("--lora-load-delay", type=float, default=0.0, help="seconds per adapter load")
     timing = p.add_argument_group("plain-mode timing and faults (changeable at run time: POST /_fake/config)")
     timing.add_argument("--ttft", type=float, default=0.0, help="seconds to the first token")
     timing.add_argument("--itl", type=float, default=0.0, help="seconds between tokens")
@@ -60,6 +69,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[EngineConfig, str, in
             "disconnect": a.disconnect,
             "fail_after_tokens": a.fail_after_tokens,
             "fail_mode": a.fail_mode,
+            "lora_load_delay": a.lora_load_delay,
         }
     )
     params = SimParams(**{f.name: getattr(a, f"sim_{f.name}") for f in dataclasses.fields(SimParams)})
@@ -70,6 +80,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[EngineConfig, str, in
         embedding_dim=a.embedding_dim,
         record_requests=a.record_requests,
         seed=a.seed,
+        max_loras=a.max_loras,
+        lora_modules=tuple((n, path) for n, _, path in (m.partition("=") for m in a.lora_module) if path),
+        runtime_lora_updating=a.runtime_lora_updating,
         sim=params if a.sim else None,
         behaviour=behaviour,
     )

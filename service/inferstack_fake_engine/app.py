@@ -18,6 +18,7 @@ from aiohttp import web
 from . import shapes
 from .backends import Backend, make_backend
 from .config import EngineConfig
+from .lora import LoraError, Loras
 from .metrics import render
 from .shapes import Kind, StreamChunks
 from .text import count_tokens, prompt_text, render_chat
@@ -33,6 +34,14 @@ class EngineState:
         self.requests: deque[dict[str, Any]] = deque(maxlen=config.record_requests)
         self.successes: Counter[str] = Counter()
         self.rng = random.Random(config.seed)
+        self.loras: Loras | None = None
+        if config.max_loras > 0:
+            self.loras = Loras(config.max_loras)
+            for name, path in config.lora_modules:  # loaded at start, as vLLM's --lora-modules
+                self.loras.registered[name] = path
+                self.loras.resident[name] = None
+                if len(self.loras.resident) > config.max_loras:
+                    self.loras.resident.popitem(last=False)
 
 
 STATE = web.AppKey("state", EngineState)
@@ -52,6 +61,9 @@ def create_app(config: EngineConfig | None = None) -> web.Application:
     app.router.add_get("/_fake/config", _get_config)
     app.router.add_post("/_fake/config", _set_config)
     app.router.add_get("/_fake/requests", _get_requests)
+    app.router.add_get("/_fake/lora", _get_lora)
+    if state.loras is not None and state.config.runtime_lora_updating:
+        app.router.add_post("/v1/load_lora_adapter", _load_lora)
     app.router.add_delete("/_fake/requests", _clear_requests)
     app.on_response_prepare.append(_echo_request_id)
 
@@ -83,6 +95,12 @@ async def _models(request: web.Request) -> web.Response:
         }
         for m in cfg.models
     ]
+    loras = request.app[STATE].loras
+    if loras is not None:
+        data += [
+            {"id": name, "object": "model", "created": 0, "owned_by": "vllm", "root": path, "parent": cfg.models[0]}
+            for name, path in loras.registered.items()
+        ]
     return _json({"object": "list", "data": data})
 
 
@@ -92,7 +110,7 @@ async def _metrics(request: web.Request) -> web.Response:
     b = state.behaviour
     overrides = {"running": b.report_running, "waiting": b.report_waiting, "kv_cache_usage": b.report_kv_cache_usage}
     snap = type(snap)(**{**snap.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
-    body = render(state.config.models[0], snap, state.successes)
+    body = render(state.config.models[0], snap, state.successes, state.loras)
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
@@ -100,6 +118,25 @@ async def _echo_request_id(request: web.Request, response: web.StreamResponse) -
     rid = request.headers.get("x-request-id")
     if rid is not None:
         response.headers["x-request-id"] = rid
+
+
+async def _load_lora(request: web.Request) -> web.Response:
+    """``POST /v1/load_lora_adapter``: vLLM's checks and answers; the adapter becomes resident."""
+    state = request.app[STATE]
+    loras = state.loras
+    assert loras is not None
+    try:
+        body = orjson.loads(await request.read())
+        if not isinstance(body, dict):
+            raise orjson.JSONDecodeError("expected an object", "", 0)
+        name, path = str(body.get("lora_name") or ""), str(body.get("lora_path") or "")
+        loras.register(name, path, state.config.models)
+    except orjson.JSONDecodeError:
+        return _bad_request("request body must be a JSON object", None)
+    except LoraError as err:
+        return _json(shapes.error_body(str(err), err.status), status=err.status)
+    await loras.load(name, state.behaviour.lora_load_delay)
+    return web.Response(text=f"Success: LoRA adapter '{name}' added successfully.")
 
 
 # -- test controls ------------------------------------------------------------------------------------
@@ -117,6 +154,11 @@ async def _set_config(request: web.Request) -> web.Response:
     except (ValueError, orjson.JSONDecodeError) as exc:
         return _json(shapes.error_body(str(exc), 400), status=400)
     return _json(state.behaviour.as_dict())
+
+
+async def _get_lora(request: web.Request) -> web.Response:
+    loras = request.app[STATE].loras
+    return _json(loras.as_dict() if loras is not None else None)
 
 
 async def _get_requests(request: web.Request) -> web.Response:
@@ -144,7 +186,7 @@ async def _generate(request: web.Request, kind: Kind) -> web.StreamResponse:
         return early
     cfg, b = state.config, state.behaviour
     model = payload.get("model")
-    if model not in cfg.models:
+    if model not in cfg.models and (state.loras is None or model not in state.loras.registered):
         return _json(shapes.error_body(f"The model `{model}` does not exist.", 404, "model"), status=404)
     if kind == "chat":
         messages = payload.get("messages")
@@ -169,23 +211,31 @@ async def _generate(request: web.Request, kind: Kind) -> web.StreamResponse:
         )
     n = b.output_tokens if max_tokens is None else min(max_tokens, b.output_tokens)
     finish = "length" if max_tokens is not None and n == max_tokens else "stop"
-    request_id = shapes.new_id(kind)
-    tokens = state.backend.generate(model, prompt, prompt_tokens, n)
-    if payload.get("stream") is True:
-        options = payload.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        chunks = StreamChunks(kind, request_id, model)
-        return await _stream(request, state, tokens, chunks, n, finish, prompt_tokens, include_usage)
-    fail_after = b.fail_after_tokens
-    fail_mode = b.fail_mode
+    loras = state.loras
+    adapter = model if loras is not None and model in loras.registered else None
+    if loras is not None and adapter is not None:  # a slot (and a load, when evicted) first
+        await loras.acquire(adapter, b.lora_load_delay)
     try:
-        async for count in tokens:
-            if 0 <= fail_after < n and count >= fail_after:
-                return await _break(request, state, fail_mode, None)
+        request_id = shapes.new_id(kind)
+        tokens = state.backend.generate(model, prompt, prompt_tokens, n)
+        if payload.get("stream") is True:
+            options = payload.get("stream_options")
+            include_usage = isinstance(options, dict) and options.get("include_usage") is True
+            chunks = StreamChunks(kind, request_id, model)
+            return await _stream(request, state, tokens, chunks, n, finish, prompt_tokens, include_usage)
+        fail_after = b.fail_after_tokens
+        fail_mode = b.fail_mode
+        try:
+            async for count in tokens:
+                if 0 <= fail_after < n and count >= fail_after:
+                    return await _break(request, state, fail_mode, None)
+        finally:
+            await tokens.aclose()
+        state.successes[finish] += 1
+        return _json(shapes.completion_body(kind, request_id, model, prompt_tokens, n, finish))
     finally:
-        await tokens.aclose()
-    state.successes[finish] += 1
-    return _json(shapes.completion_body(kind, request_id, model, prompt_tokens, n, finish))
+        if loras is not None and adapter is not None:
+            await loras.release(adapter)
 
 
 async def _stream(

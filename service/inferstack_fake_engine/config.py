@@ -50,6 +50,8 @@ class Behaviour:
     """Override for ``vllm:num_requests_waiting``."""
     report_kv_cache_usage: float | None = None
     """Override for ``vllm:kv_cache_usage_perc`` (0..1)."""
+    lora_load_delay: float = 0.0
+    """Seconds to load a LoRA adapter into a slot (a runtime load, or a request for an evicted one)."""
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply a partial update; raise ValueError naming the first bad field (nothing is changed then)."""
@@ -77,13 +79,19 @@ class EngineConfig:
     record_requests: int = 100
     """How many received requests ``GET /_fake/requests`` keeps (oldest dropped first)."""
     seed: int = 0
+    max_loras: int = 0
+    """LoRA adapter slots (vLLM ``--max-loras``); 0: no LoRA (``lora.py`` says what is simulated)."""
+    lora_modules: tuple[tuple[str, str], ...] = ()
+    """Adapters registered at start, (name, path), as ``--lora-modules name=path`` (needs ``max_loras``)."""
+    runtime_lora_updating: bool = False
+    """Serve ``POST /v1/load_lora_adapter`` (vLLM with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``)."""
     sim: SimParams | None = None
     """Simulator mode (a vLLM replica model) when set; plain mode (fixed TTFT and ITL) when None."""
     behaviour: Behaviour = field(default_factory=Behaviour)
     """Initial behaviour; each app gets its own copy."""
 
 
-_FLOATS = {"ttft", "itl", "first_byte_delay", "error_rate"}
+_FLOATS = {"ttft", "itl", "first_byte_delay", "error_rate", "lora_load_delay"}
 _OPTIONAL_FLOATS = {"report_running", "report_waiting", "report_kv_cache_usage"}
 _INTS = {"output_tokens", "error_status", "fail_after_tokens"}
 _BOOLS = {"hang", "disconnect"}

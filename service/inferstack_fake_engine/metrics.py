@@ -7,8 +7,11 @@ and a registry per engine buys nothing for a dozen series. Names, labels (``mode
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from .lora import Loras
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ _COUNTERS = (
 FINISHED_REASONS = ("stop", "length", "abort", "error")
 
 
-def render(model_name: str, snap: Snapshot, successes: Mapping[str, int]) -> bytes:
+def render(model_name: str, snap: Snapshot, successes: Mapping[str, int], loras: Loras | None = None) -> bytes:
     labels = f'engine="0",model_name="{_escape(model_name)}"'
     lines: list[str] = []
     for name, help_text, attr in _GAUGES:
@@ -63,7 +66,30 @@ def render(model_name: str, snap: Snapshot, successes: Mapping[str, int]) -> byt
         f"# TYPE {name} gauge",
         f'{name}{{block_size="{snap.block_size}",engine="0",num_gpu_blocks="{snap.num_blocks}"}} 1.0',
     ]
+    if loras is not None:
+        lines += _lora_lines(loras)
     return ("\n".join(lines) + "\n").encode()
+
+
+def _lora_lines(loras: Loras) -> list[str]:
+    """vLLM's ``vllm:lora_requests_info`` (one series, valued as vLLM does: the time it was set; vLLM
+    also keeps the stale label sets of earlier states, with older times) and the fake's load counter."""
+    running = ",".join(a for a, n in loras.running.items() if n > 0)
+    waiting = ",".join(a for a, n in loras.waiting.items() if n > 0)
+    name = "vllm:lora_requests_info"
+    lines = [
+        f"# HELP {name} Running stats on lora requests.",
+        f"# TYPE {name} gauge",
+        f'{name}{{max_lora="{loras.max_loras}",running_lora_adapters="{_escape(running)}",'
+        f'waiting_lora_adapters="{_escape(waiting)}"}} {time.time()}',
+    ]
+    name = "fake_engine_lora_loads"
+    lines += [
+        f"# HELP {name}_total Adapter loads into a slot since start (runtime loads and swaps).",
+        f"# TYPE {name} counter",
+    ]
+    lines += [f'{name}_total{{lora_name="{_escape(a)}"}} {float(n)}' for a, n in sorted(loras.loads.items())]
+    return lines
 
 
 def _escape(value: str) -> str:

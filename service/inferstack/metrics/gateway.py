@@ -161,6 +161,43 @@ class GatewayMetrics:
             ["tenant", "limit"],
             registry=r,
         )
+        self.adapter_decisions = Counter(
+            "inferstack_adapter_routing_decisions",
+            "Routing decisions for adapter requests: loaded, free_slot, least_loaded, capped, unknown_state.",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.adapter_loads = Counter(
+            "inferstack_adapter_loads",
+            "Adapter loads the gateway caused: runtime_load (it loaded the adapter) or swap (predicted reload).",
+            ["model", "adapter", "kind"],
+            registry=r,
+        )
+        self.adapter_load_failures = Counter(
+            "inferstack_adapter_load_failures",
+            "Runtime adapter loads that failed: status, timeout, connect.",
+            ["model", "adapter", "reason"],
+            registry=r,
+        )
+        self.adapter_load_duration = Histogram(
+            "inferstack_adapter_load_duration_seconds",
+            "The gateway's runtime adapter loads (POST /v1/load_lora_adapter).",
+            ["model"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.adapter_replicas = Gauge(
+            "inferstack_adapter_replicas",
+            "Replicas the gateway believes hold the adapter resident.",
+            ["model", "adapter"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "inferstack_model_info",
+            "1 per catalogued served name: its base model and adapter (empty for a base model).",
+            ["model", "base_model", "adapter"],
+            registry=r,
+        )
         build = Gauge("inferstack_build_info", "Always 1.", ["version"], registry=r)
         build.labels(__version__).set(1)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}

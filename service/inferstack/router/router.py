@@ -25,6 +25,7 @@ from ..kvcache.service import KVRouting
 from ..metrics.gateway import GatewayMetrics
 from ..relay.relay import relay_stream, relay_whole
 from ..scheduling import Route, Scheduler
+from ..upstream.adapter_loader import AdapterLoader
 from ..upstream.client import AttemptError, attempt
 from ..upstream.cluster import Cluster
 from ..upstream.endpoint import Endpoint
@@ -44,8 +45,10 @@ class Router:
         scheduler: Scheduler,
         metrics: GatewayMetrics,
         kv: KVRouting | None = None,
+        adapters: AdapterLoader | None = None,
     ) -> None:
         self._kv = kv
+        self._adapters = adapters
         self._settings = settings
         self._session = session
         self._cluster = cluster
@@ -121,21 +124,17 @@ class Router:
         timeouts = self._settings.timeouts
         loop = asyncio.get_running_loop()
         limit = timeouts.first_byte if ex.stream else timeouts.response
-        by = loop.time() + min(limit, ex.deadline - monotonic())
-        failure: AttemptError | None
-        try:
-            reply = await attempt(self._session, endpoint, path, ex, by)
-        except AttemptError as err:
-            failure = err
-        else:
+        failure: AttemptError | None = None
+        adapters = self._adapters
+        if adapters is not None:  # a LoRA adapter the replica lacks is loaded there first
+            failure = await adapters.prepare(endpoint, ex.model, ex.deadline)
+        if failure is None:
             try:
-                if reply.streaming:
-                    failure = await relay_stream(reply, ex, out, self._metrics, timeouts.idle, timeouts.client_write)
-                else:
-                    await relay_whole(reply, ex, out, self._metrics)
-                    failure = None
+                by = loop.time() + min(limit, ex.deadline - monotonic())
+                failure = await self._send(endpoint, path, ex, out, by)
             finally:
-                reply.close()
+                if adapters is not None:
+                    adapters.done(endpoint, ex.model)
         if failure is not None:
             self._metrics.upstream_errors.labels(ex.model, failure.kind).inc()
             if not out.started:
@@ -144,6 +143,23 @@ class Router:
                     extra={"request_id": ex.request_id, "upstream": endpoint.url, "kind": failure.kind},
                 )
         return failure
+
+    async def _send(
+        self, endpoint: Endpoint, path: str, ex: Exchange, out: Responder, by: float
+    ) -> AttemptError | None:
+        """The attempt (its first byte or whole answer by loop time ``by``) and its relay."""
+        timeouts = self._settings.timeouts
+        try:
+            reply = await attempt(self._session, endpoint, path, ex, by)
+        except AttemptError as err:
+            return err
+        try:
+            if reply.streaming:
+                return await relay_stream(reply, ex, out, self._metrics, timeouts.idle, timeouts.client_write)
+            await relay_whole(reply, ex, out, self._metrics)
+            return None
+        finally:
+            reply.close()
 
 
 def _ask_for_usage(payload: dict[str, Any], ex: Exchange) -> None:

@@ -110,7 +110,7 @@ class Profile:
     def _decided(self, state: CycleState, url: str, reason: Any) -> Decision:
         for learner in self._learners:
             learner.picked(state, url)
-        return Decision(url, reason, state.prefix_blocks)
+        return Decision(url, reason, state.prefix_blocks, state.adapter_reason)
 
 
 def make_policy(name: str, profiles: Mapping[str, ProfileSpec] | None = None, **settings: Any) -> Profile:

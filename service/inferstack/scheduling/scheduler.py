@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 from ..config import Settings
 from ..errors import InvalidRequestError
 from ..metrics.gateway import GatewayMetrics
+from ..upstream.adapters import AdapterPlacement
 from ..upstream.endpoint import Endpoint
 from .framework import Profile, make_policy
+from .plugins.adapter import Adapter
 from .plugins.precise_prefix import PrecisePrefix
 from .render import render_chat_prompt
 from .types import EndpointLoad, RoutingRequest
@@ -38,7 +40,13 @@ class Route:
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, metrics: GatewayMetrics, kv: KVRouting | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: GatewayMetrics,
+        kv: KVRouting | None = None,
+        placement: AdapterPlacement | None = None,
+    ) -> None:
         knobs = settings.routing.plugin_settings()
         profiles = settings.routing.all_profiles()
         if kv is None:  # without KV events there is nothing precise about it
@@ -50,6 +58,11 @@ class Scheduler:
                 for scorer, _ in profile.scorers:
                     if isinstance(scorer, PrecisePrefix):
                         scorer.attach(kv.index, hash_seed=kv.settings.hash_seed, max_blocks=kv.settings.max_blocks)
+        if placement is not None:
+            for profile in self._profiles.values():
+                for scorer, _ in profile.scorers:
+                    if isinstance(scorer, Adapter):
+                        scorer.attach(placement)
         self._default = settings.routing_policy
         self._max_age = settings.routing.load_max_age
         self._metrics = metrics
@@ -94,6 +107,8 @@ class Scheduler:
         decision = self._profiles[route.policy].pick(route.request, snapshot)
         route.reason = decision.reason
         self._metrics.child(self._metrics.routing_decisions, route.policy, decision.reason).inc()
+        if decision.adapter_reason is not None:
+            self._metrics.child(self._metrics.adapter_decisions, route.request.model, decision.adapter_reason).inc()
         return by_url[decision.url]
 
 

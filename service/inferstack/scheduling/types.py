@@ -17,7 +17,13 @@ Reason = Literal[
     "only_candidate",
     "no_tokens",
     "no_events",
+    "loaded",
+    "free_slot",
+    "least_loaded",
+    "capped",
+    "unknown_state",
 ]
+ADAPTER_REASONS: tuple[Reason, ...] = ("loaded", "free_slot", "least_loaded", "capped", "unknown_state")
 REASONS: tuple[Reason, ...] = (
     "prefix_hit",
     "prefix_miss",
@@ -29,6 +35,7 @@ REASONS: tuple[Reason, ...] = (
     "only_candidate",
     "no_tokens",
     "no_events",
+    *ADAPTER_REASONS,
 )
 
 
@@ -63,6 +70,8 @@ class Decision:
     reason: Reason
     prefix_blocks: int = 0
     """Leading prompt blocks the chosen replica was believed to hold (for the log line)."""
+    adapter_reason: Reason | None = None
+    """For a LoRA adapter request under a profile with the ``adapter`` scorer: why this replica."""
 
 
 class NoCandidateError(LookupError):
@@ -81,6 +90,7 @@ class CycleState:
     fallback: bool = False
     """A filter kept candidates it would have dropped, for want of any other (reason ``load_bound``)."""
     prefix_blocks: int = 0
+    adapter_reason: Reason | None = None
     notes: dict[str, object] = field(default_factory=dict)
     """Per-plugin values for its own later calls in the same decision, keyed by plugin name."""
 

@@ -18,6 +18,7 @@ import orjson
 from ..clock import monotonic
 from ..config import Settings
 from ..metrics.gateway import GatewayMetrics
+from .adapters import AdapterPlacement
 from .endpoint import Endpoint
 from .outlier import OutlierDetector
 
@@ -32,6 +33,11 @@ class Cluster:
         self.endpoints: dict[str, Endpoint] = {}
         self.known_models: set[str] = set(settings.models)
         """Declared models and every model a replica has served: requests for them wait (scale from zero)."""
+        self.adapter_bases: dict[str, str] = {}
+        """Adapters the gateway loads on demand (served name -> base model): any replica of the base
+        serves them, listed or not (set by the app from the catalog)."""
+        self.placement: AdapterPlacement | None = None
+        """Told each replica's adapters (its /v1/models cards) and when a replica leaves."""
         self.outliers = OutlierDetector(settings.outlier, self._ejected)
         self._changed: asyncio.Future[None] | None = None
         self._checkers: dict[str, asyncio.Task[None]] = {}
@@ -44,6 +50,8 @@ class Cluster:
         for url in list(self.endpoints):
             if url not in wanted:
                 del self.endpoints[url]
+                if self.placement is not None:
+                    self.placement.forget(url)
                 task = self._checkers.pop(url, None)
                 if task is not None:
                     task.cancel()
@@ -67,7 +75,19 @@ class Cluster:
     # -- queries ----------------------------------------------------------------------------------
     def candidates(self, model: str, now: float | None = None) -> list[Endpoint]:
         now = monotonic() if now is None else now
-        return [e for e in self.endpoints.values() if model in e.models and e.available(now)]
+        return [e for e in self.endpoints.values() if self.serves(e, model) and e.available(now)]
+
+    def serves(self, endpoint: Endpoint, model: str) -> bool:
+        """It lists ``model``, or ``model`` is an adapter the gateway loads on demand and it serves the base."""
+        if model in endpoint.models:
+            return True
+        base = self.adapter_bases.get(model)
+        return base is not None and base in endpoint.models
+
+    def served(self, endpoint: Endpoint) -> list[str]:
+        """Every model a request could be sent to ``endpoint`` for (listed, or loadable adapters of its bases)."""
+        loadable = [a for a, base in self.adapter_bases.items() if base in endpoint.models and a not in endpoint.models]
+        return [*endpoint.models, *loadable]
 
     def ready(self) -> bool:
         now = monotonic()
@@ -110,7 +130,7 @@ class Cluster:
             self.outliers.success(endpoint)
 
     def record_failure(self, endpoint: Endpoint, model: str) -> None:
-        peers = [e for e in self.endpoints.values() if model in e.models]
+        peers = [e for e in self.endpoints.values() if self.serves(e, model)]
         self.outliers.failure(endpoint, peers, monotonic())
 
     def _ejected(self, endpoint: Endpoint) -> None:
@@ -147,6 +167,8 @@ class Cluster:
             endpoint.models = models
             endpoint.model_cards = cards
             self.known_models.update(models)
+            if self.placement is not None:
+                self.placement.observe_cards(endpoint.url, cards)
             endpoint.consecutive_failures = 0
         endpoint.healthy = healthy
         if changed:

@@ -114,8 +114,8 @@ class HoldQueue:
         endpoint.in_flight -= 1
         self._count(model, -1)
         # One slot freed: one waiter woken, of this model first, else of another the replica serves.
-        if not self._wake(model):
-            for other in endpoint.models:
+        if self._queues and not self._wake(model):
+            for other in self._cluster.served(endpoint):
                 if self._wake(other):
                     break
 

@@ -10,10 +10,13 @@ this one table, so another engine only needs another table.
 from __future__ import annotations
 
 import asyncio
+import re
+from dataclasses import dataclass
 
 import aiohttp
 
 from ..clock import monotonic
+from .adapters import AdapterPlacement
 from .cluster import Cluster
 from .endpoint import EngineLoad
 
@@ -45,11 +48,57 @@ def parse_load(text: bytes, at: float) -> EngineLoad | None:
     )
 
 
+LORA_INFO = b"vllm:lora_requests_info{"
+_LABEL = re.compile(rb'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True)
+class LoraInfo:
+    """``vllm:lora_requests_info``: the slot count and the adapters with requests running or waiting."""
+
+    max_lora: int | None
+    in_flight: tuple[str, ...]
+
+
+def parse_lora_info(text: bytes) -> LoraInfo | None:
+    """The current ``vllm:lora_requests_info`` series, or None (no LoRA on the engine).
+
+    vLLM sets a new label set to the current time at each change and never removes the old ones: the
+    current state is the series with the largest value.
+    """
+    best: tuple[float, bytes] | None = None
+    for line in text.splitlines():
+        if line.startswith(LORA_INFO):
+            labels, _, value = line.rpartition(b"}")
+            try:
+                at = float(value.strip() or b"nan")
+            except ValueError:
+                continue
+            if best is None or at > best[0]:
+                best = (at, labels)
+    if best is None:
+        return None
+    found = {k.decode(): v.decode(errors="replace") for k, v in _LABEL.findall(best[1])}
+    try:
+        max_lora: int | None = int(found.get("max_lora", ""))
+    except ValueError:
+        max_lora = None
+    names = f"{found.get('running_lora_adapters', '')},{found.get('waiting_lora_adapters', '')}"
+    return LoraInfo(max_lora, tuple(dict.fromkeys(n for n in names.split(",") if n)))
+
+
 class LoadScraper:
-    def __init__(self, cluster: Cluster, session: aiohttp.ClientSession, interval: float) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        session: aiohttp.ClientSession,
+        interval: float,
+        placement: AdapterPlacement | None = None,
+    ) -> None:
         self._cluster = cluster
         self._session = session
         self._interval = interval
+        self._placement = placement
 
     async def run(self) -> None:
         while True:
@@ -69,3 +118,6 @@ class LoadScraper:
         endpoint = self._cluster.endpoints.get(url)
         if endpoint is not None:
             endpoint.load = parse_load(text, monotonic())
+            lora = parse_lora_info(text) if self._placement is not None else None
+            if lora is not None and self._placement is not None:
+                self._placement.observe_lora_info(url, lora.max_lora, lora.in_flight)

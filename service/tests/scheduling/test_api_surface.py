@@ -47,6 +47,12 @@ def test_reasons_match_the_metrics_catalogue() -> None:
         "only_candidate",
         "no_tokens",
         "no_events",
+        # the adapter scorer's (adapter_affinity), also in inferstack_adapter_routing_decisions_total
+        "loaded",
+        "free_slot",
+        "least_loaded",
+        "capped",
+        "unknown_state",
     }
 
 

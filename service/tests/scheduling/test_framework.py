@@ -19,6 +19,7 @@ def test_every_plugin_module_is_found_with_its_kind() -> None:
         "load": "scorer",
         "kv_cache": "scorer",
         "session": "scorer",
+        "adapter": "scorer",
         "max_score": "picker",
         "round_robin": "picker",
     }

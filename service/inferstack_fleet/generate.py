@@ -104,7 +104,11 @@ def price_table(catalog: Catalog) -> dict[str, Any]:
         for name in [m.name, *m.aliases]:
             prices[name] = m.prices.model_dump()
     for entry in catalog.adapters:
-        prices[entry.adapter.name] = by_name[entry.base].prices.model_dump()
+        a = entry.adapter
+        # The gateway prices the name it resolved a request to: an adapter version (sql-bot@v3).
+        versions = [a.version] + ([a.rollout.version] if a.rollout is not None else [])
+        for name in [a.name, *(served_name(a.name, v) for v in versions)]:
+            prices[name] = by_name[entry.base].prices.model_dump()
     return {"models": dict(sorted(prices.items()))}
 
 

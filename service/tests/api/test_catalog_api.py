@@ -106,6 +106,8 @@ def test_the_generated_catalog_and_prices_load() -> None:
     # An alias or adapter costs what its model costs.
     assert prices.usd_per_1m("chat") == prices.usd_per_1m("qwen2.5-7b-instruct") == pytest.approx((0.1, 0.4))
     assert prices.usd_per_1m("sql-bot") == prices.usd_per_1m("qwen2.5-7b-instruct")
+    # Requests are priced by the name they resolved to: every adapter version has its base's price.
+    assert prices.usd_per_1m("sql-bot@v3") == prices.usd_per_1m("sql-bot@v4") == prices.usd_per_1m("sql-bot")
     catalog = Catalog.load(str(generated / "catalog.json"))
     assert catalog.resolve("chat", 0.5) == "qwen2.5-7b-instruct"
     assert catalog.resolve("sql-bot", 0.95) == "sql-bot@v4"

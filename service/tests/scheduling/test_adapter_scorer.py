@@ -1,0 +1,87 @@
+"""The ``adapter`` scorer and the ``adapter_affinity`` profile over a placement record: tiers, reasons,
+the load cap. Pure: no engines."""
+
+from __future__ import annotations
+
+from inferstack.catalog import AdapterRoute, AdapterVersion, Catalog, LoraSpec
+from inferstack.scheduling import EndpointLoad, Profile, RoutingRequest, make_policy
+from inferstack.scheduling.plugins.adapter import Adapter
+from inferstack.upstream.adapters import AdapterPlacement
+
+R1, R2, R3 = "http://r1", "http://r2", "http://r3"
+
+
+def placement(slots: int | None = 2) -> AdapterPlacement:
+    names = ("a", "b", "c", "d")
+    catalog = Catalog(
+        models=frozenset({"base"}),
+        aliases={},
+        adapters={n: AdapterRoute("base", ((n, 100),)) for n in names},
+        versions={n: AdapterVersion(n, "base", f"/adapters/{n}") for n in names},
+        lora={"base": LoraSpec(slots, "")} if slots is not None else {},
+    )
+    return AdapterPlacement(catalog)
+
+
+def policy(where: AdapterPlacement, load_factor: float = 1.5) -> tuple[Profile, Adapter]:
+    profile = make_policy("adapter_affinity", load_factor=load_factor)
+    scorer = profile.plugin("adapter")
+    assert isinstance(scorer, Adapter)
+    scorer.attach(where)
+    return profile, scorer
+
+
+def fleet(*in_flight: int) -> list[EndpointLoad]:
+    return [EndpointLoad(url, n) for url, n in zip((R1, R2, R3), in_flight, strict=False)]
+
+
+def test_tiers_loaded_then_free_slot_then_an_idle_slot_then_busy() -> None:
+    where = placement()
+    scorer = Adapter()
+    scorer.attach(where)
+    where.sent(R1, "a")  # R1: a (one free slot)
+    where.sent(R2, "b")
+    where.sent(R2, "c")  # R2: b, c in flight: full and busy
+    where.sent(R3, "b")
+    where.sent(R3, "c")
+    where.done(R3, "b")
+    where.done(R3, "c")  # R3: b, c idle: full, evictable
+    assert scorer.tier(R1, "a", "base") == 1.0
+    assert scorer.tier(R1, "d", "base") == 0.5
+    assert scorer.tier(R3, "d", "base") == 0.2
+    assert scorer.tier(R2, "d", "base") == 0.0
+
+
+def test_the_profile_prefers_the_holder_and_says_why() -> None:
+    where = placement()
+    profile, _ = policy(where)
+    where.sent(R2, "a")
+    where.done(R2, "a")
+    decision = profile.pick(RoutingRequest("a", ""), fleet(0, 0, 0))
+    assert (decision.url, decision.reason, decision.adapter_reason) == (R2, "loaded", "loaded")
+    # Another adapter: R2 still has a free slot, but so do the others; load decides among equals.
+    decision = profile.pick(RoutingRequest("b", ""), fleet(0, 1, 0))
+    assert decision.url in (R1, R3) and decision.adapter_reason == "free_slot"
+
+
+def test_the_load_cap_moves_a_hot_adapter_and_it_is_capped() -> None:
+    where = placement()
+    profile, _ = policy(where, load_factor=1.25)
+    where.sent(R1, "a")
+    # R1 holds a but carries 4 of 4 in flight: over 1.25 x the mean, so R2 takes it.
+    decision = profile.pick(RoutingRequest("a", ""), fleet(4, 0))
+    assert (decision.url, decision.adapter_reason) == (R2, "capped")
+
+
+def test_base_model_requests_are_not_adapter_decisions() -> None:
+    profile, _ = policy(placement())
+    decision = profile.pick(RoutingRequest("base", ""), fleet(2, 0, 1))
+    assert (decision.url, decision.adapter_reason) == (R2, None)
+
+
+def test_unknown_slots_and_the_only_candidate() -> None:
+    profile, _ = policy(placement(slots=None))
+    decision = profile.pick(RoutingRequest("a", ""), fleet(0, 0))
+    assert decision.adapter_reason == "unknown_state"
+    only = profile.pick(RoutingRequest("b", ""), fleet(0))
+    assert (only.reason, only.adapter_reason) == ("only_candidate", "unknown_state")

@@ -1,6 +1,7 @@
 """``make mutation``: mutation testing (mutmut) of the gateway's hot path with its fast tests.
 
     python scripts/mutation.py [--deadline SECONDS] [--out bench/results/mutation.json] [--max-children N]
+                               [--mutants GLOB ...] [--resume]
 
 mutmut imports the code under test from ``mutants/src/<package>``; the gateway lives in
 ``service/inferstack``, so the run happens in a scratch copy laid out as mutmut expects
@@ -9,6 +10,11 @@ modules are mutated (``HOT_PATH``), and each mutant runs only the fast, in-proce
 reach the function it changes (``TESTS``: fake engines in the test's own process, no real vLLM, no
 subprocess gateways, whose code mutmut cannot switch). A run that reaches ``--deadline`` is stopped and
 its partial result is written, labelled as such. Not part of ``make test``.
+
+``--mutants GLOB`` (repeatable) runs only the mutants whose names match (mutmut's names, e.g.
+``inferstack.scheduling.*``); ``--resume`` keeps the scratch copy and mutmut's results of earlier
+runs, so a long run can be done in stages (a named mutant is run again; the others keep their result).
+mutmut runs under ``nice -n 19``: the machine it runs on is usually shared.
 """
 
 from __future__ import annotations
@@ -46,8 +52,11 @@ HOT_PATH = [
 # The tests mutants run against: fast and in-process (paths relative to service/tests).
 TESTS = [
     "relay",
+    "router",
     "scheduling",
     "upstream",
+    "kvcache/test_precise_prefix.py",
+    "test_request_path_hardening.py",
     "test_relay_fake_engine.py",
     "test_routing_api.py",
     "test_errors_api.py",
@@ -108,13 +117,13 @@ def change(name: str) -> str:
     return "\n".join(ln for ln in lines if ln[:1] in "+-" and not ln.startswith(("+++", "---")))
 
 
-def run(deadline: float, max_children: int) -> bool:
+def run(deadline: float, max_children: int, mutants: list[str]) -> bool:
     """Run mutmut in WORK until done or ``deadline`` seconds; True if it finished."""
     exe = str(Path(sys.executable).parent / "mutmut")
-    log = (WORK / "mutmut.log").open("wb")  # mutmut redraws a progress line: keep it out of the terminal
+    log = (WORK / "mutmut.log").open("ab")  # mutmut redraws a progress line: keep it out of the terminal
     print(f"mutmut runs in {WORK}; progress in {WORK / 'mutmut.log'}", flush=True)
     proc = subprocess.Popen(
-        [exe, "run", "--max-children", str(max_children)],
+        ["nice", "-n", "19", exe, "run", "--max-children", str(max_children), *mutants],
         cwd=WORK,
         start_new_session=True,
         stdout=log,
@@ -135,20 +144,33 @@ def run(deadline: float, max_children: int) -> bool:
     return proc.returncode == 0
 
 
+def module_of(name: str) -> str:
+    """``inferstack.relay.sse.xǁEventSplitterǁfeed__mutmut_3`` -> ``inferstack.relay.sse``."""
+    parts = name.split("__mutmut_")[0].split(".")
+    return ".".join(parts[: next(i for i, p in enumerate(parts) if p.startswith("x"))])
+
+
 def report(complete: bool, seconds: float | None, argv: list[str]) -> dict[str, object]:
     """The run's result from mutmut's state in WORK."""
     statuses = results()
     counts = Counter(statuses.values())
+    by_module: dict[str, Counter[str]] = {}
+    for name, status in statuses.items():
+        by_module.setdefault(module_of(name), Counter())[status] += 1
     checked = counts["killed"] + counts["survived"] + counts["timeout"]
     config = (WORK / "pyproject.toml").read_text()
     return {
         "command": "make mutation  (python scripts/mutation.py " + " ".join(argv) + ")",
         "tool": "mutmut " + importlib.metadata.version("mutmut"),
-        "complete": complete,
-        "note": None if complete else "PARTIAL: stopped at the deadline; 'not checked' mutants were never run",
+        "complete": complete and not counts["not checked"],
+        "note": None
+        if complete and not counts["not checked"]
+        else "PARTIAL: stopped at the deadline or run on a subset; 'not checked' mutants were never run",
+        "load_average": [round(x, 1) for x in os.getloadavg()],
         "seconds": None if seconds is None else round(seconds),
         "config": config.split("\n\n")[0],
         "counts": dict(sorted(counts.items())),
+        "by_module": {m: dict(sorted(c.items())) for m, c in sorted(by_module.items())},
         # Killed (a timeout is a kill: the mutant hung a test) over the mutants that ran.
         "score": round((counts["killed"] + counts["timeout"]) / checked, 4) if checked else None,
         "survived": [{"mutant": n, "change": change(n)} for n, s in sorted(statuses.items()) if s == "survived"],
@@ -163,6 +185,8 @@ def main() -> int:
     p.add_argument("--max-children", type=int, default=os.cpu_count() or 1)
     p.add_argument("--only", action="append", help="a glob of modules to mutate instead of the hot path")
     p.add_argument("--tests", action="append", help="a test path (under service/tests) instead of the default")
+    p.add_argument("--mutants", action="append", default=[], help="run only the mutants matching this glob")
+    p.add_argument("--resume", action="store_true", help="keep the scratch copy and earlier results")
     p.add_argument(
         "--report-only", metavar="COMPLETE", choices=["complete", "partial"], help="write the last run's result again"
     )
@@ -170,9 +194,10 @@ def main() -> int:
     if args.report_only:
         result = report(args.report_only == "complete", None, sys.argv[1:])
     else:
-        layout(args.only or HOT_PATH, args.tests or TESTS)
+        if not (args.resume and WORK.exists()):
+            layout(args.only or HOT_PATH, args.tests or TESTS)
         started = time.monotonic()
-        complete = run(args.deadline, args.max_children)
+        complete = run(args.deadline, args.max_children, args.mutants)
         result = report(complete, time.monotonic() - started, sys.argv[1:])
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps({k: result[k] for k in ("complete", "seconds", "counts", "score")}, indent=2))

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import orjson
@@ -250,3 +251,83 @@ async def test_a_non_stream_answer_is_counted_from_its_usage() -> None:
         text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_completion_tokens_total", model="fake-model") == usage["completion_tokens"] == 5
         assert metric(text, "inferstack_prompt_tokens_total", model="fake-model") == usage["prompt_tokens"] > 0
+
+
+async def test_a_fleet_wide_failure_ejects_no_more_than_the_share_of_the_models_replicas() -> None:
+    # Every replica answers 500: ejecting them all would leave nothing to route to. 50 % of 3: one.
+    async with (
+        fleet(
+            *[Behaviour(error_status=500)] * 3,
+            outlier={"consecutive_failures": 1, "base_ejection": 30, "max_ejected_percent": 50},
+            health={"interval": 30, "timeout": 1},
+            retry={"max_retries": 0},
+            routing_policy="round_robin",
+            hold_timeout=1,
+        ) as (url, _, _app),
+        httpx.AsyncClient() as client,
+    ):
+        statuses = [(await client.post(url + "/v1/chat/completions", json=CHAT)).status_code for _ in range(6)]
+        assert statuses == [502] * 6  # each reached a replica: none was held for want of one
+        text = (await client.get(url.admin + "/metrics")).text
+        assert metric(text, "inferstack_upstream_ejections_total", model="fake-model") == 1
+
+
+@contextlib.contextmanager
+def unanswered(port: int) -> Iterator[None]:
+    """``port`` listens but never completes a connection: its accept queue is full, so SYNs are dropped."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(0)
+    fillers = [socket.create_connection(("127.0.0.1", port), timeout=1)]  # a backlog of 0 queues one
+    try:
+        with socket.socket() as probe:  # the premise: a further connection does not complete
+            probe.settimeout(0.2)
+            assert probe.connect_ex(("127.0.0.1", port)) != 0
+        yield
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
+
+
+async def test_a_replica_that_does_not_accept_connections_is_unreachable_not_a_timeout() -> None:
+    # A connect timeout sends nothing: it is "unreachable" (502, kind connect), never "did not answer
+    # in time" (504, kind timeout, which a non-stream request may not retry).
+    async with contextlib.AsyncExitStack() as stack:
+        async with running_engine(EngineConfig()) as gone:
+            # Health checks every 30 s: the gateway still believes in the replica after it stops.
+            url, _ = await stack.enter_async_context(
+                running_gateway(
+                    [gone], health={"interval": 30, "timeout": 1}, timeouts={"connect": 0.3}, retry={"max_retries": 0}
+                )
+            )
+        stack.enter_context(unanswered(int(gone.rsplit(":", 1)[1])))
+        client = await stack.enter_async_context(httpx.AsyncClient(base_url=url))
+        resp = await client.post("/v1/chat/completions", json=CHAT)
+        assert resp.status_code == 502
+        error = resp.json()["error"]
+        assert (error["code"], error["message"]) == ("bad_gateway", "The upstream replica is unreachable.")
+        text = (await client.get(url.admin + "/metrics")).text
+        assert metric(text, "inferstack_upstream_errors_total", kind="connect", model="fake-model") == 1
+        assert metric(text, "inferstack_upstream_errors_total", kind="timeout") == 0
+
+
+async def test_a_success_between_failures_keeps_a_replica_in() -> None:
+    # Two failures in a row eject; failure, success, failure is not two in a row. (Health checks every
+    # 30 s: a passing check resets the count too, and must not do the success's work here.)
+    async with (
+        fleet(
+            Behaviour(),
+            outlier={"consecutive_failures": 2},
+            retry={"max_retries": 0},
+            health={"interval": 30, "timeout": 1},
+        ) as (url, (engine,), _app),
+        httpx.AsyncClient() as client,
+    ):
+        for status in (500, 0, 500, 0):
+            await configure(client, engine, error_status=status)
+            resp = await client.post(url + "/v1/chat/completions", json=CHAT)
+            assert resp.status_code == (502 if status else 200), resp.text
+        text = (await client.get(url.admin + "/metrics")).text
+        assert metric(text, "inferstack_upstream_ejections_total", model="fake-model") == 0

@@ -273,8 +273,10 @@ async def test_models_are_aggregated_from_replicas() -> None:
             async with asyncio.timeout(5):
                 while len((await client.get(url + "/v1/models")).json()["data"]) < 2:
                     await asyncio.sleep(0.02)
-            ids = [m["id"] for m in (await client.get(url + "/v1/models")).json()["data"]]
-            assert ids == ["alpha", "beta"]
+            cards = (await client.get(url + "/v1/models")).json()["data"]
+            assert [m["id"] for m in cards] == ["alpha", "beta"]
+            # Each one the replica's own card (not the placeholder of a model scaled to zero).
+            assert [(m["owned_by"], m["max_model_len"]) for m in cards] == [("vllm", 8192)] * 2
             resp = await client.post(url + "/v1/embeddings", json={"model": "beta", "input": ["one", "two"]})
             assert resp.status_code == 200
             assert len(resp.json()["data"]) == 2

@@ -19,8 +19,8 @@ def test_consecutive_failures_eject_for_longer_each_time_up_to_the_cap() -> None
     assert not detector.failure(a, [a, b], now)
     assert detector.failure(a, [a, b], now)
     assert a.ejected_until == now + 5 and not a.available(now + 1) and a.available(now + 5)
-    for _ in range(3):
-        detector.failure(a, [a, b], now + 10)
+    # Once it is back, the count starts again from zero: three more failures, not two.
+    assert [detector.failure(a, [a, b], now + 10) for _ in range(3)] == [False, False, True]
     assert a.ejected_until == now + 10 + 10
     for _ in range(3):
         detector.failure(a, [a, b], now + 30)
@@ -46,6 +46,7 @@ def test_never_more_than_the_share_of_replicas_but_always_one() -> None:
             detector.failure(endpoint, endpoints, 0)
     # 50 % of 3: the first may go (one is always allowed), a second would make 67 %.
     assert ejected == [endpoints[0]]
+    assert not detector.failure(endpoints[1], endpoints, 0)  # still over the share: not ejected, says so
     detector2, (only,), ejected2 = make(1)
     for _ in range(3):
         detector2.failure(only, [only], 0)

@@ -22,7 +22,7 @@ help:
 	@echo "make dashboards          regenerate dashboards and rules from observability/*_src"
 	@echo "make fleet               validate fleet/ (models, adapters) and regenerate k8s/fleet/generated"
 	@echo "make dashboards-preview  PNGs of every dashboard from the Prometheus of make up"
-	@echo "make mutation            mutation testing of the gateway's hot path (DEADLINE=seconds, MUTATION_ARGS="--mutants GLOB --resume"; not in make test)"
+	@echo "make mutation            mutation testing of the gateway's hot path (DEADLINE=seconds, MUTATION_ARGS='--mutants GLOB --resume'; not in make test)"
 
 $(STAMP): pyproject.toml $(REQUIREMENTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -83,3 +83,25 @@ def test_chat_rendering_is_stable_and_grows_by_appending() -> None:
     assert render_chat_prompt([{"role": "user", "content": "Hi"}]) != render_chat_prompt(
         [{"role": "system", "content": "Hi"}]
     )
+
+
+def test_chat_rendering_keeps_names_and_skips_what_is_not_a_message() -> None:
+    hi = {"role": "user", "content": "Hi"}
+    # The same words from two participants are two different prompts.
+    assert render_chat_prompt([{**hi, "name": "ann"}]) != render_chat_prompt([{**hi, "name": "bob"}])
+    assert render_chat_prompt([{**hi, "name": "ann"}]) != render_chat_prompt([hi])
+    # Something that is not a message is skipped, and the messages after it still count.
+    later = {"role": "user", "content": "Later"}
+    assert render_chat_prompt([hi, "junk", later]) == render_chat_prompt([hi, later])  # type: ignore[list-item]
+    # Text parts read as their text run together; other parts by their content, key order aside.
+    split = [{"type": "text", "text": "H"}, {"type": "text", "text": "i"}]
+    assert render_chat_prompt([{"role": "user", "content": split}]) == render_chat_prompt([hi])
+    image = {"type": "image_url", "image_url": {"url": "data:a", "detail": "low"}}
+    reordered = {"image_url": {"detail": "low", "url": "data:a"}, "type": "image_url"}
+    other = {"type": "image_url", "image_url": {"url": "data:b", "detail": "low"}}
+    assert render_chat_prompt([{"role": "user", "content": [image]}]) == render_chat_prompt(
+        [{"role": "user", "content": [reordered]}]
+    )
+    assert render_chat_prompt([{"role": "user", "content": [image]}]) != render_chat_prompt(
+        [{"role": "user", "content": [other]}]
+    )

@@ -19,7 +19,7 @@ from inferstack.relay.sse import carries_text
 from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
 
 from .gateway_harness import free_port, running_gateway
-from .test_relay_fake_engine import CHAT, configure, fleet, metric, recorded, sse_events
+from .test_relay_fake_engine import CHAT, configure, fixed_answer_engine, fleet, metric, recorded, sse_events
 
 
 async def v1_requests(client: httpx.AsyncClient, engine: str) -> int:
@@ -331,3 +331,30 @@ async def test_a_success_between_failures_keeps_a_replica_in() -> None:
             assert resp.status_code == (502 if status else 200), resp.text
         text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_upstream_ejections_total", model="fake-model") == 0
+
+
+async def test_prompt_and_prefix_cache_tokens_are_counted_per_routing_policy() -> None:
+    # What tells a policy's prefix-cache hit rate: the engine's usage.prompt_tokens_details.
+    answer = orjson.dumps(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": "fake-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+            "usage": {
+                "prompt_tokens": 40,
+                "completion_tokens": 1,
+                "total_tokens": 41,
+                "prompt_tokens_details": {"cached_tokens": 32},
+            },
+        }
+    )
+    async with (
+        fixed_answer_engine(answer) as engine,
+        running_gateway([engine], routing_policy="least_load") as (url, _),
+        httpx.AsyncClient() as client,
+    ):
+        assert (await client.post(url + "/v1/chat/completions", json=CHAT)).status_code == 200
+        text = (await client.get(url.admin + "/metrics")).text
+        assert metric(text, "inferstack_routed_prompt_tokens_total", policy="least_load") == 40
+        assert metric(text, "inferstack_routed_cached_prompt_tokens_total", policy="least_load") == 32

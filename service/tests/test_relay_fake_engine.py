@@ -93,8 +93,10 @@ async def test_non_stream_answers_pass_through_byte_for_byte() -> None:
         via = await client.post(url + "/v1/chat/completions", json=body, headers={"x-request-id": "req-1"})
         assert via.status_code == 200
         sent = (await recorded(client, engine))[-1]
-        # Unknown fields (vLLM's extensions) reach the engine untouched.
+        # Unknown fields (vLLM's extensions) reach the engine untouched, as JSON (vLLM's FastAPI reads
+        # the body as JSON only when it says so; media types are case-insensitive).
         assert sent["body"] == body
+        assert sent["headers"]["content-type"].lower() == "application/json"
         assert via.headers["x-request-id"] == "req-1"
     async with (
         fixed_answer_engine(ODD_ANSWER) as engine,

@@ -1,7 +1,7 @@
 """``make mutation``: mutation testing (mutmut) of the gateway's hot path with its fast tests.
 
     python scripts/mutation.py [--deadline SECONDS] [--out bench/results/mutation.json] [--max-children N]
-                               [--mutants GLOB ...] [--resume]
+                               [--mutants GLOB ...] [--resume [--unchecked]]
 
 mutmut imports the code under test from ``mutants/src/<package>``; the gateway lives in
 ``service/inferstack``, so the run happens in a scratch copy laid out as mutmut expects
@@ -13,7 +13,8 @@ its partial result is written, labelled as such. Not part of ``make test``.
 
 ``--mutants GLOB`` (repeatable) runs only the mutants whose names match (mutmut's names, e.g.
 ``inferstack.scheduling.*``); ``--resume`` keeps the scratch copy and mutmut's results of earlier
-runs, so a long run can be done in stages (a named mutant is run again; the others keep their result).
+runs, so a long run can be done in stages (mutmut runs a named mutant again, so ``--unchecked`` names
+only those of the matching mutants that have no result yet).
 mutmut runs under ``nice -n 19``: the machine it runs on is usually shared.
 """
 
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from fnmatch import fnmatch
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,6 +75,13 @@ def layout(mutate: list[str], tests: list[str]) -> None:
     shutil.copytree(REPO / "service" / "inferstack", WORK / "src" / "inferstack", ignore=ignore)
     shutil.copytree(REPO / "service" / "tests", WORK / "tests", ignore=ignore)
     shutil.copy2(REPO / "conftest.py", WORK / "conftest.py")
+    # Which code the mutants are of: a later run with --resume keeps this copy.
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "service"], capture_output=True, text=True).stdout
+    copied = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    code = {"commit": head, "uncommitted_changes": bool(dirty), "copied": copied}
+    (WORK / "layout.json").write_text(json.dumps(code))
     selection = ", ".join(json.dumps(f"tests/{t}") for t in tests)
     (WORK / "pyproject.toml").write_text(
         "[tool.mutmut]\n"
@@ -168,6 +177,7 @@ def report(complete: bool, seconds: float | None, argv: list[str]) -> dict[str, 
         else "PARTIAL: stopped at the deadline or run on a subset; 'not checked' mutants were never run",
         "load_average": [round(x, 1) for x in os.getloadavg()],
         "seconds": None if seconds is None else round(seconds),
+        "code": json.loads(made.read_text()) if (made := WORK / "layout.json").exists() else None,
         "config": config.split("\n\n")[0],
         "counts": dict(sorted(counts.items())),
         "by_module": {m: dict(sorted(c.items())) for m, c in sorted(by_module.items())},
@@ -187,6 +197,7 @@ def main() -> int:
     p.add_argument("--tests", action="append", help="a test path (under service/tests) instead of the default")
     p.add_argument("--mutants", action="append", default=[], help="run only the mutants matching this glob")
     p.add_argument("--resume", action="store_true", help="keep the scratch copy and earlier results")
+    p.add_argument("--unchecked", action="store_true", help="with --resume: run only mutants not checked yet")
     p.add_argument(
         "--report-only", metavar="COMPLETE", choices=["complete", "partial"], help="write the last run's result again"
     )
@@ -196,8 +207,17 @@ def main() -> int:
     else:
         if not (args.resume and WORK.exists()):
             layout(args.only or HOT_PATH, args.tests or TESTS)
+        mutants = args.mutants
+        if args.resume and args.unchecked:
+            globs = args.mutants or ["*"]
+            mutants = [
+                n for n, s in sorted(results().items()) if s == "not checked" and any(fnmatch(n, g) for g in globs)
+            ]
+            if not mutants:
+                print("no unchecked mutants match", globs)
+                return 0
         started = time.monotonic()
-        complete = run(args.deadline, args.max_children, args.mutants)
+        complete = run(args.deadline, args.max_children, mutants)
         result = report(complete, time.monotonic() - started, sys.argv[1:])
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps({k: result[k] for k in ("complete", "seconds", "counts", "score")}, indent=2))

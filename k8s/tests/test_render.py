@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .manifests import GPU_OVERLAYS, K8S, OVERLAY_OF_MODE, OVERLAYS, PLATFORMS, REPO, Obj, find, render
+from .manifests import GPU_OVERLAYS, K8S, OVERLAY_OF_MODE, OVERLAYS, PLATFORMS, REPO, Obj, engines, find, render, vllm
 from .shims import Shims
 
 
@@ -135,13 +135,21 @@ def test_every_terraform_output_the_scripts_read_exists() -> None:
 
 def test_engine_requests_are_what_terraform_sized_the_gpu_types_for(rendered: dict[str, list[Obj]]) -> None:
     """Defect 12, both halves: Terraform checks gpu_instance_types against engine_resources; the engine asks for
-    exactly that."""
+    exactly that per GPU. (Which types each engine fits: test_cluster, test_fleet_overlays.)"""
     for env in ("dev", "prod"):
         text = (REPO / "terraform" / "envs" / env / "outputs.tf").read_text()
         (cpu, memory, gpus) = re.findall(
             r'engine_resources = \{ cpu = "([\d.]+)", memory = "(\w+)", gpus = (\d+) \}', text
         )[0]
         for name in GPU_OVERLAYS:
-            engine = next(o for o in find(rendered[name], "Deployment") if o["metadata"]["name"] == "vllm-engine")
-            requests = engine["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
-            assert requests == {"cpu": cpu, "memory": memory, "nvidia.com/gpu": gpus}, (env, name)
+            assert engines(rendered[name]), name
+            for engine in engines(rendered[name]):
+                # A fleet engine with n times the GPUs asks for n times the CPU and memory (inferstack_fleet).
+                requests = vllm(engine)["resources"]["requests"]
+                n = int(requests["nvidia.com/gpu"]) // int(gpus)
+                scaled = {
+                    "cpu": str(int(cpu) * n),
+                    "memory": f"{int(memory[:-2]) * n}Gi",
+                    "nvidia.com/gpu": str(n * int(gpus)),
+                }
+                assert requests == scaled, (env, name, engine["metadata"]["name"])

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 from .manifests import GPU_OVERLAYS, K8S, OVERLAY_OF_MODE, OVERLAYS, PLATFORMS, REPO, Obj, engines, find, render, vllm
 from .shims import Shims
 
@@ -99,6 +101,30 @@ def test_cluster_values_script_uses_elasticache_when_terraform_made_one(tmp_path
     assert proc.returncode == 0, proc.stderr
     text = (tmp_path / "overlay" / "kustomization.yaml").read_text()
     assert "INFERSTACK_REDIS_URL=rediss://master.inferstack-dev.abc123.use1.cache.amazonaws.com:6379" in text
+
+
+def test_cluster_values_script_gives_another_bucket_its_own_catalog(tmp_path: Path) -> None:
+    """Another account's bucket: the catalog's adapter sources follow it (a copy merged over the fleet's
+    ConfigMap), and redis plus catalog share one configMapGenerator list. The example account: no copy."""
+    shims = Shims(tmp_path / "shims")
+    shims.outputs["models_bucket_name"] = "inferstack-prod-models-444455556666"
+    shims.outputs["redis_url"] = "rediss://master.example:6379"
+    proc = _cluster_values(shims, "auto", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    generated = (K8S / "fleet" / "generated" / "catalog.json").read_text()
+    copy = (tmp_path / "overlay" / "catalog.json").read_text()
+    assert copy == generated.replace("inferstack-dev-models-111122223333", "inferstack-prod-models-444455556666")
+    values = yaml.safe_load((tmp_path / "overlay" / "kustomization.yaml").read_text())
+    assert [g["name"] for g in values["configMapGenerator"]] == ["inferstack-gateway", "inferstack-catalog"]
+    assert values["configMapGenerator"][1] == {
+        "name": "inferstack-catalog",
+        "namespace": "inferstack",
+        "behavior": "merge",
+        "files": ["catalog.json"],
+    }
+    proc = _cluster_values(Shims(tmp_path / "shims-dev"), "auto", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "overlay" / "catalog.json").exists(), "a stale copy would shadow the fleet's catalog"
 
 
 def test_cluster_values_script_refuses_an_unknown_scheme(tmp_path: Path) -> None:

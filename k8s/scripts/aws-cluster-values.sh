@@ -220,6 +220,16 @@ replacements:
         options:
           delimiter: /
           index: 2
+      # Models with adapters: the sidecar syncing lora.adapters_uri (a label, because kustomize fails on
+      # a target without the field; none matching is fine).
+      - select:
+          kind: Deployment
+          labelSelector: app.kubernetes.io/component=engine,inferstack.dev/adapter-sync=true
+        fieldPaths:
+          - spec.template.spec.initContainers.[name=adapter-sync].env.[name=ADAPTERS_S3_URI].value
+        options:
+          delimiter: /
+          index: 2
 REPLACEMENTS
 } > "${dest}/kustomization.yaml"
 echo "wrote ${dest}/kustomization.yaml (compute_mode ${mode}): kubectl apply -k k8s/overlays/${overlay}"

@@ -150,3 +150,20 @@ def test_the_gateway_serves_the_generated_catalog(
     key = env["INFERSTACK_CATALOG_FILE"][len(mount["mountPath"]) + 1 :]
     assert cm["data"][key] == (GENERATED / "catalog.json").read_text()
     assert json.loads(cm["data"][key])["models"].keys() == {m.name for m in catalog.models}
+
+
+def test_every_s3_uri_in_an_engine_is_one_the_cluster_values_rewrite(rendered: dict[str, list[Obj]]) -> None:
+    """aws-cluster-values.sh rewrites the bucket of MODEL_S3_URI (container vllm) and of ADAPTERS_S3_URI
+    (sidecar adapter-sync, on Deployments labelled inferstack.dev/adapter-sync=true). Any other S3 URI in
+    an engine would keep the example account's bucket in another cluster (test_release renders one)."""
+    rewritten = {("vllm", "MODEL_S3_URI"), ("adapter-sync", "ADAPTERS_S3_URI")}
+    for overlay in GPU_OVERLAYS:
+        for engine in engines(rendered[overlay]):
+            spec = engine["spec"]["template"]["spec"]
+            for c in [*spec.get("initContainers", []), *spec["containers"]]:
+                for var in c.get("env", []):
+                    if str(var.get("value", "")).startswith("s3://"):
+                        assert (c["name"], var["name"]) in rewritten, (engine["metadata"]["name"], c["name"], var)
+                assert not any("s3://" in a for a in c.get("args", []) + c.get("command", [])), c["name"]
+                if c["name"] == "adapter-sync":
+                    assert engine["metadata"]["labels"].get("inferstack.dev/adapter-sync") == "true"

@@ -167,3 +167,17 @@ def test_every_s3_uri_in_an_engine_is_one_the_cluster_values_rewrite(rendered: d
                 assert not any("s3://" in a for a in c.get("args", []) + c.get("command", [])), c["name"]
                 if c["name"] == "adapter-sync":
                     assert engine["metadata"]["labels"].get("inferstack.dev/adapter-sync") == "true"
+
+
+def test_the_release_checks_talk_to_the_default_chat_model() -> None:
+    """/v1/models lists every model and adapter: the release's smoke test and load-test gate must not
+    take the first one (the embedding model, sorted first) or all of them (the 70B model wakes a
+    4-GPU node). Both use the catalog's `default` alias, which must name a chat model."""
+    served = json.loads((GENERATED / "catalog.json").read_text())
+    default = served["aliases"]["default"]
+    assert served["models"][default]["task"] == "generate"
+    workflow = (REPO / ".github" / "workflows" / "deploy-env.yml").read_text()
+    assert "jq -r .aliases.default k8s/fleet/generated/catalog.json" in workflow
+    assert '--model "$model"' in workflow and "PROFILE: smoke-default" in workflow
+    profile = yaml.safe_load((REPO / "loadtests" / "profiles" / "smoke-default.yaml").read_text())
+    assert profile["models"] == {"default": 1}

@@ -19,6 +19,7 @@
 #   IMAGE_TAG         image tag in ECR (default 0.1.0), GATEWAY_DIGEST / ENGINE_DIGEST to pin
 #   INGRESS_SCHEME    internet-facing (default) or internal; CERTIFICATE_ARN overrides Terraform's
 #   WEIGHTS_DIR       local model directory to sync to the model bucket first (idempotent)
+#   WEIGHTS_MODEL     the fleet model WEIGHTS_DIR holds (default: the catalog's `default` alias)
 #   ALERT_WEBHOOK_URL Alertmanager sends alerts there (else receiver `none`, see README)
 #   KEYS_CLI    the gateway CLI that makes the first API key (default .venv/bin/inferstack)
 #   ENDPOINT_WAIT     seconds to wait for the load balancer's address (default 600)
@@ -164,12 +165,25 @@ if [[ "${SKIP_APP:-0}" == 1 ]]; then
 fi
 
 bucket="$(out models_bucket_name)"
-model_dir="${MODEL_DIR:-Qwen2.5-7B-Instruct}"
+# The weights go where the fleet's engine for WEIGHTS_MODEL reads them: its MODEL_S3_URI
+# (fleet/models/<model>.yaml source uri + revision, k8s/fleet/generated), in this cluster's bucket.
+fleet="${repo}/k8s/fleet/generated"
+weights_model="${WEIGHTS_MODEL:-$(sed -n 's/^ *"default": "\([^"]*\)",\{0,1\}$/\1/p' "${fleet}/catalog.json")}"
+weights_uri=""
+for f in "${fleet}"/*.yaml; do
+  served="$(awk '/- name: MODEL_NAME$/ { getline; print $2; exit }' "${f}")"
+  if [[ "${served}" == "${weights_model}" ]]; then
+    weights_uri="$(awk '/- name: MODEL_S3_URI$/ { getline; print $2; exit }' "${f}")"
+  fi
+done
+[[ -n "${weights_uri}" ]] || { echo "bootstrap: WEIGHTS_MODEL '${weights_model}' is not in fleet/models" >&2; exit 64; }
+weights_uri="s3://${bucket}/${weights_uri#s3://*/}"
 if [[ -n "${WEIGHTS_DIR:-}" ]]; then
-  step "weights: ${WEIGHTS_DIR} -> s3://${bucket}/models/${model_dir}/"
-  aws s3 sync --only-show-errors "${WEIGHTS_DIR}" "s3://${bucket}/models/${model_dir}/"
-elif ! aws s3 ls "s3://${bucket}/models/${model_dir}/config.json" >/dev/null 2>&1; then
-  echo "bootstrap: warning: no weights in s3://${bucket}/models/${model_dir}/ yet (WEIGHTS_DIR=...)" >&2
+  step "weights of ${weights_model}: ${WEIGHTS_DIR} -> ${weights_uri}"
+  aws s3 sync --only-show-errors "${WEIGHTS_DIR}" "${weights_uri}"
+elif ! aws s3 ls "${weights_uri}config.json" >/dev/null 2>&1; then
+  echo "bootstrap: warning: no weights in ${weights_uri} yet (WEIGHTS_DIR=...; the other models' go to" \
+    "the source.uri/revision of fleet/models/*.yaml)" >&2
 fi
 
 step "inferstack: k8s/overlays/${overlay}"

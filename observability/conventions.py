@@ -14,8 +14,9 @@ from __future__ import annotations
 GATEWAY_JOB = '(.*/)?inferstack-gateway'
 
 # Engine Deployments (and their KEDA ScaledObjects) have "engine" in their name, e.g.
-# "engine-tiny-llama". Model names can't be used: "org/Model-3.1" is not a valid object name.
-ENGINE_WORKLOAD = '.*engine.*'
+# "engine-tiny-llama" or the base's "vllm-engine", or are the fleet's "vllm-<model slug>"
+# (inferstack_fleet). Model names can't be used: "org/Model-3.1" is not a valid object name.
+ENGINE_WORKLOAD = '(.*engine.*|vllm-.*)'
 
 # kube-state-metrics sanitises the extended resource "nvidia.com/gpu" to this label value;
 # Karpenter keeps the resource name as it is.

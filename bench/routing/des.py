@@ -5,6 +5,13 @@ Virtual time, one process, no sockets: the replicas are ``inferstack_fake_engine
 gateway's own ``inferstack.scheduling`` policies. What the simulated gateway knows matches the real
 one: its own in-flight count per replica (exact), and the engines' waiting queue and KV usage as of
 the last scrape (every ``scrape_interval`` seconds).
+
+The deployment's conditions are settings (all off by default): ``gateways`` gateway replicas, each
+with its own policy instance (its own ``prefix_affinity`` memory and in-flight counts) while
+``precise_prefix``'s index is shared (every gateway reads the same events), with each routed turn
+sent to one of them at random; ``direct_share`` of the turns sent straight to a random replica, past
+every gateway; and a ``restart``: a replica stops taking requests at a given time, drains, and returns
+``down`` seconds later with an empty cache (its KV events say so; the approximate indexes are not told).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,10 +27,11 @@ from workload import Conversation, Workload
 
 from inferstack.kvcache.blocks import prompt_block_hashes
 from inferstack.kvcache.index import KVIndex
-from inferstack.kvcache.wire import Batch, BlockRemoved, BlockStored
+from inferstack.kvcache.wire import AllBlocksCleared, Batch, BlockRemoved, BlockStored
 from inferstack.scheduling import EndpointLoad, Profile, RoutingRequest, render_chat_prompt
 from inferstack.scheduling.plugins.precise_prefix import PrecisePrefix
 from inferstack_fake_engine.sim import ReplicaModel, SimParams, SimSequence, block_hashes
+from inferstack_fake_engine.sim.prefix_cache import PrefixCache
 from inferstack_fake_engine.text import count_tokens, output_text, render_chat
 
 MODEL = "bench-model"
@@ -38,6 +47,11 @@ class RunSettings:
     """Measured seconds, after the warm-up."""
     scrape_interval: float = 0.5
     seed: int = 1
+    gateways: int = 1
+    direct_share: float = 0.0
+    """Share of turns sent straight to a random replica (not through any gateway)."""
+    restart: tuple[int, float, float] | None = None
+    """(replica, at, down): the replica leaves at virtual second ``at`` and returns ``down`` s later, cold."""
 
 
 @dataclass
@@ -47,6 +61,7 @@ class _Turn:
     arrival: float
     replica: int
     output: int
+    gateway: int | None
     first_token: float | None = None
     blocks: list[bytes] = field(default_factory=list)
 
@@ -67,13 +82,22 @@ class RunResult:
 
 
 class FleetSim:
-    def __init__(self, policy: Profile, params: SimParams, workload: Workload, settings: RunSettings) -> None:
-        self.policy, self.params, self.workload, self.s = policy, params, workload, settings
+    def __init__(
+        self, policies: Sequence[Profile], params: SimParams, workload: Workload, settings: RunSettings
+    ) -> None:
+        """``policies``: one instance of the same policy per gateway replica (``settings.gateways``)."""
+        assert len(policies) == settings.gateways and len({p.name for p in policies}) == 1
+        self.policies, self.params, self.workload, self.s = list(policies), params, workload, settings
+        self.policy = policies[0]
         n = settings.replicas
         self.urls = [f"http://replica-{i}:8000" for i in range(n)]
         self.models = [ReplicaModel(params) for _ in range(n)]
         self.busy = [False] * n
         self.in_flight = [0] * n
+        """All open requests per replica (every gateway's and direct ones): the load samples."""
+        self.gateway_in_flight = [[0] * n for _ in policies]
+        """What each gateway knows: its own open requests per replica."""
+        self.down: set[int] = set()
         self.scraped: list[tuple[float, float]] = [(0.0, 0.0)] * n
         self.turns: dict[int, _Turn] = {}
         self.ids = itertools.count(1)
@@ -85,18 +109,21 @@ class FleetSim:
             block_hashes(MODEL, render_chat([{"role": "system", "content": sp}]), params.block_size)
             for sp in workload.system_prompts
         ]
-        self.result = RunResult(policy.name, routed=[0] * n)
+        self.result = RunResult(self.policy.name, routed=[0] * n)
         # precise_prefix: the replicas publish their cache's stores and evictions into a KV index, as
         # vLLM's KV events do (delivered at once). A sim block stands for one "token" whose id is its
         # chained hash, so the scorer's own block hashing (block size 1) names the same blocks.
         self.kv: KVIndex | None = None
         self._now = 0.0
-        for scorer, _ in policy.scorers:
-            if isinstance(scorer, PrecisePrefix):
-                self.kv = KVIndex(capacity=4 * params.cache_blocks * n)
-                scorer.attach(self.kv, clock=lambda: self._now)
-                for m in self.models:
-                    m.cache.evicted_log = []
+        for policy in policies:
+            for scorer, _ in policy.scorers:
+                if isinstance(scorer, PrecisePrefix):
+                    if self.kv is None:  # one index: every gateway reads the same events
+                        self.kv = KVIndex(capacity=4 * params.cache_blocks * n)
+                    scorer.attach(self.kv, clock=lambda: self._now)
+        if self.kv is not None:
+            for m in self.models:
+                m.cache.evicted_log = []
         self._external: dict[bytes, int] = {}
         self._seqno = [0] * n
 
@@ -123,6 +150,9 @@ class FleetSim:
         self._push(self.rng.expovariate(s.conversation_rate), "arrive", None)
         self._push(0.0, "scrape", None)
         self._push(s.warmup, "measure", None)
+        if s.restart is not None:
+            self._push(s.restart[1], "leave", s.restart[0])
+            self._push(s.restart[1] + s.restart[2], "rejoin", s.restart[0])
         base = (0, 0)
         while self.events:
             now, _, kind, data = heapq.heappop(self.events)
@@ -138,6 +168,10 @@ class FleetSim:
             elif kind == "scrape":
                 self._scrape(now)
                 self._push(now + s.scrape_interval, "scrape", None)
+            elif kind == "leave":
+                self.down.add(data)
+            elif kind == "rejoin":
+                self._rejoin(now, data)
             elif kind == "measure":
                 base = (sum(m.prefix_queries_total for m in self.models), sum(m.prefix_hits_total for m in self.models))
                 self.result = RunResult(self.policy.name, routed=[0] * s.replicas)
@@ -162,17 +196,28 @@ class FleetSim:
             tokens = tuple(int.from_bytes(b[:4], "big") for b in blocks)
             for b, ext in zip(blocks, prompt_block_hashes(tokens, 1), strict=True):
                 self._external[b] = ext
-        req = RoutingRequest(MODEL, render_chat_prompt(messages), session_key=f"conv-{conv.cid}", token_ids=tokens)
-        candidates = [
-            EndpointLoad(url, self.in_flight[i], waiting=self.scraped[i][0], kv_cache_usage=self.scraped[i][1])
-            for i, url in enumerate(self.urls)
-        ]
-        decision = self.policy.pick(req, candidates)
-        r = self.urls.index(decision.url)
-        self.result.reasons[decision.reason] = self.result.reasons.get(decision.reason, 0) + 1
+        # Where this turn goes depends on the turn alone, so every policy sends it the same way.
+        path = random.Random(f"{self.s.seed}-{conv.cid}-{index}")
+        up = [i for i in range(len(self.urls)) if i not in self.down]
+        g: int | None = None
+        if path.random() < self.s.direct_share:
+            r = up[path.randrange(len(self.urls)) % len(up)]  # the engine Service: any ready replica
+            self.result.reasons["direct"] = self.result.reasons.get("direct", 0) + 1
+        else:
+            g = path.randrange(len(self.policies))
+            req = RoutingRequest(MODEL, render_chat_prompt(messages), session_key=f"conv-{conv.cid}", token_ids=tokens)
+            own = self.gateway_in_flight[g]
+            candidates = [
+                EndpointLoad(self.urls[i], own[i], waiting=self.scraped[i][0], kv_cache_usage=self.scraped[i][1])
+                for i in up
+            ]
+            decision = self.policies[g].pick(req, candidates)
+            r = self.urls.index(decision.url)
+            self.result.reasons[decision.reason] = self.result.reasons.get(decision.reason, 0) + 1
+            own[r] += 1
         self.result.routed[r] += 1
         seq = SimSequence(next(self.ids), count_tokens(engine_prompt), conv.outputs[index], blocks)
-        self.turns[seq.seq_id] = _Turn(conv, index, now, r, conv.outputs[index], blocks=blocks)
+        self.turns[seq.seq_id] = _Turn(conv, index, now, r, conv.outputs[index], g, blocks=blocks)
         self.in_flight[r] += 1
         self.models[r].add(seq)
         if not self.busy[r]:
@@ -183,6 +228,20 @@ class FleetSim:
         if now >= self.s.warmup:
             self.result.in_flight_samples.append(list(self.in_flight))
             self.result.running_samples.append([m.num_running for m in self.models])
+
+    def _rejoin(self, now: float, r: int) -> None:
+        """The restarted replica returns with an empty cache, once its last request has drained."""
+        model = self.models[r]
+        if not model.idle:
+            self._push(now + 1.0, "rejoin", r)
+            return
+        log = model.cache.evicted_log
+        model.cache = PrefixCache(model.cache.capacity)
+        model.cache.evicted_log = log
+        if self.kv is not None:  # a new process's events: the index resyncs (here: a clear)
+            self.kv.apply(self.urls[r], Batch(self._seqno[r], now, (AllBlocksCleared(),)), now, now)
+            self._seqno[r] += 1
+        self.down.discard(r)
 
     # -- engine side -----------------------------------------------------------------------------------
     def _start_step(self, now: float, r: int) -> None:
@@ -206,6 +265,8 @@ class FleetSim:
             if e.finished:
                 del self.turns[e.seq_id]
                 self.in_flight[r] -= 1
+                if turn.gateway is not None:
+                    self.gateway_in_flight[turn.gateway][r] -= 1
                 conv = turn.conv
                 conv.answered.append(turn.output)
                 if measuring:

@@ -2,7 +2,11 @@
 
     .venv/bin/python bench/routing/run.py [--duration 300] [--load 0.75] [--no-plot]
 
-Prints a table and JSON; writes results.json and plot.png next to this file. See README.md.
+Runs every policy twice: on the plain setup (one gateway that routes every request, replicas that
+never restart), then on the ``deployment`` setup that ``bench/routing_real`` runs on real engines
+(``--gateways`` gateway replicas with their own memories, ``--direct-share`` of turns past every
+gateway, one replica restarted a quarter into the measured window and back, cold, a quarter later).
+Prints tables and JSON; writes results.json and plot.png (the plain setup) next to this file. See README.md.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--load-factor", type=float, default=None, help="bounded-load c for prefix_affinity (default: the policy's own)"
     )
+    p.add_argument("--gateways", type=int, default=3, help="deployment setup: gateway replicas")
+    p.add_argument("--direct-share", type=float, default=0.2, help="deployment setup: turns sent past the gateways")
+    p.add_argument("--no-deployment", action="store_true", help="only the plain setup")
     p.add_argument("--out", type=Path, default=HERE / "results.json")
     p.add_argument("--plot", type=Path, default=HERE / "plot.png")
     p.add_argument("--no-plot", action="store_true")
@@ -72,15 +79,21 @@ def main(argv: list[str] | None = None) -> int:
         duration=a.duration,
         seed=a.seed,
     )
-    results: list[dict[str, Any]] = []
-    for name in a.policies.split(","):
-        started = time.monotonic()
-        knobs = {"load_factor": a.load_factor} if name == "prefix_affinity" and a.load_factor else {}
-        sim = FleetSim(make_policy(name, **knobs), REPLICA, Workload(shape, a.seed), settings)
-        summary = summarise(sim.run(), REPLICA)
-        summary["wall_seconds"] = round(time.monotonic() - started, 1)
-        results.append(summary)
-        print(f"  {name}: done in {summary['wall_seconds']} s", file=sys.stderr)
+
+    def run_all(settings: RunSettings) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        for name in a.policies.split(","):
+            started = time.monotonic()
+            knobs = {"load_factor": a.load_factor} if name == "prefix_affinity" and a.load_factor else {}
+            policies = [make_policy(name, **knobs) for _ in range(settings.gateways)]
+            sim = FleetSim(policies, REPLICA, Workload(shape, a.seed), settings)
+            summary = summarise(sim.run(), REPLICA)
+            summary["wall_seconds"] = round(time.monotonic() - started, 1)
+            results.append(summary)
+            print(f"  {name} ({settings.gateways} gateways): done in {summary['wall_seconds']} s", file=sys.stderr)
+        return results
+
+    results = run_all(settings)
 
     report: dict[str, Any] = {
         "setup": {
@@ -106,6 +119,22 @@ def main(argv: list[str] | None = None) -> int:
             "ttft_p90_ratio": round(base["ttft_p90"] / pa["ttft_p90"], 2),
             "throughput_ratio": round(pa["output_tokens_per_s"] / base["output_tokens_per_s"], 3),
         }
+    if not a.no_deployment:
+        quarter = a.duration / 4
+        deployment = dataclasses.replace(
+            settings, gateways=a.gateways, direct_share=a.direct_share, restart=(0, a.warmup + quarter, quarter)
+        )
+        report["deployment"] = {
+            "setup": {
+                "gateways": a.gateways,
+                "direct_share": a.direct_share,
+                "restart": {"replica": 0, "at_seconds": a.warmup + quarter, "down_seconds": quarter},
+                "method": "as above; each gateway its own policy instance, precise_prefix's KV index shared "
+                "(every gateway reads the same events); routed turns spread over gateways at random",
+            },
+            "results": run_all(deployment),
+        }
+        print(table(report["deployment"]["results"]))
     print(table(results))
     print(json.dumps(report, indent=2))
     a.out.write_text(json.dumps(report, indent=2) + "\n")

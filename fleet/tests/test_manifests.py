@@ -20,7 +20,7 @@ import yaml
 from inferstack_fleet import catalog as fleet_catalog
 from inferstack_fleet.generate import files, render_base, stale
 from inferstack_fleet.hardware import GPUS
-from k8s.tests.manifests import render
+from k8s.tests.manifests import render, requirement_holds
 from k8s.tests.schemas import KUBERNETES_VERSION, crd_schemas
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,23 +129,6 @@ def test_each_engine_pod_has_exactly_one_pdb_and_one_autoscaler(objs: list[Obj])
         assert all(t["useCachedMetrics"] for t in scaled[d["metadata"]["name"]]["spec"]["triggers"])
 
 
-def _requirement_holds(req: Obj, labels: dict[str, str]) -> bool:
-    op, key, values = req["operator"], req["key"], req.get("values", [])
-    if op == "In":
-        return labels.get(key) in values
-    if op == "NotIn":
-        return labels.get(key) not in values
-    if op == "Exists":
-        return key in labels
-    if op == "DoesNotExist":
-        return key not in labels
-    if op in ("Gt", "Lt"):
-        if key not in labels:
-            return False
-        return int(labels[key]) > int(values[0]) if op == "Gt" else int(labels[key]) < int(values[0])
-    raise AssertionError(f"unknown operator {op}")
-
-
 def gpu_nodes(nodepool: Obj) -> list[dict[str, str]]:
     """The labels of every GPU node type the NodePool can launch (from hardware.GPUS), with the
     label family (karpenter.k8s.aws or eks.amazonaws.com) its requirements use."""
@@ -164,7 +147,7 @@ def gpu_nodes(nodepool: Obj) -> list[dict[str, str]]:
                     "karpenter.sh/capacity-type": "on-demand",
                     "kubernetes.io/arch": "amd64",
                 }
-                if all(_requirement_holds(r, labels) for r in reqs):
+                if all(requirement_holds(r, labels) for r in reqs):
                     nodes.append({**nodepool["spec"]["template"]["metadata"].get("labels", {}), **labels})
     return nodes
 
@@ -178,7 +161,7 @@ def test_each_model_lands_only_on_nodes_with_its_gpus(objs: list[Obj]) -> None:
         vllm = next(c for c in pod["containers"] if c["name"] == "vllm")
         want = int(vllm["resources"]["requests"]["nvidia.com/gpu"])
         terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
-        fits = [n for n in nodes if any(all(_requirement_holds(r, n) for r in t["matchExpressions"]) for t in terms)]
+        fits = [n for n in nodes if any(all(requirement_holds(r, n) for r in t["matchExpressions"]) for t in terms)]
         name = d["metadata"]["name"]
         assert fits, f"{name}: no node type of NodePool gpu satisfies its node affinity"
         for n in fits:

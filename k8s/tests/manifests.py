@@ -65,3 +65,40 @@ def env(container: Obj) -> dict[str, str]:
 
 def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+def engines(objs: list[Obj]) -> list[Obj]:
+    """Every engine Deployment: the base's single `vllm-engine` (local-cpu) or one per fleet model."""
+    return [
+        o
+        for o in find(objs, "Deployment")
+        if o["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "engine"
+    ]
+
+
+def vllm(deployment: Obj) -> Obj:
+    """The engine container of an engine Deployment."""
+    (c,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "vllm"]
+    return c
+
+
+def engine_names(objs: list[Obj]) -> set[str]:
+    return {o["metadata"]["name"] for o in engines(objs)}
+
+
+def requirement_holds(req: Obj, labels: dict[str, str]) -> bool:
+    """One node selector requirement (NodePool requirement or node affinity expression) on a node's labels."""
+    op, key, values = req["operator"], req["key"], req.get("values", [])
+    if op == "In":
+        return labels.get(key) in values
+    if op == "NotIn":
+        return labels.get(key) not in values
+    if op == "Exists":
+        return key in labels
+    if op == "DoesNotExist":
+        return key not in labels
+    if op in ("Gt", "Lt"):
+        return key in labels and (
+            int(labels[key]) > int(values[0]) if op == "Gt" else int(labels[key]) < int(values[0])
+        )
+    raise AssertionError(f"unknown operator {op}")

@@ -27,7 +27,7 @@ TF_OUTPUTS: dict[str, object] = {
     "ecr_engine_url": "111122223333.dkr.ecr.us-east-1.amazonaws.com/inferstack/engine",
     "vpc_id": "vpc-0123456789abcdef0",
     "vpc_cidr": "10.10.0.0/16",
-    "gpu_instance_types": ["g6.xlarge", "g5.xlarge", "g6.2xlarge"],
+    "gpu_instance_types": ["g6.xlarge", "g5.xlarge", "g6.2xlarge", "g6e.12xlarge"],
     "acm_certificate_arn": None,
     "gateway_url": None,
     "redis_url": None,

@@ -272,8 +272,10 @@ def test_keda_queries_the_prometheus_the_bootstrap_installs(
     prom = _installs(bootstrapped["first_calls"])["kube-prometheus-stack"]  # type: ignore[arg-type]
     release, namespace = prom[3], prom[prom.index("--namespace") + 1]
     for overlay in ("aws-gpu", "aws-gpu-karpenter"):
-        (so,) = find(rendered[overlay], "ScaledObject")
-        for trigger in so["spec"]["triggers"]:
+        # One ScaledObject per fleet model: every one asks this Prometheus.
+        scaled = find(rendered[overlay], "ScaledObject")
+        assert scaled, overlay
+        for trigger in (t for so in scaled for t in so["spec"]["triggers"]):
             assert trigger["metadata"]["serverAddress"] == f"http://{release}-prometheus.{namespace}.svc:9090"
         maps = [c for c in find(rendered[overlay], "ConfigMap") if c["metadata"]["name"].startswith("dashboard-")]
         assert {m["metadata"]["namespace"] for m in maps} == {namespace}, "where this Grafana's sidecar looks"

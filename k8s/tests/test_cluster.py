@@ -7,7 +7,19 @@ import re
 
 import yaml
 
-from .manifests import GPU_OVERLAYS, K8S, REPO, Obj, find, one, pod_specs
+from .manifests import (
+    GPU_OVERLAYS,
+    K8S,
+    REPO,
+    Obj,
+    engine_names,
+    engines,
+    find,
+    one,
+    pod_specs,
+    requirement_holds,
+    vllm,
+)
 
 GPU = "nvidia.com/gpu"
 ADDON_VALUES = K8S / "addons" / "values"
@@ -48,9 +60,9 @@ def test_karpenter_mode_has_a_cpu_nodepool_for_everything_else(
     assert all(b["ebs"]["encrypted"] for b in nodeclass["spec"]["blockDeviceMappings"])
     for terms in ("subnetSelectorTerms", "securityGroupSelectorTerms"):
         assert nodeclass["spec"][terms] == [{"tags": {"karpenter.sh/discovery": "inferstack-dev"}}]
-    # Nothing of ours asks for a node that pool cannot give, except the engine (GPU pool).
+    # Nothing of ours asks for a node that pool cannot give, except the engines (GPU pool).
     for w, pod in pod_specs(rendered["aws-gpu-karpenter"]):
-        if w["metadata"]["name"] != "vllm-engine":
+        if w["metadata"]["name"] not in engine_names(rendered["aws-gpu-karpenter"]):
             assert "affinity" not in pod and "nodeSelector" not in pod, w["metadata"]["name"]
             assert not pod.get("tolerations"), w["metadata"]["name"]
 
@@ -120,23 +132,25 @@ def test_hold_timeout_cold_start_and_load_balancer_agree(rendered: dict[str, lis
         assert hold >= cold_start, name
         idle = _idle_timeout(objs)
         assert hold + 30 <= idle <= 4000, f"{name}: ALB idle timeout {idle} vs hold {hold} (ALB maximum 4000)"
-    (so,) = find(rendered["aws-gpu-karpenter"], "ScaledObject")
-    assert so["spec"]["minReplicaCount"] >= 1, "prod: one warm engine"
+    warm = [so for so in find(rendered["aws-gpu-karpenter"], "ScaledObject") if so["spec"]["minReplicaCount"] >= 1]
+    assert warm, "prod: one warm engine (of the default model)"
     readme = (K8S / "README.md").read_text()
     assert "INFERSTACK_HOLD_TIMEOUT" in readme and "idle_timeout.timeout_seconds" in readme
 
 
-# vCPU and GiB per instance type (AWS's instance type pages).
+# vCPU, GiB, GPU name (the instance-gpu-name label) and GPU count per instance type (AWS's
+# instance type pages).
 INSTANCE_TYPES = {
-    "g4dn.xlarge": (4, 16),
-    "g5.xlarge": (4, 16),
-    "g5.2xlarge": (8, 32),
-    "g6.xlarge": (4, 16),
-    "g6.2xlarge": (8, 32),
-    "g6.12xlarge": (48, 192),
-    "g6e.xlarge": (4, 32),
-    "g6e.2xlarge": (8, 64),
-    "g6e.12xlarge": (48, 384),
+    "g4dn.xlarge": (4, 16, "t4", 1),
+    "g5.xlarge": (4, 16, "a10g", 1),
+    "g5.2xlarge": (8, 32, "a10g", 1),
+    "g6.xlarge": (4, 16, "l4", 1),
+    "g6.2xlarge": (8, 32, "l4", 1),
+    "g6.12xlarge": (48, 192, "l4", 4),
+    "g6e.xlarge": (4, 32, "l40s", 1),
+    "g6e.2xlarge": (8, 64, "l40s", 1),
+    "g6e.12xlarge": (48, 384, "l40s", 4),
+    "p5.48xlarge": (192, 2048, "h100", 8),
 }
 # What a node keeps back (EKS AL2023: kubelet cpu reserve ~80m on 4 vCPUs, memory 255Mi + 11Mi x 58
 # pods + 100Mi eviction, ~5 % the OS takes), and our GPU node daemonsets' requests (aws-node,
@@ -145,9 +159,53 @@ NODE_RESERVED_CPU, NODE_RESERVED_GIB, OS_SHARE = 0.1, 1.0, 0.05
 DAEMONSET_CPU, DAEMONSET_GIB = 0.4, 0.5
 
 
+def node_labels(instance_type: str, prefix: str) -> dict[str, str]:
+    """The well-known labels Karpenter (prefix karpenter.k8s.aws) or Auto Mode (eks.amazonaws.com) puts on
+    a node of this type."""
+    _, _, gpu, count = INSTANCE_TYPES[instance_type]
+    return {
+        "node.kubernetes.io/instance-type": instance_type,
+        f"{prefix}/instance-family": instance_type.split(".")[0],
+        f"{prefix}/instance-gpu-name": gpu,
+        f"{prefix}/instance-gpu-count": str(count),
+        f"{prefix}/instance-gpu-manufacturer": "nvidia",
+    }
+
+
+def launchable(pool: Obj) -> dict[str, dict[str, str]]:
+    """Instance type -> the labels of its nodes, for every type the NodePool's requirements allow."""
+    spec = pool["spec"]["template"]["spec"]
+    prefix = next(r["key"].split("/")[0] for r in spec["requirements"] if r["key"].endswith("/instance-family"))
+    nodes = {}
+    for t in INSTANCE_TYPES:
+        labels = {
+            **node_labels(t, prefix),
+            "karpenter.sh/nodepool": pool["metadata"]["name"],
+            "karpenter.sh/capacity-type": "on-demand",
+            "kubernetes.io/arch": "amd64",
+            **pool["spec"]["template"].get("metadata", {}).get("labels", {}),
+        }
+        if all(requirement_holds(r, labels) for r in spec["requirements"]):
+            nodes[t] = labels
+    return nodes
+
+
+def landing_types(engine: Obj, pool: Obj) -> list[str]:
+    """The instance types of the NodePool the engine's required node affinity (ORed terms) accepts."""
+    terms = engine["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    return [
+        t
+        for t, labels in launchable(pool).items()
+        if any(all(requirement_holds(r, labels) for r in term["matchExpressions"]) for term in terms)
+    ]
+
+
 def test_engine_fits_every_gpu_instance_type_terraform_allows(rendered: dict[str, list[Obj]]) -> None:
     """Defect 12: 6 CPU / 24 Gi excluded every *.xlarge the cost table assumes. The NodePool may only
-    launch Terraform's gpu_instance_types, and the engine must fit the smallest of them."""
+    launch Terraform's gpu_instance_types; each engine must be able to land on at least one of them,
+    and fit every one it may land on (its GPU name and count: test_fleet_overlays)."""
     variables = (REPO / "terraform" / "envs" / "dev" / "variables.tf").read_text()
     block = variables[variables.index('variable "gpu_instance_types"') :]
     (default,) = re.findall(r"default\s*=\s*(\[[^\]]*\])", block)[:1]
@@ -158,18 +216,23 @@ def test_engine_fits_every_gpu_instance_type_terraform_allows(rendered: dict[str
         reqs = {r["key"]: r for r in pool["spec"]["template"]["spec"]["requirements"]}
         types = reqs["node.kubernetes.io/instance-type"]["values"]
         assert types == dev_types, "cluster/ is written from terraform output gpu_instance_types"
-        spec = one(objs, "Deployment", "vllm-engine")["spec"]["template"]["spec"]
-        requests = [c["resources"]["requests"] for c in spec["containers"]]
-        init = [c["resources"]["requests"] for c in spec.get("initContainers", [])]
-        # A pod asks for the larger of its containers' sum and any one init container.
-        cpu = max([sum(_quantity(r["cpu"]) for r in requests), *(_quantity(r["cpu"]) for r in init)])
-        gib = max([sum(_quantity(r["memory"]) for r in requests), *(_quantity(r["memory"]) for r in init)])
-        for t in types:
-            vcpu, mem = INSTANCE_TYPES[t]
-            assert cpu + DAEMONSET_CPU <= vcpu - NODE_RESERVED_CPU, f"{t}: {cpu} CPU does not fit"
-            assert gib + DAEMONSET_GIB <= mem * (1 - OS_SHARE) - NODE_RESERVED_GIB, f"{t}: {gib} GiB does not fit"
-        limit = spec["containers"][0]["resources"]["limits"]["memory"]
-        assert _quantity(limit) <= min(INSTANCE_TYPES[t][1] for t in types) * (1 - OS_SHARE) - NODE_RESERVED_GIB
+        assert engines(objs), name
+        for engine in engines(objs):
+            spec = engine["spec"]["template"]["spec"]
+            requests = [c["resources"]["requests"] for c in spec["containers"]]
+            init = [c["resources"]["requests"] for c in spec.get("initContainers", [])]
+            # A pod asks for the larger of its containers' sum and any one init container.
+            cpu = max([sum(_quantity(r["cpu"]) for r in requests), *(_quantity(r["cpu"]) for r in init)])
+            gib = max([sum(_quantity(r["memory"]) for r in requests), *(_quantity(r["memory"]) for r in init)])
+            lands = landing_types(engine, pool)
+            where = f"{name}: {engine['metadata']['name']}"
+            assert lands, f"{where} can land on none of {types}"
+            for t in lands:
+                vcpu, mem, _, _ = INSTANCE_TYPES[t]
+                assert cpu + DAEMONSET_CPU <= vcpu - NODE_RESERVED_CPU, f"{where}, {t}: {cpu} CPU does not fit"
+                assert gib + DAEMONSET_GIB <= mem * (1 - OS_SHARE) - NODE_RESERVED_GIB, f"{where}, {t}: {gib} GiB"
+            limit = vllm(engine)["resources"]["limits"]["memory"]
+            assert _quantity(limit) <= min(INSTANCE_TYPES[t][1] for t in lands) * (1 - OS_SHARE) - NODE_RESERVED_GIB
 
 
 def test_gateway_with_several_replicas_has_shared_state(objs: list[Obj]) -> None:
@@ -237,6 +300,10 @@ def test_readme_commands_match_the_manifests(rendered: dict[str, list[Obj]]) -> 
     commands = [line for line in block.splitlines() if line and not line.startswith(("#", " "))]
     assert len(commands) <= 3, commands
     assert (K8S / "bootstrap.sh").is_file() and (K8S / "grafana.sh").is_file()
-    model = one(rendered["aws-gpu"], "Deployment", "vllm-engine")["spec"]["template"]["spec"]["containers"][0]
-    served = next(e["value"] for e in model["env"] if e["name"] == "MODEL_NAME")
-    assert f'"model":"{served}"' in block and "/v1/chat/completions" in block and '"stream":true' in block
+    served = {
+        next(e["value"] for e in vllm(engine)["env"] if e["name"] == "MODEL_NAME")
+        for engine in engines(rendered["aws-gpu"])
+    }
+    asked = re.findall(r'"model":"([^"]+)"', block)
+    assert asked and set(asked) <= served, (asked, served)
+    assert "/v1/chat/completions" in block and '"stream":true' in block

@@ -5,7 +5,21 @@ from __future__ import annotations
 import json
 import re
 
-from .manifests import GPU_OVERLAYS, REPO, Obj, containers, env, find, matches, one, pod_specs, workloads
+from .manifests import (
+    GPU_OVERLAYS,
+    REPO,
+    Obj,
+    containers,
+    engine_names,
+    engines,
+    env,
+    find,
+    matches,
+    one,
+    pod_specs,
+    vllm,
+    workloads,
+)
 
 GPU = "nvidia.com/gpu"
 _env = env
@@ -16,13 +30,17 @@ def _config(objs: list[Obj]) -> dict[str, str]:
     return dict(cm["data"])
 
 
-def _served_model(objs: list[Obj]) -> str:
+def _served_model(engine: Obj) -> str:
     """MODEL_NAME for the GPU image's entrypoint; --served-model-name where the image takes it."""
-    vllm = one(objs, "Deployment", "vllm-engine")["spec"]["template"]["spec"]["containers"][0]
-    names = {a.split("=", 1)[1] for a in vllm["args"] if a.startswith("--served-model-name=")}
-    names |= {v for k, v in _env(vllm).items() if k == "MODEL_NAME"}
+    c = vllm(engine)
+    names = {a.split("=", 1)[1] for a in c["args"] if a.startswith("--served-model-name=")}
+    names |= {v for k, v in _env(c).items() if k == "MODEL_NAME"}
     (name,) = names
     return name
+
+
+def _served_models(objs: list[Obj]) -> set[str]:
+    return {_served_model(e) for e in engines(objs)}
 
 
 def test_every_container_has_requests_limits_and_probes(objs: list[Obj]) -> None:
@@ -134,7 +152,8 @@ def test_gateway_follows_its_configuration_contract(objs: list[Obj]) -> None:
     # The drain must fit in the grace period, or the kubelet kills streams mid-answer.
     drain = int(config["INFERSTACK_DRAIN_GRACE"]) + int(config["INFERSTACK_DRAIN_DEADLINE"])
     assert spec["terminationGracePeriodSeconds"] > drain
-    assert _served_model(objs) in config["INFERSTACK_MODELS"].split(","), "scale from zero needs the model listed"
+    # Scale from zero needs every model listed (held, not 404, while no engine runs).
+    assert _served_models(objs) <= set(config["INFERSTACK_MODELS"].split(",")), "scale from zero needs the models"
     assert find(objs, "HorizontalPodAutoscaler", "inferstack-gateway")[0]["spec"]["minReplicas"] >= 2
 
 
@@ -163,8 +182,14 @@ def test_keys_are_a_secret_reference_never_a_value(objs: list[Obj], overlay: str
 
 
 def test_engine_probes_tolerate_a_long_load_and_a_busy_engine(objs: list[Obj]) -> None:
-    spec = one(objs, "Deployment", "vllm-engine")["spec"]["template"]["spec"]
-    c = spec["containers"][0]
+    assert engines(objs)
+    for engine in engines(objs):
+        _probes_tolerate_a_long_load(engine)
+
+
+def _probes_tolerate_a_long_load(engine: Obj) -> None:
+    spec = engine["spec"]["template"]["spec"]
+    c = vllm(engine)
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"]["path"] == "/health"
     startup = c["startupProbe"]
@@ -191,17 +216,18 @@ ENTRYPOINT = REPO / "docker" / "engine-gpu" / "entrypoint.sh"
 def test_engine_publishes_kv_events_the_gateway_may_read(objs: list[Obj]) -> None:
     """Issue 14's contract: prefix caching with sha256_cbor, KV events on `kv-events` 5557, topic kv
     (in the container's arguments, or passed by the image's entrypoint)."""
-    spec = one(objs, "Deployment", "vllm-engine")["spec"]["template"]["spec"]
-    vllm = spec["containers"][0]
-    flags = _flags(vllm["args"])
     entrypoint = ENTRYPOINT.read_text()
-    for flag in ("enable-prefix-caching", "prefix-caching-hash-algo", "kv-events-config"):
-        assert flag in flags or f"--{flag}" in entrypoint, flag
-    if "prefix-caching-hash-algo" in flags:
-        assert flags["prefix-caching-hash-algo"] == "sha256_cbor"
-    if "kv-events-config" in flags:
-        assert json.loads(flags["kv-events-config"]) == KV_EVENTS
-    assert {"name": "kv-events", "containerPort": 5557, "protocol": "TCP"} in vllm["ports"]
+    assert engines(objs)
+    for engine in engines(objs):
+        c = vllm(engine)
+        flags = _flags(c["args"])
+        for flag in ("enable-prefix-caching", "prefix-caching-hash-algo", "kv-events-config"):
+            assert flag in flags or f"--{flag}" in entrypoint, flag
+        if "prefix-caching-hash-algo" in flags:
+            assert flags["prefix-caching-hash-algo"] == "sha256_cbor"
+        if "kv-events-config" in flags:
+            assert json.loads(flags["kv-events-config"]) == KV_EVENTS
+        assert {"name": "kv-events", "containerPort": 5557, "protocol": "TCP"} in c["ports"]
     svc = one(objs, "Service", "vllm-engine")
     assert {"name": "kv-events", "port": 5557, "targetPort": "kv-events", "protocol": "TCP"} in svc["spec"]["ports"]
 
@@ -211,57 +237,69 @@ def test_engine_loads_weights_one_way_through_the_image_entrypoint(rendered: dic
     used. Now: no command, no copy step; MODEL_NAME and MODEL_S3_URI tell the entrypoint what to serve."""
     entrypoint = ENTRYPOINT.read_text()
     for name in GPU_OVERLAYS:
-        spec = one(rendered[name], "Deployment", "vllm-engine")["spec"]["template"]["spec"]
-        vllm = spec["containers"][0]
-        assert "command" not in vllm, "arguments go to the image's entrypoint, which loads the weights"
-        assert "initContainers" not in spec, "one way to load weights: the entrypoint streams them from S3"
-        assert vllm["image"].split("@")[0].rsplit(":", 1)[0].endswith("/inferstack/engine"), "our engine image"
-        flags = _flags(vllm["args"])
-        # The entrypoint sets these itself; a second value would contradict it.
-        assert not {"model", "served-model-name", "host", "port", "load-format"} & set(flags)
-        for flag in ("max-model-len", "gpu-memory-utilization", "tensor-parallel-size"):
-            assert flag in flags, flag
-        assert 0 < float(flags["gpu-memory-utilization"]) <= 0.95
-        engine_env = _env(vllm)
-        for var in ("MODEL_NAME", "MODEL_S3_URI", "PORT"):
-            assert f"${{{var}" in entrypoint, f"the entrypoint no longer reads {var}"
-        assert engine_env["PORT"] == str(next(p for p in vllm["ports"] if p["name"] == "http")["containerPort"])
-        assert re.fullmatch(r"s3://inferstack-dev-models-111122223333/models/[\w.-]+/", engine_env["MODEL_S3_URI"])
-        assert "PYTHONHASHSEED" not in engine_env, "vLLM would seed sha256_cbor block hashes with it"
-        assert spec["serviceAccountName"] == "vllm-engine", "Terraform's Pod Identity binds this account"
+        assert engines(rendered[name]), name
+        for engine in engines(rendered[name]):
+            _loads_weights_through_the_entrypoint(engine, entrypoint)
+
+
+def _loads_weights_through_the_entrypoint(engine: Obj, entrypoint: str) -> None:
+    spec = engine["spec"]["template"]["spec"]
+    vllm = spec["containers"][0]
+    assert "command" not in vllm, "arguments go to the image's entrypoint, which loads the weights"
+    assert "initContainers" not in spec, "one way to load weights: the entrypoint streams them from S3"
+    assert vllm["image"].split("@")[0].rsplit(":", 1)[0].endswith("/inferstack/engine"), "our engine image"
+    flags = _flags(vllm["args"])
+    # The entrypoint sets these itself; a second value would contradict it.
+    assert not {"model", "served-model-name", "host", "port", "load-format"} & set(flags)
+    for flag in ("max-model-len", "gpu-memory-utilization", "tensor-parallel-size"):
+        assert flag in flags, flag
+    assert 0 < float(flags["gpu-memory-utilization"]) <= 0.95
+    engine_env = _env(vllm)
+    for var in ("MODEL_NAME", "MODEL_S3_URI", "PORT"):
+        assert f"${{{var}" in entrypoint, f"the entrypoint no longer reads {var}"
+    assert engine_env["PORT"] == str(next(p for p in vllm["ports"] if p["name"] == "http")["containerPort"])
+    # <model folder>/<revision>/ in this cluster's bucket (the fleet names the folder and revision).
+    assert re.fullmatch(r"s3://inferstack-dev-models-111122223333/models(/[\w.-]+)+/", engine_env["MODEL_S3_URI"])
+    assert "PYTHONHASHSEED" not in engine_env, "vLLM would seed sha256_cbor block hashes with it"
+    assert spec["serviceAccountName"] == "vllm-engine", "Terraform's Pod Identity binds this account"
 
 
 def test_engines_land_only_on_gpu_nodes(rendered: dict[str, list[Obj]]) -> None:
+    """Which GPU node types each model may use: k8s/tests/test_fleet_overlays.py."""
     for name in GPU_OVERLAYS:
         objs = rendered[name]
-        spec = one(objs, "Deployment", "vllm-engine")["spec"]["template"]["spec"]
-        c = spec["containers"][0]
-        assert c["resources"]["requests"][GPU] == c["resources"]["limits"][GPU]
-        assert int(c["resources"]["limits"][GPU]) >= 1
-        tp = next(a for a in c["args"] if a.startswith("--tensor-parallel-size=")).split("=")[1]
-        assert int(tp) == int(c["resources"]["limits"][GPU]), "one GPU per tensor-parallel rank"
-        assert {"key": GPU, "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
-        (term,) = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
-            "nodeSelectorTerms"
-        ]
         (pool,) = find(objs, "NodePool")
-        assert {"key": "karpenter.sh/nodepool", "operator": "In", "values": [pool["metadata"]["name"]]} in term[
-            "matchExpressions"
-        ]
+        assert engines(objs), name
+        for engine in engines(objs):
+            spec = engine["spec"]["template"]["spec"]
+            c = vllm(engine)
+            assert c["resources"]["requests"][GPU] == c["resources"]["limits"][GPU]
+            assert int(c["resources"]["limits"][GPU]) >= 1
+            flags = _flags(c["args"])
+            ranks = int(flags["tensor-parallel-size"]) * int(flags.get("pipeline-parallel-size", "1"))
+            assert ranks == int(c["resources"]["limits"][GPU]), "one GPU per tensor/pipeline-parallel rank"
+            assert {"key": GPU, "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+            terms = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+                "nodeSelectorTerms"
+            ]
+            # Every ORed term (one per label family: Karpenter's, Auto Mode's) requires the GPU pool.
+            pool_req = {"key": "karpenter.sh/nodepool", "operator": "In", "values": [pool["metadata"]["name"]]}
+            assert terms and all(pool_req in term["matchExpressions"] for term in terms)
         # The pool is tainted, so nothing without the toleration lands there.
         assert {"key": GPU, "effect": "NoSchedule"} in pool["spec"]["template"]["spec"]["taints"]
         for w, other in pod_specs(objs):
-            if w["metadata"]["name"] != "vllm-engine":
+            if w["metadata"]["name"] not in engine_names(objs):
                 assert not any(t.get("key") == GPU for t in other.get("tolerations", []))
 
 
 def test_local_engine_needs_no_gpu(rendered: dict[str, list[Obj]]) -> None:
     objs = rendered["local-cpu"]
     assert not find(objs, "NodePool") and not find(objs, "ScaledObject")
-    spec = one(objs, "Deployment", "vllm-engine")["spec"]["template"]["spec"]
+    engine = one(objs, "Deployment", "vllm-engine")
+    spec = engine["spec"]["template"]["spec"]
     assert "affinity" not in spec and "initContainers" not in spec
     assert GPU not in spec["containers"][0]["resources"]["limits"]
-    assert _served_model(objs) == "tiny-llama"
+    assert engines(objs) == [engine] and _served_model(engine) == "tiny-llama"
 
 
 def test_gpu_nodepool_scales_from_zero_within_limits(rendered: dict[str, list[Obj]]) -> None:
@@ -292,28 +330,41 @@ def test_gpu_nodepool_scales_from_zero_within_limits(rendered: dict[str, list[Ob
 
 
 def test_keda_scales_each_model_on_queue_and_gateway_demand(rendered: dict[str, list[Obj]]) -> None:
+    """One ScaledObject per engine (the fleet's, one per model). Which names the demand query adds up
+    (a model's and its adapters'): fleet/tests/test_manifests.py evaluates it with promtool."""
+    default = json.loads((REPO / "k8s" / "fleet" / "generated" / "catalog.json").read_text())["aliases"]["default"]
     for name in GPU_OVERLAYS:
         objs = rendered[name]
-        model = _served_model(objs)
-        (so,) = find(objs, "ScaledObject")
-        spec = so["spec"]
-        assert spec["scaleTargetRef"]["name"] == "vllm-engine" and find(objs, "Deployment", "vllm-engine")
-        # dev scales to zero; prod keeps one engine warm (a cold start costs minutes: defect 11).
-        assert spec["minReplicaCount"] == {"aws-gpu": 0, "aws-gpu-karpenter": 1}[name] < spec["maxReplicaCount"]
-        queries = {t["metadata"]["query"] for t in spec["triggers"]}
-        for q in queries:
-            # One element, always: sum(...) of the series, 0 when there are none.
-            assert re.fullmatch(r"sum\([^()]*\) or vector\(0\)", q), q
-            assert 'namespace="inferstack"' in q
-        assert any(f'vllm:num_requests_waiting{{namespace="inferstack",model_name="{model}"}}' in q for q in queries)
-        assert any(f'inferstack_model_demand{{namespace="inferstack",model="{model}"}}' in q for q in queries)
-        assert not any("{model=" in q and "vllm:" in q for q in queries), "vLLM labels model_name, not model"
-        for t in spec["triggers"]:
-            assert t["type"] == "prometheus" and float(t["metadata"]["activationThreshold"]) == 0
-        behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
-        assert behavior["scaleUp"]["stabilizationWindowSeconds"] < behavior["scaleDown"]["stabilizationWindowSeconds"]
-        # The Deployment leaves the count to KEDA.
-        assert "replicas" not in one(objs, "Deployment", "vllm-engine")["spec"]
+        by_target = {so["spec"]["scaleTargetRef"]["name"]: so for so in find(objs, "ScaledObject")}
+        assert set(by_target) == engine_names(objs), "every engine scaled by exactly one ScaledObject"
+        for engine in engines(objs):
+            _scaled_on_queue_and_demand(name, engine, by_target[engine["metadata"]["name"]]["spec"], default)
+
+
+def _scaled_on_queue_and_demand(overlay: str, engine: Obj, spec: Obj, default: str) -> None:
+    model = _served_model(engine)
+    # dev scales to zero; prod keeps one engine of the default model warm (a cold start costs
+    # minutes: defect 11).
+    warm = overlay == "aws-gpu-karpenter" and model == default
+    assert spec["minReplicaCount"] == (1 if warm else 0) < spec["maxReplicaCount"], (overlay, model)
+    queries = {t["metadata"]["query"] for t in spec["triggers"]}
+    for q in queries:
+        # One element, always: sum(...) of the series, 0 when there are none.
+        assert re.fullmatch(r"sum\([^()]*\) or vector\(0\)", q), q
+        assert 'namespace="inferstack"' in q
+    assert any(f'vllm:num_requests_waiting{{namespace="inferstack",model_name="{model}"}}' in q for q in queries)
+    demand = [q for q in queries if q.startswith('sum(inferstack_model_demand{namespace="inferstack",model')]
+    assert len(demand) == 1, queries
+    (selector,) = re.findall(r',model(=~?"[^"]*")\}', demand[0])
+    # model="<model>", or model=~"<model>|<adapter versions>" with dots escaped (\\. in the string)
+    assert model in selector.strip('=~"').replace("\\\\.", ".").split("|"), demand[0]
+    assert not any("{model=" in q and "vllm:" in q for q in queries), "vLLM labels model_name, not model"
+    for t in spec["triggers"]:
+        assert t["type"] == "prometheus" and float(t["metadata"]["activationThreshold"]) == 0
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] < behavior["scaleDown"]["stabilizationWindowSeconds"]
+    # The Deployment leaves the count to KEDA.
+    assert "replicas" not in engine["spec"]
 
 
 def test_monitors_scrape_named_ports_that_exist(rendered: dict[str, list[Obj]]) -> None:
@@ -324,10 +375,13 @@ def test_monitors_scrape_named_ports_that_exist(rendered: dict[str, list[Obj]]) 
     assert [s["metadata"]["name"] for s in svc] == ["inferstack-gateway-admin"]
     assert [p["targetPort"] for p in svc[0]["spec"]["ports"]] == ["admin"]
     assert [e["port"] for e in sm["spec"]["endpoints"]] == ["admin"]
+    # One PodMonitor scrapes every engine (each fleet model's), on a port each of them has.
     pm = one(objs, "PodMonitor", "vllm-engine")
-    engine = one(objs, "Deployment", "vllm-engine")["spec"]["template"]
-    assert matches(pm["spec"]["selector"]["matchLabels"], engine["metadata"]["labels"])
-    assert pm["spec"]["podMetricsEndpoints"][0]["port"] in {p["name"] for p in engine["spec"]["containers"][0]["ports"]}
+    assert engines(objs)
+    for engine in engines(objs):
+        pod = engine["spec"]["template"]
+        assert matches(pm["spec"]["selector"]["matchLabels"], pod["metadata"]["labels"]), engine["metadata"]["name"]
+        assert pm["spec"]["podMetricsEndpoints"][0]["port"] in {p["name"] for p in vllm(engine)["ports"]}
 
 
 def _peers(rule: Obj) -> list[Obj]:
@@ -345,12 +399,39 @@ GATEWAY_PODS = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "infer
 def test_network_policies_only_let_the_gateway_reach_engines(objs: list[Obj]) -> None:
     deny = one(objs, "NetworkPolicy", "default-deny-ingress")
     assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
-    engine = one(objs, "NetworkPolicy", "vllm-engine")["spec"]["ingress"]
+    policy = one(objs, "NetworkPolicy", "vllm-engine")
+    engine = policy["spec"]["ingress"]
     # The gateway: requests and KV events. Prometheus: /metrics on `http`, never kv-events.
     assert [(_peers(r), _ports(r)) for r in engine] == [
         ([GATEWAY_PODS], {"http", "kv-events"}),
         ([MONITORING], {"http"}),
     ]
+    # ...for every engine (each fleet model's): the one policy selects them all, and no other policy
+    # selects an engine (policies add up: another one could only open more).
+    assert engines(objs)
+    for e in engines(objs):
+        pod_labels = e["spec"]["template"]["metadata"]["labels"]
+        selecting = [
+            n
+            for n in find(objs, "NetworkPolicy")
+            if matches(n["spec"]["podSelector"].get("matchLabels", {}), pod_labels)
+        ]
+        assert [n["metadata"]["name"] for n in selecting] == ["default-deny-ingress", "vllm-engine"], e["metadata"][
+            "name"
+        ]
+
+
+def test_gateway_discovers_every_engine(objs: list[Obj]) -> None:
+    """The gateway finds engines through one headless Service (INFERSTACK_K8S_SERVICE): it must select
+    every model's pods, on the port names the gateway and the KV-event subscriber use."""
+    config = _config(objs)
+    svc = one(objs, "Service", config["INFERSTACK_K8S_SERVICE"])
+    ports = {p["name"] for p in svc["spec"]["ports"]}
+    assert {config["INFERSTACK_K8S_PORT_NAME"], "kv-events"} <= ports
+    assert engines(objs)
+    for e in engines(objs):
+        assert matches(svc["spec"]["selector"], e["spec"]["template"]["metadata"]["labels"]), e["metadata"]["name"]
+        assert ports <= {p["name"] for p in vllm(e)["ports"]}
 
 
 def test_network_policies_keep_the_admin_port_for_prometheus(objs: list[Obj]) -> None:

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .manifests import GPU_OVERLAYS, K8S, OVERLAY_OF_MODE, OVERLAYS, PLATFORMS, REPO, Obj, find, render
+import yaml
+
+from .manifests import GPU_OVERLAYS, K8S, OVERLAY_OF_MODE, OVERLAYS, PLATFORMS, REPO, Obj, engines, find, render, vllm
 from .shims import Shims
 
 
@@ -101,6 +103,30 @@ def test_cluster_values_script_uses_elasticache_when_terraform_made_one(tmp_path
     assert "INFERSTACK_REDIS_URL=rediss://master.inferstack-dev.abc123.use1.cache.amazonaws.com:6379" in text
 
 
+def test_cluster_values_script_gives_another_bucket_its_own_catalog(tmp_path: Path) -> None:
+    """Another account's bucket: the catalog's adapter sources follow it (a copy merged over the fleet's
+    ConfigMap), and redis plus catalog share one configMapGenerator list. The example account: no copy."""
+    shims = Shims(tmp_path / "shims")
+    shims.outputs["models_bucket_name"] = "inferstack-prod-models-444455556666"
+    shims.outputs["redis_url"] = "rediss://master.example:6379"
+    proc = _cluster_values(shims, "auto", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    generated = (K8S / "fleet" / "generated" / "catalog.json").read_text()
+    copy = (tmp_path / "overlay" / "catalog.json").read_text()
+    assert copy == generated.replace("inferstack-dev-models-111122223333", "inferstack-prod-models-444455556666")
+    values = yaml.safe_load((tmp_path / "overlay" / "kustomization.yaml").read_text())
+    assert [g["name"] for g in values["configMapGenerator"]] == ["inferstack-gateway", "inferstack-catalog"]
+    assert values["configMapGenerator"][1] == {
+        "name": "inferstack-catalog",
+        "namespace": "inferstack",
+        "behavior": "merge",
+        "files": ["catalog.json"],
+    }
+    proc = _cluster_values(Shims(tmp_path / "shims-dev"), "auto", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "overlay" / "catalog.json").exists(), "a stale copy would shadow the fleet's catalog"
+
+
 def test_cluster_values_script_refuses_an_unknown_scheme(tmp_path: Path) -> None:
     proc = _cluster_values(Shims(tmp_path / "shims"), "auto", tmp_path, INGRESS_SCHEME="public")
     assert proc.returncode == 64
@@ -135,13 +161,21 @@ def test_every_terraform_output_the_scripts_read_exists() -> None:
 
 def test_engine_requests_are_what_terraform_sized_the_gpu_types_for(rendered: dict[str, list[Obj]]) -> None:
     """Defect 12, both halves: Terraform checks gpu_instance_types against engine_resources; the engine asks for
-    exactly that."""
+    exactly that per GPU. (Which types each engine fits: test_cluster, test_fleet_overlays.)"""
     for env in ("dev", "prod"):
         text = (REPO / "terraform" / "envs" / env / "outputs.tf").read_text()
         (cpu, memory, gpus) = re.findall(
             r'engine_resources = \{ cpu = "([\d.]+)", memory = "(\w+)", gpus = (\d+) \}', text
         )[0]
         for name in GPU_OVERLAYS:
-            engine = next(o for o in find(rendered[name], "Deployment") if o["metadata"]["name"] == "vllm-engine")
-            requests = engine["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
-            assert requests == {"cpu": cpu, "memory": memory, "nvidia.com/gpu": gpus}, (env, name)
+            assert engines(rendered[name]), name
+            for engine in engines(rendered[name]):
+                # A fleet engine with n times the GPUs asks for n times the CPU and memory (inferstack_fleet).
+                requests = vllm(engine)["resources"]["requests"]
+                n = int(requests["nvidia.com/gpu"]) // int(gpus)
+                scaled = {
+                    "cpu": str(int(cpu) * n),
+                    "memory": f"{int(memory[:-2]) * n}Gi",
+                    "nvidia.com/gpu": str(n * int(gpus)),
+                }
+                assert requests == scaled, (env, name, engine["metadata"]["name"])

@@ -107,7 +107,7 @@ def test_scopes_match(objs: list[Obj], platforms: dict[str, list[Obj]]) -> None:
 
 
 def test_kubernetes_validation_rejects_an_unknown_field(rendered: dict[str, list[Obj]]) -> None:
-    deployment = copy.deepcopy(one(rendered["aws-gpu"], "Deployment", "vllm-engine"))
+    deployment = copy.deepcopy(one(rendered["aws-gpu"], "Deployment", "vllm-qwen2-5-7b-instruct"))
     deployment["spec"]["template"]["spec"]["containers"][0]["resource"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
@@ -118,7 +118,7 @@ def test_kubernetes_validation_rejects_an_unknown_field(rendered: dict[str, list
     [
         ("NodePool", "gpu", lambda o: o["spec"]["disruption"].update(consolidationPolicy="WhenIdle")),
         ("NodePool", "gpu", lambda o: o["spec"]["template"]["spec"].update(taint=[])),
-        ("ScaledObject", "vllm-engine", lambda o: o["spec"]["triggers"][0].pop("type")),
+        ("ScaledObject", "vllm-qwen2-5-7b-instruct", lambda o: o["spec"]["triggers"][0].pop("type")),
         ("PodMonitor", "vllm-engine", lambda o: o["spec"].update(podMetricsEndpoint=[])),
         ("EC2NodeClass", "gpu", lambda o: o["spec"]["metadataOptions"].update(httpTokens="sometimes")),
     ],

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import capacity, cost, engines, gpus, service
+from . import capacity, cost, engines, fleet, gpus, service
 
-MODULES = (service, engines, gpus, capacity, cost)
+MODULES = (service, engines, gpus, capacity, cost, fleet)
 
 
 def dashboards() -> dict[str, dict[str, Any]]:

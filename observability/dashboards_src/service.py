@@ -127,10 +127,27 @@ def build() -> dict[str, Any]:
     ))
     b.add(ts(
         "KV views stale, resyncs",
-        Q(f"sum(inferstack_kv_index_stale{{{NS}}})", "stale replica views"),
+        Q(f"max by (replica) (inferstack_kv_index_stale{{{NS}}})", "stale {{replica}}"),
         Q(f"sum by (reason) (increase(inferstack_kv_index_resyncs_total{{{NS}}}[{_RATE}]))", "resync {{reason}}"),
-        description="Stale: a replica owes events for longer than stale_after (or has sent none yet); "
-                    "its requests fall back to prefix_affinity. Resyncs: views dropped on a gap, restart or clear.",
+        description="Stale (1, per replica, on any gateway pod): a replica owes events for longer than "
+                    "stale_after (or has sent none yet); it is scored as holding nothing, and with no fresh "
+                    "view at all requests fall back to prefix_affinity. Resyncs: views dropped on a gap, "
+                    "an engine restart or a cache clear.",
+    ))
+    b.add(ts(
+        "KV event silence by replica",
+        Q(f"max by (replica) (inferstack_kv_events_silence_seconds{{{NS}}})", "{{replica}}"),
+        unit="s",
+        description="Seconds since each replica's last KV event batch, the longest over gateway pods (-1: none "
+                    "yet). An idle engine is silent: this alone is no fault; it is stale only when it owes events.",
+    ))
+    b.add(ts(
+        "precise_prefix: /tokenize",
+        Q(f"histogram_quantile(0.9, sum by (le) (rate(inferstack_kv_tokenize_seconds_bucket{{{NS}}}[{_RATE}])))",
+          "p90 seconds"),
+        Q(f"sum by (outcome) (rate(inferstack_kv_tokenize_seconds_count{{{NS}}}[{_RATE}]))", "{{outcome}} per s"),
+        description="The engine's /tokenize call precise_prefix makes before it picks (it adds to TTFT); "
+                    "failed: the request fell back to prefix_affinity (reason no_tokens).",
     ))
     b.add(ts(
         "KV events per second",

@@ -7,7 +7,9 @@ return a number, or fails listing the empty ones.
 
 The gateway here is started by this test (in front of the session's real vLLM) with small caps, and
 with a second replica that always fails, so held requests, 429s, upstream errors, retries and
-ejections get samples too.
+ejections get samples too. A third replica of the model, the fake engine with two LoRA slots, and a
+catalog with one adapter of the model give the adapter panels (loads, placement, routing decisions,
+the per-served-name joins) their samples: the real vLLM here runs without LoRA.
 
 No query may stay empty. When one reads a gateway metric that is in the catalogue (docs/metrics.md)
 but that the running gateway does not export, the failure says so: the catalogue promises it.
@@ -16,6 +18,7 @@ but that the running gateway does not export, the failure says so: the catalogue
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import sys
@@ -44,6 +47,7 @@ DEADLINE_S = 90.0
 SHARED_PREFIX = "You are a terse assistant for an inference platform. " * 12
 API_KEY = "isk-observability-live-test"  # test-only key of a throwaway gateway on 127.0.0.1
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+ADAPTER, ADAPTER_VERSION = "live-adapter", "live-adapter@v1"
 
 
 def _host(url: str) -> str:
@@ -62,7 +66,8 @@ def fixture_exporter(live_stack: Any) -> Iterator[str]:
 
 @pytest.fixture
 def exercised_gateway(live_stack: Any, tmp_path: Path, run_dir: Path) -> Iterator[Any]:
-    """A gateway in front of the real vLLM and of a replica that answers 500 to everything."""
+    """A gateway in front of the real vLLM, a replica that answers 500 to everything and a fake replica
+    with LoRA slots, with a catalog declaring the model and one adapter of it (ADAPTER)."""
     import inferstack_devstack as devstack
 
     stack = devstack.Stack(run_dir=tmp_path / "stack")
@@ -75,16 +80,36 @@ def exercised_gateway(live_stack: Any, tmp_path: Path, run_dir: Path) -> Iterato
             f"http://127.0.0.1:{port}",
         )
         stack.wait_ready(failing, "/v1/models", 30)
+        port = devstack.free_port()
+        lora = stack.start(
+            "lora-replica",
+            [sys.executable, "-m", "inferstack_fake_engine", "--host", "127.0.0.1", "--port", str(port),
+             "--model", live_stack.model, "--max-loras", "2", "--runtime-lora-updating",
+             "--lora-load-delay", "0.05"],
+            f"http://127.0.0.1:{port}",
+        )
+        stack.wait_ready(lora, "/v1/models", 30)
+        # The catalog: the model with two adapter slots and one adapter, loaded on demand from a local
+        # directory (the fake engine checks it exists; the real vLLM never gets it: it lists no slots).
+        (tmp_path / ADAPTER_VERSION).mkdir()
+        catalog = tmp_path / "catalog.json"
+        catalog.write_text(json.dumps({
+            "models": {live_stack.model: {"lora": {"max_loras": 2, "adapters_uri": ""}}},
+            "aliases": {},
+            "adapters": {ADAPTER: {"base": live_stack.model, "versions": [
+                {"served_name": ADAPTER_VERSION, "source": str(tmp_path / ADAPTER_VERSION), "weight_percent": 100}]}},
+        }))
         # A tenant with a key, a price table and a budget: cost, tenant and budget series.
         keys = tmp_path / "keys.yaml"
         keys.write_text(yaml.safe_dump({"keys": [{
             "key_sha256": hashlib.sha256(API_KEY.encode()).hexdigest(), "tenant": "acme",
             "name": "observability live test", "models": "*", "monthly_budget_usd": 100}]}))
         prices = tmp_path / "prices.yaml"
-        prices.write_text(yaml.safe_dump({"models": {live_stack.model: {
-            "prompt_per_1m": 0.5, "completion_per_1m": 2.0}}}))  # the budget must last the test
-        gateway = devstack.start_gateway(stack, [live_stack.vllm_url, failing.url], env={
+        price = {"prompt_per_1m": 0.5, "completion_per_1m": 2.0}  # the budget must last the test
+        prices.write_text(yaml.safe_dump({"models": {live_stack.model: price, ADAPTER_VERSION: price}}))
+        gateway = devstack.start_gateway(stack, [live_stack.vllm_url, failing.url, lora.url], env={
             "INFERSTACK_AUTH_ENABLED": "true",
+            "INFERSTACK_CATALOG_FILE": str(catalog),
             "INFERSTACK_KEYS_FILE": str(keys),
             "INFERSTACK_PRICES_FILE": str(prices),
             "INFERSTACK_MAX_IN_FLIGHT_PER_REPLICA": "2",  # a burst of 8 streams: 2 run, 2 wait, 4 get 429
@@ -94,6 +119,7 @@ def exercised_gateway(live_stack: Any, tmp_path: Path, run_dir: Path) -> Iterato
             **devstack.kv_events_env({
                 live_stack.vllm_url: devstack.kv_events_endpoint(run_dir, live_stack.vllm_url),
                 failing.url: f"ipc://{tmp_path}/no-events.ipc",
+                lora.url: f"ipc://{tmp_path}/no-lora-events.ipc",
             }),
         })
         yield gateway  # .url: the API; .admin_url: /metrics
@@ -127,6 +153,11 @@ def drive_traffic(gateway: str, model: str) -> None:
             c.headers["x-inferstack-routing-policy"] = policy
             for i in range(3):
                 _chat(c, model, f"{SHARED_PREFIX} {SHARED_PREFIX} Question {i}: which policy?", stream=False)
+        # Requests for an adapter of the model: a runtime load on the replica with free slots, then
+        # requests where it is loaded (inferstack_adapter_* and the fleet dashboard's joins).
+        c.headers["x-inferstack-routing-policy"] = "adapter_affinity"
+        for i in range(3):
+            _chat(c, ADAPTER, f"Adapter question {i}", stream=i == 0)
         del c.headers["x-inferstack-routing-policy"]
         with c.stream("POST", "/v1/completions", json={"model": model, "prompt": "Once upon a time",
                                                         "max_tokens": 8, "stream": True}) as r:

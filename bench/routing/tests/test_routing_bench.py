@@ -13,7 +13,7 @@ import run
 
 def test_short_run_writes_json_and_prefix_affinity_wins(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    assert run.main(["--duration", "60", "--warmup", "30", "--no-plot", "--out", str(out)]) == 0
+    assert run.main(["--duration", "60", "--warmup", "30", "--no-plot", "--no-deployment", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     by_policy = {r["policy"]: r for r in report["results"]}
     assert set(by_policy) == {"round_robin", "least_load", "prefix_affinity", "precise_prefix"}
@@ -23,3 +23,26 @@ def test_short_run_writes_json_and_prefix_affinity_wins(tmp_path: Path) -> None:
     assert abs(pa["output_tokens_per_s"] / rr["output_tokens_per_s"] - 1) < 0.1  # equal offered load
     # precise_prefix reads the simulated replicas' KV events: as good as affinity on hits.
     assert by_policy["precise_prefix"]["prefix_cache_hit_rate"] > rr["prefix_cache_hit_rate"] + 0.3
+
+
+def test_deployment_setup_spreads_turns_over_gateways_and_restarts_a_replica() -> None:
+    from des import FleetSim, RunSettings
+    from workload import Workload, WorkloadShape
+
+    from inferstack.scheduling import make_policy
+
+    settings = RunSettings(
+        replicas=4, conversation_rate=0.5, warmup=20, duration=60, gateways=3, direct_share=0.2, restart=(0, 30, 20)
+    )
+    hits = {}
+    for name in ("round_robin", "precise_prefix"):
+        sim = FleetSim([make_policy(name) for _ in range(3)], run.REPLICA, Workload(WorkloadShape(), 1), settings)
+        result = sim.run()
+        turns = sum(result.reasons.values())
+        assert 0.1 < result.reasons["direct"] / turns < 0.3
+        assert sum(map(sum, sim.gateway_in_flight)) + sum(1 for t in sim.turns.values() if t.gateway is None) == sum(
+            sim.in_flight
+        )  # each gateway counts only its own requests
+        assert not sim.down  # the restarted replica came back
+        hits[name] = result.prefix_hits / result.prefix_queries
+    assert hits["precise_prefix"] > hits["round_robin"] * 1.25

@@ -42,7 +42,7 @@ variable "admin_principal_arns" {
 variable "gpu_instance_types" {
   description = "GPU instance types the Kubernetes GPU NodePool may use; exported for the overlay and the cost table."
   type        = list(string)
-  default     = ["g6e.xlarge", "g6e.2xlarge", "g6.12xlarge", "g6e.12xlarge"]
+  default     = ["g6.xlarge", "g6.2xlarge", "g6e.xlarge", "g6e.2xlarge", "g6.12xlarge", "g6e.12xlarge"]
 
   validation {
     condition     = alltrue([for t in var.gpu_instance_types : can(regex("^(g4dn|g5|g6|g6e|gr6|p4d|p4de|p5|p5e|p5en|p6-b200)\\.[0-9a-z]+$", t))])

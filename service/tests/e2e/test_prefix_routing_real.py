@@ -4,7 +4,9 @@ events), the same shared-prefix request sequence under ``round_robin``, ``prefix
 
 from __future__ import annotations
 
+import importlib.util
 import random
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,28 +19,21 @@ from .test_real_vllm import scrape
 
 pytestmark = pytest.mark.vllm
 
-WORDS = (
-    "river",
-    "stone",
-    "ledger",
-    "harbour",
-    "winter",
-    "signal",
-    "garden",
-    "copper",
-    "meadow",
-    "lantern",
-    "orbit",
-    "candle",
-    "forest",
-    "thunder",
-    "mirror",
-    "parcel",
-    "silver",
-    "window",
-    "anchor",
-    "violet",
-)
+
+def _bench_words() -> tuple[str, ...]:
+    """The vocabulary of the real-engine routing bench (bench/routing_real/workload.py): one list for both.
+
+    Loaded by path under its own module name: bench/routing's tests import another ``workload``."""
+    path = Path(__file__).resolve().parents[3] / "bench" / "routing_real" / "workload.py"
+    spec = importlib.util.spec_from_file_location("routing_real_workload", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return tuple(module.WORDS)
+
+
+WORDS = _bench_words()
 
 
 def system_prompt(rng: random.Random) -> str:

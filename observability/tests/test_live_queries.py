@@ -47,7 +47,9 @@ DEADLINE_S = 90.0
 SHARED_PREFIX = "You are a terse assistant for an inference platform. " * 12
 API_KEY = "isk-observability-live-test"  # test-only key of a throwaway gateway on 127.0.0.1
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
-ADAPTER, ADAPTER_VERSION = "live-adapter", "live-adapter@v1"
+# Two adapters of the model: the first loads while the traffic starts, the second at its end, so the
+# load-time histogram moves between two scrapes (a series born at 1 shows no rate).
+ADAPTERS = {"live-adapter": "live-adapter@v1", "live-adapter-b": "live-adapter-b@v1"}
 
 
 def _host(url: str) -> str:
@@ -85,19 +87,24 @@ def exercised_gateway(live_stack: Any, tmp_path: Path, run_dir: Path) -> Iterato
             "lora-replica",
             [sys.executable, "-m", "inferstack_fake_engine", "--host", "127.0.0.1", "--port", str(port),
              "--model", live_stack.model, "--max-loras", "2", "--runtime-lora-updating",
-             "--lora-load-delay", "0.05"],
+             "--lora-load-delay", "0.05",
+             # Slow enough that its in-flight cap fills in the burst below like the real engine's.
+             "--ttft", "1"],
             f"http://127.0.0.1:{port}",
         )
         stack.wait_ready(lora, "/v1/models", 30)
         # The catalog: the model with two adapter slots and one adapter, loaded on demand from a local
         # directory (the fake engine checks it exists; the real vLLM never gets it: it lists no slots).
-        (tmp_path / ADAPTER_VERSION).mkdir()
+        adapters = {}
+        for name, version in ADAPTERS.items():
+            (tmp_path / version).mkdir()
+            adapters[name] = {"base": live_stack.model, "versions": [
+                {"served_name": version, "source": str(tmp_path / version), "weight_percent": 100}]}
         catalog = tmp_path / "catalog.json"
         catalog.write_text(json.dumps({
             "models": {live_stack.model: {"lora": {"max_loras": 2, "adapters_uri": ""}}},
             "aliases": {},
-            "adapters": {ADAPTER: {"base": live_stack.model, "versions": [
-                {"served_name": ADAPTER_VERSION, "source": str(tmp_path / ADAPTER_VERSION), "weight_percent": 100}]}},
+            "adapters": adapters,
         }))
         # A tenant with a key, a price table and a budget: cost, tenant and budget series.
         keys = tmp_path / "keys.yaml"
@@ -106,13 +113,14 @@ def exercised_gateway(live_stack: Any, tmp_path: Path, run_dir: Path) -> Iterato
             "name": "observability live test", "models": "*", "monthly_budget_usd": 100}]}))
         prices = tmp_path / "prices.yaml"
         price = {"prompt_per_1m": 0.5, "completion_per_1m": 2.0}  # the budget must last the test
-        prices.write_text(yaml.safe_dump({"models": {live_stack.model: price, ADAPTER_VERSION: price}}))
+        priced = {live_stack.model: price, **dict.fromkeys(ADAPTERS.values(), price)}
+        prices.write_text(yaml.safe_dump({"models": priced}))
         gateway = devstack.start_gateway(stack, [live_stack.vllm_url, failing.url, lora.url], env={
             "INFERSTACK_AUTH_ENABLED": "true",
             "INFERSTACK_CATALOG_FILE": str(catalog),
             "INFERSTACK_KEYS_FILE": str(keys),
             "INFERSTACK_PRICES_FILE": str(prices),
-            "INFERSTACK_MAX_IN_FLIGHT_PER_REPLICA": "2",  # a burst of 8 streams: 2 run, 2 wait, 4 get 429
+            "INFERSTACK_MAX_IN_FLIGHT_PER_REPLICA": "2",  # a burst of 12 streams: some run, 2 wait, the rest 429
             "INFERSTACK_MAX_HELD_REQUESTS": "2",
             "INFERSTACK_HOLD_TIMEOUT": "30",
             # KV events from the real engine (precise_prefix panels); the failing replica publishes none.
@@ -155,9 +163,10 @@ def drive_traffic(gateway: str, model: str) -> None:
                 _chat(c, model, f"{SHARED_PREFIX} {SHARED_PREFIX} Question {i}: which policy?", stream=False)
         # Requests for an adapter of the model: a runtime load on the replica with free slots, then
         # requests where it is loaded (inferstack_adapter_* and the fleet dashboard's joins).
+        first, second = ADAPTERS
         c.headers["x-inferstack-routing-policy"] = "adapter_affinity"
         for i in range(3):
-            _chat(c, ADAPTER, f"Adapter question {i}", stream=i == 0)
+            _chat(c, first, f"Adapter question {i}", stream=i == 0)
         del c.headers["x-inferstack-routing-policy"]
         with c.stream("POST", "/v1/completions", json={"model": model, "prompt": "Once upon a time",
                                                         "max_tokens": 8, "stream": True}) as r:
@@ -171,9 +180,14 @@ def drive_traffic(gateway: str, model: str) -> None:
             "messages": [{"role": "user", "content": "Count to a thousand."}]}) as r:
             for _ in zip(range(3), r.iter_lines(), strict=False):
                 pass
-    # A burst above the per-replica cap: held requests and 429s from the full wait queue.
-    with httpx.Client(base_url=gateway, timeout=60, headers=HEADERS) as c, ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda i: _chat(c, model, f"Burst {i}", stream=True, max_tokens=48), range(8)))
+    # A burst above the per-replica caps (2 on each of three replicas): held requests and 429s from the
+    # full wait queue.
+    with httpx.Client(base_url=gateway, timeout=60, headers=HEADERS) as c, ThreadPoolExecutor(12) as pool:
+        list(pool.map(lambda i: _chat(c, model, f"Burst {i}", stream=True, max_tokens=48), range(12)))
+    # The second adapter's load, seconds after the first one's.
+    with httpx.Client(base_url=gateway, timeout=60, headers=HEADERS) as c:
+        c.headers["x-inferstack-routing-policy"] = "adapter_affinity"
+        _chat(c, second, "Adapter question", stream=False)
 
 
 # -- which empty queries are acceptable ---------------------------------------------------------

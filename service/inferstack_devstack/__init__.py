@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from inferstack_engine.vllm import EngineOptions
 from inferstack_engine.vllm import stop as stop_process_group
@@ -160,6 +161,35 @@ def kv_events_env(endpoints: dict[str, str]) -> dict[str, str]:
     return {"INFERSTACK_KV_EVENTS__ENABLED": "true", "INFERSTACK_KV_EVENTS__ENDPOINTS": json.dumps(endpoints)}
 
 
+def launch_engine(
+    stack: Stack,
+    model: str,
+    served_name: str,
+    port: int | None = None,
+    options: EngineOptions | None = None,
+    env: dict[str, str] | None = None,
+    kv_events: bool = True,
+) -> Service:
+    """Start a real vLLM (the engine venv) serving ``model`` without waiting for it; with ``kv_events`` it
+    publishes KV events on ``kv_events_endpoint``. ``options`` (kv_events_endpoint aside) size the engine."""
+    from inferstack_engine import vllm
+
+    port = port or free_port()
+    ensure_free(port, "vLLM (ENGINE_PORT)")
+    url = f"http://127.0.0.1:{port}"
+    stack.run_dir.mkdir(parents=True, exist_ok=True)
+    endpoint = kv_events_endpoint(stack.run_dir, url) if kv_events else None
+    options = replace(options or EngineOptions(), kv_events_endpoint=endpoint)
+    argv, engine_env = vllm.command(model, port=port, served_name=served_name, options=options)
+    return stack.start(f"vllm-{port}", argv, url, {**engine_env, **(env or {})})
+
+
+def wait_engine(stack: Stack, service: Service, served_name: str, timeout: float = 600.0) -> Service:
+    """Wait until the engine's ``/v1/models`` lists ``served_name``."""
+    stack.wait_ready(service, "/v1/models", timeout, lambda body: served_name.encode() in body)
+    return service
+
+
 def start_engine(
     stack: Stack,
     model: str,
@@ -169,19 +199,9 @@ def start_engine(
     options: EngineOptions | None = None,
     env: dict[str, str] | None = None,
 ) -> Service:
-    """A real vLLM (the engine venv) serving ``model``, publishing KV events on ``kv_events_endpoint``;
-    waits until it answers ``/v1/models``. ``options`` (kv_events_endpoint aside) size the engine."""
-    from inferstack_engine import vllm
-
-    port = port or free_port()
-    ensure_free(port, "vLLM (ENGINE_PORT)")
-    url = f"http://127.0.0.1:{port}"
-    stack.run_dir.mkdir(parents=True, exist_ok=True)
-    options = replace(options or EngineOptions(), kv_events_endpoint=kv_events_endpoint(stack.run_dir, url))
-    argv, engine_env = vllm.command(model, port=port, served_name=served_name, options=options)
-    service = stack.start(f"vllm-{port}", argv, url, {**engine_env, **(env or {})})
-    stack.wait_ready(service, "/v1/models", timeout, lambda body: served_name.encode() in body)
-    return service
+    """``launch_engine``, then wait until it answers ``/v1/models``."""
+    service = launch_engine(stack, model, served_name, port=port, options=options, env=env)
+    return wait_engine(stack, service, served_name, timeout)
 
 
 def start_gateway(
@@ -301,7 +321,10 @@ class _Progress:
             sys.stderr.write("\r\033[K")
 
 
-def _banner(gateway: str, admin: str, model: str, prometheus: str | None, key: str | None) -> str:
+def _banner(
+    gateway: str, admin: str, model: str, prometheus: str | None, key: str | None, local: dict[str, object] | None
+) -> str:
+    """What is up and how to try it; ``local`` is the local fleet's catalog (None for MODEL=/UPSTREAMS=)."""
     auth = f' -H "Authorization: Bearer {key}"' if key else ""
     api_key = key or "unused"
     lines = [
@@ -312,6 +335,10 @@ def _banner(gateway: str, admin: str, model: str, prometheus: str | None, key: s
     ]
     if prometheus:
         lines.append(f"  prometheus  {prometheus}")
+    if local is not None:
+        from .fleet import summary
+
+        lines += summary(local)
     lines += [
         "",
         "Try it:",
@@ -322,12 +349,18 @@ def _banner(gateway: str, admin: str, model: str, prometheus: str | None, key: s
         "  python - <<'EOF'",
         "  from openai import OpenAI",
         f'  client = OpenAI(base_url="{gateway}/v1", api_key="{api_key}")',
-        f'  reply = client.chat.completions.create(model="{model}", max_tokens=16,',
-        '      messages=[{"role": "user", "content": "Hello!"}])',
-        "  print(reply.choices[0].message.content, reply.usage)",
-        "  EOF",
-        "",
     ]
+    if local is not None:
+        from .fleet import try_lines
+
+        lines += try_lines(local)
+    else:
+        lines += [
+            f'  reply = client.chat.completions.create(model="{model}", max_tokens=16,',
+            '      messages=[{"role": "user", "content": "Hello!"}])',
+            "  print(reply.choices[0].message.content, reply.usage)",
+        ]
+    lines += ["  EOF", ""]
     return "\n".join(lines)
 
 
@@ -343,6 +376,40 @@ def _signals_stop() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _start_engines(stack: Stack, gateway_env: dict[str, str]) -> tuple[list[str], str, dict[str, Any] | None]:
+    """The engines of ``make up``: ``MODEL`` alone, or the local fleet (the tiny model with LoRA adapters,
+    and unless ``EMBED=0`` a tiny embedding model), started in parallel. Returns the upstreams, the
+    chat model's name and the local fleet's catalog (written for the gateway; None for ``MODEL``)."""
+    # The engine's environment is only needed when we start the engine ourselves.
+    subprocess.run(["bash", str(REPO / "scripts" / "engine-venv.sh")], check=True)
+    model, model_name = _model_source()
+    engine_port = int(os.environ.get("ENGINE_PORT", "8000"))
+    if os.environ.get("MODEL", "").strip():
+        say = stack.progress
+        say(f"starting vLLM for {model_name} (about 40 s on CPU)")
+        engine = start_engine(stack, model, model_name, port=engine_port)
+        gateway_env.update(kv_events_env({engine.url: kv_events_endpoint(stack.run_dir, engine.url)}))
+        return [engine.url], model_name, None
+    from .fleet import EMBED, LocalFleet
+
+    local = LocalFleet(CACHE / "adapters" / model_name, embed=os.environ.get("EMBED", "1") != "0")
+    options, lora_env = local.lora_options()
+    also = f" and {EMBED}" if local.embed else ""
+    stack.progress(f"starting vLLM for {model_name} with LoRA adapters{also} (about 60 s on CPU)")
+    engine = launch_engine(stack, model, model_name, port=engine_port, options=options, env=lora_env)
+    embed = None
+    if local.embed:
+        embed_port = int(os.environ.get("EMBED_ENGINE_PORT", "8001"))
+        embed = launch_engine(stack, model, EMBED, port=embed_port, options=local.embed_options(), kv_events=False)
+    wait_engine(stack, engine, model_name)
+    if embed is not None:
+        wait_engine(stack, embed, EMBED)
+    catalog = local.catalog()
+    gateway_env.update(kv_events_env({engine.url: kv_events_endpoint(stack.run_dir, engine.url)}))
+    gateway_env["INFERSTACK_CATALOG_FILE"] = str(local.write_catalog(stack.run_dir / "catalog.json"))
+    return [engine.url] + ([embed.url] if embed else []), model_name, catalog
+
+
 def main() -> int:
     say = _Progress()
     stack = Stack(progress=say)
@@ -352,15 +419,10 @@ def main() -> int:
         try:
             upstreams = [u.strip() for u in os.environ.get("UPSTREAMS", "").split(",") if u.strip()]
             model_name = None
+            local = None
             gateway_env = auth_env(stack.run_dir / "dev-keys.yaml")
             if not upstreams:
-                # The engine's environment is only needed when we start the engine ourselves.
-                subprocess.run(["bash", str(REPO / "scripts" / "engine-venv.sh")], check=True)
-                model, model_name = _model_source()
-                say(f"starting vLLM for {model_name} (about 40 s on CPU)")
-                engine = start_engine(stack, model, model_name, port=int(os.environ.get("ENGINE_PORT", "8000")))
-                upstreams = [engine.url]
-                gateway_env.update(kv_events_env({engine.url: kv_events_endpoint(stack.run_dir, engine.url)}))
+                upstreams, model_name, local = _start_engines(stack, gateway_env)
             key = dev_key(stack.run_dir / "dev-keys.yaml", plain=DEV_KEY_FILE)
             gateway = start_gateway(stack, upstreams, port=gateway_port, env=gateway_env, admin_port=admin_port)
             if model_name is None:
@@ -373,7 +435,9 @@ def main() -> int:
                 port=int(os.environ.get("PROMETHEUS_PORT", "9090")),
             )
             say.clear()
-            banner = _banner(gateway.url, gateway.admin_url, model_name, prometheus.url if prometheus else None, key)
+            banner = _banner(
+                gateway.url, gateway.admin_url, model_name, prometheus.url if prometheus else None, key, local
+            )
             print(banner, flush=True)
             while all(s.process.poll() is None for s in stack.services):
                 time.sleep(0.5)

@@ -30,11 +30,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from .paths import DEFAULT_MODEL_DIR, engine_python
+from .paths import DEFAULT_MODEL_DIR, building, engine_python
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus.txt"
@@ -145,9 +144,7 @@ def ensure(out: Path = DEFAULT_MODEL_DIR, python: str | None = None, timeout: fl
 def build(out: Path) -> None:
     """Build into a temporary sibling directory, then swap it in (needs torch, tokenizers, transformers)."""
     out = Path(out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with building(out) as tmp:
         tokenizer = _train_tokenizer()
         tokenizer.save(str(tmp / "tokenizer.json"))
         vocab = tokenizer.get_vocab_size()
@@ -166,15 +163,6 @@ def build(out: Path) -> None:
         )
         _save_model(tmp, vocab, ids)
         (tmp / RECIPE_FILE).write_text(recipe_hash() + "\n")
-        # mkdtemp and safetensors create owner-only files; the engine may run as another user (a container).
-        tmp.chmod(0o755)
-        for path in tmp.iterdir():
-            path.chmod(0o644)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _train_tokenizer() -> Any:

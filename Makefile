@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 REQUIREMENTS := $(filter-out requirements/engine.txt,$(wildcard requirements/*.txt))
 PYTEST_ARGS ?=
 
-.PHONY: help up test install engine tools lint typecheck generated pytest bench bench-routing bench-routing-real \
+.PHONY: help up test install engine tools lint typecheck generated pytest bench bench-routing bench-routing-real bench-adapters-real \
 	loadtest dashboards dashboards-preview fleet mutation clean
 
 help:
@@ -18,6 +18,7 @@ help:
 	@echo "make bench               gateway overhead against the direct path; tenancy hot-path cost"
 	@echo "make bench-routing       routing policies on a simulated 8-replica fleet"
 	@echo "make bench-routing-real  routing policies on 3 real vLLM CPU replicas (prefix-cache hit rates)"
+	@echo "make bench-adapters-real LoRA adapter placement on 2 real vLLM CPU replicas (adapter loads, TTFT)"
 	@echo "make loadtest            locust against the local stack (HOST=... PROFILE=... REPORT_DIR=...; key: INFERSTACK_API_KEY)"
 	@echo "make dashboards          regenerate dashboards and rules from observability/*_src"
 	@echo "make fleet               validate fleet/ (models, adapters) and regenerate k8s/fleet/generated"
@@ -68,6 +69,9 @@ bench-routing: install
 
 bench-routing-real: install engine
 	$(PY) bench/routing_real/run.py --out bench/routing_real/results.json
+
+bench-adapters-real: install engine
+	$(PY) bench/adapters_real/run.py --out bench/adapters_real/results.json
 
 loadtest: install
 	$(PY) loadtests/run.py $(if $(HOST),--host $(HOST)) $(if $(PROFILE),--profile $(PROFILE)) \

@@ -15,6 +15,7 @@ import pytest
 
 import inferstack_devstack as devstack
 from inferstack_devstack import LiveStack
+from inferstack_devstack.fleet import LocalFleet
 
 
 @pytest.fixture(scope="session")
@@ -26,14 +27,23 @@ def run_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def vllm_engine(run_dir: Path) -> Iterator[str]:
-    """Base URL of a real vLLM serving the tiny model as ``tiny-llama`` (prefix caching on)."""
+def local_fleet(run_dir: Path) -> LocalFleet:
+    """``make up``'s LoRA adapters for the tiny model (built in this session's directory, in milliseconds)."""
+    return LocalFleet(run_dir / "adapters", embed=False)
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(run_dir: Path, local_fleet: LocalFleet) -> Iterator[str]:
+    """Base URL of a real vLLM serving the tiny model as ``tiny-llama`` (prefix caching on), with LoRA as
+    ``make up`` runs it: two adapter slots, ``sql-bot@v1`` and ``support-tone@v1`` registered, runtime
+    loading allowed. One engine for every end-to-end test: a second one would double the start-up."""
     stack = devstack.Stack(run_dir=run_dir)
     from inferstack_engine import tinymodel_build
 
     tinymodel_build(devstack.DEFAULT_MODEL_DIR)
+    options, env = local_fleet.lora_options()
     try:
-        engine = devstack.start_engine(stack, str(devstack.DEFAULT_MODEL_DIR), "tiny-llama")
+        engine = devstack.start_engine(stack, str(devstack.DEFAULT_MODEL_DIR), "tiny-llama", options=options, env=env)
         yield engine.url
     finally:
         stack.stop()

@@ -53,6 +53,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from prom_text import scrape, total  # noqa: E402
 from results_file import emit  # noqa: E402
 from workload import WORDS, Shape, conversations, order, routes  # noqa: E402
 
@@ -69,21 +70,6 @@ POLICIES = ("round_robin", "prefix_affinity", "precise_prefix")
 MODEL = "tiny-llama"
 ENGINE_ENV = {"VLLM_SERVER_DEV_MODE": "1"}  # /reset_prefix_cache between policies
 COUNTERS = ("vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total", "vllm:prompt_tokens_total")
-
-
-def scrape(text: str) -> dict[tuple[str, str], float]:
-    """(metric name, label text) -> value."""
-    out: dict[tuple[str, str], float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            head, value = line.rsplit(" ", 1)
-            name, _, labels = head.partition("{")
-            out[(name, labels)] = float(value)
-    return out
-
-
-def total(samples: dict[tuple[str, str], float], name: str) -> float:
-    return sum(v for (n, _), v in samples.items() if n == name)
 
 
 def counters(samples: dict[tuple[str, str], float]) -> dict[str, float]:

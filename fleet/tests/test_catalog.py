@@ -96,6 +96,22 @@ def test_adapter_rank_above_its_base_models_maximum(catalog_dir: Path) -> None:
     ]
 
 
+def test_a_host_cache_smaller_than_the_slots(catalog_dir: Path) -> None:
+    edit(catalog_dir, QWEN, lambda d: d["lora"].update(max_cpu_loras=2))
+    assert problems(catalog_dir) == [
+        "qwen2.5-7b-instruct: lora.max_cpu_loras 2 is below lora.max_loras 4 (vLLM refuses to start)"
+    ]
+
+
+def test_adapter_stored_outside_its_base_models_adapters_uri(catalog_dir: Path) -> None:
+    edit(catalog_dir, SQL_BOT, lambda d: d["rollout"].update(source="s3://elsewhere/sql-bot/v4/"))
+    assert problems(catalog_dir) == [
+        "adapters/qwen2.5-7b-instruct/sql-bot rollout v4: source s3://elsewhere/sql-bot/v4/ is not under"
+        " qwen2.5-7b-instruct's lora.adapters_uri s3://inferstack-dev-models-111122223333/adapters/qwen2.5-7b-instruct/"
+        " (only that prefix is copied to its engines)"
+    ]
+
+
 def test_adapter_for_a_model_that_is_not_there(catalog_dir: Path) -> None:
     shutil.move(catalog_dir / "adapters" / "qwen2.5-7b-instruct", catalog_dir / "adapters" / "qwen3")
     assert problems(catalog_dir) == [

@@ -105,6 +105,35 @@ def test_one_engine_per_model_and_the_base_engine_is_replaced(objs: list[Obj], c
         assert ("--enable-lora" in vllm["args"]) == (m.lora is not None)
 
 
+def test_engines_with_lora_get_their_adapters_on_disk_before_vllm_starts(
+    objs: list[Obj], catalog: fleet_catalog.Catalog
+) -> None:
+    """The gateway loads adapters at run time from INFERSTACK_ADAPTERS__ROOT (/adapters) + the path below
+    the model's lora.adapters_uri: a sidecar mirrors that prefix to a volume vLLM reads."""
+    models = {m.name: m for m in catalog.models}
+    for d in engines(objs):
+        model = models[d["metadata"]["labels"]["inferstack.dev/model"]]
+        pod = d["spec"]["template"]["spec"]
+        vllm = next(c for c in pod["containers"] if c["name"] == "vllm")
+        sync = [c for c in pod.get("initContainers", []) if c["name"] == "adapter-sync"]
+        env = {v["name"]: v.get("value") for v in vllm.get("env", [])}
+        if model.lora is None:
+            assert not sync and "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in env
+            continue
+        assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+        (sidecar,) = sync
+        assert sidecar["restartPolicy"] == "Always" and "startupProbe" in sidecar  # vLLM waits for the first sync
+        sync_env = {v["name"]: v["value"] for v in sidecar["env"]}
+        assert sync_env["ADAPTERS_S3_URI"] == model.lora.adapters_uri
+        mounts = {m["mountPath"]: m for m in vllm["volumeMounts"]}
+        shared = mounts[sync_env["ADAPTERS_DIR"]]
+        assert shared["readOnly"] is True
+        assert shared["name"] in {m["name"] for m in sidecar["volumeMounts"]}
+        assert any(v["name"] == shared["name"] and "emptyDir" in v for v in pod["volumes"])
+        flags = [a for a in vllm["args"] if a.startswith("--max-cpu-loras")]
+        assert flags == ([f"--max-cpu-loras={model.lora.max_cpu_loras}"] if model.lora.max_cpu_loras else [])
+
+
 def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return selector.items() <= labels.items()
 

@@ -109,6 +109,12 @@ class Prices(_Strict):
 class Lora(_Strict):
     max_loras: int = Field(4, ge=1, description="Adapters loaded at once per replica (vLLM --max-loras).")
     max_rank: int = Field(16, description="vLLM --max-lora-rank: adapters of a higher rank are refused.")
+    max_cpu_loras: int | None = Field(
+        None,
+        ge=1,
+        description="vLLM --max-cpu-loras: adapters kept in host memory, so one evicted from a GPU slot comes"
+        " back without reading disk (vLLM's default: max_loras).",
+    )
     adapters_uri: S3Uri
 
 

@@ -57,6 +57,11 @@ def lora(catalog: Catalog) -> list[str]:
             problems.append(
                 f"{m.name}: lora.max_rank {m.lora.max_rank} is not one vLLM accepts ({', '.join(map(str, LORA_RANKS))})"
             )
+        if m.lora is not None and m.lora.max_cpu_loras is not None and m.lora.max_cpu_loras < m.lora.max_loras:
+            problems.append(
+                f"{m.name}: lora.max_cpu_loras {m.lora.max_cpu_loras} is below lora.max_loras {m.lora.max_loras}"
+                " (vLLM refuses to start)"
+            )
     for entry in catalog.adapters:
         a, base = entry.adapter, models.get(entry.base)
         where = f"adapters/{entry.base}/{a.name}"
@@ -66,6 +71,14 @@ def lora(catalog: Catalog) -> list[str]:
         if base.lora is None:
             problems.append(f"{where}: model {base.name} has no `lora` section, so it serves no adapters")
             continue
+        # The gateway points vLLM at the source's path below adapters_uri, mirrored on the engine's disk.
+        sources = [("", a.source)] + ([(f" rollout {a.rollout.version}", a.rollout.source)] if a.rollout else [])
+        for what, source in sources:
+            if not source.startswith(base.lora.adapters_uri.rstrip("/") + "/"):
+                problems.append(
+                    f"{where}{what}: source {source} is not under {base.name}'s lora.adapters_uri"
+                    f" {base.lora.adapters_uri} (only that prefix is copied to its engines)"
+                )
         ranks = [("", a.rank)] + ([(f" rollout {a.rollout.version}", a.rollout.rank)] if a.rollout else [])
         for what, rank in ranks:
             if rank is not None and rank > base.lora.max_rank:

@@ -32,7 +32,24 @@ OWNED_FLAGS = (
     "--enable-lora",
     "--max-loras",
     "--max-lora-rank",
+    "--max-cpu-loras",
 )
+# Adapters live in S3 under the model's lora.adapters_uri; vLLM loads them only from a local path. A
+# sidecar mirrors that prefix here, and the gateway's loads point vLLM below it
+# (INFERSTACK_ADAPTERS__ROOT: the S3 layout under adapters_uri, on the engine's disk).
+ADAPTERS_DIR = "/adapters"
+ADAPTER_SYNC_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.22.0"
+ADAPTER_SYNC_SECONDS = 60
+# sh as PID 1 ignores SIGTERM: trap it, and sleep in the background so the trap runs at once.
+_SYNC_SCRIPT = """\
+trap 'exit 0' TERM
+while true; do
+  if aws s3 sync "$ADAPTERS_S3_URI" "$ADAPTERS_DIR" --delete --only-show-errors; then
+    touch /tmp/synced
+  fi
+  sleep "$SYNC_SECONDS" & wait $!
+done
+"""
 # The template's way of naming the fetch in the init container (before the image's entrypoint
 # streamed weights itself); replaced by the model's URI.
 _FETCH_SOURCE = "s3://${MODELS_BUCKET}/models/${MODEL_DIR}/"
@@ -95,7 +112,68 @@ def engine_args(model: Model, template_args: list[str]) -> list[str]:
         args.append("--runner=pooling")
     if model.lora is not None:
         args += ["--enable-lora", f"--max-loras={model.lora.max_loras}", f"--max-lora-rank={model.lora.max_rank}"]
+        if model.lora.max_cpu_loras is not None:
+            args.append(f"--max-cpu-loras={model.lora.max_cpu_loras}")
     return args + kept + list(engine.extra_args)
+
+
+def adapter_sync(model: Model) -> Obj:
+    """A native sidecar (an init container that keeps running) mirroring the model's adapters to the
+    shared ``adapters`` volume every minute. Its startup probe passes after the first complete sync,
+    and the engine container starts only then: a load the gateway sends finds the files."""
+    assert model.lora is not None
+    return {
+        "name": "adapter-sync",
+        "image": ADAPTER_SYNC_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "restartPolicy": "Always",
+        "command": ["/bin/sh", "-c"],
+        "args": [_SYNC_SCRIPT],
+        "env": [
+            {"name": "ADAPTERS_S3_URI", "value": model.lora.adapters_uri},
+            {"name": "ADAPTERS_DIR", "value": ADAPTERS_DIR},
+            {"name": "SYNC_SECONDS", "value": str(ADAPTER_SYNC_SECONDS)},
+            {"name": "HOME", "value": "/tmp"},  # the CLI's cache; the root filesystem is read-only
+        ],
+        "startupProbe": {
+            "exec": {"command": ["test", "-f", "/tmp/synced"]},
+            "periodSeconds": 5,
+            "failureThreshold": 120,
+        },
+        # Restarted if syncs stop succeeding for long: the marker is refreshed on every good sync.
+        "livenessProbe": {
+            "exec": {"command": ["/bin/sh", "-c", 'test -n "$(find /tmp/synced -mmin -15)"']},
+            "periodSeconds": 60,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/synced"]}, "periodSeconds": 30},
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "128Mi"},
+            "limits": {"cpu": "500m", "memory": "512Mi"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "adapters", "mountPath": ADAPTERS_DIR},
+            {"name": "adapter-sync-tmp", "mountPath": "/tmp"},
+        ],
+    }
+
+
+def _serve_adapters(pod_spec: Obj, vllm: Obj, model: Model) -> None:
+    """Runtime loading allowed (the gateway POSTs /v1/load_lora_adapter), adapters on a shared volume."""
+    _set_env(vllm["env"], "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True")
+    vllm.setdefault("volumeMounts", []).append({"name": "adapters", "mountPath": ADAPTERS_DIR, "readOnly": True})
+    pod_spec.setdefault("initContainers", []).append(adapter_sync(model))
+    pod_spec.setdefault("volumes", []).extend(
+        [
+            {"name": "adapters", "emptyDir": {"sizeLimit": "10Gi"}},
+            {"name": "adapter-sync-tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+        ]
+    )
 
 
 def _place_model(spec: Obj, vllm: Obj, model: Model) -> None:
@@ -149,8 +227,7 @@ def deployment(model: Model, template: Obj) -> Obj:
     vllm["args"] = engine_args(model, list(vllm.get("args", [])))
     _place_model(pod_spec, vllm, model)
     if model.lora is not None:
-        # The gateway loads adapters at run time (POST /v1/load_lora_adapter).
-        _set_env(vllm["env"], "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True")
+        _serve_adapters(pod_spec, vllm, model)
     count = model.hardware.count
     for bound in ("requests", "limits"):
         resources = vllm["resources"][bound]

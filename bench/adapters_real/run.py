@@ -1,0 +1,301 @@
+"""``make bench-adapters-real``: adapter placement on real vLLM CPU replicas, judged by the engines' own logs.
+
+    .venv/bin/python bench/adapters_real/run.py [--policies round_robin adapter_affinity] [--out FILE]
+
+Starts two vLLM replicas of the tiny model with LoRA (``--max-loras 2``: two adapter slots each, and
+vLLM's CPU-side cache of loaded adapters, ``max_cpu_loras``, defaults to the same 2), six random-weight
+adapters registered on both (``--lora-modules``, as ``make up`` does for its static ones), and one
+gateway that knows them from a catalog. For each policy it sends the same seeded, Zipf-skewed sequence
+of adapter requests through the gateway (``--concurrency`` at once, streaming, ``x-inferstack-routing-policy``)
+and reports:
+
+- ``adapter_loads``: loads of an adapter's weights from disk into an engine, counted in the engines' own
+  logs: vLLM's ``LRUCacheWorkerLoRAManager`` loads an adapter that is not in its cache and evicts the least
+  recently used one; each load logs ``Adding lora`` (``vllm.lora.model_manager`` at DEBUG, switched on
+  for that logger only with ``VLLM_LOGGING_CONFIG_PATH``). ``slot_activations`` (``Activating LoRA``)
+  counts adapters put into a slot of the running batch. The gateway's own count
+  (``inferstack_adapter_loads_total``) is reported next to it when the gateway exports it;
+- TTFT p50/p90 (client side, to the first content chunk) and ``load_max_over_mean``: requests per
+  replica from the engines' ``vllm:request_success_total``, the busiest over the mean.
+
+Loads do not depend on timing as much as TTFT does; on a shared 2-core machine TTFT is noisy (the
+load average is recorded). The engines keep their adapter caches from one policy to the next: at most
+four loads (two slots on two replicas) differ from a fresh start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+
+from prom_text import scrape, total  # noqa: E402
+from results_file import emit  # noqa: E402
+
+import inferstack_devstack as devstack  # noqa: E402
+from inferstack_engine import tinylora, tinymodel_build  # noqa: E402
+from inferstack_engine.vllm import EngineOptions  # noqa: E402
+
+MODEL = "tiny-llama"
+POLICIES = ("round_robin", "adapter_affinity")
+REQUESTS = "vllm:request_success_total"
+GATEWAY_LOADS = "inferstack_adapter_loads_total"
+LOAD_LINE = re.compile(rb"\[vllm\.lora\.model_manager\] Adding lora\. Model id: (\d+)")
+ACTIVATE_LINE = re.compile(rb"\[vllm\.lora\.model_manager\] Activating LoRA\. int id: (\d+)")
+# vLLM's own logging, but vllm.lora.model_manager at DEBUG: its load and activation lines are the evidence.
+LOGGING_CONFIG = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "vllm": {
+            "()": "vllm.logging_utils.NewLineFormatter",
+            "datefmt": "%m-%d %H:%M:%S",
+            "format": "%(levelname)s %(asctime)s [%(name)s] %(message)s",
+        }
+    },
+    "handlers": {
+        "vllm": {"class": "logging.StreamHandler", "formatter": "vllm", "level": "DEBUG", "stream": "ext://sys.stdout"}
+    },
+    "loggers": {
+        "vllm": {"handlers": ["vllm"], "level": "INFO", "propagate": False},
+        "vllm.lora.model_manager": {"level": "DEBUG"},
+    },
+}
+
+
+def adapter_names(count: int) -> list[str]:
+    return [f"bench-{i}" for i in range(count)]
+
+
+def zipf_sequence(names: list[str], requests: int, exponent: float, seed: int) -> list[str]:
+    """``requests`` adapter names, the i-th most popular drawn with weight 1 / i**exponent."""
+    rng = random.Random(seed)
+    weights = [1 / (rank + 1) ** exponent for rank in range(len(names))]
+    return rng.choices(names, weights=weights, k=requests)
+
+
+def catalog(dirs: dict[str, Path], max_loras: int) -> dict[str, Any]:
+    """The gateway's catalog: the model, and each adapter with one version whose source is its directory."""
+    return {
+        "models": {
+            MODEL: {
+                "task": "generate",
+                "aliases": [],
+                "priority": 50,
+                "max_replicas": 2,
+                "prices": {"prompt_per_1m": 0.0, "completion_per_1m": 0.0},
+                "lora": {"max_loras": max_loras, "max_rank": 8, "adapters_uri": f"{next(iter(dirs.values())).parent}/"},
+            }
+        },
+        "aliases": {},
+        "adapters": {
+            name: {
+                "base": MODEL,
+                "owner": "bench",
+                "rank": 8,
+                "versions": [{"served_name": f"{name}@v1", "source": f"{path}/", "weight_percent": 100}],
+            }
+            for name, path in dirs.items()
+        },
+    }
+
+
+def count_lines(log: Path, start: int, pattern: re.Pattern[bytes]) -> int:
+    with log.open("rb") as f:
+        f.seek(start)
+        return len(pattern.findall(f.read()))
+
+
+class Bench:
+    def __init__(self, session: aiohttp.ClientSession, engines: dict[str, Path], gateway: str, admin: str) -> None:
+        self.session, self.engines, self.gateway, self.admin = session, engines, gateway, admin
+
+    async def metrics(self, url: str) -> dict[tuple[str, str], float]:
+        async with self.session.get(url + "/metrics") as resp:
+            return scrape(await resp.text()) if resp.status == 200 else {}
+
+    async def request(self, policy: str, adapter: str, prompt: str, ttft: list[float]) -> None:
+        payload = {
+            "model": adapter,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": 8,
+            "stream": True,
+            "ignore_eos": True,
+        }
+        headers = {"x-inferstack-routing-policy": policy}
+        started = time.perf_counter()
+        async with self.session.post(self.gateway + "/v1/chat/completions", json=payload, headers=headers) as resp:
+            assert resp.status == 200, f"{resp.status}: {await resp.text()}"
+            first = None
+            async for line in resp.content:
+                if first is None and line.startswith(b"data: {") and b'"content":"' in line.replace(b" ", b""):
+                    first = time.perf_counter() - started
+            ttft.append(first if first is not None else time.perf_counter() - started)
+
+    async def run_policy(self, policy: str, sequence: list[str], concurrency: int, seed: int) -> dict[str, Any]:
+        offsets = {url: log.stat().st_size for url, log in self.engines.items()}
+        before = {url: await self.metrics(url) for url in self.engines}
+        gw_before = await self.metrics(self.admin)
+        rng = random.Random(seed)
+        prompts = [f"Request {i}: " + " ".join(rng.choice(WORDS) for _ in range(40)) for i in range(len(sequence))]
+        ttft: list[float] = []
+        todo = list(enumerate(sequence))
+        todo.reverse()
+
+        async def worker() -> None:
+            while todo:
+                i, adapter = todo.pop()
+                await self.request(policy, adapter, prompts[i], ttft)
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(0.5)  # the last lines reach the logs
+        per_replica: dict[str, dict[str, float]] = {}
+        for url, log in self.engines.items():
+            after = await self.metrics(url)
+            per_replica[url] = {
+                "requests": total(after, "vllm:request_success_total")
+                - total(before[url], "vllm:request_success_total"),
+                "adapter_loads": count_lines(log, offsets[url], LOAD_LINE),
+                "slot_activations": count_lines(log, offsets[url], ACTIVATE_LINE),
+            }
+        gw_after = await self.metrics(self.admin)
+        gateway_loads = total(gw_after, "inferstack_adapter_loads_total") - total(
+            gw_before, "inferstack_adapter_loads_total"
+        )
+        decisions = {
+            labels: value - gw_before.get((name, labels), 0.0)
+            for (name, labels), value in gw_after.items()
+            if name == "inferstack_adapter_routing_decisions_total" and value - gw_before.get((name, labels), 0.0)
+        }
+        loads = [r["requests"] for r in per_replica.values()]
+        ordered = sorted(ttft)
+        return {
+            "requests": len(ordered),
+            "seconds": round(elapsed, 1),
+            "adapter_loads": sum(int(r["adapter_loads"]) for r in per_replica.values()),
+            "slot_activations": sum(int(r["slot_activations"]) for r in per_replica.values()),
+            "gateway_adapter_loads": gateway_loads
+            if any(n == "inferstack_adapter_loads_total" for n, _ in gw_after)
+            else None,
+            "ttft_p50_s": round(statistics.median(ordered), 4),
+            "ttft_p90_s": round(ordered[int(0.9 * (len(ordered) - 1))], 4),
+            "load_max_over_mean": round(max(loads) / statistics.mean(loads), 3) if sum(loads) else None,
+            "adapter_decisions": decisions,
+            "per_replica": per_replica,
+        }
+
+
+WORDS = ["river", "stone", "ledger", "harbour", "winter", "signal", "garden", "copper", "meadow", "lantern"]
+
+
+def start_engines(stack: devstack.Stack, dirs: dict[str, Path], args: argparse.Namespace) -> list[devstack.Service]:
+    config = stack.run_dir / "vllm-logging.json"
+    config.write_text(json.dumps(LOGGING_CONFIG))
+    modules = [f"{name}@v1={path}" for name, path in dirs.items()]
+    options = EngineOptions(
+        extra_args=(
+            "--enable-lora",
+            f"--max-loras={args.max_loras}",
+            "--max-lora-rank=8",
+            "--lora-modules",
+            *modules,
+        )
+    )
+    env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_LOGGING_CONFIG_PATH": str(config)}
+    ports = [devstack.free_port() for _ in range(args.replicas)]
+    with ThreadPoolExecutor(args.replicas) as pool:  # start together: each takes a minute or more
+        return list(
+            pool.map(
+                lambda port: devstack.start_engine(
+                    stack, str(devstack.DEFAULT_MODEL_DIR), MODEL, port=port, options=options, env=env
+                ),
+                ports,
+            )
+        )
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    devstack.RUN_DIR.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-adapters-real-", dir=devstack.RUN_DIR))
+    stack = devstack.Stack(run_dir=run_dir, progress=lambda m: print(m, file=sys.stderr))
+    tinymodel_build(devstack.DEFAULT_MODEL_DIR)
+    names = adapter_names(args.adapters)
+    dirs = {name: tinylora.build(run_dir / "adapters" / f"{name}@v1", seed=tinylora.seed_for(name)) for name in names}
+    load_before = os.getloadavg()
+    try:
+        engines = start_engines(stack, dirs, args)
+        catalog_file = run_dir / "catalog.json"
+        catalog_file.write_text(json.dumps(catalog(dirs, args.max_loras), indent=2))
+        gateway = devstack.start_gateway(
+            stack,
+            [e.url for e in engines],
+            env={
+                "INFERSTACK_AUTH_ENABLED": "false",
+                "INFERSTACK_TENANCY__CACHE__ENABLED": "false",
+                "INFERSTACK_CATALOG_FILE": str(catalog_file),
+                "INFERSTACK_ROUTING__LOAD_FACTOR": str(args.load_factor),
+            },
+        )
+        sequence = zipf_sequence(names, args.requests, args.zipf, args.seed)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
+            bench = Bench(session, {e.url: e.log_path for e in engines}, gateway.url, gateway.admin_url)
+            results = {p: await bench.run_policy(p, sequence, args.concurrency, args.seed) for p in args.policies}
+        load_after = os.getloadavg()
+    finally:
+        stack.stop()
+    rr, aware = results.get("round_robin"), results.get("adapter_affinity")
+    ratio = round(rr["adapter_loads"] / max(1, aware["adapter_loads"]), 2) if rr and aware else None
+    goal = None
+    if ratio is not None and aware is not None:
+        goal = ratio >= 3 and (aware["load_max_over_mean"] or 99) <= 1.25
+    return {
+        "command": "make bench-adapters-real  # " + " ".join(sys.argv[1:]),
+        "note": "adapter loads are counted in the engines' logs; TTFT was measured on a shared 2-core machine"
+        " (load average below): noisy",
+        "load_average_1m": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "popularity": {n: sequence.count(n) for n in names},
+        "policies": results,
+        "round_robin_loads_over_adapter_affinity": ratio,
+        "goal": ">= 3x fewer adapter loads than round robin at max/mean load <= 1.25",
+        "goal_met": goal,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--max-loras", type=int, default=2, help="adapter slots per replica")
+    parser.add_argument("--adapters", type=int, default=6)
+    parser.add_argument("--requests", type=int, default=240, help="per policy")
+    parser.add_argument("--zipf", type=float, default=1.0, help="popularity of the i-th adapter: 1 / i**zipf")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--load-factor", type=float, default=1.25, help="INFERSTACK_ROUTING__LOAD_FACTOR")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--policies", nargs="+", default=list(POLICIES))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    result = asyncio.run(main_async(args))
+    emit(result, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

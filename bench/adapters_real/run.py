@@ -17,7 +17,10 @@ round robin once, ``adapter_affinity`` once per ``--load-factors`` value (the pe
   counts adapters put into a slot of the running batch. The gateway's own count
   (``inferstack_adapter_loads_total``) is reported next to it when the gateway exports it;
 - TTFT p50/p90 (client side, to the first content chunk) and ``load_max_over_mean``: requests per
-  replica from the engines' ``vllm:request_success_total``, the busiest over the mean.
+  replica from the engines' ``vllm:request_success_total``, the busiest over the mean;
+- ``offline_bounds_adapter_loads``: what the same sequence allows at best (``bounds``), to judge the
+  figures against: round robin on LRU engines, the best static split of the adapters over the
+  replicas at max/mean <= 1.25, and Belady's optimum for all slots as one cache.
 
 Loads do not depend on timing as much as TTFT does; on a shared 2-core machine TTFT is noisy (the
 load average is recorded). The engines keep their adapter caches from one policy to the next: at most
@@ -88,6 +91,56 @@ def zipf_sequence(names: list[str], requests: int, exponent: float, seed: int) -
     rng = random.Random(seed)
     weights = [1 / (rank + 1) ** exponent for rank in range(len(names))]
     return rng.choices(names, weights=weights, k=requests)
+
+
+def lru_loads(sequence: list[str], slots: int) -> int:
+    """Loads of one LRU cache of ``slots`` adapters serving ``sequence`` in order, from empty (vLLM's policy)."""
+    cache: list[str] = []
+    loads = 0
+    for name in sequence:
+        if name in cache:
+            cache.remove(name)
+        else:
+            loads += 1
+            if len(cache) >= slots:
+                cache.pop(0)
+        cache.append(name)
+    return loads
+
+
+def bounds(sequence: list[str], names: list[str], replicas: int, slots: int) -> dict[str, Any]:
+    """What the sequence allows, computed offline (the order the engines see differs a little under
+    concurrency): round robin on LRU engines; the best static split of the adapters over two LRU
+    replicas with max/mean load <= 1.25 (what a perfect router could do with vLLM's eviction); and
+    Belady's optimum for one cache with every slot of the fleet (no router and no eviction policy
+    does better)."""
+    out: dict[str, Any] = {
+        "round_robin_lru": sum(lru_loads(sequence[r::replicas], slots) for r in range(replicas)),
+    }
+    if replicas == 2:
+        best: tuple[int, float, list[str]] | None = None
+        for mask in range(1, 2 ** len(names) - 1):
+            first = {n for i, n in enumerate(names) if mask >> i & 1}
+            a = [n for n in sequence if n in first]
+            b = [n for n in sequence if n not in first]
+            balance = max(len(a), len(b)) / (len(sequence) / 2)
+            loads = lru_loads(a, slots) + lru_loads(b, slots)
+            if balance <= 1.25 and (best is None or loads < best[0]):
+                best = (loads, round(balance, 3), sorted(first))
+        out["best_static_split_lru"] = (
+            {"loads": best[0], "max_over_mean": best[1], "first_replica": best[2]} if best else None
+        )
+    cache: set[str] = set()
+    optimum = 0
+    for i, name in enumerate(sequence):
+        if name not in cache:
+            optimum += 1
+            if len(cache) >= replicas * slots:
+                rest = sequence[i + 1 :]
+                cache.remove(max(cache, key=lambda n: rest.index(n) if n in rest else len(rest)))
+            cache.add(name)
+    out["belady_all_slots"] = optimum
+    return out
 
 
 def catalog(dirs: dict[str, Path], max_loras: int) -> dict[str, Any]:
@@ -286,6 +339,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "load_average_1m": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "popularity": {n: sequence.count(n) for n in names},
+        "offline_bounds_adapter_loads": bounds(sequence, names, args.replicas, args.max_loras),
         "policies": results,
         "goal": ">= 3x fewer adapter loads than round robin at max/mean load <= 1.25",
         "verdicts": verdicts,

@@ -26,16 +26,23 @@ PROMPT = [{"role": "user", "content": "Write one line about the sea."}]
 
 
 @pytest.fixture(scope="module")
-def client(vllm_engine: str, local_fleet: LocalFleet, run_dir: Path) -> Iterator[openai.OpenAI]:
+def gateway(vllm_engine: str, local_fleet: LocalFleet, run_dir: Path) -> Iterator[tuple[str, str, str]]:
+    """(public URL, admin URL, API key) of a gateway reading ``make up``'s catalog."""
     stack = Stack(run_dir=run_dir)
     try:
         keys = run_dir / "lora-keys.yaml"
         key = dev_key(keys)
         catalog = local_fleet.write_catalog(run_dir / "lora-catalog.json")
-        gateway = start_gateway(stack, [vllm_engine], env={**auth_env(keys), "INFERSTACK_CATALOG_FILE": str(catalog)})
-        yield openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0, timeout=60)
+        service = start_gateway(stack, [vllm_engine], env={**auth_env(keys), "INFERSTACK_CATALOG_FILE": str(catalog)})
+        yield service.url, service.admin_url, key
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="module")
+def client(gateway: tuple[str, str, str]) -> openai.OpenAI:
+    url, _, key = gateway
+    return openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=60)
 
 
 def answer(client: openai.OpenAI, model: str) -> tuple[int, ...]:
@@ -59,6 +66,20 @@ def engine_requests(vllm_url: str) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("vllm:request_success_total")
     )
+
+
+def gateway_loads(admin_url: str, adapter: str) -> dict[str, float]:
+    """The gateway's ``inferstack_adapter_loads_total`` for one adapter version, by kind."""
+    loads = {}
+    for line in httpx.get(admin_url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith("inferstack_adapter_loads_total{") and f'adapter="{adapter}"' in line:
+            kind = line.split('kind="', 1)[1].split('"', 1)[0]
+            loads[kind] = float(line.rsplit(" ", 1)[1])
+    return loads
+
+
+def engine_models(vllm_url: str) -> set[str]:
+    return {m["id"] for m in httpx.get(vllm_url + "/v1/models", timeout=10).json()["data"]}
 
 
 def test_models_lists_the_catalog_with_each_adapters_parent(client: openai.OpenAI) -> None:
@@ -95,3 +116,16 @@ def test_an_adapter_loaded_at_run_time_is_served(client: openai.OpenAI, vllm_eng
         assert time.monotonic() < deadline, "the gateway never listed the runtime-loaded adapter"
         time.sleep(0.5)
     assert answer(client, name) != answer(client, BASE)
+
+
+def test_the_gateway_loads_a_catalogued_adapter_on_first_use(
+    client: openai.OpenAI, gateway: tuple[str, str, str], vllm_engine: str
+) -> None:
+    """``summarizer@v1`` is in the catalog only: the first request makes the gateway load it into the
+    engine (POST /v1/load_lora_adapter with the catalog's source), once; the next ones find it there."""
+    assert "summarizer@v1" not in engine_models(vllm_engine)
+    first = answer(client, "summarizer")
+    assert first != answer(client, BASE)
+    assert answer(client, "summarizer") == first
+    assert "summarizer@v1" in engine_models(vllm_engine)
+    assert gateway_loads(gateway[1], "summarizer@v1") == {"runtime_load": 1.0}

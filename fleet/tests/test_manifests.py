@@ -242,6 +242,16 @@ def test_the_gateway_reads_the_catalog_it_is_given(objs: list[Obj]) -> None:
                 mounted[f"{mount['mountPath']}/{key}"] = config_maps[config_map["name"]]["data"][key]
     assert (GENERATED / "catalog.json").read_text() == mounted[env["INFERSTACK_CATALOG_FILE"]]
     assert (GENERATED / "prices.yaml").read_text() == mounted[env["INFERSTACK_PRICES_FILE"]]
+    # The gateway's loads point vLLM where the engines' adapter-sync sidecars mirror the adapters.
+    sync_dirs = {
+        v["value"]
+        for d in engines(objs)
+        for c in d["spec"]["template"]["spec"].get("initContainers", [])
+        if c["name"] == "adapter-sync"
+        for v in c["env"]
+        if v["name"] == "ADAPTERS_DIR"
+    }
+    assert sync_dirs == {env["INFERSTACK_ADAPTERS__ROOT"]}
 
 
 def test_demand_counts_the_model_and_its_adapters(

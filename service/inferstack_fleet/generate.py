@@ -162,6 +162,9 @@ def kustomization(catalog: Catalog) -> Obj:
                     f"INFERSTACK_CATALOG_FILE={CATALOG_DIR}/catalog.json",
                     f"INFERSTACK_PRICES_FILE={CATALOG_DIR}/prices.yaml",
                     f"INFERSTACK_MODELS={','.join(sorted(m.name for m in catalog.models))}",
+                    # Where the engines' adapter-sync sidecar mirrors each model's lora.adapters_uri:
+                    # the gateway's loads point vLLM below it.
+                    f"INFERSTACK_ADAPTERS__ROOT={manifests.ADAPTERS_DIR}",
                 ],
             },
         ],

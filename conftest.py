@@ -29,7 +29,7 @@ def run_dir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def local_fleet(run_dir: Path) -> LocalFleet:
     """``make up``'s LoRA adapters for the tiny model (built in this session's directory, in milliseconds)."""
-    return LocalFleet(run_dir / "adapters", embed=False)
+    return LocalFleet(run_dir / "adapters")
 
 
 @pytest.fixture(scope="session")

@@ -378,21 +378,20 @@ def _signals_stop() -> Iterator[None]:
 
 def _start_engines(stack: Stack, gateway_env: dict[str, str]) -> tuple[list[str], str, dict[str, Any] | None]:
     """The engines of ``make up``: ``MODEL`` alone, or the local fleet (the tiny model with LoRA adapters,
-    and unless ``EMBED=0`` a tiny embedding model), started in parallel. Returns the upstreams, the
+    and with ``EMBED=1`` a tiny embedding model), started in parallel. Returns the upstreams, the
     chat model's name and the local fleet's catalog (written for the gateway; None for ``MODEL``)."""
     # The engine's environment is only needed when we start the engine ourselves.
     subprocess.run(["bash", str(REPO / "scripts" / "engine-venv.sh")], check=True)
     model, model_name = _model_source()
     engine_port = int(os.environ.get("ENGINE_PORT", "8000"))
     if os.environ.get("MODEL", "").strip():
-        say = stack.progress
-        say(f"starting vLLM for {model_name} (about 40 s on CPU)")
+        stack.progress(f"starting vLLM for {model_name} (about 40 s on CPU)")
         engine = start_engine(stack, model, model_name, port=engine_port)
         gateway_env.update(kv_events_env({engine.url: kv_events_endpoint(stack.run_dir, engine.url)}))
         return [engine.url], model_name, None
     from .fleet import EMBED, LocalFleet
 
-    local = LocalFleet(CACHE / "adapters" / model_name, embed=os.environ.get("EMBED", "1") != "0")
+    local = LocalFleet(CACHE / "adapters" / model_name, embed=os.environ.get("EMBED", "0") == "1")
     options, lora_env = local.lora_options()
     also = f" and {EMBED}" if local.embed else ""
     stack.progress(f"starting vLLM for {model_name} with LoRA adapters{also} (about 60 s on CPU)")

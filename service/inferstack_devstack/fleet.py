@@ -8,7 +8,8 @@ gateway catalog that names them (the format ``make fleet`` writes to k8s/fleet/g
   Three adapters and two slots: vLLM evicts the least recently used one when the third is asked for.
 - ``tiny-embed``: the same weights served by a second vLLM as an embedding model (``--runner pooling``,
   no KV cache to speak of). Measured here: each engine holds about 1.25 GiB resident; both start in
-  parallel. ``EMBED=0 make up`` leaves it out.
+  parallel. Opt-in (``EMBED=1 make up``): the load tests ask ``/v1/models`` for what to load and would
+  send chat requests to an embedding model.
 
 Adapters are named as the engines know their versions (``<adapter>@<version>``, as in the fleet);
 clients send the adapter's name and the gateway resolves it. Stdlib only.
@@ -42,7 +43,7 @@ def served_name(adapter: str, version: str = VERSION) -> str:
 @dataclass(frozen=True)
 class LocalFleet:
     adapters_dir: Path  # <dir>/<adapter>@<version>/ holds adapter_config.json + adapter_model.safetensors
-    embed: bool = True
+    embed: bool = False
 
     def adapter_dirs(self) -> dict[str, Path]:
         """Build (if missing) every adapter; served name -> directory."""

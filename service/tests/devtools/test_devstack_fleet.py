@@ -10,7 +10,7 @@ from inferstack_engine import tinylora
 
 
 def test_the_gateway_loads_the_local_catalog_and_resolves_alias_and_adapters(tmp_path: Path) -> None:
-    fleet = LocalFleet(tmp_path / "adapters")
+    fleet = LocalFleet(tmp_path / "adapters", embed=True)
     catalog = Catalog.load(str(fleet.write_catalog(tmp_path / "catalog.json")))
     assert catalog.models == {"tiny-llama", "tiny-embed"}
     assert catalog.resolve("tiny", 0.5) == "tiny-llama"
@@ -21,8 +21,8 @@ def test_the_gateway_loads_the_local_catalog_and_resolves_alias_and_adapters(tmp
     assert source.startswith("/") and tinylora.is_built(Path(source))
 
 
-def test_without_the_embedding_model(tmp_path: Path) -> None:
-    assert set(LocalFleet(tmp_path, embed=False).catalog()["models"]) == {"tiny-llama"}
+def test_the_embedding_model_is_opt_in(tmp_path: Path) -> None:
+    assert set(LocalFleet(tmp_path).catalog()["models"]) == {"tiny-llama"}
 
 
 def test_engine_flags_register_only_the_static_adapters(tmp_path: Path) -> None:

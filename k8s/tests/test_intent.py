@@ -246,7 +246,10 @@ def _loads_weights_through_the_entrypoint(engine: Obj, entrypoint: str) -> None:
     spec = engine["spec"]["template"]["spec"]
     vllm = spec["containers"][0]
     assert "command" not in vllm, "arguments go to the image's entrypoint, which loads the weights"
-    assert "initContainers" not in spec, "one way to load weights: the entrypoint streams them from S3"
+    # The only init container: a model with LoRA adapters gets the adapter-sync sidecar, which copies
+    # adapters (lora.adapters_uri), never weights.
+    init = [(c["name"], c.get("restartPolicy")) for c in spec.get("initContainers", [])]
+    assert init in ([], [("adapter-sync", "Always")]), "one way to load weights: the entrypoint streams them from S3"
     assert vllm["image"].split("@")[0].rsplit(":", 1)[0].endswith("/inferstack/engine"), "our engine image"
     flags = _flags(vllm["args"])
     # The entrypoint sets these itself; a second value would contradict it.

@@ -228,6 +228,8 @@ def deployment(model: Model, template: Obj) -> Obj:
     _place_model(pod_spec, vllm, model)
     if model.lora is not None:
         _serve_adapters(pod_spec, vllm, model)
+        # What k8s/scripts/aws-cluster-values.sh selects to rewrite the sidecar's bucket per cluster.
+        obj["metadata"]["labels"]["inferstack.dev/adapter-sync"] = "true"
     count = model.hardware.count
     for bound in ("requests", "limits"):
         resources = vllm["resources"][bound]

@@ -49,11 +49,19 @@ class ReplicaAdapters:
         return sum(1 for n in self.in_flight.values() if n > 0)
 
 
+DEMAND_HALF_LIFE = 200
+"""Requests (to any adapter) after which an adapter's recent demand counts half."""
+_DECAY = 0.5 ** (1 / DEMAND_HALF_LIFE)
+
+
 class AdapterPlacement:
     def __init__(self, catalog: Catalog | None = None, metrics: GatewayMetrics | None = None) -> None:
         self._catalog = catalog
         self._metrics = metrics
         self.replicas: dict[str, ReplicaAdapters] = {}
+        self._tick = 0
+        self._demand: dict[str, tuple[float, int]] = {}
+        """Adapter -> (decayed request count, tick it was last updated): its recent share of requests."""
         self._parents: dict[str, str] = {}
         """Adapter -> base model, learned from engines' cards (adapters the catalog does not name)."""
 
@@ -76,6 +84,14 @@ class AdapterPlacement:
 
     def replica(self, url: str) -> ReplicaAdapters | None:
         return self.replicas.get(url)
+
+    def demand(self, adapter: str) -> float:
+        """Requests for ``adapter`` lately, decayed by half every ``DEMAND_HALF_LIFE`` adapter requests."""
+        found = self._demand.get(adapter)
+        if found is None:
+            return 0.0
+        value, at = found
+        return float(value * _DECAY ** (self._tick - at))
 
     def registered(self, url: str, adapter: str) -> bool:
         replica = self.replicas.get(url)
@@ -125,6 +141,8 @@ class AdapterPlacement:
         (the engine loads it from disk and evicts its least recently used adapter: a swap)."""
         replica = self.replicas.setdefault(url, ReplicaAdapters())
         swapped = adapter not in replica.resident
+        self._demand[adapter] = (self.demand(adapter) + 1.0, self._tick)
+        self._tick += 1
         replica.in_flight[adapter] += 1
         self._touch(url, replica, [adapter])
         return swapped

@@ -70,7 +70,12 @@ async def fleet(
         engines = [await stack.enter_async_context(running_engine(c)) for c in configs]
         url, _ = await stack.enter_async_context(
             running_gateway(
-                engines, catalog_file=str(path), routing_policy=policy, routing={"load_factor": 1.5}, hold_timeout=2
+                engines,
+                catalog_file=str(path),
+                routing_policy=policy,
+                # The traffic bound (balance over time) is off here: the tests count exact placements.
+                routing={"adapter_load_factor": 1.5, "adapter_traffic_factor": 100},
+                hold_timeout=2,
             )
         )
         yield url, engines

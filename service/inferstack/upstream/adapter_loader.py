@@ -78,7 +78,11 @@ class AdapterLoader:
         # Recorded before the first await: the next decision already sees the adapter placed here.
         swapped = placement.sent(url, model)
         if not known and path is not None and self._settings.load:
-            failure = await self._await_load(url, base, model, path, deadline)
+            try:
+                failure = await self._await_load(url, base, model, path, deadline)
+            except BaseException:  # the client left while it waited: the load goes on for others
+                placement.done(url, model)
+                raise
             if failure is not None:
                 placement.failed(url, model)
                 return failure

@@ -108,10 +108,17 @@ class AdapterPlacement:
         self._parents.update(adapters)
         replica = self.replicas.setdefault(url, ReplicaAdapters())
         before = set(replica.resident)
+        fresh = [name for name in adapters if name not in replica.registered]
         replica.registered = set(adapters)
         for name in [n for n in replica.resident if n not in replica.registered]:
             del replica.resident[name]  # unknown to the engine (it restarted): not resident either
-        self._publish(before - set(replica.resident))
+        # Newly listed, not by the gateway's loads: --lora-modules, loaded at start while slots last.
+        for name in fresh:
+            slots = self.slots(url, adapters[name])
+            if name not in replica.resident and (slots is None or len(replica.resident) < slots):
+                replica.resident[name] = None
+                replica.resident.move_to_end(name, last=False)  # unused since: first to go
+        self._publish(before ^ set(replica.resident))
 
     def observe_lora_info(self, url: str, max_lora: int | None, in_flight: Iterable[str]) -> None:
         """``vllm:lora_requests_info``: the slot count, and adapters running or waiting (resident)."""

@@ -224,11 +224,11 @@ BUILTIN_PROFILES: dict[str, ProfileSpec] = {
     "precise_prefix": ProfileSpec(
         filters=("bounded_load",), scorers={"precise_prefix": 3.0, "load": 1.0, "kv_cache": 1.0}
     ),
-    "adapter_affinity": ProfileSpec(filters=("bounded_load",), scorers={"adapter": 1.0}),
+    "adapter_affinity": ProfileSpec(filters=("adapter_bound",), scorers={"adapter": 1.0}),
 }
 """The six policies as profiles; ``least_load`` has no scorer: every candidate ties and the picker
 takes the least loaded. ``adapter_affinity`` sends a LoRA adapter's requests to replicas that hold it
-(then a free slot, then the least loaded; bounded loads cap each replica). ``precise_prefix`` exists
+(then a free slot, then the least loaded; ``adapter_bound`` caps each replica). ``precise_prefix`` exists
 only with ``kv_events.enabled`` (its weights are llm-d's prefix-heavy defaults: a cached prefix
 outweighs load and KV usage together)."""
 
@@ -241,6 +241,18 @@ class Routing(BaseModel):
         ge=1,
         description="Bounded loads: affinity never sends a replica above c x the mean load"
         " (1.5: bench/routing measured max/mean 1.18 with it; 1.25 spills more and triples TTFT p90).",
+    )
+    adapter_load_factor: float = Field(
+        2.0,
+        ge=1,
+        description="Bounded loads for adapter_affinity: a replica holding an adapter takes its requests up to"
+        " c x the mean load, then another loads it (each move costs a load; docs/adapters.md).",
+    )
+    adapter_traffic_factor: float = Field(
+        1.2,
+        ge=1,
+        description="adapter_affinity also caps each replica's share of recent decisions at c x the mean share"
+        " (balances light loads, where in-flight counts are all 0).",
     )
     waiting_weight: float = Field(1.0, ge=0, description="Weight of the engine's waiting queue in a replica's load.")
     block_chars: int = Field(256, ge=16, description="Prefix hashing: characters per block of the rendered prompt.")

@@ -125,8 +125,9 @@ class Router:
         loop = asyncio.get_running_loop()
         limit = timeouts.first_byte if ex.stream else timeouts.response
         failure: AttemptError | None = None
-        adapters = self._adapters
-        if adapters is not None:  # a LoRA adapter the replica lacks is loaded there first
+        # A LoRA adapter the replica lacks is loaded there first (base models skip the await).
+        adapters = self._adapters if self._adapters is not None and self._adapters.handles(ex.model) else None
+        if adapters is not None:
             failure = await adapters.prepare(endpoint, ex.model, ex.deadline)
         if failure is None:
             try:

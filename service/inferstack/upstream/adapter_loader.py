@@ -65,6 +65,10 @@ class AdapterLoader:
             if self._catalog.adapter_path(served, root) is not None
         }
 
+    def handles(self, model: str) -> bool:
+        """Is ``model`` an adapter (catalogued, or listed by an engine with a parent)?"""
+        return self._placement.base_of(model) is not None
+
     async def prepare(self, endpoint: Endpoint, model: str, deadline: float) -> AttemptError | None:
         """Make ``endpoint`` ready for a request for ``model`` (load the adapter if it lacks it), by
         monotonic ``deadline``; the failure, if any. Every call that returns None is paired with ``done``."""
@@ -78,7 +82,11 @@ class AdapterLoader:
         # Recorded before the first await: the next decision already sees the adapter placed here.
         swapped = placement.sent(url, model)
         if not known and path is not None and self._settings.load:
-            failure = await self._await_load(url, base, model, path, deadline)
+            try:
+                failure = await self._await_load(url, base, model, path, deadline)
+            except BaseException:  # the client left while it waited: the load goes on for others
+                placement.done(url, model)
+                raise
             if failure is not None:
                 placement.failed(url, model)
                 return failure

@@ -49,11 +49,19 @@ class ReplicaAdapters:
         return sum(1 for n in self.in_flight.values() if n > 0)
 
 
+DEMAND_HALF_LIFE = 200
+"""Requests (to any adapter) after which an adapter's recent demand counts half."""
+_DECAY = 0.5 ** (1 / DEMAND_HALF_LIFE)
+
+
 class AdapterPlacement:
     def __init__(self, catalog: Catalog | None = None, metrics: GatewayMetrics | None = None) -> None:
         self._catalog = catalog
         self._metrics = metrics
         self.replicas: dict[str, ReplicaAdapters] = {}
+        self._tick = 0
+        self._demand: dict[str, tuple[float, int]] = {}
+        """Adapter -> (decayed request count, tick it was last updated): its recent share of requests."""
         self._parents: dict[str, str] = {}
         """Adapter -> base model, learned from engines' cards (adapters the catalog does not name)."""
 
@@ -77,6 +85,14 @@ class AdapterPlacement:
     def replica(self, url: str) -> ReplicaAdapters | None:
         return self.replicas.get(url)
 
+    def demand(self, adapter: str) -> float:
+        """Requests for ``adapter`` lately, decayed by half every ``DEMAND_HALF_LIFE`` adapter requests."""
+        found = self._demand.get(adapter)
+        if found is None:
+            return 0.0
+        value, at = found
+        return float(value * _DECAY ** (self._tick - at))
+
     def registered(self, url: str, adapter: str) -> bool:
         replica = self.replicas.get(url)
         return replica is not None and adapter in replica.registered
@@ -92,10 +108,17 @@ class AdapterPlacement:
         self._parents.update(adapters)
         replica = self.replicas.setdefault(url, ReplicaAdapters())
         before = set(replica.resident)
+        fresh = [name for name in adapters if name not in replica.registered]
         replica.registered = set(adapters)
         for name in [n for n in replica.resident if n not in replica.registered]:
             del replica.resident[name]  # unknown to the engine (it restarted): not resident either
-        self._publish(before - set(replica.resident))
+        # Newly listed, not by the gateway's loads: --lora-modules, loaded at start while slots last.
+        for name in fresh:
+            slots = self.slots(url, adapters[name])
+            if name not in replica.resident and (slots is None or len(replica.resident) < slots):
+                replica.resident[name] = None
+                replica.resident.move_to_end(name, last=False)  # unused since: first to go
+        self._publish(before ^ set(replica.resident))
 
     def observe_lora_info(self, url: str, max_lora: int | None, in_flight: Iterable[str]) -> None:
         """``vllm:lora_requests_info``: the slot count, and adapters running or waiting (resident)."""
@@ -125,6 +148,8 @@ class AdapterPlacement:
         (the engine loads it from disk and evicts its least recently used adapter: a swap)."""
         replica = self.replicas.setdefault(url, ReplicaAdapters())
         swapped = adapter not in replica.resident
+        self._demand[adapter] = (self.demand(adapter) + 1.0, self._tick)
+        self._tick += 1
         replica.in_flight[adapter] += 1
         self._touch(url, replica, [adapter])
         return swapped

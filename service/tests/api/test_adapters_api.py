@@ -53,7 +53,7 @@ def catalog(tmp_path: Path) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def fleet(
     tmp_path: Path, policy: str = "adapter_affinity", replicas: int = 2, **behaviour: Any
-) -> AsyncIterator[tuple[GatewayURL, list[str]]]:
+) -> AsyncIterator[tuple[GatewayURL, list[str], Any]]:
     path = tmp_path / "catalog.json"
     path.write_text(json.dumps(catalog(tmp_path)))
     configs = [
@@ -68,12 +68,17 @@ async def fleet(
     ]
     async with contextlib.AsyncExitStack() as stack:
         engines = [await stack.enter_async_context(running_engine(c)) for c in configs]
-        url, _ = await stack.enter_async_context(
+        url, app = await stack.enter_async_context(
             running_gateway(
-                engines, catalog_file=str(path), routing_policy=policy, routing={"load_factor": 1.5}, hold_timeout=2
+                engines,
+                catalog_file=str(path),
+                routing_policy=policy,
+                # The traffic bound (balance over time) is off here: the tests count exact placements.
+                routing={"adapter_load_factor": 1.5, "adapter_traffic_factor": 100},
+                hold_timeout=2,
             )
         )
-        yield url, engines
+        yield url, engines, app
 
 
 def client(url: str) -> openai.AsyncOpenAI:
@@ -107,7 +112,7 @@ async def total_loads(engines: list[str]) -> int:
 
 
 async def test_adapter_requests_go_where_the_adapter_is_loaded(tmp_path: Path) -> None:
-    async with fleet(tmp_path) as (url, engines):
+    async with fleet(tmp_path) as (url, engines, _):
         async with client(url) as ai:
             for _ in range(10):
                 answer = await ai.completions.create(model="a1", prompt="select", max_tokens=2)
@@ -126,7 +131,7 @@ async def test_a_skewed_mix_loads_each_adapter_once_with_affinity(tmp_path: Path
     # 4 adapters, 2 replicas x 2 slots: placed by affinity, every adapter fits somewhere for good.
     draw = random.Random(7)
     mix = draw.choices(ADAPTERS, weights=[8, 4, 2, 1], k=40)
-    async with fleet(tmp_path, policy) as (url, engines), client(url) as ai:
+    async with fleet(tmp_path, policy) as (url, engines, _), client(url) as ai:
         for model in mix:
             await ai.completions.create(model=model, prompt="x", max_tokens=1)
         loads = await total_loads(engines)
@@ -139,7 +144,7 @@ async def test_a_skewed_mix_loads_each_adapter_once_with_affinity(tmp_path: Path
 
 
 async def test_a_hot_adapter_spreads_under_the_cap_and_each_replica_loads_it_once(tmp_path: Path) -> None:
-    async with fleet(tmp_path, ttft=0.3) as (url, engines), client(url) as ai:
+    async with fleet(tmp_path, ttft=0.3) as (url, engines, _), client(url) as ai:
         await asyncio.gather(*(ai.completions.create(model="a1", prompt="x", max_tokens=1) for _ in range(12)))
         per_replica = [len(m) for m in await served(engines)]
         # Bounded loads (1.5 x mean): the replica holding a1 takes a share, then the other loads it too.
@@ -150,7 +155,7 @@ async def test_a_hot_adapter_spreads_under_the_cap_and_each_replica_loads_it_onc
 
 
 async def test_concurrent_requests_for_a_missing_adapter_share_one_load(tmp_path: Path) -> None:
-    async with fleet(tmp_path, replicas=1, lora_load_delay=0.3) as (url, engines), client(url) as ai:
+    async with fleet(tmp_path, replicas=1, lora_load_delay=0.3) as (url, engines, _), client(url) as ai:
         await asyncio.gather(*(ai.completions.create(model="a2", prompt="x", max_tokens=1) for _ in range(8)))
         assert (await engine_state(engines))[0]["loads"] == {"a2": 1}
         assert await metric(url, "inferstack_adapter_loads_total", kind="runtime_load") == 1
@@ -158,7 +163,7 @@ async def test_concurrent_requests_for_a_missing_adapter_share_one_load(tmp_path
 
 
 async def test_unknown_adapter_is_404_and_no_engine_is_asked(tmp_path: Path) -> None:
-    async with fleet(tmp_path) as (url, engines), client(url) as ai:
+    async with fleet(tmp_path) as (url, engines, _), client(url) as ai:
         for model in ("a9", "a1@v2", "sql-bot@v3"):
             with pytest.raises(openai.NotFoundError) as caught:
                 await ai.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
@@ -168,7 +173,7 @@ async def test_unknown_adapter_is_404_and_no_engine_is_asked(tmp_path: Path) -> 
 
 
 async def test_a_load_that_fails_everywhere_is_a_502(tmp_path: Path) -> None:
-    async with fleet(tmp_path) as (url, engines), client(url) as ai:
+    async with fleet(tmp_path) as (url, engines, _), client(url) as ai:
         with pytest.raises(openai.APIStatusError) as caught:
             await ai.completions.create(model="broken", prompt="x", max_tokens=1)
         assert caught.value.status_code == 502
@@ -178,7 +183,7 @@ async def test_a_load_that_fails_everywhere_is_a_502(tmp_path: Path) -> None:
 
 
 async def test_aliases_and_rollouts_resolve_and_models_lists_adapters(tmp_path: Path) -> None:
-    async with fleet(tmp_path) as (url, engines), client(url) as ai:
+    async with fleet(tmp_path) as (url, engines, _), client(url) as ai:
         listed = {m.id: getattr(m, "parent", None) async for m in ai.models.list()}
         assert listed["sql-bot"] == "fake-model" and listed["a1"] == "fake-model" and listed["fake-model"] is None
         await ai.completions.create(model="chat", prompt="x", max_tokens=1)
@@ -191,3 +196,15 @@ async def test_aliases_and_rollouts_resolve_and_models_lists_adapters(tmp_path: 
         assert sent.count("sql-bot@v1") > 15
         # Versions are never listed to clients, even once loaded on an engine.
         assert not {m.id async for m in ai.models.list()} & {"sql-bot@v1", "sql-bot@v2"}
+
+
+async def test_a_client_that_leaves_during_a_load_leaves_nothing_in_flight(tmp_path: Path) -> None:
+    async with fleet(tmp_path, replicas=1, lora_load_delay=0.5) as (url, engines, app):
+        async with httpx.AsyncClient(base_url=url, timeout=0.1) as http:
+            with pytest.raises(httpx.TimeoutException):
+                await http.post("/v1/completions", json={"model": "a1", "prompt": "x", "max_tokens": 1})
+        async with client(url) as ai:  # waits for the same load, which went on
+            await ai.completions.create(model="a1", prompt="x", max_tokens=1)
+        replica = app.state.gateway.cluster.placement.replica(engines[0])
+        assert replica is not None and replica.busy() == 0
+        assert (await engine_state(engines))[0]["loads"] == {"a1": 1}

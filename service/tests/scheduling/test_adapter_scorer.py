@@ -23,8 +23,8 @@ def placement(slots: int | None = 2) -> AdapterPlacement:
     return AdapterPlacement(catalog)
 
 
-def policy(where: AdapterPlacement, load_factor: float = 1.5) -> tuple[Profile, Adapter]:
-    profile = make_policy("adapter_affinity", load_factor=load_factor)
+def policy(where: AdapterPlacement, load_factor: float = 2.0, traffic_factor: float = 100.0) -> tuple[Profile, Adapter]:
+    profile = make_policy("adapter_affinity", adapter_load_factor=load_factor, adapter_traffic_factor=traffic_factor)
     scorer = profile.plugin("adapter")
     assert isinstance(scorer, Adapter)
     scorer.attach(where)
@@ -46,10 +46,10 @@ def test_tiers_loaded_then_free_slot_then_an_idle_slot_then_busy() -> None:
     where.sent(R3, "c")
     where.done(R3, "b")
     where.done(R3, "c")  # R3: b, c idle: full, evictable
-    assert scorer.tier(R1, "a", "base") == 1.0
-    assert scorer.tier(R1, "d", "base") == 0.5
-    assert scorer.tier(R3, "d", "base") == 0.2
-    assert scorer.tier(R2, "d", "base") == 0.0
+    assert scorer.tier(R1, "a", "base")[0] == 1.0
+    assert scorer.tier(R1, "d", "base")[0] == 0.5
+    assert scorer.tier(R3, "d", "base")[0] == 0.2
+    assert scorer.tier(R2, "d", "base")[0] == 0.0
 
 
 def test_the_profile_prefers_the_holder_and_says_why() -> None:
@@ -85,3 +85,19 @@ def test_unknown_slots_and_the_only_candidate() -> None:
     assert decision.adapter_reason == "unknown_state"
     only = profile.pick(RoutingRequest("b", ""), fleet(0))
     assert (only.reason, only.adapter_reason) == ("only_candidate", "unknown_state")
+
+
+def test_the_traffic_bound_moves_a_hot_adapter_at_light_load() -> None:
+    # One request at a time: in-flight counts are all 0, so only the share of recent decisions balances.
+    where = placement()
+    profile, _ = policy(where, traffic_factor=1.2)
+    chosen = []
+    for _ in range(40):
+        decision = profile.pick(RoutingRequest("a", ""), fleet(0, 0))
+        where.sent(decision.url, "a")
+        where.done(decision.url, "a")
+        chosen.append(decision.url)
+    assert chosen[:2] == [chosen[0]] * 2  # it stays where it was loaded at first
+    # Then the other replica loads it too, and they share it (the bound lets one run 5 decisions ahead).
+    assert min(chosen.count(R1), chosen.count(R2)) >= len(chosen) / 4
+    assert decision.adapter_reason in ("loaded", "capped")

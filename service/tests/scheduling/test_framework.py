@@ -14,6 +14,7 @@ def test_every_plugin_module_is_found_with_its_kind() -> None:
     kinds = {name: cls.kind for name, cls in plugin_classes().items()}
     assert kinds == {
         "bounded_load": "filter",
+        "adapter_bound": "filter",
         "prefix": "scorer",
         "precise_prefix": "scorer",
         "load": "scorer",

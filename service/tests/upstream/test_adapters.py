@@ -52,10 +52,11 @@ def test_engine_cards_name_registered_adapters_and_their_base() -> None:
     where.observe_cards(URL, cards)
     assert where.base_of("tone") == "base" and where.base_of("base") is None
     assert where.registered(URL, "tone")
-    where.sent(URL, "tone")
-    where.observe_cards(URL, {"base": cards["base"]})  # the engine restarted: it knows tone no more
     replica = where.replica(URL)
-    assert replica is not None and not replica.resident and not where.registered(URL, "tone")
+    assert replica is not None and list(replica.resident) == ["tone"]  # --lora-modules: loaded at start
+    assert where.sent(URL, "tone") is False  # so its first request is no swap
+    where.observe_cards(URL, {"base": cards["base"]})  # the engine restarted: it knows tone no more
+    assert not replica.resident and not where.registered(URL, "tone")
 
 
 def test_in_flight_adapters_from_the_engine_are_resident_and_set_the_slots() -> None:
@@ -76,3 +77,13 @@ vllm:lora_requests_info{max_lora="2",running_lora_adapters="",waiting_lora_adapt
     info = parse_lora_info(text)
     assert info is not None and info.max_lora == 2 and info.in_flight == ("c", "a")
     assert parse_lora_info(b"vllm:num_requests_running 1\n") is None
+
+
+def test_adapters_listed_at_start_fill_the_free_slots_only() -> None:
+    where = AdapterPlacement(catalog())  # qwen: 2 slots
+    where.sent(URL, "local@v1")
+    where.loaded(URL, "local@v1")
+    cards = {n: {"id": n, "parent": "qwen"} for n in ("local@v1", "sql-bot@v3", "elsewhere@v1")}
+    where.observe_cards(URL, cards)
+    replica = where.replica(URL)
+    assert replica is not None and len(replica.resident) == 2 and "local@v1" in replica.resident

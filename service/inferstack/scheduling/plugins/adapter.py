@@ -10,10 +10,15 @@ a ``parent``), each replica of its base model scores by what a request there wou
     0.0  (busy)        every slot holds an adapter with requests in flight: vLLM batches at most
                        ``max_loras`` adapters, so the request would also wait
 
-Equal scores go to the least loaded (the ``max_score`` picker). Put the ``bounded_load`` filter in
-front (the ``adapter_affinity`` profile does): a hot adapter stays on the replicas holding it until
-one would exceed ``load_factor`` x the mean load, then spills to the next, which loads it too, so
-the adapter follows its load instead of piling onto one replica. Requests for a base model score
+Within the free-slot and evict tiers a little (< 0.1) is added where the loss is smallest: a free
+slot on the replica whose resident adapters see the least demand lately (so hot adapters end up on
+different replicas), an eviction where the adapter to go (the least recently used idle one, as
+vLLM evicts) sees the least demand (so a rarely used adapter rotates through one slot instead of
+pushing out a busy one). Demand is the placement's decayed request count per adapter. Equal scores
+go to the least loaded (the ``max_score`` picker). Put the ``adapter_bound`` filter in front (the
+``adapter_affinity`` profile does): a hot adapter stays on the replicas holding it until one would
+exceed its cap, then spills to the next, which loads it too, so the adapter follows its load
+instead of piling onto one replica. Requests for a base model score
 0.5 everywhere: load decides.
 
 The placement (``upstream.adapters.AdapterPlacement``: what the engines tell and what the gateway
@@ -31,6 +36,8 @@ from ...upstream.adapters import AdapterPlacement
 from ..types import CycleState, EndpointLoad, Reason
 
 LOADED, FREE_SLOT, UNKNOWN, EVICT_IDLE, BUSY = 1.0, 0.5, 0.4, 0.2, 0.0
+NUDGE = 0.09
+"""Most a tier's score moves by demand: less than the gap between tiers."""
 _NOTE = "adapter"
 
 
@@ -45,19 +52,24 @@ class Adapter:
         """Read ``placement`` (the lifespan's record of where adapters are) from now on."""
         self.placement = placement
 
-    def tier(self, url: str, adapter: str, base: str) -> float:
+    def tier(self, url: str, adapter: str, base: str) -> tuple[float, float]:
+        """The replica's tier for ``adapter``, and the nudge within the tier (0..NUDGE, higher is better)."""
         placement = self.placement
         replica = placement.replica(url)
         if replica is not None and adapter in replica.resident:
-            return LOADED
+            return LOADED, 0.0
         slots = placement.slots(url, base)
         if slots is None:
-            return UNKNOWN
-        held = len(replica.resident) if replica is not None else 0
-        if held < slots:
-            return FREE_SLOT
-        busy = replica.busy() if replica is not None else 0
-        return EVICT_IDLE if busy < slots else BUSY
+            return UNKNOWN, 0.0
+        if replica is None:
+            return FREE_SLOT, NUDGE
+        if len(replica.resident) < slots:
+            held = sum(placement.demand(a) for a in replica.resident)
+            return FREE_SLOT, NUDGE / (1.0 + held)
+        victim = next((a for a in replica.resident if replica.in_flight[a] <= 0), None)
+        if victim is None or replica.busy() >= slots:
+            return BUSY, 0.0
+        return EVICT_IDLE, NUDGE / (1.0 + placement.demand(victim))
 
     def score(self, state: CycleState, candidates: list[EndpointLoad]) -> dict[str, float]:
         adapter = state.request.model
@@ -66,8 +78,8 @@ class Adapter:
             return dict.fromkeys((c.url for c in candidates), FREE_SLOT)
         # Every candidate, so the reason can tell a holder left out by the load cap.
         tiers = {c.url: self.tier(c.url, adapter, base) for c in state.candidates}
-        state.notes[_NOTE] = tiers
-        return {c.url: tiers[c.url] for c in candidates}
+        state.notes[_NOTE] = {url: tier for url, (tier, _) in tiers.items()}
+        return {c.url: sum(tiers[c.url]) for c in candidates}
 
     def reason(self, state: CycleState, url: str) -> Reason | None:
         tiers = state.notes.get(_NOTE)

@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+import orjson
 import uvloop
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,6 +31,7 @@ sys.path.insert(0, str(REPO / "service"))
 
 from results_file import emit  # noqa: E402
 
+from inferstack.upstream.http1 import Pool  # noqa: E402
 from inferstack_devstack import Stack, free_port  # noqa: E402
 
 BODY = {
@@ -82,6 +84,41 @@ def aiohttp_stream(url: str) -> Callable[[aiohttp.ClientSession], OneStream]:
     return bind
 
 
+def lean_stream(url: str) -> Callable[[LeanClient], OneStream]:
+    base, _, path = url.partition("/v1/")
+    body = orjson.dumps(BODY)
+
+    def bind(client: LeanClient) -> OneStream:
+        async def one() -> float:
+            started = time.perf_counter()
+            first = -1.0
+            resp = await client.pool.post(base, "/v1/" + path, body, {"content-type": "application/json"})
+            try:
+                while await resp.readany():
+                    if first < 0:
+                        first = time.perf_counter() - started
+            finally:
+                resp.close()
+            return first
+
+        return one
+
+    return bind
+
+
+class LeanClient:
+    """The gateway's own client (inferstack/upstream/http1.py) as an async context manager."""
+
+    def __init__(self) -> None:
+        self.pool = Pool(connect_timeout=5.0)
+
+    async def __aenter__(self) -> LeanClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pool.close()
+
+
 def httpx_stream(url: str) -> Callable[[httpx.AsyncClient], OneStream]:
     def bind(client: httpx.AsyncClient) -> OneStream:
         async def one() -> float:
@@ -130,6 +167,7 @@ def main() -> int:
                     args.seconds,
                 )
             ),
+            "lean": uvloop.run(run_client(LeanClient, lean_stream(url), args.seconds)),
             "httpx": uvloop.run(
                 run_client(
                     lambda: httpx.AsyncClient(
@@ -154,6 +192,9 @@ def main() -> int:
         **results,
         "httpx_cpu_per_stream_over_aiohttp": round(
             results["httpx"]["cpu_ms_per_stream"] / results["aiohttp"]["cpu_ms_per_stream"], 2
+        ),
+        "lean_cpu_per_stream_over_aiohttp": round(
+            results["lean"]["cpu_ms_per_stream"] / results["aiohttp"]["cpu_ms_per_stream"], 2
         ),
     }
     emit(result, args.out)

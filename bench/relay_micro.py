@@ -49,9 +49,12 @@ class Content:
         return next(self.chunks, b"")
 
 
-class Response:
+class Response(Content):
+    # Both shapes: aiohttp's (content.readany, before the lean client) and http1's (readany).
+
     def __init__(self) -> None:
-        self.content = Content()
+        super().__init__()
+        self.content = self
 
 
 async def send(message: object) -> None:

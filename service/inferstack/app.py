@@ -33,7 +33,7 @@ from .scheduling import Scheduler
 from .types import Receive, Scope, Send
 from .upstream.adapter_loader import AdapterLoader
 from .upstream.adapters import AdapterPlacement
-from .upstream.client import create_session
+from .upstream.client import create_pool, create_session
 from .upstream.cluster import Cluster
 from .upstream.discovery import from_settings
 from .upstream.hold import HoldQueue
@@ -108,6 +108,8 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
         )
         session = create_session(settings)
         stack.push_async_callback(session.close)
+        pool = create_pool(settings)
+        stack.push_async_callback(pool.close)
         cluster = Cluster(settings, session, metrics)
         stack.push_async_callback(cluster.close)
         catalog = Catalog.load(settings.catalog_file) if settings.catalog_file else None
@@ -127,7 +129,7 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
             kv = KVRouting(settings.kv_events, session, metrics.registry)
             stack.push_async_callback(kv.close)
         scheduler = Scheduler(settings, metrics, kv, placement)
-        router = Router(settings, session, cluster, holds, scheduler, metrics, kv, adapters)
+        router = Router(settings, pool, cluster, holds, scheduler, metrics, kv, adapters)
         gateway = Gateway(settings, metrics, session, cluster, tenancy, catalog)
         for kind in PATHS:
             gateway.endpoints[kind] = OpenAIEndpoint(kind, settings, cluster, router, tenancy, metrics, catalog)

@@ -18,8 +18,6 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-import aiohttp
-
 from ..errors import normalise_upstream_error
 from ..exchange import ClientStalled, Exchange, Responder
 from ..filters.tokens import estimate_prompt_tokens
@@ -118,11 +116,11 @@ async def relay_stream(
                     latest = min(now_l + idle * 1.5, total_by)
                     if when is not None and (when > latest or (when - now_l < idle and when < total_by)):
                         timer.reschedule(latest)
-                    chunk = await resp.content.readany()
+                    chunk = await resp.readany()
             rest = splitter.flush()
             if rest and not out.finished:
                 await _write(out.body(rest), client_write)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (TimeoutError, OSError) as exc:
             if writing:
                 raise ClientStalled from None
             failure = classify(exc)

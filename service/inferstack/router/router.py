@@ -15,7 +15,6 @@ import asyncio
 import logging
 from typing import Any
 
-import aiohttp
 import orjson
 
 from ..clock import monotonic
@@ -30,6 +29,7 @@ from ..upstream.client import AttemptError, attempt
 from ..upstream.cluster import Cluster
 from ..upstream.endpoint import Endpoint
 from ..upstream.hold import HoldQueue
+from ..upstream.http1 import Pool
 from .retry import RetryBudget, backoff
 
 log = logging.getLogger("inferstack.router")
@@ -39,7 +39,7 @@ class Router:
     def __init__(
         self,
         settings: Settings,
-        session: aiohttp.ClientSession,
+        pool: Pool,
         cluster: Cluster,
         holds: HoldQueue,
         scheduler: Scheduler,
@@ -50,7 +50,7 @@ class Router:
         self._kv = kv
         self._adapters = adapters
         self._settings = settings
-        self._session = session
+        self._pool = pool
         self._cluster = cluster
         self._holds = holds
         self._scheduler = scheduler
@@ -151,7 +151,7 @@ class Router:
         """The attempt (its first byte or whole answer by loop time ``by``) and its relay."""
         timeouts = self._settings.timeouts
         try:
-            reply = await attempt(self._session, endpoint, path, ex, by)
+            reply = await attempt(self._pool, endpoint, path, ex, by)
         except AttemptError as err:
             return err
         try:

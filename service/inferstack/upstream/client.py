@@ -1,4 +1,8 @@
-"""The one shared upstream connection pool, one upstream attempt, and failures mapped to errors."""
+"""The upstream connection pools, one upstream attempt, and failures mapped to errors.
+
+Two pools: ``http1.Pool`` for the data plane (every ``attempt``: the requests that carry tokens) and
+an aiohttp session for the control plane (health checks, load scrapes, ``/tokenize``).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,18 @@ from ..config import Settings
 from ..errors import UpstreamError, UpstreamTimeoutError
 from ..exchange import Exchange
 from .endpoint import Endpoint
+from .http1 import ConnectError, ConnectTimeout, Pool, Response
 
 _FORWARDED_RESPONSE_HEADERS = ("content-type",)
 
 
+def create_pool(settings: Settings) -> Pool:
+    """The data plane's pool: every attempt goes through it (why not aiohttp: ``http1``'s docstring)."""
+    return Pool(connect_timeout=settings.timeouts.connect)
+
+
 def create_session(settings: Settings) -> aiohttp.ClientSession:
-    """One pool for every upstream call. The gateway caps in-flight per replica itself, so no limit here.
+    """The control plane's pool. The gateway caps in-flight per replica itself, so no limit here.
 
     aiohttp rather than httpx: at 32 concurrent streams httpx spent about 3x the CPU per stream and
     had a far worse first-chunk p99 (bench/http_client_bench.py, bench/results/http_client.json).
@@ -53,11 +63,11 @@ class AttemptError(Exception):
 
 
 def classify(exc: BaseException) -> AttemptError:
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):  # a TimeoutError too, but nothing was sent
+    if isinstance(exc, ConnectTimeout):  # a TimeoutError too, but nothing was sent
         return AttemptError("connect", UpstreamError("The upstream replica is unreachable."))
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return AttemptError("timeout", UpstreamTimeoutError("The upstream replica did not answer in time."))
-    if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError):
+    if isinstance(exc, ConnectError | ConnectionRefusedError):
         return AttemptError("connect", UpstreamError("The upstream replica is unreachable."))
     return AttemptError("protocol", UpstreamError("The upstream replica broke the connection."))
 
@@ -66,7 +76,7 @@ def classify(exc: BaseException) -> AttemptError:
 class Reply:
     """An upstream answer whose first bytes arrived: a stream to relay, or a whole body."""
 
-    response: aiohttp.ClientResponse
+    response: Response
     first: bytes
     """The first chunk of a stream, or the whole body."""
     streaming: bool
@@ -75,27 +85,27 @@ class Reply:
         self.response.close()
 
 
-async def attempt(session: aiohttp.ClientSession, endpoint: Endpoint, path: str, ex: Exchange, by: float) -> Reply:
+async def attempt(pool: Pool, endpoint: Endpoint, path: str, ex: Exchange, by: float) -> Reply:
     """POST ``ex.body`` to ``endpoint``; the first byte of a stream, or the whole non-stream body, by
     loop time ``by``.
 
     Raises AttemptError for anything that fails before then: nothing has reached the client yet.
     """
     headers = {"content-type": "application/json", "x-request-id": ex.upstream_id}
-    resp: aiohttp.ClientResponse | None = None
+    resp: Response | None = None
     try:
         async with asyncio.timeout_at(by):
-            resp = await session.post(endpoint.url + path, data=ex.body, headers=headers)
+            resp = await pool.post(endpoint.url, path, ex.body, headers)
             if resp.status >= 500:
                 raise AttemptError("http_5xx", UpstreamError(f"The upstream replica failed with status {resp.status}."))
             streaming = ex.stream and resp.status == 200 and resp.content_type == "text/event-stream"
             if streaming:
-                first = await resp.content.readany()
+                first = await resp.readany()
                 if not first:
                     raise AttemptError("protocol", UpstreamError("The upstream replica sent an empty stream."))
             else:
                 first = await resp.read()
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+    except (TimeoutError, OSError) as exc:
         if resp is not None:
             resp.close()
         failure = classify(exc)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -21,9 +22,9 @@ from typing import Any
 from ..errors import normalise_upstream_error
 from ..exchange import ClientStalled, Exchange, Responder
 from ..filters.tokens import estimate_prompt_tokens
-from ..metrics.gateway import GatewayMetrics
+from ..metrics.gateway import GatewayMetrics, HistogramBatch
 from ..upstream.client import AttemptError, Reply, classify
-from .sse import DONE, EventSplitter, carries_text, error_event, usage_of, usage_of_body
+from .sse import DONE, EventSplitter, carries_text, error_event, usage_of, usage_of_body, whole_events
 
 log = logging.getLogger("inferstack.relay")
 
@@ -68,18 +69,26 @@ async def relay_stream(
     usage: dict[str, Any] | None = None
     failure: AttemptError | None = None
     loop = asyncio.get_running_loop()
-    total_by = loop.time() + ex.deadline - time.monotonic()
+    now = loop.time()
+    total_by = now + ex.deadline - time.monotonic()
+    when = min(now + idle * 1.5, total_by)
     chunk = reply.first
     writing = False
     try:
         try:
-            async with asyncio.timeout_at(min(loop.time() + idle * 1.5, total_by)) as timer:
+            async with asyncio.timeout_at(when) as timer:
+                write_check, read_check = _checks(when, now, idle, client_write, total_by)
                 while chunk:
-                    events = splitter.feed(chunk) if not out.finished else None
-                    if events:
-                        parts: list[bytes] = []
+                    data = b""
+                    texts = 0
+                    if out.finished:
+                        pass  # after [DONE]: read to the end (the connection is reused), relay nothing
+                    elif assembler is None and not splitter.pending and (texts := whole_events(chunk)) >= 0:
+                        data = chunk  # the common case: whole events, no usage chunk; counted, not split
+                    else:
                         texts = 0
-                        for event in events:
+                        parts: list[bytes] = []
+                        for event in splitter.feed(chunk):
                             if assembler is not None:
                                 assembler.feed(event)
                             if b'"usage":{' in event:
@@ -92,30 +101,39 @@ async def relay_stream(
                                 texts += 1
                             parts.append(event)
                         if parts:
-                            ex.texts_sent += texts
-                            when = timer.when()
-                            if when is not None and when - loop.time() < client_write:
-                                timer.reschedule(loop.time() + client_write)
-                            writing = True
                             data = b"".join(parts) if len(parts) > 1 else parts[0]
-                            if parts[-1] == DONE:
-                                # The client may look at the metrics once it has the end: fill them first.
-                                if texts:
-                                    clock.sent(texts)
-                                    texts = 0
-                                account(ex, usage, metrics)
-                                await out.last(data)
-                            else:
-                                await out.body(data)
-                            writing = False
-                        if texts:
-                            clock.sent(texts)
+                    if data:
+                        ex.texts_sent += texts
+                        now = loop.time()
+                        if now >= write_check:
+                            when = timer.when() or now
+                            if when - now < client_write:
+                                when = now + client_write
+                                timer.reschedule(when)
+                            write_check, read_check = _checks(when, now, idle, client_write, total_by)
+                        writing = True
+                        if data.endswith(DONE):
+                            # The client may look at the metrics once it has the end: fill them first.
+                            if texts:
+                                clock.sent(texts)
+                                texts = 0
+                            clock.flush()
+                            account(ex, usage, metrics)
+                            await out.last(data)
+                        else:
+                            await out.body(data)
+                        writing = False
+                    if texts:
+                        clock.sent(texts)
                     # Silence is cut after idle..1.5 x idle (or at the total deadline).
-                    now_l = loop.time()
-                    when = timer.when()
-                    latest = min(now_l + idle * 1.5, total_by)
-                    if when is not None and (when > latest or (when - now_l < idle and when < total_by)):
-                        timer.reschedule(latest)
+                    now = loop.time()
+                    if now >= read_check:
+                        when = timer.when() or now
+                        latest = min(now + idle * 1.5, total_by)
+                        if when > latest or (when - now < idle and when < total_by):
+                            when = latest
+                            timer.reschedule(when)
+                        write_check, read_check = _checks(when, now, idle, client_write, total_by)
                     chunk = await resp.readany()
             rest = splitter.flush()
             if rest and not out.finished:
@@ -138,18 +156,36 @@ async def relay_stream(
         if ex.usage is None:
             account(ex, usage or _delivered(ex), metrics)
         raise
+    finally:
+        clock.flush()
     return failure
 
 
+def _checks(when: float, now: float, idle: float, client_write: float, total_by: float) -> tuple[float, float]:
+    """The loop times past which the timer (due at ``when``) must move: before a write (less than
+    ``client_write`` left), before a read (less than ``idle`` left; at once when a write moved it
+    past the read window; never once it is at the total deadline). One comparison per chunk each."""
+    if when > min(now + idle * 1.5, total_by):
+        read_check = -math.inf
+    elif when >= total_by:
+        read_check = math.inf
+    else:
+        read_check = when - idle
+    return when - client_write, read_check
+
+
 class _TextClock:
-    """TTFT and inter-token latency, observed as content events are handed to the client."""
+    """TTFT and inter-token latency, observed as content events are handed to the client.
+
+    The gaps go to a ``HistogramBatch``, added to the histogram when the stream ends (``flush``).
+    """
 
     __slots__ = ("_ex", "_itl", "_last", "_ttft")
 
     def __init__(self, ex: Exchange, metrics: GatewayMetrics) -> None:
         self._ex = ex
         self._ttft = metrics.child(metrics.ttft, ex.model, ex.endpoint)
-        self._itl = metrics.child(metrics.itl, ex.model, ex.endpoint)
+        self._itl = HistogramBatch(metrics.child(metrics.itl, ex.model, ex.endpoint))
         self._last: float | None = None
 
     def sent(self, texts: int) -> None:
@@ -159,9 +195,12 @@ class _TextClock:
             self._ttft.observe(self._ex.ttft)
         else:
             self._itl.observe(now - self._last)
-        for _ in range(texts - 1):
-            self._itl.observe(0.0)
+        if texts > 1:
+            self._itl.observe(0.0, texts - 1)
         self._last = now
+
+    def flush(self) -> None:
+        self._itl.flush()
 
 
 async def _write(send: Awaitable[None], client_write: float) -> None:

@@ -1,4 +1,4 @@
-from inferstack.relay.sse import DONE, MAX_PENDING, EventSplitter, carries_text, error_event, usage_of
+from inferstack.relay.sse import DONE, MAX_PENDING, EventSplitter, carries_text, error_event, usage_of, whole_events
 
 CHUNK = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
 USAGE = b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}\n\n'
@@ -60,3 +60,16 @@ def test_usage_is_read_only_from_the_final_usage_chunk() -> None:
 def test_error_event_ends_the_stream() -> None:
     event = error_event({"error": {"message": "m"}})
     assert event == b'data: {"error":{"message":"m"}}\n\n' + DONE
+
+
+def test_whole_events_counts_text_events_like_carries_text_or_declines() -> None:
+    role = b'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n'
+    text = b'data: {"choices":[{"text":"a","finish_reason":null}]}\n\n'
+    quoted = b'data: {"choices":[{"delta":{"content":"say \\"content\\":\\"x\\""}}]}\n\n'
+    tool = b'data: {"choices":[{"delta":{"content":null,"tool_calls":[]}}]}\n\n'
+    for chunk in (CHUNK, role + CHUNK * 3, text * 2 + DONE, quoted, tool + CHUNK, DONE):
+        events = EventSplitter().feed(chunk)
+        assert whole_events(chunk) == sum(carries_text(e) for e in events), chunk
+    # Not whole events, or the usage chunk inside: the relay splits these event by event.
+    for chunk in (CHUNK + b"data: partial", CHUNK[:-1], b"data: a\r\n\r\n", CHUNK + USAGE + DONE):
+        assert whole_events(chunk) == -1, chunk

@@ -120,7 +120,7 @@ async def relay_stream(
                             clock.flush()
                             account(ex, usage, metrics)
                             await out.last(data)
-                        else:
+                        elif not out.write_now(data):
                             await out.body(data)
                         writing = False
                     if texts:

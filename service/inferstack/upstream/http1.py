@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -47,21 +48,19 @@ class ProtocolError(ConnectionError):
 class Response:
     """One answer: status and headers once they are in, then its body as it arrives."""
 
-    __slots__ = ("_conn", "headers", "status")
+    __slots__ = ("_conn", "headers", "readany", "status")
 
     def __init__(self, conn: _Connection) -> None:
         self._conn = conn
         self.status = conn.status
         self.headers = conn.headers
+        # The relay awaits this per chunk: the connection's own method, one coroutine frame fewer.
+        self.readany: Callable[[], Awaitable[bytes]] = conn.read
 
     @property
     def content_type(self) -> str:
         """The media type, lower case, without parameters (as aiohttp's ``content_type``)."""
         return self.headers.get("content-type", "").partition(";")[0].strip().lower()
-
-    async def readany(self) -> bytes:
-        """What has arrived since the last read (waiting for something), or b"" at the end."""
-        return await self._conn.read()
 
     async def read(self) -> bytes:
         """The whole body."""
@@ -73,6 +72,7 @@ class Response:
     def close(self) -> None:
         """Done with the answer: its connection goes back to the pool if the answer ended, else is closed."""
         conn, self._conn = self._conn, _CLOSED
+        self.readany = _CLOSED.read
         conn.release()
 
 
@@ -83,6 +83,7 @@ class _Connection(asyncio.Protocol):
         self._pool = pool
         self.key = key
         self.transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
         self._chunks: list[bytes] = []
@@ -167,6 +168,7 @@ class _Connection(asyncio.Protocol):
         return Response(self)
 
     async def read(self) -> bytes:
+        """What has arrived since the last read (waiting for something), or b"" at the end."""
         while True:
             chunks = self._chunks
             if chunks:
@@ -181,10 +183,14 @@ class _Connection(asyncio.Protocol):
                 return b""
             if self.error is not None:
                 raise self.error
-            await self._wait()
+            waiter = self._waiter = self._loop.create_future()  # inline: once per chunk
+            try:
+                await waiter
+            finally:
+                self._waiter = None
 
     async def _wait(self) -> None:
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        waiter = self._waiter = self._loop.create_future()
         try:
             await waiter
         finally:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "service"))
 
 from results_file import emit  # noqa: E402
 
-from inferstack.upstream.http1 import Pool  # noqa: E402
+from inferstack.upstream.client import Pool  # noqa: E402
 from inferstack_devstack import Stack, free_port  # noqa: E402
 
 BODY = {
@@ -107,7 +107,7 @@ def lean_stream(url: str) -> Callable[[LeanClient], OneStream]:
 
 
 class LeanClient:
-    """The gateway's own client (inferstack/upstream/http1.py) as an async context manager."""
+    """The gateway's own client (inferstack/upstream/client.py) as an async context manager."""
 
     def __init__(self) -> None:
         self.pool = Pool(connect_timeout=5.0)

@@ -50,7 +50,7 @@ class Content:
 
 
 class Response(Content):
-    # Both shapes: aiohttp's (content.readany, before the lean client) and http1's (readany).
+    # Both shapes: aiohttp's (content.readany, before the lean client) and the lean client's (readany).
 
     def __init__(self) -> None:
         super().__init__()

@@ -1,0 +1,200 @@
+"""The data plane's HTTP/1.1 pool against small real servers on loopback: reuse, framing, failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from inferstack.upstream.client import ConnectError, Pool, ProtocolError
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Serve = Callable[[Handler], Awaitable["Server"]]
+OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+
+
+class Server:
+    """A TCP server on a free loopback port that counts its connections and the requests it read."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer)
+        finally:
+            writer.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
+    return head + await reader.readexactly(length)
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[Server]]]:
+    servers: list[Server] = []
+
+    async def start(handler: Handler) -> Server:
+        server = Server(handler)
+        server.server = await asyncio.start_server(server._serve, "127.0.0.1", 0)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        assert server.server is not None
+        server.server.close()
+
+
+async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while True:
+        try:
+            await read_request(reader)
+        except asyncio.IncompleteReadError:
+            return
+        writer.write(OK)
+
+
+async def test_a_finished_answer_leaves_its_connection_for_the_next_request(serve: Serve) -> None:
+    server = await serve(keep_alive)
+    pool = Pool(connect_timeout=5)
+    for _ in range(3):
+        async with asyncio.timeout(5):
+            resp = await pool.post(server.url, "/v1/x", b"{}", {"x-request-id": "r"})
+            assert (resp.status, resp.content_type, await resp.read()) == (200, "application/json", b"{}")
+            resp.close()
+    assert server.connections == 1
+    await pool.close()
+
+
+async def test_an_answer_not_read_to_its_end_closes_its_connection(serve: Serve) -> None:
+    async def stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        writer.write(b"6\r\ndata: \r\n")
+        await reader.read()  # until the client goes
+        writer.close()
+
+    server = await serve(stream)
+    pool = Pool(connect_timeout=5)
+    async with asyncio.timeout(5):
+        resp = await pool.post(server.url, "/v1/x", b"{}", {})
+        assert await resp.readany() == b"data: "
+        resp.close()  # the engine must see the request go: it stops generating
+        resp = await pool.post(server.url, "/v1/x", b"{}", {})
+        assert await resp.readany() == b"data: "
+        resp.close()
+    assert server.connections == 2
+    await pool.close()
+
+
+async def test_a_connection_the_engine_closed_while_idle_is_replaced_once(serve: Serve) -> None:
+    async def once_then_drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+        # Closes after the answer, like an engine's keep-alive expiring, without "connection: close".
+
+    server = await serve(once_then_drop)
+    pool = Pool(connect_timeout=5)
+    async with asyncio.timeout(5):
+        for _ in range(3):
+            resp = await pool.post(server.url, "/v1/x", b"{}", {})
+            assert await resp.read() == b"{}"
+            resp.close()
+            await asyncio.sleep(0.05)  # let the close arrive (the pool may or may not have seen it)
+    assert server.connections == 3
+    await pool.close()
+
+
+async def test_chunks_arrive_as_sent_and_a_close_mid_body_is_a_protocol_error(serve: Serve) -> None:
+    gate = asyncio.Event()
+
+    async def chunks_then_die(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        await writer.drain()
+        await gate.wait()
+        writer.write(b"2\r\nde\r\n")
+        await writer.drain()
+        writer.transport.abort()
+
+    server = await serve(chunks_then_die)
+    pool = Pool(connect_timeout=5)
+    async with asyncio.timeout(5):
+        resp = await pool.post(server.url, "/v1/x", b"{}", {})
+        assert await resp.readany() == b"abc"
+        gate.set()
+        assert await resp.readany() == b"de"
+        with pytest.raises(ProtocolError):
+            await resp.readany()
+        resp.close()
+    await pool.close()
+
+
+async def test_a_body_ended_by_the_close_of_its_connection_is_whole(serve: Serve) -> None:
+    async def until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it")
+        await writer.drain()
+
+    server = await serve(until_close)
+    pool = Pool(connect_timeout=5)
+    async with asyncio.timeout(5):
+        resp = await pool.post(server.url, "/v1/x", b"{}", {})
+        assert await resp.read() == b"all of it"
+        resp.close()
+    await pool.close()
+
+
+async def test_not_http_is_a_protocol_error_and_a_refused_connect_a_connect_error(serve: Serve) -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"SSH-2.0-OpenSSH\r\n\r\n")
+        await writer.drain()
+
+    server = await serve(garbage)
+    pool = Pool(connect_timeout=5)
+    async with asyncio.timeout(5):
+        with pytest.raises(ProtocolError):
+            await pool.post(server.url, "/v1/x", b"{}", {})
+        url = server.url
+        assert server.server is not None
+        server.server.close()
+        await server.server.wait_closed()
+        with pytest.raises(ConnectError):
+            await pool.post(url, "/v1/x", b"{}", {})
+    await pool.close()
+
+
+async def test_a_reader_that_falls_behind_pauses_the_engine_connection(serve: Serve) -> None:
+    size = 1 << 20
+
+    async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % size + b"x" * size)
+        await writer.drain()
+
+    server = await serve(big)
+    pool = Pool(connect_timeout=5)
+    async with asyncio.timeout(5):
+        resp = await pool.post(server.url, "/v1/x", b"{}", {})
+        await asyncio.sleep(0.1)  # the reader is busy: the pool stops reading past its high-water mark
+        first = await resp.readany()
+        assert len(first) < size
+        assert len(first) + len(await resp.read()) == size
+        resp.close()
+    await pool.close()

@@ -437,8 +437,13 @@ class Pool:
         if self._closed:
             conn.abort()
             return
-        conn.idle_since = asyncio.get_running_loop().time()
-        self._idle.setdefault(conn.key, []).append(conn)
+        now = conn.idle_since = asyncio.get_running_loop().time()
+        idle = self._idle.setdefault(conn.key, [])
+        # Oldest first: those past the idle timeout are closed here, so a burst's connections do not
+        # stay open (until the engine closes them) when fewer are taken again.
+        while idle and idle[0].idle_since < now - self._idle_timeout:
+            idle.pop(0).abort()
+        idle.append(conn)
 
     def forget(self, conn: _Connection) -> None:
         self._busy.discard(conn)

@@ -1,0 +1,36 @@
+"""The access line: one JSON object per request with its fields at the top level, nothing else added."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import orjson
+
+from inferstack.accesslog import JsonFormatter, access_log, log_exchange
+from inferstack.exchange import Exchange
+
+
+def test_an_access_line_carries_the_exchange_fields_and_other_records_their_extras() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    access_log.addHandler(handler)
+    level, disabled = access_log.level, access_log.disabled
+    access_log.setLevel(logging.INFO)  # setLevel: it clears the logger's cache of levels
+    access_log.disabled = False
+    try:
+        ex = Exchange(request_id="r1", upstream_id="u1", endpoint="chat", started=0.0, model="m", status=200)
+        log_exchange(ex, 0.0123)
+        logging.getLogger("inferstack.access").warning("other", extra={"kind": "timeout"})
+    finally:
+        access_log.removeHandler(handler)
+        access_log.setLevel(level)
+        access_log.disabled = disabled
+    line, other = (orjson.loads(text) for text in stream.getvalue().splitlines())
+    assert list(line)[:4] == ["ts", "level", "logger", "msg"]
+    assert line["msg"] == "request" and "access" not in line
+    got = (line["request_id"], line["upstream_request_id"], line["status"], line["duration_ms"])
+    assert got == ("r1", "u1", 200, 12.3)
+    assert {"model", "tenant", "stream", "upstream", "attempts", "ttft_ms", "error"} <= set(line)
+    assert other["kind"] == "timeout" and other["msg"] == "other"

@@ -2,10 +2,10 @@
 and `destroy` of every stack the AWS emulator supports, against moto's server on a free loopback port.
 
 Three stacks run side by side in one moto (the S3 lifecycle configurations each wait about 55 s):
-  bootstrap  terraform/bootstrap as is (state bucket), local state
-  shared     terraform/shared as is (one ECR registry, the GitHub OIDC provider, the push role)
-  platform   a root composing modules/network, modules/models, modules/karpenter and modules/ci (the
-             environment's plan / apply roles), as envs/dev does
+  bootstrap    terraform/bootstrap as is (state bucket), local state
+  shared       terraform/shared as is (one ECR registry, the GitHub OIDC provider, the push role)
+  environment  a root composing modules/network, modules/models, modules/karpenter, modules/edge and
+               modules/ci (the environment's plan / apply roles) as modules/platform does, minus EKS
 What moto cannot do is switched off by override files (`count = 0`) and stays plan-only under
 `terraform test` (tests/*.tftest.hcl, envs/*/tests): EKS cluster, node group, access entries,
 add-ons, Pod Identity associations and the bucket policies (moto ignores policy conditions, so a
@@ -46,7 +46,7 @@ PLAN_ONLY_MODULES = [
     "modules/edge DNS validation in Route 53 (needs a real zone): modules/edge/tests",
 ]
 
-PLATFORM = """
+ENVIRONMENT = """
 provider "aws" {
   region = "us-east-1"
 }
@@ -182,16 +182,16 @@ def prepare(tree: Path, endpoint: str) -> list[Stack]:
         (tree / folder / "rehearsal_override.tf").write_text("\n".join(blocks))
     for root in ("bootstrap", "shared"):
         (tree / root / "provider_override.tf").write_text(provider_override(endpoint))
-    platform = tree / "platform"
-    platform.mkdir()
-    (platform / "main.tf").write_text(PLATFORM)
-    (platform / "provider_override.tf").write_text(provider_override(endpoint))
-    # The lock files pin the provider; the platform root gets the environments' one.
-    shutil.copy(tree / "envs" / "dev" / ".terraform.lock.hcl", platform / ".terraform.lock.hcl")
+    environment = tree / "environment"
+    environment.mkdir()
+    (environment / "main.tf").write_text(ENVIRONMENT)
+    (environment / "provider_override.tf").write_text(provider_override(endpoint))
+    # The lock files pin the provider; this root gets the environments' one.
+    shutil.copy(tree / "envs" / "dev" / ".terraform.lock.hcl", environment / ".terraform.lock.hcl")
     return [
         Stack("bootstrap", tree / "bootstrap"),
         Stack("shared", tree / "shared", ["-var=github_repository=acme/inferstack"]),
-        Stack("platform", platform),
+        Stack("environment", environment),
     ]
 
 

@@ -36,13 +36,14 @@ ACCOUNT = "123456789012"  # moto's account
 
 # Resources moto does not support (or cannot evaluate), by module folder: switched off for the run.
 PLAN_ONLY = {
-    "bootstrap": ["aws_s3_bucket_policy.state"],
-    "modules/models": ["aws_s3_bucket_policy.models", "aws_eks_pod_identity_association.engine"],
+    "modules/private-bucket": ["aws_s3_bucket_policy.this"],  # the state and the weights bucket
+    "modules/models": ["aws_eks_pod_identity_association.engine"],
     "modules/karpenter": ["aws_eks_pod_identity_association.controller", "aws_eks_access_entry.node"],
 }
 PLAN_ONLY_MODULES = [
-    "modules/eks (cluster, node group, access entries, add-ons, Pod Identity): envs/*/tests, modules/eks/tests",
-    "modules/cache (ElastiCache for Valkey, optional): modules/cache/tests, envs/dev/tests",
+    "modules/eks (cluster, node group, access entries, add-ons, Pod Identity): modules/platform/tests, envs/*/tests,"
+    " modules/eks/tests",
+    "modules/cache (ElastiCache for Valkey, optional): modules/cache/tests, modules/platform/tests, envs/dev/tests",
     "modules/edge DNS validation in Route 53 (needs a real zone): modules/edge/tests",
 ]
 
@@ -172,14 +173,13 @@ def moto() -> Iterator[str]:
 def prepare(tree: Path, endpoint: str) -> list[Stack]:
     shutil.copytree(TF_DIR, tree, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", "__pycache__", "tests"))
     for folder, addresses in PLAN_ONLY.items():
-        blocks = []
-        for address in addresses:
-            kind, name = address.split(".")
-            extra = "\n  lifecycle {\n    prevent_destroy = false\n  }" if kind == "aws_s3_bucket" else ""
-            blocks.append(f'resource "{kind}" "{name}" {{\n  count = 0{extra}\n}}\n')
-        if folder == "bootstrap":  # the state bucket refuses `destroy` (prevent_destroy): allow it here only
-            blocks.append('resource "aws_s3_bucket" "state" {\n  lifecycle {\n    prevent_destroy = false\n  }\n}\n')
+        pairs = (address.split(".") for address in addresses)
+        blocks = [f'resource "{kind}" "{name}" {{\n  count = 0\n}}\n' for kind, name in pairs]
         (tree / folder / "rehearsal_override.tf").write_text("\n".join(blocks))
+    # The state bucket refuses `destroy` (prevent_destroy): allow it here only.
+    (tree / "bootstrap" / "rehearsal_override.tf").write_text(
+        'resource "aws_s3_bucket" "state" {\n  lifecycle {\n    prevent_destroy = false\n  }\n}\n'
+    )
     for root in ("bootstrap", "shared"):
         (tree / root / "provider_override.tf").write_text(provider_override(endpoint))
     environment = tree / "environment"

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import orjson
+from aiohttp import web
 
 from inferstack.relay.sse import carries_text
 from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
@@ -358,3 +359,65 @@ async def test_prompt_and_prefix_cache_tokens_are_counted_per_routing_policy() -
         text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_routed_prompt_tokens_total", policy="least_load") == 40
         assert metric(text, "inferstack_routed_cached_prompt_tokens_total", policy="least_load") == 32
+
+
+@contextlib.asynccontextmanager
+async def empty_stream_engine() -> AsyncIterator[str]:
+    """An upstream that answers every request with a 200 event stream that ends before its first byte."""
+
+    async def empty(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write_eof()
+        return resp
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="")
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "fake-model"}]})
+
+    app = web.Application()
+    app.router.add_get("/health", ok)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", empty)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_empty_stream_is_a_broken_replica_not_an_empty_answer() -> None:
+    async with (
+        empty_stream_engine() as engine,
+        running_gateway([engine], retry={"max_retries": 0}) as (url, _),
+        httpx.AsyncClient() as client,
+    ):
+        resp = await client.post(url + "/v1/chat/completions", json={**CHAT, "stream": True})
+        assert resp.status_code == 502
+        error = resp.json()["error"]
+        assert (error["code"], error["message"]) == ("bad_gateway", "The upstream replica sent an empty stream.")
+        text = (await client.get(url.admin + "/metrics")).text
+        assert metric(text, "inferstack_upstream_errors_total", kind="protocol", model="fake-model") == 1
+
+
+async def test_a_client_that_leaves_before_the_first_token_cancels_the_upstream_request() -> None:
+    # The engine has sent its headers and thinks for 30 s: the gateway must not keep it busy for a
+    # client that left (first_byte 60 s: only the client's leaving can end it).
+    async with (
+        fleet(Behaviour(ttft=30), timeouts={"first_byte": 60}) as (url, (engine,), _),
+        httpx.AsyncClient() as client,
+    ):
+        leaving = asyncio.create_task(client.post(url + "/v1/chat/completions", json={**CHAT, "stream": True}))
+        async with asyncio.timeout(5):
+            while metric((await client.get(engine + "/metrics")).text, "vllm:num_requests_running") != 1:
+                await asyncio.sleep(0.02)
+        leaving.cancel()
+        await asyncio.gather(leaving, return_exceptions=True)
+        async with asyncio.timeout(5):
+            while metric((await client.get(engine + "/metrics")).text, "vllm:num_requests_running") != 0:
+                await asyncio.sleep(0.02)

@@ -106,3 +106,25 @@ async def test_dns_discovery_finds_replicas_through_the_resolver() -> None:
             resp = await client.post(url + "/v1/chat/completions", json=CHAT)
             assert resp.status_code == 200
             assert [m["id"] for m in (await client.get(url + "/v1/models")).json()["data"]] == ["fake-model"]
+
+
+async def test_a_kv_cache_profile_avoids_a_replica_whose_engine_reports_a_full_cache() -> None:
+    profiles = {"kv": {"scorers": {"kv_cache": 1}}}
+    async with (
+        fleet(
+            Behaviour(),
+            Behaviour(),
+            routing_policy="kv",
+            routing={"scrape_interval": 0.05, "load_max_age": 5, "profiles": profiles},
+        ) as (url, engines, app),
+        httpx.AsyncClient() as client,
+    ):
+        await configure(client, engines[0], report_kv_cache_usage=0.9)
+        await configure(client, engines[1], report_kv_cache_usage=0.2)
+        pool = app.state.gateway.cluster
+        async with asyncio.timeout(5):  # until the gateway has scraped both
+            while any((e := pool.endpoints[u]).load is None or e.load.kv_cache_usage is None for u in engines):
+                await asyncio.sleep(0.02)
+        for _ in range(4):
+            assert (await client.post(url + "/v1/chat/completions", json=CHAT)).status_code == 200
+        assert await served_by(client, engines) == Counter({0: 0, 1: 4})

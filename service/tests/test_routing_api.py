@@ -122,8 +122,8 @@ async def test_a_kv_cache_profile_avoids_a_replica_whose_engine_reports_a_full_c
         await configure(client, engines[0], report_kv_cache_usage=0.9)
         await configure(client, engines[1], report_kv_cache_usage=0.2)
         pool = app.state.gateway.cluster
-        async with asyncio.timeout(5):  # until the gateway has scraped both
-            while any((e := pool.endpoints[u]).load is None or e.load.kv_cache_usage is None for u in engines):
+        async with asyncio.timeout(5):  # until the gateway has scraped both as configured
+            while [(e.load and e.load.kv_cache_usage) for e in map(pool.endpoints.get, engines)] != [0.9, 0.2]:
                 await asyncio.sleep(0.02)
         for _ in range(4):
             assert (await client.post(url + "/v1/chat/completions", json=CHAT)).status_code == 200

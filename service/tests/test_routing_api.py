@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 
 import httpx
+import pytest
 
 from inferstack_fake_engine import Behaviour
 
@@ -19,7 +21,8 @@ async def served_by(client: httpx.AsyncClient, engines: list[str]) -> Counter[in
     return counts
 
 
-async def test_round_robin_spreads_and_counts_its_decisions() -> None:
+async def test_round_robin_spreads_and_counts_its_decisions(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="inferstack.access")
     async with (
         fleet(Behaviour(), Behaviour(), routing_policy="round_robin") as (url, engines, _),
         httpx.AsyncClient() as client,
@@ -29,6 +32,9 @@ async def test_round_robin_spreads_and_counts_its_decisions() -> None:
         assert await served_by(client, engines) == Counter({0: 3, 1: 3})
         text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_routing_decisions_total", policy="round_robin", reason="round_robin") == 6
+        # Each access-log line says which policy chose the replica, and why.
+        lines = [r for r in caplog.records if r.name == "inferstack.access"]
+        assert [(r.policy, r.reason) for r in lines] == [("round_robin", "round_robin")] * 6
 
 
 async def test_prefix_affinity_keeps_a_shared_prefix_on_one_replica() -> None:

@@ -421,3 +421,23 @@ async def test_a_client_that_leaves_before_the_first_token_cancels_the_upstream_
         async with asyncio.timeout(5):
             while metric((await client.get(engine + "/metrics")).text, "vllm:num_requests_running") != 0:
                 await asyncio.sleep(0.02)
+
+
+async def test_the_total_timeout_cuts_a_retry_that_would_outlast_it() -> None:
+    # first_byte 2 s, total 2.5 s: the retry on the second hung replica gets the 0.5 s that remain,
+    # not another 2 s (the bound leaves room for this shared machine).
+    async with (
+        fleet(
+            Behaviour(hang=True),
+            Behaviour(hang=True),
+            timeouts={"connect": 1, "first_byte": 2, "response": 2, "total": 2.5},
+            retry={"backoff_base": 0.001},
+            routing_policy="round_robin",
+        ) as (url, _, _app),
+        httpx.AsyncClient(timeout=10) as client,
+    ):
+        started = asyncio.get_running_loop().time()
+        resp = await client.post(url + "/v1/chat/completions", json={**CHAT, "stream": True})
+        assert resp.status_code == 504
+        assert asyncio.get_running_loop().time() - started < 3.5
+        assert metric((await client.get(url.admin + "/metrics")).text, "inferstack_upstream_retries_total") == 1

@@ -441,3 +441,22 @@ async def test_the_total_timeout_cuts_a_retry_that_would_outlast_it() -> None:
         assert resp.status_code == 504
         assert asyncio.get_running_loop().time() - started < 3.5
         assert metric((await client.get(url.admin + "/metrics")).text, "inferstack_upstream_retries_total") == 1
+
+
+async def test_a_replica_takes_at_most_its_cap_and_a_freed_slot_goes_to_a_held_request() -> None:
+    # Cap 2, four 0.5 s requests: two waves (so at least ~1 s), and the second wave starts as slots
+    # free, not at the 5 s queue timeout or the next health check (every 30 s).
+    async with (
+        fleet(
+            Behaviour(ttft=0.5, output_tokens=1),
+            max_in_flight_per_replica=2,
+            queue_timeout=5,
+            health={"interval": 30, "timeout": 1},
+        ) as (url, _, _app),
+        httpx.AsyncClient(timeout=20) as client,
+    ):
+        started = asyncio.get_running_loop().time()
+        answers = await asyncio.gather(*(client.post(url + "/v1/chat/completions", json=CHAT) for _ in range(4)))
+        elapsed = asyncio.get_running_loop().time() - started
+        assert [a.status_code for a in answers] == [200] * 4
+        assert 0.95 <= elapsed < 4, elapsed

@@ -21,6 +21,9 @@ mutmut runs under ``nice -n 19``: the machine it runs on is usually shared.
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
+import functools
 import importlib.metadata
 import json
 import os
@@ -98,32 +101,44 @@ def layout(mutate: list[str], tests: list[str]) -> None:
     )
 
 
+# mutmut 3.8.1's exit code -> status (``mutmut.stats.status_by_exit_code``; the pin keeps them in step).
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 35: "suspicious"}
+STATUS |= {36: "timeout", 37: "caught by type check", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout"}
+STATUS |= {-11: "segfault", -9: "segfault", 2: "check was interrupted by user"}
+
+
 def results() -> dict[str, str]:
-    """mutant name -> status, from ``mutmut results --all true``."""
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "mutmut"), "results", "--all", "true"],
-        cwd=WORK,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
+    """mutant name -> status, from mutmut's per-file records (what ``mutmut results --all true`` prints,
+    without its start-up cost, which is minutes on a loaded machine)."""
     statuses = {}
-    for line in out.splitlines():
-        name, sep, status = line.strip().rpartition(": ")
-        if sep and "__mutmut_" in name:
-            statuses[name] = status
+    for meta in sorted((WORK / "mutants").glob("src/**/*.py.meta")):
+        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            statuses[name] = "not checked" if code is None else STATUS.get(code, "suspicious")
     return statuses
 
 
-def mutmut(*argv: str) -> str:
-    exe = str(Path(sys.executable).parent / "mutmut")
-    return subprocess.run([exe, *argv], cwd=WORK, capture_output=True, text=True, check=False).stdout
+@functools.cache
+def mutated_functions(source: Path) -> dict[str, str]:
+    """Each function of a file mutmut rewrote (the original and its mutants) -> its source."""
+    text = source.read_text()
+    return {
+        node.name: ast.get_source_segment(text, node) or ""
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and "__mutmut_" in node.name
+    }
 
 
 def change(name: str) -> str:
-    """The mutated line(s) of ``name``, as ``- before`` / ``+ after``."""
-    lines = mutmut("show", name).splitlines()
-    return "\n".join(ln for ln in lines if ln[:1] in "+-" and not ln.startswith(("+++", "---")))
+    """The mutated line(s) of ``name``, as ``- before`` / ``+ after`` (what ``mutmut show`` prints)."""
+    module, _, local = name.rpartition(".")
+    while not (source := WORK / "mutants" / "src" / (module.replace(".", "/") + ".py")).exists():
+        module, _, _ = module.rpartition(".")  # a name such as x.Class.method: drop to the module
+    functions = mutated_functions(source)
+    base = local.rsplit("__mutmut_", 1)[0]
+    before = functions.get(base + "__mutmut_orig", "").splitlines()[1:]
+    after = functions.get(local, "").splitlines()[1:]
+    diff = difflib.unified_diff(before, after, lineterm="", n=0)
+    return "\n".join(ln for ln in diff if ln[:1] in "+-" and not ln.startswith(("+++", "---")))
 
 
 def run(deadline: float, max_children: int, mutants: list[str]) -> bool:

@@ -28,7 +28,7 @@ import yaml
 
 from .manifests import REPO
 
-# The EKS version Terraform pins (terraform/envs/*/variables.tf kubernetes_version).
+# The EKS version Terraform pins (terraform/envs/*/main.tf kubernetes_version).
 KUBERNETES_VERSION = "1.35.0"
 
 # ../shared/crds next to the repository (these machines); K8S_CRD_DIR overrides it (CI fetches

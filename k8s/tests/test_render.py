@@ -162,20 +162,20 @@ def test_every_terraform_output_the_scripts_read_exists() -> None:
 def test_engine_requests_are_what_terraform_sized_the_gpu_types_for(rendered: dict[str, list[Obj]]) -> None:
     """Defect 12, both halves: Terraform checks gpu_instance_types against engine_resources; the engine asks for
     exactly that per GPU. (Which types each engine fits: test_cluster, test_fleet_overlays.)"""
-    for env in ("dev", "prod"):
-        text = (REPO / "terraform" / "envs" / env / "outputs.tf").read_text()
-        (cpu, memory, gpus) = re.findall(
-            r'engine_resources = \{ cpu = "([\d.]+)", memory = "(\w+)", gpus = (\d+) \}', text
-        )[0]
-        for name in GPU_OVERLAYS:
-            assert engines(rendered[name]), name
-            for engine in engines(rendered[name]):
-                # A fleet engine with n times the GPUs asks for n times the CPU and memory (inferstack_fleet).
-                requests = vllm(engine)["resources"]["requests"]
-                n = int(requests["nvidia.com/gpu"]) // int(gpus)
-                scaled = {
-                    "cpu": str(int(cpu) * n),
-                    "memory": f"{int(memory[:-2]) * n}Gi",
-                    "nvidia.com/gpu": str(n * int(gpus)),
-                }
-                assert requests == scaled, (env, name, engine["metadata"]["name"])
+    # One figure for every environment: terraform/modules/platform (which envs/dev and envs/prod call).
+    text = (REPO / "terraform" / "modules" / "platform" / "sizing.tf").read_text()
+    (cpu, memory, gpus) = re.findall(
+        r'engine_resources = \{ cpu = "([\d.]+)", memory = "(\w+)", gpus = (\d+) \}', text
+    )[0]
+    for name in GPU_OVERLAYS:
+        assert engines(rendered[name]), name
+        for engine in engines(rendered[name]):
+            # A fleet engine with n times the GPUs asks for n times the CPU and memory (inferstack_fleet).
+            requests = vllm(engine)["resources"]["requests"]
+            n = int(requests["nvidia.com/gpu"]) // int(gpus)
+            scaled = {
+                "cpu": str(int(cpu) * n),
+                "memory": f"{int(memory[:-2]) * n}Gi",
+                "nvidia.com/gpu": str(n * int(gpus)),
+            }
+            assert requests == scaled, (name, engine["metadata"]["name"])

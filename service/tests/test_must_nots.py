@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import orjson
+from aiohttp import web
 
 from inferstack.relay.sse import carries_text
 from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
@@ -358,3 +359,104 @@ async def test_prompt_and_prefix_cache_tokens_are_counted_per_routing_policy() -
         text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_routed_prompt_tokens_total", policy="least_load") == 40
         assert metric(text, "inferstack_routed_cached_prompt_tokens_total", policy="least_load") == 32
+
+
+@contextlib.asynccontextmanager
+async def empty_stream_engine() -> AsyncIterator[str]:
+    """An upstream that answers every request with a 200 event stream that ends before its first byte."""
+
+    async def empty(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write_eof()
+        return resp
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="")
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "fake-model"}]})
+
+    app = web.Application()
+    app.router.add_get("/health", ok)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", empty)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_an_empty_stream_is_a_broken_replica_not_an_empty_answer() -> None:
+    async with (
+        empty_stream_engine() as engine,
+        running_gateway([engine], retry={"max_retries": 0}) as (url, _),
+        httpx.AsyncClient() as client,
+    ):
+        resp = await client.post(url + "/v1/chat/completions", json={**CHAT, "stream": True})
+        assert resp.status_code == 502
+        error = resp.json()["error"]
+        assert (error["code"], error["message"]) == ("bad_gateway", "The upstream replica sent an empty stream.")
+        text = (await client.get(url.admin + "/metrics")).text
+        assert metric(text, "inferstack_upstream_errors_total", kind="protocol", model="fake-model") == 1
+
+
+async def test_a_client_that_leaves_before_the_first_token_cancels_the_upstream_request() -> None:
+    # The engine has sent its headers and thinks for 30 s: the gateway must not keep it busy for a
+    # client that left (first_byte 60 s: only the client's leaving can end it).
+    async with (
+        fleet(Behaviour(ttft=30), timeouts={"first_byte": 60}) as (url, (engine,), _),
+        httpx.AsyncClient() as client,
+    ):
+        leaving = asyncio.create_task(client.post(url + "/v1/chat/completions", json={**CHAT, "stream": True}))
+        async with asyncio.timeout(5):
+            while metric((await client.get(engine + "/metrics")).text, "vllm:num_requests_running") != 1:
+                await asyncio.sleep(0.02)
+        leaving.cancel()
+        await asyncio.gather(leaving, return_exceptions=True)
+        async with asyncio.timeout(5):
+            while metric((await client.get(engine + "/metrics")).text, "vllm:num_requests_running") != 0:
+                await asyncio.sleep(0.02)
+
+
+async def test_the_total_timeout_cuts_a_retry_that_would_outlast_it() -> None:
+    # first_byte 2 s, total 2.5 s: the retry on the second hung replica gets the 0.5 s that remain,
+    # not another 2 s (the bound leaves room for this shared machine).
+    async with (
+        fleet(
+            Behaviour(hang=True),
+            Behaviour(hang=True),
+            timeouts={"connect": 1, "first_byte": 2, "response": 2, "total": 2.5},
+            retry={"backoff_base": 0.001},
+            routing_policy="round_robin",
+        ) as (url, _, _app),
+        httpx.AsyncClient(timeout=10) as client,
+    ):
+        started = asyncio.get_running_loop().time()
+        resp = await client.post(url + "/v1/chat/completions", json={**CHAT, "stream": True})
+        assert resp.status_code == 504
+        assert asyncio.get_running_loop().time() - started < 3.5
+        assert metric((await client.get(url.admin + "/metrics")).text, "inferstack_upstream_retries_total") == 1
+
+
+async def test_a_replica_takes_at_most_its_cap_and_a_freed_slot_goes_to_a_held_request() -> None:
+    # Cap 2, four 0.5 s requests: two waves (so at least ~1 s), and the second wave starts as slots
+    # free, not at the 5 s queue timeout or the next health check (every 30 s).
+    async with (
+        fleet(
+            Behaviour(ttft=0.5, output_tokens=1),
+            max_in_flight_per_replica=2,
+            queue_timeout=5,
+            health={"interval": 30, "timeout": 1},
+        ) as (url, _, _app),
+        httpx.AsyncClient(timeout=20) as client,
+    ):
+        started = asyncio.get_running_loop().time()
+        answers = await asyncio.gather(*(client.post(url + "/v1/chat/completions", json=CHAT) for _ in range(4)))
+        elapsed = asyncio.get_running_loop().time() - started
+        assert [a.status_code for a in answers] == [200] * 4
+        assert 0.95 <= elapsed < 4, elapsed

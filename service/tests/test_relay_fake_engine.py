@@ -198,16 +198,18 @@ async def test_a_single_failing_replica_gives_502_with_an_openai_error() -> None
         async with httpx.AsyncClient() as client:
             resp = await client.post(url + "/v1/chat/completions", json=CHAT)
             assert resp.status_code == 502
-            assert resp.json()["error"]["code"] == "bad_gateway"
+            error = resp.json()["error"]
+            assert (error["code"], error["message"]) == ("bad_gateway", "The upstream replica failed with status 503.")
 
 
 async def test_upstream_client_errors_pass_through_unchanged() -> None:
     async with fleet(Behaviour()) as (url, (engine,), _), httpx.AsyncClient() as client:
-        body = {**CHAT, "max_tokens": 10**6}
-        via = await client.post(url + "/v1/chat/completions", json=body)
-        direct = await client.post(engine + "/v1/chat/completions", json=body)
-        assert via.status_code == direct.status_code == 400
-        assert via.content == direct.content
+        for body in ({**CHAT, "max_tokens": 10**6}, {**CHAT, "max_tokens": 10**6, "stream": True}):
+            via = await client.post(url + "/v1/chat/completions", json=body)
+            direct = await client.post(engine + "/v1/chat/completions", json=body)
+            assert via.status_code == direct.status_code == 400  # a stream refused is an error, not a stream
+            assert via.content == direct.content
+            assert via.headers["content-type"] == "application/json"
 
 
 async def test_a_hung_replica_times_out_with_504() -> None:

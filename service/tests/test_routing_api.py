@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 
 import httpx
+import pytest
 
 from inferstack_fake_engine import Behaviour
 
@@ -19,7 +21,8 @@ async def served_by(client: httpx.AsyncClient, engines: list[str]) -> Counter[in
     return counts
 
 
-async def test_round_robin_spreads_and_counts_its_decisions() -> None:
+async def test_round_robin_spreads_and_counts_its_decisions(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="inferstack.access")
     async with (
         fleet(Behaviour(), Behaviour(), routing_policy="round_robin") as (url, engines, _),
         httpx.AsyncClient() as client,
@@ -29,6 +32,9 @@ async def test_round_robin_spreads_and_counts_its_decisions() -> None:
         assert await served_by(client, engines) == Counter({0: 3, 1: 3})
         text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_routing_decisions_total", policy="round_robin", reason="round_robin") == 6
+        # Each access-log line says which policy chose the replica, and why.
+        lines = [r for r in caplog.records if r.name == "inferstack.access"]
+        assert [(r.policy, r.reason) for r in lines] == [("round_robin", "round_robin")] * 6
 
 
 async def test_prefix_affinity_keeps_a_shared_prefix_on_one_replica() -> None:
@@ -106,3 +112,25 @@ async def test_dns_discovery_finds_replicas_through_the_resolver() -> None:
             resp = await client.post(url + "/v1/chat/completions", json=CHAT)
             assert resp.status_code == 200
             assert [m["id"] for m in (await client.get(url + "/v1/models")).json()["data"]] == ["fake-model"]
+
+
+async def test_a_kv_cache_profile_avoids_a_replica_whose_engine_reports_a_full_cache() -> None:
+    profiles = {"kv": {"scorers": {"kv_cache": 1}}}
+    async with (
+        fleet(
+            Behaviour(),
+            Behaviour(),
+            routing_policy="kv",
+            routing={"scrape_interval": 0.05, "load_max_age": 5, "profiles": profiles},
+        ) as (url, engines, app),
+        httpx.AsyncClient() as client,
+    ):
+        await configure(client, engines[0], report_kv_cache_usage=0.9)
+        await configure(client, engines[1], report_kv_cache_usage=0.2)
+        pool = app.state.gateway.cluster
+        async with asyncio.timeout(5):  # until the gateway has scraped both as configured
+            while [(e.load and e.load.kv_cache_usage) for e in map(pool.endpoints.get, engines)] != [0.9, 0.2]:
+                await asyncio.sleep(0.02)
+        for _ in range(4):
+            assert (await client.post(url + "/v1/chat/completions", json=CHAT)).status_code == 200
+        assert await served_by(client, engines) == Counter({0: 0, 1: 4})

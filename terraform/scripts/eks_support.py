@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Tell when a pinned Kubernetes version leaves EKS standard support.
 
-Reads every `kubernetes_version` pinned under terraform/ (variable defaults and committed tfvars)
+Reads every `kubernetes_version` pinned under terraform/ (variable defaults, module arguments such as
+the environments' call of modules/platform, and committed tfvars)
 and terraform/eks-support-calendar.csv. Exits 1 when a pinned version is not in the calendar or
 when today is later than its end of standard support minus the margin: upgrade before the cluster
 is billed for extended support (6x the control-plane price) or, with upgrade_policy STANDARD,
@@ -21,7 +22,8 @@ from pathlib import Path
 
 TF_DIR = Path(__file__).resolve().parents[1]
 CALENDAR = TF_DIR / "eks-support-calendar.csv"
-# `variable "kubernetes_version" { ... default = "1.35"` or `kubernetes_version = "1.35"` in tfvars.
+# `variable "kubernetes_version" { ... default = "1.35"`, or `kubernetes_version = "1.35"` as a module
+# argument (envs/*/main.tf) or in tfvars.
 _DEFAULT = re.compile(r'variable "kubernetes_version" \{[^}]*?default\s*=\s*"([0-9.]+)"', re.S)
 _TFVARS = re.compile(r'^\s*kubernetes_version\s*=\s*"([0-9.]+)"', re.M)
 
@@ -37,7 +39,7 @@ def pinned(tf_dir: Path = TF_DIR) -> dict[str, str]:
     for path in sorted(tf_dir.rglob("*")):
         if ".terraform" in path.parts or not path.is_file():
             continue
-        pattern = _DEFAULT if path.name == "variables.tf" else _TFVARS if path.name.endswith(".tfvars") else None
+        pattern = _DEFAULT if path.name == "variables.tf" else _TFVARS if path.suffix in (".tf", ".tfvars") else None
         if pattern and (match := pattern.search(path.read_text())):
             found[str(path.relative_to(tf_dir))] = match[1]
     return found

@@ -2,10 +2,10 @@
 and `destroy` of every stack the AWS emulator supports, against moto's server on a free loopback port.
 
 Three stacks run side by side in one moto (the S3 lifecycle configurations each wait about 55 s):
-  bootstrap  terraform/bootstrap as is (state bucket), local state
-  shared     terraform/shared as is (one ECR registry, the GitHub OIDC provider, the push role)
-  platform   a root composing modules/network, modules/models, modules/karpenter and modules/ci (the
-             environment's plan / apply roles), as envs/dev does
+  bootstrap    terraform/bootstrap as is (state bucket), local state
+  shared       terraform/shared as is (one ECR registry, the GitHub OIDC provider, the push role)
+  environment  a root composing modules/network, modules/models, modules/karpenter, modules/edge and
+               modules/ci (the environment's plan / apply roles) as modules/platform does, minus EKS
 What moto cannot do is switched off by override files (`count = 0`) and stays plan-only under
 `terraform test` (tests/*.tftest.hcl, envs/*/tests): EKS cluster, node group, access entries,
 add-ons, Pod Identity associations and the bucket policies (moto ignores policy conditions, so a
@@ -36,17 +36,18 @@ ACCOUNT = "123456789012"  # moto's account
 
 # Resources moto does not support (or cannot evaluate), by module folder: switched off for the run.
 PLAN_ONLY = {
-    "bootstrap": ["aws_s3_bucket_policy.state"],
-    "modules/models": ["aws_s3_bucket_policy.models", "aws_eks_pod_identity_association.engine"],
+    "modules/private-bucket": ["aws_s3_bucket_policy.this"],  # the state and the weights bucket
+    "modules/models": ["aws_eks_pod_identity_association.engine"],
     "modules/karpenter": ["aws_eks_pod_identity_association.controller", "aws_eks_access_entry.node"],
 }
 PLAN_ONLY_MODULES = [
-    "modules/eks (cluster, node group, access entries, add-ons, Pod Identity): envs/*/tests, modules/eks/tests",
-    "modules/cache (ElastiCache for Valkey, optional): modules/cache/tests, envs/dev/tests",
+    "modules/eks (cluster, node group, access entries, add-ons, Pod Identity): modules/platform/tests, envs/*/tests,"
+    " modules/eks/tests",
+    "modules/cache (ElastiCache for Valkey, optional): modules/cache/tests, modules/platform/tests, envs/dev/tests",
     "modules/edge DNS validation in Route 53 (needs a real zone): modules/edge/tests",
 ]
 
-PLATFORM = """
+ENVIRONMENT = """
 provider "aws" {
   region = "us-east-1"
 }
@@ -172,26 +173,25 @@ def moto() -> Iterator[str]:
 def prepare(tree: Path, endpoint: str) -> list[Stack]:
     shutil.copytree(TF_DIR, tree, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*", "__pycache__", "tests"))
     for folder, addresses in PLAN_ONLY.items():
-        blocks = []
-        for address in addresses:
-            kind, name = address.split(".")
-            extra = "\n  lifecycle {\n    prevent_destroy = false\n  }" if kind == "aws_s3_bucket" else ""
-            blocks.append(f'resource "{kind}" "{name}" {{\n  count = 0{extra}\n}}\n')
-        if folder == "bootstrap":  # the state bucket refuses `destroy` (prevent_destroy): allow it here only
-            blocks.append('resource "aws_s3_bucket" "state" {\n  lifecycle {\n    prevent_destroy = false\n  }\n}\n')
+        pairs = (address.split(".") for address in addresses)
+        blocks = [f'resource "{kind}" "{name}" {{\n  count = 0\n}}\n' for kind, name in pairs]
         (tree / folder / "rehearsal_override.tf").write_text("\n".join(blocks))
+    # The state bucket refuses `destroy` (prevent_destroy): allow it here only.
+    (tree / "bootstrap" / "rehearsal_override.tf").write_text(
+        'resource "aws_s3_bucket" "state" {\n  lifecycle {\n    prevent_destroy = false\n  }\n}\n'
+    )
     for root in ("bootstrap", "shared"):
         (tree / root / "provider_override.tf").write_text(provider_override(endpoint))
-    platform = tree / "platform"
-    platform.mkdir()
-    (platform / "main.tf").write_text(PLATFORM)
-    (platform / "provider_override.tf").write_text(provider_override(endpoint))
-    # The lock files pin the provider; the platform root gets the environments' one.
-    shutil.copy(tree / "envs" / "dev" / ".terraform.lock.hcl", platform / ".terraform.lock.hcl")
+    environment = tree / "environment"
+    environment.mkdir()
+    (environment / "main.tf").write_text(ENVIRONMENT)
+    (environment / "provider_override.tf").write_text(provider_override(endpoint))
+    # The lock files pin the provider; this root gets the environments' one.
+    shutil.copy(tree / "envs" / "dev" / ".terraform.lock.hcl", environment / ".terraform.lock.hcl")
     return [
         Stack("bootstrap", tree / "bootstrap"),
         Stack("shared", tree / "shared", ["-var=github_repository=acme/inferstack"]),
-        Stack("platform", platform),
+        Stack("environment", environment),
     ]
 
 

@@ -105,3 +105,7 @@ def test_chat_rendering_keeps_names_and_skips_what_is_not_a_message() -> None:
     assert render_chat_prompt([{"role": "user", "content": [image]}]) != render_chat_prompt(
         [{"role": "user", "content": [other]}]
     )
+    # Content of another shape (not text, not parts) also by its JSON, key order aside.
+    odd = [{"role": "user", "content": {"a": 1, "b": 2}}]
+    assert render_chat_prompt(odd) == render_chat_prompt([{"role": "user", "content": {"b": 2, "a": 1}}])
+    assert render_chat_prompt(odd) != render_chat_prompt([{"role": "user", "content": {"a": 2, "b": 2}}])

@@ -58,7 +58,20 @@ def test_a_full_prefix_match_outscores_every_partial_one() -> None:
     scorer.index.record(chain, "http://r1")
     scorer.index.record(chain[:2], "http://r2")
     result = scorer.score(state(fleet, request), fleet)
+    assert all(0.0 <= v < 1.0 for v in result.values()), result
     blocks = len(chain)
     assert blocks / (blocks + 1) <= result["http://r1"] < 1.0
     assert 2 / (blocks + 1) <= result["http://r2"] < 3 / (blocks + 1)
     assert result["http://r0"] < 1 / (blocks + 1) and result["http://r3"] < 1 / (blocks + 1)
+
+
+def test_max_score_breaks_a_tie_by_load_then_by_free_kv_cache() -> None:
+    fleet = [
+        EndpointLoad("http://a", 1, kv_cache_usage=0.1),
+        EndpointLoad("http://b", 0, kv_cache_usage=0.7),
+        EndpointLoad("http://c", 0, kv_cache_usage=0.3),
+    ]
+    picker = plugin_classes()["max_score"]()
+    for _ in range(3):  # the rotation only breaks exact ties
+        chosen, reason = picker.pick(state(fleet), fleet, dict.fromkeys((c.url for c in fleet), 0.5))
+        assert (chosen.url, reason) == ("http://c", "least_load")

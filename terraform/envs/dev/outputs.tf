@@ -1,173 +1,31 @@
-# What kubectl, the Kubernetes overlay (k8s/overlays/aws-gpu) and the pipeline need.
+# What kubectl, the Kubernetes overlay (k8s/overlays/aws-gpu) and the pipeline read: modules/platform's
+# outputs of the same name (described there; terraform/README.md says who reads which). dev and prod
+# declare exactly the same list (terraform/tests checks it).
 
-output "cluster_name" {
-  description = "EKS cluster name."
-  value       = module.eks.cluster_name
-}
-
-output "cluster_endpoint" {
-  description = "Kubernetes API endpoint."
-  value       = module.eks.cluster_endpoint
-}
-
-output "update_kubeconfig_command" {
-  description = "Run this, then `kubectl apply -k k8s/overlays/aws-gpu`."
-  value       = module.eks.update_kubeconfig_command
-}
-
-output "compute_mode" {
-  description = "\"auto\": GPU NodePool uses an eks.amazonaws.com NodeClass; \"karpenter\": a karpenter.k8s.aws EC2NodeClass."
-  value       = module.eks.compute_mode
-}
-
-output "region" {
-  description = "AWS region."
-  value       = var.region
-}
-
-output "namespace" {
-  description = "Namespace of the gateway and engines (Pod Identity associations point at it)."
-  value       = local.namespace
-}
-
-output "karpenter_node_role_name" {
-  description = "IAM role of GPU nodes: NodeClass / EC2NodeClass `spec.role` (Auto Mode node role in auto mode)."
-  value       = var.compute_mode == "karpenter" ? module.karpenter[0].node_role_name : module.eks.auto_mode_node_role_name
-}
-
-output "karpenter_interruption_queue_name" {
-  description = "Karpenter chart `settings.interruptionQueue`. Null in Auto Mode (AWS handles interruptions)."
-  value       = var.compute_mode == "karpenter" ? module.karpenter[0].interruption_queue_name : null
-}
-
-output "karpenter_controller_role_arn" {
-  description = "Karpenter controller role (already bound to kube-system/karpenter by Pod Identity). Null in Auto Mode."
-  value       = var.compute_mode == "karpenter" ? module.karpenter[0].controller_role_arn : null
-}
-
-output "karpenter_discovery_tag" {
-  description = "Tag on private subnets and the node security group: NodeClass subnet/securityGroup selector terms."
-  value       = { "karpenter.sh/discovery" = module.eks.cluster_name }
-}
-
-output "node_security_group_id" {
-  description = "Security group of all nodes (EKS cluster security group)."
-  value       = module.eks.node_security_group_id
-}
-
-output "private_subnet_ids" {
-  description = "Private subnets: the only place nodes run."
-  value       = module.network.private_subnet_ids
-}
-
-# Sizing: what the engine container requests (k8s manifests, agreed in terraform/README.md) and the
-# GPU types it must fit, with the capacity of each (EC2 instance type specifications). One vCPU and
-# 4 GiB stay free for kubelet reserve, the OS and daemonsets (VPC CNI, DCGM exporter, node exporter).
-locals {
-  engine_resources = { cpu = "3", memory = "12Gi", gpus = 1 }
-  gpu_capacity = {
-    "g4dn.xlarge"  = { vcpu = 4, memory_gib = 16 }
-    "g5.xlarge"    = { vcpu = 4, memory_gib = 16 }
-    "g5.2xlarge"   = { vcpu = 8, memory_gib = 32 }
-    "g6.xlarge"    = { vcpu = 4, memory_gib = 16 }
-    "g6.2xlarge"   = { vcpu = 8, memory_gib = 32 }
-    "g6.12xlarge"  = { vcpu = 48, memory_gib = 192 }
-    "g6e.xlarge"   = { vcpu = 4, memory_gib = 32 }
-    "g6e.2xlarge"  = { vcpu = 8, memory_gib = 64 }
-    "g6e.12xlarge" = { vcpu = 48, memory_gib = 384 }
-    "p5.48xlarge"  = { vcpu = 192, memory_gib = 2048 }
-  }
-}
-
-output "gpu_instance_types" {
-  description = "GPU NodePool requirement `node.kubernetes.io/instance-type` In [...] (read by the k8s side's cluster values)."
-  value       = var.gpu_instance_types
-
-  precondition {
-    condition = alltrue([for t in var.gpu_instance_types : contains(keys(local.gpu_capacity), t) && (
-      tonumber(local.engine_resources.cpu) <= local.gpu_capacity[t].vcpu - 1
-      && tonumber(trimsuffix(local.engine_resources.memory, "Gi")) <= local.gpu_capacity[t].memory_gib - 4
-    )])
-    error_message = "Every gpu_instance_types entry must be in local.gpu_capacity and fit the engine's requests (engine_resources) with 1 vCPU / 4 GiB to spare."
-  }
-}
-
-output "engine_resources" {
-  description = "Requests of the engine container (cpu, memory, nvidia.com/gpu); every gpu_instance_types entry fits them."
-  value       = local.engine_resources
-}
-
-output "karpenter_version" {
-  description = "Karpenter release of the controller and karpenter-crd charts (the controller policy in modules/karpenter is written for it)."
-  value       = local.karpenter_version
-}
-
-output "ecr_gateway_url" {
-  description = "Gateway image repository (terraform/shared: the same for every environment)."
-  value       = data.aws_ecr_repository.this["gateway"].repository_url
-}
-
-output "ecr_engine_url" {
-  description = "Engine (vLLM) image repository (terraform/shared: the same for every environment)."
-  value       = data.aws_ecr_repository.this["engine"].repository_url
-}
-
-output "models_bucket_name" {
-  description = "Model-weights bucket engines read from."
-  value       = module.models.bucket_name
-}
-
-output "engine_role_arn" {
-  description = "Role engine pods (service account inferstack/vllm-engine) get through Pod Identity."
-  value       = module.models.engine_role_arn
-}
-
-output "ci_plan_role_arn" {
-  description = "GitHub Actions role for terraform plan. Null without github_repository."
-  value       = one(module.ci[*].plan_role_arn)
-}
-
-output "ci_apply_role_arn" {
-  description = "GitHub Actions role for terraform apply and kubectl apply (environment-protected)."
-  value       = one(module.ci[*].apply_role_arn)
-}
-
-
-output "karpenter_helm_command" {
-  description = "Karpenter mode: installs the controller with the values above. Null in Auto Mode."
-  # CRDs from the karpenter-crd chart (Helm upgrades them; the controller chart installs CRDs only once).
-  value = var.compute_mode != "karpenter" ? null : join(" ", [
-    "helm upgrade --install karpenter-crd oci://public.ecr.aws/karpenter/karpenter-crd",
-    "--version ${local.karpenter_version} --namespace kube-system &&",
-    "helm upgrade --install karpenter oci://public.ecr.aws/karpenter/karpenter --skip-crds",
-    "--version ${local.karpenter_version} --namespace kube-system",
-    "--set settings.clusterName=${module.eks.cluster_name}",
-    "--set settings.interruptionQueue=${module.karpenter[0].interruption_queue_name}",
-    "--wait",
-  ])
-}
-
-output "lb_controller_role_arn" {
-  description = "Karpenter mode: AWS Load Balancer Controller role, already bound to kube-system/aws-load-balancer-controller by Pod Identity. Null in Auto Mode (built-in ALB, IngressClass controller eks.amazonaws.com/alb)."
-  value       = module.eks.lb_controller_role_arn
-}
-
-output "acm_certificate_arn" {
-  description = "Certificate for the gateway's Ingress (alb.ingress.kubernetes.io/certificate-arn). Null without domain_name."
-  value       = one(module.edge[*].certificate_arn)
-}
-
-output "acm_validation_records" {
-  description = "DNS records validating the certificate (already created when route53_zone_id is set). Null without domain_name."
-  value       = one(module.edge[*].validation_records)
-}
-
-output "gateway_url" {
-  description = "https://<domain_name>; null without domain_name (then the ALB hostname from `kubectl get ingress`)."
-  value       = one(module.edge[*].url)
-}
-
-output "redis_url" {
-  description = "INFERSTACK_REDIS_URL when elasticache_enabled (rediss://...). Null: the in-cluster Redis (redis://inferstack-redis:6379)."
-  value       = one(module.cache[*].redis_url)
-}
+output "cluster_name" { value = module.platform.cluster_name }
+output "cluster_endpoint" { value = module.platform.cluster_endpoint }
+output "update_kubeconfig_command" { value = module.platform.update_kubeconfig_command }
+output "compute_mode" { value = module.platform.compute_mode }
+output "region" { value = var.region }
+output "namespace" { value = module.platform.namespace }
+output "karpenter_node_role_name" { value = module.platform.karpenter_node_role_name }
+output "karpenter_interruption_queue_name" { value = module.platform.karpenter_interruption_queue_name }
+output "karpenter_controller_role_arn" { value = module.platform.karpenter_controller_role_arn }
+output "karpenter_discovery_tag" { value = module.platform.karpenter_discovery_tag }
+output "node_security_group_id" { value = module.platform.node_security_group_id }
+output "private_subnet_ids" { value = module.platform.private_subnet_ids }
+output "gpu_instance_types" { value = module.platform.gpu_instance_types }
+output "engine_resources" { value = module.platform.engine_resources }
+output "karpenter_version" { value = module.platform.karpenter_version }
+output "ecr_gateway_url" { value = module.platform.ecr_gateway_url }
+output "ecr_engine_url" { value = module.platform.ecr_engine_url }
+output "models_bucket_name" { value = module.platform.models_bucket_name }
+output "engine_role_arn" { value = module.platform.engine_role_arn }
+output "ci_plan_role_arn" { value = module.platform.ci_plan_role_arn }
+output "ci_apply_role_arn" { value = module.platform.ci_apply_role_arn }
+output "karpenter_helm_command" { value = module.platform.karpenter_helm_command }
+output "lb_controller_role_arn" { value = module.platform.lb_controller_role_arn }
+output "acm_certificate_arn" { value = module.platform.acm_certificate_arn }
+output "acm_validation_records" { value = module.platform.acm_validation_records }
+output "gateway_url" { value = module.platform.gateway_url }
+output "redis_url" { value = module.platform.redis_url }

@@ -1,31 +1,16 @@
+# What an operator supplies for this environment (terraform.tfvars, or TF_VAR_github_repository from
+# the pipeline). The environment's shape is in main.tf; modules/platform validates every value.
+
 variable "region" {
   description = "AWS region. Pick one with GPU capacity for gpu_instance_types (us-east-1, us-west-2, ...)."
   type        = string
   default     = "us-east-1"
 }
 
-variable "cluster_name" {
-  description = "EKS cluster name; also the Karpenter discovery tag value and the prefix of most names."
-  type        = string
-  default     = "inferstack-prod"
-}
-
 variable "availability_zones" {
   description = "Pin the three AZs (for example [\"us-east-1a\", \"us-east-1b\", \"us-east-1d\"]) so the subnet layout never depends on the region's zone list. Null: the region's first three."
   type        = list(string)
   default     = null
-}
-
-variable "kubernetes_version" {
-  description = "Kubernetes minor version; must be in EKS standard support (terraform/eks-support-calendar.csv, checked by terraform/scripts/eks_support.py)."
-  type        = string
-  default     = "1.35"
-}
-
-variable "compute_mode" {
-  description = "\"auto\" (EKS Auto Mode) or \"karpenter\" (self-managed Karpenter, no Auto Mode fee on GPU instances). See modules/eks."
-  type        = string
-  default     = "karpenter"
 }
 
 variable "public_access_cidrs" {
@@ -43,11 +28,6 @@ variable "gpu_instance_types" {
   description = "GPU instance types the Kubernetes GPU NodePool may use; exported for the overlay and the cost table."
   type        = list(string)
   default     = ["g6.xlarge", "g6.2xlarge", "g6e.xlarge", "g6e.2xlarge", "g6.12xlarge", "g6e.12xlarge"]
-
-  validation {
-    condition     = alltrue([for t in var.gpu_instance_types : can(regex("^(g4dn|g5|g6|g6e|gr6|p4d|p4de|p5|p5e|p5en|p6-b200)\\.[0-9a-z]+$", t))])
-    error_message = "gpu_instance_types must be NVIDIA GPU instance types (g4dn, g5, g6, g6e, p4d, p5, ...)."
-  }
 }
 
 variable "github_repository" {
@@ -60,11 +40,6 @@ variable "state_bucket_name" {
   description = "Terraform state bucket (bootstrap output), for the CI plan role's lock-file permission. Required with github_repository."
   type        = string
   default     = null
-
-  validation {
-    condition     = var.github_repository == null || var.state_bucket_name != null
-    error_message = "Set state_bucket_name when github_repository is set."
-  }
 }
 
 variable "registry_prefix" {

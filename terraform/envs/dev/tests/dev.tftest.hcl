@@ -1,19 +1,20 @@
-# The environment wires the modules together: these runs check the names and outputs the
-# Kubernetes overlay (k8s/overlays/aws-gpu) and the pipeline consume.
+# dev's choices in modules/platform: Auto Mode, one NAT gateway, the names and outputs the Kubernetes
+# overlay (k8s/overlays/aws-gpu) and the pipeline consume. Both compute modes, the CI roles and the
+# optional pieces are tested once, in modules/platform/tests.
 
 mock_provider "aws" {
   source = "../../tests/mocks"
 }
 
 override_data {
-  target = data.aws_ecr_repository.this["gateway"]
+  target = module.platform.data.aws_ecr_repository.this["gateway"]
   values = {
     repository_url = "123456789012.dkr.ecr.us-east-1.amazonaws.com/inferstack/gateway"
   }
 }
 
 override_data {
-  target = data.aws_ecr_repository.this["engine"]
+  target = module.platform.data.aws_ecr_repository.this["engine"]
   values = {
     repository_url = "123456789012.dkr.ecr.us-east-1.amazonaws.com/inferstack/engine"
   }
@@ -23,8 +24,8 @@ run "auto_mode_outputs_for_the_overlay" {
   command = plan
 
   assert {
-    condition     = output.cluster_name == "inferstack-dev" && output.namespace == "inferstack"
-    error_message = "The overlay expects cluster inferstack-dev and namespace inferstack."
+    condition     = output.cluster_name == "inferstack-dev" && output.namespace == "inferstack" && output.compute_mode == "auto"
+    error_message = "The overlay expects cluster inferstack-dev in Auto Mode and namespace inferstack."
   }
 
   assert {
@@ -43,12 +44,12 @@ run "auto_mode_outputs_for_the_overlay" {
   }
 
   assert {
-    condition     = module.models.engine_service_account == "inferstack/vllm-engine"
+    condition     = module.platform.engine_service_account == "inferstack/vllm-engine"
     error_message = "Engine role bound to inferstack/vllm-engine."
   }
 
   assert {
-    condition     = length(module.network.nat_public_ips) == 1
+    condition     = length(module.platform.nat_public_ips) == 1
     error_message = "dev uses a single NAT gateway."
   }
 
@@ -58,59 +59,50 @@ run "auto_mode_outputs_for_the_overlay" {
   }
 
   assert {
-    condition     = output.ci_plan_role_arn == null && output.karpenter_helm_command == null
-    error_message = "No CI roles without a repository; no Helm command in Auto Mode."
+    condition     = output.ci_plan_role_arn == null && output.karpenter_helm_command == null && module.platform.system_node_group_name == null
+    error_message = "No CI roles without a repository; no Helm command and no node group in Auto Mode."
+  }
+
+  assert {
+    condition     = output.gpu_instance_types == tolist(["g6.xlarge", "g5.xlarge", "g6.2xlarge", "g6e.12xlarge"]) && output.karpenter_version == "1.14.1"
+    error_message = "dev's GPU types and Karpenter release."
   }
 }
 
-run "karpenter_mode_and_ci" {
+run "the_pipeline_turns_the_ci_roles_on" {
   command = plan
 
+  override_resource {
+    target          = module.platform.module.ci[0].aws_iam_role.plan
+    override_during = plan
+    values          = { arn = "arn:aws:iam::123456789012:role/inferstack-dev-ci-plan" }
+  }
+
+  override_resource {
+    target          = module.platform.module.ci[0].aws_iam_role.apply
+    override_during = plan
+    values          = { arn = "arn:aws:iam::123456789012:role/inferstack-dev-ci-apply" }
+  }
+
   variables {
-    compute_mode      = "karpenter"
     github_repository = "acme/inferstack"
     state_bucket_name = "inferstack-tfstate-123456789012-us-east-1"
   }
 
   assert {
-    condition     = output.karpenter_interruption_queue_name == "inferstack-dev"
-    error_message = "Karpenter mode exports the interruption queue for the chart."
-  }
-
-  assert {
-    condition     = output.karpenter_node_role_name == "inferstack-dev-karpenter-node"
-    error_message = "Karpenter mode exports the Karpenter node role for the EC2NodeClass."
-  }
-
-  assert {
-    condition     = strcontains(output.karpenter_helm_command, "--set settings.interruptionQueue=inferstack-dev")
-    error_message = "The Helm command must carry the queue name."
-  }
-
-  assert {
-    condition     = module.eks.system_node_group_name == "system"
-    error_message = "Karpenter mode needs the system node group."
-  }
-
-  assert {
-    condition     = length(module.ci) == 1
+    condition     = output.ci_plan_role_arn != null && output.ci_apply_role_arn != null
     error_message = "A repository turns the CI roles on."
   }
 }
 
-run "ci_needs_the_state_bucket" {
-  command = plan
-
-  variables {
-    github_repository = "acme/inferstack"
-    state_bucket_name = null # terraform.tfvars sets it
-  }
-
-  expect_failures = [var.state_bucket_name]
-}
-
 run "https_endpoint_and_elasticache_options" {
   command = plan
+
+  override_resource {
+    target          = module.platform.module.cache[0].aws_elasticache_replication_group.this
+    override_during = plan
+    values          = { primary_endpoint_address = "master.inferstack-dev.abc123.use1.cache.amazonaws.com" }
+  }
 
   variables {
     domain_name         = "api.example.com"
@@ -118,12 +110,12 @@ run "https_endpoint_and_elasticache_options" {
   }
 
   assert {
-    condition     = output.gateway_url == "https://api.example.com" && length(module.edge) == 1
+    condition     = output.gateway_url == "https://api.example.com"
     error_message = "A domain gives an ACM certificate and the URL the README prints."
   }
 
   assert {
-    condition     = length(module.cache) == 1
+    condition     = output.redis_url == "rediss://master.inferstack-dev.abc123.use1.cache.amazonaws.com:6379"
     error_message = "elasticache_enabled gives the gateway a redis_url."
   }
 }

@@ -1,4 +1,5 @@
-# prod differs from dev in shape, not in names: check the shape and the overlay-facing outputs.
+# prod's choices in modules/platform: the shape (Karpenter, one NAT per AZ) and the overlay-facing
+# outputs. The names are the same as dev's (terraform/tests checks outputs.tf).
 
 mock_provider "aws" {
   source = "../../tests/mocks"
@@ -10,6 +11,12 @@ variables {
   state_bucket_name   = "inferstack-tfstate-123456789012-us-east-1"
 }
 
+override_resource {
+  target          = module.platform.module.ci[0].aws_iam_role.apply
+  override_during = plan
+  values          = { arn = "arn:aws:iam::123456789012:role/inferstack-prod-ci-apply" }
+}
+
 run "prod_shape" {
   command = plan
 
@@ -19,7 +26,7 @@ run "prod_shape" {
   }
 
   assert {
-    condition     = length(module.network.nat_public_ips) == 3
+    condition     = length(module.platform.nat_public_ips) == 3
     error_message = "prod has one NAT gateway per AZ."
   }
 
@@ -29,17 +36,22 @@ run "prod_shape" {
   }
 
   assert {
-    condition     = module.eks.system_node_group_name == "system"
+    condition     = strcontains(output.karpenter_helm_command, "--version 1.14.1") && strcontains(output.karpenter_helm_command, "--set settings.interruptionQueue=inferstack-prod")
+    error_message = "The Helm command installs the pinned Karpenter with prod's queue."
+  }
+
+  assert {
+    condition     = module.platform.system_node_group_name == "system"
     error_message = "Karpenter needs the system node group to run on."
   }
 
   assert {
-    condition     = module.models.engine_service_account == "inferstack/vllm-engine"
+    condition     = module.platform.engine_service_account == "inferstack/vllm-engine"
     error_message = "Engine role for inferstack/vllm-engine."
   }
 
   assert {
-    condition     = length(module.ci) == 1
+    condition     = output.ci_apply_role_arn == "arn:aws:iam::123456789012:role/inferstack-prod-ci-apply"
     error_message = "CI roles exist when a repository is given."
   }
 }

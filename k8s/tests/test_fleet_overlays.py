@@ -181,3 +181,17 @@ def test_the_release_checks_talk_to_the_default_chat_model() -> None:
     assert '--model "$model"' in workflow and "PROFILE: smoke-default" in workflow
     profile = yaml.safe_load((REPO / "loadtests" / "profiles" / "smoke-default.yaml").read_text())
     assert profile["models"] == {"default": 1}
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_the_engine_role_may_read_every_prefix_the_fleet_names(env: str, catalog: fleet_catalog.Catalog) -> None:
+    """Weights and adapters both come from the models bucket: an engine role limited to prefixes that
+    miss one gets AccessDenied in the pod (prod once allowed only ``models/``, not ``adapters/``)."""
+    main_tf = (REPO / "terraform" / "envs" / env / "main.tf").read_text()
+    found = re.search(r"read_prefixes\s*=\s*\[([^\]]*)\]", main_tf)
+    prefixes = re.findall(r'"([^"]*)"', found[1]) if found else [""]  # the module's default: all
+    keys = [m.source.weights_uri for m in catalog.models]
+    keys += [m.lora.adapters_uri for m in catalog.models if m.lora is not None]
+    for uri in keys:
+        key = uri.removeprefix("s3://").partition("/")[2]
+        assert any(key.startswith(p) for p in prefixes), f"{env}: {uri} is outside read_prefixes {prefixes}"

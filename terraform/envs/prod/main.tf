@@ -38,7 +38,7 @@ module "platform" {
   gpu_instance_types = var.gpu_instance_types
 
   models_bucket = {
-    read_prefixes = ["models/"]
+    read_prefixes = ["models/", "adapters/"] # weights, and the LoRA adapters the engines sync
   }
 
   registry_prefix     = var.registry_prefix

@@ -33,6 +33,7 @@ class EngineState:
         self.backend: Backend = make_backend(config)
         self.requests: deque[dict[str, Any]] = deque(maxlen=config.record_requests)
         self.successes: Counter[str] = Counter()
+        self.health_checks = 0  # GET /health answered: tests wait for a gateway's active check with it
         self.rng = random.Random(config.seed)
         self.loras: Loras | None = None
         if config.max_loras > 0:
@@ -62,6 +63,7 @@ def create_app(config: EngineConfig | None = None) -> web.Application:
     app.router.add_post("/_fake/config", _set_config)
     app.router.add_get("/_fake/requests", _get_requests)
     app.router.add_get("/_fake/lora", _get_lora)
+    app.router.add_get("/_fake/health_checks", _get_health_checks)
     if state.loras is not None and state.config.runtime_lora_updating:
         app.router.add_post("/v1/load_lora_adapter", _load_lora)
     app.router.add_delete("/_fake/requests", _clear_requests)
@@ -78,7 +80,12 @@ def create_app(config: EngineConfig | None = None) -> web.Application:
 
 # -- plain routes -------------------------------------------------------------------------------------
 async def _health(request: web.Request) -> web.Response:
+    request.app[STATE].health_checks += 1
     return web.Response(status=200)
+
+
+async def _get_health_checks(request: web.Request) -> web.Response:
+    return _json({"health_checks": request.app[STATE].health_checks})
 
 
 async def _models(request: web.Request) -> web.Response:

@@ -315,8 +315,7 @@ async def test_a_replica_that_does_not_accept_connections_is_unreachable_not_a_t
 
 
 async def test_a_success_between_failures_keeps_a_replica_in() -> None:
-    # Two failures in a row eject; failure, success, failure is not two in a row. (Health checks every
-    # 30 s: a passing check resets the count too, and must not do the success's work here.)
+    # Two failures in a row eject; failure, success, failure is not two in a row.
     async with (
         fleet(
             Behaviour(),
@@ -332,6 +331,33 @@ async def test_a_success_between_failures_keeps_a_replica_in() -> None:
             assert resp.status_code == (502 if status else 200), resp.text
         text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_upstream_ejections_total", model="fake-model") == 0
+
+
+async def test_a_passing_health_check_does_not_forgive_failed_requests() -> None:
+    # An engine that answers /health but fails every other request must still be ejected: as in Envoy,
+    # only a request's success resets the consecutive-failure count, not the active health check.
+    async with (
+        fleet(
+            Behaviour(),
+            outlier={"consecutive_failures": 2},
+            retry={"max_retries": 0},
+            health={"interval": 0.05, "timeout": 1},
+        ) as (url, (engine,), _app),
+        httpx.AsyncClient() as client,
+    ):
+        await configure(client, engine, error_status=500)
+        resp = await client.post(url + "/v1/chat/completions", json=CHAT)
+        assert resp.status_code == 502, resp.text
+        # Wait (bounded) until the gateway has run at least one whole active check since the failure.
+        seen = (await client.get(engine + "/_fake/health_checks")).json()["health_checks"]
+        deadline = asyncio.get_running_loop().time() + 10
+        while (await client.get(engine + "/_fake/health_checks")).json()["health_checks"] < seen + 2:
+            assert asyncio.get_running_loop().time() < deadline, "no health check ran"
+            await asyncio.sleep(0.01)  # polling a counter, not synchronisation: the loop ends on data
+        resp = await client.post(url + "/v1/chat/completions", json=CHAT)
+        assert resp.status_code == 502, resp.text
+        text = (await client.get(url.admin + "/metrics")).text
+        assert metric(text, "inferstack_upstream_ejections_total", model="fake-model") == 1
 
 
 async def test_prompt_and_prefix_cache_tokens_are_counted_per_routing_policy() -> None:

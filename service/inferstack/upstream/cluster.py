@@ -169,7 +169,8 @@ class Cluster:
             self.known_models.update(models)
             if self.placement is not None:
                 self.placement.observe_cards(endpoint.url, cards)
-            endpoint.consecutive_failures = 0
+            # consecutive_failures is left alone: a replica that answers /health but fails requests
+            # must still be ejected (as in Envoy, only a request's success resets the count).
         endpoint.healthy = healthy
         if changed:
             log.info(

@@ -73,6 +73,7 @@ def log_exchange(ex: Exchange, duration: float) -> None:
                 "attempts": ex.attempts,
                 "policy": ex.route.policy if ex.route else None,
                 "reason": ex.route.reason if ex.route else None,
+                "prefix_blocks": ex.route.prefix_blocks if ex.route else None,
                 "prompt_tokens": ex.prompt_tokens,
                 "completion_tokens": ex.completion_tokens,
                 "ttft_ms": None if ex.ttft is None else round(ex.ttft * 1000, 2),

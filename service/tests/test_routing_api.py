@@ -34,10 +34,11 @@ async def test_round_robin_spreads_and_counts_its_decisions(caplog: pytest.LogCa
         assert metric(text, "inferstack_routing_decisions_total", policy="round_robin", reason="round_robin") == 6
         # Each access-log line says which policy chose the replica, and why.
         lines = [r for r in caplog.records if r.name == "inferstack.access"]
-        assert [(r.policy, r.reason) for r in lines] == [("round_robin", "round_robin")] * 6
+        assert [(r.access["policy"], r.access["reason"]) for r in lines] == [("round_robin", "round_robin")] * 6
 
 
-async def test_prefix_affinity_keeps_a_shared_prefix_on_one_replica() -> None:
+async def test_prefix_affinity_keeps_a_shared_prefix_on_one_replica(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="inferstack.access")
     system = "You are a meticulous assistant for the accounts team. " * 40  # ~2 KB of shared prefix
     async with fleet(Behaviour(), Behaviour(), Behaviour()) as (url, engines, _), httpx.AsyncClient() as client:
         for turn in range(6):
@@ -50,6 +51,9 @@ async def test_prefix_affinity_keeps_a_shared_prefix_on_one_replica() -> None:
         assert sorted(counts.values()) == [0, 0, 6]
         text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_routing_decisions_total", policy="prefix_affinity", reason="prefix_hit") == 5
+        # The log line says how much of the prompt the chosen replica was believed to hold.
+        blocks = [r.access["prefix_blocks"] for r in caplog.records if r.name == "inferstack.access"]
+        assert blocks[0] == 0 and all(b >= len(system) // 256 for b in blocks[1:]), blocks
 
 
 async def test_the_override_header_picks_a_policy_and_rejects_unknown_ones() -> None:

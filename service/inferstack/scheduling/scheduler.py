@@ -37,6 +37,8 @@ class Route:
     policy: str
     request: RoutingRequest
     reason: str | None = None
+    prefix_blocks: int = 0
+    """Leading prompt blocks the chosen replica was believed to hold (prefix profiles)."""
 
 
 class Scheduler:
@@ -105,7 +107,7 @@ class Scheduler:
                 )
             )
         decision = self._profiles[route.policy].pick(route.request, snapshot)
-        route.reason = decision.reason
+        route.reason, route.prefix_blocks = decision.reason, decision.prefix_blocks
         self._metrics.child(self._metrics.routing_decisions, route.policy, decision.reason).inc()
         if decision.adapter_reason is not None:
             self._metrics.child(self._metrics.adapter_decisions, route.request.model, decision.adapter_reason).inc()

@@ -81,3 +81,17 @@ def test_no_match_anywhere_is_a_miss_on_the_least_loaded() -> None:
     index.apply(A, decode(frames(1, stored([12345], [0] * 16, 16))), 0.0, 0.0)
     d = profile(index, now).pick(req(), [EndpointLoad(A, 2), EndpointLoad(B, 0)])
     assert (d.url, d.reason) == (B, "prefix_miss")
+
+
+def test_a_cache_salt_separates_what_the_engine_holds() -> None:
+    # vLLM mixes cache_salt into the first block's hash: blocks stored without a salt are no hit for a
+    # salted request (another tenant's isolation), and blocks stored with it are.
+    index, now = KVIndex(), [0.0]
+    holding(index, A, 3)
+    salted = prompt_block_hashes(TOKENS, 16, cache_salt="tenant-b")[:2]
+    index.apply(B, decode(frames(0, stored(salted, list(TOKENS[:32]), 16))), 0.0, 0.0)
+    p = profile(index, now)
+    d = p.pick(RoutingRequest("m", "p" * 600, token_ids=TOKENS, cache_salt="tenant-b"), idle(A, B))
+    assert (d.url, d.reason, d.prefix_blocks) == (B, "prefix_hit", 2)
+    d = p.pick(req(), idle(A, B))
+    assert (d.url, d.reason, d.prefix_blocks) == (A, "prefix_hit", 3)

@@ -1,14 +1,16 @@
 """``make bench-adapters-real``: adapter placement on real vLLM CPU replicas, judged by the engines' own logs.
 
-    .venv/bin/python bench/adapters_real/run.py [--zipf 1.0] [--load-factors 1.25 1.5 2.0] [--out FILE]
+    .venv/bin/python bench/adapters_real/run.py [--zipf 1.0] [--caps 2.0:1.2 2.0:1.5 1.5:1.2] [--out FILE]
 
 Starts two vLLM replicas of the tiny model with LoRA (``--max-loras 2``: two adapter slots each, and
 vLLM's CPU-side cache of loaded adapters, ``max_cpu_loras``, defaults to the same 2), six random-weight
 adapters registered on both (``--lora-modules``, as ``make up`` does for its static ones), and one
 gateway that knows them from a catalog. For each policy it sends the same seeded, Zipf-skewed sequence
 of adapter requests through the gateway (``--concurrency`` at once, streaming, ``x-inferstack-routing-policy``):
-round robin once, ``adapter_affinity`` once per ``--load-factors`` value (the per-replica cap of its
-``bounded_load`` filter; a fresh gateway each, the engines stay up), and reports:
+round robin once, ``adapter_affinity`` once per ``--caps`` pair ``IN_FLIGHT:TRAFFIC``, the two bounds of
+its per-replica cap, the ``adapter_bound`` filter (``INFERSTACK_ROUTING__ADAPTER_LOAD_FACTOR`` and
+``INFERSTACK_ROUTING__ADAPTER_TRAFFIC_FACTOR``; the gateway's defaults, 2.0:1.2, first; a fresh gateway
+each, the engines stay up), and reports:
 
 - ``adapter_loads``: loads of an adapter's weights from disk into an engine, counted in the engines' own
   logs: vLLM's ``LRUCacheWorkerLoRAManager`` loads an adapter that is not in its cache and evicts the least
@@ -36,6 +38,7 @@ import os
 import random
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,6 +83,20 @@ LOGGING_CONFIG = {
         "vllm.lora.model_manager": {"level": "DEBUG"},
     },
 }
+
+
+def cap_pair(text: str) -> tuple[float, float]:
+    """``IN_FLIGHT:TRAFFIC`` (``2.0:1.2``): adapter_bound's two factors."""
+    in_flight, _, traffic = text.partition(":")
+    return float(in_flight), float(traffic or "1.2")
+
+
+def code_commit() -> str:
+    """The commit benched, with ``-dirty`` when the work tree differs from it."""
+    git = ["git", "-C", str(REPO)]
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    return commit + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def adapter_names(count: int) -> list[str]:
@@ -292,6 +309,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     tinymodel_build(devstack.DEFAULT_MODEL_DIR)
     names = adapter_names(args.adapters)
     dirs = {name: tinylora.build(run_dir / "adapters" / f"{name}@v1", seed=tinylora.seed_for(name)) for name in names}
+    commit = code_commit()
     load_before = os.getloadavg()
     try:
         engines = start_engines(stack, dirs, args)
@@ -300,8 +318,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         sequence = zipf_sequence(names, args.requests, args.zipf, args.seed)
         results: dict[str, Any] = {}
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
-            # One gateway per load factor (the per-replica cap of bounded_load); round robin ignores it.
-            for i, factor in enumerate(args.load_factors):
+            # One gateway per cap (adapter_bound's two factors); round robin ignores them and runs once.
+            for i, (in_flight, traffic) in enumerate(args.caps):
                 gateways = devstack.Stack(run_dir=run_dir, progress=stack.progress)
                 try:
                     gateway = devstack.start_gateway(
@@ -311,14 +329,19 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                             "INFERSTACK_AUTH_ENABLED": "false",
                             "INFERSTACK_TENANCY__CACHE__ENABLED": "false",
                             "INFERSTACK_CATALOG_FILE": str(catalog_file),
-                            "INFERSTACK_ROUTING__LOAD_FACTOR": str(factor),
+                            "INFERSTACK_ROUTING__ADAPTER_LOAD_FACTOR": str(in_flight),
+                            "INFERSTACK_ROUTING__ADAPTER_TRAFFIC_FACTOR": str(traffic),
                         },
                     )
                     bench = Bench(session, {e.url: e.log_path for e in engines}, gateway.url, gateway.admin_url)
                     for policy in args.policies:
                         if policy == "round_robin" and i > 0:
                             continue
-                        key = policy if policy == "round_robin" else f"{policy} load_factor={factor}"
+                        key = (
+                            policy
+                            if policy == "round_robin"
+                            else f"{policy} adapter_load_factor={in_flight} adapter_traffic_factor={traffic}"
+                        )
                         results[key] = await bench.run_policy(policy, sequence, args.concurrency, args.seed)
                 finally:
                     gateways.stop()
@@ -333,10 +356,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             balanced = result["load_max_over_mean"] is not None and result["load_max_over_mean"] <= 1.25
             verdicts[key] = {"loads_round_robin_over_this": ratio, "goal_met": ratio >= 3 and balanced}
     return {
-        "command": "make bench-adapters-real  # " + " ".join(sys.argv[1:]),
+        "command": "nice -n 19 .venv/bin/python bench/adapters_real/run.py " + " ".join(sys.argv[1:]),
+        "code_commit": commit,
         "note": "adapter loads are counted in the engines' logs; TTFT was measured on a shared 2-core machine"
         " (load average below): noisy",
-        "load_average_1m": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
+        "load_average": {
+            "before_1m_5m_15m": [round(x, 2) for x in load_before],
+            "after_1m_5m_15m": [round(x, 2) for x in load_after],
+            "cores": os.cpu_count(),
+        },
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "popularity": {n: sequence.count(n) for n in names},
         "offline_bounds_adapter_loads": bounds(sequence, names, args.replicas, args.max_loras),
@@ -355,11 +383,13 @@ def main() -> int:
     parser.add_argument("--zipf", type=float, default=1.0, help="popularity of the i-th adapter: 1 / i**zipf")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument(
-        "--load-factors",
-        type=float,
+        "--caps",
+        type=cap_pair,
         nargs="+",
-        default=[1.25, 1.5, 2.0],
-        help="INFERSTACK_ROUTING__LOAD_FACTOR values: adapter_affinity runs once per value",
+        default=[(2.0, 1.2), (2.0, 1.5), (1.5, 1.2)],
+        metavar="IN_FLIGHT:TRAFFIC",
+        help="adapter_affinity runs once per pair: INFERSTACK_ROUTING__ADAPTER_LOAD_FACTOR"
+        " : INFERSTACK_ROUTING__ADAPTER_TRAFFIC_FACTOR (the defaults, 2.0:1.2, first)",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--policies", nargs="+", default=list(POLICIES))

@@ -20,7 +20,16 @@ from inferstack.relay.sse import carries_text
 from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
 
 from .gateway_harness import free_port, running_gateway
-from .test_relay_fake_engine import CHAT, configure, fixed_answer_engine, fleet, metric, recorded, sse_events
+from .test_relay_fake_engine import (
+    CHAT,
+    configure,
+    fixed_answer_engine,
+    fleet,
+    metric,
+    recorded,
+    scripted_engine,
+    sse_events,
+)
 
 
 async def v1_requests(client: httpx.AsyncClient, engine: str) -> int:
@@ -398,23 +407,8 @@ async def empty_stream_engine() -> AsyncIterator[str]:
         await resp.write_eof()
         return resp
 
-    async def ok(request: web.Request) -> web.Response:
-        return web.Response(text="")
-
-    async def models(request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "fake-model"}]})
-
-    app = web.Application()
-    app.router.add_get("/health", ok)
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", empty)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with scripted_engine(empty) as url:
+        yield url
 
 
 async def test_an_empty_stream_is_a_broken_replica_not_an_empty_answer() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -60,12 +60,10 @@ ODD_ANSWER = (
 
 
 @contextlib.asynccontextmanager
-async def fixed_answer_engine(answer: bytes) -> AsyncIterator[str]:
-    """An upstream that answers every chat completion with ``answer``, byte for byte (and is healthy)."""
-
-    async def completion(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(body=answer, content_type="application/json")
+async def scripted_engine(
+    chat: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[str]:
+    """A healthy upstream serving ``fake-model`` whose chat completions ``chat`` answers."""
 
     async def ok(request: web.Request) -> web.Response:
         return web.Response(text="")
@@ -77,7 +75,7 @@ async def fixed_answer_engine(answer: bytes) -> AsyncIterator[str]:
     app.router.add_get("/health", ok)
     app.router.add_get("/metrics", ok)
     app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", completion)
+    app.router.add_post("/v1/chat/completions", chat)
     runner = web.AppRunner(app)
     await runner.setup()
     try:
@@ -85,6 +83,18 @@ async def fixed_answer_engine(answer: bytes) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def fixed_answer_engine(answer: bytes) -> AsyncIterator[str]:
+    """An upstream that answers every chat completion with ``answer``, byte for byte (and is healthy)."""
+
+    async def completion(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=answer, content_type="application/json")
+
+    async with scripted_engine(completion) as url:
+        yield url
 
 
 async def test_non_stream_answers_pass_through_byte_for_byte() -> None:

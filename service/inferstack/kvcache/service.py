@@ -44,6 +44,9 @@ class KVRouting:
             buckets=TOKENIZE_BUCKETS,
             registry=registry,
         )
+        for outcome in ("ok", "failed"):
+            # Series exist from 0 before the first call: one born at its first sample shows no rate.
+            self.tokenize_seconds.labels(outcome)
 
     async def token_ids(
         self, model: str, payload: Mapping[str, Any], kind: str, engines: Sequence[str]

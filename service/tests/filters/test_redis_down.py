@@ -65,6 +65,18 @@ def gateway_settings(
     }
 
 
+async def model_known(client: httpx.AsyncClient, key: str) -> None:
+    """Wait (bounded) for the gateway's first health check: before it, ``fake-model`` is unknown (404).
+    These tests cannot wait for /readyz, which a fail-closed gateway with Redis down keeps failing."""
+    deadline = time.monotonic() + 10
+    while True:
+        listed = (await client.get("/v1/models", headers=bearer(key))).json().get("data", [])
+        if any(card.get("id") == "fake-model" for card in listed):
+            return
+        assert time.monotonic() < deadline, "the gateway never listed fake-model"
+        await asyncio.sleep(0.02)  # polling for data, not synchronisation: the loop ends on it
+
+
 REQUESTS = [
     ({}, CHAT),
     ({"idempotency-key": "order-1"}, {**CHAT, "temperature": 0.7}),
@@ -80,6 +92,7 @@ async def test_fail_open_serves_every_request_and_says_redis_is_down(tmp_path: P
         tenant_stack(tmp_path, entries(key), **gateway_settings(redis_url, "open")) as (url, _),
         httpx.AsyncClient(base_url=url, timeout=10) as client,
     ):
+        await model_known(client, key)
         for headers, body in REQUESTS:
             started = time.monotonic()
             resp = await client.post("/v1/chat/completions", json=body, headers={**bearer(key), **headers})
@@ -102,6 +115,7 @@ async def test_fail_closed_answers_503_with_an_openai_body_and_fails_readiness(t
         tenant_stack(tmp_path, entries(key), wait_ready=False, **gateway_settings(redis_url, "closed")) as (url, _),
         httpx.AsyncClient(base_url=url, timeout=10) as client,
     ):
+        await model_known(client, key)
         for headers, body in REQUESTS:
             started = time.monotonic()
             resp = await client.post("/v1/chat/completions", json=body, headers={**bearer(key), **headers})
@@ -126,6 +140,7 @@ async def test_readiness_names_only_features_whose_state_is_on_redis(tmp_path: P
         ) as (url, _),
         httpx.AsyncClient(base_url=url, timeout=10) as client,
     ):
+        await model_known(client, key)
         resp = await client.post("/v1/chat/completions", json=CHAT, headers=bearer(key))
         assert resp.status_code == 503, resp.text
         ready = await client.get("/readyz")

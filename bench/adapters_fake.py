@@ -8,7 +8,7 @@ seeded), each request a 8-token completion (TTFT 30 ms, 5 ms a token, 50 ms per 
 client pool of ``concurrency`` sends the same sequence of adapter names per seed to each policy.
 Reports adapter loads as the engines count them, requests per replica and max/mean, latency p50/p90.
 Real time on a shared machine: loads and balance are the figures; latencies are noisy. The real
-engines' version is h5's ``bench/adapters_real``.
+engines' version is ``bench/adapters_real``.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from .test_relay_fake_engine import (
     scripted_engine,
     sse_events,
 )
+from .waiting import until
 
 
 async def v1_requests(client: httpx.AsyncClient, engine: str) -> int:
@@ -358,11 +359,16 @@ async def test_a_passing_health_check_does_not_forgive_failed_requests() -> None
         resp = await client.post(url + "/v1/chat/completions", json=CHAT)
         assert resp.status_code == 502, resp.text
         # Wait (bounded) until the gateway has run at least one whole active check since the failure.
-        seen = (await client.get(engine + "/_fake/health_checks")).json()["health_checks"]
-        deadline = asyncio.get_running_loop().time() + 10
-        while (await client.get(engine + "/_fake/health_checks")).json()["health_checks"] < seen + 2:
-            assert asyncio.get_running_loop().time() < deadline, "no health check ran"
-            await asyncio.sleep(0.01)  # polling a counter, not synchronisation: the loop ends on data
+
+        async def health_checks() -> int:
+            return int((await client.get(engine + "/_fake/health_checks")).json()["health_checks"])
+
+        seen = await health_checks()
+
+        async def a_whole_check_ran() -> bool:
+            return await health_checks() >= seen + 2
+
+        await until(a_whole_check_ran, "a whole active health check", within=10)
         resp = await client.post(url + "/v1/chat/completions", json=CHAT)
         assert resp.status_code == 502, resp.text
         text = (await client.get(url.admin + "/metrics")).text

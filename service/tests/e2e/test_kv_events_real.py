@@ -26,6 +26,8 @@ from inferstack.kvcache.subscriber import KVEventHub
 from inferstack.kvcache.tokenize import engine_token_ids, tokenize_body
 from inferstack_devstack import kv_events_endpoint
 
+from ..waiting import until
+
 pytestmark = pytest.mark.vllm
 
 WORDS = ("river", "stone", "ledger", "harbour", "winter", "signal", "garden", "copper", "meadow", "lantern")
@@ -33,13 +35,6 @@ WORDS = ("river", "stone", "ledger", "harbour", "winter", "signal", "garden", "c
 
 def text(rng: random.Random, words: int) -> str:
     return f"{uuid.uuid4()} " + " ".join(rng.choice(WORDS) for _ in range(words))
-
-
-async def until(check: Any, what: str, deadline: float = 30.0) -> None:
-    end = time.monotonic() + deadline
-    while not check():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def generate(session: aiohttp.ClientSession, url: str, kind: str, payload: dict[str, Any]) -> None:
@@ -86,6 +81,7 @@ async def test_gateway_block_hashes_equal_the_engines_published_ones(vllm_engine
                 await until(
                     lambda ours=ours: index.match(ours, [vllm_engine])[vllm_engine] == len(ours),
                     f"{kind}: the engine to publish the {len(ours)} blocks the gateway computed",
+                    within=30.0,
                 )
     finally:
         await hub.close()

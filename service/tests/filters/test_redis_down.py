@@ -22,6 +22,7 @@ from inferstack.filters import generate_key, hash_key
 from ..gateway_harness import free_port
 from ..test_relay_fake_engine import CHAT, metric
 from ..test_tenancy_api import bearer, tenant_stack
+from ..waiting import until
 
 TIMEOUT = 0.2  # the Redis connect and command timeouts used here
 
@@ -68,13 +69,12 @@ def gateway_settings(
 async def model_known(client: httpx.AsyncClient, key: str) -> None:
     """Wait (bounded) for the gateway's first health check: before it, ``fake-model`` is unknown (404).
     These tests cannot wait for /readyz, which a fail-closed gateway with Redis down keeps failing."""
-    deadline = time.monotonic() + 10
-    while True:
-        listed = (await client.get("/v1/models", headers=bearer(key))).json().get("data", [])
-        if any(card.get("id") == "fake-model" for card in listed):
-            return
-        assert time.monotonic() < deadline, "the gateway never listed fake-model"
-        await asyncio.sleep(0.02)  # polling for data, not synchronisation: the loop ends on it
+
+    async def listed() -> bool:
+        cards = (await client.get("/v1/models", headers=bearer(key))).json().get("data", [])
+        return any(card.get("id") == "fake-model" for card in cards)
+
+    await until(listed, "the gateway to list fake-model", within=10)
 
 
 REQUESTS = [

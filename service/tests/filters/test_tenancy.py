@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ from inferstack.errors import (
     RateLimitError,
 )
 from inferstack.filters import Tenancy, TenancySettings, generate_key, hash_key
+
+from ..waiting import until
 
 MODEL = "tiny"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hello"}], "temperature": 0, "max_tokens": 10}
@@ -288,16 +290,9 @@ async def test_keys_reload_without_restart(env: tuple[Env, str]) -> None:
     e.write_keys(acme={})
     async with e.open(backend) as t:
         e.write_keys(acme={}, newcomer={})
-        await poll_until(lambda: "newcomer" in t.ring.tenants)
+        await until(lambda: "newcomer" in t.ring.tenants, "the new key to load")
         adm = await t.admit("chat", CHAT, b"", e.auth("newcomer"), "r1")
         assert adm.principal.tenant == "newcomer"
-
-
-async def poll_until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_tenant_labels_are_bounded(tmp_path: Path, redis_url: str) -> None:
@@ -339,7 +334,7 @@ async def test_no_key_ever_reaches_a_log_line_or_metric(
             except (AuthenticationError, RateLimitError) as err:
                 assert e.keys["acme"] not in str(err.to_body()) and wrong not in str(err.to_body())
         e.keys_path.write_text(f"keys:\n  - key_sha256: {e.keys['acme']}\n    tenant: acme\n")  # a bad edit
-        await poll_until(lambda: t.keys is not None and t.keys.errors > 0)
+        await until(lambda: t.keys is not None and t.keys.errors > 0, "the bad key file to count as an error")
     from prometheus_client import generate_latest
 
     exposition = generate_latest(registry).decode()

@@ -16,6 +16,7 @@ from inferstack.kvcache.index import KVIndex
 from inferstack.kvcache.metrics import IndexCollector, KVMetrics
 from inferstack.kvcache.subscriber import KVEventHub, event_endpoint
 
+from ..waiting import until
 from .events import frames, stored
 
 URL = "http://127.0.0.1:8000"
@@ -36,13 +37,6 @@ async def publisher(tmp_path: Path) -> AsyncIterator[tuple[zmq.asyncio.Socket, s
     yield sock, endpoint
     sock.close(linger=0)
     ctx.term()
-
-
-async def until(check: object, what: str, deadline: float = 5.0) -> None:
-    end = time.monotonic() + deadline
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_subscriber_feeds_the_index_until_its_replica_leaves(

@@ -36,8 +36,12 @@ TF_OUTPUTS: dict[str, object] = {
 LB_HOSTNAME = "k8s-inferstack-0123456789.us-east-1.elb.amazonaws.com"
 
 # POSIX sh, not Python: a bootstrap run makes ~50 calls and a Python start-up each is seconds on a
-# loaded machine. Every shim logs its argv as one line, fields separated by \037.
-_LOG = """{ printf '%s' "$(basename "$0")"; for a; do printf '\\037%s' "$a"; done; echo; } >> "$SHIM_LOG"\n"""
+# loaded machine. Every shim logs its argv as one line, fields separated by \037, in ONE write: the
+# two sides of a pipe (`kubectl create ... | kubectl apply -f -`) run at once, and a line written in
+# pieces interleaved with the other's (CI saw a call vanish from the log).
+_LOG = """sep=$(printf '\\037'); line=$(basename "$0"); for a; do line="$line$sep$a"; done
+printf '%s\\n' "$line" >> "$SHIM_LOG"
+"""
 
 _TERRAFORM = r"""
 for last; do :; done
@@ -62,7 +66,7 @@ esac
 # ingress` prints the load balancer's hostname; the rest (rollout status, port-forward) succeeds.
 _KUBECTL = r"""
 state="$SHIM_STATE"; ns=; k=; f=; o=; dry=; skip=; words=
-args_file="$state/last-args"; printf '%s\n' "$@" > "$args_file"
+args_file="$state/args-$$"; printf '%s\n' "$@" > "$args_file"
 prev=
 for a; do
   case "$prev" in -n) ns=$a ;; -k) k=$a ;; -f) f=$a ;; -o) o=$a ;; esac

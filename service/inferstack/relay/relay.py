@@ -50,6 +50,12 @@ async def relay_stream(
 ) -> AttemptError | None:
     """Relay the SSE stream to its end; return the upstream failure that cut it short, if any.
 
+    Two paths, one order. The common chunk (whole events, no usage chunk, not the end, the client's
+    socket taking writes, no response cache filling) is relayed by ``_Relay.fast`` from the upstream
+    connection's ``data_received`` (``Response.follow``): forwarded as it is, its text events
+    counted, with no task wake-up. Anything else is declined there and waits for this coroutine's
+    read, which relays it event by event and, when all is back to the common case, follows again.
+
     One timer covers the upstream's silence (``idle``) and the client's writes (``client_write``):
     before a read it is moved to at least ``idle`` ahead, before a write to at least ``client_write``
     ahead, each only when less is left (one reschedule per half window, not one per token; with the
@@ -65,80 +71,75 @@ async def relay_stream(
     wants_usage = ex.wants_usage
     await out.start(200, ex)
     splitter = EventSplitter()
-    clock = _TextClock(ex, metrics)
-    usage: dict[str, Any] | None = None
-    failure: AttemptError | None = None
     loop = asyncio.get_running_loop()
     now = loop.time()
     total_by = now + ex.deadline - time.monotonic()
     when = min(now + idle * 1.5, total_by)
+    usage: dict[str, Any] | None = None
+    failure: AttemptError | None = None
     chunk = reply.first
     writing = False
+    r = _Relay(ex, out, metrics, loop, idle, client_write, total_by)
     try:
         try:
-            async with asyncio.timeout_at(when) as timer:
-                write_check, read_check = _checks(when, now, idle, client_write, total_by)
+            async with asyncio.timeout_at(when) as r.timer:
+                r.write_check, r.read_check = _checks(when, now, idle, client_write, total_by)
+                # Only the common case is followed: a cache fill sees every event (the assembler).
+                follow = assembler is None
                 while chunk:
-                    data = b""
-                    texts = 0
-                    if out.finished:
-                        pass  # after [DONE]: read to the end (the connection is reused), relay nothing
-                    elif assembler is None and not splitter.pending and (texts := whole_events(chunk)) >= 0:
-                        data = chunk  # the common case: whole events, no usage chunk; counted, not split
+                    if follow and not splitter.pending and r.fast(chunk):
+                        chunk = b""
                     else:
+                        data = b""
                         texts = 0
-                        parts: list[bytes] = []
-                        for event in splitter.feed(chunk):
-                            if assembler is not None:
-                                assembler.feed(event)
-                            if b'"usage":{' in event:
-                                found = usage_of(event)
-                                if found is not None:
-                                    usage = found
-                                    if not wants_usage:
-                                        continue
-                            elif carries_text(event):
-                                texts += 1
-                            parts.append(event)
-                        if parts:
-                            data = b"".join(parts) if len(parts) > 1 else parts[0]
-                    if data:
-                        ex.texts_sent += texts
-                        now = loop.time()
-                        if now >= write_check:
-                            when = timer.when() or now
-                            if when - now < client_write:
-                                when = now + client_write
-                                timer.reschedule(when)
-                            write_check, read_check = _checks(when, now, idle, client_write, total_by)
-                        writing = True
-                        if data.endswith(DONE):
-                            # The client may look at the metrics once it has the end: fill them first.
-                            if texts:
-                                clock.sent(texts)
-                                texts = 0
-                            clock.flush()
-                            account(ex, usage, metrics)
-                            await out.last(data)
-                        elif not out.write_now(data):
-                            await out.body(data)
-                        writing = False
-                    if texts:
-                        clock.sent(texts)
-                    # Silence is cut after idle..1.5 x idle (or at the total deadline).
-                    now = loop.time()
-                    if now >= read_check:
-                        when = timer.when() or now
-                        latest = min(now + idle * 1.5, total_by)
-                        if when > latest or (when - now < idle and when < total_by):
-                            when = latest
-                            timer.reschedule(when)
-                        write_check, read_check = _checks(when, now, idle, client_write, total_by)
+                        if out.finished:
+                            pass  # after [DONE]: read to the end (the connection is reused), relay nothing
+                        elif assembler is None and not splitter.pending and (texts := whole_events(chunk)) >= 0:
+                            data = chunk  # whole events, no usage chunk; counted, not split
+                        else:
+                            texts = 0
+                            parts: list[bytes] = []
+                            for event in splitter.feed(chunk):
+                                if assembler is not None:
+                                    assembler.feed(event)
+                                if b'"usage":{' in event:
+                                    found = usage_of(event)
+                                    if found is not None:
+                                        usage = found
+                                        if not wants_usage:
+                                            continue
+                                elif carries_text(event):
+                                    texts += 1
+                                parts.append(event)
+                            if parts:
+                                data = b"".join(parts) if len(parts) > 1 else parts[0]
+                        if data:
+                            ex.texts_sent += texts
+                            r.before_write(loop.time())
+                            writing = True
+                            if data.endswith(DONE):
+                                # The client may look at the metrics once it has the end: fill them first.
+                                if texts:
+                                    r.clock.sent(texts)
+                                    texts = 0
+                                r.clock.flush()
+                                account(ex, usage, metrics)
+                                await out.last(data)
+                            elif not out.write_now(data):
+                                await out.body(data)
+                            writing = False
+                        if texts:
+                            r.clock.sent(texts)
+                        r.after_read(loop.time())
+                    if follow and not out.finished and not splitter.pending and not resp.buffered:
+                        resp.follow(r.fast)
                     chunk = await resp.readany()
+                    resp.follow(None)
             rest = splitter.flush()
             if rest and not out.finished:
                 await _write(out.body(rest), client_write)
         except (TimeoutError, OSError) as exc:
+            resp.follow(None)
             if writing:
                 raise ClientStalled from None
             failure = classify(exc)
@@ -153,12 +154,79 @@ async def relay_stream(
             account(ex, usage, metrics)
             await _write(out.end(), client_write)
     except (asyncio.CancelledError, ClientStalled):
+        resp.follow(None)
         if ex.usage is None:
             account(ex, usage or _delivered(ex), metrics)
         raise
     finally:
-        clock.flush()
+        r.clock.flush()
     return failure
+
+
+class _Relay:
+    """A stream's relay state shared by its two paths, and the fast path itself (``fast``)."""
+
+    __slots__ = ("_ex", "_idle", "_loop", "_out", "_total_by", "_write", "clock", "read_check", "timer", "write_check")
+
+    def __init__(
+        self,
+        ex: Exchange,
+        out: Responder,
+        metrics: GatewayMetrics,
+        loop: asyncio.AbstractEventLoop,
+        idle: float,
+        client_write: float,
+        total_by: float,
+    ) -> None:
+        self._ex = ex
+        self._out = out
+        self._loop = loop
+        self.timer: asyncio.Timeout | None = None
+        self._idle = idle
+        self._write = client_write
+        self._total_by = total_by
+        self.clock = _TextClock(ex, metrics)
+        self.write_check = self.read_check = 0.0
+
+    def fast(self, chunk: bytes) -> bool:
+        """Relay a chunk of whole events (not the usage chunk, not the end) at once, if the client's
+        socket takes it; else False (the coroutine's path takes it). Called from ``data_received``:
+        it must not raise."""
+        texts = whole_events(chunk)
+        if texts < 0 or chunk.endswith(DONE):
+            return False
+        now = self._loop.time()
+        if now >= self.write_check or not self._out.write_now(chunk):
+            return False  # the timer needs moving for the write, or the client is not reading
+        if texts:
+            self._ex.texts_sent += texts
+            self.clock.sent(texts)
+        if now >= self.read_check:
+            self.after_read(now)
+        return True
+
+    def before_write(self, now: float) -> None:
+        """At least ``client_write`` left on the timer before a write."""
+        if now >= self.write_check:
+            timer = self.timer
+            assert timer is not None
+            when = timer.when() or now
+            if when - now < self._write:
+                when = now + self._write
+                timer.reschedule(when)
+            self.write_check, self.read_check = _checks(when, now, self._idle, self._write, self._total_by)
+
+    def after_read(self, now: float) -> None:
+        """At least ``idle`` left on the timer (up to 1.5 x) before the next read, within the total."""
+        timer = self.timer
+        # (Expired: the fast path ran between the timer's expiry and the task's cancel; too late.)
+        if now >= self.read_check and timer is not None and not timer.expired():
+            when = timer.when() or now
+            latest = min(now + self._idle * 1.5, self._total_by)
+            if when > latest or (when - now < self._idle and when < self._total_by):
+                when = latest
+                timer.reschedule(when)
+            self.write_check, self.read_check = _checks(when, now, self._idle, self._write, self._total_by)
 
 
 def _checks(when: float, now: float, idle: float, client_write: float, total_by: float) -> tuple[float, float]:

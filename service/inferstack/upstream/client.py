@@ -163,6 +163,10 @@ class ProtocolError(ConnectionError):
     """The engine closed the connection before the answer ended, or sent what is not HTTP/1.1."""
 
 
+Sink = Callable[[bytes], bool]
+"""Takes a body chunk as it is parsed (True), or declines it (False: it is buffered for ``read``)."""
+
+
 class Response:
     """One answer: status and headers once they are in, then its body as it arrives."""
 
@@ -180,6 +184,19 @@ class Response:
         """The media type, lower case, without parameters (as aiohttp's ``content_type``)."""
         return self.headers.get("content-type", "").partition(";")[0].strip().lower()
 
+    def follow(self, sink: Sink | None) -> None:
+        """Hand the body's chunks to ``sink`` as they are parsed, in ``data_received``, instead of
+        buffering them for ``readany`` (None: buffer again). A stream's relay then costs no task
+        wake-up per chunk. Set only while nothing is buffered (``buffered`` is False), so chunks stay
+        in order: a sink that declines a chunk is unset with it, and the chunk and those after it
+        wait for ``readany``."""
+        self._conn.sink = sink
+
+    @property
+    def buffered(self) -> bool:
+        """Chunks wait for ``readany``."""
+        return bool(self._conn._chunks)
+
     async def read(self) -> bytes:
         """The whole body."""
         parts = []
@@ -191,6 +208,7 @@ class Response:
         """Done with the answer: its connection goes back to the pool if the answer ended, else is closed."""
         conn, self._conn = self._conn, _CLOSED
         self.readany = _CLOSED.read
+        conn.sink = None
         conn.release()
 
 
@@ -204,6 +222,7 @@ class _Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
+        self.sink: Sink | None = None
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._paused = False
@@ -259,6 +278,11 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        sink = self.sink
+        if sink is not None:
+            if sink(body):
+                return
+            self.sink = None  # declined: this chunk and those after it go to ``read``, in order
         self._chunks.append(body)
         self._buffered += len(body)
         if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
@@ -340,6 +364,9 @@ class _Connection(asyncio.Protocol):
 
 class _Closed:
     """The connection of a closed Response: reads end, release does nothing."""
+
+    sink: Sink | None = None
+    _chunks: list[bytes] = []  # noqa: RUF012 (always empty)
 
     async def read(self) -> bytes:
         return b""

@@ -15,9 +15,11 @@ import logging
 import random
 import secrets
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 import orjson
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from ..accesslog import log_exchange
 from ..catalog import Catalog
@@ -32,6 +34,33 @@ from ..upstream.cluster import Cluster
 from .request import PATHS, ClientGone, read_body, validate, wait_disconnect
 
 log = logging.getLogger("inferstack.api")
+
+
+class _Disconnect:
+    """uvicorn's per-request ``message_event`` once the body is in: it also calls ``left`` when the
+    connection is lost (uvicorn sets the event then, with ``disconnected``). Instead of a task per
+    request waiting for the disconnect message: no task to create, step and cancel."""
+
+    __slots__ = ("_cycle", "_event", "_left")
+
+    def __init__(self, cycle: RequestResponseCycle, left: Callable[[], None]) -> None:
+        self._cycle = cycle
+        self._event = cycle.message_event
+        self._left = left
+
+    def set(self) -> None:
+        self._event.set()
+        if self._cycle.disconnected:
+            self._left()
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> Literal[True]:
+        return await self._event.wait()
 
 
 class OpenAIEndpoint:
@@ -77,19 +106,23 @@ class OpenAIEndpoint:
         task = asyncio.current_task()
         assert task is not None
         watcher: asyncio.Task[None] | None = None
-        cancelled_by_client = False
+        cancelled_by_client = done = False
 
-        def client_left(watch: asyncio.Task[None]) -> None:
+        def client_left() -> None:
             nonlocal cancelled_by_client
-            if not watch.cancelled() and not out.finished:
+            if not (done or cancelled_by_client or out.finished):
                 cancelled_by_client = True
                 task.cancel()
 
         try:
             body = await read_body(ex.request_headers, receive, self._max_body)
             # From here on, a disconnect cancels the request, and with it the upstream call.
-            watcher = asyncio.create_task(wait_disconnect(receive))
-            watcher.add_done_callback(client_left)
+            cycle = out.cycle
+            if cycle is not None:
+                cycle.message_event = _Disconnect(cycle, client_left)  # type: ignore[assignment]
+            else:  # another server: a task waits for the disconnect message
+                watcher = asyncio.create_task(wait_disconnect(receive))
+                watcher.add_done_callback(lambda watch: None if watch.cancelled() else client_left())
             payload = validate(self.kind, body)
             if self._catalog is not None:
                 # An alias becomes its model, an adapter one of its versions (weighted rollout), before
@@ -135,6 +168,7 @@ class OpenAIEndpoint:
             ex.status, ex.error = 500, "internal_error"
             await out.error_body(500, internal_error_body(), ex)
         finally:
+            done = True
             if watcher is not None:
                 watcher.cancel()
             duration = time.perf_counter() - ex.started

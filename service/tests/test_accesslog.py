@@ -7,7 +7,7 @@ import logging
 
 import orjson
 
-from inferstack.accesslog import JsonFormatter, access_log, log_exchange
+from inferstack.accesslog import JsonFormatter, JsonLinesHandler, access_log, log_exchange
 from inferstack.exchange import Exchange
 
 
@@ -34,3 +34,30 @@ def test_an_access_line_carries_the_exchange_fields_and_other_records_their_extr
     assert got == ("r1", "u1", 200, 12.3)
     assert {"model", "tenant", "stream", "upstream", "attempts", "ttft_ms", "error"} <= set(line)
     assert other["kind"] == "timeout" and other["msg"] == "other"
+
+
+def test_the_direct_access_line_is_the_formatters_line() -> None:
+    """``configure_logging``'s handler writes access lines without a LogRecord when it alone sees
+    them; with anything else in the way (a filter here) they go through logging: the same line."""
+    stream = io.StringIO()
+    handler = JsonLinesHandler(stream)
+    root = logging.getLogger()
+    saved, level, disabled = root.handlers[:], access_log.level, access_log.disabled
+    root.handlers[:] = [handler]
+    access_log.setLevel(logging.INFO)
+    access_log.disabled = False
+    ex = Exchange(request_id="r1", upstream_id="u1", endpoint="chat", started=0.0, model="m", status=200)
+    try:
+        assert JsonLinesHandler.sole(access_log) is handler
+        log_exchange(ex, 0.0123)
+        handler.addFilter(lambda record: True)
+        assert JsonLinesHandler.sole(access_log) is None
+        log_exchange(ex, 0.0123)
+    finally:
+        root.handlers[:] = saved
+        access_log.setLevel(level)
+        access_log.disabled = disabled
+    direct, through_logging = (orjson.loads(text) for text in stream.getvalue().splitlines())
+    assert list(direct) == list(through_logging)
+    direct.pop("ts"), through_logging.pop("ts")
+    assert direct == through_logging

@@ -4,11 +4,13 @@
 
 Each side runs ``relay.relay_stream`` (SOURCE as in bench/ab_bench.py) over ``--streams`` canned
 streams like the fake engine's (a role chunk, 32 content chunks, the usage chunk, ``[DONE]``, one
-upstream read each) into a Responder whose ``send`` does nothing: what is measured is the gateway's
-per-event code (splitting, usage and text detection, TTFT/ITL, timers, the sends it makes), not
-aiohttp, uvicorn or the kernel. Process CPU time only, in a fresh process per side and round, the
-sides interleaved: far less sensitive to other load on the machine than bench/ab_bench.py, and
-blind to what that one measures (the real server and client).
+upstream read each, or one sink call each where the relay follows the response) into a Responder
+on a real uvicorn ``RequestResponseCycle`` whose transport's ``write`` does nothing: what is measured
+is the gateway's per-event code (splitting, usage and text detection, TTFT/ITL, timers, the writes
+and sends it makes, the wake-ups it needs), not the sockets, the parsers or the kernel. Process CPU
+time only, in a fresh process per side and round, the sides interleaved: far less sensitive to
+other load on the machine than bench/ab_bench.py, and blind to what that one measures (the real
+server and client).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from gateway_bench import REPO, TOKENS
 from results_file import emit
 
 CHILD = r"""
-import asyncio, sys, time
+import asyncio, logging, sys, time
 import uvloop
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 from inferstack.exchange import Exchange, Responder
 from inferstack.metrics.gateway import GatewayMetrics
 from inferstack.relay.relay import relay_stream
@@ -41,24 +44,47 @@ USAGE = (b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1
 CHUNKS = [ROLE, *[WORD] * TOKENS, USAGE, b"data: [DONE]\n\n"]
 
 
-class Content:
+class Response:
+    # Both shapes: aiohttp's (content.readany, before the lean client) and the lean client's
+    # (readany; follow: chunks handed to the sink as they arrive, as data_received would).
+
     def __init__(self) -> None:
         self.chunks = iter(CHUNKS[1:])
+        self.content = self
+        self.sink = None
+        self.buffered = False
+
+    def follow(self, sink) -> None:
+        self.sink = sink
 
     async def readany(self) -> bytes:
-        return next(self.chunks, b"")
+        await asyncio.sleep(0)  # the wake-up a real read costs
+        for chunk in self.chunks:
+            if self.sink is None or not self.sink(chunk):
+                self.sink = None
+                return chunk
+        return b""
 
 
-class Response(Content):
-    # Both shapes: aiohttp's (content.readany, before the lean client) and the lean client's (readany).
+class Transport:
+    def write(self, data: bytes) -> None:
+        pass
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.content = self
+    def close(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
 
 
-async def send(message: object) -> None:
-    return None
+class Flow:
+    write_paused = False
+
+
+def cycle() -> RequestResponseCycle:
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+    return RequestResponseCycle(scope, Transport(), Flow(), logging.getLogger("x"), logging.getLogger("x"), False,
+                                [], asyncio.Event(), False, True, lambda: None)
 
 
 async def main(streams: int) -> float:
@@ -67,7 +93,7 @@ async def main(streams: int) -> float:
     for i in range(streams):
         ex = Exchange(request_id=str(i), upstream_id=str(i), endpoint="chat", started=time.perf_counter(),
                       model="fake-model", stream=True, wants_usage=False, deadline=time.monotonic() + 600)
-        await relay_stream(Reply(Response(), CHUNKS[0], True), ex, Responder(send), metrics, 30.0, 30.0)
+        await relay_stream(Reply(Response(), CHUNKS[0], True), ex, Responder(cycle().send), metrics, 30.0, 30.0)
         assert ex.completion_tokens == TOKENS
     return (time.process_time() - started) / streams * 1e6
 

@@ -42,8 +42,9 @@ class HoldQueue:
         self._queues: dict[str, deque[_Waiter]] = {}
         self._in_flight: dict[str, int] = {}
         self._total_held = 0
+        self._watched: set[str] = set()
         for model in settings.models:  # the autoscaler's series exists before the first request
-            metrics.demand.labels(model).set(0)
+            self._watch(model)
 
     def demand(self, model: str) -> int:
         return len(self._queues.get(model, ())) + self._in_flight.get(model, 0)
@@ -138,10 +139,19 @@ class HoldQueue:
 
     def _count(self, model: str, delta: int) -> None:
         self._in_flight[model] = self._in_flight.get(model, 0) + delta
-        self._metrics.child(self._metrics.in_flight, model).inc(delta)
-        self._metrics.child(self._metrics.demand, model).set(self.demand(model))
+        if model not in self._watched:
+            self._watch(model)
 
     def _hold(self, model: str, delta: int) -> None:
         self._total_held += delta
-        self._metrics.child(self._metrics.held, model).set(len(self._queues.get(model, ())))
-        self._metrics.child(self._metrics.demand, model).set(self.demand(model))
+        if model not in self._watched:
+            self._watch(model)
+
+    def _watch(self, model: str) -> None:
+        """The model's in-flight, held and demand gauges, read from the queue when scraped: no
+        metric is touched per request (four gauge updates, each under a lock, were)."""
+        self._watched.add(model)
+        m = self._metrics
+        m.in_flight.labels(model).set_function(lambda: self._in_flight.get(model, 0))
+        m.held.labels(model).set_function(lambda: len(self._queues.get(model, ())))
+        m.demand.labels(model).set_function(lambda: self.demand(model))

@@ -47,6 +47,12 @@ class _Disconnect:
         self._cycle = cycle
         self._event = cycle.message_event
         self._left = left
+        cycle.message_event = self  # type: ignore[assignment]
+
+    def detach(self) -> None:
+        """uvicorn's own event back: no reference cycle (cycle -> this -> cycle) left for the
+        collector, which would otherwise hold every request's objects until it runs."""
+        self._cycle.message_event = self._event
 
     def set(self) -> None:
         self._event.set()
@@ -106,6 +112,7 @@ class OpenAIEndpoint:
         task = asyncio.current_task()
         assert task is not None
         watcher: asyncio.Task[None] | None = None
+        watch: _Disconnect | None = None
         cancelled_by_client = done = False
 
         def client_left() -> None:
@@ -117,9 +124,8 @@ class OpenAIEndpoint:
         try:
             body = await read_body(ex.request_headers, receive, self._max_body)
             # From here on, a disconnect cancels the request, and with it the upstream call.
-            cycle = out.cycle
-            if cycle is not None:
-                cycle.message_event = _Disconnect(cycle, client_left)  # type: ignore[assignment]
+            if out.cycle is not None:
+                watch = _Disconnect(out.cycle, client_left)
             else:  # another server: a task waits for the disconnect message
                 watcher = asyncio.create_task(wait_disconnect(receive))
                 watcher.add_done_callback(lambda watch: None if watch.cancelled() else client_left())
@@ -169,6 +175,8 @@ class OpenAIEndpoint:
             await out.error_body(500, internal_error_body(), ex)
         finally:
             done = True
+            if watch is not None:
+                watch.detach()
             if watcher is not None:
                 watcher.cancel()
             duration = time.perf_counter() - ex.started

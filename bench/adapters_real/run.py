@@ -1,6 +1,6 @@
 """``make bench-adapters-real``: adapter placement on real vLLM CPU replicas, judged by the engines' own logs.
 
-    .venv/bin/python bench/adapters_real/run.py [--zipf 1.0] [--caps 2.0:1.2 2.0:1.5 1.5:1.2] [--out FILE]
+    .venv/bin/python bench/adapters_real/run.py [--zipf 0.8 1.0 1.2 1.5] [--caps 2.0:1.2 2.0:1.5] [--out FILE]
 
 Starts two vLLM replicas of the tiny model with LoRA (``--max-loras 2``: two adapter slots each, and
 vLLM's CPU-side cache of loaded adapters, ``max_cpu_loras``, defaults to the same 2), six random-weight
@@ -10,7 +10,7 @@ of adapter requests through the gateway (``--concurrency`` at once, streaming, `
 round robin once, ``adapter_affinity`` once per ``--caps`` pair ``IN_FLIGHT:TRAFFIC``, the two bounds of
 its per-replica cap, the ``adapter_bound`` filter (``INFERSTACK_ROUTING__ADAPTER_LOAD_FACTOR`` and
 ``INFERSTACK_ROUTING__ADAPTER_TRAFFIC_FACTOR``; the gateway's defaults, 2.0:1.2, first; a fresh gateway
-each, the engines stay up), and reports:
+each, the engines stay up), once per ``--zipf`` exponent (the same engines), and reports:
 
 - ``adapter_loads``: loads of an adapter's weights from disk into an engine, counted in the engines' own
   logs: vLLM's ``LRUCacheWorkerLoRAManager`` loads an adapter that is not in its cache and evicts the least
@@ -20,9 +20,10 @@ each, the engines stay up), and reports:
   (``inferstack_adapter_loads_total``) is reported next to it when the gateway exports it;
 - TTFT p50/p90 (client side, to the first content chunk) and ``load_max_over_mean``: requests per
   replica from the engines' ``vllm:request_success_total``, the busiest over the mean;
-- ``offline_bounds_adapter_loads``: what the same sequence allows at best (``bounds``), to judge the
+- ``offline_bounds_adapter_loads``: what the same sequence allows at best (``ceiling.py``), to judge the
   figures against: round robin on LRU engines, the best static split of the adapters over the
-  replicas at max/mean <= 1.25, and Belady's optimum for all slots as one cache.
+  replicas at max/mean <= 1.25, the best any router can do with LRU engines knowing the whole
+  sequence (``best_dynamic_lru``), and stronger bounds.
 
 Loads do not depend on timing as much as TTFT does; on a shared 2-core machine TTFT is noisy (the
 load average is recorded). The engines keep their adapter caches from one policy to the next: at most
@@ -51,6 +52,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 
+from ceiling import bounds, zipf_sequence  # noqa: E402  (this script's folder is on the path)
 from prom_text import scrape, total  # noqa: E402
 from results_file import emit  # noqa: E402
 
@@ -101,63 +103,6 @@ def code_commit() -> str:
 
 def adapter_names(count: int) -> list[str]:
     return [f"bench-{i}" for i in range(count)]
-
-
-def zipf_sequence(names: list[str], requests: int, exponent: float, seed: int) -> list[str]:
-    """``requests`` adapter names, the i-th most popular drawn with weight 1 / i**exponent."""
-    rng = random.Random(seed)
-    weights = [1 / (rank + 1) ** exponent for rank in range(len(names))]
-    return rng.choices(names, weights=weights, k=requests)
-
-
-def lru_loads(sequence: list[str], slots: int) -> int:
-    """Loads of one LRU cache of ``slots`` adapters serving ``sequence`` in order, from empty (vLLM's policy)."""
-    cache: list[str] = []
-    loads = 0
-    for name in sequence:
-        if name in cache:
-            cache.remove(name)
-        else:
-            loads += 1
-            if len(cache) >= slots:
-                cache.pop(0)
-        cache.append(name)
-    return loads
-
-
-def bounds(sequence: list[str], names: list[str], replicas: int, slots: int) -> dict[str, Any]:
-    """What the sequence allows, computed offline (the order the engines see differs a little under
-    concurrency): round robin on LRU engines; the best static split of the adapters over two LRU
-    replicas with max/mean load <= 1.25 (what a perfect router could do with vLLM's eviction); and
-    Belady's optimum for one cache with every slot of the fleet (no router and no eviction policy
-    does better)."""
-    out: dict[str, Any] = {
-        "round_robin_lru": sum(lru_loads(sequence[r::replicas], slots) for r in range(replicas)),
-    }
-    if replicas == 2:
-        best: tuple[int, float, list[str]] | None = None
-        for mask in range(1, 2 ** len(names) - 1):
-            first = {n for i, n in enumerate(names) if mask >> i & 1}
-            a = [n for n in sequence if n in first]
-            b = [n for n in sequence if n not in first]
-            balance = max(len(a), len(b)) / (len(sequence) / 2)
-            loads = lru_loads(a, slots) + lru_loads(b, slots)
-            if balance <= 1.25 and (best is None or loads < best[0]):
-                best = (loads, round(balance, 3), sorted(first))
-        out["best_static_split_lru"] = (
-            {"loads": best[0], "max_over_mean": best[1], "first_replica": best[2]} if best else None
-        )
-    cache: set[str] = set()
-    optimum = 0
-    for i, name in enumerate(sequence):
-        if name not in cache:
-            optimum += 1
-            if len(cache) >= replicas * slots:
-                rest = sequence[i + 1 :]
-                cache.remove(max(cache, key=lambda n: rest.index(n) if n in rest else len(rest)))
-            cache.add(name)
-    out["belady_all_slots"] = optimum
-    return out
 
 
 def catalog(dirs: dict[str, Path], max_loras: int) -> dict[str, Any]:
@@ -315,46 +260,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         engines = start_engines(stack, dirs, args)
         catalog_file = run_dir / "catalog.json"
         catalog_file.write_text(json.dumps(catalog(dirs, args.max_loras), indent=2))
-        sequence = zipf_sequence(names, args.requests, args.zipf, args.seed)
-        results: dict[str, Any] = {}
+        skews: dict[str, Any] = {}
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
-            # One gateway per cap (adapter_bound's two factors); round robin ignores them and runs once.
-            for i, (in_flight, traffic) in enumerate(args.caps):
-                gateways = devstack.Stack(run_dir=run_dir, progress=stack.progress)
-                try:
-                    gateway = devstack.start_gateway(
-                        gateways,
-                        [e.url for e in engines],
-                        env={
-                            "INFERSTACK_AUTH_ENABLED": "false",
-                            "INFERSTACK_TENANCY__CACHE__ENABLED": "false",
-                            "INFERSTACK_CATALOG_FILE": str(catalog_file),
-                            "INFERSTACK_ROUTING__ADAPTER_LOAD_FACTOR": str(in_flight),
-                            "INFERSTACK_ROUTING__ADAPTER_TRAFFIC_FACTOR": str(traffic),
-                        },
-                    )
-                    bench = Bench(session, {e.url: e.log_path for e in engines}, gateway.url, gateway.admin_url)
-                    for policy in args.policies:
-                        if policy == "round_robin" and i > 0:
-                            continue
-                        key = (
-                            policy
-                            if policy == "round_robin"
-                            else f"{policy} adapter_load_factor={in_flight} adapter_traffic_factor={traffic}"
-                        )
-                        results[key] = await bench.run_policy(policy, sequence, args.concurrency, args.seed)
-                finally:
-                    gateways.stop()
+            for exponent in args.zipf:
+                sequence = zipf_sequence(names, args.requests, exponent, args.seed)
+                results = await run_skew(args, session, stack, engines, catalog_file, sequence)
+                skews[str(exponent)] = summary(args, names, sequence, results)
         load_after = os.getloadavg()
     finally:
         stack.stop()
-    rr = results.get("round_robin")
-    verdicts = {}
-    for key, result in results.items():
-        if key != "round_robin" and rr is not None:
-            ratio = round(rr["adapter_loads"] / max(1, result["adapter_loads"]), 2)
-            balanced = result["load_max_over_mean"] is not None and result["load_max_over_mean"] <= 1.25
-            verdicts[key] = {"loads_round_robin_over_this": ratio, "goal_met": ratio >= 3 and balanced}
     return {
         "command": "nice -n 19 .venv/bin/python bench/adapters_real/run.py " + " ".join(sys.argv[1:]),
         "code_commit": commit,
@@ -366,10 +280,75 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "cores": os.cpu_count(),
         },
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "popularity": {n: sequence.count(n) for n in names},
-        "offline_bounds_adapter_loads": bounds(sequence, names, args.replicas, args.max_loras),
-        "policies": results,
         "goal": ">= 3x fewer adapter loads than round robin at max/mean load <= 1.25",
+        "skews": skews,
+    }
+
+
+async def run_skew(
+    args: argparse.Namespace,
+    session: aiohttp.ClientSession,
+    stack: devstack.Stack,
+    engines: list[devstack.Service],
+    catalog_file: Path,
+    sequence: list[str],
+) -> dict[str, Any]:
+    """Every policy over ``sequence``: one gateway per cap (adapter_bound's two factors); round robin
+    ignores them and runs once."""
+    results: dict[str, Any] = {}
+    for i, (in_flight, traffic) in enumerate(args.caps):
+        gateways = devstack.Stack(run_dir=stack.run_dir, progress=stack.progress)
+        try:
+            gateway = devstack.start_gateway(
+                gateways,
+                [e.url for e in engines],
+                env={
+                    "INFERSTACK_AUTH_ENABLED": "false",
+                    "INFERSTACK_TENANCY__CACHE__ENABLED": "false",
+                    "INFERSTACK_CATALOG_FILE": str(catalog_file),
+                    "INFERSTACK_ROUTING__ADAPTER_LOAD_FACTOR": str(in_flight),
+                    "INFERSTACK_ROUTING__ADAPTER_TRAFFIC_FACTOR": str(traffic),
+                },
+            )
+            bench = Bench(session, {e.url: e.log_path for e in engines}, gateway.url, gateway.admin_url)
+            for policy in args.policies:
+                if policy == "round_robin" and i > 0:
+                    continue
+                key = (
+                    policy
+                    if policy == "round_robin"
+                    else f"{policy} adapter_load_factor={in_flight} adapter_traffic_factor={traffic}"
+                )
+                results[key] = await bench.run_policy(policy, sequence, args.concurrency, args.seed)
+        finally:
+            gateways.stop()
+    return results
+
+
+def summary(args: argparse.Namespace, names: list[str], sequence: list[str], results: dict[str, Any]) -> dict[str, Any]:
+    """One skew's measurements beside what the sequence allows at best (``ceiling.bounds``)."""
+    offline = bounds(sequence, names, args.replicas, args.max_loras)
+    rr_offline = offline["round_robin_lru"]
+    ceilings = {
+        "round_robin_over_best_static_split": round(rr_offline / offline["best_static_split_lru"]["loads"], 2)
+        if "best_static_split_lru" in offline
+        else None,
+        "round_robin_over_best_dynamic_lru": round(rr_offline / offline["best_dynamic_lru"], 2)
+        if "best_dynamic_lru" in offline
+        else None,
+    }
+    rr = results.get("round_robin")
+    verdicts = {}
+    for key, result in results.items():
+        if key != "round_robin" and rr is not None:
+            ratio = round(rr["adapter_loads"] / max(1, result["adapter_loads"]), 2)
+            balanced = result["load_max_over_mean"] is not None and result["load_max_over_mean"] <= 1.25
+            verdicts[key] = {"loads_round_robin_over_this": ratio, "goal_met": ratio >= 3 and balanced}
+    return {
+        "popularity": {n: sequence.count(n) for n in names},
+        "offline_bounds_adapter_loads": offline,
+        "offline_ceiling_vs_round_robin": ceilings,
+        "policies": results,
         "verdicts": verdicts,
     }
 
@@ -380,13 +359,19 @@ def main() -> int:
     parser.add_argument("--max-loras", type=int, default=2, help="adapter slots per replica")
     parser.add_argument("--adapters", type=int, default=6)
     parser.add_argument("--requests", type=int, default=240, help="per policy")
-    parser.add_argument("--zipf", type=float, default=1.0, help="popularity of the i-th adapter: 1 / i**zipf")
+    parser.add_argument(
+        "--zipf",
+        type=float,
+        nargs="+",
+        default=[0.8, 1.0, 1.2, 1.5],
+        help="popularity of the i-th adapter: 1 / i**zipf; one run of every policy per exponent",
+    )
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument(
         "--caps",
         type=cap_pair,
         nargs="+",
-        default=[(2.0, 1.2), (2.0, 1.5), (1.5, 1.2)],
+        default=[(2.0, 1.2)],
         metavar="IN_FLIGHT:TRAFFIC",
         help="adapter_affinity runs once per pair: INFERSTACK_ROUTING__ADAPTER_LOAD_FACTOR"
         " : INFERSTACK_ROUTING__ADAPTER_TRAFFIC_FACTOR (the defaults, 2.0:1.2, first)",

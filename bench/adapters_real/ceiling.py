@@ -14,6 +14,12 @@ at most ``balance`` x the mean number of requests). From weakest to strongest po
   the requests sent to the first so far). No online router does better;
 - ``best_dynamic_any_eviction``: the same, with engines that evict the best adapter instead of the LRU
   one (a lower bound for any engine policy);
+- ``best_online_known_popularity``: an online router (no knowledge of the future) that knows each
+  adapter's share of the sequence exactly and routes each request to minimise the expected loads to
+  come, requests being independent draws (the optimal policy of that Markov decision process over both
+  replicas' LRU states, by value iteration, discount 0.995); the balance is held by refusing a
+  replica that would exceed ``balance`` x the running mean plus 5 requests (as the gateway's traffic
+  bound does) or its share of the whole run. What a router without foresight can hope for;
 - ``belady_all_slots``: Belady's optimum for one cache with every slot of the fleet (no balance, no
   replicas): the weakest bound.
 
@@ -115,15 +121,62 @@ def best_dynamic(
             return [(tuple(sorted((*(y for y in s if y != drop), x))), 1) for drop in s]
 
     else:  # a cache is an LRU order, least recent first
-        states = [p for k in range(slots + 1) for p in itertools.permutations(range(len(names)), k)]
+        states = _lru_states(len(names), slots)
 
         def step(s: tuple[int, ...], x: int) -> list[tuple[tuple[int, ...], int]]:
-            if x in s:
-                return [((*(y for y in s if y != x), x), 0)]
-            kept = s if len(s) < slots else s[1:]
-            return [((*kept, x), 1)]
+            return [_lru_step(s, x, slots)]
 
     return _two_replica_optimum(seq, states, step, balance)
+
+
+def _lru_states(adapters: int, slots: int) -> list[tuple[int, ...]]:
+    """Every LRU cache of at most ``slots`` of ``adapters`` adapters, least recently used first."""
+    return [p for k in range(slots + 1) for p in itertools.permutations(range(adapters), k)]
+
+
+def _lru_step(s: tuple[int, ...], x: int, slots: int) -> tuple[tuple[int, ...], int]:
+    if x in s:
+        return (*(y for y in s if y != x), x), 0
+    return (*(s if len(s) < slots else s[1:]), x), 1
+
+
+def best_online(
+    sequence: list[str], names: list[str], slots: int, balance: float = BALANCE, discount: float = 0.995
+) -> dict[str, Any]:
+    """The online router that knows the popularity (see the module's docstring): loads and balance."""
+    ids = {n: i for i, n in enumerate(names)}
+    seq = [ids[n] for n in sequence]
+    share = np.array([seq.count(i) for i in range(len(names))], float) / len(seq)
+    states = _lru_states(len(names), slots)
+    index = {s: i for i, s in enumerate(states)}
+    nxt = np.array([[index[_lru_step(s, x, slots)[0]] for s in states] for x in range(len(names))])
+    cost = np.array([[_lru_step(s, x, slots)[1] for s in states] for x in range(len(names))])
+    value = np.zeros((len(states), len(states)))  # (first's state, second's state) -> expected loads to come
+    for _ in range(1000):
+        q = np.zeros_like(value)
+        for x in range(len(names)):
+            first = cost[x][:, None] + discount * value[nxt[x], :]
+            second = cost[x][None, :] + discount * value[:, nxt[x]]
+            q += share[x] * np.minimum(first, second)
+        done = np.abs(q - value).max() < 1e-6
+        value = q
+        if done:
+            break
+    a = b = index[()]
+    sent = [0, 0]
+    loads = 0
+    for i, x in enumerate(seq):
+        to_first = cost[x][a] + discount * value[nxt[x][a], b]
+        to_second = cost[x][b] + discount * value[a, nxt[x][b]]
+        choice = 0 if to_first <= to_second else 1
+        if sent[choice] + 1 > min(balance * (i + 1) / 2 + 5, balance * len(seq) / 2):
+            choice = 1 - choice
+        sent[choice] += 1
+        if choice == 0:
+            loads, a = loads + int(cost[x][a]), int(nxt[x][a])
+        else:
+            loads, b = loads + int(cost[x][b]), int(nxt[x][b])
+    return {"loads": loads, "max_over_mean": round(max(sent) / (len(seq) / 2), 3)}
 
 
 def belady(sequence: list[str], slots: int) -> int:
@@ -194,6 +247,7 @@ def bounds(sequence: list[str], names: list[str], replicas: int, slots: int) -> 
         out["best_static_split_lru"] = best_static_split(sequence, names, slots)
         out["best_dynamic_lru"] = best_dynamic(sequence, names, slots, any_eviction=False)
         out["best_dynamic_any_eviction"] = best_dynamic(sequence, names, slots, any_eviction=True)
+        out["best_online_known_popularity"] = best_online(sequence, names, slots)
     out["belady_all_slots"] = belady(sequence, replicas * slots)
     return out
 

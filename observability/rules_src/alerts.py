@@ -130,7 +130,8 @@ def alert_rules() -> list[dict[str, object]]:
             "{{ $value }} gateway(s) in {{ $labels.namespace }} cannot reach Redis",
             "Each feature applies its failure policy (INFERSTACK_TENANCY__REDIS__*): fail-open features "
             "serve without limits, budget checks, cache or Idempotency-Key guarantees and spend is not "
-            "recorded; fail-closed ones answer 503 and /readyz fails.",
+            "recorded; fail-closed ones answer 503 and /readyz fails. Each gateway routes LoRA adapters on "
+            "its own record of where they are (feature adapters).",
             "1. inferstack_dependency_errors_total by feature: which features are affected, and since when.\n"
             "2. Is Redis running and reachable from the gateway pods? kubectl get pods for Redis (or the "
             "ElastiCache console), then from a gateway pod: redis-cli -u $INFERSTACK_REDIS_URL ping.\n"

@@ -32,6 +32,7 @@ from .router.router import Router
 from .scheduling import Scheduler
 from .types import Receive, Scope, Send
 from .upstream.adapter_loader import AdapterLoader
+from .upstream.adapter_share import SharedUse
 from .upstream.adapters import AdapterPlacement
 from .upstream.client import create_pool, create_session
 from .upstream.cluster import Cluster
@@ -147,6 +148,9 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
         gateway.tasks.append(asyncio.create_task(discovery.run(on_urls), name="discovery"))
         scraper = LoadScraper(cluster, session, settings.routing.scrape_interval, placement)
         gateway.tasks.append(asyncio.create_task(scraper.run(), name="engine load scraper"))
+        if tenancy.redis is not None and tenancy.redis_health is not None and settings.adapters.share_interval > 0:
+            shared = SharedUse(tenancy.redis, tenancy.redis_health, placement, settings.adapters)
+            gateway.tasks.append(asyncio.create_task(shared.run(), name="shared adapter record"))
         try:
             yield
         finally:

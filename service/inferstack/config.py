@@ -323,6 +323,17 @@ class Adapters(BaseModel):
     load_timeout: float = Field(
         60.0, gt=0, description="Seconds one adapter load may take (never past the request's own deadline)."
     )
+    share_interval: float = Field(
+        0.5,
+        ge=0,
+        description="With INFERSTACK_REDIS_URL: seconds between exchanges of the record of which adapter each"
+        " replica used last with the other gateways (through Redis; fails open). 0: each gateway keeps its own.",
+    )
+    share_ttl: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds a replica's shared adapter record lives after its last write (replicas that left).",
+    )
 
 
 class Settings(BaseSettings):

@@ -26,7 +26,8 @@ log = logging.getLogger("inferstack.filters")
 
 # What a Redis call raises when Redis is unreachable, hung or broken (redis-py wraps most of it).
 REDIS_ERRORS = (RedisError, OSError, TimeoutError)
-FEATURES = ("limits", "budgets", "cache", "idempotency", "accounting")
+FEATURES = ("limits", "budgets", "cache", "idempotency", "accounting", "adapters")
+"""``adapters``: the placement record shared by the gateways (``upstream.adapter_share``); always fails open."""
 
 
 def redis_client(url: str, options: RedisSettings) -> Redis:

@@ -95,6 +95,7 @@ class Tenancy:
         clock: Clock = wall,
         redis_health: RedisHealth | None = None,
         on_redis: frozenset[str] = frozenset(),
+        redis: Any = None,
     ) -> None:
         self.options = options
         self.auth_enabled = auth_enabled
@@ -108,6 +109,8 @@ class Tenancy:
         self._admin = admin_key_sha256
         self._clock = clock
         self.redis_health = redis_health
+        self.redis = redis
+        """The Redis client (None without ``redis_url``): other lifespan resources share it and its health."""
         self._on_redis = on_redis if redis_health is not None else frozenset()
         self.key_ring_changed(self.ring)
 
@@ -191,6 +194,7 @@ class Tenancy:
             admin_key_sha256=admin_key_sha256,
             redis_health=health,
             on_redis=on_redis,
+            redis=redis,
         )
         tasks = []
         if health is not None:

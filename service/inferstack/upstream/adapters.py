@@ -13,8 +13,11 @@ What vLLM tells, and what it does not:
 - What is resident is vLLM's LRU cache of ``max_cpu_loras`` (default ``max_loras``) adapters: a
   request for one not in it loads it from disk and evicts the least recently used. The gateway
   models that cache from what it sent where, in order (``sent``), corrected by what the engine
-  reports in flight. With several gateways each sees its own share: the model is a good guess,
-  not a fact, and the scorer treats it as a preference, never as a filter.
+  reports in flight. vLLM 0.32 does not tell what is in its cache over HTTP (``list_loras`` is an
+  engine-core call, reachable only through the dev-mode ``/collective_rpc``). With several gateways
+  each sees its own share of the sends; ``adapter_share.SharedUse`` merges every gateway's sends per
+  replica through Redis (``observe_shared``), so the model follows the engine's whole traffic. It
+  stays a model, and the scorer treats it as a preference, never as a filter.
 
 A value owned by the app's lifespan; no I/O, no clocks. Label values of the metrics it sets are
 catalogued names or names an engine lists: bounded.
@@ -23,7 +26,7 @@ catalogued names or names an engine lists: bounded.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +46,8 @@ class ReplicaAdapters:
     """``max_lora`` as the engine reports it."""
     in_flight: Counter[str] = field(default_factory=Counter)
     """The gateway's open requests to this replica, per adapter."""
+    listed: bool = False
+    """The engine's ``/v1/models`` was read at least once: ``registered`` is what it lists."""
 
     def busy(self) -> int:
         """Distinct adapters with requests in flight: vLLM batches at most ``max_loras`` of them."""
@@ -64,6 +69,8 @@ class AdapterPlacement:
         """Adapter -> (decayed request count, tick it was last updated): its recent share of requests."""
         self._parents: dict[str, str] = {}
         """Adapter -> base model, learned from engines' cards (adapters the catalog does not name)."""
+        self.on_use: Callable[[str, str], None] | None = None
+        """Told (replica URL, adapter) for every request sent and every load: the shared record's feed."""
 
     # -- what an adapter is -----------------------------------------------------------------------
     def base_of(self, model: str) -> str | None:
@@ -110,6 +117,7 @@ class AdapterPlacement:
         before = set(replica.resident)
         fresh = [name for name in adapters if name not in replica.registered]
         replica.registered = set(adapters)
+        replica.listed = True
         for name in [n for n in replica.resident if n not in replica.registered]:
             del replica.resident[name]  # unknown to the engine (it restarted): not resident either
         # Newly listed, not by the gateway's loads: --lora-modules, loaded at start while slots last.
@@ -130,6 +138,25 @@ class AdapterPlacement:
             replica.registered.add(adapter)
         self._touch(url, replica, touched)
 
+    def observe_shared(self, url: str, order: Sequence[str], since: Sequence[str] = ()) -> None:
+        """Every gateway's sends to the replica (``adapter_share``): its adapters by last use, least recent
+        first, as of the shared record's read; ``since``: this gateway's own sends after that read. The
+        engine's LRU follows that order, so its last ``slots`` are resident. Once the engine's list was
+        read, only adapters it lists count (a record older than an engine restart names ones it lost)."""
+        replica = self.replicas.setdefault(url, ReplicaAdapters())
+        before = set(replica.resident)
+        known = [a for a in order if not replica.listed or a in replica.registered]
+        resident: OrderedDict[str, None] = OrderedDict.fromkeys(known)
+        for adapter in (*since, *(a for a in replica.in_flight if replica.in_flight[a] > 0)):
+            resident[adapter] = None
+            resident.move_to_end(adapter)
+        base = next((b for a in resident if (b := self.base_of(a)) is not None), None)
+        slots = self.slots(url, base) if base is not None else replica.engine_slots
+        while slots is not None and len(resident) > slots:
+            resident.popitem(last=False)
+        replica.resident = resident
+        self._publish(before ^ set(resident))
+
     def forget(self, url: str) -> None:
         """The replica left the cluster."""
         replica = self.replicas.pop(url, None)
@@ -142,6 +169,8 @@ class AdapterPlacement:
         replica = self.replicas.setdefault(url, ReplicaAdapters())
         replica.registered.add(adapter)
         self._touch(url, replica, [adapter])
+        if self.on_use is not None:
+            self.on_use(url, adapter)
 
     def sent(self, url: str, adapter: str) -> bool:
         """A request for ``adapter`` goes to the replica. True when the model says it was not resident
@@ -152,6 +181,8 @@ class AdapterPlacement:
         self._tick += 1
         replica.in_flight[adapter] += 1
         self._touch(url, replica, [adapter])
+        if self.on_use is not None:
+            self.on_use(url, adapter)
         return swapped
 
     def failed(self, url: str, adapter: str) -> None:

@@ -87,3 +87,26 @@ def test_adapters_listed_at_start_fill_the_free_slots_only() -> None:
     where.observe_cards(URL, cards)
     replica = where.replica(URL)
     assert replica is not None and len(replica.resident) == 2 and "local@v1" in replica.resident
+
+
+def test_the_shared_order_of_every_gateways_sends_decides_what_is_resident() -> None:
+    where = AdapterPlacement(catalog())
+    used: list[tuple[str, str]] = []
+    where.on_use = lambda url, adapter: used.append((url, adapter))
+    where.sent(URL, "local@v1")  # this gateway's record: local resident
+    assert used == [(URL, "local@v1")]
+    where.done(URL, "local@v1")
+    # Other gateways sent sql-bot, then elsewhere, after it: the engine's LRU holds those two.
+    where.observe_shared(URL, ["local@v1", "sql-bot@v3", "elsewhere@v1"])
+    assert list(where.replicas[URL].resident) == ["sql-bot@v3", "elsewhere@v1"]
+    # A send still in flight, and one made after the shared read, are the newest whatever the record says.
+    where.sent(URL, "local@v1")
+    where.observe_shared(URL, ["local@v1", "sql-bot@v3", "elsewhere@v1"])
+    assert list(where.replicas[URL].resident) == ["elsewhere@v1", "local@v1"]
+    where.done(URL, "local@v1")
+    where.observe_shared(URL, ["sql-bot@v3", "local@v1", "elsewhere@v1"], since=["sql-bot@v3"])
+    assert list(where.replicas[URL].resident) == ["elsewhere@v1", "sql-bot@v3"]
+    # Once the engine's list is read, a shared record older than an engine restart is not believed.
+    where.observe_cards(URL, {"qwen": {}, "sql-bot@v3": {"parent": "qwen"}})
+    where.observe_shared(URL, ["elsewhere@v1", "local@v1", "sql-bot@v3"])
+    assert list(where.replicas[URL].resident) == ["sql-bot@v3"]

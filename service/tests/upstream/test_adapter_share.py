@@ -1,0 +1,154 @@
+"""Two gateway processes share where adapters are through a real Redis; without Redis each routes alone.
+
+A fake engine with two LoRA slots; three adapters sent through gateway A only. vLLM's LRU (the fake
+engine's) then holds the last two, while all three stay listed in ``/v1/models``. Gateway B, which
+sent nothing, must know which two are resident (its ``inferstack_adapter_replicas``), and route on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+import inferstack_devstack as devstack
+from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
+
+from ..filters.conftest import redis_url  # noqa: F401  (the real redis-server fixture)
+from ..gateway_harness import free_port, running_gateway
+from ..waiting import until
+
+ADAPTERS = ("a1", "a2", "a3")
+
+
+def write_catalog(tmp_path: Path) -> Path:
+    adapters = {}
+    for name in ADAPTERS:
+        (tmp_path / name).mkdir()
+        adapters[name] = {
+            "base": "fake-model",
+            "versions": [{"served_name": name, "source": str(tmp_path / name), "weight_percent": 100}],
+        }
+    path = tmp_path / "catalog.json"
+    path.write_text(
+        json.dumps(
+            {
+                "models": {"fake-model": {"lora": {"max_loras": 2, "adapters_uri": ""}}},
+                "aliases": {},
+                "adapters": adapters,
+            }
+        )
+    )
+    return path
+
+
+def engine_config() -> EngineConfig:
+    return EngineConfig(
+        models=("fake-model",),
+        max_loras=2,
+        runtime_lora_updating=True,
+        behaviour=Behaviour(lora_load_delay=0.01, output_tokens=2),
+    )
+
+
+async def metrics(admin: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(admin + "/metrics")).text
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    return sum(v for (n, ls), v in found.items() if n == name and set(labels.items()) <= ls)
+
+
+async def complete(gateway: str, model: str) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        resp = await http.post(gateway + "/v1/completions", json={"model": model, "prompt": "x", "max_tokens": 2})
+        assert resp.status_code == 200, resp.text
+
+
+@contextlib.asynccontextmanager
+async def gateways(engine: str, catalog: Path, run_dir: Path, redis: str) -> AsyncIterator[list[devstack.Service]]:
+    stack = devstack.Stack(run_dir=run_dir)
+    env = {
+        "INFERSTACK_AUTH_ENABLED": "false",
+        "INFERSTACK_TENANCY__CACHE__ENABLED": "false",
+        "INFERSTACK_CATALOG_FILE": str(catalog),
+        "INFERSTACK_ROUTING_POLICY": "adapter_affinity",
+        "INFERSTACK_REDIS_URL": redis,
+        "INFERSTACK_ADAPTERS__SHARE_INTERVAL": "0.1",
+        "INFERSTACK_HEALTH__INTERVAL": "0.2",
+    }
+    try:  # started in threads: they wait for /readyz, which needs this loop's engine to answer
+        yield list(
+            await asyncio.gather(
+                *(asyncio.to_thread(devstack.start_gateway, stack, [engine], env=env, timeout=30) for _ in range(2))
+            )
+        )
+    finally:
+        await asyncio.to_thread(stack.stop)
+
+
+async def test_a_second_gateway_knows_what_the_first_made_resident(
+    tmp_path: Path,
+    redis_url: str,  # noqa: F811
+) -> None:
+    catalog = write_catalog(tmp_path)
+    async with (
+        running_engine(engine_config()) as engine,
+        gateways(engine, catalog, tmp_path / "run", redis_url) as (a, b),
+    ):
+        for name in ADAPTERS:  # through A only: the engine's LRU ends with a2, a3; a1 was evicted
+            await complete(a.url, name)
+        async with httpx.AsyncClient() as http:
+            state = (await http.get(engine + "/_fake/lora")).json()
+        assert state["resident"] == ["a2", "a3"] and state["registered"] == ["a1", "a2", "a3"]
+
+        async def b_agrees() -> bool:
+            found = await metrics(b.admin_url)
+            held = {n: value(found, "inferstack_adapter_replicas", adapter=n) for n in ADAPTERS}
+            return held == {"a1": 0.0, "a2": 1.0, "a3": 1.0}
+
+        await until(b_agrees, "gateway B's record to match the engine's slots", within=10)
+        # And B routes on it: a3 is where B never sent it, yet it is "loaded" there (no swap counted).
+        await complete(b.url, "a3")
+        found = await metrics(b.admin_url)
+        assert value(found, "inferstack_adapter_routing_decisions_total", model="a3", reason="loaded") == 1
+        assert value(found, "inferstack_adapter_loads_total") == 0
+        assert value(found, "inferstack_dependency_errors_total", feature="adapters") == 0
+
+
+async def test_without_redis_a_gateway_routes_on_its_own_record_and_counts_it(tmp_path: Path) -> None:
+    catalog = write_catalog(tmp_path)
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    async with (
+        running_engine(engine_config()) as engine,
+        running_gateway(
+            [engine],
+            catalog_file=str(catalog),
+            routing_policy="adapter_affinity",
+            redis_url=dead,
+            tenancy={"cache": {"enabled": False}},
+            adapters={"share_interval": 0.05},
+        ) as (url, _),
+    ):
+        for name in ADAPTERS:
+            await complete(url, name)
+
+        async def counted() -> bool:
+            found = await metrics(url.admin)
+            return value(found, "inferstack_dependency_errors_total", dependency="redis", feature="adapters") >= 2
+
+        await until(counted, "the skipped exchanges to be counted")
+        await complete(url, "a3")
+        found = await metrics(url.admin)
+        assert value(found, "inferstack_adapter_routing_decisions_total", model="a3", reason="loaded") == 1

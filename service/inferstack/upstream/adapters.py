@@ -141,13 +141,17 @@ class AdapterPlacement:
     def observe_shared(self, url: str, order: Sequence[str], since: Sequence[str] = ()) -> None:
         """Every gateway's sends to the replica (``adapter_share``): its adapters by last use, least recent
         first, as of the shared record's read; ``since``: this gateway's own sends after that read. The
-        engine's LRU follows that order, so its last ``slots`` are resident. Once the engine's list was
-        read, only adapters it lists count (a record older than an engine restart names ones it lost)."""
+        engine's LRU follows that order, so its last ``slots`` are resident (what the record holds that
+        nobody sent lately comes before them). Once the engine's list was read, only adapters it lists
+        count (a record older than an engine restart names ones it lost)."""
         replica = self.replicas.setdefault(url, ReplicaAdapters())
         before = set(replica.resident)
+        shared = set(order)
+        # What the record holds that no gateway sent lately (loaded at the engine's start, or sent
+        # before the shared record's TTL) is older than every shared send: first to go.
+        resident: OrderedDict[str, None] = OrderedDict.fromkeys(a for a in replica.resident if a not in shared)
         known = [a for a in order if not replica.listed or a in replica.registered]
-        resident: OrderedDict[str, None] = OrderedDict.fromkeys(known)
-        for adapter in (*since, *(a for a in replica.in_flight if replica.in_flight[a] > 0)):
+        for adapter in (*known, *since, *(a for a in replica.in_flight if replica.in_flight[a] > 0)):
             resident[adapter] = None
             resident.move_to_end(adapter)
         base = next((b for a in resident if (b := self.base_of(a)) is not None), None)

@@ -106,6 +106,14 @@ def test_the_shared_order_of_every_gateways_sends_decides_what_is_resident() -> 
     where.done(URL, "local@v1")
     where.observe_shared(URL, ["sql-bot@v3", "local@v1", "elsewhere@v1"], since=["sql-bot@v3"])
     assert list(where.replicas[URL].resident) == ["elsewhere@v1", "sql-bot@v3"]
+    # What no gateway sent lately (loaded at the engine's start) keeps a slot nobody else needs.
+    listed = {name: {"parent": "qwen"} for name in ("sql-bot@v3", "local@v1", "elsewhere@v1")}
+    where.observe_cards("http://r2", {"qwen": {}, **listed})
+    assert list(where.replicas["http://r2"].resident) == ["local@v1", "sql-bot@v3"]  # the first two listed
+    where.observe_shared("http://r2", [])
+    assert list(where.replicas["http://r2"].resident) == ["local@v1", "sql-bot@v3"]
+    where.observe_shared("http://r2", ["elsewhere@v1"])
+    assert list(where.replicas["http://r2"].resident) == ["sql-bot@v3", "elsewhere@v1"]
     # Once the engine's list is read, a shared record older than an engine restart is not believed.
     where.observe_cards(URL, {"qwen": {}, "sql-bot@v3": {"parent": "qwen"}})
     where.observe_shared(URL, ["elsewhere@v1", "local@v1", "sql-bot@v3"])

@@ -14,13 +14,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import inferstack_devstack as devstack
 from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
 
 from ..filters.conftest import redis_url  # noqa: F401  (the real redis-server fixture)
-from ..gateway_harness import free_port, running_gateway
+from ..filters.test_redis_down import TIMEOUT, dead_redis
+from ..gateway_harness import running_gateway
 from ..waiting import until
 
 ADAPTERS = ("a1", "a2", "a3")
@@ -127,17 +129,18 @@ async def test_a_second_gateway_knows_what_the_first_made_resident(
         assert value(found, "inferstack_dependency_errors_total", feature="adapters") == 0
 
 
-async def test_without_redis_a_gateway_routes_on_its_own_record_and_counts_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["refused", "hung"])
+async def test_without_redis_a_gateway_routes_on_its_own_record_and_counts_it(tmp_path: Path, kind: str) -> None:
     catalog = write_catalog(tmp_path)
-    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     async with (
+        dead_redis(kind) as dead,
         running_engine(engine_config()) as engine,
         running_gateway(
             [engine],
             catalog_file=str(catalog),
             routing_policy="adapter_affinity",
             redis_url=dead,
-            tenancy={"cache": {"enabled": False}},
+            tenancy={"cache": {"enabled": False}, "redis": {"connect_timeout": TIMEOUT, "command_timeout": TIMEOUT}},
             adapters={"share_interval": 0.05},
         ) as (url, _),
     ):

@@ -10,7 +10,10 @@ of adapter requests through the gateway (``--concurrency`` at once, streaming, `
 round robin once, ``adapter_affinity`` once per ``--caps`` pair ``IN_FLIGHT:TRAFFIC``, the two bounds of
 its per-replica cap, the ``adapter_bound`` filter (``INFERSTACK_ROUTING__ADAPTER_LOAD_FACTOR`` and
 ``INFERSTACK_ROUTING__ADAPTER_TRAFFIC_FACTOR``; the gateway's defaults, 2.0:1.2, first; a fresh gateway
-each, the engines stay up), once per ``--zipf`` exponent (the same engines), and reports:
+each, the engines stay up), once per ``--zipf`` exponent (the same engines), and reports. With
+``--gateways N`` the requests go to N gateway processes in turn (as a load balancer spreads them), and
+``--share off on`` runs ``adapter_affinity`` once with each gateway on its own record and once with the
+record shared through a Redis the bench starts (docs/adapters.md, "Several gateways").
 
 - ``adapter_loads``: loads of an adapter's weights from disk into an engine, counted in the engines' own
   logs: vLLM's ``LRUCacheWorkerLoRAManager`` loads an adapter that is not in its cache and evicts the least
@@ -34,10 +37,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -138,14 +143,28 @@ def count_lines(log: Path, start: int, pattern: re.Pattern[bytes]) -> int:
 
 
 class Bench:
-    def __init__(self, session: aiohttp.ClientSession, engines: dict[str, Path], gateway: str, admin: str) -> None:
-        self.session, self.engines, self.gateway, self.admin = session, engines, gateway, admin
+    """Requests go to the gateways in turn (request i to gateway i mod n), as a load balancer spreads them."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, engines: dict[str, Path], gateways: list[devstack.Service]
+    ) -> None:
+        self.session, self.engines = session, engines
+        self.gateways = [g.url for g in gateways]
+        self.admins = [g.admin_url for g in gateways]
 
     async def metrics(self, url: str) -> dict[tuple[str, str], float]:
         async with self.session.get(url + "/metrics") as resp:
             return scrape(await resp.text()) if resp.status == 200 else {}
 
-    async def request(self, policy: str, adapter: str, prompt: str, ttft: list[float]) -> None:
+    async def gateway_metrics(self) -> dict[tuple[str, str], float]:
+        """Every gateway's samples, summed."""
+        summed: dict[tuple[str, str], float] = {}
+        for admin in self.admins:
+            for key, value in (await self.metrics(admin)).items():
+                summed[key] = summed.get(key, 0.0) + value
+        return summed
+
+    async def request(self, policy: str, adapter: str, prompt: str, ttft: list[float], gateway: str) -> None:
         payload = {
             "model": adapter,
             "messages": [{"role": "user", "content": prompt}],
@@ -155,7 +174,7 @@ class Bench:
         }
         headers = {"x-inferstack-routing-policy": policy}
         started = time.perf_counter()
-        async with self.session.post(self.gateway + "/v1/chat/completions", json=payload, headers=headers) as resp:
+        async with self.session.post(gateway + "/v1/chat/completions", json=payload, headers=headers) as resp:
             assert resp.status == 200, f"{resp.status}: {await resp.text()}"
             first = None
             async for line in resp.content:
@@ -166,7 +185,7 @@ class Bench:
     async def run_policy(self, policy: str, sequence: list[str], concurrency: int, seed: int) -> dict[str, Any]:
         offsets = {url: log.stat().st_size for url, log in self.engines.items()}
         before = {url: await self.metrics(url) for url in self.engines}
-        gw_before = await self.metrics(self.admin)
+        gw_before = await self.gateway_metrics()
         rng = random.Random(seed)
         prompts = [f"Request {i}: " + " ".join(rng.choice(WORDS) for _ in range(40)) for i in range(len(sequence))]
         ttft: list[float] = []
@@ -176,7 +195,7 @@ class Bench:
         async def worker() -> None:
             while todo:
                 i, adapter = todo.pop()
-                await self.request(policy, adapter, prompts[i], ttft)
+                await self.request(policy, adapter, prompts[i], ttft, self.gateways[i % len(self.gateways)])
 
         started = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -191,7 +210,7 @@ class Bench:
                 "adapter_loads": count_lines(log, offsets[url], LOAD_LINE),
                 "slot_activations": count_lines(log, offsets[url], ACTIVATE_LINE),
             }
-        gw_after = await self.metrics(self.admin)
+        gw_after = await self.gateway_metrics()
         gateway_loads = total(gw_after, "inferstack_adapter_loads_total") - total(
             gw_before, "inferstack_adapter_loads_total"
         )
@@ -247,6 +266,21 @@ def start_engines(stack: devstack.Stack, dirs: dict[str, Path], args: argparse.N
         )
 
 
+def start_redis(stack: devstack.Stack) -> str:
+    """A redis-server for the gateways' shared adapter record (persistence off), stopped with the stack."""
+    port = devstack.free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    service = stack.start(f"redis-{port}", argv, f"redis://127.0.0.1:{port}/0")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            if s.recv(16).startswith(b"+PONG"):
+                return service.url
+        time.sleep(0.05)
+    raise RuntimeError(f"redis-server did not start; last lines:\n{service.log_tail()}")
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     devstack.RUN_DIR.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="bench-adapters-real-", dir=devstack.RUN_DIR))
@@ -257,6 +291,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     commit = code_commit()
     load_before = os.getloadavg()
     try:
+        redis_url = start_redis(stack) if "on" in args.share else ""
         engines = start_engines(stack, dirs, args)
         catalog_file = run_dir / "catalog.json"
         catalog_file.write_text(json.dumps(catalog(dirs, args.max_loras), indent=2))
@@ -264,7 +299,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
             for exponent in args.zipf:
                 sequence = zipf_sequence(names, args.requests, exponent, args.seed)
-                results = await run_skew(args, session, stack, engines, catalog_file, sequence)
+                results = await run_skew(args, session, stack, engines, catalog_file, sequence, redis_url)
                 skews[str(exponent)] = summary(args, names, sequence, results)
         load_after = os.getloadavg()
     finally:
@@ -292,25 +327,28 @@ async def run_skew(
     engines: list[devstack.Service],
     catalog_file: Path,
     sequence: list[str],
+    redis_url: str,
 ) -> dict[str, Any]:
-    """Every policy over ``sequence``: one gateway per cap (adapter_bound's two factors); round robin
-    ignores them and runs once."""
+    """Every policy over ``sequence``: fresh gateways per cap (adapter_bound's two factors) and per
+    ``--share`` mode (``on``: the gateways share their adapter record through ``redis_url``); round
+    robin ignores both and runs once."""
     results: dict[str, Any] = {}
-    for i, (in_flight, traffic) in enumerate(args.caps):
+    setups = [(cap, share) for cap in args.caps for share in args.share]
+    for i, ((in_flight, traffic), share) in enumerate(setups):
         gateways = devstack.Stack(run_dir=stack.run_dir, progress=stack.progress)
+        env = {
+            "INFERSTACK_AUTH_ENABLED": "false",
+            "INFERSTACK_TENANCY__CACHE__ENABLED": "false",
+            "INFERSTACK_CATALOG_FILE": str(catalog_file),
+            "INFERSTACK_ROUTING__ADAPTER_LOAD_FACTOR": str(in_flight),
+            "INFERSTACK_ROUTING__ADAPTER_TRAFFIC_FACTOR": str(traffic),
+            **({"INFERSTACK_REDIS_URL": redis_url} if share == "on" else {}),
+        }
         try:
-            gateway = devstack.start_gateway(
-                gateways,
-                [e.url for e in engines],
-                env={
-                    "INFERSTACK_AUTH_ENABLED": "false",
-                    "INFERSTACK_TENANCY__CACHE__ENABLED": "false",
-                    "INFERSTACK_CATALOG_FILE": str(catalog_file),
-                    "INFERSTACK_ROUTING__ADAPTER_LOAD_FACTOR": str(in_flight),
-                    "INFERSTACK_ROUTING__ADAPTER_TRAFFIC_FACTOR": str(traffic),
-                },
-            )
-            bench = Bench(session, {e.url: e.log_path for e in engines}, gateway.url, gateway.admin_url)
+            started = [
+                devstack.start_gateway(gateways, [e.url for e in engines], env=env) for _ in range(args.gateways)
+            ]
+            bench = Bench(session, {e.url: e.log_path for e in engines}, started)
             for policy in args.policies:
                 if policy == "round_robin" and i > 0:
                     continue
@@ -319,6 +357,8 @@ async def run_skew(
                     if policy == "round_robin"
                     else f"{policy} adapter_load_factor={in_flight} adapter_traffic_factor={traffic}"
                 )
+                if args.gateways > 1 and policy != "round_robin":
+                    key += f" gateways={args.gateways} shared={share}"
                 results[key] = await bench.run_policy(policy, sequence, args.concurrency, args.seed)
         finally:
             gateways.stop()
@@ -375,6 +415,15 @@ def main() -> int:
         metavar="IN_FLIGHT:TRAFFIC",
         help="adapter_affinity runs once per pair: INFERSTACK_ROUTING__ADAPTER_LOAD_FACTOR"
         " : INFERSTACK_ROUTING__ADAPTER_TRAFFIC_FACTOR (the defaults, 2.0:1.2, first)",
+    )
+    parser.add_argument("--gateways", type=int, default=1, help="gateway processes; request i goes to gateway i mod n")
+    parser.add_argument(
+        "--share",
+        nargs="+",
+        choices=["off", "on"],
+        default=["off"],
+        help="adapter_affinity once per mode: on = the gateways share their adapter record through a Redis"
+        " the bench starts",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--policies", nargs="+", default=list(POLICIES))

@@ -22,7 +22,11 @@ the same plan (``workload.py``: the same requests, the same gateway or engine fo
   running replica holds according to the engines' KV events (the bench subscribes to them itself),
   over the same prompt tokens: what always picking the best-cached replica would have hit;
 - TTFT p50/p90 of routed requests (client side, streaming: to the first content chunk) and max/mean
-  prompt tokens per replica (load balance).
+  prompt tokens per replica (load balance);
+- ``where_tokens_went``: the routed turns' gap to the oracle, split into the choice (tokens the chosen
+  replica held fewer than the best one at send time, per decision reason, from the gateways' access
+  logs joined on the bench's ``x-request-id``) and what happened after it (held at send, not hit).
+  Every turn's record (held per replica, choice, reason, hits) goes to ``<out>.turns.jsonl.gz``.
 
 The restart's timing is fixed in requests, not seconds: the engine is stopped when ``--restart-at`` of
 the turns have started, and no turn past ``--rejoin-at`` starts before it is back and every gateway
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import os
 import random
@@ -465,8 +470,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 entry = access.get(r["id"], {})
                 r.update({k: entry.get(k) for k in ("upstream", "reason", "prefix_blocks")})
         if args.out:
-            turns_out = args.out.with_suffix(".turns.jsonl")
-            turns_out.write_text("".join(json.dumps(r) + "\n" for rs in bench.records.values() for r in rs))
+            turns = "".join(json.dumps(r) + "\n" for rs in bench.records.values() for r in rs)
+            args.out.with_suffix(".turns.jsonl.gz").write_bytes(gzip.compress(turns.encode(), mtime=0))
         prompts = [len(t) for t in bench.tokens.values()]
         rr = results.get("round_robin", {})
         pa = results.get("prefix_affinity", {})

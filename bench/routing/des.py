@@ -52,6 +52,9 @@ class RunSettings:
     """Share of turns sent straight to a random replica (not through any gateway)."""
     restart: tuple[int, float, float] | None = None
     """(replica, at, down): the replica leaves at virtual second ``at`` and returns ``down`` s later, cold."""
+    sticky_gateway: bool = False
+    """Every turn of a conversation through the same gateway (a client keeping its connection), not a
+    random one per turn (a Service spreading each new connection)."""
 
 
 @dataclass
@@ -64,6 +67,9 @@ class _Turn:
     gateway: int | None
     first_token: float | None = None
     blocks: list[bytes] = field(default_factory=list)
+    seq: SimSequence | None = None
+    oracle: int = 0
+    """Routed turns: the most prompt tokens any running replica held when it was sent."""
 
 
 @dataclass
@@ -79,6 +85,10 @@ class RunResult:
     routed: list[int] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
     duration: float = 0.0
+    routed_prompt_tokens: int = 0
+    routed_cached_tokens: int = 0
+    oracle_cached_tokens: int = 0
+    """Over the routed turns: what always picking the best-cached replica at send time would have hit."""
 
 
 class FleetSim:
@@ -200,11 +210,16 @@ class FleetSim:
         path = random.Random(f"{self.s.seed}-{conv.cid}-{index}")
         up = [i for i in range(len(self.urls)) if i not in self.down]
         g: int | None = None
+        oracle = 0
         if path.random() < self.s.direct_share:
             r = up[path.randrange(len(self.urls)) % len(up)]  # the engine Service: any ready replica
             self.result.reasons["direct"] = self.result.reasons.get("direct", 0) + 1
         else:
             g = path.randrange(len(self.policies))
+            if self.s.sticky_gateway:
+                g = random.Random(f"{self.s.seed}-{conv.cid}").randrange(len(self.policies))
+            held = max(self.models[i].cache.held(blocks) for i in up)
+            oracle = min(held * self.params.block_size, count_tokens(engine_prompt) - 1)
             req = RoutingRequest(MODEL, render_chat_prompt(messages), session_key=f"conv-{conv.cid}", token_ids=tokens)
             own = self.gateway_in_flight[g]
             candidates = [
@@ -217,7 +232,9 @@ class FleetSim:
             own[r] += 1
         self.result.routed[r] += 1
         seq = SimSequence(next(self.ids), count_tokens(engine_prompt), conv.outputs[index], blocks)
-        self.turns[seq.seq_id] = _Turn(conv, index, now, r, conv.outputs[index], g, blocks=blocks)
+        self.turns[seq.seq_id] = _Turn(
+            conv, index, now, r, conv.outputs[index], g, blocks=blocks, seq=seq, oracle=oracle
+        )
         self.in_flight[r] += 1
         self.models[r].add(seq)
         if not self.busy[r]:
@@ -260,6 +277,10 @@ class FleetSim:
                 turn.first_token = now
                 if measuring and turn.arrival >= self.s.warmup:
                     self.result.ttft.append(now - turn.arrival)
+                    if turn.gateway is not None and turn.seq is not None:
+                        self.result.routed_prompt_tokens += turn.seq.prompt_tokens
+                        self.result.routed_cached_tokens += turn.seq.cached_tokens
+                        self.result.oracle_cached_tokens += turn.oracle
             if measuring:
                 self.result.output_tokens += 1
             if e.finished:

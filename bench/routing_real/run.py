@@ -22,7 +22,11 @@ the same plan (``workload.py``: the same requests, the same gateway or engine fo
   running replica holds according to the engines' KV events (the bench subscribes to them itself),
   over the same prompt tokens: what always picking the best-cached replica would have hit;
 - TTFT p50/p90 of routed requests (client side, streaming: to the first content chunk) and max/mean
-  prompt tokens per replica (load balance).
+  prompt tokens per replica (load balance);
+- ``where_tokens_went``: the routed turns' gap to the oracle, split into the choice (tokens the chosen
+  replica held fewer than the best one at send time, per decision reason, from the gateways' access
+  logs joined on the bench's ``x-request-id``) and what happened after it (held at send, not hit).
+  Every turn's record (held per replica, choice, reason, hits) goes to ``<out>.turns.jsonl.gz``.
 
 The restart's timing is fixed in requests, not seconds: the engine is stopped when ``--restart-at`` of
 the turns have started, and no turn past ``--rejoin-at`` starts before it is back and every gateway
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import os
 import random
@@ -113,6 +118,7 @@ class Bench:
         self.tokens: dict[tuple[int, int], list[int]] = {}
         self.down: set[str] = set()
         self.phase = "all_up"
+        self.records: dict[str, list[dict[str, Any]]] = {}
 
     async def get(self, url: str) -> dict[tuple[str, str], float]:
         async with self.session.get(url + "/metrics") as resp:
@@ -146,14 +152,15 @@ class Bench:
             assert time.monotonic() < end, "engines' AllBlocksCleared events did not arrive"
             await asyncio.sleep(0.1)
 
-    def oracle(self, tokens: list[int]) -> int:
-        """The most prompt tokens any running replica holds now, by the engines' events."""
-        best = 0
+    def held(self, tokens: list[int]) -> dict[str, int]:
+        """Prompt tokens each running replica holds now, by the engines' events (the oracle takes the most)."""
+        out = {}
         for url in self.urls:
             size = self.index.block_size(url)
             if size and url not in self.down:
-                best = max(best, self.index.match(prompt_block_hashes(tokens, size), [url])[url] * size)
-        return min(best, len(tokens) - 1)  # vLLM always computes the last token
+                held = self.index.match(prompt_block_hashes(tokens, size), [url])[url] * size
+                out[url] = min(held, len(tokens) - 1)  # vLLM always computes the last token
+        return out
 
     async def gateways_route_to_all(self) -> None:
         """Until every gateway counts every replica ready again (its health checks saw the restart)."""
@@ -197,12 +204,18 @@ class Bench:
 
     async def turn(self, policy: str, c: int, t: int, records: list[dict[str, Any]]) -> None:
         route, tokens = self.plan[(c, t)], self.tokens[(c, t)]
-        record: dict[str, Any] = {"phase": self.phase, "direct": route.gateway is None, "prompt": len(tokens)}
+        record: dict[str, Any] = {
+            "id": f"{policy}/{c}/{t}",
+            "phase": self.phase,
+            "direct": route.gateway is None,
+            "prompt": len(tokens),
+        }
         headers = {}
         if route.gateway is not None:
-            record["oracle"] = self.oracle(tokens)
+            record["held"] = self.held(tokens)
+            record["oracle"] = max(record["held"].values(), default=0)
             url = self.gateways[route.gateway].url
-            headers = {"x-inferstack-routing-policy": policy}
+            headers = {"x-inferstack-routing-policy": policy, "x-request-id": record["id"]}
         else:
             assert route.engine is not None
             up = [u for u in self.urls if u not in self.down]  # a Service routes to ready endpoints only
@@ -308,6 +321,7 @@ class Bench:
                 "oracle_hit_rate": ratio(sum(r["oracle"] for r in rs), sum(r["prompt"] for r in rs)),
             }
         now = await self.decisions()
+        self.records[policy] = records
         return {
             "requests": len(records),
             "routed_requests": len(routed),
@@ -332,6 +346,46 @@ class Bench:
                 if p == policy and now[(p, r)] > decided.get((p, r), 0.0)
             },
         }
+
+
+def access_lines(gateways: list[devstack.Service]) -> dict[str, dict[str, Any]]:
+    """The gateways' access-log lines by request id (the bench sends its own ``x-request-id``)."""
+    out = {}
+    for g in gateways:
+        for line in g.log_path.read_text(errors="replace").splitlines():
+            if '"request_id"' in line and line.startswith("{"):
+                entry = json.loads(line)
+                out[entry["request_id"]] = entry
+    return out
+
+
+def where_tokens_went(records: list[dict[str, Any]], access: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Routed turns' hit tokens against the oracle's, split into the choice and what happened after it.
+
+    ``choice``: tokens the chosen replica held at send time fewer than the best one (by the events),
+    per decision reason; ``after_send``: tokens the chosen replica held at send time but did not hit
+    (evicted before the prefill, or a concurrent turn's race), net of tokens it stored in between.
+    """
+    choice: dict[str, int] = {}
+    missed: dict[str, int] = {}
+    after = 0
+    joined = 0
+    for r in records:
+        entry = access.get(r["id"])
+        if r["direct"] or "cached" not in r or entry is None or entry.get("upstream") not in r["held"]:
+            continue
+        joined += 1
+        reason = str(entry.get("reason"))
+        gap = r["oracle"] - r["held"][entry["upstream"]]
+        choice[reason] = choice.get(reason, 0) + gap
+        missed[reason] = missed.get(reason, 0) + (gap > 0)
+        after += r["held"][entry["upstream"]] - r["cached"]
+    return {
+        "turns_joined": joined,
+        "choice_tokens_lost_by_reason": dict(sorted(choice.items())),
+        "choice_turns_below_best_by_reason": dict(sorted(missed.items())),
+        "after_send_tokens_lost": after,
+    }
 
 
 def rss_mib(pid: int) -> float:
@@ -389,6 +443,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "INFERSTACK_AUTH_ENABLED": "false",
             "INFERSTACK_TENANCY__CACHE__ENABLED": "false",
             **devstack.kv_events_env(endpoints),
+            **({"INFERSTACK_ROUTING__PROFILES": args.profiles} if args.profiles else {}),
         }
         gateways = [devstack.start_gateway(stack, urls, env=env) for _ in range(args.gateways)]
         hub = KVEventHub(KVIndex(), KVMetrics(CollectorRegistry()), endpoints=endpoints)
@@ -408,6 +463,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     ),
                     file=sys.stderr,
                 )
+        access = access_lines(gateways)
+        for p, records in bench.records.items():
+            results[p]["where_tokens_went"] = where_tokens_went(records, access)
+            for r in records:
+                entry = access.get(r["id"], {})
+                r.update({k: entry.get(k) for k in ("upstream", "reason", "prefix_blocks")})
+        if args.out:
+            turns = "".join(json.dumps(r) + "\n" for rs in bench.records.values() for r in rs)
+            args.out.with_suffix(".turns.jsonl.gz").write_bytes(gzip.compress(turns.encode(), mtime=0))
         prompts = [len(t) for t in bench.tokens.values()]
         rr = results.get("round_robin", {})
         pa = results.get("prefix_affinity", {})
@@ -462,6 +526,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--policies", nargs="+", default=list(POLICIES))
+    parser.add_argument("--profiles", help="more routing profiles for the gateways (INFERSTACK_ROUTING__PROFILES JSON)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     emit(asyncio.run(main_async(args)), args.out)

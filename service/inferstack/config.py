@@ -222,15 +222,16 @@ BUILTIN_PROFILES: dict[str, ProfileSpec] = {
     "session": ProfileSpec(filters=("bounded_load",), scorers={"session": 1.0}),
     "round_robin": ProfileSpec(picker="round_robin"),
     "precise_prefix": ProfileSpec(
-        filters=("bounded_load",), scorers={"precise_prefix": 3.0, "load": 1.0, "kv_cache": 1.0}
+        filters=("bounded_load",), scorers={"precise_prefix": 10.0, "load": 1.0, "kv_cache": 1.0}
     ),
     "adapter_affinity": ProfileSpec(filters=("adapter_bound",), scorers={"adapter": 1.0}),
 }
 """The six policies as profiles; ``least_load`` has no scorer: every candidate ties and the picker
 takes the least loaded. ``adapter_affinity`` sends a LoRA adapter's requests to replicas that hold it
 (then a free slot, then the least loaded; ``adapter_bound`` caps each replica). ``precise_prefix`` exists
-only with ``kv_events.enabled`` (its weights are llm-d's prefix-heavy defaults: a cached prefix
-outweighs load and KV usage together)."""
+only with ``kv_events.enabled``; a tenth of the prompt cached outweighs the whole spread of load
+and of KV usage (llm-d's 3:1:1 let a one-request load difference send a turn away from its history:
+docs/routing.md)."""
 
 
 class Routing(BaseModel):

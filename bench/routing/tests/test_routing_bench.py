@@ -45,4 +45,6 @@ def test_deployment_setup_spreads_turns_over_gateways_and_restarts_a_replica() -
         )  # each gateway counts only its own requests
         assert not sim.down  # the restarted replica came back
         hits[name] = result.prefix_hits / result.prefix_queries
+        # The oracle (the most any running replica held at send time) bounds what routing hit.
+        assert 0 < result.routed_cached_tokens <= result.oracle_cached_tokens <= result.routed_prompt_tokens
     assert hits["precise_prefix"] > hits["round_robin"] * 1.25

@@ -9,7 +9,7 @@ the policies of docs/routing.md):
     session           filters bounded_load   scorers session: 1    picker max_score
     least_load        (no scorer: every candidate ties, the picker takes the least loaded)
     round_robin       picker round_robin
-    precise_prefix    filters bounded_load   scorers precise_prefix: 3, load: 1, kv_cache: 1
+    precise_prefix    filters bounded_load   scorers precise_prefix: 10, load: 1, kv_cache: 1
                       (only with KV events on: the engines' own record of their cached blocks)
 
 The default profile is ``INFERSTACK_ROUTING_POLICY``; a request may choose another with the

@@ -2,7 +2,8 @@
 
 Load is the gateway's in-flight count plus ``waiting_weight`` times the engine's waiting queue when
 a fresh scrape has it: in-flight is exact but only counts this gateway's traffic; the queue counts
-everyone's, and a queued request costs more than a running one.
+everyone's, and a queued request costs more than a running one. KV-cache usage without a fresh
+scrape counts as half full (``kv_usage``).
 
 Bounded loads (Mirrokni, Thorup, Zadimoghaddam 2016): with the new request counted, no replica may
 exceed ``ceil(c * mean)``. A replica at the cap is skipped and the request goes to the next in its
@@ -15,6 +16,15 @@ import math
 from collections.abc import Sequence
 
 from .types import EndpointLoad, NoCandidateError
+
+UNKNOWN_KV_USAGE = 0.5
+"""What a replica's KV-cache usage counts as while unknown (no fresh scrape): half full, everywhere it is
+read (the ``kv_cache`` scorer, ``max_score``'s tie-break). Counted empty, a replica whose scrapes fail
+(often the overloaded one) would win every tie; counted full, one slow scrape would starve it."""
+
+
+def kv_usage(e: EndpointLoad) -> float:
+    return UNKNOWN_KV_USAGE if e.kv_cache_usage is None else e.kv_cache_usage
 
 
 def load_of(e: EndpointLoad, waiting_weight: float) -> float:

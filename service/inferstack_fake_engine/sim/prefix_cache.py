@@ -28,13 +28,18 @@ class PrefixCache:
 
     def match(self, chain: Sequence[bytes]) -> int:
         """Leading blocks of ``chain`` that are cached; the matched blocks become most recently used."""
+        n = self.held(chain)
+        for i in range(n - 1, -1, -1):
+            self._blocks.move_to_end(chain[i])
+        return n
+
+    def held(self, chain: Sequence[bytes]) -> int:
+        """Leading blocks of ``chain`` that are cached, without touching the LRU order (an observer's look)."""
         n = 0
         for h in chain:
             if h not in self._blocks:
                 break
             n += 1
-        for i in range(n - 1, -1, -1):
-            self._blocks.move_to_end(chain[i])
         return n
 
     def insert(self, chain: Sequence[bytes]) -> None:

@@ -54,6 +54,18 @@ def test_the_bound_keeps_a_hot_replica_from_taking_everything() -> None:
     assert (d.url, d.reason) == (B, "load_bound")
 
 
+def test_a_quarter_of_the_prompt_cached_outweighs_a_request_more_in_flight() -> None:
+    # A holds the whole prompt (a conversation's history), B its first three blocks (the system
+    # prompt). At 3:1:1 the load scorer's full spread (1) beat 3 x 1/4, and the turn re-prefilled its
+    # history on B; at 10:1:1 the history wins.
+    index, now = KVIndex(), [0.0]
+    holding(index, A, 4)
+    holding(index, B, 3)
+    holding(index, C, 0)
+    d = profile(index, now).pick(req(), [EndpointLoad(A, 2), EndpointLoad(B, 1), EndpointLoad(C, 1)])
+    assert (d.url, d.reason, d.prefix_blocks) == (A, "prefix_hit", 4)
+
+
 def test_without_tokens_or_fresh_events_it_falls_back_to_the_approximate_scorer() -> None:
     index, now = KVIndex(), [0.0]
     p = profile(index, now)

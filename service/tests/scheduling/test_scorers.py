@@ -75,3 +75,16 @@ def test_max_score_breaks_a_tie_by_load_then_by_free_kv_cache() -> None:
     for _ in range(3):  # the rotation only breaks exact ties
         chosen, reason = picker.pick(state(fleet), fleet, dict.fromkeys((c.url for c in fleet), 0.5))
         assert (chosen.url, reason) == ("http://c", "least_load")
+
+
+def test_unknown_kv_usage_counts_half_full_in_the_scorer_and_the_tie_break_alike() -> None:
+    # One rule (scheduling.load.kv_usage): a replica without a fresh scrape is neither the emptiest
+    # (it would win every tie while its scrapes fail) nor the fullest.
+    unknown = EndpointLoad("http://u", 0, kv_cache_usage=None)
+    for usage, winner in ((0.3, "http://k"), (0.7, "http://u")):
+        fleet = [unknown, EndpointLoad("http://k", 0, kv_cache_usage=usage)]
+        picker = plugin_classes()["max_score"]()
+        chosen, reason = picker.pick(state(fleet), fleet, dict.fromkeys((c.url for c in fleet), 0.5))
+        assert (chosen.url, reason) == (winner, "least_load")
+        kv = scores("kv_cache", fleet)
+        assert max(kv, key=lambda url: kv[url]) == winner

@@ -1,6 +1,7 @@
 """Picker ``max_score``: the highest summed score; ties go to the least loaded.
 
-Least loaded: lowest load (in-flight + weighted waiting), then lowest KV-cache usage; exact ties
+Least loaded: lowest load (in-flight + weighted waiting), then lowest KV-cache usage (unknown counts as
+half full, as in the ``kv_cache`` scorer: ``scheduling.load.kv_usage``); exact ties
 rotate from one decision to the next so they do not pile on one replica. A profile without scorers
 is thus "least load" (reason ``least_load``).
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from ..load import kv_usage
 from ..types import CycleState, EndpointLoad, Reason
 
 
@@ -30,7 +32,7 @@ class MaxScore:
         everyone = state.candidates
         position = {c.url: i for i, c in enumerate(everyone)}
         n, turn, loads = len(everyone), self._turn, state.loads
-        chosen = min(finalists, key=lambda e: (loads[e.url], e.kv_cache_usage or 0.0, (position[e.url] - turn) % n))
+        chosen = min(finalists, key=lambda e: (loads[e.url], kv_usage(e), (position[e.url] - turn) % n))
         return chosen, "least_load"
 
 

@@ -51,6 +51,17 @@ def test_cache_is_lru_and_bounded_and_evicts_tails_first() -> None:
     assert cache.match(second) == 2
 
 
+def test_held_looks_without_touching_the_lru() -> None:
+    # The routing bench's oracle looks at every replica's cache; a look must not change what is evicted.
+    cache = PrefixCache(capacity=4)
+    first, second = chain("a" * 32), chain("b" * 32)
+    cache.insert(first)
+    cache.insert(second)
+    assert cache.held(first) == 2
+    cache.insert(chain("c" * 32))  # evicts the least recently used: first, as if never looked at
+    assert cache.held(first) == 0 and cache.held(second) == 2
+
+
 def test_prefill_costs_only_uncached_tokens() -> None:
     model = ReplicaModel(P)
     prompt = "p" * 4 * 60  # 60 tokens, 15 blocks (cache holds 8)

@@ -71,6 +71,9 @@ class Profile:
         self._learners = tuple(p for p in everything if isinstance(p, Learns))
         self.reads_tokens = any(getattr(s, "reads_tokens", False) for s, _ in self.scorers)
         """A scorer needs the prompt's token ids (``RoutingRequest.token_ids``): the scheduler gets them."""
+        self.prompt_chars: int = max((getattr(s, "prompt_chars", 0) for s, _ in self.scorers), default=0)
+        """Leading characters of the rendered prompt (``RoutingRequest.prompt``) a scorer hashes; 0: none
+        does, and the scheduler renders nothing."""
 
     def plugin(self, name: str) -> object:
         """The plugin called ``name`` in this profile (tests and benchmarks inspect their state)."""

@@ -16,12 +16,19 @@ import orjson
 _UNIT, _RECORD = "\x1f", "\x1e"
 
 
-def render_chat_prompt(messages: Sequence[Mapping[str, Any]]) -> str:
+def render_chat_prompt(messages: Sequence[Mapping[str, Any]], limit: int | None = None) -> str:
+    """The rendering, or its first ``limit`` characters: a scorer hashes a bounded prefix, so the
+    messages past it are not rendered at all (a long conversation would cost a copy of all of it)."""
     parts: list[str] = []
+    size = 0
     for m in messages:
         if not isinstance(m, Mapping):
             continue
-        parts.append(f"{m.get('role', '')}{_UNIT}{m.get('name') or ''}{_UNIT}{_content(m.get('content'))}{_RECORD}")
+        part = f"{m.get('role', '')}{_UNIT}{m.get('name') or ''}{_UNIT}{_content(m.get('content'))}{_RECORD}"
+        parts.append(part)
+        size += len(part)
+        if limit is not None and size >= limit:
+            return "".join(parts)[:limit]
     return "".join(parts)
 
 

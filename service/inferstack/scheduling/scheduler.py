@@ -1,6 +1,7 @@
 """Choosing a replica for a request: the bridge between the request path and the profiles.
 
-The profiles are pure functions of a snapshot; the scheduler renders the prompt they hash, honours
+The profiles are pure functions of a snapshot; the scheduler renders the prompt they hash (only for a
+profile with a scorer that reads it: most do not, and rendering is the costliest step here), honours
 the per-request override header, builds the snapshot from the endpoints it is given (in-flight
 counts, and scraped engine load only while it is fresh) and counts every decision.
 """
@@ -76,7 +77,9 @@ class Scheduler:
                 f"Unknown routing policy {name!r} in {OVERRIDE_HEADER}; choose one of {', '.join(self._profiles)}."
             )
         session = headers.get(SESSION_HEADER) or payload.get("user")
-        request = RoutingRequest(model, prompt_of(payload, kind), str(session) if session else None)
+        chars = self._profiles[name].prompt_chars
+        prompt = prompt_of(payload, kind, chars) if chars else ""
+        request = RoutingRequest(model, prompt, str(session) if session else None)
         return Route(name, request)
 
     def wants_tokens(self, route: Route) -> bool:
@@ -114,11 +117,11 @@ class Scheduler:
         return by_url[decision.url]
 
 
-def prompt_of(payload: Mapping[str, Any], kind: str) -> str:
-    """The text whose leading blocks identify the engine's cached prefix."""
+def prompt_of(payload: Mapping[str, Any], kind: str, limit: int | None = None) -> str:
+    """The text whose leading blocks identify the engine's cached prefix (its first ``limit`` characters)."""
     if kind == "chat":
         messages = payload.get("messages")
-        return render_chat_prompt(messages) if isinstance(messages, list) else ""
+        return render_chat_prompt(messages, limit) if isinstance(messages, list) else ""
     value = payload.get("prompt" if kind == "completions" else "input")
     if isinstance(value, str):
         return value

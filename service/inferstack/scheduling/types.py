@@ -55,7 +55,8 @@ class EndpointLoad:
 class RoutingRequest:
     model: str
     prompt: str
-    """Rendered prompt text; chat messages rendered from the start (``render_chat_prompt``)."""
+    """Rendered prompt text; chat messages rendered from the start (``render_chat_prompt``). Only its first
+    ``Profile.prompt_chars`` characters (empty when no scorer reads it): rendering costs more than routing."""
     session_key: str | None = None
     """``x-session-id`` header, else the request's ``user`` field."""
     token_ids: tuple[int, ...] | None = None

@@ -35,6 +35,8 @@ class Prefix:
         self.max_blocks = max_blocks
         self.home_blocks = home_blocks
         self.index = PrefixIndex(index_capacity)
+        self.prompt_chars = block_chars * max_blocks
+        """The prompt's leading characters the chain hashes: the scheduler renders no more than these."""
 
     def _chain(self, state: CycleState) -> list[bytes]:
         found = state.notes.get("prefix.chain")

@@ -1,0 +1,34 @@
+"""The scheduler renders only what a profile hashes: nothing for most, a bounded prefix for ``prefix``."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from inferstack.config import Settings
+from inferstack.metrics.gateway import GatewayMetrics
+from inferstack.scheduling import Scheduler, prefix_chain, render_chat_prompt
+from inferstack.scheduling.scheduler import OVERRIDE_HEADER
+
+# A long conversation: 64 turns of 64 KiB, 4 MiB rendered in full.
+CHAT = {
+    "messages": [{"role": "user" if i % 2 else "assistant", "content": f"turn {i} " + "x" * 65536} for i in range(64)]
+}
+
+
+def scheduler() -> Scheduler:
+    return Scheduler(Settings(upstreams=["http://127.0.0.1:9"]), GatewayMetrics(CollectorRegistry()))
+
+
+def test_profiles_without_a_prompt_scorer_render_nothing() -> None:
+    s = scheduler()
+    for policy in ("least_load", "session", "round_robin"):
+        route = s.route("m", CHAT, "chat", {OVERRIDE_HEADER: policy})
+        assert route.request.prompt == "", policy
+
+
+def test_prefix_affinity_renders_only_the_prefix_it_hashes_and_hashes_it_as_before() -> None:
+    route = scheduler().route("m", CHAT, "chat", {OVERRIDE_HEADER: "prefix_affinity"})
+    full = render_chat_prompt(CHAT["messages"])
+    assert len(route.request.prompt) == 256 * 128 < len(full)
+    assert full.startswith(route.request.prompt)
+    assert prefix_chain("m", route.request.prompt, 256, 128) == prefix_chain("m", full, 256, 128)

@@ -101,6 +101,9 @@ class Tenancy:
         self.auth_enabled = auth_enabled
         self.keys = keys
         self.prices = prices
+        # Without a key file or a price file: one empty value each, not a new one per request.
+        self._no_keys = KeyRing.empty()
+        self._no_prices = PriceTable()
         self.limiter = limiter
         self.ledger = ledger
         self.cache = cache
@@ -116,7 +119,7 @@ class Tenancy:
 
     @property
     def ring(self) -> KeyRing:
-        return self.keys.value if self.keys is not None else KeyRing.empty()
+        return self.keys.value if self.keys is not None else self._no_keys
 
     def key_ring_changed(self, ring: KeyRing) -> None:
         self.metrics.set_tenants(ring.tenants, self.options.max_tenant_labels)
@@ -311,7 +314,7 @@ class Tenancy:
     ) -> str | None:
         """Hold the request's maximum cost against the budget, or raise 429 ``insufficient_quota``."""
         now = self._clock()
-        prices = self.prices.value if self.prices is not None else PriceTable()
+        prices = self.prices.value if self.prices is not None else self._no_prices
         budget_nano = round(budget * NANO)
         # Bounded: more than the whole budget is refused whatever it is, and Lua numbers are doubles.
         most = min(prices.cost_nano(model, prompt, completion), budget_nano + 1)
@@ -461,7 +464,7 @@ class Tenancy:
 
     async def _account(self, adm: Admission, from_cache: bool, prompt: int, completion: int) -> None:
         tenant = adm.principal.tenant
-        prices = self.prices.value if self.prices is not None else PriceTable()
+        prices = self.prices.value if self.prices is not None else self._no_prices
         cost = 0 if from_cache else prices.cost_nano(adm.model, prompt, completion)
         usage = Usage(1, int(from_cache), 0 if from_cache else prompt, 0 if from_cache else completion, cost)
         spend = await self.ledger.record(tenant, adm.model, usage, self._clock(), adm.budget_hold)

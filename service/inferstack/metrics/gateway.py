@@ -202,6 +202,7 @@ class GatewayMetrics:
         build = Gauge("inferstack_build_info", "Always 1.", ["version"], registry=r)
         build.labels(__version__).set(1)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._done: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def child(self, metric: M, *labels: str) -> M:
         """``metric.labels(*labels)``, cached (label values are bounded; see the module docstring)."""
@@ -219,8 +220,16 @@ class GatewayMetrics:
             self.child(self.routed_cached_tokens, policy).inc(cached)
 
     def request_done(self, model: str, endpoint: str, status: int, duration: float) -> None:
-        self.child(self.requests, model, endpoint, str(status)).inc()
-        self.child(self.duration, model, endpoint).observe(duration)
+        # Both children under one key of the request's own values: one lookup, no label tuple or str().
+        key = (model, endpoint, status)
+        found = self._done.get(key)
+        if found is None:
+            found = self._done[key] = (
+                self.child(self.requests, model, endpoint, str(status)),
+                self.child(self.duration, model, endpoint),
+            )
+        found[0].inc()
+        found[1].observe(duration)
 
 
 class HistogramBatch:

@@ -27,8 +27,12 @@ def test_profiles_without_a_prompt_scorer_render_nothing() -> None:
 
 
 def test_prefix_affinity_renders_only_the_prefix_it_hashes_and_hashes_it_as_before() -> None:
-    route = scheduler().route("m", CHAT, "chat", {OVERRIDE_HEADER: "prefix_affinity"})
-    full = render_chat_prompt(CHAT["messages"])
-    assert len(route.request.prompt) == 256 * 128 < len(full)
-    assert full.startswith(route.request.prompt)
-    assert prefix_chain("m", route.request.prompt, 256, 128) == prefix_chain("m", full, 256, 128)
+    s = scheduler()
+    # Long messages, then many short ones (the bound is on their sum, not on one message).
+    short = {"messages": [{"role": "user", "content": f"message {i}"} for i in range(4000)]}
+    for chat in (CHAT, short):
+        route = s.route("m", chat, "chat", {OVERRIDE_HEADER: "prefix_affinity"})
+        full = render_chat_prompt(chat["messages"])
+        assert len(route.request.prompt) == 256 * 128 < len(full)
+        assert full.startswith(route.request.prompt)
+        assert prefix_chain("m", route.request.prompt, 256, 128) == prefix_chain("m", full, 256, 128)

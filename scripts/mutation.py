@@ -61,6 +61,7 @@ TESTS = [
     "scheduling",
     "upstream",
     "kvcache/test_precise_prefix.py",
+    "kvcache/test_gateway_precise.py",  # a whole gateway in the test's loop: the scorer's KV-event path
     "test_request_path_hardening.py",
     "test_relay_fake_engine.py",
     "test_routing_api.py",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inferstack.config import BUILTIN_PROFILES
+from inferstack.config import BUILTIN_PROFILES, ProfileSpec
 from inferstack.kvcache.blocks import prompt_block_hashes
 from inferstack.kvcache.index import KVIndex
 from inferstack.kvcache.wire import decode
@@ -24,8 +24,8 @@ def profile(index: KVIndex | None, now: list[float]) -> Profile:
     return p
 
 
-def holding(index: KVIndex, url: str, blocks: int, seq: int = 0) -> None:
-    hashes = prompt_block_hashes(TOKENS, 16)[:blocks]
+def holding(index: KVIndex, url: str, blocks: int, seq: int = 0, seed: str | None = None) -> None:
+    hashes = prompt_block_hashes(TOKENS, 16, **({} if seed is None else {"seed": seed}))[:blocks]
     index.apply(url, decode(frames(seq, stored(hashes, list(TOKENS[: 16 * blocks]), 16))), 0.0, 0.0)
 
 
@@ -73,6 +73,8 @@ def test_without_tokens_or_fresh_events_it_falls_back_to_the_approximate_scorer(
     index.join(A)
     assert p.pick(req(), idle(A, B)).reason == "no_events"  # joined, but no block size reported yet
     assert profile(None, now).pick(req(), idle(A, B)).reason == "no_events"  # no index attached
+    holding(index, A, 2)
+    assert p.pick(req(None), idle(A, B)).reason == "no_tokens"  # a fresh view is no use without token ids
 
 
 def test_a_replica_sent_new_blocks_goes_stale_if_its_events_never_come() -> None:
@@ -107,3 +109,64 @@ def test_a_cache_salt_separates_what_the_engine_holds() -> None:
     assert (d.url, d.reason, d.prefix_blocks) == (B, "prefix_hit", 2)
     d = p.pick(req(), idle(A, B))
     assert (d.url, d.reason, d.prefix_blocks) == (A, "prefix_hit", 3)
+
+
+def test_without_events_it_decides_as_the_prefix_scorer_built_with_the_same_knobs() -> None:
+    # The fallback is the approximate scorer with the routing knobs the gateway passes; small ones here,
+    # so that the chain length, the home block and the index's LRU bound all show in the decisions.
+    knobs = {"block_chars": 16, "max_blocks": 3, "home_blocks": 2, "index_capacity": 16}
+    precise = make_policy("precise_prefix", **knobs)  # no index attached: always the fallback
+    spec = BUILTIN_PROFILES["precise_prefix"]
+    scorers = {("prefix" if name == "precise_prefix" else name): w for name, w in spec.scorers.items()}
+    approximate = make_policy("approx", {"approx": ProfileSpec(filters=spec.filters, scorers=scorers)}, **knobs)
+    prompts = [f"{head:<32}{tail:<16}" for head in ("system A", "system B", "system C") for tail in "xyzw"]
+    urls = (A, B, C)
+    for i in range(60):  # each prompt twice in a row (a whole match), and again after evictions
+        prompt = prompts[(i // 2 * 7) % len(prompts)]
+        loads = [EndpointLoad(u, (i + n) % 3) for n, u in enumerate(urls)]
+        d = precise.pick(RoutingRequest("m", prompt), loads)
+        e = approximate.pick(RoutingRequest("m", prompt), loads)
+        assert (d.url, d.prefix_blocks, d.reason) == (e.url, e.prefix_blocks, "no_events"), i
+
+
+def test_a_replica_that_already_holds_the_whole_prompt_owes_no_events() -> None:
+    # A request whose blocks are all held makes the engine store nothing new: no events are owed, so
+    # the replica's view stays fresh however long the next event takes (here a one-block prompt).
+    index, now = KVIndex(stale_after=5), [0.0]
+    holding(index, A, 1)
+    p = profile(index, now)
+    one_block = req(TOKENS[:16])
+    assert p.pick(one_block, idle(A, B)).reason == "prefix_hit"
+    now[0] = 6.0
+    d = p.pick(one_block, idle(A, B))
+    assert (d.url, d.reason, d.prefix_blocks) == (A, "prefix_hit", 1)
+
+
+def test_a_replica_the_index_knows_nothing_of_holds_nothing() -> None:
+    index, now = KVIndex(), [0.0]
+    holding(index, A, 0)  # A has reported events (none of this prompt); B never has
+    d = profile(index, now).pick(req(), [EndpointLoad(A, 3), EndpointLoad(B, 0)])
+    assert (d.url, d.reason, d.prefix_blocks) == (B, "prefix_miss", 0)
+
+
+def test_the_hash_seed_and_block_limit_given_at_attach_decide_the_hashes() -> None:
+    index, now = KVIndex(), [0.0]
+    holding(index, A, 4, seed="fleet-seed")  # engines run with this PYTHONHASHSEED-like seed
+    holding(index, B, 4)  # the default seed's hashes: no match for a scorer told the fleet's seed
+    p = make_policy("precise_prefix", BUILTIN_PROFILES)
+    scorer = p.plugin("precise_prefix")
+    assert isinstance(scorer, PrecisePrefix)
+    scorer.attach(index, hash_seed="fleet-seed", max_blocks=2, clock=lambda: now[0])
+    d = p.pick(req(), idle(A, B))
+    assert (d.url, d.reason, d.prefix_blocks) == (A, "prefix_hit", 2)  # only the first two blocks hashed
+
+
+def test_a_partial_match_counts_for_its_share_of_the_prompt() -> None:
+    # Weights 3 (precise_prefix) and 1 (load): a busier replica holding a quarter of the prompt loses to
+    # an idle one (0.75 < 1), holding half of it wins (1.5 > 1).
+    for blocks, winner, reason in ((1, B, "load_bound"), (2, A, "prefix_hit")):
+        index, now = KVIndex(), [0.0]
+        holding(index, A, blocks)
+        holding(index, B, 0)
+        d = profile(index, now).pick(req(), [EndpointLoad(A, 1), EndpointLoad(B, 0)])
+        assert (d.url, d.reason) == (winner, reason), blocks

@@ -1,4 +1,5 @@
-"""The hold queue: FIFO per model, and a freed slot goes to the request that waited longest."""
+"""The hold queue: FIFO per model, a freed slot goes to the request that waited longest (of the model that
+freed it first, else of another model the replica serves), and demand counts held and in-flight requests."""
 
 from __future__ import annotations
 
@@ -27,10 +28,32 @@ async def one_slot() -> AsyncIterator[tuple[HoldQueue, Endpoint, GatewayMetrics]
         await cluster.close()
 
 
-async def held(metrics: GatewayMetrics, count: int) -> None:
+@pytest.fixture
+async def base_and_adapter() -> AsyncIterator[tuple[HoldQueue, Endpoint, GatewayMetrics]]:
+    """One healthy replica of base model "m" taking two requests at a time; it also serves the adapter
+    "lora" (loaded on demand), so a slot one model frees can go to the other."""
+    settings = Settings(upstreams=[], max_in_flight_per_replica=2, queue_timeout=60)
+    metrics = GatewayMetrics()
+    async with aiohttp.ClientSession() as session:
+        cluster = Cluster(settings, session, metrics)
+        cluster.adapter_bases["lora"] = "m"
+        endpoint = cluster.endpoints["http://r0"] = Endpoint("http://r0", frozenset({"m"}), healthy=True)
+        yield HoldQueue(settings, cluster, metrics), endpoint, metrics
+        await cluster.close()
+
+
+async def held(metrics: GatewayMetrics, count: int, model: str = "m") -> None:
     async with asyncio.timeout(5):
-        while metrics.registry.get_sample_value("inferstack_held_requests", {"model": "m"}) != count:
+        while metrics.registry.get_sample_value("inferstack_held_requests", {"model": model}) != count:
             await asyncio.sleep(0)
+
+
+def demand(metrics: GatewayMetrics, model: str) -> float | None:
+    return metrics.registry.get_sample_value("inferstack_model_demand", {"model": model})
+
+
+def in_flight(metrics: GatewayMetrics, model: str) -> float | None:
+    return metrics.registry.get_sample_value("inferstack_requests_in_flight", {"model": model})
 
 
 async def test_freed_slots_go_to_waiters_in_arrival_order_and_newcomers_queue_behind(
@@ -79,3 +102,64 @@ async def test_a_slot_freed_while_others_wait_is_not_taken_by_a_retry(
     holds.occupy("m", endpoint)
     holds.release("m", endpoint)
     assert await holds.room("m", wait=False) == [endpoint]
+
+
+async def test_a_slot_freed_by_one_model_wakes_a_request_held_for_another_the_replica_serves(
+    base_and_adapter: tuple[HoldQueue, Endpoint, GatewayMetrics],
+) -> None:
+    holds, endpoint, metrics = base_and_adapter
+    for _ in range(2):
+        holds.occupy("m", (await holds.room("m"))[0])
+    waiter = asyncio.create_task(holds.room("lora"))
+    await held(metrics, 1, "lora")
+    holds.release("m", endpoint)
+    # Served now, not when the queue timeout (60 s) or a cluster change would wake it.
+    async with asyncio.timeout(5):
+        assert await waiter == [endpoint]
+
+
+async def test_a_freed_slot_goes_to_a_waiter_of_the_model_that_freed_it_first(
+    base_and_adapter: tuple[HoldQueue, Endpoint, GatewayMetrics],
+) -> None:
+    holds, endpoint, metrics = base_and_adapter
+    for _ in range(2):
+        holds.occupy("lora", (await holds.room("lora"))[0])
+    served: list[str] = []
+
+    async def request(name: str, model: str) -> None:
+        holds.occupy(model, (await holds.room(model))[0])
+        served.append(name)
+
+    base = asyncio.create_task(request("base", "m"))  # waits longest, but for the other model
+    await held(metrics, 1, "m")
+    adapters = [asyncio.create_task(request(f"lora-{i}", "lora")) for i in (1, 2)]
+    await held(metrics, 2, "lora")
+    holds.release("lora", endpoint)
+    holds.release("lora", endpoint)
+    async with asyncio.timeout(5):
+        await asyncio.gather(*adapters)
+    assert served == ["lora-1", "lora-2"]
+    assert not base.done()
+    holds.release("lora", endpoint)  # now nobody of "lora" waits: the base model's request goes
+    async with asyncio.timeout(5):
+        await base
+    assert served[-1] == "base"
+
+
+async def test_demand_counts_every_request_in_flight_and_every_held_one(
+    base_and_adapter: tuple[HoldQueue, Endpoint, GatewayMetrics],
+) -> None:
+    holds, endpoint, metrics = base_and_adapter
+    assert demand(metrics, "m") is None  # not declared in settings: no series before its first request
+    for expected in (1, 2):
+        holds.occupy("m", (await holds.room("m"))[0])
+        assert (holds.demand("m"), demand(metrics, "m"), in_flight(metrics, "m")) == (expected, expected, expected)
+    waiter = asyncio.create_task(holds.room("m"))
+    await held(metrics, 1)
+    assert (holds.demand("m"), demand(metrics, "m"), in_flight(metrics, "m")) == (3, 3, 2)
+    holds.release("m", endpoint)
+    holds.occupy("m", (await waiter)[0])  # the held request takes the freed slot: still two in flight
+    assert (holds.demand("m"), demand(metrics, "m"), in_flight(metrics, "m")) == (2, 2, 2)
+    for expected in (1, 0):
+        holds.release("m", endpoint)
+        assert (holds.demand("m"), demand(metrics, "m"), in_flight(metrics, "m")) == (expected, expected, expected)

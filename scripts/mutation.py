@@ -14,7 +14,9 @@ its partial result is written, labelled as such. Not part of ``make test``.
 ``--mutants GLOB`` (repeatable) runs only the mutants whose names match (mutmut's names, e.g.
 ``inferstack.scheduling.*``); ``--resume`` keeps the scratch copy and mutmut's results of earlier
 runs, so a long run can be done in stages (mutmut runs a named mutant again, so ``--unchecked`` names
-only those of the matching mutants that have no result yet).
+only those of the matching mutants that have no result yet). ``--refresh-tests`` (with ``--resume``)
+copies the tests again, so survivors can be run again against tests written since the copy (mutmut
+collects the new tests' coverage first); the code under test stays the copy's.
 mutmut runs under ``nice -n 19``: the machine it runs on is usually shared.
 """
 
@@ -100,6 +102,17 @@ def layout(mutate: list[str], tests: list[str]) -> None:
         'asyncio_default_fixture_loop_scope = "function"\n'
         'markers = ["vllm: needs a real vLLM engine"]\n'
     )
+
+
+def refresh_tests() -> None:
+    """The tests of the working tree into the kept scratch copy (the mutated code is left as it was)."""
+    shutil.rmtree(WORK / "tests")
+    shutil.copytree(REPO / "service" / "tests", WORK / "tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    code = json.loads((WORK / "layout.json").read_text())
+    code["tests"] = {"commit": head, "copied": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    (WORK / "layout.json").write_text(json.dumps(code))
 
 
 # mutmut 3.8.1's exit code -> status (``mutmut.stats.status_by_exit_code``; the pin keeps them in step).
@@ -214,6 +227,7 @@ def main() -> int:
     p.add_argument("--mutants", action="append", default=[], help="run only the mutants matching this glob")
     p.add_argument("--resume", action="store_true", help="keep the scratch copy and earlier results")
     p.add_argument("--unchecked", action="store_true", help="with --resume: run only mutants not checked yet")
+    p.add_argument("--refresh-tests", action="store_true", help="with --resume: copy the tests again")
     p.add_argument(
         "--report-only", metavar="COMPLETE", choices=["complete", "partial"], help="write the last run's result again"
     )
@@ -223,6 +237,8 @@ def main() -> int:
     else:
         if not (args.resume and WORK.exists()):
             layout(args.only or HOT_PATH, args.tests or TESTS)
+        elif args.refresh_tests:
+            refresh_tests()
         mutants = args.mutants
         if args.resume and args.unchecked:
             globs = args.mutants or ["*"]

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from inferstack.config import Settings
+from inferstack.errors import RateLimitError
 from inferstack.metrics.gateway import GatewayMetrics
 from inferstack.upstream.cluster import Cluster
 from inferstack.upstream.endpoint import Endpoint
@@ -163,3 +164,23 @@ async def test_demand_counts_every_request_in_flight_and_every_held_one(
     for expected in (1, 0):
         holds.release("m", endpoint)
         assert (holds.demand("m"), demand(metrics, "m"), in_flight(metrics, "m")) == (expected, expected, expected)
+
+
+async def test_a_full_wait_queue_refuses_at_once_and_counts_it() -> None:
+    settings = Settings(upstreams=[], max_in_flight_per_replica=1, max_held_requests=1, queue_timeout=60)
+    metrics = GatewayMetrics()
+    async with aiohttp.ClientSession() as session:
+        cluster = Cluster(settings, session, metrics)
+        cluster.endpoints["http://r0"] = Endpoint("http://r0", frozenset({"m"}), healthy=True)
+        holds = HoldQueue(settings, cluster, metrics)
+        holds.occupy("m", (await holds.room("m"))[0])
+        waiter = asyncio.create_task(holds.room("m"))
+        await held(metrics, 1)
+        with pytest.raises(RateLimitError):
+            await holds.room("m")
+        assert (
+            metrics.registry.get_sample_value("inferstack_rate_limited_total", {"tenant": "all", "limit": "queue"}) == 1
+        )
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        await cluster.close()

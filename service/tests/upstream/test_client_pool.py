@@ -319,6 +319,43 @@ async def test_connections_of_concurrent_requests_are_all_kept_for_the_next_ones
     await pool.close()
 
 
+async def test_an_idle_connection_the_engine_closes_leaves_the_others_kept(serve: Serve) -> None:
+    release = asyncio.Event()
+
+    async def first_closes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        closes = server.connections == 1  # the first connection ends after its answer, the second stays
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            await release.wait()
+            writer.write(OK)
+            await writer.drain()
+            if closes:
+                return
+
+    server = await serve(first_closes)
+    pool = Pool(connect_timeout=5)
+
+    async def one() -> bytes:
+        resp = await pool.post(server.url, "/v1/x", b"{}", {})
+        body = await resp.read()
+        resp.close()
+        return body
+
+    async with asyncio.timeout(5):
+        tasks = [asyncio.create_task(one()) for _ in range(2)]
+        while server.connections < 2:
+            await asyncio.sleep(0)
+        release.set()
+        assert await asyncio.gather(*tasks) == [b"{}"] * 2
+        await asyncio.sleep(0.05)  # let the first connection's close reach the pool while it is idle
+        assert await one() == b"{}"  # on the connection still open
+    assert server.connections == 2
+    await pool.close()
+
+
 async def test_a_body_cut_short_of_its_content_length_is_a_protocol_error(serve: Serve) -> None:
     async def short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)

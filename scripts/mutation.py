@@ -105,12 +105,21 @@ def layout(mutate: list[str], tests: list[str]) -> None:
 
 
 def refresh_tests() -> None:
-    """The tests of the working tree into the kept scratch copy (the mutated code is left as it was)."""
+    """The tests of the working tree into the kept scratch copy (the mutated code is left as it was).
+
+    Only while the gateway's code is still the copy's: tests written for newer code (after a rebase)
+    would fail against it, and mutmut would stop at its coverage run."""
+    code = json.loads((WORK / "layout.json").read_text())
+    changed = subprocess.run(
+        ["git", "-C", str(REPO), "diff", "--quiet", code["commit"], "--", "service/inferstack"], check=False
+    ).returncode
+    if changed:
+        sys.exit(f"service/inferstack differs from the copy's {code['commit']}: run without --resume")
     shutil.rmtree(WORK / "tests")
+    shutil.rmtree(WORK / "mutants" / "tests", ignore_errors=True)  # mutmut's copy keeps files deleted since
     shutil.copytree(REPO / "service" / "tests", WORK / "tests", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     git = ["git", "-C", str(REPO)]
     head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    code = json.loads((WORK / "layout.json").read_text())
     code["tests"] = {"commit": head, "copied": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (WORK / "layout.json").write_text(json.dumps(code))
 

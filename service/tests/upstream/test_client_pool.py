@@ -80,6 +80,19 @@ async def test_a_finished_answer_leaves_its_connection_for_the_next_request(serv
     await pool.close()
 
 
+async def test_a_connection_idle_past_the_idle_timeout_is_not_reused(serve: Serve) -> None:
+    server = await serve(keep_alive)
+    pool = Pool(connect_timeout=5, idle_timeout=0.05)
+    async with asyncio.timeout(5):
+        for _ in range(2):
+            resp = await pool.post(server.url, "/v1/x", b"{}", {})
+            assert await resp.read() == b"{}"
+            resp.close()
+            await asyncio.sleep(0.1)  # idle for twice the idle timeout: the engine may be closing it
+    assert server.connections == 2
+    await pool.close()
+
+
 async def test_an_answer_not_read_to_its_end_closes_its_connection(serve: Serve) -> None:
     async def stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)

@@ -162,11 +162,16 @@ def test_the_hash_seed_and_block_limit_given_at_attach_decide_the_hashes() -> No
 
 
 def test_a_partial_match_counts_for_its_share_of_the_prompt() -> None:
-    # Weights 3 (precise_prefix) and 1 (load): a busier replica holding a quarter of the prompt loses to
-    # an idle one (0.75 < 1), holding half of it wins (1.5 > 1).
+    # Weights 3 (precise_prefix) and 1 (load), set here: a busier replica holding a quarter of the prompt
+    # loses to an idle one (0.75 < 1), holding half of it wins (1.5 > 1).
+    spec = ProfileSpec(filters=("bounded_load",), scorers={"precise_prefix": 3.0, "load": 1.0})
     for blocks, winner, reason in ((1, B, "load_bound"), (2, A, "prefix_hit")):
-        index, now = KVIndex(), [0.0]
+        index = KVIndex()
         holding(index, A, blocks)
         holding(index, B, 0)
-        d = profile(index, now).pick(req(), [EndpointLoad(A, 1), EndpointLoad(B, 0)])
+        p = make_policy("weighed", {"weighed": spec})
+        scorer = p.plugin("precise_prefix")
+        assert isinstance(scorer, PrecisePrefix)
+        scorer.attach(index, clock=lambda: 0.0)
+        d = p.pick(req(), [EndpointLoad(A, 1), EndpointLoad(B, 0)])
         assert (d.url, d.reason) == (winner, reason), blocks

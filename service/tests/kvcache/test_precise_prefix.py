@@ -142,6 +142,18 @@ def test_a_replica_that_already_holds_the_whole_prompt_owes_no_events() -> None:
     assert (d.url, d.reason, d.prefix_blocks) == (A, "prefix_hit", 1)
 
 
+def test_a_prompt_shorter_than_one_block_owes_no_events() -> None:
+    # No full block, nothing for the engine to store: owing events would turn A's view stale after
+    # stale_after seconds of silence and send a later long prompt to the fallback.
+    index, now = KVIndex(stale_after=5), [0.0]
+    holding(index, A, 4)
+    p = profile(index, now)
+    p.pick(req(TOKENS[:10]), idle(A))
+    now[0] = 6.0
+    d = p.pick(req(), idle(A, B))
+    assert (d.url, d.reason, d.prefix_blocks) == (A, "prefix_hit", 4)
+
+
 def test_a_replica_the_index_knows_nothing_of_holds_nothing() -> None:
     index, now = KVIndex(), [0.0]
     holding(index, A, 0)  # A has reported events (none of this prompt); B never has

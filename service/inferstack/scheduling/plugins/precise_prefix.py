@@ -103,8 +103,10 @@ class PrecisePrefix:
         if len(note) == 3:
             held, total = note[0], note[1]
             state.prefix_blocks = held.get(url, 0)
-            if held.get(url, 0) >= total.get(url, 0) and url in total and total[url] > 0:
-                return  # nothing new for it to store
+            if url in total and held.get(url, 0) >= total[url]:
+                # Nothing new for it to store, a prompt shorter than one block included: owing
+                # events it will not send would mark a healthy view stale.
+                return
         if state.request.token_ids:
             self.index.expect(url, now)  # it will store blocks: its events are owed from now
 

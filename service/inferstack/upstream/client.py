@@ -234,7 +234,6 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = True
         self.error: Exception | None = None
         self.lost = False
-        self.uses = 0
         self.idle_since = 0.0
 
     # -- asyncio.Protocol
@@ -297,7 +296,6 @@ class _Connection(asyncio.Protocol):
     # -- the client's side
     def send(self, request: bytes) -> None:
         assert self.transport is not None
-        self.uses += 1
         self.status, self.headers, self.headers_done = 0, {}, False
         self.complete = self.received = False
         self.transport.write(request)

@@ -9,6 +9,8 @@ import pytest
 
 from inferstack.upstream.client import ConnectError, Pool, ProtocolError
 
+from ..waiting import until
+
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 Serve = Callable[[Handler], Awaitable["Server"]]
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
@@ -59,6 +61,22 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[Server]]]:
         server.server.close()
 
 
+@pytest.fixture
+async def pool() -> AsyncIterator[Pool]:
+    """The pool under test, closed even when the test fails."""
+    pool = Pool(connect_timeout=5)
+    yield pool
+    await pool.close()
+
+
+async def fetch(pool: Pool, url: str) -> bytes:
+    """One request's whole answer body, its connection released."""
+    resp = await pool.post(url, "/v1/x", b"{}", {})
+    body = await resp.read()
+    resp.close()
+    return body
+
+
 async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     while True:
         try:
@@ -68,16 +86,14 @@ async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
         writer.write(OK)
 
 
-async def test_a_finished_answer_leaves_its_connection_for_the_next_request(serve: Serve) -> None:
+async def test_a_finished_answer_leaves_its_connection_for_the_next_request(serve: Serve, pool: Pool) -> None:
     server = await serve(keep_alive)
-    pool = Pool(connect_timeout=5)
     for _ in range(3):
         async with asyncio.timeout(5):
             resp = await pool.post(server.url, "/v1/x", b"{}", {"x-request-id": "r"})
             assert (resp.status, resp.content_type, await resp.read()) == (200, "application/json", b"{}")
             resp.close()
     assert server.connections == 1
-    await pool.close()
 
 
 async def test_a_connection_idle_past_the_idle_timeout_is_not_reused(serve: Serve) -> None:
@@ -93,7 +109,7 @@ async def test_a_connection_idle_past_the_idle_timeout_is_not_reused(serve: Serv
     await pool.close()
 
 
-async def test_an_answer_not_read_to_its_end_closes_its_connection(serve: Serve) -> None:
+async def test_an_answer_not_read_to_its_end_closes_its_connection(serve: Serve, pool: Pool) -> None:
     async def stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
@@ -102,7 +118,6 @@ async def test_an_answer_not_read_to_its_end_closes_its_connection(serve: Serve)
         writer.close()
 
     server = await serve(stream)
-    pool = Pool(connect_timeout=5)
     async with asyncio.timeout(5):
         resp = await pool.post(server.url, "/v1/x", b"{}", {})
         assert await resp.readany() == b"data: "
@@ -111,10 +126,9 @@ async def test_an_answer_not_read_to_its_end_closes_its_connection(serve: Serve)
         assert await resp.readany() == b"data: "
         resp.close()
     assert server.connections == 2
-    await pool.close()
 
 
-async def test_a_connection_the_engine_closed_while_idle_is_replaced_once(serve: Serve) -> None:
+async def test_a_connection_the_engine_closed_while_idle_is_replaced_once(serve: Serve, pool: Pool) -> None:
     async def once_then_drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(OK)
@@ -122,7 +136,6 @@ async def test_a_connection_the_engine_closed_while_idle_is_replaced_once(serve:
         # Closes after the answer, like an engine's keep-alive expiring, without "connection: close".
 
     server = await serve(once_then_drop)
-    pool = Pool(connect_timeout=5)
     async with asyncio.timeout(5):
         for _ in range(3):
             resp = await pool.post(server.url, "/v1/x", b"{}", {})
@@ -130,10 +143,9 @@ async def test_a_connection_the_engine_closed_while_idle_is_replaced_once(serve:
             resp.close()
             await asyncio.sleep(0.05)  # let the close arrive (the pool may or may not have seen it)
     assert server.connections == 3
-    await pool.close()
 
 
-async def test_a_connection_closed_before_its_answer_was_released_is_not_kept(serve: Serve) -> None:
+async def test_a_connection_closed_before_its_answer_was_released_is_not_kept(serve: Serve, pool: Pool) -> None:
     closed = asyncio.Event()
 
     async def answer_and_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -144,7 +156,6 @@ async def test_a_connection_closed_before_its_answer_was_released_is_not_kept(se
         closed.set()
 
     server = await serve(answer_and_close)
-    pool = Pool(connect_timeout=5)
     async with asyncio.timeout(5):
         resp = await pool.post(server.url, "/v1/x", b"{}", {})
         assert await resp.read() == b"{}"
@@ -156,10 +167,9 @@ async def test_a_connection_closed_before_its_answer_was_released_is_not_kept(se
         assert await resp.read() == b"{}"
         resp.close()
     assert server.connections == 2
-    await pool.close()
 
 
-async def test_a_reused_connection_that_breaks_mid_answer_is_not_sent_again(serve: Serve) -> None:
+async def test_a_reused_connection_that_breaks_mid_answer_is_not_sent_again(serve: Serve, pool: Pool) -> None:
     # Only a connection that broke before any byte of the answer was idle-closed by the engine; one that
     # broke midway reached the engine, which may be generating: sending the request again would repeat it.
     async def ok_then_half(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -170,7 +180,6 @@ async def test_a_reused_connection_that_breaks_mid_answer_is_not_sent_again(serv
         await writer.drain()
 
     server = await serve(ok_then_half)
-    pool = Pool(connect_timeout=5)
     async with asyncio.timeout(5):
         resp = await pool.post(server.url, "/v1/x", b"{}", {})
         assert await resp.read() == b"{}"
@@ -178,10 +187,9 @@ async def test_a_reused_connection_that_breaks_mid_answer_is_not_sent_again(serv
         with pytest.raises(ProtocolError):
             await pool.post(server.url, "/v1/x", b"{}", {})
     assert server.connections == 1
-    await pool.close()
 
 
-async def test_chunks_arrive_as_sent_and_a_close_mid_body_is_a_protocol_error(serve: Serve) -> None:
+async def test_chunks_arrive_as_sent_and_a_close_mid_body_is_a_protocol_error(serve: Serve, pool: Pool) -> None:
     gate = asyncio.Event()
 
     async def chunks_then_die(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -194,7 +202,6 @@ async def test_chunks_arrive_as_sent_and_a_close_mid_body_is_a_protocol_error(se
         writer.transport.abort()
 
     server = await serve(chunks_then_die)
-    pool = Pool(connect_timeout=5)
     async with asyncio.timeout(5):
         resp = await pool.post(server.url, "/v1/x", b"{}", {})
         assert await resp.readany() == b"abc"
@@ -203,32 +210,28 @@ async def test_chunks_arrive_as_sent_and_a_close_mid_body_is_a_protocol_error(se
         with pytest.raises(ProtocolError):
             await resp.readany()
         resp.close()
-    await pool.close()
 
 
-async def test_a_body_ended_by_the_close_of_its_connection_is_whole(serve: Serve) -> None:
+async def test_a_body_ended_by_the_close_of_its_connection_is_whole(serve: Serve, pool: Pool) -> None:
     async def until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it")
         await writer.drain()
 
     server = await serve(until_close)
-    pool = Pool(connect_timeout=5)
     async with asyncio.timeout(5):
         resp = await pool.post(server.url, "/v1/x", b"{}", {})
         assert await resp.read() == b"all of it"
         resp.close()
-    await pool.close()
 
 
-async def test_not_http_is_a_protocol_error_and_a_refused_connect_a_connect_error(serve: Serve) -> None:
+async def test_not_http_is_a_protocol_error_and_a_refused_connect_a_connect_error(serve: Serve, pool: Pool) -> None:
     async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(b"SSH-2.0-OpenSSH\r\n\r\n")
         await writer.drain()
 
     server = await serve(garbage)
-    pool = Pool(connect_timeout=5)
     async with asyncio.timeout(5):
         with pytest.raises(ProtocolError):
             await pool.post(server.url, "/v1/x", b"{}", {})
@@ -238,11 +241,10 @@ async def test_not_http_is_a_protocol_error_and_a_refused_connect_a_connect_erro
         await server.server.wait_closed()
         with pytest.raises(ConnectError):
             await pool.post(url, "/v1/x", b"{}", {})
-    await pool.close()
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
-async def test_a_reader_that_falls_behind_pauses_the_engine_connection(serve: Serve, framing: str) -> None:
+async def test_a_reader_that_falls_behind_pauses_the_engine_connection(serve: Serve, pool: Pool, framing: str) -> None:
     size = 1 << 20
 
     async def big(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -257,7 +259,6 @@ async def test_a_reader_that_falls_behind_pauses_the_engine_connection(serve: Se
         await writer.drain()
 
     server = await serve(big)
-    pool = Pool(connect_timeout=5)
     async with asyncio.timeout(5):
         resp = await pool.post(server.url, "/v1/x", b"{}", {})
         got = 0
@@ -267,10 +268,9 @@ async def test_a_reader_that_falls_behind_pauses_the_engine_connection(serve: Se
             assert got < size
         assert got + len(await resp.read()) == size
         resp.close()
-    await pool.close()
 
 
-async def test_what_arrives_between_two_reads_waits_for_the_next(serve: Serve) -> None:
+async def test_what_arrives_between_two_reads_waits_for_the_next(serve: Serve, pool: Pool) -> None:
     gates = [asyncio.Event(), asyncio.Event()]
     done = asyncio.Event()
 
@@ -286,7 +286,6 @@ async def test_what_arrives_between_two_reads_waits_for_the_next(serve: Serve) -
         done.set()
 
     server = await serve(two_parts)
-    pool = Pool(connect_timeout=5)
     async with asyncio.timeout(5):
         resp = await pool.post(server.url, "/v1/x", b"{}", {})
         reading = asyncio.create_task(resp.readany())  # waits: nothing of the body has been sent
@@ -296,10 +295,9 @@ async def test_what_arrives_between_two_reads_waits_for_the_next(serve: Serve) -
         await done.wait()
         assert await resp.read() == b"de"
         resp.close()
-    await pool.close()
 
 
-async def test_connections_of_concurrent_requests_are_all_kept_for_the_next_ones(serve: Serve) -> None:
+async def test_connections_of_concurrent_requests_are_all_kept_for_the_next_ones(serve: Serve, pool: Pool) -> None:
     release = asyncio.Event()
 
     async def held_answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -312,27 +310,19 @@ async def test_connections_of_concurrent_requests_are_all_kept_for_the_next_ones
             writer.write(OK)
 
     server = await serve(held_answers)
-    pool = Pool(connect_timeout=5)
-
-    async def one() -> bytes:
-        resp = await pool.post(server.url, "/v1/x", b"{}", {})
-        body = await resp.read()
-        resp.close()
-        return body
 
     async with asyncio.timeout(5):
         for _ in range(2):  # three at once, twice: the first three connections serve the second three
-            tasks = [asyncio.create_task(one()) for _ in range(3)]
+            tasks = [asyncio.create_task(fetch(pool, server.url)) for _ in range(3)]
             while server.connections < 3:
                 await asyncio.sleep(0)
             release.set()
             assert await asyncio.gather(*tasks) == [b"{}"] * 3
             release.clear()
     assert server.connections == 3
-    await pool.close()
 
 
-async def test_an_idle_connection_the_engine_closes_leaves_the_others_kept(serve: Serve) -> None:
+async def test_an_idle_connection_the_engine_closes_leaves_the_others_kept(serve: Serve, pool: Pool) -> None:
     release = asyncio.Event()
 
     async def first_closes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -349,38 +339,29 @@ async def test_an_idle_connection_the_engine_closes_leaves_the_others_kept(serve
                 return
 
     server = await serve(first_closes)
-    pool = Pool(connect_timeout=5)
-
-    async def one() -> bytes:
-        resp = await pool.post(server.url, "/v1/x", b"{}", {})
-        body = await resp.read()
-        resp.close()
-        return body
 
     async with asyncio.timeout(5):
-        tasks = [asyncio.create_task(one()) for _ in range(2)]
+        tasks = [asyncio.create_task(fetch(pool, server.url)) for _ in range(2)]
         while server.connections < 2:
             await asyncio.sleep(0)
         release.set()
         assert await asyncio.gather(*tasks) == [b"{}"] * 2
-        await asyncio.sleep(0.05)  # let the first connection's close reach the pool while it is idle
-        assert await one() == b"{}"  # on the connection still open
+        # the first connection's close reaches the pool while it is idle: one idle connection is left
+        await until(lambda: sum(map(len, pool._idle.values())) == 1, "the closed connection dropped")
+        assert await fetch(pool, server.url) == b"{}"  # on the connection still open
     assert server.connections == 2
-    await pool.close()
 
 
-async def test_a_body_cut_short_of_its_content_length_is_a_protocol_error(serve: Serve) -> None:
+async def test_a_body_cut_short_of_its_content_length_is_a_protocol_error(serve: Serve, pool: Pool) -> None:
     async def short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n{"a"')
         await writer.drain()
 
     server = await serve(short)
-    pool = Pool(connect_timeout=5)
     async with asyncio.timeout(5):
         resp = await pool.post(server.url, "/v1/x", b"{}", {})
         with pytest.raises(ProtocolError):
             await resp.read()  # never a short body passed on as the whole answer
         resp.close()
         assert (await resp.readany(), await resp.read()) == (b"", b"")  # a closed answer reads as ended
-    await pool.close()

@@ -50,19 +50,22 @@ def zipf_sequence(names: list[str], requests: int, exponent: float, seed: int) -
     return rng.choices(names, weights=weights, k=requests)
 
 
+def lru_use(cache: list[str], name: str, slots: int) -> bool:
+    """``name`` served from an LRU cache of ``slots`` adapters (vLLM's policy), oldest first; True if it loaded."""
+    loaded = name not in cache
+    if loaded:
+        if len(cache) >= slots:
+            cache.pop(0)
+    else:
+        cache.remove(name)
+    cache.append(name)
+    return loaded
+
+
 def lru_loads(sequence: list[str], slots: int) -> int:
-    """Loads of one LRU cache of ``slots`` adapters serving ``sequence`` in order, from empty (vLLM's policy)."""
+    """Loads of one LRU cache of ``slots`` adapters serving ``sequence`` in order, from empty."""
     cache: list[str] = []
-    loads = 0
-    for name in sequence:
-        if name in cache:
-            cache.remove(name)
-        else:
-            loads += 1
-            if len(cache) >= slots:
-                cache.pop(0)
-        cache.append(name)
-    return loads
+    return sum(lru_use(cache, name, slots) for name in sequence)
 
 
 def round_robin(sequence: list[str], replicas: int, slots: int) -> int:
@@ -229,14 +232,7 @@ def simulate_gateway(
         in_flight[url] += 1
         served[url] += 1
         open_.append((url, adapter))
-        cache = engines[url]
-        if adapter in cache:
-            cache.remove(adapter)
-        else:
-            loads += 1
-            if len(cache) >= slots:
-                cache.pop(0)
-        cache.append(adapter)
+        loads += lru_use(engines[url], adapter, slots)
     return {"loads": loads, "max_over_mean": round(max(served.values()) / (len(sequence) / 2), 3)}
 
 

@@ -90,12 +90,10 @@ async def gateways(engine: str, catalog: Path, run_dir: Path, redis: str) -> Asy
         "INFERSTACK_ADAPTERS__SHARE_INTERVAL": "0.1",
         "INFERSTACK_HEALTH__INTERVAL": "0.2",
     }
-    try:  # started in threads: they wait for /readyz, which needs this loop's engine to answer
-        yield list(
-            await asyncio.gather(
-                *(asyncio.to_thread(devstack.start_gateway, stack, [engine], env=env, timeout=30) for _ in range(2))
-            )
-        )
+    # Each is started in a thread (it waits for /readyz, which needs this loop's engine to answer), one
+    # after the other: started at once, both could pick the same free port before either bound it.
+    try:
+        yield [await asyncio.to_thread(devstack.start_gateway, stack, [engine], env=env, timeout=30) for _ in range(2)]
     finally:
         await asyncio.to_thread(stack.stop)
 

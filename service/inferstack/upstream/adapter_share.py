@@ -16,7 +16,10 @@ Each gateway writes, per replica, when it last sent each adapter there, and read
 Fail open: while Redis is down (``RedisHealth``) nothing is exchanged, each gateway routes on its own
 record, and ``inferstack_dependency_errors_total{dependency="redis",feature="adapters"}`` counts every
 exchange skipped or failed. Sends noted meanwhile are kept (the latest per replica and adapter, at most
-``BUFFER``) and written once Redis is back.
+``BUFFER``) and written once Redis is back. A Redis that answers with an error (a key of another type
+under our prefix) is not down: the exchange is counted and logged, and Redis stays up for the features
+that fail closed. Whatever else goes wrong in an exchange is logged and counted too: the loop goes on
+(a dead loop would leave every gateway on its own record, silently).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import asyncio
 import logging
 from collections import OrderedDict
 from typing import Any
+
+from redis.exceptions import ResponseError
 
 from ..clock import monotonic
 from ..config import Adapters as AdapterSettings
@@ -73,6 +78,8 @@ class SharedUse:
         self._write = redis.register_script(_WRITE)
         self._pending: OrderedDict[tuple[str, str], float] = OrderedDict()
         """(replica, adapter) -> monotonic time of its last send not yet written, oldest first."""
+        self._failing = False
+        """An exchange failed (not for Redis being down) and none has succeeded since: logged once."""
         placement.on_use = self.note
 
     def note(self, url: str, adapter: str) -> None:
@@ -104,17 +111,22 @@ class SharedUse:
             for url in urls:
                 pipe.zrange(key_of(url), 0, -1)
             found = await pipe.execute()
+        except ResponseError as exc:  # Redis answered: our data is wrong, not Redis down
+            self._failed("shared adapter record: redis refused the exchange", exc)
+            return False
         except REDIS_ERRORS as exc:
             health.mark_down(FEATURE, exc)
             health.count(FEATURE)
             return False
+        self._failing = False
         for item in sending:  # written: unless sent again meanwhile (then its newer time waits)
             if self._pending.get(item[0]) == item[1]:
                 del self._pending[item[0]]
         for url, members in zip(urls, found, strict=True):
             if url not in self._placement.replicas:
                 continue  # left while we waited
-            order = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+            # Another writer's bytes need not be UTF-8: a replaced character names no adapter.
+            order = [m.decode(errors="replace") if isinstance(m, bytes) else str(m) for m in members]
             since = [adapter for (u, adapter) in self._pending if u == url]
             self._placement.observe_shared(url, order, since)
         return True
@@ -122,4 +134,14 @@ class SharedUse:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            await self.exchange()
+            try:
+                await self.exchange()
+            except Exception as exc:  # a bug or bad data in one exchange must not end sharing
+                self._failed("shared adapter record: exchange failed", exc)
+
+    def _failed(self, message: str, exc: BaseException) -> None:
+        """Counted every time; logged once per run of failures (every interval would flood the log)."""
+        self._health.count(FEATURE)
+        if not self._failing:
+            self._failing = True
+            log.error(message, exc_info=exc)

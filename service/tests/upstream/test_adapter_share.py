@@ -16,8 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
 
 import inferstack_devstack as devstack
+from inferstack.upstream.adapter_share import key_of
 from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
 
 from ..filters.conftest import redis_url  # noqa: F401  (the real redis-server fixture)
@@ -153,3 +155,54 @@ async def test_without_redis_a_gateway_routes_on_its_own_record_and_counts_it(tm
         await complete(url, "a3")
         found = await metrics(url.admin)
         assert value(found, "inferstack_adapter_routing_decisions_total", model="a3", reason="loaded") == 1
+
+
+async def test_bad_data_in_redis_is_counted_and_neither_downs_redis_nor_ends_sharing(
+    tmp_path: Path,
+    redis_url: str,  # noqa: F811
+) -> None:
+    """Redis answering with an error (our key holds another type) is not Redis down: the limits that
+    fail closed keep working and /readyz stays 200. A member that is not UTF-8 (another writer's) names
+    no adapter and must not end the exchange loop: a later record from another gateway still counts."""
+    catalog = write_catalog(tmp_path)
+    redis = Redis.from_url(redis_url)
+    async with running_engine(engine_config()) as engine:
+        key = key_of(engine)
+        await redis.set(key, "not a sorted set")
+        try:
+            async with running_gateway(
+                [engine],
+                catalog_file=str(catalog),
+                routing_policy="adapter_affinity",
+                redis_url=redis_url,
+                # Redis marked down would stay down (no PING for a minute) and limits would refuse.
+                tenancy={"cache": {"enabled": False}, "redis": {"limits": "closed", "check_interval": 60}},
+                adapters={"share_interval": 0.05},
+            ) as (url, _):
+                for name in ADAPTERS:  # the engine's LRU: a2, a3 resident, a1 evicted
+                    await complete(url, name)
+
+                async def refused() -> bool:
+                    found = await metrics(url.admin)
+                    return value(found, "inferstack_dependency_errors_total", feature="adapters") >= 3
+
+                await until(refused, "the refused exchanges to be counted")
+                async with httpx.AsyncClient() as http:
+                    assert (await http.get(url + "/readyz")).status_code == 200
+                assert value(await metrics(url.admin), "inferstack_dependency_up", dependency="redis") == 1
+
+                # Another gateway sends a1 there now; and someone wrote bytes that are not UTF-8.
+                await redis.delete(key)
+                seconds, micros = await redis.time()
+                now = seconds * 1000 + micros // 1000
+                await redis.zadd(key, {"a1": now + 1000, b"\xff\xfe": now + 1001})
+
+                async def learned() -> bool:
+                    found = await metrics(url.admin)
+                    held = {n: value(found, "inferstack_adapter_replicas", adapter=n) for n in ADAPTERS}
+                    return held["a1"] == 1.0 and held["a2"] == 0.0
+
+                await until(learned, "the other gateway's send of a1 to count")
+        finally:
+            await redis.delete(key)
+            await redis.aclose()

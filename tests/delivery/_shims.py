@@ -1,5 +1,5 @@
-"""Stand-ins for the cloud-facing CLIs the pipeline's scripts call (terraform output, docker buildx
-imagetools, aws ecr, skopeo): small programs on PATH that answer from a JSON state file and record every
+"""Stand-ins for the cloud-facing CLIs the pipeline's scripts call (terraform output, aws ecr, skopeo,
+kubectl): small programs on PATH that answer from a JSON state file and record every
 call, so a test runs the real script and then reads what it asked the cloud to do."""
 
 from __future__ import annotations
@@ -85,20 +85,6 @@ def _terraform(args: list[str], state: dict[str, Any]) -> int:
     elif value is not None:
         sys.stdout.write(str(value).lower() if isinstance(value, bool) else str(value))
     return 0
-
-
-def _docker(args: list[str], state: dict[str, Any]) -> int:
-    if args[:3] == ["buildx", "imagetools", "inspect"]:
-        ref = args[3]
-        # "resolve": {ref: digest}; "resolve_any": one digest for every ref (third-party tags).
-        digest = state.get("resolve", {}).get(ref, state.get("resolve_any"))
-        if digest is None:
-            print(f"ERROR: {ref}: not found", file=sys.stderr)
-            return 1
-        print(json.dumps({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest}))
-        return 0
-    print(f"docker shim: unsupported {args}", file=sys.stderr)
-    return 1
 
 
 def _arg(args: list[str], flag: str) -> str:
@@ -281,7 +267,7 @@ def _kubectl_deployments(args: list[str], state: dict[str, Any]) -> int:
 
 
 def _refuse(args: list[str], state: dict[str, Any]) -> int:
-    """crane: present so that a script calling it is recorded (and fails)."""
+    """docker and crane: present so that a script calling them is recorded (and fails)."""
     print(f"shim: this script must not need {args}", file=sys.stderr)
     return 1
 
@@ -337,7 +323,7 @@ def _skopeo(args: list[str], state: dict[str, Any]) -> int:
 
 _HANDLERS = {
     "terraform": _terraform,
-    "docker": _docker,
+    "docker": _refuse,
     "aws": _aws,
     "kubectl": _kubectl,
     "crane": _refuse,

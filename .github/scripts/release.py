@@ -8,15 +8,17 @@ What it does, in order (deploy-env.yml's "Render the release" step is exactly th
      digests, so the overlay's cluster/ values (ECR names, node role, bucket) are this account's and
      the checkout is left alone;
   3. renders the overlay the cluster's compute_mode needs (auto -> overlays/aws-gpu, karpenter ->
-     overlays/aws-gpu-karpenter) under a release kustomization that pins every other image that still
-     has only a tag to the digest the registry resolves it to now;
+     overlays/aws-gpu-karpenter) under a release kustomization that points every third-party image
+     (Valkey, the adapter-sync sidecar: the manifests name their upstream tag) at its ECR mirror, at
+     the digest images.yml scanned and copied there (mirror.py); nothing is resolved here;
   4. checks the result: our images are exactly the published `repo@sha256:...` (one registry for every
      environment: the cluster's ECR must be the one images.yml pushed to), every image is pinned by
-     digest, and no example account (111122223333) is left. Writes <out>/release.yaml.
+     digest and comes from that registry (no Docker Hub, no public.ecr.aws), and no example account
+     (111122223333) is left. Writes <out>/release.yaml.
 
---images is images.yml's JSON: {"gateway": "<repo>@sha256:...", "engine-gpu": "<repo>@sha256:..."}.
-Tools on PATH: terraform, kubectl (kustomize), bash; docker (buildx imagetools) only when an image
-needs resolving. Exit 1 with one line per problem.
+--images is images.yml's JSON: {"gateway": "<repo>@sha256:...", "engine-gpu": "<repo>@sha256:...",
+"valkey": "<prefix>/mirror/docker.io/valkey/valkey@sha256:...", ...}: every key besides ours is a
+mirror. Tools on PATH: terraform, kubectl (kustomize), bash. Exit 1 with one line per problem.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from mirror import mirror_repository, mirror_tag
+from registry import RegistryError
 
 REPO = Path(__file__).resolve().parents[2]
 OVERLAYS = {"auto": "aws-gpu", "karpenter": "aws-gpu-karpenter"}
@@ -59,35 +64,65 @@ def terraform_outputs(tf_dir: Path) -> dict[str, str]:
 
 
 def published(images_json: str) -> dict[str, tuple[str, str]]:
-    """images.json -> {key: (repository, digest)}; refuses anything not pinned by digest."""
+    """images.json -> {key: (repository, digest)}, ours and the mirrors; refuses anything not pinned by digest."""
     try:
         images = json.loads(images_json)
     except json.JSONDecodeError as exc:
         raise ReleaseError(f"--images is not JSON: {exc}") from exc
-    out = {}
+    if not isinstance(images, dict):
+        raise ReleaseError("--images is not a JSON object")
     for key in OURS:
-        ref = images.get(key) if isinstance(images, dict) else None
-        if not isinstance(ref, str):
+        if not isinstance(images.get(key), str):
             raise ReleaseError(f"--images has no {key!r}")
-        repo, _, digest = split_ref(ref)
+    out = {}
+    for key, ref in images.items():
+        repo, _, digest = split_ref(str(ref))
         if not DIGEST.match(digest):
             raise ReleaseError(f"{key} is not pinned to a digest: {ref}")
-        out[key] = (repo, digest)
+        out[str(key)] = (repo, digest)
     return out
 
 
-def resolve_digest(ref: str) -> str:
-    """The digest a tag points at now (the index digest for multi-platform images)."""
-    raw = _run(["docker", "buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}"])
-    digest = str(json.loads(raw).get("digest", ""))
-    if not DIGEST.match(digest):
-        raise ReleaseError(f"could not resolve {ref} to a digest (got {digest!r})")
-    return digest
+def pin_entries(base: str, images: dict[str, tuple[str, str]], prefix: str) -> list[str]:
+    """The release kustomization's `images:` entries: ours to their published digests; every other image
+    to its mirror under <prefix>/mirror/ at the digest images.yml scanned (never to the upstream)."""
+    pins = {repo: digest for key, (repo, digest) in images.items() if key in OURS}
+    mirrors = {repo: digest for key, (repo, digest) in images.items() if key not in OURS}
+    entries: list[str] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for ref in sorted(set(IMAGE_LINE.findall(base))):
+        repo, tag, digest = split_ref(ref)
+        if repo in pins:
+            entry = f"  - name: {repo}\n" + (f'    newTag: "{tag}"\n' if tag else "")
+            entries.append(entry + f"    digest: {pins[repo]}\n")
+            continue
+        try:
+            target = mirror_repository(prefix, repo)
+        except RegistryError as exc:
+            problems.append(f"{ref}: {exc}")
+            continue
+        scanned = mirrors.get(target)
+        if scanned is None:
+            problems.append(f"{ref} has no mirror in --images: images.yml's third-party job copies it to {target}")
+        elif repo in seen:
+            problems.append(f"{repo} appears with two tags: one mirror entry cannot pin both")
+        elif digest and digest != scanned:
+            problems.append(f"{ref}: the manifests pin another digest than the scanned {scanned}")
+        else:
+            entry = f"  - name: {repo}\n    newName: {target}\n"
+            entry += f'    newTag: "{mirror_tag(tag, scanned)}"\n' if tag else ""
+            entries.append(entry + f"    digest: {scanned}\n")
+        seen.add(repo)
+    if problems:
+        raise ReleaseError("\n".join(problems))
+    return entries
 
 
 def render(env: str, images_json: str, out: Path, tf_dir: Path | None = None) -> Path:
     tf_dir = tf_dir or REPO / "terraform" / "envs" / env
-    ours = published(images_json)
+    images = published(images_json)
+    ours = {key: ref for key, ref in images.items() if key in OURS}
     outputs = terraform_outputs(tf_dir)
     mode = outputs.get("compute_mode", "")
     if mode not in OVERLAYS:
@@ -98,6 +133,13 @@ def render(env: str, images_json: str, out: Path, tf_dir: Path | None = None) ->
         "(one registry for every environment: see .github/workflows/README.md)"
         for key, (repo, _) in ours.items()
         if outputs.get(OURS[key]) != repo
+    ]
+    # <account>.dkr.ecr.<region>.amazonaws.com/<prefix>: the cluster's registry, mirrors included.
+    prefix = outputs[OURS["gateway"]].rpartition("/")[0]
+    problems += [
+        f"{key}: mirrored to {repo}, not under {prefix}/mirror/ (one registry for every environment)"
+        for key, (repo, _) in images.items()
+        if key not in OURS and not repo.startswith(f"{prefix}/mirror/")
     ]
     if problems:
         raise ReleaseError("\n".join(problems))
@@ -125,17 +167,7 @@ def render(env: str, images_json: str, out: Path, tf_dir: Path | None = None) ->
     overlay_dir = out / "k8s" / "overlays" / overlay
     base = _run(["kubectl", "kustomize", str(overlay_dir)])
 
-    pins = {repo: digest for repo, digest in ours.values()}
-    entries = []
-    for ref in sorted(set(IMAGE_LINE.findall(base))):
-        repo, tag, digest = split_ref(ref)
-        if digest and repo not in pins:
-            continue
-        digest = pins.get(repo) or resolve_digest(ref)
-        entry = f"  - name: {repo}\n"
-        if tag:
-            entry += f'    newTag: "{tag}"\n'
-        entries.append(entry + f"    digest: {digest}\n")
+    entries = pin_entries(base, images, prefix)
     release_dir = out / "release"
     release_dir.mkdir()
     (release_dir / "kustomization.yaml").write_text(
@@ -144,7 +176,7 @@ def render(env: str, images_json: str, out: Path, tf_dir: Path | None = None) ->
         f"resources:\n  - ../k8s/overlays/{overlay}\nimages:\n" + "".join(entries)
     )
     manifest = _run(["kubectl", "kustomize", str(release_dir)])
-    check(manifest, ours)
+    check(manifest, images, prefix)
     target = out / "release.yaml"
     target.write_text(manifest)
     print(f"release for {env}: overlays/{overlay} (compute_mode {mode}) -> {target}")
@@ -153,13 +185,18 @@ def render(env: str, images_json: str, out: Path, tf_dir: Path | None = None) ->
     return target
 
 
-def check(manifest: str, ours: dict[str, tuple[str, str]]) -> None:
-    images = set(IMAGE_LINE.findall(manifest))
-    problems = [f"not pinned to a digest: {ref}" for ref in sorted(images) if not DIGEST.match(split_ref(ref)[2])]
-    for key, (repo, digest) in ours.items():
-        found = {split_ref(ref)[2] for ref in images if split_ref(ref)[0] == repo}
-        if found != {digest}:
+def check(manifest: str, images: dict[str, tuple[str, str]], prefix: str) -> None:
+    refs = set(IMAGE_LINE.findall(manifest))
+    problems = [f"not pinned to a digest: {ref}" for ref in sorted(refs) if not DIGEST.match(split_ref(ref)[2])]
+    # No third-party registry: every image comes from the cluster's ECR (ours or a mirror).
+    problems += [f"not from our registry {prefix}: {ref}" for ref in sorted(refs) if not ref.startswith(f"{prefix}/")]
+    for key, (repo, digest) in images.items():
+        found = {split_ref(ref)[2] for ref in refs if split_ref(ref)[0] == repo}
+        if (found and found != {digest}) or (key in OURS and not found):
             problems.append(f"{key}: expected {repo}@{digest}, the release has {sorted(found) or 'none'}")
+        elif not found:
+            # Mirrored and scanned, but the manifests no longer run it: the lists drifted apart.
+            print(f"::warning::{key} ({repo}) is mirrored but not in the release", file=sys.stderr)
     if EXAMPLE_ACCOUNT in manifest:
         problems.append(f"the example account {EXAMPLE_ACCOUNT} is still in the release")
     if problems:

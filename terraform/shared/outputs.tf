@@ -8,6 +8,11 @@ output "ecr_engine_url" {
   value       = module.registry.repository_urls["engine"]
 }
 
+output "ecr_mirror_urls" {
+  description = "Mirror of each third-party image by upstream repository (images.yml copies the scanned digest there; the release points the manifests at it)."
+  value       = module.registry.mirror_repository_urls
+}
+
 output "registry_id" {
   description = "Registry (account) ID, for `aws ecr get-login-password`."
   value       = module.registry.registry_id

@@ -3,7 +3,8 @@ and `destroy` of every stack the AWS emulator supports, against moto's server on
 
 Three stacks run side by side in one moto (the S3 lifecycle configurations each wait about 55 s):
   bootstrap    terraform/bootstrap as is (state bucket), local state
-  shared       terraform/shared as is (one ECR registry, the GitHub OIDC provider, the push role)
+  shared       terraform/shared as is (one ECR registry with the third-party mirrors, the GitHub OIDC
+               provider, the push role)
   environment  a root composing modules/network, modules/models, modules/karpenter, modules/edge and
                modules/ci (the environment's plan / apply roles) as modules/platform does, minus EKS
 What moto cannot do is switched off by override files (`count = 0`) and stays plan-only under
@@ -263,6 +264,9 @@ def test_apply_replan_destroy_against_moto(moto: str, tmp_path: Path) -> None:
     for expected in (
         "aws_s3_bucket.state",
         'module.registry.aws_ecr_repository.this["gateway"]',
+        # A third-party image's mirror (a name with a registry host and several path components).
+        'module.registry.aws_ecr_repository.this["mirror/docker.io/valkey/valkey"]',
+        'module.registry.aws_ecr_lifecycle_policy.this["mirror/public.ecr.aws/aws-cli/aws-cli"]',
         "module.ci[0].aws_iam_openid_connect_provider.github[0]",
         "module.network.aws_vpc.this",
         "module.models.aws_s3_bucket.models",

@@ -1,5 +1,5 @@
-"""Stand-ins for the cloud-facing CLIs the pipeline's scripts call (terraform output, docker buildx
-imagetools, aws ecr): small programs on PATH that answer from a JSON state file and record every
+"""Stand-ins for the cloud-facing CLIs the pipeline's scripts call (terraform output, aws ecr, skopeo,
+kubectl): small programs on PATH that answer from a JSON state file and record every
 call, so a test runs the real script and then reads what it asked the cloud to do."""
 
 from __future__ import annotations
@@ -85,20 +85,6 @@ def _terraform(args: list[str], state: dict[str, Any]) -> int:
     elif value is not None:
         sys.stdout.write(str(value).lower() if isinstance(value, bool) else str(value))
     return 0
-
-
-def _docker(args: list[str], state: dict[str, Any]) -> int:
-    if args[:3] == ["buildx", "imagetools", "inspect"]:
-        ref = args[3]
-        # "resolve": {ref: digest}; "resolve_any": one digest for every ref (third-party tags).
-        digest = state.get("resolve", {}).get(ref, state.get("resolve_any"))
-        if digest is None:
-            print(f"ERROR: {ref}: not found", file=sys.stderr)
-            return 1
-        print(json.dumps({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": digest}))
-        return 0
-    print(f"docker shim: unsupported {args}", file=sys.stderr)
-    return 1
 
 
 def _arg(args: list[str], flag: str) -> str:
@@ -281,18 +267,67 @@ def _kubectl_deployments(args: list[str], state: dict[str, Any]) -> int:
 
 
 def _refuse(args: list[str], state: dict[str, Any]) -> int:
-    """crane and skopeo: present so that a script calling them is recorded (and fails)."""
+    """docker and crane: present so that a script calling them is recorded (and fails)."""
     print(f"shim: this script must not need {args}", file=sys.stderr)
+    return 1
+
+
+def _skopeo(args: list[str], state: dict[str, Any]) -> int:
+    """`skopeo inspect --raw` and `skopeo copy` between an upstream registry and our ECR.
+
+    state["upstream"]: {name as the script writes it: {"tags": {tag: digest}, "manifests": {digest:
+    text}}} (no name normalisation here: the script must name the image the way the test does).
+    A copy lands in state["ecr"] ({repository: {tag: digest}}, the `aws` shim's, immutable tags) under
+    the path after the destination's host. Without --all only one platform's manifest is copied, so
+    the mirror gets another digest than the index's, as with the real skopeo; state["rewrites"] makes
+    the destination store another digest whatever the flags."""
+    upstream: dict[str, dict[str, dict[str, str]]] = state.get("upstream", {})
+    refs = [a.removeprefix("docker://") for a in args if a.startswith("docker://")]
+
+    def manifest(ref: str) -> tuple[str, str] | None:
+        name, _, digest = ref.partition("@")
+        if not digest:
+            name, _, tag = name.rpartition(":")
+            digest = upstream.get(name, {}).get("tags", {}).get(tag, "")
+        text = upstream.get(name, {}).get("manifests", {}).get(digest)
+        return None if text is None else (digest, text)
+
+    if args[:1] == ["inspect"] and "--raw" in args and len(refs) == 1:
+        found = manifest(refs[0])
+        if found is None:
+            print(f"FATA[0000] Error reading manifest {refs[0]}: manifest unknown", file=sys.stderr)
+            return 1
+        sys.stdout.write(found[1])
+        return 0
+    if args[:1] == ["copy"] and len(refs) == 2:
+        found = manifest(refs[0])
+        if found is None:
+            print(f"FATA[0000] initializing source {refs[0]}: manifest unknown", file=sys.stderr)
+            return 1
+        # Without --all: one platform's manifest. state["rewrites"]: a registry storing something else.
+        digest = found[0] if "--all" in args and not state.get("rewrites") else "sha256:" + "f" * 64
+        host, _, path = refs[1].partition("/")
+        repo, _, tag = path.rpartition(":")
+        tags = state.setdefault("ecr", {}).get(repo)
+        if tags is None:
+            print(f"FATA[0000] trying to reuse blob in {host}/{repo}: name unknown", file=sys.stderr)
+            return 1
+        if tags.get(tag, digest) != digest:
+            print(f"FATA[0000] writing manifest: tag invalid: {tag} is immutable", file=sys.stderr)
+            return 1
+        tags[tag] = digest
+        return 0
+    print(f"skopeo shim: unsupported {args}", file=sys.stderr)
     return 1
 
 
 _HANDLERS = {
     "terraform": _terraform,
-    "docker": _docker,
+    "docker": _refuse,
     "aws": _aws,
     "kubectl": _kubectl,
     "crane": _refuse,
-    "skopeo": _refuse,
+    "skopeo": _skopeo,
 }
 
 

@@ -82,3 +82,15 @@ def test_promotion_refuses_a_bad_tag(tmp_path: Path) -> None:
     code, _, err = _call(shims, "promote", "--images", json.dumps(IMAGES), "--tag", "prod 1; rm")
     assert code == 1 and "not a valid tag" in err
     assert not shims.calls("aws")
+
+
+def test_promotion_tags_the_mirrors_prod_runs_too(tmp_path: Path) -> None:
+    """images.json carries the third-party mirrors (mirror.py's records): promotion tags their digests
+    like ours, so the mirror's lifecycle rule counts the image prod runs as a recent one."""
+    mirror = f"{HOST}/inferstack/mirror/docker.io/valkey/valkey"
+    ecr = {"inferstack/mirror/docker.io/valkey/valkey": {f"8.1.4-alpine-{D3[7:19]}": D3}}
+    shims = Shims(tmp_path, {"ecr": ecr}).add("aws")
+    code, out, err = _call(shims, "promote", "--images", json.dumps({"valkey": f"{mirror}@{D3}"}), "--tag", "prod-1234")
+    assert code == 0, err
+    assert json.loads(out) == {"valkey": f"{mirror}@{D3}"}
+    assert shims.state["ecr"]["inferstack/mirror/docker.io/valkey/valkey"]["prod-1234"] == D3

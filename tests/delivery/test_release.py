@@ -1,7 +1,8 @@
 """The release step (.github/scripts/release.py) run for real for each environment: Terraform's
 outputs come from a shim (a fake account), `aws-cluster-values.sh` and `kubectl kustomize` are the
-real ones. Every image must come out pinned by digest to the one registry, on the overlay the
-environment's compute mode needs, with no example account left."""
+real ones. Every image must come out pinned by digest to the one registry (third-party images to
+their mirror there, at the digest images.yml scanned), on the overlay the environment's compute mode
+needs, with no example account left."""
 
 from __future__ import annotations
 
@@ -21,7 +22,13 @@ ACCOUNT = "210987654321"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/inferstack"
 GATEWAY_DIGEST = "sha256:" + "1" * 64
 ENGINE_DIGEST = "sha256:" + "2" * 64
-THIRD_PARTY_DIGEST = "sha256:" + "3" * 64
+VALKEY_DIGEST = "sha256:" + "3" * 64
+AWS_CLI_DIGEST = "sha256:" + "4" * 64
+# images.yml's records of the third-party images it scanned and copied (mirror.py): key -> mirror.
+MIRRORS = {
+    "valkey": f"{REGISTRY}/mirror/docker.io/valkey/valkey@{VALKEY_DIGEST}",
+    "adapter-sync": f"{REGISTRY}/mirror/public.ecr.aws/aws-cli/aws-cli@{AWS_CLI_DIGEST}",
+}
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 # The compute mode each environment's Terraform runs (the envs' compute_mode defaults).
 MODES = {"dev": "auto", "prod": "karpenter"}
@@ -61,16 +68,17 @@ def _outputs(env: str) -> dict[str, Any]:
     return values
 
 
-def _images(gateway_repo: str = f"{REGISTRY}/gateway") -> str:
-    return json.dumps(
-        {"gateway": f"{gateway_repo}@{GATEWAY_DIGEST}", "engine-gpu": f"{REGISTRY}/engine@{ENGINE_DIGEST}"}
-    )
+def _images(gateway_repo: str = f"{REGISTRY}/gateway", **mirrors: str | None) -> str:
+    """images.yml's images.json; a mirror given as None is left out."""
+    images = {"gateway": f"{gateway_repo}@{GATEWAY_DIGEST}", "engine-gpu": f"{REGISTRY}/engine@{ENGINE_DIGEST}"}
+    images |= {k: v for k, v in (MIRRORS | mirrors).items() if v is not None}
+    return json.dumps(images)
 
 
 def _release(tmp_path: Path, env: str, images: str) -> tuple[int, str, Shims]:
-    # Any third-party image still on a tag resolves (in the shim) to one digest.
-    state = {"terraform_outputs": _outputs(env), "resolve_any": THIRD_PARTY_DIGEST}
-    shims = Shims(tmp_path / "shims", state).add("terraform", "docker")
+    # No registry here: the docker, skopeo and crane shims record (and fail) any attempt to resolve or copy.
+    state = {"terraform_outputs": _outputs(env)}
+    shims = Shims(tmp_path / "shims", state).add("terraform", "docker", "skopeo", "crane")
     out = tmp_path / "release"
     result = run(
         [sys.executable, str(RELEASE), "--env", env, "--images", images, "--out", str(out)],
@@ -88,7 +96,7 @@ def test_every_image_is_pinned_to_the_one_registry(env: str, tmp_path: Path) -> 
     assert images, "the release has no containers"
     for ref in images:
         assert re.search(r"@sha256:[0-9a-f]{64}$", ref), f"{env}: not pinned by digest: {ref}"
-    ours = {ref for ref in images if ref.startswith(REGISTRY)}
+    ours = {ref for ref in images if ref.startswith((f"{REGISTRY}/gateway", f"{REGISTRY}/engine"))}
     assert all(f":sha-{COMMIT}@" in ref for ref in ours), ours  # the tag images.yml pushed, beside the digest
     assert {re.sub(r":[^/@]+@", "@", ref) for ref in ours} == {
         f"{REGISTRY}/gateway@{GATEWAY_DIGEST}",
@@ -100,13 +108,15 @@ def test_every_image_is_pinned_to_the_one_registry(env: str, tmp_path: Path) -> 
     assert f"apiVersion: {NODE_CLASS[MODES[env]]}" in manifest
     other = next(v for m, v in NODE_CLASS.items() if m != MODES[env])
     assert f"apiVersion: {other}" not in manifest
-    # Third-party images the manifests name by tag were resolved once, at release time, to the digest
-    # the registry (the shim) answered; none was pulled or pushed.
-    resolved = {call[4] for call in shims.calls("docker") if call[1:4] == ["buildx", "imagetools", "inspect"]}
-    assert len(shims.calls("docker")) == len(resolved), shims.calls("docker")
-    for ref in images - ours:
-        if ref.split("@")[0] in resolved:
-            assert ref.endswith(THIRD_PARTY_DIGEST), ref
+    # Third-party images come from their mirror in our registry, at the digest images.yml scanned and
+    # copied (the tag mirror.py gave it beside); no upstream registry is named, nothing is resolved.
+    assert images - ours == {
+        f"{REGISTRY}/mirror/docker.io/valkey/valkey:8.1.4-alpine-333333333333@{VALKEY_DIGEST}",
+        f"{REGISTRY}/mirror/public.ecr.aws/aws-cli/aws-cli:2.22.0-444444444444@{AWS_CLI_DIGEST}",
+    }, images - ours
+    for upstream in ("valkey/valkey", "docker.io", "public.ecr.aws/aws-cli"):
+        assert not re.search(rf"image:\s*['\"]?{re.escape(upstream)}", manifest), f"{env}: {upstream} is deployed"
+    assert shims.calls() == [c for c in shims.calls() if c[0] == "terraform"], "no registry was asked"
     # The checkout is untouched: the cluster values went into the work directory's copy.
     assert "111122223333" in (REPO / "k8s" / "overlays" / "aws-gpu" / "cluster" / "kustomization.yaml").read_text()
 
@@ -124,3 +134,27 @@ def test_refuses_images_without_a_digest(tmp_path: Path) -> None:
     code, output, _ = _release(tmp_path, "dev", images)
     assert code == 1
     assert "gateway is not pinned to a digest" in output
+
+
+def test_refuses_a_third_party_image_without_its_mirror(tmp_path: Path) -> None:
+    """An images.json without the sidecar's record (its scan-and-copy did not run) cannot ship it."""
+    code, output, shims = _release(tmp_path, "dev", _images(**{"adapter-sync": None}))
+    assert code == 1
+    assert "public.ecr.aws/aws-cli/aws-cli:2.22.0 has no mirror in --images" in output
+    assert f"{REGISTRY}/mirror/public.ecr.aws/aws-cli/aws-cli" in output
+    assert not (tmp_path / "release" / "release.yaml").exists()
+    assert not shims.calls("docker") and not shims.calls("skopeo"), "it must not fall back to the upstream tag"
+
+
+def test_refuses_a_mirror_in_another_registry(tmp_path: Path) -> None:
+    elsewhere = "999999999999.dkr.ecr.us-east-1.amazonaws.com/inferstack/mirror/docker.io/valkey/valkey"
+    code, output, _ = _release(tmp_path, "prod", _images(valkey=f"{elsewhere}@{VALKEY_DIGEST}"))
+    assert code == 1
+    assert f"valkey: mirrored to {elsewhere}, not under {REGISTRY}/mirror/" in output
+
+
+def test_refuses_a_mirror_without_a_digest(tmp_path: Path) -> None:
+    tagged = f"{REGISTRY}/mirror/docker.io/valkey/valkey:8.1.4-alpine"
+    code, output, _ = _release(tmp_path, "dev", _images(valkey=tagged))
+    assert code == 1
+    assert "valkey is not pinned to a digest" in output

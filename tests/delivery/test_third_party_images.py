@@ -1,11 +1,17 @@
 """Every image the clusters run that we do not build is scanned by images.yml with the same gate as
-ours, and publishing waits for that scan. The overlays are rendered for real (`kubectl kustomize`);
-release.py then pins each of these images to its digest (test_release.py)."""
+ours, at one resolved digest, which is copied into our ECR mirror; publishing waits for that. One
+list in three places must agree: images.yml's third-party matrix, terraform/shared's mirrored_images
+(the mirror repositories, and the push role's grant: shared/tests) and the images of the rendered
+overlays (`kubectl kustomize`, for real). release.py then points each at its mirror (test_release.py)."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import re
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -22,6 +28,34 @@ def _images_yml() -> dict[str, Any]:
     return yaml.load((WORKFLOWS / "images.yml").read_text(), Loader=yaml.BaseLoader)  # type: ignore[no-any-return]
 
 
+def _matrix() -> dict[str, str]:
+    """images.yml's third-party matrix: images.json key -> source, as the manifests name it."""
+    return {e["name"]: e["source"] for e in _images_yml()["jobs"]["third-party"]["strategy"]["matrix"]["include"]}
+
+
+def _mirror_module() -> ModuleType:
+    scripts = REPO / ".github" / "scripts"
+    sys.path.insert(0, str(scripts))  # mirror.py imports registry.py beside it, as when run
+    try:
+        spec = importlib.util.spec_from_file_location("mirror", scripts / "mirror.py")
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(scripts))
+
+
+def _terraform_mirrors() -> list[str]:
+    """terraform/shared's mirrored_images default (a list of strings: JSON as HCL writes it)."""
+    text = (REPO / "terraform" / "shared" / "variables.tf").read_text()
+    block = re.search(r'^variable "mirrored_images" \{(.*?)^\}', text, re.M | re.S)
+    assert block, "terraform/shared/variables.tf has no mirrored_images"
+    default = re.search(r"^\s*default\s*=\s*(\[.*?\])", block[1], re.M | re.S)
+    assert default, "mirrored_images has no default list"
+    return list(json.loads(default[1]))
+
+
 @pytest.fixture(scope="module")
 def third_party() -> set[str]:
     found: set[str] = set()
@@ -35,14 +69,48 @@ def third_party() -> set[str]:
 def test_every_third_party_image_the_clusters_run_is_scanned(third_party: set[str]) -> None:
     assert "public.ecr.aws/aws-cli/aws-cli:2.22.0" in third_party  # the engines' adapter-sync sidecar
     job = _images_yml()["jobs"]["third-party"]
-    scanned = {entry["ref"] for entry in job["strategy"]["matrix"]["include"]}
-    assert scanned == third_party, "images.yml's third-party job and the manifests name different images"
+    assert set(_matrix().values()) == third_party, (
+        "images.yml's third-party job and the manifests name different images"
+    )
     # The same gate as our images' (test_workflows.py checks that one): fixable CRITICAL fails.
     [gate] = [s for s in job["steps"] if s.get("with", {}).get("exit-code") == "1"]
     assert gate["uses"].startswith("aquasecurity/trivy-action@")
-    assert gate["with"]["image-ref"] == "${{ matrix.ref }}"
     assert (gate["with"]["severity"], gate["with"]["ignore-unfixed"]) == ("CRITICAL", "true")
     assert gate["with"]["trivyignores"] == "docker/trivyignore.yaml"
+
+
+def test_every_scanned_image_has_a_mirror_and_nothing_else_does() -> None:
+    """terraform/shared declares one mirror per scanned image (the push role may write exactly those:
+    terraform/shared/tests), named as mirror.py and release.py name it."""
+    mirror = _mirror_module()
+    expected = sorted(mirror.upstream_repository(source.rpartition(":")[0]) for source in _matrix().values())
+    assert sorted(_terraform_mirrors()) == expected
+    assert expected == ["docker.io/valkey/valkey", "public.ecr.aws/aws-cli/aws-cli"]
+
+
+def test_the_scan_and_the_copy_use_the_one_resolved_digest() -> None:
+    """Resolved once; the gate and the SBOM read that digest, the copy copies it; the tag is not read
+    again. The copy runs after the gate (a failed scan copies nothing) and only when publishing."""
+    steps = _images_yml()["jobs"]["third-party"]["steps"]
+    names = [s.get("name", s.get("uses", "")) for s in steps]
+    [resolve] = [s for s in steps if s.get("id") == "resolve"]
+    assert 'mirror.py resolve "$SOURCE"' in resolve["run"] and "$GITHUB_OUTPUT" in resolve["run"]
+    scans = [s for s in steps if s.get("uses", "").startswith("aquasecurity/trivy-action@")]
+    assert len(scans) == 2 and all(s["with"]["image-ref"] == "${{ steps.resolve.outputs.ref }}" for s in scans)
+    [copy] = [s for s in steps if "mirror.py copy" in s.get("run", "")]
+    assert copy["env"]["DIGEST"] == "${{ steps.resolve.outputs.digest }}"
+    assert '--digest "$DIGEST"' in copy["run"] and '--source "$SOURCE"' in copy["run"]
+    assert copy["if"] == "env.PUBLISH_THIS == 'true'"
+    assert names.index(copy["name"]) > max(names.index(s["name"]) for s in scans if "name" in s)
+    [record] = [s for s in steps if s.get("with", {}).get("name") == "record-${{ matrix.name }}"]
+    assert record["with"]["path"] == "record/${{ matrix.name }}.json" and record["if"] == copy["if"]
+
+
+def test_images_json_counts_the_mirrors() -> None:
+    """record's check of images.json: our two published images and one mirror per matrix entry."""
+    merge = next(s for s in _images_yml()["jobs"]["record"]["steps"] if s.get("id") == "merge")["run"]
+    [count] = re.findall(r"jq 'length' images.json\)\" -eq (\d+)", merge)
+    assert int(count) == 2 + len(_matrix())
 
 
 def test_publishing_waits_for_the_third_party_scan() -> None:

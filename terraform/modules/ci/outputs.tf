@@ -18,6 +18,11 @@ output "push_role_arn" {
   value       = one(aws_iam_role.push[*].arn)
 }
 
+output "push_role_policy" {
+  description = "The push role's policy JSON (tests of the roots that grant it repositories). Null without repositories."
+  value       = one(aws_iam_role_policy.push[*].policy)
+}
+
 output "trusted_subjects" {
   description = "OIDC `sub` values each role trusts (documentation and tests)."
   value       = local.subjects

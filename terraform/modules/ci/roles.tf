@@ -79,6 +79,22 @@ resource "aws_iam_role" "push" {
   }
 }
 
+locals {
+  # What a push needs (skopeo's copy into a mirror needs the same); DescribeImages / BatchGetImage
+  # let a re-run find the tag already pushed with the same digest and skip the push (immutable
+  # tags reject a second PutImage of a tag).
+  ecr_push_actions = [
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:CompleteLayerUpload",
+    "ecr:DescribeImages",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:InitiateLayerUpload",
+    "ecr:PutImage",
+    "ecr:UploadLayerPart",
+  ]
+}
+
 resource "aws_iam_role_policy" "push" {
   count = length(var.ecr_repository_arns) > 0 ? 1 : 0
 
@@ -86,30 +102,29 @@ resource "aws_iam_role_policy" "push" {
   role = aws_iam_role.push[0].id
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [
-      {
-        Sid      = "Login" # GetAuthorizationToken cannot be scoped to a repository
+    Statement = concat(
+      [
+        {
+          Sid      = "Login" # GetAuthorizationToken cannot be scoped to a repository
+          Effect   = "Allow"
+          Action   = "ecr:GetAuthorizationToken"
+          Resource = "*"
+        },
+        {
+          Sid      = "PushToOurRepositories"
+          Effect   = "Allow"
+          Action   = local.ecr_push_actions
+          Resource = var.ecr_repository_arns
+        },
+      ],
+      # The third-party images' mirrors: images.yml copies each scanned digest into its own one.
+      # Listed by ARN, no wildcard: the role cannot write a mirror Terraform did not declare.
+      length(var.ecr_mirror_repository_arns) == 0 ? [] : [{
+        Sid      = "MirrorThirdPartyImages"
         Effect   = "Allow"
-        Action   = "ecr:GetAuthorizationToken"
-        Resource = "*"
-      },
-      {
-        # DescribeImages / BatchGetImage let a re-run publish find the tag already pushed with the
-        # same digest and skip the push (immutable tags reject a second PutImage of a tag).
-        Sid    = "PushToOurRepositories"
-        Effect = "Allow"
-        Action = [
-          "ecr:BatchCheckLayerAvailability",
-          "ecr:BatchGetImage",
-          "ecr:CompleteLayerUpload",
-          "ecr:DescribeImages",
-          "ecr:GetDownloadUrlForLayer",
-          "ecr:InitiateLayerUpload",
-          "ecr:PutImage",
-          "ecr:UploadLayerPart",
-        ]
-        Resource = var.ecr_repository_arns
-      },
-    ]
+        Action   = local.ecr_push_actions
+        Resource = var.ecr_mirror_repository_arns
+      }],
+    )
   })
 }

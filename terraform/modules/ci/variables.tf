@@ -114,6 +114,12 @@ variable "ecr_repository_arns" {
   default     = []
 }
 
+variable "ecr_mirror_repository_arns" {
+  description = "ECR mirrors of third-party images the push role may copy into (the registry module's mirror_repository_arns); a statement of their own in the push policy."
+  type        = list(string)
+  default     = []
+}
+
 variable "tags" {
   description = "Tags added to every resource."
   type        = map(string)

@@ -1,9 +1,16 @@
-# ECR repositories for the gateway and engine images: immutable tags (a tag always means the same
-# image, so a rollout is reproducible), scanned on push, pruned by lifecycle rules because vLLM
-# images are several GB each and storage is billed per GB-month.
+# ECR repositories for the gateway and engine images, and mirrors of the third-party images the
+# clusters run (<prefix>/mirror/<upstream repository>, copied by digest by images.yml after its scan,
+# so nodes pull the scanned bytes from our registry, not Docker Hub). One resource for both: the same
+# immutable tags (a tag always means the same image, so a rollout is reproducible), scan on push,
+# KMS encryption and lifecycle rules (vLLM images are several GB each, billed per GB-month).
+
+locals {
+  # Key = path under the prefix. Ours keep their short names (their state addresses predate mirrors).
+  repositories = concat(var.repositories, [for m in var.mirrors : "mirror/${m}"])
+}
 
 resource "aws_ecr_repository" "this" {
-  for_each = toset(var.repositories)
+  for_each = toset(local.repositories)
 
   name                 = "${var.name_prefix}/${each.value}"
   image_tag_mutability = "IMMUTABLE"

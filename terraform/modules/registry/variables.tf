@@ -19,6 +19,18 @@ variable "repositories" {
   }
 }
 
+variable "mirrors" {
+  description = "Upstream repositories mirrored as <name_prefix>/mirror/<upstream>, written with their registry host (docker.io/valkey/valkey, public.ecr.aws/aws-cli/aws-cli): no tag, no digest. The pipeline copies scanned digests into them."
+  type        = list(string)
+  default     = []
+
+  validation {
+    # ECR's repository name grammar, one path component at a time; a registry host is a component too.
+    condition     = alltrue([for m in var.mirrors : can(regex("^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)+$", m)) && length(m) <= 200])
+    error_message = "mirrors must be lowercase upstream repository paths with their registry host (docker.io/valkey/valkey), without tag or digest."
+  }
+}
+
 variable "keep_tagged_images" {
   description = "Most recent tagged images kept per repository; older ones expire (roll back within this window)."
   type        = number

@@ -30,6 +30,24 @@ override_resource {
   }
 }
 
+override_resource {
+  target          = module.registry.aws_ecr_repository.this["mirror/docker.io/valkey/valkey"]
+  override_during = plan
+  values = {
+    arn            = "arn:aws:ecr:us-east-1:123456789012:repository/inferstack/mirror/docker.io/valkey/valkey"
+    repository_url = "123456789012.dkr.ecr.us-east-1.amazonaws.com/inferstack/mirror/docker.io/valkey/valkey"
+  }
+}
+
+override_resource {
+  target          = module.registry.aws_ecr_repository.this["mirror/public.ecr.aws/aws-cli/aws-cli"]
+  override_during = plan
+  values = {
+    arn            = "arn:aws:ecr:us-east-1:123456789012:repository/inferstack/mirror/public.ecr.aws/aws-cli/aws-cli"
+    repository_url = "123456789012.dkr.ecr.us-east-1.amazonaws.com/inferstack/mirror/public.ecr.aws/aws-cli/aws-cli"
+  }
+}
+
 run "one_registry_one_push_role" {
   command = plan
 
@@ -50,6 +68,27 @@ run "one_registry_one_push_role" {
   assert {
     condition     = output.github_oidc_provider_arn == "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
     error_message = "The shared root owns the account's GitHub OIDC provider."
+  }
+
+  assert {
+    condition = output.ecr_mirror_urls == {
+      "docker.io/valkey/valkey"        = "123456789012.dkr.ecr.us-east-1.amazonaws.com/inferstack/mirror/docker.io/valkey/valkey"
+      "public.ecr.aws/aws-cli/aws-cli" = "123456789012.dkr.ecr.us-east-1.amazonaws.com/inferstack/mirror/public.ecr.aws/aws-cli/aws-cli"
+    }
+    error_message = "One mirror per third-party image, in the same registry as ours."
+  }
+
+  assert {
+    condition = one([for s in jsondecode(module.ci[0].push_role_policy).Statement : s.Resource if s.Sid == "MirrorThirdPartyImages"]) == [
+      "arn:aws:ecr:us-east-1:123456789012:repository/inferstack/mirror/docker.io/valkey/valkey",
+      "arn:aws:ecr:us-east-1:123456789012:repository/inferstack/mirror/public.ecr.aws/aws-cli/aws-cli",
+    ]
+    error_message = "The push role may copy into exactly the mirror repositories."
+  }
+
+  assert {
+    condition     = one([for s in jsondecode(module.ci[0].push_role_policy).Statement : s.Resource if s.Sid == "PushToOurRepositories"]) == ["arn:aws:ecr:us-east-1:123456789012:repository/inferstack/engine", "arn:aws:ecr:us-east-1:123456789012:repository/inferstack/gateway"]
+    error_message = "Our images' statement names our two repositories, no mirror."
   }
 }
 

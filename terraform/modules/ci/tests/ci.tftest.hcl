@@ -126,6 +126,9 @@ run "shared_root_creates_provider_and_push_role" {
     create_oidc_provider = true
     oidc_provider_arn    = null
     ecr_repository_arns  = ["arn:aws:ecr:us-east-1:123456789012:repository/inferstack/gateway"]
+    ecr_mirror_repository_arns = [
+      "arn:aws:ecr:us-east-1:123456789012:repository/inferstack/mirror/docker.io/valkey/valkey",
+    ]
   }
 
   assert {
@@ -143,6 +146,21 @@ run "shared_root_creates_provider_and_push_role" {
       for s in jsondecode(aws_iam_role_policy.push[0].policy).Statement : s.Resource if s.Sid == "PushToOurRepositories"
     ]) == ["arn:aws:ecr:us-east-1:123456789012:repository/inferstack/gateway"]
     error_message = "Pushes are allowed to the listed repositories only."
+  }
+
+  assert {
+    condition = one([
+      for s in jsondecode(aws_iam_role_policy.push[0].policy).Statement : s.Resource if s.Sid == "MirrorThirdPartyImages"
+      ]) == ["arn:aws:ecr:us-east-1:123456789012:repository/inferstack/mirror/docker.io/valkey/valkey"] && (
+      one([for s in jsondecode(aws_iam_role_policy.push[0].policy).Statement : s.Action if s.Sid == "MirrorThirdPartyImages"])
+      == one([for s in jsondecode(aws_iam_role_policy.push[0].policy).Statement : s.Action if s.Sid == "PushToOurRepositories"])
+    )
+    error_message = "The mirrors get the push actions, on the listed mirror repositories only."
+  }
+
+  assert {
+    condition     = toset(flatten([for s in jsondecode(aws_iam_role_policy.push[0].policy).Statement : s.Resource if s.Sid != "Login"])) == toset(["arn:aws:ecr:us-east-1:123456789012:repository/inferstack/gateway", "arn:aws:ecr:us-east-1:123456789012:repository/inferstack/mirror/docker.io/valkey/valkey"])
+    error_message = "Only GetAuthorizationToken is on \"*\"; every other grant names a repository."
   }
 
   assert {
@@ -179,4 +197,20 @@ run "requires_the_state_bucket" {
   }
 
   expect_failures = [aws_iam_role.plan]
+}
+
+run "no_mirror_statement_without_mirrors" {
+  command = plan
+
+  variables {
+    apply_environment    = null
+    create_oidc_provider = true
+    oidc_provider_arn    = null
+    ecr_repository_arns  = ["arn:aws:ecr:us-east-1:123456789012:repository/inferstack/gateway"]
+  }
+
+  assert {
+    condition     = [for s in jsondecode(aws_iam_role_policy.push[0].policy).Statement : s.Sid] == ["Login", "PushToOurRepositories"]
+    error_message = "IAM rejects a statement without resources: no mirrors, no mirror statement."
+  }
 }

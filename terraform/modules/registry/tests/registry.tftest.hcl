@@ -63,3 +63,45 @@ run "rejects_uppercase_prefix" {
 
   expect_failures = [var.name_prefix]
 }
+
+run "mirrors_get_the_same_conventions" {
+  command = plan
+
+  variables {
+    mirrors = ["docker.io/valkey/valkey", "public.ecr.aws/aws-cli/aws-cli"]
+  }
+
+  assert {
+    condition = toset([for r in aws_ecr_repository.this : r.name]) == toset([
+      "inferstack-test/gateway", "inferstack-test/engine",
+      "inferstack-test/mirror/docker.io/valkey/valkey", "inferstack-test/mirror/public.ecr.aws/aws-cli/aws-cli",
+    ])
+    error_message = "Mirrors are <prefix>/mirror/<upstream repository with its host>, beside ours."
+  }
+
+  assert {
+    condition = alltrue([for k in ["mirror/docker.io/valkey/valkey", "mirror/public.ecr.aws/aws-cli/aws-cli"] : (
+      aws_ecr_repository.this[k].image_tag_mutability == "IMMUTABLE"
+      && aws_ecr_repository.this[k].image_scanning_configuration[0].scan_on_push
+      && aws_ecr_repository.this[k].encryption_configuration[0].encryption_type == "KMS"
+      && !aws_ecr_repository.this[k].force_delete
+      && jsondecode(aws_ecr_lifecycle_policy.this[k].policy).rules[0].selection.tagStatus == "untagged"
+    )])
+    error_message = "A mirror is immutable, scanned on push, KMS-encrypted, not force-deletable and pruned like ours."
+  }
+
+  assert {
+    condition     = keys(output.repository_urls) == ["engine", "gateway"] && keys(output.mirror_repository_arns) == ["docker.io/valkey/valkey", "public.ecr.aws/aws-cli/aws-cli"]
+    error_message = "repository_* name our images only; mirror_repository_* the mirrors, by upstream repository."
+  }
+}
+
+run "rejects_a_mirror_with_a_tag" {
+  command = plan
+
+  variables {
+    mirrors = ["docker.io/valkey/valkey:8.1.4-alpine"]
+  }
+
+  expect_failures = [var.mirrors]
+}

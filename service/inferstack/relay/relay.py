@@ -19,11 +19,11 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-from ..errors import normalise_upstream_error
+from ..errors import UpstreamError, normalise_upstream_error
 from ..exchange import ClientStalled, Exchange, Responder
 from ..filters.tokens import estimate_prompt_tokens
 from ..metrics.gateway import GatewayMetrics, HistogramBatch
-from ..upstream.client import AttemptError, Reply, Response, classify
+from ..upstream.client import EMPTY_STREAM, AttemptError, Reply, Response, classify
 from .sse import DONE, EventSplitter, carries_text, error_event, usage_of, usage_of_body, whole_events
 
 log = logging.getLogger("inferstack.relay")
@@ -50,16 +50,22 @@ async def relay_stream(
 ) -> AttemptError | None:
     """Relay the SSE stream to its end; return the upstream failure that cut it short, if any.
 
+    The stream's first byte is awaited here, by the attempt's deadline (``reply.by``): a failure
+    before it (a timeout, a broken connection, an empty stream) reached no client and is returned as
+    the attempt's would be, retried by the router (``out.started`` is still False).
+
     Two paths, one order. The common chunk (whole events, no usage chunk, not the end, the client's
     socket taking writes, no response cache filling) is relayed by ``_Relay.fast`` from the upstream
     connection's ``data_received`` (``Response.follow``): forwarded as it is, its text events
-    counted, with no task wake-up. Anything else is declined there and waits for this coroutine's
-    read, which relays it event by event and, when all is back to the common case, follows again.
+    counted, with no task wake-up; the first one too, with the response's head in the same write
+    (the first token then waits for no turn of the event loop). Anything else is declined there and
+    waits for this coroutine's read, which relays it event by event and, when all is back to the
+    common case, follows again.
 
     One timer covers the upstream's silence (``idle``) and the client's writes (``client_write``):
     before a read it is moved to at least ``idle`` ahead, before a write to at least ``client_write``
     ahead, each only when less is left (one reschedule per half window, not one per token; with the
-    defaults none at all in a stream shorter than ``idle / 2``). ``writing`` tells whose deadline passed.
+    defaults none at all in a stream shorter than ``idle / 2``). ``r.writing`` tells whose deadline passed.
 
     The batch that ends with ``data: [DONE]`` is the response's last send (``Responder.last``: its
     body and the end of the chunked response in one write), after the usage is accounted; anything
@@ -67,18 +73,21 @@ async def relay_stream(
     """
     resp = reply.response
     ex.status = 200
-    await out.start(200, ex)
     loop = asyncio.get_running_loop()
     now = loop.time()
     total_by = now + ex.deadline - time.monotonic()
-    when = min(now + idle * 1.5, total_by)
     failure: AttemptError | None = None
     r = _Relay(ex, out, metrics, loop, idle, client_write, total_by)
+    # Until the first byte, the attempt's deadline holds; the first chunk moves the timer on.
+    when = min(reply.by, total_by)
     try:
         try:
             async with asyncio.timeout_at(when) as r.timer:
-                r.write_check, r.read_check = _checks(when, now, idle, client_write, total_by)
+                r.write_check = when - client_write
                 await r.pump(resp, reply.first)
+            if not out.started:
+                # Nothing came, and nothing reached the client: the replica's failure, retried.
+                return AttemptError("protocol", UpstreamError(EMPTY_STREAM))
             rest = r.splitter.flush()
             if rest and not out.finished:
                 await _write(out.body(rest), client_write)
@@ -86,13 +95,15 @@ async def relay_stream(
             resp.follow(None)
             if r.writing:
                 raise ClientStalled from None
+            if not out.started:
+                return classify(exc)  # before the first byte: as the attempt's own failure, retried
             failure = await r.broke(exc)
         if not out.finished:
             account(ex, r.usage, metrics)
             await _write(out.end(), client_write)
     except (asyncio.CancelledError, ClientStalled):
         resp.follow(None)
-        if ex.usage is None:
+        if ex.usage is None and out.started:
             account(ex, r.usage or _delivered(ex), metrics)
         raise
     finally:
@@ -156,13 +167,15 @@ class _Relay:
         # Only the common case is followed: a cache fill sees every event (the assembler).
         follow = self._assembler is None
         splitter = self.splitter
-        while chunk:
-            if not (follow and not splitter.pending and self.fast(chunk)):
+        while True:
+            if chunk and not (follow and not splitter.pending and self.fast(chunk)):
                 await self.slow(chunk)
             if follow and not self._out.finished and not splitter.pending and not resp.buffered:
                 resp.follow(self.fast)
             chunk = await resp.readany()
             resp.follow(None)
+            if not chunk:
+                return
 
     def fast(self, chunk: bytes) -> bool:
         """Relay a chunk of whole events (not the usage chunk, not the end) at once, if the client's
@@ -172,7 +185,10 @@ class _Relay:
         if texts < 0 or chunk.endswith(DONE):
             return False
         now = self._loop.time()
-        if now >= self.write_check or not self._out.write_now(chunk):
+        out = self._out
+        if not out.started and not self._start(now):
+            return False
+        if now >= self.write_check or not out.write_now(chunk):
             return False  # the timer needs moving for the write, or the client is not reading
         if texts:
             self._ex.texts_sent += texts
@@ -181,10 +197,25 @@ class _Relay:
             self.after_read(now)
         return True
 
+    def _start(self, now: float) -> bool:
+        """The response starts with the stream's first chunk, from ``data_received`` too: its head
+        kept to go out with the chunk (``Responder.start_now``), the timer moved from the first-byte
+        deadline to the write's (the read's follows the write)."""
+        timer = self.timer
+        if timer is None or timer.expired() or not self._out.start_now(200, self._ex):
+            return False
+        self.before_write(now)
+        return True
+
     async def slow(self, chunk: bytes) -> None:
         """Relay a chunk ``fast`` declined (or could not be offered): its events, under the write
         deadline; the batch with ``[DONE]`` as the response's last write, after the accounting."""
         out = self._out
+        if not out.started:
+            self.before_write(self._loop.time())
+            self.writing = True
+            await out.start(200, self._ex)
+            self.writing = False
         # After [DONE]: read to the end (the connection is reused), relay nothing.
         data, texts = (b"", 0) if out.finished else self._events(chunk)
         if data:

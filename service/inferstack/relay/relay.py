@@ -186,10 +186,13 @@ class _Relay:
             return False
         now = self._loop.time()
         out = self._out
-        if not out.started and not self._start(now):
+        if out.started:
+            if now >= self.write_check:
+                return False  # the timer needs moving for the write
+        elif not self._start(now):  # (which moves it, if need be)
             return False
-        if now >= self.write_check or not out.write_now(chunk):
-            return False  # the timer needs moving for the write, or the client is not reading
+        if not out.write_now(chunk):
+            return False  # the client is not reading
         if texts:
             self._ex.texts_sent += texts
             self.clock.sent(texts)

@@ -195,6 +195,11 @@ class Response:
         self._conn.sink = sink
 
     @property
+    def following(self) -> bool:
+        """A sink takes the body's chunks as they are parsed (``follow``)."""
+        return self._conn.sink is not None
+
+    @property
     def buffered(self) -> bool:
         """Chunks wait for ``readany``."""
         return bool(self._conn._chunks)

@@ -24,6 +24,7 @@ connecting has its own (``connect_timeout``, raised as ``ConnectTimeout``).
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -104,8 +105,9 @@ class Reply:
     first: bytes
     """The whole body; b"" for a stream, whose first bytes the relay awaits."""
     streaming: bool
-    by: float = 0.0
-    """Loop time by which a stream's first byte must arrive (``timeouts.first_byte``)."""
+    by: float = math.inf
+    """Loop time by which a stream's first byte must arrive (``timeouts.first_byte``; inf: only the
+    request's total deadline)."""
 
     def close(self) -> None:
         self.response.close()

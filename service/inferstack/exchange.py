@@ -134,14 +134,26 @@ class Responder:
         if cycle is not None and not cycle.disconnected:
             cycle.transport.write(head)
 
-    async def start(self, status: int, ex: Exchange) -> None:
-        self.started = self.stream = True
+    def _stream_headers(self, ex: Exchange) -> list[tuple[bytes, bytes]]:
         headers = [(n, v) for n, v in ex.response_headers if n != b"content-length"]
         headers.append((b"cache-control", b"no-cache"))
+        return headers
+
+    def start_now(self, status: int, ex: Exchange) -> bool:
+        """``start`` without a send (callable from ``data_received``): the head kept for the first
+        body bytes. False: nothing done, ``start`` must send it the ASGI way."""
+        head = self._own_head(status, self._stream_headers(ex), chunked=True)
+        if not head:
+            return False
+        self._head = head
+        self.started = self.stream = True
+        return True
+
+    async def start(self, status: int, ex: Exchange) -> None:
         # Kept for the first body bytes (one write for both); else the ASGI start.
-        self._head = self._own_head(status, headers, chunked=True)
-        if not self._head:
-            await self._send({"type": "http.response.start", "status": status, "headers": headers})
+        if not self.start_now(status, ex):
+            self.started = self.stream = True
+            await self._send({"type": "http.response.start", "status": status, "headers": self._stream_headers(ex)})
 
     async def body(self, data: bytes) -> None:
         if self._head:

@@ -19,11 +19,11 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-from ..errors import normalise_upstream_error
+from ..errors import UpstreamError, normalise_upstream_error
 from ..exchange import ClientStalled, Exchange, Responder
 from ..filters.tokens import estimate_prompt_tokens
 from ..metrics.gateway import GatewayMetrics, HistogramBatch
-from ..upstream.client import AttemptError, Reply, classify
+from ..upstream.client import EMPTY_STREAM, AttemptError, Reply, Response, classify
 from .sse import DONE, EventSplitter, carries_text, error_event, usage_of, usage_of_body, whole_events
 
 log = logging.getLogger("inferstack.relay")
@@ -50,16 +50,22 @@ async def relay_stream(
 ) -> AttemptError | None:
     """Relay the SSE stream to its end; return the upstream failure that cut it short, if any.
 
+    The stream's first byte is awaited here, by the attempt's deadline (``reply.by``): a failure
+    before it (a timeout, a broken connection, an empty stream) reached no client and is returned as
+    the attempt's would be, retried by the router (``out.started`` is still False).
+
     Two paths, one order. The common chunk (whole events, no usage chunk, not the end, the client's
     socket taking writes, no response cache filling) is relayed by ``_Relay.fast`` from the upstream
     connection's ``data_received`` (``Response.follow``): forwarded as it is, its text events
-    counted, with no task wake-up. Anything else is declined there and waits for this coroutine's
-    read, which relays it event by event and, when all is back to the common case, follows again.
+    counted, with no task wake-up; the first one too, with the response's head in the same write
+    (the first token then waits for no turn of the event loop). Anything else is declined there and
+    waits for this coroutine's read, which relays it event by event and, when all is back to the
+    common case, follows again.
 
     One timer covers the upstream's silence (``idle``) and the client's writes (``client_write``):
     before a read it is moved to at least ``idle`` ahead, before a write to at least ``client_write``
     ahead, each only when less is left (one reschedule per half window, not one per token; with the
-    defaults none at all in a stream shorter than ``idle / 2``). ``writing`` tells whose deadline passed.
+    defaults none at all in a stream shorter than ``idle / 2``). ``r.writing`` tells whose deadline passed.
 
     The batch that ends with ``data: [DONE]`` is the response's last send (``Responder.last``: its
     body and the end of the chunked response in one write), after the usage is accounted; anything
@@ -67,96 +73,38 @@ async def relay_stream(
     """
     resp = reply.response
     ex.status = 200
-    assembler = ex.admission.assembler if ex.admission is not None else None
-    wants_usage = ex.wants_usage
-    await out.start(200, ex)
-    splitter = EventSplitter()
     loop = asyncio.get_running_loop()
     now = loop.time()
     total_by = now + ex.deadline - time.monotonic()
-    when = min(now + idle * 1.5, total_by)
-    usage: dict[str, Any] | None = None
     failure: AttemptError | None = None
-    chunk = reply.first
-    writing = False
     r = _Relay(ex, out, metrics, loop, idle, client_write, total_by)
+    # Until the first byte, the attempt's deadline holds; the first chunk moves the timer on.
+    when = min(reply.by, total_by)
     try:
         try:
             async with asyncio.timeout_at(when) as r.timer:
-                r.write_check, r.read_check = _checks(when, now, idle, client_write, total_by)
-                # Only the common case is followed: a cache fill sees every event (the assembler).
-                follow = assembler is None
-                while chunk:
-                    if follow and not splitter.pending and r.fast(chunk):
-                        chunk = b""
-                    else:
-                        data = b""
-                        texts = 0
-                        if out.finished:
-                            pass  # after [DONE]: read to the end (the connection is reused), relay nothing
-                        elif assembler is None and not splitter.pending and (texts := whole_events(chunk)) >= 0:
-                            data = chunk  # whole events, no usage chunk; counted, not split
-                        else:
-                            texts = 0
-                            parts: list[bytes] = []
-                            for event in splitter.feed(chunk):
-                                if assembler is not None:
-                                    assembler.feed(event)
-                                if b'"usage":{' in event:
-                                    found = usage_of(event)
-                                    if found is not None:
-                                        usage = found
-                                        if not wants_usage:
-                                            continue
-                                elif carries_text(event):
-                                    texts += 1
-                                parts.append(event)
-                            if parts:
-                                data = b"".join(parts) if len(parts) > 1 else parts[0]
-                        if data:
-                            ex.texts_sent += texts
-                            r.before_write(loop.time())
-                            writing = True
-                            if data.endswith(DONE):
-                                # The client may look at the metrics once it has the end: fill them first.
-                                if texts:
-                                    r.clock.sent(texts)
-                                    texts = 0
-                                r.clock.flush()
-                                account(ex, usage, metrics)
-                                await out.last(data)
-                            elif not out.write_now(data):
-                                await out.body(data)
-                            writing = False
-                        if texts:
-                            r.clock.sent(texts)
-                        r.after_read(loop.time())
-                    if follow and not out.finished and not splitter.pending and not resp.buffered:
-                        resp.follow(r.fast)
-                    chunk = await resp.readany()
-                    resp.follow(None)
-            rest = splitter.flush()
+                r.write_check = when - client_write
+                await r.pump(resp, reply.first)
+            if not out.started:
+                # Nothing came, and nothing reached the client: the replica's failure, retried.
+                return AttemptError("protocol", UpstreamError(EMPTY_STREAM))
+            rest = r.splitter.flush()
             if rest and not out.finished:
                 await _write(out.body(rest), client_write)
         except (TimeoutError, OSError) as exc:
             resp.follow(None)
-            if writing:
+            if r.writing:
                 raise ClientStalled from None
-            failure = classify(exc)
-            ex.error = f"stream_{failure.kind}"
-            log.warning(
-                "stream broke after it started",
-                extra={"request_id": ex.request_id, "upstream": ex.upstream, "kind": failure.kind},
-            )
-            if not out.finished:
-                await _write(out.body(error_event(failure.error.to_body())), client_write)
+            if not out.started:
+                return classify(exc)  # before the first byte: as the attempt's own failure, retried
+            failure = await r.broke(exc)
         if not out.finished:
-            account(ex, usage, metrics)
+            account(ex, r.usage, metrics)
             await _write(out.end(), client_write)
     except (asyncio.CancelledError, ClientStalled):
         resp.follow(None)
-        if ex.usage is None:
-            account(ex, usage or _delivered(ex), metrics)
+        if ex.usage is None and out.started:
+            account(ex, r.usage or _delivered(ex), metrics)
         raise
     finally:
         r.clock.flush()
@@ -164,9 +112,27 @@ async def relay_stream(
 
 
 class _Relay:
-    """A stream's relay state shared by its two paths, and the fast path itself (``fast``)."""
+    """A stream's relay state shared by its two paths: the fast path (``fast``, called from the
+    upstream's ``data_received``) and the coroutine's (``pump`` and ``slow``)."""
 
-    __slots__ = ("_ex", "_idle", "_loop", "_out", "_total_by", "_write", "clock", "read_check", "timer", "write_check")
+    __slots__ = (
+        "_assembler",
+        "_ex",
+        "_idle",
+        "_loop",
+        "_metrics",
+        "_out",
+        "_total_by",
+        "_wants_usage",
+        "_write",
+        "clock",
+        "read_check",
+        "splitter",
+        "timer",
+        "usage",
+        "write_check",
+        "writing",
+    )
 
     def __init__(
         self,
@@ -180,13 +146,36 @@ class _Relay:
     ) -> None:
         self._ex = ex
         self._out = out
+        self._metrics = metrics
         self._loop = loop
         self.timer: asyncio.Timeout | None = None
         self._idle = idle
         self._write = client_write
         self._total_by = total_by
+        self._assembler = ex.admission.assembler if ex.admission is not None else None
+        self._wants_usage = ex.wants_usage
         self.clock = _TextClock(ex, metrics)
         self.write_check = self.read_check = 0.0
+        self.splitter = EventSplitter()
+        self.usage: dict[str, Any] | None = None
+        """The upstream's usage chunk, once it has passed."""
+        self.writing = False
+        """A write to the client is under way: a timeout now is the client's (``ClientStalled``)."""
+
+    async def pump(self, resp: Response, chunk: bytes) -> None:
+        """Relay ``chunk`` and the rest of the upstream's body, in order, to its end."""
+        # Only the common case is followed: a cache fill sees every event (the assembler).
+        follow = self._assembler is None
+        splitter = self.splitter
+        while True:
+            if chunk and not (follow and not splitter.pending and self.fast(chunk)):
+                await self.slow(chunk)
+            if follow and not self._out.finished and not splitter.pending and not resp.buffered:
+                resp.follow(self.fast)
+            chunk = await resp.readany()
+            resp.follow(None)
+            if not chunk:
+                return
 
     def fast(self, chunk: bytes) -> bool:
         """Relay a chunk of whole events (not the usage chunk, not the end) at once, if the client's
@@ -196,14 +185,100 @@ class _Relay:
         if texts < 0 or chunk.endswith(DONE):
             return False
         now = self._loop.time()
-        if now >= self.write_check or not self._out.write_now(chunk):
-            return False  # the timer needs moving for the write, or the client is not reading
+        out = self._out
+        if out.started:
+            if now >= self.write_check:
+                return False  # the timer needs moving for the write
+        elif not self._start(now):  # (which moves it, if need be)
+            return False
+        if not out.write_now(chunk):
+            return False  # the client is not reading
         if texts:
             self._ex.texts_sent += texts
             self.clock.sent(texts)
         if now >= self.read_check:
             self.after_read(now)
         return True
+
+    def _start(self, now: float) -> bool:
+        """The response starts with the stream's first chunk, from ``data_received`` too: its head
+        kept to go out with the chunk (``Responder.start_now``), the timer moved from the first-byte
+        deadline to the write's (the read's follows the write)."""
+        timer = self.timer
+        if timer is None or timer.expired() or not self._out.start_now(200, self._ex):
+            return False
+        self.before_write(now)
+        return True
+
+    async def slow(self, chunk: bytes) -> None:
+        """Relay a chunk ``fast`` declined (or could not be offered): its events, under the write
+        deadline; the batch with ``[DONE]`` as the response's last write, after the accounting."""
+        out = self._out
+        if not out.started:
+            self.before_write(self._loop.time())
+            self.writing = True
+            await out.start(200, self._ex)
+            self.writing = False
+        # After [DONE]: read to the end (the connection is reused), relay nothing.
+        data, texts = (b"", 0) if out.finished else self._events(chunk)
+        if data:
+            self._ex.texts_sent += texts
+            self.before_write(self._loop.time())
+            self.writing = True
+            if data.endswith(DONE):
+                # The client may look at the metrics once it has the end: fill them first.
+                if texts:
+                    self.clock.sent(texts)
+                    texts = 0
+                self.clock.flush()
+                account(self._ex, self.usage, self._metrics)
+                await out.last(data)
+            elif not out.write_now(data):
+                await out.body(data)
+            self.writing = False
+        if texts:
+            self.clock.sent(texts)
+        self.after_read(self._loop.time())
+
+    def _events(self, chunk: bytes) -> tuple[bytes, int]:
+        """What of ``chunk`` goes to the client, and how many content events that is: whole events
+        without the usage chunk as they are (counted, not split); else event by event, the usage
+        chunk kept (and dropped when the client did not ask for it), a cache fill fed each event."""
+        assembler = self._assembler
+        if assembler is None and not self.splitter.pending:
+            texts = whole_events(chunk)
+            if texts >= 0:
+                return chunk, texts
+        texts = 0
+        parts: list[bytes] = []
+        for event in self.splitter.feed(chunk):
+            if assembler is not None:
+                assembler.feed(event)
+            if b'"usage":{' in event:
+                found = usage_of(event)
+                if found is not None:
+                    self.usage = found
+                    if not self._wants_usage:
+                        continue
+            elif carries_text(event):
+                texts += 1
+            parts.append(event)
+        if not parts:
+            return b"", 0
+        return (b"".join(parts) if len(parts) > 1 else parts[0]), texts
+
+    async def broke(self, exc: TimeoutError | OSError) -> AttemptError:
+        """The upstream failed (or fell silent) mid-stream: the client gets an SSE error event."""
+        failure = classify(exc)
+        ex = self._ex
+        ex.error = f"stream_{failure.kind}"
+        log.warning(
+            "stream broke after it started",
+            extra={"request_id": ex.request_id, "upstream": ex.upstream, "kind": failure.kind},
+        )
+        if not self._out.finished:
+            await _write(self._out.body(error_event(failure.error.to_body())), self._write)
+        return failure
 
     def before_write(self, now: float) -> None:
         """At least ``client_write`` left on the timer before a write."""

@@ -24,6 +24,7 @@ connecting has its own (``connect_timeout``, raised as ``ConnectTimeout``).
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -93,22 +94,30 @@ def classify(exc: BaseException) -> AttemptError:
     return AttemptError("protocol", UpstreamError("The upstream replica broke the connection."))
 
 
+EMPTY_STREAM = "The upstream replica sent an empty stream."
+
+
 @dataclass
 class Reply:
-    """An upstream answer whose first bytes arrived: a stream to relay, or a whole body."""
+    """An upstream answer: a stream to relay (its headers are in), or a whole body."""
 
     response: Response
     first: bytes
-    """The first chunk of a stream, or the whole body."""
+    """The whole body; b"" for a stream, whose first bytes the relay awaits."""
     streaming: bool
+    by: float = math.inf
+    """Loop time by which a stream's first byte must arrive (``timeouts.first_byte``; inf: only the
+    request's total deadline)."""
 
     def close(self) -> None:
         self.response.close()
 
 
 async def attempt(pool: Pool, endpoint: Endpoint, path: str, ex: Exchange, by: float) -> Reply:
-    """POST ``ex.body`` to ``endpoint``; the first byte of a stream, or the whole non-stream body, by
-    loop time ``by``.
+    """POST ``ex.body`` to ``endpoint``; by loop time ``by``, the whole non-stream body, or a
+    stream's status and headers (its first byte, due by ``by`` too, is the relay's to await: it
+    relays it from ``data_received``, without a task wake-up before the first token reaches the
+    client; a failure before it is retried as one here would be, ``relay_stream``).
 
     Raises AttemptError for anything that fails before then: nothing has reached the client yet.
     """
@@ -120,12 +129,7 @@ async def attempt(pool: Pool, endpoint: Endpoint, path: str, ex: Exchange, by: f
             if resp.status >= 500:
                 raise AttemptError("http_5xx", UpstreamError(f"The upstream replica failed with status {resp.status}."))
             streaming = ex.stream and resp.status == 200 and resp.content_type == "text/event-stream"
-            if streaming:
-                first = await resp.readany()
-                if not first:
-                    raise AttemptError("protocol", UpstreamError("The upstream replica sent an empty stream."))
-            else:
-                first = await resp.read()
+            first = b"" if streaming else await resp.read()
     except (TimeoutError, OSError) as exc:
         if resp is not None:
             resp.close()
@@ -142,7 +146,7 @@ async def attempt(pool: Pool, endpoint: Endpoint, path: str, ex: Exchange, by: f
         for name in _FORWARDED_RESPONSE_HEADERS
         if name in resp.headers
     )
-    return Reply(resp, first, streaming)
+    return Reply(resp, first, streaming, by)
 
 
 # The data plane's pool.
@@ -191,6 +195,11 @@ class Response:
         in order: a sink that declines a chunk is unset with it, and the chunk and those after it
         wait for ``readany``."""
         self._conn.sink = sink
+
+    @property
+    def following(self) -> bool:
+        """A sink takes the body's chunks as they are parsed (``follow``)."""
+        return self._conn.sink is not None
 
     @property
     def buffered(self) -> bool:

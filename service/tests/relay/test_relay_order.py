@@ -1,6 +1,7 @@
 """The relay's two paths keep the bytes in order: chunks relayed from ``data_received`` (the fast
 path) and chunks the fast path declines while the client's socket is paused (the relay coroutine's
-path, waiting for the reader), then the fast path again once nothing is buffered.
+path, waiting for the reader), then the fast path again once nothing is buffered. A stream's first
+chunk takes the fast path too, with the response's head in the same write.
 
 A real upstream (an asyncio server releasing one chunk at a time), the gateway's own pool and
 ``attempt``, and a real uvicorn response cycle whose transport records what the client would get.
@@ -132,3 +133,74 @@ async def test_chunks_declined_while_the_client_is_paused_keep_their_place() -> 
         await server.wait_closed()
     assert client.body() == b"".join(EVENTS) + DONE
     assert ex.texts_sent == len(EVENTS) and cycle.response_complete
+
+
+class TaskNoting(Recording):
+    """Also notes, per write, the task that made it (None: an I/O callback such as ``data_received``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writers: list[asyncio.Task[object] | None] = []
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self.writers.append(asyncio.current_task())
+
+
+async def test_a_streams_first_chunk_goes_out_with_the_head_from_data_received() -> None:
+    release: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.startswith(b"content-length"))
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        while (chunk := await release.get()) != b"":
+            writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = Pool(connect_timeout=2)
+    client = TaskNoting()
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+    log = logging.getLogger("test")
+    cycle = RequestResponseCycle(
+        scope,  # type: ignore[arg-type]
+        client,  # type: ignore[arg-type]
+        FlowControl(client),  # type: ignore[arg-type]
+        log,
+        log,
+        False,
+        [],
+        asyncio.Event(),
+        False,
+        True,
+        lambda: None,
+    )
+    ex = Exchange(request_id="r", upstream_id="u", endpoint="chat", started=time.perf_counter(), model="m", stream=True)
+    ex.body, ex.deadline = b"{}", time.monotonic() + 30
+    try:
+        loop = asyncio.get_running_loop()
+        # The attempt ends at the headers: no body byte has been sent yet.
+        reply = await attempt(pool, Endpoint(f"http://127.0.0.1:{port}"), "/v1/chat/completions", ex, loop.time() + 5)
+        assert reply.streaming and reply.first == b""
+        relay = asyncio.create_task(relay_stream(reply, ex, Responder(cycle.send), GatewayMetrics(), 5.0, 5.0))
+        await until(lambda: reply.response.following, "the relay to follow the response")
+        assert not client.written  # nothing reaches the client before the first byte (a failure is retried)
+        release.put_nowait(EVENTS[0])
+        await until(lambda: bool(client.written), "the first chunk")
+        assert client.written.startswith(b"HTTP/1.1 200 ") and client.written.endswith(EVENTS[0] + b"\r\n")
+        assert client.writers == [None]  # head and chunk in one write, made in data_received, not by a task
+        assert ex.ttft is not None
+        release.put_nowait(DONE)
+        release.put_nowait(b"")
+        assert await asyncio.wait_for(relay, 5) is None
+    finally:
+        await pool.close()
+        server.close()
+        await server.wait_closed()
+    assert client.body() == EVENTS[0] + DONE

@@ -60,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from prom_text import scrape, total  # noqa: E402
 from results_file import emit  # noqa: E402
+from turn_log import access_lines, where_tokens_went  # noqa: E402
 from workload import WORDS, Shape, conversations, order, routes  # noqa: E402
 
 import inferstack_devstack as devstack  # noqa: E402
@@ -361,46 +362,6 @@ class Bench:
                 if p == policy and now[(p, r)] > decided.get((p, r), 0.0)
             },
         }
-
-
-def access_lines(gateways: list[devstack.Service]) -> dict[str, dict[str, Any]]:
-    """The gateways' access-log lines by request id (the bench sends its own ``x-request-id``)."""
-    out = {}
-    for g in gateways:
-        for line in g.log_path.read_text(errors="replace").splitlines():
-            if '"request_id"' in line and line.startswith("{"):
-                entry = json.loads(line)
-                out[entry["request_id"]] = entry
-    return out
-
-
-def where_tokens_went(records: list[dict[str, Any]], access: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Routed turns' hit tokens against the oracle's, split into the choice and what happened after it.
-
-    ``choice``: tokens the chosen replica held at send time fewer than the best one (by the events),
-    per decision reason; ``after_send``: tokens the chosen replica held at send time but did not hit
-    (evicted before the prefill, or a concurrent turn's race), net of tokens it stored in between.
-    """
-    choice: dict[str, int] = {}
-    missed: dict[str, int] = {}
-    after = 0
-    joined = 0
-    for r in records:
-        entry = access.get(r["id"])
-        if r["direct"] or "cached" not in r or entry is None or entry.get("upstream") not in r["held"]:
-            continue
-        joined += 1
-        reason = str(entry.get("reason"))
-        gap = r["oracle"] - r["held"][entry["upstream"]]
-        choice[reason] = choice.get(reason, 0) + gap
-        missed[reason] = missed.get(reason, 0) + (gap > 0)
-        after += r["held"][entry["upstream"]] - r["cached"]
-    return {
-        "turns_joined": joined,
-        "choice_tokens_lost_by_reason": dict(sorted(choice.items())),
-        "choice_turns_below_best_by_reason": dict(sorted(missed.items())),
-        "after_send_tokens_lost": after,
-    }
 
 
 def rss_mib(pid: int) -> float:

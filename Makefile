@@ -17,7 +17,7 @@ help:
 	@echo "make test                lint, types, generated files, and every test (what CI runs)"
 	@echo "make bench               gateway overhead against the direct path; tenancy hot-path cost"
 	@echo "make bench-routing       routing policies on a simulated 8-replica fleet"
-	@echo "make bench-routing-real  routing policies on 3 real vLLM CPU replicas (prefix-cache hit rates)"
+	@echo "make bench-routing-real  routing policies on 3 real vLLM CPU replicas (prefix-cache hit rates; PLAN=pressure: a cache 0.18 of the system prompts, 12 conversations at once)"
 	@echo "make bench-adapters-real LoRA adapter placement on 2 real vLLM CPU replicas (adapter loads, TTFT)"
 	@echo "make loadtest            locust against the local stack (HOST=... PROFILE=... REPORT_DIR=...; key: INFERSTACK_API_KEY)"
 	@echo "make dashboards          regenerate dashboards and rules from observability/*_src"
@@ -68,7 +68,7 @@ bench-routing: install
 	$(PY) bench/routing/run.py
 
 bench-routing-real: install engine
-	$(PY) bench/routing_real/run.py --out bench/routing_real/results.json
+	$(PY) bench/routing_real/run.py $(if $(PLAN),--plan $(PLAN) --out bench/routing_real/results_$(PLAN).json,--out bench/routing_real/results.json)
 
 bench-adapters-real: install engine
 	$(PY) bench/adapters_real/run.py --out bench/adapters_real/results.json

@@ -52,6 +52,10 @@ class RunSettings:
     """Share of turns sent straight to a random replica (not through any gateway)."""
     restart: tuple[int, float, float] | None = None
     """(replica, at, down): the replica leaves at virtual second ``at`` and returns ``down`` s later, cold."""
+    concurrency: int = 0
+    """0: conversations arrive as a Poisson process (``conversation_rate``). n: a closed loop, as
+    ``bench/routing_real``'s client: n conversations at once, each turn sent as soon as the previous
+    one is answered (no think time) and the next conversation started as soon as one ends."""
     sticky_gateway: bool = False
     """Every turn of a conversation through the same gateway (a client keeping its connection), not a
     random one per turn (a Service spreading each new connection)."""
@@ -157,7 +161,11 @@ class FleetSim:
     def run(self) -> RunResult:
         s = self.s
         end = s.warmup + s.duration
-        self._push(self.rng.expovariate(s.conversation_rate), "arrive", None)
+        if s.concurrency:
+            for _ in range(s.concurrency):
+                self._push(0.0, "arrive", None)
+        else:
+            self._push(self.rng.expovariate(s.conversation_rate), "arrive", None)
         self._push(0.0, "scrape", None)
         self._push(s.warmup, "measure", None)
         if s.restart is not None:
@@ -174,7 +182,8 @@ class FleetSim:
                 self._submit(now, *data)
             elif kind == "arrive":
                 self._submit(now, self.workload.conversation(), 0)
-                self._push(now + self.rng.expovariate(s.conversation_rate), "arrive", None)
+                if not s.concurrency:
+                    self._push(now + self.rng.expovariate(s.conversation_rate), "arrive", None)
             elif kind == "scrape":
                 self._scrape(now)
                 self._push(now + s.scrape_interval, "scrape", None)
@@ -293,7 +302,10 @@ class FleetSim:
                 if measuring:
                     self.result.completed += 1
                 if turn.index + 1 < len(conv.questions):
-                    self._push(now + conv.think_times[turn.index], "turn", (conv, turn.index + 1))
+                    think = 0.0 if self.s.concurrency else conv.think_times[turn.index]
+                    self._push(now + think, "turn", (conv, turn.index + 1))
+                elif self.s.concurrency:
+                    self._push(now, "arrive", None)
         if self.kv is not None:
             self._publish(now, r, stored)
         self._start_step(now, r)

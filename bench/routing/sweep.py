@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from des import FleetSim, RunSettings
+from report import summarise
 from run import no_cache_capacity
 from workload import Workload, WorkloadShape
 
@@ -56,6 +57,11 @@ class Point:
     direct_share: float = 0.2
     restart: bool = True
     sticky_gateway: bool = False
+    block_size: int = 16
+    concurrency: int = 0
+    """0: Poisson arrivals at 75% of the no-cache capacity; n: a closed loop of n conversations (des.py)."""
+    conversations_per_tenant: int = 0
+    """0: tenants drawn at random; n: the real bench's plan (workload.py)."""
 
 
 BASE = Point()
@@ -78,15 +84,24 @@ DEFAULT_AXES = tuple(k for k in AXES if not k.endswith("@8"))
 """8 replicas cost about three times as much per point: run those axes by name (``--only``)."""
 
 
-def run_point(point: Point, duration: float, warmup: float, seed: int) -> dict[str, Any]:
+def run_point(
+    point: Point,
+    duration: float,
+    warmup: float,
+    seed: int,
+    knobs: dict[str, Any] | None = None,
+    policies: tuple[str, ...] = POLICIES,
+) -> dict[str, Any]:
+    """``knobs``: routing settings for every policy (``make_policy``'s), e.g. ``{"load_factor": 2.0}``."""
     shape = WorkloadShape(
         tenants=point.tenants,
         system_tokens=point.system_tokens,
         turns=point.turns,
         user_tokens=point.user_tokens,
         output_tokens=point.output_tokens,
+        conversations_per_tenant=point.conversations_per_tenant,
     )
-    params = SimParams(cache_blocks=point.cache_blocks)
+    params = SimParams(cache_blocks=point.cache_blocks, block_size=point.block_size)
     capacity, means = no_cache_capacity(params, Workload(shape, seed), point.replicas)
     quarter = duration / 4
     settings = RunSettings(
@@ -99,6 +114,7 @@ def run_point(point: Point, duration: float, warmup: float, seed: int) -> dict[s
         direct_share=point.direct_share,
         restart=(0, warmup + quarter, quarter) if point.restart else None,
         sticky_gateway=point.sticky_gateway,
+        concurrency=point.concurrency,
     )
     system_blocks = sum(len(p) for p in Workload(shape, seed).system_prompts) / 4 / params.block_size
     out: dict[str, Any] = {
@@ -108,9 +124,10 @@ def run_point(point: Point, duration: float, warmup: float, seed: int) -> dict[s
         "cache_over_mean_prompt": round(point.cache_blocks * params.block_size / means["mean_prompt_tokens"], 1),
         "policies": {},
     }
-    for name in POLICIES:
-        policies = [make_policy(name, ORACLE) for _ in range(point.gateways)]
-        r = FleetSim(policies, params, Workload(shape, seed), settings).run()
+    for name in policies:
+        gateways = [make_policy(name, ORACLE, **(knobs or {})) for _ in range(point.gateways)]
+        r = FleetSim(gateways, params, Workload(shape, seed), settings).run()
+        summary = summarise(r, params)
         out["policies"][name] = {
             "hit_rate": round(r.prefix_hits / r.prefix_queries, 4) if r.prefix_queries else 0.0,
             "routed_hit_rate": round(r.routed_cached_tokens / r.routed_prompt_tokens, 4)
@@ -120,8 +137,12 @@ def run_point(point: Point, duration: float, warmup: float, seed: int) -> dict[s
             if r.routed_prompt_tokens
             else 0.0,
             "reasons": dict(sorted(r.reasons.items())),
+            "load_max_over_mean": summary["replica_load_max_over_mean"],
+            "ttft_p90": summary["ttft_p90"],
         }
     p = out["policies"]
+    if set(POLICIES) - set(p):
+        return out
 
     def ratio(a: float, b: float) -> float | None:
         return round(a / b, 3) if b else None
@@ -144,14 +165,45 @@ def describe(value: Any) -> str:
     return str(value)
 
 
+def parse_point(pairs: list[str]) -> Point:
+    """``tenants=48 system_tokens=800,800 restart=false``: the base point with those fields changed."""
+    kinds = {f.name: type(getattr(BASE, f.name)) for f in dataclasses.fields(Point)}
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        name, _, text = pair.partition("=")
+        if name not in kinds:
+            raise SystemExit(f"--point: no field {name!r} (fields: {', '.join(kinds)})")
+        kind = kinds[name]
+        if kind is tuple:
+            changes[name] = tuple(int(v) for v in text.split(","))
+        elif kind is bool:
+            changes[name] = text.lower() in ("1", "true", "yes")
+        else:
+            changes[name] = kind(text)
+    return dataclasses.replace(BASE, **changes)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=300.0)
     p.add_argument("--warmup", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--only", nargs="*", choices=list(AXES), help="axes to run (default: all but the @8 ones)")
-    p.add_argument("--out", type=Path, default=HERE / "sweep.json")
+    p.add_argument("--point", nargs="+", metavar="FIELD=VALUE", help="one point instead of a sweep (needs --out)")
+    p.add_argument("--out", type=Path, default=None, help="default: sweep.json here (a sweep), stdout (a point)")
     a = p.parse_args(argv)
+    if a.point:
+        started, load = time.monotonic(), os.getloadavg()
+        point = run_point(parse_point(a.point), a.duration, a.warmup, a.seed)
+        point["command"] = "nice -n 19 .venv/bin/python bench/routing/sweep.py " + " ".join(argv or sys.argv[1:])
+        point["load_average_1_5_15"] = [[round(x, 1) for x in la] for la in (load, os.getloadavg())]
+        point["wall_seconds"] = round(time.monotonic() - started)
+        text = json.dumps(point, indent=2) + "\n"
+        if a.out:
+            a.out.write_text(text)
+        print(text)
+        return 0
+    a.out = a.out or HERE / "sweep.json"
     axes = {k: AXES[k] for k in (a.only or DEFAULT_AXES)}
     started, load = time.monotonic(), [os.getloadavg()]
     rows: dict[str, list[dict[str, Any]]] = {}

@@ -23,6 +23,10 @@ class WorkloadShape:
     output_tokens: tuple[int, int] = (100, 300)
     think_time_mean: float = 5.0
     """Seconds between an answer's last token and the next question (exponential)."""
+    conversations_per_tenant: int = 0
+    """0: each conversation's tenant is drawn at random. n: as ``bench/routing_real``'s plan, every
+    tenant n times in a shuffled order (shuffled again when used up), so a tenant's conversations
+    are as far apart as the plan puts them."""
 
 
 @dataclass
@@ -55,6 +59,16 @@ class Workload:
         self._rng = random.Random(seed)
         self.system_prompts = [_text(self._rng, self._rng.randint(*shape.system_tokens)) for _ in range(shape.tenants)]
         self._next_id = 0
+        self._tenants: list[int] = []
+
+    def _tenant(self) -> int:
+        s, rng = self.shape, self._rng
+        if not s.conversations_per_tenant:
+            return rng.randrange(s.tenants)
+        if not self._tenants:
+            self._tenants = [t for t in range(s.tenants) for _ in range(s.conversations_per_tenant)]
+            rng.shuffle(self._tenants)
+        return self._tenants.pop()
 
     def conversation(self) -> Conversation:
         s, rng = self.shape, self._rng
@@ -62,7 +76,7 @@ class Workload:
         self._next_id += 1
         return Conversation(
             cid=self._next_id,
-            tenant=rng.randrange(s.tenants),
+            tenant=self._tenant(),
             questions=[_text(rng, rng.randint(*s.user_tokens)) for _ in range(turns)],
             outputs=[rng.randint(*s.output_tokens) for _ in range(turns)],
             think_times=[rng.expovariate(1 / s.think_time_mean) for _ in range(turns)],
@@ -71,7 +85,7 @@ class Workload:
     def mean_turn_tokens(self, samples: int = 2000) -> tuple[float, float, float]:
         """Mean (prompt tokens, output tokens, turns) per turn, estimated on a separate generator."""
         probe = Workload.__new__(Workload)
-        probe.shape, probe.system_prompts, probe._next_id = self.shape, self.system_prompts, 0
+        probe.shape, probe.system_prompts, probe._next_id, probe._tenants = self.shape, self.system_prompts, 0, []
         probe._rng = random.Random(12345)
         prompt = output = turns = 0.0
         n = 0

@@ -1,6 +1,6 @@
 """``make bench-routing-real``: routing policies on real vLLM CPU replicas, judged by the engines' own counters.
 
-    .venv/bin/python bench/routing_real/run.py [--replicas 3] [--gateways 3] [--out bench/routing_real/results.json]
+    .venv/bin/python bench/routing_real/run.py [--plan default|pressure] [--replicas 3] [--gateways 3] [--out FILE]
 
 The deployment as it runs in Kubernetes, on one machine: ``--replicas`` vLLM replicas of the tiny model
 with KV events and a small KV cache (``--kv-blocks`` blocks each, so no replica holds every tenant's
@@ -60,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from prom_text import scrape, total  # noqa: E402
 from results_file import emit  # noqa: E402
+from turn_log import access_lines, where_tokens_went  # noqa: E402
 from workload import WORDS, Shape, conversations, order, routes  # noqa: E402
 
 import inferstack_devstack as devstack  # noqa: E402
@@ -74,7 +75,12 @@ from inferstack_engine.vllm import EngineOptions  # noqa: E402
 POLICIES = ("round_robin", "prefix_affinity", "precise_prefix")
 MODEL = "tiny-llama"
 ENGINE_ENV = {"VLLM_SERVER_DEV_MODE": "1"}  # /reset_prefix_cache between policies
-COUNTERS = ("vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total", "vllm:prompt_tokens_total")
+COUNTERS = (
+    "vllm:prefix_cache_hits_total",
+    "vllm:prefix_cache_queries_total",
+    "vllm:prompt_tokens_total",
+    "vllm:num_preemptions_total",  # a preempted request queries the cache again when it resumes
+)
 
 
 def counters(samples: dict[tuple[str, str], float]) -> dict[str, float]:
@@ -116,6 +122,7 @@ class Bench:
         self.convs = conversations(shape, args.seed)
         self.plan = routes(self.convs, args.gateways, args.replicas, args.direct_share, args.seed)
         self.tokens: dict[tuple[int, int], list[int]] = {}
+        self.system_tokens: list[int] = []
         self.down: set[str] = set()
         self.phase = "all_up"
         self.records: dict[str, list[dict[str, Any]]] = {}
@@ -137,6 +144,13 @@ class Bench:
             self.tokens[key] = tokens
 
         await asyncio.gather(*(one(key) for key in self.plan))
+        # Each tenant's system prompt alone, as the engine renders it: what one replica's cache is held against.
+        for conv in self.convs[:: self.a.conversations]:
+            body = tokenize_body(MODEL, {"messages": conv[0][:1]}, "chat")
+            assert body is not None
+            tokens = await engine_token_ids(self.session, self.urls[0], body, 60)
+            assert tokens is not None, "the engine's /tokenize failed"
+            self.system_tokens.append(len(tokens))
 
     async def reset(self) -> None:
         for url in self.urls:
@@ -306,6 +320,7 @@ class Bench:
                 "hits": hits,
                 "queries": queries,
                 "prompt_tokens": d["vllm:prompt_tokens_total"],
+                "preemptions": d["vllm:num_preemptions_total"],
             }
         hits = sum(r["hits"] for r in per_replica.values())
         queries = sum(r["queries"] for r in per_replica.values())
@@ -334,6 +349,7 @@ class Bench:
             "oracle_hit_rate": ratio(sum(r["oracle"] for r in routed), sum(r["prompt"] for r in routed)),
             "hits": hits,
             "queries": queries,
+            "preemptions": sum(r["preemptions"] for r in per_replica.values()),
             "ttft_p50_s": percentile([r["ttft"] for r in routed], 0.5),
             "ttft_p90_s": percentile([r["ttft"] for r in routed], 0.9),
             "load_max_over_mean": round(max(loads) / statistics.mean(loads), 3) if sum(loads) else None,
@@ -346,46 +362,6 @@ class Bench:
                 if p == policy and now[(p, r)] > decided.get((p, r), 0.0)
             },
         }
-
-
-def access_lines(gateways: list[devstack.Service]) -> dict[str, dict[str, Any]]:
-    """The gateways' access-log lines by request id (the bench sends its own ``x-request-id``)."""
-    out = {}
-    for g in gateways:
-        for line in g.log_path.read_text(errors="replace").splitlines():
-            if '"request_id"' in line and line.startswith("{"):
-                entry = json.loads(line)
-                out[entry["request_id"]] = entry
-    return out
-
-
-def where_tokens_went(records: list[dict[str, Any]], access: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Routed turns' hit tokens against the oracle's, split into the choice and what happened after it.
-
-    ``choice``: tokens the chosen replica held at send time fewer than the best one (by the events),
-    per decision reason; ``after_send``: tokens the chosen replica held at send time but did not hit
-    (evicted before the prefill, or a concurrent turn's race), net of tokens it stored in between.
-    """
-    choice: dict[str, int] = {}
-    missed: dict[str, int] = {}
-    after = 0
-    joined = 0
-    for r in records:
-        entry = access.get(r["id"])
-        if r["direct"] or "cached" not in r or entry is None or entry.get("upstream") not in r["held"]:
-            continue
-        joined += 1
-        reason = str(entry.get("reason"))
-        gap = r["oracle"] - r["held"][entry["upstream"]]
-        choice[reason] = choice.get(reason, 0) + gap
-        missed[reason] = missed.get(reason, 0) + (gap > 0)
-        after += r["held"][entry["upstream"]] - r["cached"]
-    return {
-        "turns_joined": joined,
-        "choice_tokens_lost_by_reason": dict(sorted(choice.items())),
-        "choice_turns_below_best_by_reason": dict(sorted(missed.items())),
-        "after_send_tokens_lost": after,
-    }
 
 
 def rss_mib(pid: int) -> float:
@@ -484,6 +460,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "command": "make bench-routing-real  # " + " ".join(sys.argv[1:]),
             "note": "hit rates depend little on timing; TTFT was measured on a shared, loaded 2-core machine: noise",
             "settings": {**vars(args), "out": str(args.out) if args.out else None},
+            "gateway_environment": {k: v for k, v in os.environ.items() if k.startswith("INFERSTACK_")},
             "workload": {
                 "turns": len(prompts),
                 "routed_turns": sum(1 for r in bench.plan.values() if r.gateway is not None),
@@ -492,6 +469,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 "prompt_tokens_max": max(prompts),
                 "prompt_tokens_per_policy": sum(prompts),
                 "kv_tokens_per_replica": args.kv_blocks * 128,
+                "system_prompt_tokens_mean": round(statistics.mean(bench.system_tokens)),
+                "kv_over_system_prompts": round(args.kv_blocks * 128 / sum(bench.system_tokens), 3),
+                "kv_over_prompt_max": round(args.kv_blocks * 128 / max(prompts), 2),
             },
             "load_average_1_5_15": [[round(x, 1) for x in la] for la in load],
             "engine_rss_mib": memory,
@@ -508,8 +488,22 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         stack.stop()
 
 
+PLANS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "pressure": {"tenants": 36, "conversations": 1, "concurrency": 12},
+}
+"""Named plans (``--plan``; explicit flags still override them). ``default``: one replica's KV cache is
+0.53 of the 12 tenants' system prompts, 5 conversations at a time. ``pressure``: the same prompts and
+turn count (36 six-turn conversations), one conversation per tenant, so one replica's cache is 0.18 of
+the 36 system prompts, and 12 conversations at a time: in this closed loop the live conversations are
+the working set, and the simulator at this bench's shape reaches the goals only with both
+(bench/routing/real_shape.json, docs/routing.md)."""
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--plan", choices=list(PLANS), default="default", help="a named plan (flags override it)")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], parents=[pre])
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--gateways", type=int, default=3, help="gateway processes (pods behind a Service)")
     parser.add_argument("--kv-blocks", type=int, default=40, help="KV blocks per replica (128 tokens each on CPU)")
@@ -528,6 +522,7 @@ def main() -> int:
     parser.add_argument("--policies", nargs="+", default=list(POLICIES))
     parser.add_argument("--profiles", help="more routing profiles for the gateways (INFERSTACK_ROUTING__PROFILES JSON)")
     parser.add_argument("--out", type=Path)
+    parser.set_defaults(**PLANS[pre.parse_known_args()[0].plan])
     args = parser.parse_args()
     emit(asyncio.run(main_async(args)), args.out)
     return 0

@@ -243,6 +243,13 @@ class Routing(BaseModel):
         description="Bounded loads: affinity never sends a replica above c x the mean load"
         " (1.5: bench/routing measured max/mean 1.18 with it; 1.25 spills more and triples TTFT p90).",
     )
+    load_slack: float = Field(
+        1.0,
+        ge=0,
+        description="Bounded loads: the cap is never below the mean load plus this many requests. A gateway pod"
+        " counts only its own requests; at 1-2 per replica ceil(c x mean) is 1 on 3 replicas and sent"
+        " turns away from idle replicas holding their prefix (docs/routing.md). 0: c x mean alone.",
+    )
     adapter_load_factor: float = Field(
         2.0,
         ge=1,

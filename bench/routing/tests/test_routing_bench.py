@@ -48,3 +48,22 @@ def test_deployment_setup_spreads_turns_over_gateways_and_restarts_a_replica() -
         # The oracle (the most any running replica held at send time) bounds what routing hit.
         assert 0 < result.routed_cached_tokens <= result.oracle_cached_tokens <= result.routed_prompt_tokens
     assert hits["precise_prefix"] > hits["round_robin"] * 1.25
+
+
+def test_closed_loop_keeps_n_conversations_live_and_the_plan_order_uses_every_tenant() -> None:
+    from collections import Counter
+
+    from des import FleetSim, RunSettings
+    from workload import Workload, WorkloadShape
+
+    from inferstack.scheduling import make_policy
+
+    shape = WorkloadShape(tenants=3, system_tokens=(200, 200), conversations_per_tenant=2)
+    plan = Workload(shape, 1)
+    assert Counter(plan.conversation().tenant for _ in range(6)) == {0: 2, 1: 2, 2: 2}  # then shuffled again
+    settings = RunSettings(replicas=2, warmup=5, duration=30, concurrency=3)
+    sim = FleetSim([make_policy("round_robin")], run.REPLICA, Workload(shape, 1), settings)
+    result = sim.run()
+    live = [sum(sample) for sample in result.in_flight_samples]
+    assert max(live) == 3  # one turn in flight per conversation, three conversations at all times
+    assert result.completed > 30

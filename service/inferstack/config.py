@@ -248,7 +248,8 @@ class Routing(BaseModel):
         ge=0,
         description="Bounded loads: the cap is never below the mean load plus this many requests. A gateway pod"
         " counts only its own requests; at 1-2 per replica ceil(c x mean) is 1 on 3 replicas and sent"
-        " turns away from idle replicas holding their prefix (docs/routing.md). 0: c x mean alone.",
+        " turns away from idle replicas holding their prefix (docs/routing.md). 0: c x mean alone. Not"
+        " applied to adapter_affinity's bound (adapter_load_factor is already loose).",
     )
     adapter_load_factor: float = Field(
         2.0,

@@ -32,7 +32,8 @@ class AdapterBound(BoundedLoad):
     kind: ClassVar[Literal["filter"]] = "filter"
 
     def __init__(self, adapter_load_factor: float = 2.0, adapter_traffic_factor: float = 1.2) -> None:
-        super().__init__(adapter_load_factor)
+        # No slack over c x mean: the factor is already loose, and the adapter benches were measured so.
+        super().__init__(adapter_load_factor, load_slack=0.0)
         if adapter_traffic_factor < 1:
             raise ValueError("adapter_traffic_factor must be >= 1")
         self.traffic_factor = adapter_traffic_factor

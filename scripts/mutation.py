@@ -154,8 +154,9 @@ def results() -> dict[str, str]:
 def mutated_functions(source: Path) -> dict[str, str]:
     """Each function of a file mutmut rewrote (the original and its mutants) -> its source."""
     text = source.read_text()
+    lines = text.splitlines()  # sliced by line numbers: ast.get_source_segment scans the file per call
     return {
-        node.name: ast.get_source_segment(text, node) or ""
+        node.name: "\n".join(lines[node.lineno - 1 : node.end_lineno])
         for node in ast.walk(ast.parse(text))
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and "__mutmut_" in node.name
     }

@@ -104,7 +104,7 @@ def layout(mutate: list[str], tests: list[str]) -> None:
         'source_paths = ["src/"]\n'
         f"only_mutate = {json.dumps(mutate)}\n"
         f"pytest_add_cli_args_test_selection = [{selection}]\n"
-        f'pytest_add_cli_args = {json.dumps(["-p", "no:cacheprovider", "-m", "not vllm", "-q", *LEFT_OUT])}\n'
+        f"pytest_add_cli_args = {json.dumps(['-p', 'no:cacheprovider', '-m', 'not vllm', '-q', *LEFT_OUT])}\n"
         "use_git_change_detection = false\n"
         "\n[tool.pytest.ini_options]\n"
         'addopts = "--import-mode=importlib"\n'

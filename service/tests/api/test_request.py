@@ -126,7 +126,15 @@ def test_many_shallow_containers_pass() -> None:
 
 @pytest.mark.parametrize(
     ("value", "depth"),
-    [(1, 0), ("s", 0), ({}, 1), ([], 1), ({"a": [1, {"b": []}]}, 4), ([[1], [[[2]]], 3], 4), ({"a": 1, "b": {"c": 2}}, 2)],
+    [
+        (1, 0),
+        ("s", 0),
+        ({}, 1),
+        ([], 1),
+        ({"a": [1, {"b": []}]}, 4),
+        ([[1], [[[2]]], 3], 4),
+        ({"a": 1, "b": {"c": 2}}, 2),
+    ],
 )
 def test_depth_counts_arrays_and_objects(value: object, depth: int) -> None:
     assert _depth(value) == depth

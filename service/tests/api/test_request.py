@@ -112,6 +112,8 @@ def refused(kind: str, raw: bytes) -> InvalidRequestError:
 def test_nesting_up_to_the_limit_passes_and_one_level_more_is_refused() -> None:
     # The request object is the first level.
     assert validate("completions", body(model="m", prompt="x", x=deep(MAX_NESTING - 1)))["x"]
+    # The same with more brackets than levels (so that the depth is walked): still the limit, passes.
+    assert validate("completions", body(model="m", prompt="x", x=deep(MAX_NESTING - 1), pad=[[]] * MAX_NESTING))
     err = refused("completions", body(model="m", prompt="x", x=deep(MAX_NESTING)))
     assert err.message == f"The request body nests deeper than {MAX_NESTING} levels."
     # Deep inside a list of shallow ones, not only in the first or last child.

@@ -31,7 +31,7 @@ async def gateway(behaviour: Behaviour | None = None) -> AsyncIterator[tuple[Gat
 
 
 def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [r.access for r in caplog.records if r.name == "inferstack.access"]
+    return [vars(r)["access"] for r in caplog.records if r.name == "inferstack.access"]
 
 
 async def test_a_long_request_id_is_cut_to_128_characters_and_none_given_gets_the_gateways(
@@ -147,3 +147,15 @@ async def test_a_connection_closed_after_its_answer_closes_cleanly(caplog: pytes
         await until(lost, "the server to see the connection close")
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
+
+
+async def test_stream_null_is_openais_not_given_a_whole_answer(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="inferstack.access")
+    async with gateway() as (_, engine, client):
+        resp = await client.post("/v1/chat/completions", json={**CHAT, "stream": None})
+        (sent,) = await recorded(client, engine)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == "application/json" and resp.json()["choices"]
+    assert sent["body"]["stream"] is None  # passed on as sent: vLLM reads null as false too
+    (line,) = access_lines(caplog)
+    assert line["stream"] is False

@@ -61,7 +61,7 @@ async def endpoint(behaviour: Behaviour | None = None) -> AsyncIterator[tuple[Op
 
 
 def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [r.access for r in caplog.records if r.name == "inferstack.access"]
+    return [vars(r)["access"] for r in caplog.records if r.name == "inferstack.access"]
 
 
 async def test_an_answer_leaves_no_receive_waiting() -> None:
@@ -112,7 +112,11 @@ async def test_a_server_that_fails_is_a_500_that_names_no_internals(caplog: pyte
         }
     }
     (failed,) = [r for r in caplog.records if r.name == "inferstack.api"]
-    assert (failed.levelno, failed.getMessage(), failed.request_id) == (logging.ERROR, "request failed", "req-9")
+    assert (failed.levelno, failed.getMessage(), vars(failed)["request_id"]) == (
+        logging.ERROR,
+        "request failed",
+        "req-9",
+    )
     assert failed.exc_info is not None and "the server's own failure" in str(failed.exc_info[1])
     (line,) = access_lines(caplog)
     assert (line["status"], line["error"], line["request_id"]) == (500, "internal_error", "req-9")

@@ -193,7 +193,8 @@ def test_chat_messages_must_be_a_list() -> None:
         ("embeddings", True, False),
         ("chat", "true", False),
         ("chat", 1, False),
-        ("completions", None, False),
+        ("completions", None, True),  # OpenAI's schema allows null: "not given"
+        ("embeddings", None, True),
     ],
 )
 def test_stream_is_a_boolean_and_false_for_embeddings(kind: str, stream: object, ok: bool) -> None:

@@ -50,6 +50,20 @@ async def test_a_long_request_id_is_cut_to_128_characters_and_none_given_gets_th
     assert sent[0] != sent[1]
 
 
+async def test_request_ids_are_unique_across_endpoints_and_gateways() -> None:
+    # Each endpoint counts from 1: its random prefix keeps the first request of each apart, and
+    # keeps apart the ids of gateway replicas (or restarts) logging to one place.
+    ids = []
+    for _ in range(2):
+        async with gateway() as (_, _, client):
+            for path, body in [
+                ("/v1/chat/completions", CHAT),
+                ("/v1/completions", {"model": "fake-model", "prompt": "x"}),
+            ]:
+                ids.append((await client.post(path, json=body)).headers["x-request-id"])
+    assert len(set(ids)) == 4
+
+
 async def test_a_request_is_logged_with_its_stream_flag_and_a_duration_within_the_clients(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -8,15 +8,18 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from inferstack.filters import generate_key, hash_key
 from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
 
-from ..gateway_harness import GatewayURL, running_gateway
+from ..gateway_harness import GatewayURL, free_port, running_gateway
 from ..test_relay_fake_engine import CHAT, metric, recorded
+from ..test_tenancy_api import bearer, key_file
 from ..waiting import until
 
 
@@ -173,3 +176,38 @@ async def test_stream_null_is_openais_not_given_a_whole_answer(caplog: pytest.Lo
     assert sent["body"]["stream"] is None  # passed on as sent: vLLM reads null as false too
     (line,) = access_lines(caplog)
     assert line["stream"] is False
+
+
+async def test_a_request_that_reached_no_engine_gives_back_its_reserved_tokens(tmp_path: Path) -> None:
+    """No replica (503 after the hold): the tokens reserved against the key's per-minute limit are
+    given back at once, so the next such request fits; a request an engine saw keeps its reservation
+    until its usage is known (tested in filters/)."""
+    key = generate_key()
+    keys = key_file(tmp_path / "keys.yaml", [{"key_sha256": hash_key(key), "tenant": "acme", "tpm": 100}])
+    dead = f"http://127.0.0.1:{free_port()}"
+    settings = {"auth_enabled": True, "keys_file": str(keys), "models": ["m"], "hold_timeout": 0.1}
+    async with (
+        running_gateway([dead], wait_ready=False, **settings) as (url, _),
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+        body = {"model": "m", "prompt": "x", "max_tokens": 60}  # reserves more than half the minute's 100
+        statuses = [
+            (await client.post("/v1/completions", json=body, headers=bearer(key))).status_code for _ in range(3)
+        ]
+    assert statuses == [503, 503, 503]
+
+
+async def test_a_request_an_engine_answered_is_charged_its_usage(tmp_path: Path) -> None:
+    key = generate_key()
+    keys = key_file(tmp_path / "keys.yaml", [{"key_sha256": hash_key(key), "tenant": "acme", "tpm": 100}])
+    async with (
+        running_engine(EngineConfig(behaviour=Behaviour(output_tokens=50))) as engine,
+        running_gateway([engine], auth_enabled=True, keys_file=str(keys)) as (url, _),
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+        body = {"model": "fake-model", "prompt": "x", "max_tokens": 50}
+        first = await client.post("/v1/completions", json=body, headers=bearer(key))
+        second = await client.post("/v1/completions", json=body, headers=bearer(key))
+    assert first.status_code == 200 and first.json()["usage"]["completion_tokens"] == 50
+    # The first used more than half of the minute's 100 tokens: the second does not fit.
+    assert (second.status_code, second.json()["error"]["code"]) == (429, "rate_limit_exceeded")

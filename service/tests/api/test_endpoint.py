@@ -197,7 +197,10 @@ async def test_a_request_that_reached_no_engine_gives_back_its_reserved_tokens(t
     assert statuses == [503, 503, 503]
 
 
-async def test_a_request_an_engine_answered_is_charged_its_usage(tmp_path: Path) -> None:
+async def test_a_request_an_engine_answered_is_charged_its_usage(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="inferstack.access")
     key = generate_key()
     keys = key_file(tmp_path / "keys.yaml", [{"key_sha256": hash_key(key), "tenant": "acme", "tpm": 100}])
     async with (
@@ -211,3 +214,5 @@ async def test_a_request_an_engine_answered_is_charged_its_usage(tmp_path: Path)
     assert first.status_code == 200 and first.json()["usage"]["completion_tokens"] == 50
     # The first used more than half of the minute's 100 tokens: the second does not fit.
     assert (second.status_code, second.json()["error"]["code"]) == (429, "rate_limit_exceeded")
+    # (The 429's line says "anonymous": admission refused it before the endpoint learnt the tenant.)
+    assert [(line["tenant"], line["status"]) for line in access_lines(caplog)][0] == ("acme", 200)

@@ -26,7 +26,8 @@ from ..waiting import until
 class Server:
     """One request's ASGI channel: what the endpoint sent, and its ``receive`` calls still waiting."""
 
-    def __init__(self, body: bytes) -> None:
+    def __init__(self, body: bytes, gone_after_answer: bool = False) -> None:
+        self.gone_after_answer = gone_after_answer
         self.incoming: asyncio.Queue[Message] = asyncio.Queue()
         self.incoming.put_nowait({"type": "http.request", "body": body, "more_body": False})
         self.sent: list[Message] = []
@@ -41,6 +42,14 @@ class Server:
 
     async def send(self, message: Message) -> None:
         self.sent.append(message)
+        last = message["type"] == "http.response.body" and not message.get("more_body", False)
+        if last and self.gone_after_answer:
+            # As the ASGI spec allows: once the response is sent, ``receive`` says the client is gone.
+            self.incoming.put_nowait({"type": "http.disconnect"})
+        # A server's send yields to the loop, maybe more than once (a write, a drain): the disconnect
+        # above then arrives while the endpoint still finishes the request (its accounting, say).
+        for _ in range(3):
+            await asyncio.sleep(0)
 
     def answer(self) -> tuple[int, dict[str, Any]]:
         start, *bodies = self.sent
@@ -72,6 +81,17 @@ async def test_an_answer_leaves_no_receive_waiting() -> None:
     assert status == 200 and answer["choices"]
     # The disconnect watch on ``receive`` ended with the request (no task left reading the channel).
     await until(lambda: server.waiting == 0, "the watch on receive to end")
+
+
+async def test_a_disconnect_reported_once_the_answer_is_sent_leaves_it_a_200(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="inferstack.access")
+    server = Server(orjson.dumps(CHAT), gone_after_answer=True)
+    async with endpoint() as (chat, _):
+        await chat(scope(), server.receive, server.send)
+    assert server.answer()[0] == 200
+    # Not a client that left mid-request: no 499, and its accounting was not cancelled.
+    (line,) = access_lines(caplog)
+    assert (line["status"], line["error"]) == (200, None)
 
 
 async def test_a_disconnect_during_the_request_cancels_it(caplog: pytest.LogCaptureFixture) -> None:

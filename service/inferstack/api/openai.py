@@ -137,7 +137,7 @@ class OpenAIEndpoint:
                 if resolved is not None and resolved != payload["model"]:
                     payload["model"] = resolved
                     body = orjson.dumps(payload)
-            ex.stream, ex.payload, ex.body = payload.get("stream", False), payload, body
+            ex.stream, ex.payload, ex.body = payload.get("stream") is True, payload, body
             model = payload["model"]
             known = model in self._cluster.known_models
             admission = ex.admission = await self._tenancy.admit(

@@ -67,8 +67,9 @@ def validate(kind: str, body: bytes) -> dict[str, Any]:
         raise InvalidRequestError(f"'{required}' is required.", param=required)
     if kind == "chat" and not isinstance(payload["messages"], list):
         raise InvalidRequestError("'messages' must be an array of messages.", param="messages")
-    stream = payload.get("stream", False)
-    if not isinstance(stream, bool) or (stream and kind == "embeddings"):
+    stream = payload.get("stream")
+    # null is OpenAI's "not given" (its schema allows it; vLLM reads it as false): not a stream.
+    if stream is not None and (not isinstance(stream, bool) or (stream and kind == "embeddings")):
         raise InvalidRequestError("'stream' must be a boolean (and false for embeddings).", param="stream")
     return payload
 

@@ -45,6 +45,8 @@ class GatewayError(Exception):
         self.param = param
         self.code = code if code is not None else self.default_code
         self.headers: dict[str, str] = dict(headers or {})
+        self.tenant: str | None = None
+        """The tenant's label once admission knew it (the access line's), else None."""
         if retry_after is not None:
             # Retry-After takes whole seconds; never tell a client to retry immediately.
             self.headers.setdefault("Retry-After", str(max(1, int(retry_after + 0.999))))

@@ -168,6 +168,8 @@ class OpenAIEndpoint:
             self._metrics.upstream_errors.labels(ex.model, "client_disconnect").inc()
         except GatewayError as err:
             ex.status, ex.error = err.status, err.code or err.type
+            if err.tenant is not None:
+                ex.tenant = err.tenant
             await out.error(err, ex)
         except Exception:
             log.exception("request failed", extra={"request_id": ex.request_id})

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from ..clock import Clock, wall
 from ..config import TenancySettings
-from ..errors import NotFoundError, QuotaExceededError
+from ..errors import GatewayError, NotFoundError, QuotaExceededError
 from .auth import ANONYMOUS_PRINCIPAL, Principal, authenticate, check_admin
 from .cache_key import BYPASS, cache_key, cache_policy
 from .cache_store import MemoryStore, RedisStore, Store, TenantStores
@@ -243,9 +243,26 @@ class Tenancy:
             principal = authenticate(self.ring, wanted.get(b"authorization"), model)
         else:
             principal = ANONYMOUS_PRINCIPAL
-        if not model_exists:
-            raise NotFoundError(f"The model '{model}' does not exist.", param="model", code="model_not_found")
         label = self.metrics.tenant_label(principal.tenant)
+        try:
+            if not model_exists:
+                raise NotFoundError(f"The model '{model}' does not exist.", param="model", code="model_not_found")
+            return await self._admit(kind, payload, body, wanted, revision, principal, label)
+        except GatewayError as err:
+            err.tenant = label  # a refusal after the key was read is logged as its tenant's
+            raise
+
+    async def _admit(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        body: bytes,
+        wanted: dict[bytes, str],
+        revision: str,
+        principal: Principal,
+        label: str,
+    ) -> Admission:
+        model: str = payload["model"]
         stream = payload.get("stream") is True
         reservation = None
         hold = None

@@ -63,8 +63,8 @@ class Recording:
             data = data[n + 2 :]
 
 
-async def test_chunks_declined_while_the_client_is_paused_keep_their_place() -> None:
-    release: asyncio.Queue[bytes] = asyncio.Queue()
+async def releasing_upstream(release: asyncio.Queue[bytes]) -> tuple[asyncio.Server, int]:
+    """An SSE upstream on loopback that sends each chunk put on ``release`` (``b""`` ends the stream)."""
 
     async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -79,10 +79,11 @@ async def test_chunks_declined_while_the_client_is_paused_keep_their_place() -> 
         writer.close()
 
     server = await asyncio.start_server(upstream, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    pool = Pool(connect_timeout=2)
-    client = Recording()
-    flow = FlowControl(client)  # type: ignore[arg-type]
+    return server, server.sockets[0].getsockname()[1]
+
+
+def response_cycle(client: Recording, flow: FlowControl) -> tuple[RequestResponseCycle, Exchange]:
+    """uvicorn's response cycle writing to ``client``, and a streaming chat exchange for it."""
     scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
     log = logging.getLogger("test")
     cycle = RequestResponseCycle(
@@ -100,6 +101,17 @@ async def test_chunks_declined_while_the_client_is_paused_keep_their_place() -> 
     )
     ex = Exchange(request_id="r", upstream_id="u", endpoint="chat", started=time.perf_counter(), model="m", stream=True)
     ex.body, ex.deadline = b"{}", time.monotonic() + 30
+    return cycle, ex
+
+
+async def test_chunks_declined_while_the_client_is_paused_keep_their_place() -> None:
+    release: asyncio.Queue[bytes] = asyncio.Queue()
+
+    server, port = await releasing_upstream(release)
+    pool = Pool(connect_timeout=2)
+    client = Recording()
+    flow = FlowControl(client)  # type: ignore[arg-type]
+    cycle, ex = response_cycle(client, flow)
     try:
         release.put_nowait(EVENTS[0])
         loop = asyncio.get_running_loop()
@@ -150,39 +162,10 @@ class TaskNoting(Recording):
 async def test_a_streams_first_chunk_goes_out_with_the_head_from_data_received() -> None:
     release: asyncio.Queue[bytes] = asyncio.Queue()
 
-    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.startswith(b"content-length"))
-        await reader.readexactly(length)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
-        while (chunk := await release.get()) != b"":
-            writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-            await writer.drain()
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(upstream, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    server, port = await releasing_upstream(release)
     pool = Pool(connect_timeout=2)
     client = TaskNoting()
-    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
-    log = logging.getLogger("test")
-    cycle = RequestResponseCycle(
-        scope,  # type: ignore[arg-type]
-        client,  # type: ignore[arg-type]
-        FlowControl(client),  # type: ignore[arg-type]
-        log,
-        log,
-        False,
-        [],
-        asyncio.Event(),
-        False,
-        True,
-        lambda: None,
-    )
-    ex = Exchange(request_id="r", upstream_id="u", endpoint="chat", started=time.perf_counter(), model="m", stream=True)
-    ex.body, ex.deadline = b"{}", time.monotonic() + 30
+    cycle, ex = response_cycle(client, FlowControl(client))  # type: ignore[arg-type]
     try:
         loop = asyncio.get_running_loop()
         # The attempt ends at the headers: no body byte has been sent yet.

@@ -222,11 +222,22 @@ class Pod:
         return container
 
 
+def remove_orphans() -> None:
+    """Remove test pods whose pytest process is gone: a run killed from outside (a CI timeout, kill
+    -9) skips its ``finally`` and would leave a 4 GB engine running for good."""
+    found = podman("pod", "ps", "--format", "{{.Name}}", "--filter", "name=^inferstack-test-", check=False)
+    for name in found.stdout.split():
+        pid = name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+            podman("pod", "rm", "--force", "--time", "5", name, timeout=120, check=False)
+
+
 @contextmanager
 def pod(prefix: str, ports: dict[int, int], shm_size: str | None = None) -> Iterator[Pod]:
     """A pod publishing container ports on loopback ({host port: container port}), removed with its
     containers afterwards whatever happens. Containers in a pod share localhost and /dev/shm."""
     name = f"inferstack-test-{prefix}-{os.getpid()}"
+    remove_orphans()
     podman("pod", "rm", "--force", "--ignore", name, timeout=120)
     args = ["pod", "create", "--name", name]
     for host, container in ports.items():

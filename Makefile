@@ -9,13 +9,14 @@ STAMP := $(VENV)/.installed
 REQUIREMENTS := $(filter-out requirements/engine.txt,$(wildcard requirements/*.txt))
 PYTEST_ARGS ?=
 
-.PHONY: help up test install engine tools lint typecheck generated pytest bench bench-routing bench-routing-real bench-adapters-real \
+.PHONY: help up test install engine tools lint typecheck generated pytest bench bench-reference bench-routing bench-routing-real bench-adapters-real \
 	loadtest dashboards dashboards-preview fleet mutation clean
 
 help:
 	@echo "make up                  the local stack: real vLLM (CPU) + gateway + Prometheus, in the foreground"
 	@echo "make test                lint, types, generated files, and every test (what CI runs)"
 	@echo "make bench               gateway overhead against the direct path; tenancy hot-path cost"
+	@echo "make bench-reference     the gateway's CPU per request as a ratio to vllm-router's (Rust), measured here, interleaved"
 	@echo "make bench-routing       routing policies on a simulated 8-replica fleet"
 	@echo "make bench-routing-real  routing policies on 3 real vLLM CPU replicas (prefix-cache hit rates; PLAN=pressure: a cache 0.18 of the system prompts, 12 conversations at once)"
 	@echo "make bench-adapters-real LoRA adapter placement on 2 real vLLM CPU replicas (adapter loads, TTFT)"
@@ -63,6 +64,16 @@ bench: install
 	$(PY) bench/gateway_bench.py --out bench/results/gateway.json
 	$(PY) bench/tenancy_bench.py --out bench/results/tenancy.json
 	$(PY) bench/http_client_bench.py --out bench/results/http_client.json
+
+# vllm-router, the Rust router issue 13's CPU targets were set against, in a venv of its own (PyPI).
+REF_VENV := .venv-ref
+$(REF_VENV)/.installed:
+	@test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/pip install -q --disable-pip-version-check vllm-router==0.1.17
+	@touch $@
+
+bench-reference: install $(REF_VENV)/.installed
+	$(PY) bench/reference_bench.py --router $(REF_VENV)/bin/vllm-router --out bench/results/reference.json
 
 bench-routing: install
 	$(PY) bench/routing/run.py

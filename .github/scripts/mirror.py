@@ -202,9 +202,12 @@ def scan(source: str, digest: str, ignorefile: Path, out: Path) -> dict[str, Any
 
 def sign(record_file: Path, scanned_file: Path) -> str:
     """Sign the mirror's digest as images.yml signs ours; returns the reference signed."""
-    record, scanned = json.loads(record_file.read_text()), json.loads(scanned_file.read_text())
-    repository, digest = str(record["repository"]), str(record["digest"])
-    if digest != scanned["digest"] or record["source"] != scanned["source"]:
+    try:
+        record, scanned = json.loads(record_file.read_text()), json.loads(scanned_file.read_text())
+        repository, digest = str(record["repository"]), str(record["digest"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RegistryError(f"no usable record and scan result ({record_file}, {scanned_file}): {exc}") from exc
+    if digest != scanned.get("digest") or record.get("source") != scanned.get("source"):
         raise RegistryError(f"{record_file} is {record['source']}@{digest}, but the scan passed "
                             f"{scanned['source']}@{scanned['digest']}: refusing to sign")  # fmt: skip
     Repository.parse(repository)

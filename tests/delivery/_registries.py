@@ -71,8 +71,8 @@ def blob(layout: Path, data: bytes) -> dict[str, object]:
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
-def oci_index(layout: Path, content: str) -> str:
-    """An OCI layout holding a two-platform index tagged 8.1.4-alpine; returns the index's digest."""
+def oci_index(layout: Path, content: str, tag: str = "8.1.4-alpine") -> str:
+    """An OCI layout holding a two-platform index tagged `tag`; returns the index's digest."""
     (layout / "blobs" / "sha256").mkdir(parents=True)
     (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     raw = io.BytesIO()
@@ -97,18 +97,20 @@ def oci_index(layout: Path, content: str) -> str:
         entry = blob(layout, json.dumps(manifest).encode())
         manifests.append({"mediaType": MANIFEST, **entry, "platform": {"architecture": arch, "os": "linux"}})
     index = blob(layout, json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": manifests}).encode())
-    ref = {"mediaType": INDEX, **index, "annotations": {"org.opencontainers.image.ref.name": "8.1.4-alpine"}}
+    ref = {"mediaType": INDEX, **index, "annotations": {"org.opencontainers.image.ref.name": tag}}
     (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [ref]}))
     return str(index["digest"])
 
 
-def push_upstream(tmp_path: Path, upstream: str, content: str, repo: str = "valkey/valkey") -> str:
-    """A two-platform index built from `content`, pushed as <repo>:8.1.4-alpine; returns its digest."""
+def push_upstream(
+    tmp_path: Path, upstream: str, content: str, repo: str = "valkey/valkey", tag: str = "8.1.4-alpine"
+) -> str:
+    """A two-platform index built from `content`, pushed as <repo>:<tag>; returns its digest."""
     layout = tmp_path / f"layout-{hashlib.sha256(content.encode()).hexdigest()[:8]}"
-    digest = oci_index(layout, content)
+    digest = oci_index(layout, content, tag)
     done = run(
         [tool("skopeo"), "--insecure-policy", "copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
-         f"oci:{layout}:8.1.4-alpine", f"docker://{upstream}/{repo}:8.1.4-alpine"]
+         f"oci:{layout}:{tag}", f"docker://{upstream}/{repo}:{tag}"]
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return digest
@@ -134,7 +136,7 @@ with open({log!r}, "a") as f:
     f.write(json.dumps(args) + "\\n")
 mapped = []
 for a in args:
-    if a.startswith("docker://valkey/"):
+    if a.startswith(("docker://valkey/", "docker://public.ecr.aws/")):
         a = "docker://{upstream}/" + a.removeprefix("docker://")
     a = a.replace("docker://{ecr_host}/", "docker://{ecr}/")
     mapped.append(a)

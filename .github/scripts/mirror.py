@@ -10,7 +10,7 @@
     python .github/scripts/mirror.py scan --source valkey/valkey:8.1.4-alpine --digest sha256:... \
             --ignorefile docker/trivyignore.yaml --out scan
         reads the index BY DIGEST (and checks its bytes hash to it), then runs Trivy on every platform
-        manifest of it by its own digest: the gate our images pass (fixable CRITICAL fails) and an SPDX
+        manifest of it by its own digest, from the registry (`--image-src remote`): the gate our images pass (fixable CRITICAL fails) and an SPDX
         SBOM per platform into --out. Every platform is scanned even after one fails; any failure exits
         1, so the copy and the signature (later steps) never run. Writes <out>/scanned.json:
         {"source", "digest", "platforms": [{"platform", "digest", "sbom"}]}, which `sign` reads.
@@ -63,6 +63,8 @@ MANIFEST_TYPES = INDEX_TYPES | {
 # The gate of our own images (images.yml's build job, trivy-action's inputs there): fixable CRITICAL
 # findings fail, except those accepted in the reviewed ignore file. tests/delivery compares the two.
 TRIVY_GATE = ("--severity", "CRITICAL", "--ignore-unfixed", "--exit-code", "1", "--format", "table")
+# The registry's bytes, never an image of that name the runner's Docker daemon happens to hold.
+REMOTE = ("--image-src", "remote")
 # buildx's provenance/SBOM entries in an index: platform unknown/unknown, no image to scan or run.
 ATTESTATION = "attestation-manifest"
 
@@ -186,10 +188,10 @@ def scan(source: str, digest: str, ignorefile: Path, out: Path) -> dict[str, Any
     for plat, child in platforms(manifest, digest):
         ref = f"{name}@{child}"
         print(f"::group::{source} {plat} ({child})", file=sys.stderr, flush=True)
-        if _trivy("image", *TRIVY_GATE, "--ignorefile", str(ignorefile), ref) != 0:
+        if _trivy("image", *REMOTE, *TRIVY_GATE, "--ignorefile", str(ignorefile), ref) != 0:
             failed.append(f"{plat} ({child})")
         sbom = out / f"{plat.replace('/', '-')}.spdx.json"
-        if _trivy("image", "--format", "spdx-json", "--output", str(sbom), "--exit-code", "0", ref) != 0:
+        if _trivy("image", *REMOTE, "--format", "spdx-json", "--output", str(sbom), "--exit-code", "0", ref) != 0:
             failed.append(f"{plat} ({child}): no SBOM")
         print("::endgroup::", file=sys.stderr, flush=True)
         scanned.append({"platform": plat, "digest": child, "sbom": str(sbom)})

@@ -49,6 +49,7 @@ args = sys.argv[1:]
 with open({log!r}, "a") as f:
     f.write(json.dumps(args) + "\\n")
 name, _, digest = args[-1].partition("@")
+assert args[args.index("--image-src") + 1] == "remote", "the registry's bytes, not the daemon's"
 accept = "application/vnd.oci.image.manifest.v1+json"
 req = urllib.request.Request(f"http://{upstream}/v2/{{name}}/manifests/{{digest}}", headers={{"Accept": accept}})
 manifest = json.load(urllib.request.urlopen(req, timeout=10))
@@ -132,7 +133,6 @@ class Runner:
                 (self.workspace / part).symlink_to(REPO / part)
         self.env, self.context = env, dict(context)
         self.ran: list[str] = []
-        self.skipped_actions: list[str] = []
         self.sequence: list[str] = []  # every step taken, in order (an action by its name and artifact)
         self.failed: str | None = None  # the step that failed: the job stopped there
         self.stderr = ""
@@ -157,7 +157,6 @@ class Runner:
                     continue
             if "uses" in step:
                 action = step["uses"].split("@")[0]
-                self.skipped_actions.append(action)
                 artifact = step.get("with", {}).get("name")
                 self.sequence.append(f"{action}:{artifact}" if artifact else action)
                 continue
@@ -181,8 +180,10 @@ class Runner:
         return None
 
 
-def _tools(tmp_path: Path, upstream: str, ecr: str) -> tuple[dict[str, str], Path, Path]:
-    env, skopeo_log = tool_env(tmp_path, upstream, ecr)
+def _tools(tmp_path: Path, upstream: str, ecr: str) -> tuple[dict[str, str], Path]:
+    """PATH with skopeo (the real one behind the host mapping), aws, trivy and cosign stand-ins; and
+    the cosign stand-in's signature store."""
+    env, _ = tool_env(tmp_path, upstream, ecr)
     bin_dir, store = tmp_path / "bin", tmp_path / "cosign-store.json"
     values = {"python": sys.executable, "upstream": upstream, "ecr": ecr, "ecr_host": ECR_HOST}
     (bin_dir / "trivy").write_text(TRIVY.format(log=str(tmp_path / "trivy.jsonl"), **values))
@@ -193,7 +194,7 @@ def _tools(tmp_path: Path, upstream: str, ecr: str) -> tuple[dict[str, str], Pat
         f.chmod(0o755)
     # The steps' `python3`: this interpreter (pyenv's shim would put its own bin/, with a real aws, first).
     (bin_dir / "python3").symlink_to(sys.executable)
-    return {**env, "FULCIO_IDENTITY": SIGNING_IDENTITY}, store, tmp_path
+    return {**env, "FULCIO_IDENTITY": SIGNING_IDENTITY}, store
 
 
 def _calls(tmp_path: Path, tool: str) -> list[list[str]]:
@@ -201,25 +202,27 @@ def _calls(tmp_path: Path, tool: str) -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def _third_party(tmp_path: Path, env: dict[str, str], publish: bool, name: str, source: str) -> Runner:
-    images = _workflow("images.yml")
-    context = {
-        "matrix.name": name,
-        "matrix.source": source,
-        "inputs.publish == true": "true" if publish else "false",
-    }
-    runner = Runner(tmp_path, {**env, "REPOSITORY_PREFIX": PREFIX}, context)
-    runner.job(images["jobs"]["third-party"])
+def _images_yml_runner(tmp_path: Path, env: dict[str, str], context: dict[str, str]) -> Runner:
+    """A runner with images.yml's top-level env (REPOSITORY_PREFIX from the repository variable)."""
+    runner = Runner(tmp_path, env, {**context, "vars.ECR_REPOSITORY_PREFIX || 'registry.invalid/inferstack'": PREFIX})
+    runner.env = {**env, **{k: runner.expand(v) for k, v in _workflow("images.yml")["env"].items()}}
     return runner
 
 
-def _ours(tmp_path: Path, env: dict[str, str], upstream: str, ecr: str) -> None:
+def _third_party(tmp_path: Path, env: dict[str, str], publish: bool, name: str, source: str) -> Runner:
+    context = {"matrix.name": name, "matrix.source": source, "inputs.publish == true": str(publish).lower()}
+    runner = _images_yml_runner(tmp_path, env, context)
+    runner.job(_workflow("images.yml")["jobs"]["third-party"])
+    return runner
+
+
+def _ours(tmp_path: Path, env: dict[str, str], ecr: str) -> None:
     """Our two images as the build job publishes them: pushed (here: the OCI index copied into the ECR
     registry), then its "Sign and attest" and "Record tag and digest" steps run as written."""
     build = _workflow("images.yml")["jobs"]["build"]
     for image, repository in (("gateway", "gateway"), ("engine-gpu", "engine")):
         digest = push_upstream(tmp_path / image, ecr, f"{image} build\n", repo=f"inferstack/{repository}")
-        runner = Runner(tmp_path, {**env, "REPOSITORY_PREFIX": PREFIX}, {
+        runner = _images_yml_runner(tmp_path, env, {
             "matrix.image": image, "matrix.repository": repository,
             "inputs.publish == true && matrix.repository != ''": "true",
             "steps.existing.outputs.digest || steps.push.outputs.digest": digest, "github.sha": "0" * 40,
@@ -278,7 +281,7 @@ def test_publish_scans_every_platform_then_copies_signs_and_records_that_digest(
     index = manifest(upstream, "valkey/valkey", scanned)
     assert index is not None
     platforms = {e["digest"]: e["platform"]["architecture"] for e in json.loads(index[1])["manifests"]}
-    env, store, _ = _tools(tmp_path, upstream, ecr)
+    env, store = _tools(tmp_path, upstream, ecr)
 
     runner = _third_party(tmp_path, env, True, "valkey", "valkey/valkey:8.1.4-alpine")
     assert runner.failed is None, runner.stderr
@@ -322,7 +325,7 @@ def test_publish_scans_every_platform_then_copies_signs_and_records_that_digest(
     push_upstream(tmp_path / "aws-cli", upstream, "aws-cli build\n", "public.ecr.aws/aws-cli/aws-cli", "2.22.0")
     aws_cli = _third_party(tmp_path, env, True, "adapter-sync", "public.ecr.aws/aws-cli/aws-cli:2.22.0")
     assert aws_cli.failed is None, aws_cli.stderr
-    _ours(tmp_path, env, upstream, ecr)
+    _ours(tmp_path, env, ecr)
     images = _merge(tmp_path, env)  # the same workspace: record/ holds what the jobs wrote
     assert images["valkey"] == mirror_ref
     assert set(images) == {"gateway", "engine-gpu", "valkey", "adapter-sync"}
@@ -347,11 +350,11 @@ def test_an_unsigned_mirror_or_another_signer_stops_the_deploy(tmp_path: Path, u
     """verify-signatures.sh checks the mirrors as it checks ours: a mirror nobody signed, or one signed
     by images.yml from another branch, fails the step (the old script checked gateway and engine-gpu only)."""
     push_upstream(tmp_path, upstream, "valkey build\n")
-    env, store, _ = _tools(tmp_path, upstream, ecr)
+    env, store = _tools(tmp_path, upstream, ecr)
     runner = _third_party(tmp_path, {**env, "FULCIO_IDENTITY": SIGNING_IDENTITY.replace("main", "feature")}, True,
                           "valkey", "valkey/valkey:8.1.4-alpine")  # fmt: skip
     assert runner.failed is None, runner.stderr
-    _ours(tmp_path, env, upstream, ecr)
+    _ours(tmp_path, env, ecr)
     record = json.loads((runner.workspace / "record" / "valkey.json").read_text())
     images = {json.loads(p.read_text())["image"]: "{repository}@{digest}".format(**json.loads(p.read_text()))
               for p in (runner.workspace / "record").glob("*.json")}  # fmt: skip
@@ -370,7 +373,7 @@ def test_a_failing_platform_stops_the_publish(tmp_path: Path, upstream: str, ecr
     scanning every platform: nothing is copied, signed or recorded, so record (needs: third-party)
     does not run and nothing is published."""
     scanned = push_upstream(tmp_path, upstream, "valkey build\n")
-    env, store, _ = _tools(tmp_path, upstream, ecr)
+    env, store = _tools(tmp_path, upstream, ecr)
     runner = _third_party(tmp_path, {**env, "FAIL_ARCH": "arm64"}, True, "valkey", "valkey/valkey:8.1.4-alpine")
     assert runner.failed == "Vulnerability scan of every platform (fails on fixable CRITICAL findings)"
     assert "linux/arm64" in runner.stderr and "scan failed" in runner.stderr
@@ -385,7 +388,7 @@ def test_a_failing_platform_stops_the_publish(tmp_path: Path, upstream: str, ecr
 
 def test_a_pull_request_scans_every_platform_and_publishes_nothing(tmp_path: Path, upstream: str, ecr: str) -> None:
     push_upstream(tmp_path, upstream, "valkey build\n")
-    env, _, _ = _tools(tmp_path, upstream, ecr)
+    env, _ = _tools(tmp_path, upstream, ecr)
     runner = _third_party(tmp_path, env, False, "valkey", "valkey/valkey:8.1.4-alpine")
     assert runner.failed is None, runner.stderr
     assert len({c[-1] for c in _calls(tmp_path, "trivy")}) == 2

@@ -7,13 +7,14 @@
         digest is sha256 of the manifest bytes the registry serves (`skopeo inspect --raw`): the index
         for a multi-platform image, whose platform manifests are listed (attestation entries are not
         images and are left out).
-    python .github/scripts/mirror.py scan --source valkey/valkey:8.1.4-alpine --digest sha256:... \
+    python .github/scripts/mirror.py scan --source valkey/valkey:8.1.4-alpine --digest sha256:... \\
             --ignorefile docker/trivyignore.yaml --out scan
         reads the index BY DIGEST (and checks its bytes hash to it), then runs Trivy on every platform
-        manifest of it by its own digest, from the registry (`--image-src remote`): the gate our images pass (fixable CRITICAL fails) and an SPDX
-        SBOM per platform into --out. Every platform is scanned even after one fails; any failure exits
-        1, so the copy and the signature (later steps) never run. Writes <out>/scanned.json:
-        {"source", "digest", "platforms": [{"platform", "digest", "sbom"}]}, which `sign` reads.
+        manifest of it by its own digest, from the registry (`--image-src remote`): the gate our images
+        pass (fixable CRITICAL fails) and an SPDX SBOM per platform into --out. Every platform is
+        scanned even after one fails; any failure exits 1, so the copy and the signature (later steps)
+        never run. Writes <out>/scanned.json: {"source", "digest", "platforms": [{"platform", "digest",
+        "sbom"}]}, which `sign` reads.
     python .github/scripts/mirror.py copy --name valkey --source valkey/valkey:8.1.4-alpine \\
             --digest sha256:... --prefix <account>.dkr.ecr.<region>.amazonaws.com/inferstack
         copies exactly that digest, every platform of the index (`skopeo copy --all
@@ -190,7 +191,7 @@ def scan(source: str, digest: str, ignorefile: Path, out: Path) -> dict[str, Any
         print(f"::group::{source} {plat} ({child})", file=sys.stderr, flush=True)
         if _trivy("image", *REMOTE, *TRIVY_GATE, "--ignorefile", str(ignorefile), ref) != 0:
             failed.append(f"{plat} ({child})")
-        sbom = out / f"{plat.replace('/', '-')}.spdx.json"
+        sbom = out / f"{plat.replace('/', '-')}-{child[7:19]}.spdx.json"  # one platform may appear twice
         if _trivy("image", *REMOTE, "--format", "spdx-json", "--output", str(sbom), "--exit-code", "0", ref) != 0:
             failed.append(f"{plat} ({child}): no SBOM")
         print("::endgroup::", file=sys.stderr, flush=True)
@@ -210,8 +211,8 @@ def sign(record_file: Path, scanned_file: Path) -> str:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RegistryError(f"no usable record and scan result ({record_file}, {scanned_file}): {exc}") from exc
     if digest != scanned.get("digest") or record.get("source") != scanned.get("source"):
-        raise RegistryError(f"{record_file} is {record['source']}@{digest}, but the scan passed "
-                            f"{scanned['source']}@{scanned['digest']}: refusing to sign")  # fmt: skip
+        raise RegistryError(f"{record_file} is {record.get('source')}@{digest}, but the scan passed "
+                            f"{scanned.get('source')}@{scanned.get('digest')}: refusing to sign")  # fmt: skip
     Repository.parse(repository)
     ref = f"{repository}@{digest}"
     _cosign("sign", "--yes", ref)

@@ -267,7 +267,7 @@ def _kubectl_deployments(args: list[str], state: dict[str, Any]) -> int:
 
 
 def _refuse(args: list[str], state: dict[str, Any]) -> int:
-    """docker and crane: present so that a script calling them is recorded (and fails)."""
+    """docker, crane, cosign: present so that a script calling them is recorded (and fails)."""
     print(f"shim: this script must not need {args}", file=sys.stderr)
     return 1
 
@@ -327,6 +327,7 @@ _HANDLERS = {
     "aws": _aws,
     "kubectl": _kubectl,
     "crane": _refuse,
+    "cosign": _refuse,  # present so that an unexpected signature is recorded (and fails)
     "skopeo": _skopeo,
 }
 

@@ -23,10 +23,25 @@ AWS_CLI_MIRROR = "inferstack/mirror/public.ecr.aws/aws-cli/aws-cli"
 
 def _index(revision: str) -> str:
     """A multi-platform image index as a registry serves it (bytes matter: they are what is hashed)."""
-    manifests = [
-        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + c * 64, "size": 1000}
-        for c in ("a", "b")
+    manifests: list[dict[str, Any]] = [
+        {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": "sha256:" + c * 64,
+            "size": 1000,
+            "platform": {"os": "linux", "architecture": arch},
+        }
+        for c, arch in (("a", "amd64"), ("b", "arm64"))
     ]
+    # What buildx adds to an index (as Docker Hub's official images have): no image, never scanned.
+    manifests.append(
+        {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": "sha256:" + "c" * 64,
+            "size": 800,
+            "platform": {"os": "unknown", "architecture": "unknown"},
+            "annotations": {"vnd.docker.reference.type": "attestation-manifest"},
+        }
+    )
     return (
         json.dumps(
             {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests},
@@ -64,7 +79,9 @@ def test_resolve_hashes_the_manifest_the_registry_serves(tmp_path: Path) -> None
     shims, digest = _registries(tmp_path)
     code, out, err = _mirror(shims, "resolve", "valkey/valkey:8.1.4-alpine")
     assert code == 0, err
-    assert out == f"digest={digest}\nref=valkey/valkey@{digest}\n"  # lines for $GITHUB_OUTPUT
+    # Lines for $GITHUB_OUTPUT; the platforms are the index's images, not its attestation entry.
+    assert out == f'digest={digest}\nref=valkey/valkey@{digest}\nplatforms=["linux/amd64", "linux/arm64"]\n'
+    assert "linux/amd64, linux/arm64" in err
     assert shims.calls() == [
         ["skopeo", "inspect", "--raw", "--retry-times", "3", "docker://valkey/valkey:8.1.4-alpine"]
     ]
@@ -174,3 +191,53 @@ def test_refuses_a_destination_outside_ecr(tmp_path: Path) -> None:
     )  # fmt: skip
     assert code == 1 and "not an ECR repository" in err
     assert not shims.calls()
+
+
+def _serve(shims: Shims, text: str, tag: str = "odd") -> None:
+    state = shims.state
+    state["upstream"]["valkey/valkey"]["tags"][tag] = _digest(text)
+    state["upstream"]["valkey/valkey"]["manifests"][_digest(text)] = text
+    shims.state_file.write_text(json.dumps(state))
+
+
+def test_resolve_refuses_an_index_whose_images_it_cannot_list(tmp_path: Path) -> None:
+    """Every platform image is scanned, so each must be named and be an image: a nested index, an
+    entry without a platform or an index of attestations only cannot pass unscanned."""
+    shims, _ = _registries(tmp_path)
+    entry = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + "d" * 64, "size": 9}
+    amd64 = {"os": "linux", "architecture": "amd64"}
+    nested = {**entry, "mediaType": "application/vnd.oci.image.index.v1+json", "platform": amd64}
+    attestation = {**entry, "platform": {"os": "unknown", "architecture": "unknown"},
+                   "annotations": {"vnd.docker.reference.type": "attestation-manifest"}}  # fmt: skip
+    for entries, error in (([nested], "not a platform image"), ([entry], "names no platform"),
+                           ([attestation], "holds no platform image")):  # fmt: skip
+        _serve(shims, json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                                  "manifests": entries}))  # fmt: skip
+        code, out, err = _mirror(shims, "resolve", "valkey/valkey:odd")
+        assert code == 1 and out == "" and error in err, (entries, err)
+
+
+def test_a_single_platform_image_is_one_image_to_scan(tmp_path: Path) -> None:
+    shims, _ = _registries(tmp_path)
+    single = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                         "config": {}, "layers": []})  # fmt: skip
+    _serve(shims, single)
+    code, out, err = _mirror(shims, "resolve", "valkey/valkey:odd")
+    assert code == 0, err
+    assert out.endswith('platforms=["image"]\n')
+
+
+def test_sign_refuses_a_record_that_is_not_the_scanned_digest(tmp_path: Path) -> None:
+    """The signature goes on the digest the scan passed, or on nothing: cosign is never called."""
+    shims, digest = _registries(tmp_path)
+    shims.add("cosign")
+    code, out, err = _copy(shims, digest)
+    assert code == 0, err
+    record = tmp_path / "record.json"
+    record.write_text(out)
+    scanned = tmp_path / "scanned.json"
+    other = "sha256:" + "e" * 64
+    scanned.write_text(json.dumps({"source": "valkey/valkey:8.1.4-alpine", "digest": other, "platforms": []}))
+    code, _, err = _mirror(shims, "sign", str(record), str(scanned))
+    assert code == 1 and "refusing to sign" in err
+    assert not shims.calls("cosign")

@@ -72,11 +72,22 @@ def test_every_third_party_image_the_clusters_run_is_scanned(third_party: set[st
     assert set(_matrix().values()) == third_party, (
         "images.yml's third-party job and the manifests name different images"
     )
-    # The same gate as our images' (test_workflows.py checks that one): fixable CRITICAL fails.
-    [gate] = [s for s in job["steps"] if s.get("with", {}).get("exit-code") == "1"]
-    assert gate["uses"].startswith("aquasecurity/trivy-action@")
-    assert (gate["with"]["severity"], gate["with"]["ignore-unfixed"]) == ("CRITICAL", "true")
-    assert gate["with"]["trivyignores"] == "docker/trivyignore.yaml"
+    # The same gate as our images' (test_workflows.py checks that one): mirror.py scan runs Trivy, at
+    # the build job's version, with the flags trivy-action gets there (its inputs -> Trivy's options).
+    ours = next(
+        s["with"] for s in _images_yml()["jobs"]["build"]["steps"]
+        if s.get("uses", "").startswith("aquasecurity/trivy-action@") and s["with"].get("exit-code") == "1"
+    )  # fmt: skip
+    [setup] = [s for s in job["steps"] if s.get("uses", "").startswith("aquasecurity/setup-trivy@")]
+    assert setup["with"]["version"] == ours["version"]
+    words = list(_mirror_module().TRIVY_GATE)
+    gate = {w: ("true" if i + 1 == len(words) or words[i + 1].startswith("--") else words[i + 1])
+            for i, w in enumerate(words) if w.startswith("--")}  # fmt: skip
+    assert gate["--ignore-unfixed"] == "true"
+    assert gate["--severity"] == ours["severity"] and ours["ignore-unfixed"] == "true"
+    assert gate["--exit-code"] == ours["exit-code"] == "1" and gate["--format"] == ours["format"]
+    [scan] = [s for s in job["steps"] if "mirror.py scan" in s.get("run", "")]
+    assert f"--ignorefile {ours['trivyignores']}" in scan["run"]
 
 
 def test_every_scanned_image_has_a_mirror_and_nothing_else_does() -> None:
@@ -95,13 +106,16 @@ def test_the_scan_and_the_copy_use_the_one_resolved_digest() -> None:
     names = [s.get("name", s.get("uses", "")) for s in steps]
     [resolve] = [s for s in steps if s.get("id") == "resolve"]
     assert 'mirror.py resolve "$SOURCE"' in resolve["run"] and "$GITHUB_OUTPUT" in resolve["run"]
-    scans = [s for s in steps if s.get("uses", "").startswith("aquasecurity/trivy-action@")]
-    assert len(scans) == 2 and all(s["with"]["image-ref"] == "${{ steps.resolve.outputs.ref }}" for s in scans)
+    [scan] = [s for s in steps if "mirror.py scan" in s.get("run", "")]
+    assert scan["env"]["DIGEST"] == "${{ steps.resolve.outputs.digest }}" and "if" not in scan
+    assert '--digest "$DIGEST"' in scan["run"] and '--source "$SOURCE"' in scan["run"]
     [copy] = [s for s in steps if "mirror.py copy" in s.get("run", "")]
     assert copy["env"]["DIGEST"] == "${{ steps.resolve.outputs.digest }}"
     assert '--digest "$DIGEST"' in copy["run"] and '--source "$SOURCE"' in copy["run"]
     assert copy["if"] == "env.PUBLISH_THIS == 'true'"
-    assert names.index(copy["name"]) > max(names.index(s["name"]) for s in scans if "name" in s)
+    assert names.index(copy["name"]) > names.index(scan["name"])
+    # No other scanner step: every platform goes through mirror.py scan (test_mirror_pipeline.py runs it).
+    assert not [s for s in steps if s.get("uses", "").startswith("aquasecurity/trivy-action@")]
     [record] = [s for s in steps if s.get("with", {}).get("name") == "record-${{ matrix.name }}"]
     assert record["with"]["path"] == "record/${{ matrix.name }}.json" and record["if"] == copy["if"]
 

@@ -80,9 +80,9 @@ resource "aws_iam_role" "push" {
 }
 
 locals {
-  # What a push needs (skopeo's copy into a mirror needs the same); DescribeImages / BatchGetImage
-  # let a re-run find the tag already pushed with the same digest and skip the push (immutable
-  # tags reject a second PutImage of a tag).
+  # What a push needs (skopeo's copy into a mirror and cosign's signature on it need the same);
+  # DescribeImages / BatchGetImage let a re-run find the tag already pushed with the same digest and
+  # skip the push (immutable tags reject a second PutImage of a tag).
   ecr_push_actions = [
     "ecr:BatchCheckLayerAvailability",
     "ecr:BatchGetImage",

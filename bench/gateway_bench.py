@@ -110,10 +110,11 @@ def services() -> Iterator[tuple[str, str, int, str]]:
         stack.stop()
 
 
-async def one_stream(session: aiohttp.ClientSession, url: str) -> float:
+async def one_stream(session: aiohttp.ClientSession, url: str, max_tokens: int | None = None) -> float:
     started = time.perf_counter()
     ttft = -1.0
-    async with session.post(url + "/v1/chat/completions", json={**CHAT, "stream": True}) as resp:
+    body = {**CHAT, "stream": True} if max_tokens is None else {**CHAT, "stream": True, "max_tokens": max_tokens}
+    async with session.post(url + "/v1/chat/completions", json=body) as resp:
         assert resp.status == 200, resp.status
         async for line in resp.content:
             if line.startswith(b"data: {") and b'"content":"' in line and b'"content":""' not in line:
@@ -132,7 +133,11 @@ async def one_call(session: aiohttp.ClientSession, url: str) -> None:
         await resp.read()
 
 
-async def closed_loop(url: str, concurrency: int, seconds: float, stream: bool) -> tuple[list[float], int, float]:
+async def closed_loop(
+    url: str, concurrency: int, seconds: float, stream: bool, max_tokens: int | None = None
+) -> tuple[list[float], int, float]:
+    """``concurrency`` workers sending one request after another for ``seconds``: (TTFTs of the
+    streams, requests served, elapsed). ``max_tokens`` shortens the streams (the engine's default: 32)."""
     connector = aiohttp.TCPConnector(limit=0)
     results: list[float] = []
     count = 0
@@ -145,7 +150,7 @@ async def closed_loop(url: str, concurrency: int, seconds: float, stream: bool) 
             nonlocal count
             while time.perf_counter() < deadline:
                 if stream:
-                    results.append(await one_stream(session, url))
+                    results.append(await one_stream(session, url, max_tokens))
                 else:
                     await one_call(session, url)
                 count += 1

@@ -297,6 +297,12 @@ class KVEvents(BaseModel):
         " (local engines publish on ipc:// sockets).",
     )
     topic: str = Field("kv", description="ZMQ topic the engines publish on.")
+    max_message_bytes: int = Field(
+        1 << 20,
+        ge=4096,
+        description="Largest KV event message accepted (a publisher sending more is disconnected; it"
+        " reconnects and the gap resets its view). A batch holds at most one engine step's new blocks.",
+    )
     index_capacity: int = Field(
         262_144,
         ge=16,

@@ -24,7 +24,15 @@ class KVMetrics:
         self._removed = self.events.labels("BlockRemoved")
         self._cleared = self.events.labels("AllBlocksCleared")
         self.malformed = Counter(
-            "inferstack_kv_event_batches_malformed", "KV event messages that could not be decoded.", registry=registry
+            "inferstack_kv_event_batches_malformed",
+            "KV event messages that could not be decoded or applied.",
+            registry=registry,
+        )
+        self.resubscribes = Counter(
+            "inferstack_kv_event_resubscribes",
+            "KV event connections dropped (a protocol error such as an oversized message, or the engine"
+            " gone) and subscribed again.",
+            registry=registry,
         )
         self.lag = Histogram(
             "inferstack_kv_event_lag_seconds",

@@ -33,7 +33,12 @@ class KVRouting:
         self.metrics = KVMetrics(registry)
         registry.register(IndexCollector(self.index))
         self.hub = KVEventHub(
-            self.index, self.metrics, port=settings.port, endpoints=settings.endpoints, topic=settings.topic
+            self.index,
+            self.metrics,
+            port=settings.port,
+            endpoints=settings.endpoints,
+            topic=settings.topic,
+            max_message_bytes=settings.max_message_bytes,
         )
         self._session = session
         self._turn = 0

@@ -2,7 +2,8 @@
 
 ``KVEventHub.set_urls`` is called with every discovery update (next to the pool's): a replica that
 joins gets a subscriber task, one that leaves has its task cancelled and its index entries dropped.
-ZMQ reconnects by itself when an engine restarts (the index notices from the sequence numbers).
+ZMQ reconnects by itself when an engine restarts (the index notices from the sequence numbers); after
+a protocol error (a message over the size bound) it does not, and the subscriber subscribes again.
 Where a replica publishes: ``endpoints[url]`` if configured, else ``tcp://<the URL's host>:<port>``
 (every engine pod publishes on the same port, 5557 ``kv-events``).
 """
@@ -25,6 +26,9 @@ from .wire import decode
 
 log = logging.getLogger("inferstack.kvcache")
 
+RECEIVE_QUEUE = 1000  # messages ZMQ holds for a busy loop (its default, stated)
+RESUBSCRIBE_AFTER = 1.0  # seconds between a dropped connection and the next subscription
+
 
 def event_endpoint(url: str, port: int, endpoints: Mapping[str, str]) -> str:
     """Where the engine serving at ``url`` publishes its KV events."""
@@ -44,12 +48,14 @@ class KVEventHub:
         port: int = 5557,
         endpoints: Mapping[str, str] | None = None,
         topic: str = "kv",
+        max_message_bytes: int = 1 << 20,
     ) -> None:
         self.index = index
         self._metrics = metrics
         self._port = port
         self._endpoints = {k.rstrip("/"): v for k, v in (endpoints or {}).items()}
         self._topic = topic.encode()
+        self._max_message_bytes = max_message_bytes
         self._ctx = zmq.asyncio.Context()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._leaving: set[asyncio.Task[None]] = set()
@@ -76,22 +82,52 @@ class KVEventHub:
         self._ctx.destroy(linger=0)
 
     async def _run(self, url: str, endpoint: str) -> None:
+        """Subscribe, and subscribe again whenever the connection is dropped: ZMQ reconnects by
+        itself after a network error, but not after a protocol error such as a message over
+        ``max_message_bytes`` (libzmq ends that session for good)."""
+        while True:
+            await self._subscription(url, endpoint)
+            self._metrics.resubscribes.inc()
+            log.warning("KV event connection dropped; subscribing again", extra={"upstream": url})
+            # The new socket's connect is asynchronous (ZMQ retries it): this pause only spaces out
+            # re-subscriptions to a publisher that keeps breaking the protocol.
+            await asyncio.sleep(RESUBSCRIBE_AFTER)
+
+    async def _subscription(self, url: str, endpoint: str) -> None:
+        """Apply batches until the connection drops (the socket's monitor says so)."""
         sock = self._ctx.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
+        # Bounded by design: a peer sending a larger message is disconnected (then ``_run`` subscribes
+        # again; the sequence gap makes the index forget that replica's view), and at most RCVHWM
+        # messages wait while the loop is busy (beyond that the publisher drops: a gap again).
+        sock.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes)
+        sock.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE)
         sock.setsockopt(zmq.SUBSCRIBE, self._topic)
+        monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         sock.connect(endpoint)
         log.info("subscribed to KV events", extra={"upstream": url, "endpoint": endpoint})
+        poller = zmq.asyncio.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
         try:
             while True:
-                frames = await sock.recv_multipart()
-                try:
-                    batch = decode(frames)
-                except ValueError as exc:
-                    self._metrics.malformed.inc()
-                    log.warning("malformed KV event batch", extra={"upstream": url, "error": str(exc)})
-                    continue
-                self.index.apply(url, batch, time.monotonic(), time.time())
-                self._metrics.batch(batch, self.index.replicas[url].lag)
+                ready = dict(await poller.poll())
+                if sock in ready:
+                    self._take(url, await sock.recv_multipart())
+                elif monitor in ready:
+                    return
         finally:
             with contextlib.suppress(zmq.ZMQError):
+                sock.disable_monitor()
+                monitor.close(linger=0)
                 sock.close(linger=0)
+
+    def _take(self, url: str, frames: list[bytes]) -> None:
+        try:
+            batch = decode(frames)
+            self.index.apply(url, batch, time.monotonic(), time.time())
+        except Exception as exc:  # one message must not end the replica's subscription
+            self._metrics.malformed.inc()
+            log.warning("malformed KV event batch", extra={"upstream": url, "error": repr(exc)})
+            return
+        self._metrics.batch(batch, self.index.replicas[url].lag)

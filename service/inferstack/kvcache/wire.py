@@ -16,6 +16,7 @@ Anything malformed raises ``ValueError``: one bad message must not stop a subscr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,13 +72,14 @@ def decode(frames: Sequence[bytes]) -> Batch:
     seq = int.from_bytes(frames[1], "big")
     try:
         body = msgpack.unpackb(frames[2], raw=False, strict_map_key=False)
-    except (msgpack.UnpackException, ValueError) as exc:
+    except (msgpack.UnpackException, ValueError, TypeError) as exc:
+        # TypeError: a map keyed by an array or a map (unhashable in Python).
         raise ValueError(f"undecodable KV event payload: {exc}") from None
     if not isinstance(body, list) or len(body) < 2 or not isinstance(body[1], list):
         raise ValueError("a KVEventBatch is an array [ts, events, ...]")
     ts = body[0]
-    if not isinstance(ts, int | float):
-        raise ValueError("a KVEventBatch's ts is a number")
+    if not isinstance(ts, int | float) or isinstance(ts, bool) or not math.isfinite(ts):
+        raise ValueError("a KVEventBatch's ts is a finite number")
     return Batch(seq, float(ts), tuple(_event(e) for e in body[1]))
 
 

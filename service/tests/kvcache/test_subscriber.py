@@ -57,12 +57,50 @@ async def test_a_subscriber_feeds_the_index_until_its_replica_leaves(
             seq += 1
             await asyncio.sleep(0.02)
         await pub.send_multipart([b"kv", b"\x00", b"junk"])  # skipped, counted
+        # A map keyed by an array (msgpack raises TypeError for it): skipped too, the loop goes on.
+        await pub.send_multipart([b"kv", seq.to_bytes(8, "big"), b"\x81\x91\x01\x01"])
         await pub.send_multipart([b"other-topic", (seq + 10).to_bytes(8, "big"), b""])  # not subscribed
-        await until(lambda: registry.get_sample_value("inferstack_kv_event_batches_malformed_total") == 1, "malformed")
+        await until(lambda: registry.get_sample_value("inferstack_kv_event_batches_malformed_total") == 2, "malformed")
+        await pub.send_multipart(frames(seq, stored([999], [0], 1)))
+        await until(lambda: index.match([999], [URL]) == {URL: 1}, "a batch after the bad ones applied")
         assert registry.get_sample_value("inferstack_kv_events_total", {"type": "BlockStored"}) >= 1
         assert registry.get_sample_value("inferstack_kv_index_stale", {"replica": URL}) == 0
         assert registry.get_sample_value("inferstack_kv_index_blocks") == len(index)
         hub.set_urls([])
         assert len(index) == 0 and URL not in index.replicas
+    finally:
+        await hub.close()
+
+
+async def test_a_message_over_the_size_bound_is_not_taken_and_the_subscription_recovers(
+    publisher: tuple[zmq.asyncio.Socket, str],
+) -> None:
+    pub, endpoint = publisher
+    registry = CollectorRegistry()
+    index = KVIndex()
+    registry.register(IndexCollector(index))
+    hub = KVEventHub(index, KVMetrics(registry), endpoints={URL: endpoint}, topic="kv", max_message_bytes=4096)
+    try:
+        hub.set_urls([URL])
+        seq, end = 0, time.monotonic() + 5
+        while len(index) == 0:
+            assert time.monotonic() < end, "timed out waiting for the first batch"
+            await pub.send_multipart(frames(seq, stored([seq + 1], [0], 1)))
+            seq += 1
+            await asyncio.sleep(0.02)
+        # 8,000 token ids: over 4 KiB. ZMQ drops the connection rather than deliver it.
+        await pub.send_multipart(frames(seq, stored([10_000], list(range(8000)), 8000)))
+        seq += 1
+        # It reconnects by itself (and PUB drops messages until the subscription is back): keep sending.
+        end = time.monotonic() + 10
+        while index.match([20_000], [URL]) != {URL: 1}:
+            assert time.monotonic() < end, "the subscription did not recover after the oversized message"
+            await pub.send_multipart(frames(seq, stored([20_000], [0], 1)))
+            seq += 1
+            await asyncio.sleep(0.05)
+        assert index.match([10_000], [URL]) == {URL: 0}, "the oversized batch was applied"
+        # Subscribed again; its sequence number is missing, so the replica's view was dropped and rebuilt.
+        assert registry.get_sample_value("inferstack_kv_event_resubscribes_total") >= 1
+        assert registry.get_sample_value("inferstack_kv_index_resyncs_total", {"reason": "gap"}) >= 1
     finally:
         await hub.close()

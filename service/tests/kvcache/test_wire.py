@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import msgpack
 import pytest
 
@@ -44,8 +46,40 @@ def test_the_array_form_decodes_too() -> None:
         frames(0, {"type": "Mystery", "block_hashes": [1]}),
         frames(0, {"type": "BlockRemoved", "block_hashes": ["x"]}),
         frames(0, 17),  # type: ignore[arg-type]
+        [b"kv", b"\x00" * 8, b"\x81\x91\x01\x01"],  # a map keyed by an array: TypeError in msgpack
+        [b"kv", b"\x00" * 8, msgpack.packb([float("nan"), []])],
+        [b"kv", b"\x00" * 8, msgpack.packb([True, []])],
     ],
 )
 def test_malformed_messages_raise_value_error(bad: list[bytes]) -> None:
     with pytest.raises(ValueError):
         decode(bad)
+
+
+def test_mutated_messages_decode_or_raise_value_error_only() -> None:
+    """Seeded fuzz: bytes of a valid payload flipped, dropped, duplicated or replaced by msgpack
+    markers (maps, arrays, ext, nil). Anything but ValueError would end a subscriber's loop."""
+    rng = random.Random(14)
+    valid = frames(1, stored([1, 2], list(range(8)), 4, parent=3), removed([1]), CLEARED, ts=2.5)[2]
+    markers = [0x80, 0x81, 0x90, 0x91, 0xC0, 0xC1, 0xC3, 0xD4, 0xDC, 0xDE, 0xCB, 0xA4]
+    outcomes = {"decoded": 0, "refused": 0}
+    for _ in range(5000):
+        payload = bytearray(valid)
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(payload))
+            match rng.randrange(4):
+                case 0:
+                    payload[at] ^= 1 << rng.randrange(8)
+                case 1:
+                    del payload[at]
+                case 2:
+                    payload[at:at] = payload[at : at + rng.randint(1, 8)]
+                case _:
+                    payload[at] = rng.choice(markers)
+        try:
+            decode([b"kv", b"\x00" * 8, bytes(payload)])
+        except ValueError:
+            outcomes["refused"] += 1
+        else:
+            outcomes["decoded"] += 1
+    assert outcomes["refused"] > 1000 and outcomes["decoded"] > 100, outcomes

@@ -427,6 +427,13 @@ class Settings(BaseSettings):
     )
     drain_deadline: float = Field(120.0, ge=0, description="Seconds in-flight requests get after SIGTERM.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    access_log_flush_interval: float = Field(
+        0.1,
+        ge=0,
+        le=10,
+        description="Seconds access lines may wait to be written in one batch (64 KiB at most; other"
+        " records flush them first; 0: each line written at once).",
+    )
     timeouts: Timeouts = Field(default_factory=Timeouts)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     health: HealthCheck = Field(default_factory=HealthCheck)

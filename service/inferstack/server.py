@@ -55,7 +55,7 @@ class DrainingServer(uvicorn.Server):
 
 def serve(settings: Settings | None = None) -> None:
     settings = settings if settings is not None else Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.access_log_flush_interval)
     app = create_app(settings)
     config = uvicorn.Config(
         app,

@@ -10,6 +10,8 @@ import orjson
 from inferstack.accesslog import JsonFormatter, JsonLinesHandler, access_log, log_exchange
 from inferstack.exchange import Exchange
 
+from .waiting import until
+
 
 def test_an_access_line_carries_the_exchange_fields_and_other_records_their_extras() -> None:
     stream = io.StringIO()
@@ -61,3 +63,45 @@ def test_the_direct_access_line_is_the_formatters_line() -> None:
     assert list(direct) == list(through_logging)
     direct.pop("ts"), through_logging.pop("ts")
     assert direct == through_logging
+
+
+async def test_access_lines_are_written_in_batches_in_order() -> None:
+    """With a flush interval, access lines wait for the batch's timer (or its size bound); any other
+    record writes them first; ``flush`` (logging's shutdown) writes what is left."""
+    stream = io.StringIO()
+    handler = JsonLinesHandler(stream, flush_interval=0.05)
+    root = logging.getLogger()
+    saved, level, disabled = root.handlers[:], access_log.level, access_log.disabled
+    root.handlers[:] = [handler]
+    access_log.setLevel(logging.INFO)
+    access_log.disabled = False
+
+    def ids() -> list[str]:
+        return [orjson.loads(t).get("request_id") or orjson.loads(t)["msg"] for t in stream.getvalue().splitlines()]
+
+    try:
+        for n in (1, 2):
+            log_exchange(Exchange(request_id=f"r{n}", upstream_id="u", endpoint="chat", started=0.0), 0.001)
+        assert stream.getvalue() == "", "written at once: not batched"
+        await until(lambda: ids() == ["r1", "r2"], "the batch written by its timer")
+
+        log_exchange(Exchange(request_id="r3", upstream_id="u", endpoint="chat", started=0.0), 0.001)
+        logging.getLogger("inferstack.gateway").warning("after r3")
+        assert ids() == ["r1", "r2", "r3", "after r3"], "another record overtook a pending access line"
+
+        log_exchange(Exchange(request_id="r4", upstream_id="u", endpoint="chat", started=0.0), 0.001)
+        handler.flush()
+        assert ids()[-1] == "r4"
+
+        # The size bound: a batch of FLUSH_BYTES is written without waiting for the timer.
+        stream.seek(0)
+        stream.truncate()
+        big = Exchange(request_id="x" * 2000, upstream_id="u", endpoint="chat", started=0.0)
+        for _ in range(JsonLinesHandler.FLUSH_BYTES // 2000 + 1):
+            log_exchange(big, 0.001)
+        assert len(stream.getvalue()) >= JsonLinesHandler.FLUSH_BYTES, "a full batch waited for the timer"
+    finally:
+        handler.flush()
+        root.handlers[:] = saved
+        access_log.setLevel(level)
+        access_log.disabled = disabled

@@ -153,7 +153,11 @@ def build() -> dict[str, Any]:
         "KV events per second",
         Q(f"sum by (type) (rate(inferstack_kv_events_total{{{NS}}}[{_RATE}]))", "{{type}}"),
         Q(f"sum(rate(inferstack_kv_event_batches_malformed_total{{{NS}}}[{_RATE}]))", "malformed"),
+        Q(f"sum(rate(inferstack_kv_event_resubscribes_total{{{NS}}}[{_RATE}]))", "resubscribed"),
         unit="ops",
+        description="Malformed: messages skipped (the subscription goes on). Resubscribed: a connection "
+                    "dropped (an engine gone, or a message over max_message_bytes, after which ZMQ does not "
+                    "reconnect by itself) and subscribed again.",
     ))
 
     b.row("Latency")

@@ -1,7 +1,8 @@
 """A discrete-event simulation of a gateway in front of a fleet of simulated vLLM replicas.
 
-Virtual time, one process, no sockets: the replicas are ``inferstack_fake_engine.sim.ReplicaModel``
-(the same model the fake engine runs in ``--sim`` mode) and the routing decisions are made by the
+Virtual time, one process, no sockets: the replicas are ``pool.PoolReplica`` (the fake engine's
+replica model with vLLM v1's single KV block pool: the prefix cache is the pool's free, still-hashed
+blocks, so running requests crowd it out; see pool.py) and the routing decisions are made by the
 gateway's own ``inferstack.scheduling`` policies. What the simulated gateway knows matches the real
 one: its own in-flight count per replica (exact), and the engines' waiting queue and KV usage as of
 the last scrape (every ``scrape_interval`` seconds).
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pool import PoolReplica
 from workload import Conversation, Workload
 
 from inferstack.kvcache.blocks import prompt_block_hashes
@@ -30,8 +32,7 @@ from inferstack.kvcache.index import KVIndex
 from inferstack.kvcache.wire import AllBlocksCleared, Batch, BlockRemoved, BlockStored
 from inferstack.scheduling import EndpointLoad, Profile, RoutingRequest, render_chat_prompt
 from inferstack.scheduling.plugins.precise_prefix import PrecisePrefix
-from inferstack_fake_engine.sim import ReplicaModel, SimParams, SimSequence, block_hashes
-from inferstack_fake_engine.sim.prefix_cache import PrefixCache
+from inferstack_fake_engine.sim import SimParams, SimSequence, block_hashes
 from inferstack_fake_engine.text import count_tokens, output_text, render_chat
 
 MODEL = "bench-model"
@@ -105,7 +106,7 @@ class FleetSim:
         self.policy = policies[0]
         n = settings.replicas
         self.urls = [f"http://replica-{i}:8000" for i in range(n)]
-        self.models = [ReplicaModel(params) for _ in range(n)]
+        self.models = [PoolReplica(params) for _ in range(n)]
         self.busy = [False] * n
         self.in_flight = [0] * n
         """All open requests per replica (every gateway's and direct ones): the load samples."""
@@ -133,24 +134,24 @@ class FleetSim:
             for scorer, _ in policy.scorers:
                 if isinstance(scorer, PrecisePrefix):
                     if self.kv is None:  # one index: every gateway reads the same events
-                        self.kv = KVIndex(capacity=4 * params.cache_blocks * n)
+                        self.kv = KVIndex(capacity=4 * params.num_blocks * n)
                     scorer.attach(self.kv, clock=lambda: self._now)
         if self.kv is not None:
             for m in self.models:
-                m.cache.evicted_log = []
+                m.pool.events = []
         self._external: dict[bytes, int] = {}
         self._seqno = [0] * n
 
-    def _publish(self, now: float, r: int, stored: list[list[bytes]]) -> None:
+    def _publish(self, now: float, r: int) -> None:
+        """The replica's stores and evictions since the last step, in the order they happened."""
         assert self.kv is not None
-        log = self.models[r].cache.evicted_log
+        log = self.models[r].pool.events
         assert log is not None
         events: list[BlockStored | BlockRemoved] = []
-        for blocks in stored:
-            events.append(BlockStored(tuple(self._external[b] for b in blocks), None, (), 1))
-        if log:
-            events.append(BlockRemoved(tuple(self._external[b] for b in log if b in self._external)))
-            log.clear()
+        for stored, run in itertools.groupby(log, key=lambda e: e[0]):
+            hashes = tuple(self._external[h] for _, h in run)
+            events.append(BlockStored(hashes, None, (), 1) if stored else BlockRemoved(hashes))
+        log.clear()
         if events:
             self.kv.apply(self.urls[r], Batch(self._seqno[r], now, tuple(events)), now, now)
             self._seqno[r] += 1
@@ -227,7 +228,7 @@ class FleetSim:
             g = path.randrange(len(self.policies))
             if self.s.sticky_gateway:
                 g = random.Random(f"{self.s.seed}-{conv.cid}").randrange(len(self.policies))
-            held = max(self.models[i].cache.held(blocks) for i in up)
+            held = max(self.models[i].held(blocks) for i in up)
             oracle = min(held * self.params.block_size, count_tokens(engine_prompt) - 1)
             req = RoutingRequest(MODEL, render_chat_prompt(messages), session_key=f"conv-{conv.cid}", token_ids=tokens)
             own = self.gateway_in_flight[g]
@@ -261,9 +262,9 @@ class FleetSim:
         if not model.idle:
             self._push(now + 1.0, "rejoin", r)
             return
-        log = model.cache.evicted_log
-        model.cache = PrefixCache(model.cache.capacity)
-        model.cache.evicted_log = log
+        model.reset()
+        if model.pool.events is not None:
+            model.pool.events.clear()  # the old process's last words: the clear below supersedes them
         if self.kv is not None:  # a new process's events: the index resyncs (here: a clear)
             self.kv.apply(self.urls[r], Batch(self._seqno[r], now, (AllBlocksCleared(),)), now, now)
             self._seqno[r] += 1
@@ -278,11 +279,9 @@ class FleetSim:
 
     def _step_done(self, now: float, r: int) -> None:
         measuring = now >= self.s.warmup
-        stored: list[list[bytes]] = []
         for e in self.models[r].finish_step():
             turn = self.turns[e.seq_id]
             if e.generated == 1:
-                stored.append(turn.blocks)  # prefill done: the prompt's blocks entered the cache
                 turn.first_token = now
                 if measuring and turn.arrival >= self.s.warmup:
                     self.result.ttft.append(now - turn.arrival)
@@ -307,5 +306,5 @@ class FleetSim:
                 elif self.s.concurrency:
                     self._push(now, "arrive", None)
         if self.kv is not None:
-            self._publish(now, r, stored)
+            self._publish(now, r)
         self._start_step(now, r)

@@ -60,6 +60,9 @@ class RunSettings:
     sticky_gateway: bool = False
     """Every turn of a conversation through the same gateway (a client keeping its connection), not a
     random one per turn (a Service spreading each new connection)."""
+    engine_delay: float = 0.0
+    """Seconds between a turn's routing decision and its arrival in the engine's queue (the gateway's
+    own time, its tokenize call, the hop): meanwhile the replica may evict what the decision relied on."""
 
 
 @dataclass
@@ -162,27 +165,32 @@ class FleetSim:
     def run(self) -> RunResult:
         s = self.s
         end = s.warmup + s.duration
+        self._push(s.warmup, "measure", None)  # first: with no warm-up, the first turns count too
         if s.concurrency:
             for _ in range(s.concurrency):
                 self._push(0.0, "arrive", None)
         else:
             self._push(self.rng.expovariate(s.conversation_rate), "arrive", None)
         self._push(0.0, "scrape", None)
-        self._push(s.warmup, "measure", None)
         if s.restart is not None:
             self._push(s.restart[1], "leave", s.restart[0])
             self._push(s.restart[1] + s.restart[2], "rejoin", s.restart[0])
         base = (0, 0)
         while self.events:
             now, _, kind, data = heapq.heappop(self.events)
-            if now > end:
+            if now > end or self._done():
                 break
             if kind == "step":
                 self._step_done(now, data)
             elif kind == "turn":
                 self._submit(now, *data)
+            elif kind == "deliver":
+                self._deliver(now, *data)
             elif kind == "arrive":
-                self._submit(now, self.workload.conversation(), 0)
+                conv = self.workload.conversation()
+                if conv is None:  # a fixed plan (replay.py) ran out of conversations
+                    continue
+                self._submit(now, conv, 0)
                 if not s.concurrency:
                     self._push(now + self.rng.expovariate(s.conversation_rate), "arrive", None)
             elif kind == "scrape":
@@ -201,8 +209,13 @@ class FleetSim:
         r.duration = s.duration
         return r
 
+    def _done(self) -> bool:
+        """A fixed plan (replay.py) ends when its last turn is answered; the generated workload never does."""
+        return False
+
     # -- gateway side ----------------------------------------------------------------------------------
-    def _submit(self, now: float, conv: Conversation, index: int) -> None:
+    def _prompt(self, conv: Conversation, index: int) -> tuple[int, list[bytes], str]:
+        """A turn's prompt: its engine tokens, the engine's block chain of it, and the text the gateway sees."""
         messages: list[dict[str, str]] = [{"role": "system", "content": self.workload.system_prompts[conv.tenant]}]
         for i in range(index):
             messages.append({"role": "user", "content": conv.questions[i]})
@@ -210,27 +223,36 @@ class FleetSim:
         messages.append({"role": "user", "content": conv.questions[index]})
         engine_prompt = render_chat(messages)
         blocks = block_hashes(MODEL, engine_prompt, self.params.block_size, known=self._system_chains[conv.tenant])
+        return count_tokens(engine_prompt), blocks, render_chat_prompt(messages)
+
+    def _path(self, conv: Conversation, index: int, up: list[int]) -> tuple[int | None, int]:
+        """(gateway, -1) for a routed turn, (None, replica) for a direct one. It depends on the turn alone,
+        so every policy sends it the same way."""
+        path = random.Random(f"{self.s.seed}-{conv.cid}-{index}")
+        if path.random() < self.s.direct_share:
+            return None, up[path.randrange(len(self.urls)) % len(up)]  # the engine Service: any ready replica
+        g = path.randrange(len(self.policies))
+        if self.s.sticky_gateway:
+            g = random.Random(f"{self.s.seed}-{conv.cid}").randrange(len(self.policies))
+        return g, -1
+
+    def _submit(self, now: float, conv: Conversation, index: int) -> None:
+        prompt_tokens, blocks, text = self._prompt(conv, index)
         tokens = None
         if self.kv is not None:
             self._now = now
             tokens = tuple(int.from_bytes(b[:4], "big") for b in blocks)
             for b, ext in zip(blocks, prompt_block_hashes(tokens, 1), strict=True):
                 self._external[b] = ext
-        # Where this turn goes depends on the turn alone, so every policy sends it the same way.
-        path = random.Random(f"{self.s.seed}-{conv.cid}-{index}")
         up = [i for i in range(len(self.urls)) if i not in self.down]
-        g: int | None = None
+        g, r = self._path(conv, index, up)
         oracle = 0
-        if path.random() < self.s.direct_share:
-            r = up[path.randrange(len(self.urls)) % len(up)]  # the engine Service: any ready replica
+        if g is None:
             self.result.reasons["direct"] = self.result.reasons.get("direct", 0) + 1
         else:
-            g = path.randrange(len(self.policies))
-            if self.s.sticky_gateway:
-                g = random.Random(f"{self.s.seed}-{conv.cid}").randrange(len(self.policies))
             held = max(self.models[i].held(blocks) for i in up)
-            oracle = min(held * self.params.block_size, count_tokens(engine_prompt) - 1)
-            req = RoutingRequest(MODEL, render_chat_prompt(messages), session_key=f"conv-{conv.cid}", token_ids=tokens)
+            oracle = min(held * self.params.block_size, prompt_tokens - 1)
+            req = RoutingRequest(MODEL, text, session_key=f"conv-{conv.cid}", token_ids=tokens)
             own = self.gateway_in_flight[g]
             candidates = [
                 EndpointLoad(self.urls[i], own[i], waiting=self.scraped[i][0], kv_cache_usage=self.scraped[i][1])
@@ -241,11 +263,17 @@ class FleetSim:
             self.result.reasons[decision.reason] = self.result.reasons.get(decision.reason, 0) + 1
             own[r] += 1
         self.result.routed[r] += 1
-        seq = SimSequence(next(self.ids), count_tokens(engine_prompt), conv.outputs[index], blocks)
+        seq = SimSequence(next(self.ids), prompt_tokens, conv.outputs[index], blocks)
         self.turns[seq.seq_id] = _Turn(
             conv, index, now, r, conv.outputs[index], g, blocks=blocks, seq=seq, oracle=oracle
         )
         self.in_flight[r] += 1
+        if self.s.engine_delay:
+            self._push(now + self.s.engine_delay, "deliver", (r, seq))
+        else:
+            self._deliver(now, r, seq)
+
+    def _deliver(self, now: float, r: int, seq: SimSequence) -> None:
         self.models[r].add(seq)
         if not self.busy[r]:
             self._start_step(now, r)

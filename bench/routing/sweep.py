@@ -48,6 +48,8 @@ ORACLE = {"oracle": ProfileSpec(scorers={"precise_prefix": 1.0})}
 class Point:
     replicas: int = 3
     cache_blocks: int = 6144
+    """The replica's KV pool in blocks: its prefix cache is what running requests leave of it (pool.py;
+    sweep.json and real_shape.json predate that: there it was a cache beside a 16,384-block pool)."""
     tenants: int = 64
     system_tokens: tuple[int, int] = (2000, 6000)
     turns: tuple[int, int] = (2, 6)
@@ -101,7 +103,7 @@ def run_point(
         output_tokens=point.output_tokens,
         conversations_per_tenant=point.conversations_per_tenant,
     )
-    params = SimParams(cache_blocks=point.cache_blocks, block_size=point.block_size)
+    params = SimParams(num_blocks=point.cache_blocks, block_size=point.block_size)
     capacity, means = no_cache_capacity(params, Workload(shape, seed), point.replicas)
     quarter = duration / 4
     settings = RunSettings(

@@ -89,6 +89,10 @@ class ReplayFleet(FleetSim):
         super().__init__(policies, params, plan, settings)
         self.plan = plan
         self.started = 0
+        self.later_routed = 0
+        self.whole_history = 0
+        """Routed turns after a conversation's first, and those whose previous prompt's full blocks the
+        best replica held when they were sent (the turn log's ``oracle`` against the previous prompt)."""
         self._chains: dict[int, list[bytes]] = {}
         self._texts: dict[int, str] = {}
 
@@ -133,10 +137,34 @@ class ReplayFleet(FleetSim):
         if self.started == total // 2:
             self._push(now, "rejoin", 0)
         self.started += 1
+        up = [i for i in range(len(self.urls)) if i not in self.down]
+        if index and self._path(conv, index, up)[0] is not None:
+            _, blocks, _ = self._prompt(conv, index)
+            previous = self.plan.prompts[(conv.cid, index - 1)] // self.params.block_size
+            self.later_routed += 1
+            self.whole_history += max(self.models[i].held(blocks) for i in up) >= previous
         super()._submit(now, conv, index)
 
     def _done(self) -> bool:
         return self.started == self.plan.total_turns and not self.turns
+
+
+def real_whole_history(results: Path, block_size: int = BLOCK_SIZE) -> dict[str, float]:
+    """Per policy, the share of routed turns after the first whose previous prompt the best replica held
+    whole when they were sent (from the real run's turn log)."""
+    with gzip.open(results.with_suffix(".turns.jsonl.gz"), "rt") as f:
+        records = [json.loads(line) for line in f]
+    prompts = {tuple(r["id"].rsplit("/", 2)[1:]): r["prompt"] for r in records}
+    counts: dict[str, list[int]] = {}
+    for r in records:
+        policy, c, t = r["id"].rsplit("/", 2)
+        if r["direct"] or t == "0" or "oracle" not in r:
+            continue
+        previous = prompts[(c, str(int(t) - 1))] // block_size * block_size
+        n = counts.setdefault(policy, [0, 0])
+        n[0] += 1
+        n[1] += r["oracle"] >= previous
+    return {k: round(whole / turns, 3) for k, (turns, whole) in counts.items()}
 
 
 def load_real(results: Path) -> tuple[dict[str, Any], dict[tuple[int, int], int]]:
@@ -157,6 +185,7 @@ def replay(
     profiles: dict[str, ProfileSpec] | None = None,
     slowdown: float = 1.0,
     engine_delay: float = 0.0,
+    max_num_seqs: int = 32,
 ) -> dict[str, Any]:
     """``slowdown``: the simulator's step timings times this; ``engine_delay``: ``RunSettings``'."""
     report, prompts = load_real(results)
@@ -165,6 +194,7 @@ def replay(
     params = SimParams(
         num_blocks=s["kv_blocks"],
         block_size=BLOCK_SIZE,
+        max_num_seqs=max_num_seqs,
         step_base=base.step_base * slowdown,
         decode_per_seq=base.decode_per_seq * slowdown,
         prefill_per_token=base.prefill_per_token * slowdown,
@@ -187,6 +217,7 @@ def replay(
             "hit_rate": round(r.prefix_hits / r.prefix_queries, 4),
             "routed_hit_rate": round(r.routed_cached_tokens / r.routed_prompt_tokens, 4),
             "oracle_at_send": round(r.oracle_cached_tokens / r.routed_prompt_tokens, 4),
+            "whole_history_at_send": round(sim.whole_history / sim.later_routed, 3),
             "reasons": dict(sorted(r.reasons.items())),
         }
     return out
@@ -214,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profiles", type=json.loads, default=None, help="extra profiles, as INFERSTACK_ROUTING__PROFILES")
     ap.add_argument("--slowdown", type=float, default=1.0, help="the simulator's step timings times this")
     ap.add_argument("--engine-delay", type=float, default=0.0, help="seconds from a routing decision to the engine")
+    ap.add_argument("--max-num-seqs", type=int, default=32, help="running sequences per replica at most")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
     profiles = {k: ProfileSpec(**v) for k, v in (a.profiles or {}).items()}
@@ -221,9 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for path in a.results:
         real = json.loads(path.read_text())
-        sim = replay(path, tuple(a.policies), a.knobs, profiles, a.slowdown, a.engine_delay)
+        sim = replay(path, tuple(a.policies), a.knobs, profiles, a.slowdown, a.engine_delay, a.max_num_seqs)
         keys = {"hit_rate": "hit_rate", "routed_hit_rate": "routed_hit_rate", "oracle_at_send": "oracle_hit_rate"}
         real_p = {k: {ours: v[theirs] for ours, theirs in keys.items()} for k, v in real["policies"].items()}
+        for k, share in real_whole_history(path).items():
+            real_p[k]["whole_history_at_send"] = share
         runs.append(
             {
                 "real": str(path.relative_to(HERE.parents[1]) if path.is_absolute() else path),
@@ -240,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         "knobs": a.knobs,
         "slowdown": a.slowdown,
         "engine_delay": a.engine_delay,
+        "max_num_seqs": a.max_num_seqs,
         "profiles": a.profiles,
         "runs": runs,
         "load_average_1_5_15": [[round(x, 1) for x in la] for la in (load, os.getloadavg())],

@@ -1,7 +1,8 @@
 """A discrete-event simulation of a gateway in front of a fleet of simulated vLLM replicas.
 
-Virtual time, one process, no sockets: the replicas are ``inferstack_fake_engine.sim.ReplicaModel``
-(the same model the fake engine runs in ``--sim`` mode) and the routing decisions are made by the
+Virtual time, one process, no sockets: the replicas are ``pool.PoolReplica`` (the fake engine's
+replica model with vLLM v1's single KV block pool: the prefix cache is the pool's free, still-hashed
+blocks, so running requests crowd it out; see pool.py) and the routing decisions are made by the
 gateway's own ``inferstack.scheduling`` policies. What the simulated gateway knows matches the real
 one: its own in-flight count per replica (exact), and the engines' waiting queue and KV usage as of
 the last scrape (every ``scrape_interval`` seconds).
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pool import PoolReplica
 from workload import Conversation, Workload
 
 from inferstack.kvcache.blocks import prompt_block_hashes
@@ -30,8 +32,7 @@ from inferstack.kvcache.index import KVIndex
 from inferstack.kvcache.wire import AllBlocksCleared, Batch, BlockRemoved, BlockStored
 from inferstack.scheduling import EndpointLoad, Profile, RoutingRequest, render_chat_prompt
 from inferstack.scheduling.plugins.precise_prefix import PrecisePrefix
-from inferstack_fake_engine.sim import ReplicaModel, SimParams, SimSequence, block_hashes
-from inferstack_fake_engine.sim.prefix_cache import PrefixCache
+from inferstack_fake_engine.sim import SimParams, SimSequence, block_hashes
 from inferstack_fake_engine.text import count_tokens, output_text, render_chat
 
 MODEL = "bench-model"
@@ -59,6 +60,9 @@ class RunSettings:
     sticky_gateway: bool = False
     """Every turn of a conversation through the same gateway (a client keeping its connection), not a
     random one per turn (a Service spreading each new connection)."""
+    engine_delay: float = 0.0
+    """Seconds between a turn's routing decision and its arrival in the engine's queue (the gateway's
+    own time, its tokenize call, the hop): meanwhile the replica may evict what the decision relied on."""
 
 
 @dataclass
@@ -105,7 +109,7 @@ class FleetSim:
         self.policy = policies[0]
         n = settings.replicas
         self.urls = [f"http://replica-{i}:8000" for i in range(n)]
-        self.models = [ReplicaModel(params) for _ in range(n)]
+        self.models = [PoolReplica(params) for _ in range(n)]
         self.busy = [False] * n
         self.in_flight = [0] * n
         """All open requests per replica (every gateway's and direct ones): the load samples."""
@@ -133,24 +137,24 @@ class FleetSim:
             for scorer, _ in policy.scorers:
                 if isinstance(scorer, PrecisePrefix):
                     if self.kv is None:  # one index: every gateway reads the same events
-                        self.kv = KVIndex(capacity=4 * params.cache_blocks * n)
+                        self.kv = KVIndex(capacity=4 * params.num_blocks * n)
                     scorer.attach(self.kv, clock=lambda: self._now)
         if self.kv is not None:
             for m in self.models:
-                m.cache.evicted_log = []
+                m.pool.events = []
         self._external: dict[bytes, int] = {}
         self._seqno = [0] * n
 
-    def _publish(self, now: float, r: int, stored: list[list[bytes]]) -> None:
+    def _publish(self, now: float, r: int) -> None:
+        """The replica's stores and evictions since the last step, in the order they happened."""
         assert self.kv is not None
-        log = self.models[r].cache.evicted_log
+        log = self.models[r].pool.events
         assert log is not None
         events: list[BlockStored | BlockRemoved] = []
-        for blocks in stored:
-            events.append(BlockStored(tuple(self._external[b] for b in blocks), None, (), 1))
-        if log:
-            events.append(BlockRemoved(tuple(self._external[b] for b in log if b in self._external)))
-            log.clear()
+        for stored, run in itertools.groupby(log, key=lambda e: e[0]):
+            hashes = tuple(self._external[h] for _, h in run)
+            events.append(BlockStored(hashes, None, (), 1) if stored else BlockRemoved(hashes))
+        log.clear()
         if events:
             self.kv.apply(self.urls[r], Batch(self._seqno[r], now, tuple(events)), now, now)
             self._seqno[r] += 1
@@ -161,27 +165,32 @@ class FleetSim:
     def run(self) -> RunResult:
         s = self.s
         end = s.warmup + s.duration
+        self._push(s.warmup, "measure", None)  # first: with no warm-up, the first turns count too
         if s.concurrency:
             for _ in range(s.concurrency):
                 self._push(0.0, "arrive", None)
         else:
             self._push(self.rng.expovariate(s.conversation_rate), "arrive", None)
         self._push(0.0, "scrape", None)
-        self._push(s.warmup, "measure", None)
         if s.restart is not None:
             self._push(s.restart[1], "leave", s.restart[0])
             self._push(s.restart[1] + s.restart[2], "rejoin", s.restart[0])
         base = (0, 0)
         while self.events:
             now, _, kind, data = heapq.heappop(self.events)
-            if now > end:
+            if now > end or self._done():
                 break
             if kind == "step":
                 self._step_done(now, data)
             elif kind == "turn":
                 self._submit(now, *data)
+            elif kind == "deliver":
+                self._deliver(now, *data)
             elif kind == "arrive":
-                self._submit(now, self.workload.conversation(), 0)
+                conv = self.workload.conversation()
+                if conv is None:  # a fixed plan (replay.py) ran out of conversations
+                    continue
+                self._submit(now, conv, 0)
                 if not s.concurrency:
                     self._push(now + self.rng.expovariate(s.conversation_rate), "arrive", None)
             elif kind == "scrape":
@@ -200,8 +209,13 @@ class FleetSim:
         r.duration = s.duration
         return r
 
+    def _done(self) -> bool:
+        """A fixed plan (replay.py) ends when its last turn is answered; the generated workload never does."""
+        return False
+
     # -- gateway side ----------------------------------------------------------------------------------
-    def _submit(self, now: float, conv: Conversation, index: int) -> None:
+    def _prompt(self, conv: Conversation, index: int) -> tuple[int, list[bytes], str]:
+        """A turn's prompt: its engine tokens, the engine's block chain of it, and the text the gateway sees."""
         messages: list[dict[str, str]] = [{"role": "system", "content": self.workload.system_prompts[conv.tenant]}]
         for i in range(index):
             messages.append({"role": "user", "content": conv.questions[i]})
@@ -209,27 +223,36 @@ class FleetSim:
         messages.append({"role": "user", "content": conv.questions[index]})
         engine_prompt = render_chat(messages)
         blocks = block_hashes(MODEL, engine_prompt, self.params.block_size, known=self._system_chains[conv.tenant])
+        return count_tokens(engine_prompt), blocks, render_chat_prompt(messages)
+
+    def _path(self, conv: Conversation, index: int, up: list[int]) -> tuple[int | None, int]:
+        """(gateway, -1) for a routed turn, (None, replica) for a direct one. It depends on the turn alone,
+        so every policy sends it the same way."""
+        path = random.Random(f"{self.s.seed}-{conv.cid}-{index}")
+        if path.random() < self.s.direct_share:
+            return None, up[path.randrange(len(self.urls)) % len(up)]  # the engine Service: any ready replica
+        g = path.randrange(len(self.policies))
+        if self.s.sticky_gateway:
+            g = random.Random(f"{self.s.seed}-{conv.cid}").randrange(len(self.policies))
+        return g, -1
+
+    def _submit(self, now: float, conv: Conversation, index: int) -> None:
+        prompt_tokens, blocks, text = self._prompt(conv, index)
         tokens = None
         if self.kv is not None:
             self._now = now
             tokens = tuple(int.from_bytes(b[:4], "big") for b in blocks)
             for b, ext in zip(blocks, prompt_block_hashes(tokens, 1), strict=True):
                 self._external[b] = ext
-        # Where this turn goes depends on the turn alone, so every policy sends it the same way.
-        path = random.Random(f"{self.s.seed}-{conv.cid}-{index}")
         up = [i for i in range(len(self.urls)) if i not in self.down]
-        g: int | None = None
+        g, r = self._path(conv, index, up)
         oracle = 0
-        if path.random() < self.s.direct_share:
-            r = up[path.randrange(len(self.urls)) % len(up)]  # the engine Service: any ready replica
+        if g is None:
             self.result.reasons["direct"] = self.result.reasons.get("direct", 0) + 1
         else:
-            g = path.randrange(len(self.policies))
-            if self.s.sticky_gateway:
-                g = random.Random(f"{self.s.seed}-{conv.cid}").randrange(len(self.policies))
-            held = max(self.models[i].cache.held(blocks) for i in up)
-            oracle = min(held * self.params.block_size, count_tokens(engine_prompt) - 1)
-            req = RoutingRequest(MODEL, render_chat_prompt(messages), session_key=f"conv-{conv.cid}", token_ids=tokens)
+            held = max(self.models[i].held(blocks) for i in up)
+            oracle = min(held * self.params.block_size, prompt_tokens - 1)
+            req = RoutingRequest(MODEL, text, session_key=f"conv-{conv.cid}", token_ids=tokens)
             own = self.gateway_in_flight[g]
             candidates = [
                 EndpointLoad(self.urls[i], own[i], waiting=self.scraped[i][0], kv_cache_usage=self.scraped[i][1])
@@ -240,11 +263,17 @@ class FleetSim:
             self.result.reasons[decision.reason] = self.result.reasons.get(decision.reason, 0) + 1
             own[r] += 1
         self.result.routed[r] += 1
-        seq = SimSequence(next(self.ids), count_tokens(engine_prompt), conv.outputs[index], blocks)
+        seq = SimSequence(next(self.ids), prompt_tokens, conv.outputs[index], blocks)
         self.turns[seq.seq_id] = _Turn(
             conv, index, now, r, conv.outputs[index], g, blocks=blocks, seq=seq, oracle=oracle
         )
         self.in_flight[r] += 1
+        if self.s.engine_delay:
+            self._push(now + self.s.engine_delay, "deliver", (r, seq))
+        else:
+            self._deliver(now, r, seq)
+
+    def _deliver(self, now: float, r: int, seq: SimSequence) -> None:
         self.models[r].add(seq)
         if not self.busy[r]:
             self._start_step(now, r)
@@ -261,9 +290,9 @@ class FleetSim:
         if not model.idle:
             self._push(now + 1.0, "rejoin", r)
             return
-        log = model.cache.evicted_log
-        model.cache = PrefixCache(model.cache.capacity)
-        model.cache.evicted_log = log
+        model.reset()
+        if model.pool.events is not None:
+            model.pool.events.clear()  # the old process's last words: the clear below supersedes them
         if self.kv is not None:  # a new process's events: the index resyncs (here: a clear)
             self.kv.apply(self.urls[r], Batch(self._seqno[r], now, (AllBlocksCleared(),)), now, now)
             self._seqno[r] += 1
@@ -278,11 +307,9 @@ class FleetSim:
 
     def _step_done(self, now: float, r: int) -> None:
         measuring = now >= self.s.warmup
-        stored: list[list[bytes]] = []
         for e in self.models[r].finish_step():
             turn = self.turns[e.seq_id]
             if e.generated == 1:
-                stored.append(turn.blocks)  # prefill done: the prompt's blocks entered the cache
                 turn.first_token = now
                 if measuring and turn.arrival >= self.s.warmup:
                     self.result.ttft.append(now - turn.arrival)
@@ -307,5 +334,5 @@ class FleetSim:
                 elif self.s.concurrency:
                     self._push(now, "arrive", None)
         if self.kv is not None:
-            self._publish(now, r, stored)
+            self._publish(now, r)
         self._start_step(now, r)

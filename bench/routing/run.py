@@ -28,9 +28,10 @@ from inferstack_fake_engine.sim import SimParams
 
 HERE = Path(__file__).resolve().parent
 POLICIES = ("round_robin", "least_load", "prefix_affinity", "precise_prefix")
-# One replica: the simulator's defaults, with a prefix cache that holds about a third of all
-# tenants' system prompts, so no replica can cache everything and placement matters.
-REPLICA = SimParams(cache_blocks=6144)
+# One replica: the simulator's defaults, with a KV pool of 8,192 blocks (131k tokens): what running
+# requests leave of it is the prefix cache (pool.py), under a third of all tenants' system prompts,
+# so no replica can cache everything and placement matters.
+REPLICA = SimParams(num_blocks=8192)
 
 
 def no_cache_capacity(params: SimParams, workload: Workload, replicas: int) -> tuple[float, dict[str, float]]:

@@ -48,6 +48,8 @@ ORACLE = {"oracle": ProfileSpec(scorers={"precise_prefix": 1.0})}
 class Point:
     replicas: int = 3
     cache_blocks: int = 6144
+    """The replica's KV pool in blocks: its prefix cache is what running requests leave of it (pool.py;
+    sweep.json and real_shape.json predate that: there it was a cache beside a 16,384-block pool)."""
     tenants: int = 64
     system_tokens: tuple[int, int] = (2000, 6000)
     turns: tuple[int, int] = (2, 6)
@@ -91,8 +93,10 @@ def run_point(
     seed: int,
     knobs: dict[str, Any] | None = None,
     policies: tuple[str, ...] = POLICIES,
+    profiles: dict[str, ProfileSpec] | None = None,
 ) -> dict[str, Any]:
-    """``knobs``: routing settings for every policy (``make_policy``'s), e.g. ``{"load_factor": 2.0}``."""
+    """``knobs``: routing settings for every policy (``make_policy``'s), e.g. ``{"load_factor": 2.0}``;
+    ``profiles``: more policies by name (as ``INFERSTACK_ROUTING__PROFILES``)."""
     shape = WorkloadShape(
         tenants=point.tenants,
         system_tokens=point.system_tokens,
@@ -101,7 +105,7 @@ def run_point(
         output_tokens=point.output_tokens,
         conversations_per_tenant=point.conversations_per_tenant,
     )
-    params = SimParams(cache_blocks=point.cache_blocks, block_size=point.block_size)
+    params = SimParams(num_blocks=point.cache_blocks, block_size=point.block_size)
     capacity, means = no_cache_capacity(params, Workload(shape, seed), point.replicas)
     quarter = duration / 4
     settings = RunSettings(
@@ -125,7 +129,7 @@ def run_point(
         "policies": {},
     }
     for name in policies:
-        gateways = [make_policy(name, ORACLE, **(knobs or {})) for _ in range(point.gateways)]
+        gateways = [make_policy(name, {**ORACLE, **(profiles or {})}, **(knobs or {})) for _ in range(point.gateways)]
         r = FleetSim(gateways, params, Workload(shape, seed), settings).run()
         summary = summarise(r, params)
         out["policies"][name] = {
@@ -183,6 +187,20 @@ def parse_point(pairs: list[str]) -> Point:
     return dataclasses.replace(BASE, **changes)
 
 
+def one_point(a: argparse.Namespace, argv: list[str] | None) -> int:
+    started, before = time.monotonic(), os.getloadavg()
+    profiles = {k: ProfileSpec(**v) for k, v in (a.profiles or {}).items()}
+    result = run_point(parse_point(a.point), a.duration, a.warmup, a.seed, a.knobs, tuple(a.policies), profiles)
+    result["command"] = "nice -n 19 .venv/bin/python bench/routing/sweep.py " + " ".join(argv or sys.argv[1:])
+    result["load_average_1_5_15"] = [[round(x, 1) for x in la] for la in (before, os.getloadavg())]
+    result["wall_seconds"] = round(time.monotonic() - started)
+    text = json.dumps(result, indent=2) + "\n"
+    if a.out:
+        a.out.write_text(text)
+    print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=300.0)
@@ -191,18 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", choices=list(AXES), help="axes to run (default: all but the @8 ones)")
     p.add_argument("--point", nargs="+", metavar="FIELD=VALUE", help="one point instead of a sweep (needs --out)")
     p.add_argument("--out", type=Path, default=None, help="default: sweep.json here (a sweep), stdout (a point)")
+    p.add_argument("--policies", nargs="+", default=list(POLICIES), help="--point: these policies")
+    p.add_argument("--knobs", type=json.loads, default=None, help="--point: routing settings for every policy (JSON)")
+    p.add_argument("--profiles", type=json.loads, default=None, help="--point: more profiles (JSON, by name)")
     a = p.parse_args(argv)
     if a.point:
-        started, load = time.monotonic(), os.getloadavg()
-        point = run_point(parse_point(a.point), a.duration, a.warmup, a.seed)
-        point["command"] = "nice -n 19 .venv/bin/python bench/routing/sweep.py " + " ".join(argv or sys.argv[1:])
-        point["load_average_1_5_15"] = [[round(x, 1) for x in la] for la in (load, os.getloadavg())]
-        point["wall_seconds"] = round(time.monotonic() - started)
-        text = json.dumps(point, indent=2) + "\n"
-        if a.out:
-            a.out.write_text(text)
-        print(text)
-        return 0
+        return one_point(a, argv)
     a.out = a.out or HERE / "sweep.json"
     axes = {k: AXES[k] for k in (a.only or DEFAULT_AXES)}
     started, load = time.monotonic(), [os.getloadavg()]

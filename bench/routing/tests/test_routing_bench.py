@@ -67,3 +67,13 @@ def test_closed_loop_keeps_n_conversations_live_and_the_plan_order_uses_every_te
     live = [sum(sample) for sample in result.in_flight_samples]
     assert max(live) == 3  # one turn in flight per conversation, three conversations at all times
     assert result.completed > 30
+
+
+def test_replay_sends_the_real_plans_turns_the_same_way() -> None:
+    from replay import REAL, replay
+
+    report = json.loads((REAL / "results_pressure.json").read_text())
+    sim = replay(REAL / "results_pressure.json", ("round_robin",))["round_robin"]
+    assert sum(sim["reasons"].values()) == report["workload"]["turns"]  # every turn of the plan, once
+    assert sim["reasons"]["direct"] == report["workload"]["direct_turns"]  # the plan's own paths
+    assert 0 < sim["routed_hit_rate"] < sim["oracle_at_send"] < 1

@@ -418,6 +418,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         env = {
             "INFERSTACK_AUTH_ENABLED": "false",
             "INFERSTACK_TENANCY__CACHE__ENABLED": "false",
+            # turn_log reads these logs as data right after the last turn: each line written at once.
+            "INFERSTACK_ACCESS_LOG_FLUSH_INTERVAL": "0",
             **devstack.kv_events_env(endpoints),
             **({"INFERSTACK_ROUTING__PROFILES": args.profiles} if args.profiles else {}),
         }

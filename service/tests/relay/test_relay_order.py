@@ -51,16 +51,28 @@ class Recording:
         self.reading = True
 
     def body(self) -> bytes:
-        """The response body, chunked framing taken off."""
+        """The response body, chunked framing taken off; it must have ended."""
+        body, ended = self._unframed()
+        assert ended, bytes(self.written)
+        return body
+
+    def body_so_far(self) -> bytes:
+        """The body written so far, chunked framing taken off; it must not have ended."""
+        body, ended = self._unframed()
+        assert not ended, bytes(self.written)
+        return body
+
+    def _unframed(self) -> tuple[bytes, bool]:
         data = bytes(self.written).split(b"\r\n\r\n", 1)[1]
         out = bytearray()
-        while True:
+        while data:
             size, _, data = data.partition(b"\r\n")
             n = int(size, 16)
             if n == 0:
-                return bytes(out)
+                return bytes(out), True
             out += data[:n]
             data = data[n + 2 :]
+        return bytes(out), False
 
 
 async def releasing_upstream(release: asyncio.Queue[bytes]) -> tuple[asyncio.Server, int]:

@@ -39,8 +39,10 @@ def test_an_unterminated_event_is_held_until_flush() -> None:
 
 def test_a_buffer_without_boundary_is_forwarded_past_the_bound() -> None:
     splitter = EventSplitter()
-    blob = b"x" * (MAX_PENDING + 1)
-    assert splitter.feed(blob) == [blob]
+    assert splitter.feed(b"x" * MAX_PENDING) == []  # at the bound: held
+    assert splitter.feed(b"x") == [b"x" * (MAX_PENDING + 1)]  # past it: forwarded, nothing kept
+    assert not splitter.pending and splitter.flush() == b""
+    assert splitter.feed(CHUNK) == [CHUNK]
 
 
 def test_text_detection_ignores_role_only_and_usage_chunks() -> None:
@@ -73,3 +75,28 @@ def test_whole_events_counts_text_events_like_carries_text_or_declines() -> None
     # Not whole events, or the usage chunk inside: the relay splits these event by event.
     for chunk in (CHUNK + b"data: partial", CHUNK[:-1], b"data: a\r\n\r\n", CHUNK + USAGE + DONE):
         assert whole_events(chunk) == -1, chunk
+
+
+def test_usage_is_read_from_data_without_a_space_and_only_from_a_json_object() -> None:
+    # "data:" with no space is SSE too; a payload that is not an object, or whose usage is not one, has none.
+    assert usage_of(b'data:{"choices":[],"usage":{"prompt_tokens":1}}\n\n') == {"prompt_tokens": 1}
+    assert usage_of(b'data: [{"choices":[],"usage":{"prompt_tokens":1}}]\n\n') is None
+    assert usage_of(b'data: {"choices":[],"usage":7,"x":{"usage":{"prompt_tokens":1}}}\n\n') is None
+
+
+def test_flush_empties_the_splitter() -> None:
+    splitter = EventSplitter()
+    splitter.feed(b"data: partial")
+    assert splitter.pending
+    assert splitter.flush() == b"data: partial"
+    assert not splitter.pending and splitter.flush() == b""
+    assert splitter.feed(CHUNK) == [CHUNK]
+
+
+def test_an_event_ends_at_its_blank_line_and_what_follows_waits() -> None:
+    # A stray newline after an event: the next chunk begins with the boundary, and the event after
+    # it must not wait for a third chunk.
+    splitter = EventSplitter()
+    assert splitter.feed(b"data: a\n\n\n") == [b"data: a\n\n"]
+    assert splitter.pending
+    assert splitter.feed(b"\ndata: b\n\n") == [b"\n\n", b"data: b\n\n"]

@@ -223,6 +223,24 @@ async def test_the_first_text_is_the_ttft_and_each_text_after_it_one_gap() -> No
     assert s.ex.texts_sent == 4
 
 
+@pytest.mark.parametrize("chunks", ["after the end was sent", "in the chunk of the end"])
+async def test_what_the_upstream_sends_after_done_is_not_relayed(chunks: str) -> None:
+    # vLLM sends nothing after [DONE]; whatever an upstream does send must not follow the response's
+    # end on the client's (keep-alive) connection, where it would be read as the next response.
+    async with stream() as s:
+        relay = await s.relay()
+        if chunks == "after the end was sent":
+            s.send(EVENTS[0], DONE)
+            await until(lambda: s.cycle.response_complete, "the end of the response")
+            s.send(EVENTS[1], END)
+        else:
+            s.send(EVENTS[0] + DONE + EVENTS[1], END)
+        assert await asyncio.wait_for(relay, 5) is None
+    assert s.client.written.endswith(DONE + b"\r\n0\r\n\r\n")  # nothing after the response's end
+    assert s.client.body() == EVENTS[0] + DONE
+    assert s.ex.texts_sent == 1
+
+
 @pytest.mark.parametrize("usage", [False, True])
 async def test_a_stream_that_ends_without_done_is_ended_and_counted(usage: bool) -> None:
     async with stream() as s:

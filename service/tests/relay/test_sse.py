@@ -69,11 +69,11 @@ def test_whole_events_counts_text_events_like_carries_text_or_declines() -> None
     text = b'data: {"choices":[{"text":"a","finish_reason":null}]}\n\n'
     quoted = b'data: {"choices":[{"delta":{"content":"say \\"content\\":\\"x\\""}}]}\n\n'
     tool = b'data: {"choices":[{"delta":{"content":null,"tool_calls":[]}}]}\n\n'
-    for chunk in (CHUNK, role + CHUNK * 3, text * 2 + DONE, quoted, tool + CHUNK, DONE):
+    for chunk in (CHUNK, role + CHUNK * 3, text * 2, quoted, tool + CHUNK):
         events = EventSplitter().feed(chunk)
         assert whole_events(chunk) == sum(carries_text(e) for e in events), chunk
-    # Not whole events, or the usage chunk inside: the relay splits these event by event.
-    for chunk in (CHUNK + b"data: partial", CHUNK[:-1], b"data: a\r\n\r\n", CHUNK + USAGE + DONE):
+    # Not whole events, the usage chunk or the end inside: the relay splits these event by event.
+    for chunk in (CHUNK + b"data: partial", CHUNK[:-1], b"data: a\r\n\r\n", CHUNK + USAGE, text + DONE, DONE + CHUNK):
         assert whole_events(chunk) == -1, chunk
 
 

@@ -239,6 +239,7 @@ async def test_what_the_upstream_sends_after_done_is_not_relayed(chunks: str) ->
     assert s.client.written.endswith(DONE + b"\r\n0\r\n\r\n")  # nothing after the response's end
     assert s.client.body() == EVENTS[0] + DONE
     assert s.ex.texts_sent == 1
+    assert s.sample("inferstack_inter_token_latency_seconds_count", endpoint="chat") == 0  # one text: no gap
 
 
 @pytest.mark.parametrize("usage", [False, True])
@@ -267,3 +268,39 @@ async def test_a_stream_the_client_leaves_is_billed_for_what_it_was_handed(usage
     assert estimate > 0
     expected = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10} if usage else None
     assert s.ex.usage == (expected or {"prompt_tokens": estimate, "completion_tokens": 2})
+
+
+@pytest.mark.parametrize("where", ["before the head", "mid-stream", "at the end"])
+async def test_a_client_that_stops_reading_is_not_the_upstreams_failure(
+    where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A write the timer cuts (at least client_write after it began) is the client's: ClientStalled,
+    # no error event, no "stream broke" (that would blame the replica), no error in the access log.
+    async with stream() as s:
+        if where == "before the head":
+            s.flow.pause_writing()
+            s.send(EVENTS[0])
+            (await s.answer()).by = asyncio.get_running_loop().time() + 0.5  # the first byte's deadline
+            relay = await s.relay(idle=0.3, client_write=0.3)
+        else:
+            s.send(EVENTS[0])
+            relay = await s.relay(idle=0.3, client_write=0.3)
+            await until(lambda: EVENTS[0] in s.client.written, "the first event")
+            s.flow.pause_writing()
+            s.send(EVENTS[1] if where == "mid-stream" else DONE)
+        with caplog.at_level(logging.WARNING, "inferstack.relay"), pytest.raises(ClientStalled):
+            await asyncio.wait_for(relay, 5)
+    assert s.ex.error is None
+    assert not [r for r in caplog.records if r.name == "inferstack.relay"]
+    assert b'"error"' not in s.client.written
+
+
+async def test_an_upstream_that_falls_silent_inside_the_first_event_is_the_upstreams_failure() -> None:
+    # The response has started (its head), no event has: the silence is the upstream's, not the client's.
+    async with stream() as s:
+        s.send(b'data: {"choices"')
+        relay = await s.relay(idle=0.3)
+        failure = await asyncio.wait_for(relay, 5)
+    assert failure is not None and failure.kind == "timeout"
+    assert s.ex.error == "stream_timeout"
+    assert error_of(s.client.body())["code"] == "upstream_timeout"

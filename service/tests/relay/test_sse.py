@@ -100,3 +100,12 @@ def test_an_event_ends_at_its_blank_line_and_what_follows_waits() -> None:
     assert splitter.feed(b"data: a\n\n\n") == [b"data: a\n\n"]
     assert splitter.pending
     assert splitter.feed(b"\ndata: b\n\n") == [b"\n\n", b"data: b\n\n"]
+
+
+def test_crlf_and_mixed_boundaries_at_the_start_of_the_buffer_end_an_event_there() -> None:
+    splitter = EventSplitter()
+    assert splitter.feed(b"data: a\r\n\r\n\r\n") == [b"data: a\r\n\r\n"]
+    assert splitter.feed(b"\r\ndata: b\r\n\r\n") == [b"\r\n\r\n", b"data: b\r\n\r\n"]
+    # SSE lets each line end its own way: the first blank line ends the event, whichever it is.
+    assert splitter.feed(b"data: c\n\n\n") == [b"data: c\n\n"]
+    assert splitter.feed(b"\ndata: d\r\n\r\n") == [b"\n\n", b"data: d\r\n\r\n"]

@@ -19,6 +19,9 @@ import pytest
 from uvicorn.protocols.http.flow_control import FlowControl
 
 from inferstack.exchange import ClientStalled, Responder
+from inferstack.filters import Admission
+from inferstack.filters.auth import ANONYMOUS_PRINCIPAL
+from inferstack.filters.replay import StreamAssembler
 from inferstack.filters.tokens import estimate_prompt_tokens
 from inferstack.metrics.gateway import GatewayMetrics
 from inferstack.relay.relay import relay_stream
@@ -304,3 +307,59 @@ async def test_an_upstream_that_falls_silent_inside_the_first_event_is_the_upstr
     assert failure is not None and failure.kind == "timeout"
     assert s.ex.error == "stream_timeout"
     assert error_of(s.client.body())["code"] == "upstream_timeout"
+
+
+SPLIT = b'data: {"choices":[{"index":0,"delta":{"content":"sp', b'lit"}}]}\n\n'
+STOP = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+
+
+async def test_an_event_split_across_chunks_is_relayed_whole_once_it_is_complete() -> None:
+    async with stream() as s:
+        s.send(SPLIT[0])
+        relay = await s.relay()
+        response = s.reply.response if s.reply is not None else None
+        assert response is not None
+        # Taken by the relay (nothing buffered, not followed: part of an event waits in the splitter).
+        await until(lambda: not response.buffered and not response.following and s.script.empty(), "the first part")
+        assert s.ex.ttft is None and s.ex.texts_sent == 0
+        s.send(SPLIT[1] + EVENTS[1])  # the rest of it and one more event: two events in one write
+        await until(lambda: EVENTS[1] in s.client.written, "the split event and the next")
+        s.send(EVENTS[2], DONE, END)
+        assert await asyncio.wait_for(relay, 5) is None
+    assert s.client.body() == SPLIT[0] + SPLIT[1] + EVENTS[1] + EVENTS[2] + DONE
+    assert s.ex.texts_sent == 3
+    assert s.sample("inferstack_time_to_first_token_seconds_count", endpoint="chat") == 1
+    assert s.sample("inferstack_inter_token_latency_seconds_count", endpoint="chat") == 2
+
+
+async def test_a_usage_chunk_of_its_own_is_not_relayed_unasked() -> None:
+    # vLLM sends the usage chunk as a chunk of its own: the fast path must decline it.
+    async with stream() as s:
+        s.ex.wants_usage = False
+        s.send(EVENTS[0], USAGE, EVENTS[1])
+        relay = await s.relay()
+        await until(lambda: EVENTS[1] in s.client.written, "the event after the usage chunk")
+        s.send(DONE, END)
+        assert await asyncio.wait_for(relay, 5) is None
+    assert s.client.body() == EVENTS[0] + EVENTS[1] + DONE
+    assert s.ex.usage == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    assert s.ex.texts_sent == 2
+
+
+async def test_a_cache_fill_sees_every_event() -> None:
+    # A streamed miss fills the response cache: the assembler must get each event, whichever path
+    # would have relayed it without a fill (whole chunks, single events, the usage chunk, the end).
+    assembler = StreamAssembler("chat")
+    async with stream() as s:
+        s.ex.admission = Admission(ANONYMOUS_PRINCIPAL, "anonymous", "chat", "m", True, None, assembler=assembler)
+        s.ex.wants_usage = False
+        relay = await s.relay()
+        for chunk in (ROLE + EVENTS[0], EVENTS[1], SPLIT[0] + SPLIT[1], STOP):
+            s.send(chunk)  # one read each (a chunk of whole events, and one of a single event)
+            await until(lambda c=chunk: s.client.written.endswith(c + b"\r\n"), "the chunk relayed")  # type: ignore[misc]
+        s.send(USAGE, DONE, END)
+        assert await asyncio.wait_for(relay, 5) is None
+    assert s.client.body() == ROLE + EVENTS[0] + EVENTS[1] + SPLIT[0] + SPLIT[1] + STOP + DONE
+    whole = assembler.result()
+    assert whole is not None
+    assert orjson.loads(whole)["choices"][0]["message"]["content"] == "w0 w1 split"

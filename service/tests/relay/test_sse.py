@@ -109,3 +109,9 @@ def test_crlf_and_mixed_boundaries_at_the_start_of_the_buffer_end_an_event_there
     # SSE lets each line end its own way: the first blank line ends the event, whichever it is.
     assert splitter.feed(b"data: c\n\n\n") == [b"data: c\n\n"]
     assert splitter.feed(b"\ndata: d\r\n\r\n") == [b"\n\n", b"data: d\r\n\r\n"]
+
+
+def test_an_event_carries_text_when_its_first_choice_does() -> None:
+    two = b'data: {"choices":[{"index":0,"delta":{"content":"a"}},{"index":1,"delta":{"content":""}}]}\n\n'
+    assert carries_text(two)
+    assert whole_events(two) == 1

@@ -363,3 +363,18 @@ async def test_a_cache_fill_sees_every_event() -> None:
     whole = assembler.result()
     assert whole is not None
     assert orjson.loads(whole)["choices"][0]["message"]["content"] == "w0 w1 split"
+
+
+async def test_every_chunk_is_relayed_when_each_one_needs_the_timer_moved_for_its_write() -> None:
+    # client_write longer than the read window (1.5 x idle): after each read the timer is due
+    # sooner than a write needs, so the fast path declines every chunk after the first and the
+    # coroutine moves the timer and writes it.
+    async with stream() as s:
+        s.send(EVENTS[0])
+        relay = await s.relay(idle=1.0, client_write=2.0)
+        for n in (1, 2):
+            await until(lambda n=n: EVENTS[n - 1] in s.client.written, "the event before")  # type: ignore[misc]
+            s.send(EVENTS[n])
+        s.send(DONE, END)
+        assert await asyncio.wait_for(relay, 5) is None
+    assert s.client.body() == b"".join(EVENTS[:3]) + DONE

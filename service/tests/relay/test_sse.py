@@ -115,3 +115,10 @@ def test_an_event_carries_text_when_its_first_choice_does() -> None:
     two = b'data: {"choices":[{"index":0,"delta":{"content":"a"}},{"index":1,"delta":{"content":""}}]}\n\n'
     assert carries_text(two)
     assert whole_events(two) == 1
+
+
+def test_an_empty_completion_text_is_not_text() -> None:
+    empty = b'data: {"choices":[{"index":0,"text":"","finish_reason":null}]}\n\n'
+    assert not carries_text(empty)
+    assert whole_events(empty) == 0
+    assert whole_events(empty + b'data: {"choices":[{"index":0,"text":"a"}]}\n\n') == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import orjson
@@ -202,6 +203,7 @@ async def test_the_usage_chunk_is_counted_and_reaches_the_client_only_if_it_aske
     assert s.client.body() == ROLE + b"".join(EVENTS[:3]) + (USAGE if wants_usage else b"") + DONE
     assert s.ex.usage == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
     assert (s.ex.prompt_tokens, s.ex.completion_tokens, s.ex.texts_sent) == (7, 3, 3)
+    assert s.ex.status == 200  # the access log's
     assert s.sample("inferstack_prompt_tokens_total", tenant="anonymous") == 7
     assert s.sample("inferstack_completion_tokens_total", tenant="anonymous") == 3
 
@@ -378,3 +380,13 @@ async def test_every_chunk_is_relayed_when_each_one_needs_the_timer_moved_for_it
         s.send(DONE, END)
         assert await asyncio.wait_for(relay, 5) is None
     assert s.client.body() == b"".join(EVENTS[:3]) + DONE
+
+
+async def test_the_total_deadline_cuts_a_stream_within_its_idle_window() -> None:
+    async with stream() as s:
+        s.ex.deadline = time.monotonic() + 0.5  # timeouts.total, from the request's start
+        s.send(EVENTS[0])
+        relay = await s.relay(idle=30.0)
+        failure = await asyncio.wait_for(relay, 5)
+    assert failure is not None and failure.kind == "timeout"
+    assert error_of(s.client.body())["code"] == "upstream_timeout"

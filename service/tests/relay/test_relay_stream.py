@@ -281,12 +281,14 @@ async def test_a_client_that_stops_reading_is_not_the_upstreams_failure(
 ) -> None:
     # A write the timer cuts (at least client_write after it began) is the client's: ClientStalled,
     # no error event, no "stream broke" (that would blame the replica), no error in the access log.
+    loop = asyncio.get_running_loop()
     async with stream() as s:
+        started = loop.time()
         if where == "before the head":
             s.flow.pause_writing()
             s.send(EVENTS[0])
-            (await s.answer()).by = asyncio.get_running_loop().time() + 0.5  # the first byte's deadline
-            relay = await s.relay(idle=0.3, client_write=0.3)
+            (await s.answer()).by = loop.time() + 0.2  # the first byte's deadline, nearer than client_write
+            relay = await s.relay(idle=0.3, client_write=0.6)
         else:
             s.send(EVENTS[0])
             relay = await s.relay(idle=0.3, client_write=0.3)
@@ -295,6 +297,8 @@ async def test_a_client_that_stops_reading_is_not_the_upstreams_failure(
             s.send(EVENTS[1] if where == "mid-stream" else DONE)
         with caplog.at_level(logging.WARNING, "inferstack.relay"), pytest.raises(ClientStalled):
             await asyncio.wait_for(relay, 5)
+        if where == "before the head":
+            assert loop.time() - started >= 0.6  # the write had client_write, not what was left of first_byte
     assert s.ex.error is None
     assert not [r for r in caplog.records if r.name == "inferstack.relay"]
     assert b'"error"' not in s.client.written
@@ -390,3 +394,12 @@ async def test_the_total_deadline_cuts_a_stream_within_its_idle_window() -> None
         failure = await asyncio.wait_for(relay, 5)
     assert failure is not None and failure.kind == "timeout"
     assert error_of(s.client.body())["code"] == "upstream_timeout"
+
+
+async def test_an_empty_stream_is_the_replicas_failure_and_reaches_no_client() -> None:
+    async with stream() as s:
+        s.send(END)
+        failure = await asyncio.wait_for(await s.relay(), 5)
+    assert failure is not None and failure.kind == "protocol" and failure.retryable
+    assert failure.error.message == "The upstream replica sent an empty stream."
+    assert s.client.written == b""

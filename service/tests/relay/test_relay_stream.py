@@ -403,3 +403,20 @@ async def test_an_empty_stream_is_the_replicas_failure_and_reaches_no_client() -
     assert failure is not None and failure.kind == "protocol" and failure.retryable
     assert failure.error.message == "The upstream replica sent an empty stream."
     assert s.client.written == b""
+
+
+async def test_part_of_an_event_after_done_is_not_relayed() -> None:
+    async with stream() as s:
+        s.send(EVENTS[0], DONE + b"data: x", END)
+        assert await asyncio.wait_for(await s.relay(), 5) is None
+    assert s.client.body() == EVENTS[0] + DONE
+    assert s.client.written.endswith(b"\r\n0\r\n\r\n")
+
+
+async def test_a_first_byte_that_does_not_come_by_its_deadline_is_the_attempts_timeout() -> None:
+    # The head came, the body does not: a failure before anything reached the client, retried.
+    async with stream() as s:
+        (await s.answer()).by = asyncio.get_running_loop().time() + 0.3
+        failure = await asyncio.wait_for(await s.relay(), 5)
+    assert failure is not None and failure.kind == "timeout"
+    assert s.client.written == b""

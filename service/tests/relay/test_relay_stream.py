@@ -420,3 +420,26 @@ async def test_a_first_byte_that_does_not_come_by_its_deadline_is_the_attempts_t
         failure = await asyncio.wait_for(await s.relay(), 5)
     assert failure is not None and failure.kind == "timeout"
     assert s.client.written == b""
+
+
+@pytest.mark.parametrize("when", ["before the first byte", "after [DONE]"])
+async def test_a_cancel_bills_nothing_more_than_was_delivered(when: str) -> None:
+    # Before the first byte nothing was delivered; after [DONE] (the relay still reading the
+    # upstream's end) the usage is already counted: a cancel then must not count it twice.
+    async with stream() as s:
+        relay = await s.relay()
+        if when == "after [DONE]":
+            s.send(EVENTS[0], USAGE, DONE)
+            await until(lambda: s.cycle.response_complete, "the end of the response")
+        else:
+            await until(lambda: s.reply is not None and s.reply.response.following, "the relay to wait")
+        relay.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await relay
+    if when == "after [DONE]":
+        assert s.ex.usage == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+        assert s.sample("inferstack_prompt_tokens_total", tenant="anonymous") == 7
+        assert s.sample("inferstack_completion_tokens_total", tenant="anonymous") == 3
+    else:
+        assert s.ex.usage is None and s.client.written == b""
+        assert s.sample("inferstack_prompt_tokens_total", tenant="anonymous") is None

@@ -1,4 +1,13 @@
-from inferstack.relay.sse import DONE, MAX_PENDING, EventSplitter, carries_text, error_event, usage_of, whole_events
+from inferstack.relay.sse import (
+    DONE,
+    MAX_PENDING,
+    EventSplitter,
+    carries_text,
+    error_event,
+    usage_of,
+    usage_of_body,
+    whole_events,
+)
 
 CHUNK = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
 USAGE = b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}\n\n'
@@ -85,6 +94,7 @@ def test_usage_is_read_from_data_without_a_space_and_only_from_a_json_object() -
 
 
 def test_flush_empties_the_splitter() -> None:
+    assert EventSplitter().flush() == b""
     splitter = EventSplitter()
     splitter.feed(b"data: partial")
     assert splitter.pending
@@ -122,3 +132,11 @@ def test_an_empty_completion_text_is_not_text() -> None:
     assert not carries_text(empty)
     assert whole_events(empty) == 0
     assert whole_events(empty + b'data: {"choices":[{"index":0,"text":"a"}]}\n\n') == 1
+
+
+def test_usage_of_a_whole_answer_is_read_only_from_a_json_object() -> None:
+    assert usage_of_body(b'{"choices":[],"usage":{"prompt_tokens":3}}') == {"prompt_tokens": 3}
+    assert usage_of_body(b'[{"usage":{"prompt_tokens":3}}]') is None
+    assert usage_of_body(b'{"usage":7,"x":{"usage":{}}}') is None
+    assert usage_of_body(b'{"usage":{broken') is None
+    assert usage_of_body(b'{"choices":[]}') is None

@@ -128,7 +128,7 @@ async def test_chunks_declined_while_the_client_is_paused_keep_their_place() -> 
         release.put_nowait(EVENTS[0])
         loop = asyncio.get_running_loop()
         reply = await attempt(pool, Endpoint(f"http://127.0.0.1:{port}"), "/v1/chat/completions", ex, loop.time() + 5)
-        relay = asyncio.create_task(relay_stream(reply, ex, Responder(cycle.send), GatewayMetrics(), 5.0, 5.0))
+        relay = asyncio.create_task(relay_stream(reply, ex, Responder(cycle.send), GatewayMetrics(), 5.0, 5.0))  # type: ignore[arg-type]
 
         def sent(n: int) -> bool:
             return EVENTS[n] in client.written
@@ -183,7 +183,7 @@ async def test_a_streams_first_chunk_goes_out_with_the_head_from_data_received()
         # The attempt ends at the headers: no body byte has been sent yet.
         reply = await attempt(pool, Endpoint(f"http://127.0.0.1:{port}"), "/v1/chat/completions", ex, loop.time() + 5)
         assert reply.streaming and reply.first == b""
-        relay = asyncio.create_task(relay_stream(reply, ex, Responder(cycle.send), GatewayMetrics(), 5.0, 5.0))
+        relay = asyncio.create_task(relay_stream(reply, ex, Responder(cycle.send), GatewayMetrics(), 5.0, 5.0))  # type: ignore[arg-type]
         await until(lambda: reply.response.following, "the relay to follow the response")
         assert not client.written  # nothing reaches the client before the first byte (a failure is retried)
         release.put_nowait(EVENTS[0])

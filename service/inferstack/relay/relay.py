@@ -168,7 +168,8 @@ class _Relay:
         follow = self._assembler is None
         splitter = self.splitter
         while True:
-            if chunk and not (follow and not splitter.pending and self.fast(chunk)):
+            # (After [DONE] no chunk is offered to the fast path: ``slow`` reads it and relays nothing.)
+            if chunk and not (follow and not splitter.pending and not self._out.finished and self.fast(chunk)):
                 await self.slow(chunk)
             if follow and not self._out.finished and not splitter.pending and not resp.buffered:
                 resp.follow(self.fast)
@@ -182,7 +183,7 @@ class _Relay:
         socket takes it; else False (the coroutine's path takes it). Called from ``data_received``:
         it must not raise."""
         texts = whole_events(chunk)
-        if texts < 0 or chunk.endswith(DONE):
+        if texts < 0:  # (the end, too: it is the response's last write, ``slow``'s)
             return False
         now = self._loop.time()
         out = self._out
@@ -263,6 +264,8 @@ class _Relay:
             elif carries_text(event):
                 texts += 1
             parts.append(event)
+            if event == DONE:
+                break  # the end: what the upstream sends after it is not relayed
         if not parts:
             return b"", 0
         return (b"".join(parts) if len(parts) > 1 else parts[0]), texts

@@ -70,15 +70,17 @@ def _next_boundary(data: bytes, start: int) -> tuple[int, int]:
 
 
 def whole_events(chunk: bytes) -> int:
-    """For a chunk of whole events (LF-separated, none the usage chunk): how many carry text; else -1.
+    """For a chunk of whole events (LF-separated, none the usage chunk nor the end): how many carry
+    text; else -1.
 
     The relay's fast path: such a chunk is forwarded as it is, with its text events counted by a
     few C scans instead of split and looked at one by one. The markers cannot occur inside a JSON
     string (its quotes are escaped), so each match is an event's own field; a role-only chunk's
-    ``"content":""`` is subtracted. Anything else (CRLF, a partial event, the usage chunk) returns
-    -1 and takes the event-by-event path.
+    ``"content":""`` is subtracted. Anything else (CRLF, a partial event, the usage chunk, the end,
+    whatever follows the end) returns -1 and takes the event-by-event path (a text that happens to
+    hold ``data: [DONE]`` too: it costs that path, nothing else).
     """
-    if not chunk.endswith(b"\n\n") or b"\r" in chunk or b'"usage":{' in chunk:
+    if not chunk.endswith(b"\n\n") or b"\r" in chunk or b'"usage":{' in chunk or b"data: [DONE]" in chunk:
         return -1
     return (
         chunk.count(b'"content":"')

@@ -51,16 +51,28 @@ class Recording:
         self.reading = True
 
     def body(self) -> bytes:
-        """The response body, chunked framing taken off."""
+        """The response body, chunked framing taken off; it must have ended."""
+        body, ended = self._unframed()
+        assert ended, bytes(self.written)
+        return body
+
+    def body_so_far(self) -> bytes:
+        """The body written so far, chunked framing taken off; it must not have ended."""
+        body, ended = self._unframed()
+        assert not ended, bytes(self.written)
+        return body
+
+    def _unframed(self) -> tuple[bytes, bool]:
         data = bytes(self.written).split(b"\r\n\r\n", 1)[1]
         out = bytearray()
-        while True:
+        while data:
             size, _, data = data.partition(b"\r\n")
             n = int(size, 16)
             if n == 0:
-                return bytes(out)
+                return bytes(out), True
             out += data[:n]
             data = data[n + 2 :]
+        return bytes(out), False
 
 
 async def releasing_upstream(release: asyncio.Queue[bytes]) -> tuple[asyncio.Server, int]:
@@ -116,7 +128,7 @@ async def test_chunks_declined_while_the_client_is_paused_keep_their_place() -> 
         release.put_nowait(EVENTS[0])
         loop = asyncio.get_running_loop()
         reply = await attempt(pool, Endpoint(f"http://127.0.0.1:{port}"), "/v1/chat/completions", ex, loop.time() + 5)
-        relay = asyncio.create_task(relay_stream(reply, ex, Responder(cycle.send), GatewayMetrics(), 5.0, 5.0))
+        relay = asyncio.create_task(relay_stream(reply, ex, Responder(cycle.send), GatewayMetrics(), 5.0, 5.0))  # type: ignore[arg-type]
 
         def sent(n: int) -> bool:
             return EVENTS[n] in client.written
@@ -171,7 +183,7 @@ async def test_a_streams_first_chunk_goes_out_with_the_head_from_data_received()
         # The attempt ends at the headers: no body byte has been sent yet.
         reply = await attempt(pool, Endpoint(f"http://127.0.0.1:{port}"), "/v1/chat/completions", ex, loop.time() + 5)
         assert reply.streaming and reply.first == b""
-        relay = asyncio.create_task(relay_stream(reply, ex, Responder(cycle.send), GatewayMetrics(), 5.0, 5.0))
+        relay = asyncio.create_task(relay_stream(reply, ex, Responder(cycle.send), GatewayMetrics(), 5.0, 5.0))  # type: ignore[arg-type]
         await until(lambda: reply.response.following, "the relay to follow the response")
         assert not client.written  # nothing reaches the client before the first byte (a failure is retried)
         release.put_nowait(EVENTS[0])

@@ -1,4 +1,13 @@
-from inferstack.relay.sse import DONE, MAX_PENDING, EventSplitter, carries_text, error_event, usage_of, whole_events
+from inferstack.relay.sse import (
+    DONE,
+    MAX_PENDING,
+    EventSplitter,
+    carries_text,
+    error_event,
+    usage_of,
+    usage_of_body,
+    whole_events,
+)
 
 CHUNK = b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
 USAGE = b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}\n\n'
@@ -39,8 +48,10 @@ def test_an_unterminated_event_is_held_until_flush() -> None:
 
 def test_a_buffer_without_boundary_is_forwarded_past_the_bound() -> None:
     splitter = EventSplitter()
-    blob = b"x" * (MAX_PENDING + 1)
-    assert splitter.feed(blob) == [blob]
+    assert splitter.feed(b"x" * MAX_PENDING) == []  # at the bound: held
+    assert splitter.feed(b"x") == [b"x" * (MAX_PENDING + 1)]  # past it: forwarded, nothing kept
+    assert not splitter.pending and splitter.flush() == b""
+    assert splitter.feed(CHUNK) == [CHUNK]
 
 
 def test_text_detection_ignores_role_only_and_usage_chunks() -> None:
@@ -67,9 +78,65 @@ def test_whole_events_counts_text_events_like_carries_text_or_declines() -> None
     text = b'data: {"choices":[{"text":"a","finish_reason":null}]}\n\n'
     quoted = b'data: {"choices":[{"delta":{"content":"say \\"content\\":\\"x\\""}}]}\n\n'
     tool = b'data: {"choices":[{"delta":{"content":null,"tool_calls":[]}}]}\n\n'
-    for chunk in (CHUNK, role + CHUNK * 3, text * 2 + DONE, quoted, tool + CHUNK, DONE):
+    for chunk in (CHUNK, role + CHUNK * 3, text * 2, quoted, tool + CHUNK):
         events = EventSplitter().feed(chunk)
         assert whole_events(chunk) == sum(carries_text(e) for e in events), chunk
-    # Not whole events, or the usage chunk inside: the relay splits these event by event.
-    for chunk in (CHUNK + b"data: partial", CHUNK[:-1], b"data: a\r\n\r\n", CHUNK + USAGE + DONE):
+    # Not whole events, the usage chunk or the end inside: the relay splits these event by event.
+    for chunk in (CHUNK + b"data: partial", CHUNK[:-1], b"data: a\r\n\r\n", CHUNK + USAGE, text + DONE, DONE + CHUNK):
         assert whole_events(chunk) == -1, chunk
+
+
+def test_usage_is_read_from_data_without_a_space_and_only_from_a_json_object() -> None:
+    # "data:" with no space is SSE too; a payload that is not an object, or whose usage is not one, has none.
+    assert usage_of(b'data:{"choices":[],"usage":{"prompt_tokens":1}}\n\n') == {"prompt_tokens": 1}
+    assert usage_of(b'data: [{"choices":[],"usage":{"prompt_tokens":1}}]\n\n') is None
+    assert usage_of(b'data: {"choices":[],"usage":7,"x":{"usage":{"prompt_tokens":1}}}\n\n') is None
+
+
+def test_flush_empties_the_splitter() -> None:
+    assert EventSplitter().flush() == b""
+    splitter = EventSplitter()
+    splitter.feed(b"data: partial")
+    assert splitter.pending
+    assert splitter.flush() == b"data: partial"
+    assert not splitter.pending and splitter.flush() == b""
+    assert splitter.feed(CHUNK) == [CHUNK]
+
+
+def test_an_event_ends_at_its_blank_line_and_what_follows_waits() -> None:
+    # A stray newline after an event: the next chunk begins with the boundary, and the event after
+    # it must not wait for a third chunk.
+    splitter = EventSplitter()
+    assert splitter.feed(b"data: a\n\n\n") == [b"data: a\n\n"]
+    assert splitter.pending
+    assert splitter.feed(b"\ndata: b\n\n") == [b"\n\n", b"data: b\n\n"]
+
+
+def test_crlf_and_mixed_boundaries_at_the_start_of_the_buffer_end_an_event_there() -> None:
+    splitter = EventSplitter()
+    assert splitter.feed(b"data: a\r\n\r\n\r\n") == [b"data: a\r\n\r\n"]
+    assert splitter.feed(b"\r\ndata: b\r\n\r\n") == [b"\r\n\r\n", b"data: b\r\n\r\n"]
+    # SSE lets each line end its own way: the first blank line ends the event, whichever it is.
+    assert splitter.feed(b"data: c\n\n\n") == [b"data: c\n\n"]
+    assert splitter.feed(b"\ndata: d\r\n\r\n") == [b"\n\n", b"data: d\r\n\r\n"]
+
+
+def test_an_event_carries_text_when_its_first_choice_does() -> None:
+    two = b'data: {"choices":[{"index":0,"delta":{"content":"a"}},{"index":1,"delta":{"content":""}}]}\n\n'
+    assert carries_text(two)
+    assert whole_events(two) == 1
+
+
+def test_an_empty_completion_text_is_not_text() -> None:
+    empty = b'data: {"choices":[{"index":0,"text":"","finish_reason":null}]}\n\n'
+    assert not carries_text(empty)
+    assert whole_events(empty) == 0
+    assert whole_events(empty + b'data: {"choices":[{"index":0,"text":"a"}]}\n\n') == 1
+
+
+def test_usage_of_a_whole_answer_is_read_only_from_a_json_object() -> None:
+    assert usage_of_body(b'{"choices":[],"usage":{"prompt_tokens":3}}') == {"prompt_tokens": 3}
+    assert usage_of_body(b'[{"usage":{"prompt_tokens":3}}]') is None
+    assert usage_of_body(b'{"usage":7,"x":{"usage":{}}}') is None
+    assert usage_of_body(b'{"usage":{broken') is None
+    assert usage_of_body(b'{"choices":[]}') is None

@@ -63,7 +63,7 @@ class JsonLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._interval = flush_interval
         self._pending: list[str] = []
         self._pending_bytes = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     def access(self, fields: dict[str, Any]) -> None:
         now = time.time()
@@ -82,16 +82,19 @@ class JsonLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self._pending_bytes += len(line)
         if self._pending_bytes >= self.FLUSH_BYTES:
             self._drain()
-        elif self._timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # no loop to flush later: now
-                self._drain()
-                return
-            self._timer = loop.call_later(self._interval, self._on_timer)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop to flush later: now
+            self._drain()
+            return
+        # A timer per batch, on the loop running now (one left on a loop that has closed never fires).
+        if self._timer_loop is not loop:
+            self._timer_loop = loop
+            loop.call_later(self._interval, self._on_timer)
 
     def _on_timer(self) -> None:
-        self._timer = None
+        self._timer_loop = None
         self._drain()
 
     def _drain(self) -> None:

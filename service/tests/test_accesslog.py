@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 
@@ -100,6 +101,31 @@ async def test_access_lines_are_written_in_batches_in_order() -> None:
         for _ in range(JsonLinesHandler.FLUSH_BYTES // 2000 + 1):
             log_exchange(big, 0.001)
         assert len(stream.getvalue()) >= JsonLinesHandler.FLUSH_BYTES, "a full batch waited for the timer"
+    finally:
+        handler.flush()
+        root.handlers[:] = saved
+        access_log.setLevel(level)
+        access_log.disabled = disabled
+
+
+def test_a_batch_left_on_a_closed_loop_does_not_hold_back_the_next_loops_lines() -> None:
+    """A timer scheduled on a loop that closed never fires: the next loop's lines get their own."""
+    stream = io.StringIO()
+    handler = JsonLinesHandler(stream, flush_interval=0.05)
+    root = logging.getLogger()
+    saved, level, disabled = root.handlers[:], access_log.level, access_log.disabled
+    root.handlers[:] = [handler]
+    access_log.setLevel(logging.INFO)
+    access_log.disabled = False
+
+    async def one(request_id: str, wait_for: int) -> None:
+        log_exchange(Exchange(request_id=request_id, upstream_id="u", endpoint="chat", started=0.0), 0.001)
+        if wait_for:
+            await until(lambda: stream.getvalue().count("\n") == wait_for, "the batch written by its timer")
+
+    try:
+        asyncio.run(one("first", 0))  # its loop closes with the batch's timer pending
+        asyncio.run(one("second", 2))
     finally:
         handler.flush()
         root.handlers[:] = saved

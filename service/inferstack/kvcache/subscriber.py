@@ -119,8 +119,8 @@ class KVEventHub:
         finally:
             with contextlib.suppress(zmq.ZMQError):
                 sock.disable_monitor()
-                monitor.close(linger=0)
-                sock.close(linger=0)
+            monitor.close(linger=0)
+            sock.close(linger=0)
 
     def _take(self, url: str, frames: list[bytes]) -> None:
         try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
+from collections.abc import Iterator
 
 import orjson
 
@@ -12,6 +14,23 @@ from inferstack.accesslog import JsonFormatter, JsonLinesHandler, access_log, lo
 from inferstack.exchange import Exchange
 
 from .waiting import until
+
+
+@contextlib.contextmanager
+def the_only_handler(handler: JsonLinesHandler) -> Iterator[None]:
+    """``handler`` as the root logger's only one (as ``configure_logging`` leaves it), access lines on."""
+    root = logging.getLogger()
+    saved, level, disabled = root.handlers[:], access_log.level, access_log.disabled
+    root.handlers[:] = [handler]
+    access_log.setLevel(logging.INFO)  # setLevel: it clears the logger's cache of levels
+    access_log.disabled = False
+    try:
+        yield
+    finally:
+        handler.flush()
+        root.handlers[:] = saved
+        access_log.setLevel(level)
+        access_log.disabled = disabled
 
 
 def test_an_access_line_carries_the_exchange_fields_and_other_records_their_extras() -> None:
@@ -44,22 +63,13 @@ def test_the_direct_access_line_is_the_formatters_line() -> None:
     them; with anything else in the way (a filter here) they go through logging: the same line."""
     stream = io.StringIO()
     handler = JsonLinesHandler(stream)
-    root = logging.getLogger()
-    saved, level, disabled = root.handlers[:], access_log.level, access_log.disabled
-    root.handlers[:] = [handler]
-    access_log.setLevel(logging.INFO)
-    access_log.disabled = False
     ex = Exchange(request_id="r1", upstream_id="u1", endpoint="chat", started=0.0, model="m", status=200)
-    try:
+    with the_only_handler(handler):
         assert JsonLinesHandler.sole(access_log) is handler
         log_exchange(ex, 0.0123)
         handler.addFilter(lambda record: True)
         assert JsonLinesHandler.sole(access_log) is None
         log_exchange(ex, 0.0123)
-    finally:
-        root.handlers[:] = saved
-        access_log.setLevel(level)
-        access_log.disabled = disabled
     direct, through_logging = (orjson.loads(text) for text in stream.getvalue().splitlines())
     assert list(direct) == list(through_logging)
     direct.pop("ts"), through_logging.pop("ts")
@@ -71,16 +81,11 @@ async def test_access_lines_are_written_in_batches_in_order() -> None:
     record writes them first; ``flush`` (logging's shutdown) writes what is left."""
     stream = io.StringIO()
     handler = JsonLinesHandler(stream, flush_interval=0.05)
-    root = logging.getLogger()
-    saved, level, disabled = root.handlers[:], access_log.level, access_log.disabled
-    root.handlers[:] = [handler]
-    access_log.setLevel(logging.INFO)
-    access_log.disabled = False
 
     def ids() -> list[str]:
         return [orjson.loads(t).get("request_id") or orjson.loads(t)["msg"] for t in stream.getvalue().splitlines()]
 
-    try:
+    with the_only_handler(handler):
         for n in (1, 2):
             log_exchange(Exchange(request_id=f"r{n}", upstream_id="u", endpoint="chat", started=0.0), 0.001)
         assert stream.getvalue() == "", "written at once: not batched"
@@ -101,33 +106,18 @@ async def test_access_lines_are_written_in_batches_in_order() -> None:
         for _ in range(JsonLinesHandler.FLUSH_BYTES // 2000 + 1):
             log_exchange(big, 0.001)
         assert len(stream.getvalue()) >= JsonLinesHandler.FLUSH_BYTES, "a full batch waited for the timer"
-    finally:
-        handler.flush()
-        root.handlers[:] = saved
-        access_log.setLevel(level)
-        access_log.disabled = disabled
 
 
 def test_a_batch_left_on_a_closed_loop_does_not_hold_back_the_next_loops_lines() -> None:
     """A timer scheduled on a loop that closed never fires: the next loop's lines get their own."""
     stream = io.StringIO()
     handler = JsonLinesHandler(stream, flush_interval=0.05)
-    root = logging.getLogger()
-    saved, level, disabled = root.handlers[:], access_log.level, access_log.disabled
-    root.handlers[:] = [handler]
-    access_log.setLevel(logging.INFO)
-    access_log.disabled = False
 
     async def one(request_id: str, wait_for: int) -> None:
         log_exchange(Exchange(request_id=request_id, upstream_id="u", endpoint="chat", started=0.0), 0.001)
         if wait_for:
             await until(lambda: stream.getvalue().count("\n") == wait_for, "the batch written by its timer")
 
-    try:
+    with the_only_handler(handler):
         asyncio.run(one("first", 0))  # its loop closes with the batch's timer pending
         asyncio.run(one("second", 2))
-    finally:
-        handler.flush()
-        root.handlers[:] = saved
-        access_log.setLevel(level)
-        access_log.disabled = disabled

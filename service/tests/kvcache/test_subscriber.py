@@ -39,6 +39,18 @@ async def publisher(tmp_path: Path) -> AsyncIterator[tuple[zmq.asyncio.Socket, s
     ctx.term()
 
 
+async def first_batch(pub: zmq.asyncio.Socket, index: KVIndex) -> int:
+    """Batches sent until one reaches the index; the next sequence number. PUB drops messages until
+    the subscription has propagated (ZMQ's slow joiner), so it keeps sending."""
+    seq, end = 0, time.monotonic() + 5
+    while len(index) == 0:
+        assert time.monotonic() < end, "timed out waiting for the first batch"
+        await pub.send_multipart(frames(seq, stored([seq + 1], [0], 1)))
+        seq += 1
+        await asyncio.sleep(0.02)
+    return seq
+
+
 async def test_a_subscriber_feeds_the_index_until_its_replica_leaves(
     publisher: tuple[zmq.asyncio.Socket, str],
 ) -> None:
@@ -49,13 +61,7 @@ async def test_a_subscriber_feeds_the_index_until_its_replica_leaves(
     hub = KVEventHub(index, KVMetrics(registry), endpoints={URL: endpoint}, topic="kv")
     try:
         hub.set_urls([URL])
-        seq, end = 0, time.monotonic() + 5
-        # PUB drops messages until the subscription has propagated (ZMQ's slow joiner): keep sending.
-        while len(index) == 0:
-            assert time.monotonic() < end, "timed out waiting for the first batch"
-            await pub.send_multipart(frames(seq, stored([seq + 1], [0], 1)))
-            seq += 1
-            await asyncio.sleep(0.02)
+        seq = await first_batch(pub, index)
         await pub.send_multipart([b"kv", b"\x00", b"junk"])  # skipped, counted
         # A map keyed by an array (msgpack raises TypeError for it): skipped too, the loop goes on.
         await pub.send_multipart([b"kv", seq.to_bytes(8, "big"), b"\x81\x91\x01\x01"])
@@ -82,12 +88,7 @@ async def test_a_message_over_the_size_bound_is_not_taken_and_the_subscription_r
     hub = KVEventHub(index, KVMetrics(registry), endpoints={URL: endpoint}, topic="kv", max_message_bytes=4096)
     try:
         hub.set_urls([URL])
-        seq, end = 0, time.monotonic() + 5
-        while len(index) == 0:
-            assert time.monotonic() < end, "timed out waiting for the first batch"
-            await pub.send_multipart(frames(seq, stored([seq + 1], [0], 1)))
-            seq += 1
-            await asyncio.sleep(0.02)
+        seq = await first_batch(pub, index)
         # 8,000 token ids: over 4 KiB. ZMQ drops the connection rather than deliver it.
         await pub.send_multipart(frames(seq, stored([10_000], list(range(8000)), 8000)))
         seq += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -39,6 +40,20 @@ async def publisher(tmp_path: Path) -> AsyncIterator[tuple[zmq.asyncio.Socket, s
     ctx.term()
 
 
+@contextlib.asynccontextmanager
+async def subscribed(endpoint: str, **options: int) -> AsyncIterator[tuple[KVEventHub, KVIndex, CollectorRegistry]]:
+    """A hub subscribed to ``URL``'s events at ``endpoint``, its index and its metrics; closed after."""
+    registry = CollectorRegistry()
+    index = KVIndex()
+    registry.register(IndexCollector(index))
+    hub = KVEventHub(index, KVMetrics(registry), endpoints={URL: endpoint}, topic="kv", **options)
+    try:
+        hub.set_urls([URL])
+        yield hub, index, registry
+    finally:
+        await hub.close()
+
+
 async def first_batch(pub: zmq.asyncio.Socket, index: KVIndex) -> int:
     """Batches sent until one reaches the index; the next sequence number. PUB drops messages until
     the subscription has propagated (ZMQ's slow joiner), so it keeps sending."""
@@ -55,12 +70,7 @@ async def test_a_subscriber_feeds_the_index_until_its_replica_leaves(
     publisher: tuple[zmq.asyncio.Socket, str],
 ) -> None:
     pub, endpoint = publisher
-    registry = CollectorRegistry()
-    index = KVIndex()
-    registry.register(IndexCollector(index))
-    hub = KVEventHub(index, KVMetrics(registry), endpoints={URL: endpoint}, topic="kv")
-    try:
-        hub.set_urls([URL])
+    async with subscribed(endpoint) as (hub, index, registry):
         seq = await first_batch(pub, index)
         await pub.send_multipart([b"kv", b"\x00", b"junk"])  # skipped, counted
         # A map keyed by an array (msgpack raises TypeError for it): skipped too, the loop goes on.
@@ -74,25 +84,19 @@ async def test_a_subscriber_feeds_the_index_until_its_replica_leaves(
         assert registry.get_sample_value("inferstack_kv_index_blocks") == len(index)
         hub.set_urls([])
         assert len(index) == 0 and URL not in index.replicas
-    finally:
-        await hub.close()
 
 
 async def test_a_message_over_the_size_bound_is_not_taken_and_the_subscription_recovers(
     publisher: tuple[zmq.asyncio.Socket, str],
 ) -> None:
     pub, endpoint = publisher
-    registry = CollectorRegistry()
-    index = KVIndex()
-    registry.register(IndexCollector(index))
-    hub = KVEventHub(index, KVMetrics(registry), endpoints={URL: endpoint}, topic="kv", max_message_bytes=4096)
-    try:
-        hub.set_urls([URL])
+    async with subscribed(endpoint, max_message_bytes=4096) as (_, index, registry):
         seq = await first_batch(pub, index)
         # 8,000 token ids: over 4 KiB. ZMQ drops the connection rather than deliver it.
         await pub.send_multipart(frames(seq, stored([10_000], list(range(8000)), 8000)))
         seq += 1
-        # It reconnects by itself (and PUB drops messages until the subscription is back): keep sending.
+        # ZMQ does not reconnect after it; the subscriber subscribes again (and PUB drops messages until
+        # the new subscription is in): keep sending.
         end = time.monotonic() + 10
         while index.match([20_000], [URL]) != {URL: 1}:
             assert time.monotonic() < end, "the subscription did not recover after the oversized message"
@@ -103,5 +107,3 @@ async def test_a_message_over_the_size_bound_is_not_taken_and_the_subscription_r
         # Subscribed again; its sequence number is missing, so the replica's view was dropped and rebuilt.
         assert registry.get_sample_value("inferstack_kv_event_resubscribes_total") >= 1
         assert registry.get_sample_value("inferstack_kv_index_resyncs_total", {"reason": "gap"}) >= 1
-    finally:
-        await hub.close()

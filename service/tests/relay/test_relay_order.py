@@ -10,8 +10,10 @@ A real upstream (an asyncio server releasing one chunk at a time), the gateway's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
@@ -75,15 +77,30 @@ class Recording:
         return bytes(out), False
 
 
-async def releasing_upstream(release: asyncio.Queue[bytes]) -> tuple[asyncio.Server, int]:
-    """An SSE upstream on loopback that sends each chunk put on ``release`` (``b""`` ends the stream)."""
+ABORT = None
+"""In a script: drop the connection mid-body (no end of the chunked body)."""
+END = b""
+"""In a script: end the body (the chunked terminator) and close."""
+
+
+@contextlib.asynccontextmanager
+async def scripted_upstream(
+    script: asyncio.Queue[bytes | None], writers: list[asyncio.StreamWriter] | None = None
+) -> AsyncIterator[int]:
+    """An SSE upstream on loopback (its port) that sends each chunk put on ``script`` (``END``,
+    ``ABORT``); each connection's writer is added to ``writers`` once the answer's head is sent."""
 
     async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.startswith(b"content-length"))
         await reader.readexactly(length)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
-        while (chunk := await release.get()) != b"":
+        if writers is not None:
+            writers.append(writer)
+        while (chunk := await script.get()) != END:
+            if chunk is ABORT:
+                writer.transport.abort()
+                return
             writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
             await writer.drain()
         writer.write(b"0\r\n\r\n")
@@ -91,7 +108,11 @@ async def releasing_upstream(release: asyncio.Queue[bytes]) -> tuple[asyncio.Ser
         writer.close()
 
     server = await asyncio.start_server(upstream, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1]
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 def response_cycle(client: Recording, flow: FlowControl) -> tuple[RequestResponseCycle, Exchange]:
@@ -117,44 +138,43 @@ def response_cycle(client: Recording, flow: FlowControl) -> tuple[RequestRespons
 
 
 async def test_chunks_declined_while_the_client_is_paused_keep_their_place() -> None:
-    release: asyncio.Queue[bytes] = asyncio.Queue()
-
-    server, port = await releasing_upstream(release)
+    release: asyncio.Queue[bytes | None] = asyncio.Queue()
     pool = Pool(connect_timeout=2)
     client = Recording()
     flow = FlowControl(client)  # type: ignore[arg-type]
     cycle, ex = response_cycle(client, flow)
-    try:
-        release.put_nowait(EVENTS[0])
-        loop = asyncio.get_running_loop()
-        reply = await attempt(pool, Endpoint(f"http://127.0.0.1:{port}"), "/v1/chat/completions", ex, loop.time() + 5)
-        relay = asyncio.create_task(relay_stream(reply, ex, Responder(cycle.send), GatewayMetrics(), 5.0, 5.0))  # type: ignore[arg-type]
+    async with scripted_upstream(release) as port:
+        try:
+            release.put_nowait(EVENTS[0])
+            loop = asyncio.get_running_loop()
+            reply = await attempt(
+                pool, Endpoint(f"http://127.0.0.1:{port}"), "/v1/chat/completions", ex, loop.time() + 5
+            )
+            relay = asyncio.create_task(relay_stream(reply, ex, Responder(cycle.send), GatewayMetrics(), 5.0, 5.0))  # type: ignore[arg-type]
 
-        def sent(n: int) -> bool:
-            return EVENTS[n] in client.written
+            def sent(n: int) -> bool:
+                return EVENTS[n] in client.written
 
-        await until(lambda: sent(0), "the first chunk (with the head)")
-        release.put_nowait(EVENTS[1])
-        await until(lambda: sent(1), "a chunk on the fast path")
-        flow.pause_writing()  # the client stops reading: the fast path declines from here
-        release.put_nowait(EVENTS[2])
-        # The coroutine holds chunk 2 (counted, waiting for the reader); 3 and 4 wait in the connection.
-        await until(lambda: ex.texts_sent == 3, "the declined chunk to be held")
-        release.put_nowait(EVENTS[3])
-        release.put_nowait(EVENTS[4])
-        await until(lambda: reply.response.buffered and release.empty(), "the chunks after it to be held")
-        assert not any(sent(n) for n in (2, 3, 4))
-        flow.resume_writing()
-        await until(lambda: sent(4), "the declined chunks, once the client reads again")
-        release.put_nowait(EVENTS[5])
-        await until(lambda: sent(5), "the fast path again")
-        release.put_nowait(DONE)
-        release.put_nowait(b"")
-        assert await asyncio.wait_for(relay, 5) is None
-    finally:
-        await pool.close()
-        server.close()
-        await server.wait_closed()
+            await until(lambda: sent(0), "the first chunk (with the head)")
+            release.put_nowait(EVENTS[1])
+            await until(lambda: sent(1), "a chunk on the fast path")
+            flow.pause_writing()  # the client stops reading: the fast path declines from here
+            release.put_nowait(EVENTS[2])
+            # The coroutine holds chunk 2 (counted, waiting for the reader); 3 and 4 wait in the connection.
+            await until(lambda: ex.texts_sent == 3, "the declined chunk to be held")
+            release.put_nowait(EVENTS[3])
+            release.put_nowait(EVENTS[4])
+            await until(lambda: reply.response.buffered and release.empty(), "the chunks after it to be held")
+            assert not any(sent(n) for n in (2, 3, 4))
+            flow.resume_writing()
+            await until(lambda: sent(4), "the declined chunks, once the client reads again")
+            release.put_nowait(EVENTS[5])
+            await until(lambda: sent(5), "the fast path again")
+            release.put_nowait(DONE)
+            release.put_nowait(END)
+            assert await asyncio.wait_for(relay, 5) is None
+        finally:
+            await pool.close()
     assert client.body() == b"".join(EVENTS) + DONE
     assert ex.texts_sent == len(EVENTS) and cycle.response_complete
 
@@ -172,30 +192,29 @@ class TaskNoting(Recording):
 
 
 async def test_a_streams_first_chunk_goes_out_with_the_head_from_data_received() -> None:
-    release: asyncio.Queue[bytes] = asyncio.Queue()
-
-    server, port = await releasing_upstream(release)
+    release: asyncio.Queue[bytes | None] = asyncio.Queue()
     pool = Pool(connect_timeout=2)
     client = TaskNoting()
     cycle, ex = response_cycle(client, FlowControl(client))  # type: ignore[arg-type]
-    try:
-        loop = asyncio.get_running_loop()
-        # The attempt ends at the headers: no body byte has been sent yet.
-        reply = await attempt(pool, Endpoint(f"http://127.0.0.1:{port}"), "/v1/chat/completions", ex, loop.time() + 5)
-        assert reply.streaming and reply.first == b""
-        relay = asyncio.create_task(relay_stream(reply, ex, Responder(cycle.send), GatewayMetrics(), 5.0, 5.0))  # type: ignore[arg-type]
-        await until(lambda: reply.response.following, "the relay to follow the response")
-        assert not client.written  # nothing reaches the client before the first byte (a failure is retried)
-        release.put_nowait(EVENTS[0])
-        await until(lambda: bool(client.written), "the first chunk")
-        assert client.written.startswith(b"HTTP/1.1 200 ") and client.written.endswith(EVENTS[0] + b"\r\n")
-        assert client.writers == [None]  # head and chunk in one write, made in data_received, not by a task
-        assert ex.ttft is not None
-        release.put_nowait(DONE)
-        release.put_nowait(b"")
-        assert await asyncio.wait_for(relay, 5) is None
-    finally:
-        await pool.close()
-        server.close()
-        await server.wait_closed()
+    async with scripted_upstream(release) as port:
+        try:
+            loop = asyncio.get_running_loop()
+            # The attempt ends at the headers: no body byte has been sent yet.
+            reply = await attempt(
+                pool, Endpoint(f"http://127.0.0.1:{port}"), "/v1/chat/completions", ex, loop.time() + 5
+            )
+            assert reply.streaming and reply.first == b""
+            relay = asyncio.create_task(relay_stream(reply, ex, Responder(cycle.send), GatewayMetrics(), 5.0, 5.0))  # type: ignore[arg-type]
+            await until(lambda: reply.response.following, "the relay to follow the response")
+            assert not client.written  # nothing reaches the client before the first byte (a failure is retried)
+            release.put_nowait(EVENTS[0])
+            await until(lambda: bool(client.written), "the first chunk")
+            assert client.written.startswith(b"HTTP/1.1 200 ") and client.written.endswith(EVENTS[0] + b"\r\n")
+            assert client.writers == [None]  # head and chunk in one write, made in data_received, not by a task
+            assert ex.ttft is not None
+            release.put_nowait(DONE)
+            release.put_nowait(END)
+            assert await asyncio.wait_for(relay, 5) is None
+        finally:
+            await pool.close()
     assert client.body() == EVENTS[0] + DONE

@@ -31,43 +31,7 @@ from inferstack.upstream.client import AttemptError, Pool, Reply, attempt
 from inferstack.upstream.endpoint import Endpoint
 
 from ..waiting import until
-from .test_relay_order import EVENTS, Recording, response_cycle
-
-ABORT = None
-"""In a script: drop the connection mid-body (no end of the chunked body)."""
-END = b""
-"""In a script: end the body (the chunked terminator) and close."""
-
-
-@contextlib.asynccontextmanager
-async def scripted_upstream(
-    script: asyncio.Queue[bytes | None], writers: list[asyncio.StreamWriter]
-) -> AsyncIterator[int]:
-    """An SSE upstream on loopback that sends each chunk put on ``script`` (``END``, ``ABORT``);
-    each connection's writer is added to ``writers`` once the answer's head is sent."""
-
-    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.startswith(b"content-length"))
-        await reader.readexactly(length)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
-        writers.append(writer)
-        while (chunk := await script.get()) != END:
-            if chunk is ABORT:
-                writer.transport.abort()
-                return
-            writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-            await writer.drain()
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(upstream, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
+from .test_relay_order import ABORT, END, EVENTS, Recording, response_cycle, scripted_upstream
 
 
 class Stream:

@@ -19,14 +19,12 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from des import RunSettings
-from replay import REAL, Plan, ReplayFleet, load_real
+from replay import REAL, Plan, ReplayFleet, load_real, sim_config
 from sweep import ORACLE
 
 from inferstack.config import ProfileSpec
 from inferstack.scheduling import EndpointLoad, Profile, make_policy
 from inferstack.scheduling.types import CycleState
-from inferstack_fake_engine.sim import SimParams
 
 CANDIDATE = ProfileSpec(filters=("bounded_load",), scorers={"precise_prefix": 30.0, "kv_cache": 1.0})
 CANDIDATE_KNOBS = {"load_slack": 3.0, "waiting_weight": 0.0}
@@ -73,22 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         report, prompts = load_real(REAL / f"{plan}.json")
         s = report["settings"]
         for slowdown, delay in TIMINGS:
-            base = SimParams()
-            params = SimParams(
-                num_blocks=s["kv_blocks"],
-                block_size=128,
-                step_base=base.step_base * slowdown,
-                decode_per_seq=base.decode_per_seq * slowdown,
-                prefill_per_token=base.prefill_per_token * slowdown,
-            )
-            settings = RunSettings(
-                replicas=s["replicas"],
-                warmup=0.0,
-                duration=1e9,
-                gateways=s["gateways"],
-                concurrency=s["concurrency"],
-                engine_delay=delay,
-            )
+            params, settings = sim_config(s, slowdown, delay)
             row: dict[str, Any] = {"plan": plan, "slowdown": slowdown, "engine_delay": delay}
             for label, name, k, knobs in variants:
                 r = ReplayFleet(policies(name, k, knobs), params, Plan(s, prompts), settings).run()

@@ -178,18 +178,12 @@ def load_real(results: Path) -> tuple[dict[str, Any], dict[tuple[int, int], int]
     return report, prompts
 
 
-def replay(
-    results: Path,
-    policies: tuple[str, ...] = POLICIES,
-    knobs: dict[str, Any] | None = None,
-    profiles: dict[str, ProfileSpec] | None = None,
-    slowdown: float = 1.0,
-    engine_delay: float = 0.0,
-    max_num_seqs: int = 32,
-) -> dict[str, Any]:
-    """``slowdown``: the simulator's step timings times this; ``engine_delay``: ``RunSettings``'."""
-    report, prompts = load_real(results)
-    s = report["settings"]
+def sim_config(
+    s: dict[str, Any], slowdown: float = 1.0, engine_delay: float = 0.0, max_num_seqs: int = 32
+) -> tuple[SimParams, RunSettings]:
+    """The simulator's engines and run for a real run's settings ``s``: its KV blocks of 128 tokens,
+    replicas, gateways and concurrency; step timings times ``slowdown``; ``engine_delay`` from the
+    routing decision to the engine."""
     base = SimParams()
     params = SimParams(
         num_blocks=s["kv_blocks"],
@@ -207,6 +201,22 @@ def replay(
         concurrency=s["concurrency"],
         engine_delay=engine_delay,
     )
+    return params, settings
+
+
+def replay(
+    results: Path,
+    policies: tuple[str, ...] = POLICIES,
+    knobs: dict[str, Any] | None = None,
+    profiles: dict[str, ProfileSpec] | None = None,
+    slowdown: float = 1.0,
+    engine_delay: float = 0.0,
+    max_num_seqs: int = 32,
+) -> dict[str, Any]:
+    """``slowdown``: the simulator's step timings times this; ``engine_delay``: ``RunSettings``'."""
+    report, prompts = load_real(results)
+    s = report["settings"]
+    params, settings = sim_config(s, slowdown, engine_delay, max_num_seqs)
     out: dict[str, Any] = {}
     for name in policies:
         gateways = [make_policy(name, {**ORACLE, **(profiles or {})}, **(knobs or {})) for _ in range(s["gateways"])]

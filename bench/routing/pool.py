@@ -32,10 +32,10 @@ output); two requests computing the same block keep one hashed copy.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Sequence
 
-from inferstack_fake_engine.sim import Emission, SimParams, SimSequence
+from inferstack_fake_engine.sim import Emission, ReplicaModel, SimParams
 
 
 class BlockPool:
@@ -118,77 +118,34 @@ class BlockPool:
         self.free = OrderedDict((b, None) for b in range(self.num_blocks))
 
 
-class PoolReplica:
-    """``ReplicaModel``'s interface (``add``, ``plan_step``, ``finish_step``, the /metrics values) on one pool.
-
-    ``params.num_blocks`` is the pool; ``params.cache_blocks`` is not used (the cache is the pool).
+class PoolReplica(ReplicaModel):
+    """``ReplicaModel`` (its batch planning, step timing, queues and counters) on one pool: what it
+    holds in memory and admits is this pool's; ``params.cache_blocks`` is not used (the cache is the
+    pool). No aborts: the benches never cancel a request.
     """
 
     def __init__(self, params: SimParams) -> None:
-        self.params = params
+        super().__init__(params)
         self.pool = BlockPool(params.num_blocks)
-        self.waiting: deque[SimSequence] = deque()
-        self.running: list[SimSequence] = []
         self.blocks: dict[int, list[int]] = {}
         """Blocks each running sequence holds, in order."""
         self.promised = 0
         """Blocks running sequences will still take for their output (taken as decoding fills them)."""
-        self._plan: list[tuple[SimSequence, int]] = []
-        self.prompt_tokens_total = 0
-        self.generation_tokens_total = 0
-        self.prefix_queries_total = 0
-        self.prefix_hits_total = 0
-        self.finished_total = 0
-
-    @property
-    def num_running(self) -> int:
-        return len(self.running)
-
-    @property
-    def num_waiting(self) -> int:
-        return len(self.waiting)
 
     @property
     def kv_cache_usage(self) -> float:
         return 1.0 - len(self.pool.free) / self.params.num_blocks
 
-    @property
-    def idle(self) -> bool:
-        return not self.running and not self.waiting
-
     def held(self, chain: Sequence[bytes]) -> int:
         return self.pool.held(chain)
 
-    def add(self, seq: SimSequence) -> None:
-        if seq.prompt_tokens < 1 or seq.max_tokens < 1:
-            raise ValueError("a sequence needs at least one prompt token and one output token")
-        if self._total_blocks(seq) > self.params.num_blocks:
-            raise ValueError("sequence larger than the KV pool")
-        self.waiting.append(seq)
+    def abort(self, seq_id: int) -> None:
+        raise NotImplementedError("the pool model has no aborts")
 
     def reset(self) -> None:
         """A restarted process: an empty pool (only when idle)."""
         assert self.idle
         self.pool.clear()
-
-    def plan_step(self) -> float | None:
-        self._admit()
-        if not self.running:
-            self._plan = []
-            return None
-        p = self.params
-        plan: list[tuple[SimSequence, int]] = [(s, 0) for s in self.running if not s.prefilling]
-        decoders = len(plan)
-        budget = p.max_batched_tokens - decoders
-        prefill = 0
-        for seq in self.running:
-            if seq.prefilling and budget > 0:
-                chunk = min(budget, seq.prompt_tokens - seq.computed)
-                plan.append((seq, chunk))
-                budget -= chunk
-                prefill += chunk
-        self._plan = plan
-        return p.step_base + p.decode_per_seq * decoders + p.prefill_per_token * prefill
 
     def finish_step(self) -> list[Emission]:
         bs = self.params.block_size
@@ -210,7 +167,7 @@ class PoolReplica:
             finished = seq.generated >= seq.max_tokens
             if finished:
                 self.running.remove(seq)
-                self.promised -= self._total_blocks(seq) - len(held)
+                self.promised -= self._blocks_for(seq) - len(held)
                 self.pool.release(self.blocks.pop(seq.seq_id))
                 self.finished_total += 1
             out.append(Emission(seq.seq_id, seq.generated, finished))
@@ -225,7 +182,7 @@ class PoolReplica:
             seq = self.waiting[0]
             hits = self.pool.hit_blocks(seq.blocks, (seq.prompt_tokens - 1) // bs)
             prompt_blocks = -(-seq.prompt_tokens // bs)
-            later = self._total_blocks(seq) - prompt_blocks
+            later = self._blocks_for(seq) - prompt_blocks
             need = prompt_blocks - len(hits) + sum(1 for b in hits if self.pool.ref[b] == 0)
             if need + later > len(self.pool.free) - self.promised:
                 break  # head-of-line: the scheduler stops at the first request that does not fit
@@ -239,6 +196,3 @@ class PoolReplica:
             self.prefix_queries_total += seq.prompt_tokens
             self.prefix_hits_total += seq.cached_tokens
             self.running.append(seq)
-
-    def _total_blocks(self, seq: SimSequence) -> int:
-        return -(-(seq.prompt_tokens + seq.max_tokens) // self.params.block_size)

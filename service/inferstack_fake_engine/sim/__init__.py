@@ -2,7 +2,8 @@
 
 ``model.ReplicaModel`` is pure and clock-free: it plans one engine step at a time and says how long the
 step takes. ``driver.RealtimeReplica`` runs it on the event loop's clock behind the fake engine's HTTP
-API; ``bench/routing`` runs the same class in virtual time. See docs/fake-engine.md for the model.
+API; ``bench/routing`` runs a subclass of it with one KV block pool (``bench/routing/pool.py``) in
+virtual time. See docs/fake-engine.md for the model.
 """
 
 from .blocks import block_hashes

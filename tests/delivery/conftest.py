@@ -14,6 +14,20 @@ import pytest
 
 import inferstack_devstack as devstack
 
+from ._registries import registry
+
+
+# The two registries of a mirror test (test_mirror_registry, test_mirror_pipeline), each a real
+# registry on loopback: Docker Hub's part (the source) and our ECR's.
+@pytest.fixture
+def upstream(tmp_path: Path) -> Iterator[str]:
+    yield from registry(tmp_path / "upstream")
+
+
+@pytest.fixture
+def ecr(tmp_path: Path) -> Iterator[str]:
+    yield from registry(tmp_path / "ecr")
+
 
 @dataclass(frozen=True)
 class Gateway:

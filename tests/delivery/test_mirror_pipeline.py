@@ -22,14 +22,12 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-from ._registries import ACCEPT, ECR_HOST, manifest, push_upstream, registry, tool_env
+from ._registries import ACCEPT, ECR_HOST, manifest, push_upstream, tool_env
 from ._tools import REPO, WORKFLOWS
 from .test_release import _release
 
@@ -105,16 +103,6 @@ else:
     sys.exit(f"cosign stand-in: unsupported {{args}}")
 json.dump(store, open(store_file, "w"))
 '''
-
-
-@pytest.fixture
-def upstream(tmp_path: Path) -> Iterator[str]:
-    yield from registry(tmp_path / "upstream")
-
-
-@pytest.fixture
-def ecr(tmp_path: Path) -> Iterator[str]:
-    yield from registry(tmp_path / "ecr")
 
 
 def _workflow(name: str) -> dict[str, Any]:

@@ -10,27 +10,14 @@ import hashlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from ._registries import ECR_HOST, manifest, push_upstream, registry, tool_env
+from ._registries import ECR_HOST, manifest, push_upstream, tool_env
 from ._tools import REPO, run
 
 MIRROR_PY = REPO / ".github" / "scripts" / "mirror.py"
 SOURCE = "valkey/valkey:8.1.4-alpine"
 MIRROR = "inferstack/mirror/docker.io/valkey/valkey"
-
-
-@pytest.fixture
-def upstream(tmp_path: Path) -> Iterator[str]:
-    yield from registry(tmp_path / "upstream")
-
-
-@pytest.fixture
-def ecr(tmp_path: Path) -> Iterator[str]:
-    yield from registry(tmp_path / "ecr")
 
 
 def _mirror(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

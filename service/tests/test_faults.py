@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from inferstack.relay.sse import carries_text
+from inferstack.relay.sse import text_count
 from inferstack_devstack import Stack, free_port
 from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
 
@@ -74,7 +74,7 @@ async def test_a_replica_killed_mid_run_fails_no_request_that_had_not_started_st
     assert broken, "the kill should have cut at least one open stream"
     for body in broken:
         events = [e + b"\n\n" for e in body.split(b"\n\n") if e]
-        assert any(carries_text(e) for e in events), body
+        assert any(text_count(e) for e in events), body
         assert events[-2].startswith(b'data: {"error"') and events[-1] == b"data: [DONE]\n\n"
 
 

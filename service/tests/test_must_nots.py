@@ -16,7 +16,7 @@ import httpx
 import orjson
 from aiohttp import web
 
-from inferstack.relay.sse import carries_text
+from inferstack.relay.sse import text_count
 from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
 
 from .gateway_harness import free_port, running_gateway
@@ -55,7 +55,7 @@ async def test_a_stream_that_breaks_after_text_is_not_retried_on_the_other_repli
         failed = [b for b in bodies if b'"error"' in b]
         assert len(failed) == 1
         events = sse_events(failed[0])
-        assert sum(carries_text(e) for e in events) == 3  # the text sent before the break, once
+        assert sum(text_count(e) for e in events) == 3  # the text sent before the break, once
         assert orjson.loads(events[-2][6:])["error"]["code"] == "bad_gateway"
         assert (await v1_requests(client, broken), await v1_requests(client, healthy)) == (1, 1)
         assert metric((await client.get(url.admin + "/metrics")).text, "inferstack_upstream_retries_total") == 0
@@ -238,7 +238,7 @@ async def test_a_stream_outlasts_the_idle_timeout_while_tokens_flow_and_total_cu
     async with fleet(flowing, timeouts={"idle": 0.4}) as (url, _, _app), httpx.AsyncClient(timeout=30) as client:
         resp = await client.post(url + "/v1/chat/completions", json={**CHAT, "stream": True})
         events = sse_events(resp.content)
-        assert sum(carries_text(e) for e in events) == 12 and b'"error"' not in resp.content
+        assert sum(text_count(e) for e in events) == 12 and b'"error"' not in resp.content
         text = (await client.get(url.admin + "/metrics")).text
         # One first token, then 11 gaps of about 0.1 s each (one chunk per token).
         assert metric(text, "inferstack_time_to_first_token_seconds_count", model="fake-model") == 1
@@ -252,7 +252,7 @@ async def test_a_stream_outlasts_the_idle_timeout_while_tokens_flow_and_total_cu
         assert asyncio.get_running_loop().time() - started < 4
         events = sse_events(resp.content)
         assert orjson.loads(events[-2][6:])["error"]["code"] == "upstream_timeout"
-        assert 0 < sum(carries_text(e) for e in events) < 400
+        assert 0 < sum(text_count(e) for e in events) < 400
 
 
 async def test_a_non_stream_answer_is_counted_from_its_usage() -> None:

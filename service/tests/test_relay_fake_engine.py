@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from inferstack.relay.sse import carries_text
+from inferstack.relay.sse import text_count
 from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
 
 from .gateway_harness import GatewayURL, running_gateway
@@ -128,7 +128,7 @@ async def test_stream_relays_events_unchanged_and_strips_only_the_usage_it_added
         events = sse_events(plain.content)
         assert events[-1] == b"data: [DONE]\n\n"
         assert not any(b'"usage":{' in e for e in events)
-        assert sum(carries_text(e) for e in events) == 4
+        assert sum(text_count(e) for e in events) == 4
 
         asked = await client.post(
             url + "/v1/chat/completions",
@@ -270,7 +270,7 @@ async def test_a_stream_that_breaks_midway_ends_with_an_error_event_and_no_retry
         error = orjson.loads(events[-2][6:])
         assert set(error["error"]) == {"message", "type", "param", "code"}
         assert error["error"]["code"] == ("upstream_timeout" if mode == "stall" else "bad_gateway")
-        assert sum(carries_text(e) for e in events) == 3
+        assert sum(text_count(e) for e in events) == 3
         # Nothing was retried after text reached the client.
         assert len(await recorded(client, engine)) == 1
         text = (await client.get(url.admin + "/metrics")).text
@@ -329,7 +329,7 @@ async def test_a_full_fleet_queues_briefly_then_answers_429_with_retry_after() -
     ):
         async with client.stream("POST", url + "/v1/chat/completions", json={**CHAT, "stream": True}) as first:
             lines = first.aiter_lines()  # held, not abandoned: a dropped iterator closes the stream
-            while not carries_text((await anext(lines)).encode() + b"\n\n"):
+            while not text_count((await anext(lines)).encode() + b"\n\n"):
                 pass
             second = await client.post(url + "/v1/chat/completions", json=CHAT)
             assert second.status_code == 429

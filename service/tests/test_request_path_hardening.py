@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from inferstack.filters import generate_key, hash_key
-from inferstack.relay.sse import carries_text
+from inferstack.relay.sse import text_count
 from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
 
 from .gateway_harness import GatewayURL, running_gateway
@@ -100,7 +100,7 @@ async def test_a_stream_the_client_leaves_is_billed_for_what_it_received_and_fre
         received = 0
         async with client.stream("POST", "/v1/chat/completions", json=STREAM, headers=bearer(key)) as resp:
             async for line in resp.aiter_lines():
-                received += carries_text(line.encode() + b"\n\n")
+                received += text_count(line.encode() + b"\n\n")
                 if received == 50:
                     break
         await wait_for_metric(client, url, "inferstack_requests_total", 1, status="499")
@@ -206,6 +206,6 @@ async def test_a_stream_that_breaks_after_text_is_never_retried_on_the_other_rep
         for _ in range(2):  # round robin: each replica gets to be the first one once
             resp = await client.post(url + "/v1/chat/completions", json=STREAM)
             events = sse_events(resp.content)
-            assert sum(carries_text(e) for e in events) == 3
+            assert sum(text_count(e) for e in events) == 3
             assert events[-2].startswith(b'data: {"error"')
         assert [len(await recorded(client, e)) for e in engines] == [1, 1]

@@ -24,7 +24,7 @@ from ..exchange import ClientStalled, Exchange, Responder
 from ..filters.tokens import estimate_prompt_tokens
 from ..metrics.gateway import GatewayMetrics, HistogramBatch
 from ..upstream.client import EMPTY_STREAM, AttemptError, Reply, Response, classify
-from .sse import DONE, EventSplitter, carries_text, error_event, usage_of, usage_of_body, whole_events
+from .sse import DONE, EventSplitter, error_event, text_count, usage_of, usage_of_body, whole_events
 
 log = logging.getLogger("inferstack.relay")
 
@@ -261,8 +261,8 @@ class _Relay:
                     self.usage = found
                     if not self._wants_usage:
                         continue
-            elif carries_text(event):
-                texts += 1
+            # (Text events carry usage too when the client asked for ``continuous_usage_stats``.)
+            texts += text_count(event)
             parts.append(event)
             if event == DONE:
                 break  # the end: what the upstream sends after it is not relayed

@@ -2,8 +2,9 @@
 
 The relay forwards each complete event as soon as it has arrived, byte for byte. It looks inside an
 event only to answer three questions cheaply (substring checks, JSON parsed only for the usage
-chunk): does it carry generated text (for TTFT and inter-token latency), is it the final usage chunk
-that the gateway asked for on the client's behalf, and is it the end of the stream.
+chunk): how many choices carry generated text (for TTFT, inter-token latency and the bill of a
+stream cut short), is it the final usage chunk that the gateway asked for on the client's behalf,
+and is it the end of the stream.
 """
 
 from __future__ import annotations
@@ -70,33 +71,29 @@ def _next_boundary(data: bytes, start: int) -> tuple[int, int]:
 
 
 def whole_events(chunk: bytes) -> int:
-    """For a chunk of whole events (LF-separated, none the usage chunk nor the end): how many carry
-    text; else -1.
+    """For a chunk of whole events (LF-separated, none the usage chunk nor the end): how many text
+    fields it carries (``text_count``); else -1.
 
-    The relay's fast path: such a chunk is forwarded as it is, with its text events counted by a
-    few C scans instead of split and looked at one by one. The markers cannot occur inside a JSON
-    string (its quotes are escaped), so each match is an event's own field; a role-only chunk's
-    ``"content":""`` is subtracted. Anything else (CRLF, a partial event, the usage chunk, the end,
-    whatever follows the end) returns -1 and takes the event-by-event path (a text that happens to
-    hold ``data: [DONE]`` too: it costs that path, nothing else).
+    The relay's fast path: such a chunk is forwarded as it is, with its text counted by a few C scans
+    instead of split and looked at one by one. Anything else (CRLF, a partial event, a usage field,
+    the end, whatever follows the end) returns -1 and takes the event-by-event path (a text that
+    happens to hold ``data: [DONE]`` too: it costs that path, nothing else).
     """
     if not chunk.endswith(b"\n\n") or b"\r" in chunk or b'"usage":{' in chunk or b"data: [DONE]" in chunk:
         return -1
-    return (
-        chunk.count(b'"content":"')
-        - chunk.count(b'"content":""')
-        + chunk.count(b'"text":"')
-        - chunk.count(b'"text":""')
-    )
+    return text_count(chunk)
 
 
-def carries_text(event: bytes) -> bool:
-    """True when a chat or completion chunk carries generated text (not a role-only or usage chunk)."""
-    for marker in (b'"content":"', b'"text":"'):
-        at = event.find(marker)
-        if at >= 0 and event[at + len(marker) : at + len(marker) + 1] != b'"':
-            return True
-    return False
+def text_count(data: bytes) -> int:
+    """How many choices in ``data`` (events, one or several) carry generated text: chat deltas'
+    ``content`` and completions' ``text`` that are not empty (a role-only chunk's ``"content":""``
+    is subtracted). vLLM streams one choice per event, but an event may hold several; both relay
+    paths count with this, so a stream is billed the same whichever path carried it.
+
+    The markers cannot occur inside a JSON string (its quotes are escaped), so each match is a
+    field of the event's own.
+    """
+    return data.count(b'"content":"') - data.count(b'"content":""') + data.count(b'"text":"') - data.count(b'"text":""')
 
 
 def usage_of(event: bytes) -> dict[str, Any] | None:

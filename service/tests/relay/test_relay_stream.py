@@ -407,3 +407,46 @@ async def test_a_cancel_bills_nothing_more_than_was_delivered(when: str) -> None
     else:
         assert s.ex.usage is None and s.client.written == b""
         assert s.sample("inferstack_prompt_tokens_total", tenant="anonymous") is None
+
+
+# vLLM with ``stream_options.continuous_usage_stats``: every text event carries the usage so far.
+WITH_USAGE = [
+    b'data: {"choices":[{"index":0,"delta":{"content":"t%d"}}],"usage":{"prompt_tokens":7,"completion_tokens":%d}}\n\n'
+    % (i, i + 1)
+    for i in range(3)
+]
+
+
+async def test_text_events_that_carry_usage_are_timed_and_billed_when_the_client_leaves() -> None:
+    # Such events take the event-by-event path (a usage field inside); their text counts there too:
+    # the first one is the TTFT, and a client that leaves after three is billed for three.
+    async with stream() as s:
+        s.send(*WITH_USAGE)
+        relay = await s.relay()
+        await until(lambda: WITH_USAGE[2] in s.client.written, "three events")
+        assert s.ex.ttft is not None
+        relay.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await relay
+    assert b"".join(WITH_USAGE) in bytes(s.client.written)
+    assert s.ex.texts_sent == 3
+    assert s.sample("inferstack_inter_token_latency_seconds_count", endpoint="chat") == 2
+    assert s.ex.usage == {"prompt_tokens": estimate_prompt_tokens("chat", s.ex.payload), "completion_tokens": 3}
+
+
+async def test_an_event_of_several_choices_counts_each_choice_with_text_on_either_path() -> None:
+    # n=3: one event may hold several choices' deltas (one empty here). The fast path (the chunk
+    # alone) and the event-by-event path (the same event after part of one, so the splitter holds
+    # a remainder) must count it the same: two texts each time.
+    three = (
+        b'data: {"choices":[{"index":0,"delta":{"content":""}},{"index":1,"delta":{"content":"a"}},'
+        b'{"index":2,"delta":{"content":"b"}}]}\n\n'
+    )
+    async with stream() as s:
+        s.send(three, three[:10])
+        relay = await s.relay()
+        await until(lambda: s.ex.texts_sent == 2, "the fast path's count")
+        s.send(three[10:], DONE, END)
+        assert await asyncio.wait_for(relay, 5) is None
+    assert s.client.body() == three * 2 + DONE
+    assert s.ex.texts_sent == 4

@@ -2,8 +2,8 @@ from inferstack.relay.sse import (
     DONE,
     MAX_PENDING,
     EventSplitter,
-    carries_text,
     error_event,
+    text_count,
     usage_of,
     usage_of_body,
     whole_events,
@@ -55,11 +55,11 @@ def test_a_buffer_without_boundary_is_forwarded_past_the_bound() -> None:
 
 
 def test_text_detection_ignores_role_only_and_usage_chunks() -> None:
-    assert carries_text(CHUNK)
-    assert carries_text(b'data: {"choices":[{"text":"a","index":0}]}\n\n')
-    assert not carries_text(b'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n')
-    assert not carries_text(USAGE)
-    assert not carries_text(DONE)
+    assert text_count(CHUNK)
+    assert text_count(b'data: {"choices":[{"text":"a","index":0}]}\n\n')
+    assert not text_count(b'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n')
+    assert not text_count(USAGE)
+    assert not text_count(DONE)
 
 
 def test_usage_is_read_only_from_the_final_usage_chunk() -> None:
@@ -73,14 +73,14 @@ def test_error_event_ends_the_stream() -> None:
     assert event == b'data: {"error":{"message":"m"}}\n\n' + DONE
 
 
-def test_whole_events_counts_text_events_like_carries_text_or_declines() -> None:
+def test_whole_events_counts_like_text_count_event_by_event_or_declines() -> None:
     role = b'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n'
     text = b'data: {"choices":[{"text":"a","finish_reason":null}]}\n\n'
     quoted = b'data: {"choices":[{"delta":{"content":"say \\"content\\":\\"x\\""}}]}\n\n'
     tool = b'data: {"choices":[{"delta":{"content":null,"tool_calls":[]}}]}\n\n'
     for chunk in (CHUNK, role + CHUNK * 3, text * 2, quoted, tool + CHUNK):
         events = EventSplitter().feed(chunk)
-        assert whole_events(chunk) == sum(carries_text(e) for e in events), chunk
+        assert whole_events(chunk) == sum(text_count(e) for e in events), chunk
     # Not whole events, the usage chunk or the end inside: the relay splits these event by event.
     for chunk in (CHUNK + b"data: partial", CHUNK[:-1], b"data: a\r\n\r\n", CHUNK + USAGE, text + DONE, DONE + CHUNK):
         assert whole_events(chunk) == -1, chunk
@@ -121,15 +121,20 @@ def test_crlf_and_mixed_boundaries_at_the_start_of_the_buffer_end_an_event_there
     assert splitter.feed(b"\ndata: d\r\n\r\n") == [b"\n\n", b"data: d\r\n\r\n"]
 
 
-def test_an_event_carries_text_when_its_first_choice_does() -> None:
+def test_each_choice_of_an_event_that_carries_text_counts_once() -> None:
     two = b'data: {"choices":[{"index":0,"delta":{"content":"a"}},{"index":1,"delta":{"content":""}}]}\n\n'
-    assert carries_text(two)
+    assert text_count(two) == 1
     assert whole_events(two) == 1
+    both = b'data: {"choices":[{"index":0,"delta":{"content":""}},{"index":1,"text":"b"},{"index":2,"text":"c"}]}\n\n'
+    assert text_count(both) == 2 == whole_events(both)
+    # A text event with vLLM's continuous usage: counted; whole_events leaves it to the other path.
+    counted = b'data: {"choices":[{"index":0,"delta":{"content":"a"}}],"usage":{"completion_tokens":1}}\n\n'
+    assert text_count(counted) == 1 and whole_events(counted) == -1
 
 
 def test_an_empty_completion_text_is_not_text() -> None:
     empty = b'data: {"choices":[{"index":0,"text":"","finish_reason":null}]}\n\n'
-    assert not carries_text(empty)
+    assert not text_count(empty)
     assert whole_events(empty) == 0
     assert whole_events(empty + b'data: {"choices":[{"index":0,"text":"a"}]}\n\n') == 1
 

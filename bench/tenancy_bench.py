@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "service"))
 
 from results_file import emit  # noqa: E402
 
-from inferstack.filters import Tenancy, TenancySettings, generate_key, hash_key  # noqa: E402
+from inferstack.filters import Tenancy, TenancySettings, generate_key, hash_key, open_tenancy  # noqa: E402
 
 MODEL = "bench-model"
 ANSWER = orjson.dumps(
@@ -93,10 +93,10 @@ async def run(n: int) -> dict[str, Any]:
         ]
         items = payloads(n)
         off = TenancySettings.model_validate({"cache": {"enabled": False}})
-        async with Tenancy.open(off, registry=CollectorRegistry(), auth_enabled=False) as bare:
+        async with open_tenancy(off, registry=CollectorRegistry(), auth_enabled=False) as bare:
             await loop(bare, items[:1000], headers)  # warm-up
             without = await loop(bare, items, headers)
-        async with Tenancy.open(
+        async with open_tenancy(
             TenancySettings(), registry=CollectorRegistry(), keys_file=str(keys), prices_file=str(prices)
         ) as full:
             await loop(full, payloads(1000), headers)

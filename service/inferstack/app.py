@@ -24,7 +24,7 @@ from .api.request import PATHS
 from .catalog import Catalog
 from .config import Settings
 from .errors import GatewayError, internal_error_body
-from .filters import Tenancy
+from .filters import open_tenancy
 from .gateway import Gateway
 from .kvcache.service import KVRouting
 from .metrics.gateway import GatewayMetrics
@@ -96,7 +96,7 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
     """Build every resource in order, hand it to whoever needs it, close it all in reverse."""
     async with contextlib.AsyncExitStack() as stack:
         tenancy = await stack.enter_async_context(
-            Tenancy.open(
+            open_tenancy(
                 settings.tenancy,
                 registry=metrics.registry,
                 rate_limited=metrics.rate_limited,

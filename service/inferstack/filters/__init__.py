@@ -1,12 +1,13 @@
 """Tenancy filters: API keys, rate limits, accounting and budgets, the response cache.
 
-The gateway uses ``Tenancy`` (``admit`` / ``finish``); the rest is exported for tests, the bench
-and the ``inferstack keys`` command. Integration contract: README.md in this folder.
+The gateway uses ``Tenancy`` (``admit`` / ``finish``), built by ``open_tenancy``; the rest is
+exported for tests, the bench and the ``inferstack keys`` command. Integration contract: README.md in this folder.
 """
 
 from ..config import CacheSettings, LimitSettings, TenancySettings
 from .auth import Principal
 from .keys import KeyEntry, KeyRing, generate_key, hash_key, parse_keys, write_dev_keyfile
+from .lifespan import open_tenancy
 from .limits import LimitExceeded
 from .tenancy import Admission, Tenancy
 
@@ -22,6 +23,7 @@ __all__ = [
     "TenancySettings",
     "generate_key",
     "hash_key",
+    "open_tenancy",
     "parse_keys",
     "write_dev_keyfile",
 ]

@@ -13,31 +13,26 @@ stores the answer in the cache and completes the Idempotency-Key. Integration co
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-
-from prometheus_client import CollectorRegistry, Counter
 
 from ..clock import Clock, wall
 from ..config import TenancySettings
 from ..errors import GatewayError, NotFoundError, QuotaExceededError
 from .auth import ANONYMOUS_PRINCIPAL, Principal, authenticate, check_admin
 from .cache_key import BYPASS, cache_key, cache_policy
-from .cache_store import MemoryStore, RedisStore, Store, TenantStores
-from .dependency import REDIS_ERRORS, DependencyMetrics, RedisHealth, redis_client
+from .cache_store import MemoryStore, Store, TenantStores
+from .dependency import REDIS_ERRORS, RedisHealth
 from .filewatch import WatchedFile
 from .idempotency import Claim, Idempotency, Replay
-from .keys import KeyRing, parse_keys
-from .ledger import Ledger, MemoryLedger, RedisLedger, Usage
-from .limits import Headers, Limiter, LimitExceeded, MemoryLimiter, Reservation
-from .limits_redis import RedisLimiter
+from .keys import KeyRing
+from .ledger import Ledger, Usage
+from .limits import Headers, Limiter, LimitExceeded, Reservation
 from .metrics import TenancyMetrics
-from .prices import NANO, PriceTable, parse_prices
+from .prices import NANO, PriceTable
 from .replay import StreamAssembler, sse_events
 from .tokens import reserved_split
 
@@ -126,94 +121,6 @@ class Tenancy:
         stores = self.idempotency.stores
         if isinstance(stores, TenantStores):
             stores.retain(ring.tenants | {ANONYMOUS_PRINCIPAL.tenant})
-
-    # -- building it ------------------------------------------------------------------------------
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def open(
-        cls,
-        options: TenancySettings,
-        *,
-        registry: CollectorRegistry,
-        auth_enabled: bool = True,
-        keys_file: str = "",
-        admin_key_sha256: str = "",
-        redis_url: str = "",
-        prices_file: str = "",
-        rate_limited: Counter | None = None,
-    ) -> AsyncIterator[Tenancy]:
-        """Build from settings, run the file watchers, close everything on exit (a lifespan resource)."""
-        if auth_enabled and not keys_file:
-            raise ValueError("auth is enabled but no keys file is configured (INFERSTACK_KEYS_FILE)")
-        if options.cache.backend == "redis" and not redis_url:
-            raise ValueError("cache backend redis needs INFERSTACK_REDIS_URL")
-        keys = WatchedFile(keys_file, parse_keys, "key file") if keys_file else None
-        prices = WatchedFile(prices_file, parse_prices, "price file") if prices_file else None
-        metrics = TenancyMetrics(registry, rate_limited)
-        cache_opts = options.cache
-        on_redis = frozenset(("limits", "budgets", "idempotency", "accounting")) | (
-            {"cache"} if cache_opts.backend == "redis" else set()
-        )
-        redis: Any = None
-        health = None
-        if redis_url:
-            redis = redis_client(redis_url, options.redis)
-            health = RedisHealth(redis, options.redis, DependencyMetrics(registry), on_redis)
-        limiter: Limiter
-        ledger: Ledger
-        cache: Store
-        idem_stores: Callable[[str], Store]
-        if redis is not None:
-            limiter = RedisLimiter(redis, lease_ttl=options.limits.lease_ttl)
-            ledger = RedisLedger(redis, retention_days=options.usage_retention_days)
-            shared = RedisStore(redis, "inferstack:idem:")
-
-            def idem_stores(tenant: str) -> Store:
-                return shared  # one store: record keys carry the tenant; Redis's maxmemory bounds it
-
-        else:
-            limiter, ledger = MemoryLimiter(), MemoryLedger(options.usage_retention_days)
-            idem_stores = TenantStores(cache_opts.idempotency_max_bytes_per_tenant)
-        if cache_opts.backend == "redis":
-            cache = RedisStore(redis, "inferstack:cache:")
-        else:
-            cache = MemoryStore(cache_opts.max_bytes, on_evict=metrics.cache_evictions.inc)
-        idempotency = Idempotency(
-            idem_stores,
-            ttl=cache_opts.idempotency_ttl,
-            pending_ttl=options.limits.lease_ttl,
-            wait=cache_opts.idempotency_wait,
-        )
-        tenancy = cls(
-            options,
-            auth_enabled=auth_enabled,
-            keys=keys,
-            prices=prices,
-            limiter=limiter,
-            ledger=ledger,
-            cache=cache,
-            idempotency=idempotency,
-            metrics=metrics,
-            admin_key_sha256=admin_key_sha256,
-            redis_health=health,
-            on_redis=on_redis,
-            redis=redis,
-        )
-        tasks = []
-        if health is not None:
-            tasks.append(asyncio.create_task(health.run(), name="redis health"))
-        if keys is not None:
-            tasks.append(asyncio.create_task(keys.run(options.reload_interval, tenancy.key_ring_changed)))
-        if prices is not None:
-            tasks.append(asyncio.create_task(prices.run(options.reload_interval)))
-        try:
-            yield tenancy
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if redis is not None:
-                await redis.aclose()
 
     # -- step 1: admit ----------------------------------------------------------------------------
     async def admit(

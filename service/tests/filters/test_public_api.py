@@ -16,6 +16,7 @@ def test_exported_names() -> None:
         "TenancySettings",
         "generate_key",
         "hash_key",
+        "open_tenancy",
         "parse_keys",
         "write_dev_keyfile",
     ]

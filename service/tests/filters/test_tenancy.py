@@ -22,7 +22,7 @@ from inferstack.errors import (
     QuotaExceededError,
     RateLimitError,
 )
-from inferstack.filters import Tenancy, TenancySettings, generate_key, hash_key
+from inferstack.filters import Tenancy, TenancySettings, generate_key, hash_key, open_tenancy
 
 from ..waiting import until
 
@@ -66,7 +66,7 @@ class Env:
         self, backend: str, registry: CollectorRegistry | None = None, **options: Any
     ) -> AbstractAsyncContextManager[Tenancy]:
         settings = TenancySettings.model_validate({"reload_interval": 0.05, **options})
-        return Tenancy.open(
+        return open_tenancy(
             settings,
             registry=registry or CollectorRegistry(),
             keys_file=str(self.keys_path),
@@ -310,11 +310,11 @@ async def test_tenant_labels_are_bounded(tmp_path: Path, redis_url: str) -> None
 
 
 async def test_auth_off_is_anonymous_and_unlimited(tmp_path: Path) -> None:
-    async with Tenancy.open(TenancySettings(), registry=CollectorRegistry(), auth_enabled=False) as t:
+    async with open_tenancy(TenancySettings(), registry=CollectorRegistry(), auth_enabled=False) as t:
         adm = await t.admit("chat", CHAT, b"", [], "r1")
         assert adm.principal.tenant == "anonymous" and adm.tenant_label == "anonymous" and adm.reservation is None
     with pytest.raises(ValueError, match="keys file"):
-        async with Tenancy.open(TenancySettings(), registry=CollectorRegistry(), auth_enabled=True):
+        async with open_tenancy(TenancySettings(), registry=CollectorRegistry(), auth_enabled=True):
             pass
 
 

@@ -86,6 +86,35 @@ def test_chat_and_completions_stream_and_not_agree_with_vllm_token_counters(
     assert delta(after_gw, before_gw, "inferstack_time_to_first_token_seconds_sum") > 0
 
 
+def test_a_stream_with_continuous_usage_is_timed_and_counted_like_any_other(
+    client: openai.OpenAI, live_stack: LiveStack
+) -> None:
+    # With continuous_usage_stats vLLM puts the usage so far into every text event: the gateway
+    # must still see those events as text (its TTFT, inter-token gaps, the bill of a client that
+    # leaves), and the tokens it records must be vLLM's.
+    before_gw, before_vllm = scrape(live_stack.gateway_admin_url), scrape(live_stack.vllm_url)
+    texts_with_usage = 0
+    for chunk in client.chat.completions.create(
+        model=live_stack.model,
+        messages=[{"role": "user", "content": "Count to five."}],
+        max_tokens=8,
+        stream=True,
+        stream_options={"include_usage": True, "continuous_usage_stats": True},  # type: ignore[typeddict-unknown-key]
+    ):
+        if chunk.choices and chunk.choices[0].delta.content and chunk.usage is not None:
+            texts_with_usage += 1
+    assert texts_with_usage > 1, "vLLM sent no text event with usage: the case under test did not happen"
+    after_gw, after_vllm = scrape(live_stack.gateway_admin_url), scrape(live_stack.vllm_url)
+
+    def delta(after: dict[str, float], before: dict[str, float], name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    assert delta(after_gw, before_gw, "inferstack_time_to_first_token_seconds_count") == 1
+    assert delta(after_gw, before_gw, "inferstack_inter_token_latency_seconds_count") >= texts_with_usage - 1
+    completion = delta(after_vllm, before_vllm, "vllm:generation_tokens_total")
+    assert delta(after_gw, before_gw, "inferstack_completion_tokens_total") == completion > 0
+
+
 def test_vllm_errors_come_back_openai_shaped(client: openai.OpenAI, live_stack: LiveStack) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.completions.create(model=live_stack.model, prompt="x", max_tokens=10**7)

@@ -105,6 +105,25 @@ def test_nodepool_gpu_limit_covers_every_model_at_its_maximum(rendered: dict[str
         assert so["spec"]["minReplicaCount"] <= so["spec"]["maxReplicaCount"]
 
 
+@pytest.mark.parametrize("overlay", GPU_OVERLAYS)
+def test_a_more_important_model_outranks_a_less_important_one_when_gpus_are_short(
+    rendered: dict[str, list[Obj]], overlay: str, catalog: fleet_catalog.Catalog
+) -> None:
+    """The catalog's ``priority`` reaches the scheduler: each engine's pods name a PriorityClass the
+    overlay deploys, with the model's priority as its value (so the order of the classes is the
+    catalog's), preempting lower ones; no class is the cluster's default."""
+    objs = rendered[overlay]
+    classes = {c["metadata"]["name"]: c for c in find(objs, "PriorityClass")}
+    engines_of = _by_model(objs)
+    for m in catalog.models:
+        name = engines_of[m.name]["spec"]["template"]["spec"].get("priorityClassName")
+        assert name in classes, f"{overlay}: {m.name}'s engine names no deployed PriorityClass ({name})"
+        assert classes[name]["value"] == m.priority
+        assert classes[name]["preemptionPolicy"] == "PreemptLowerPriority"
+    assert not any(c.get("globalDefault") for c in classes.values())
+    assert len({m.priority for m in catalog.models}) > 1, "the example catalog should rank its models"
+
+
 def _gateway_metric_names() -> set[str]:
     names = set()
     for family in GatewayMetrics(CollectorRegistry()).registry.collect():

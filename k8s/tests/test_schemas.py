@@ -87,7 +87,7 @@ def test_auto_mode_ingressclassparams_use_the_documented_names(rendered: dict[st
     assert list(jsonschema.Draft7Validator(schema).iter_errors(old))
 
 
-CLUSTER_SCOPED = ("Namespace", "ClusterRole", "ClusterRoleBinding", "StorageClass", "IngressClass")
+CLUSTER_SCOPED = ("Namespace", "ClusterRole", "ClusterRoleBinding", "StorageClass", "IngressClass", "PriorityClass")
 
 
 def test_scopes_match(objs: list[Obj], platforms: dict[str, list[Obj]]) -> None:

@@ -1,6 +1,8 @@
 """Everything the catalog deploys, as files under k8s/fleet/generated (a kustomize Component):
 
 - per model: Deployment, headless Service, PodDisruptionBudget, KEDA ScaledObject (`<model>.yaml`);
+- one PriorityClass per priority the catalog uses (`priority-classes.yaml`): the engines' rank when
+  GPUs are short;
 - the gateway's catalog (`catalog.json`: models, aliases, adapters with their base, prices) and its
   price table (`prices.yaml`, the format of INFERSTACK_PRICES_FILE), as a ConfigMap;
 - patches: the base's single engine Deployment and its PDB go (the fleet replaces them); the GPU
@@ -112,6 +114,7 @@ def price_table(catalog: Catalog) -> dict[str, Any]:
     return {"models": dict(sorted(prices.items()))}
 
 
+PRIORITY_CLASSES = "priority-classes.yaml"
 CATALOG_DIR = "/etc/inferstack/catalog"
 # The catalog ConfigMap in the gateway's pods (kustomize adds the generated name's hash suffix).
 GATEWAY_MOUNT: Obj = {
@@ -146,7 +149,7 @@ def kustomization(catalog: Catalog) -> Obj:
     return {
         "apiVersion": "kustomize.config.k8s.io/v1alpha1",
         "kind": "Component",
-        "resources": [f"{m.slug}.yaml" for m in catalog.models],
+        "resources": [PRIORITY_CLASSES, *(f"{m.slug}.yaml" for m in catalog.models)],
         "configMapGenerator": [
             {
                 "name": "inferstack-catalog",
@@ -214,6 +217,7 @@ def files(catalog: Catalog, base: list[Obj]) -> dict[str, str]:
             manifests.scaled_object(m, versions.get(m.name, [])),
         ]
         out[f"{m.slug}.yaml"] = _yaml(objs)
+    out[PRIORITY_CLASSES] = _yaml([manifests.priority_class(p) for p in sorted({m.priority for m in catalog.models})])
     out["kustomization.yaml"] = _yaml([kustomization(catalog)])
     out["catalog.json"] = json.dumps(gateway_catalog(catalog), indent=2) + "\n"
     out["prices.yaml"] = _yaml([price_table(catalog)])

@@ -240,7 +240,32 @@ def deployment(model: Model, template: Obj) -> Obj:
     node_affinity = pod_spec.setdefault("affinity", {}).setdefault("nodeAffinity", {})
     required = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
     required["nodeSelectorTerms"] = gpu_affinity(model, required.get("nodeSelectorTerms", []))
+    pod_spec["priorityClassName"] = priority_class_name(model.priority)
     return obj
+
+
+def priority_class_name(priority: int) -> str:
+    return f"inferstack-engine-priority-{priority}"
+
+
+def priority_class(priority: int) -> Obj:
+    """The catalog's ``priority`` as the scheduler knows it. When GPUs are short (the NodePool's limit
+    reached, or no capacity for the instance type), a pending replica of a higher-priority model
+    preempts replicas of lower-priority ones from nodes where it fits, PDBs respected as far as the
+    scheduler can. Values are the priorities themselves (0-100): far below the system classes, and a
+    model at 0 ranks with pods that name no class."""
+    return {
+        "apiVersion": "scheduling.k8s.io/v1",
+        "kind": "PriorityClass",
+        "metadata": {
+            "name": priority_class_name(priority),
+            "labels": {"app.kubernetes.io/part-of": "inferstack", "app.kubernetes.io/component": "engine"},
+        },
+        "value": priority,
+        "globalDefault": False,
+        "preemptionPolicy": "PreemptLowerPriority",
+        "description": f"inferstack engines of catalog priority {priority} (fleet/models/*.yaml)",
+    }
 
 
 def service(model: Model, template: Obj) -> Obj:

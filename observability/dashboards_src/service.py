@@ -162,7 +162,7 @@ def build() -> dict[str, Any]:
 
     b.row("Latency")
     for title, record, desc in (
-        ("Time to first token", _TTFT_Q, "Request received to first content event sent (streams)."),
+        ("Time to first token", _TTFT_Q, "Request received to the first token-carrying event sent (streams)."),
         ("Inter-token latency", _ITL_Q, "Gap between content events on a stream."),
         ("End-to-end latency", _E2E_Q, "Request received to last byte sent."),
     ):

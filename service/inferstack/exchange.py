@@ -62,7 +62,7 @@ class Exchange:
     deadline: float = 0.0
     """``time.monotonic()`` by which the whole upstream exchange must end (``timeouts.total``)."""
     texts_sent: int = 0
-    """Content events handed to the client: the completion tokens billed if the stream ends early."""
+    """Token-carrying deltas handed to the client (``sse.text_count``): billed if the stream ends early."""
     usage: JSON | None = None
     whole: bytes | None = None
     """The body of a non-stream 200, for the response cache."""

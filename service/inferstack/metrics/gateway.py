@@ -80,14 +80,14 @@ class GatewayMetrics:
         )
         self.ttft = Histogram(
             "inferstack_time_to_first_token_seconds",
-            "Request received to first content event sent.",
+            "Request received to the first token-carrying event sent.",
             ["model", "endpoint"],
             buckets=TTFT_BUCKETS,
             registry=r,
         )
         self.itl = Histogram(
             "inferstack_inter_token_latency_seconds",
-            "Gap between content events sent on a stream.",
+            "Gap between token-carrying events sent on a stream.",
             ["model", "endpoint"],
             buckets=ITL_BUCKETS,
             registry=r,

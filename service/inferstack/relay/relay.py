@@ -6,7 +6,7 @@ that stops reading is not the replica's failure: writes have their own deadline
 (``timeouts.client_write``) and the request then ends at once (``ClientStalled``).
 
 A stream that ends early (the client left or stalled) is billed for what was delivered: the
-upstream's usage if it had arrived, else the content events handed to the client as completion
+upstream's usage if it had arrived, else the token-carrying deltas handed to the client as completion
 tokens (vLLM sends one token per event) and the admission estimate of the prompt (docs/tenancy.md).
 """
 
@@ -242,7 +242,7 @@ class _Relay:
         self.after_read(self._loop.time())
 
     def _events(self, chunk: bytes) -> tuple[bytes, int]:
-        """What of ``chunk`` goes to the client, and how many content events that is: whole events
+        """What of ``chunk`` goes to the client, and how many token-carrying deltas that is: whole events
         without the usage chunk as they are (counted, not split); else event by event, the usage
         chunk kept (and dropped when the client did not ask for it), a cache fill fed each event."""
         assembler = self._assembler
@@ -255,7 +255,7 @@ class _Relay:
         for event in self.splitter.feed(chunk):
             if assembler is not None:
                 assembler.feed(event)
-            if b'"usage":{' in event:
+            if event.find(b'"usage":{') >= 0:  # (find, not in: sse.py)
                 found = usage_of(event)
                 if found is not None:
                     self.usage = found
@@ -321,7 +321,7 @@ def _checks(when: float, now: float, idle: float, client_write: float, total_by:
 
 
 class _TextClock:
-    """TTFT and inter-token latency, observed as content events are handed to the client.
+    """TTFT and inter-token latency, observed as token-carrying events are handed to the client.
 
     The gaps go to a ``HistogramBatch``, added to the histogram when the stream ends (``flush``).
     """
@@ -358,7 +358,7 @@ async def _write(send: Awaitable[None], client_write: float) -> None:
 
 
 def _delivered(ex: Exchange) -> dict[str, int]:
-    """What a stream cut short delivered: its content events as completion tokens, the prompt estimate."""
+    """What a stream cut short delivered: its token-carrying deltas as completion tokens, the prompt estimate."""
     return {"prompt_tokens": estimate_prompt_tokens(ex.endpoint, ex.payload), "completion_tokens": ex.texts_sent}
 
 

@@ -14,7 +14,11 @@ from typing import Any
 import orjson
 
 DONE = b"data: [DONE]\n\n"
-_SEPARATORS = (b"\n\n", b"\r\n\r\n")
+
+# Substring tests here are ``find``, not ``in``: CPython 3.11's ``bytes.__contains__`` first tries
+# its operand as an integer (one byte), raising and clearing a TypeError with a formatted message
+# each time; ``find`` does not (300-500 ns less per test on these machines, several per chunk).
+
 # A buffer that grows past this without an event boundary is forwarded anyway: an upstream that
 # never ends its events must not make the gateway buffer without bound.
 MAX_PENDING = 1 << 20
@@ -33,7 +37,7 @@ class EventSplitter:
             not self._pending
             and chunk.endswith(b"\n\n")
             and chunk.find(b"\n\n") == len(chunk) - 2
-            and b"\r" not in chunk
+            and chunk.find(b"\r") < 0
         ):
             return [chunk]  # the common case: a chunk is exactly one event (a few C scans, no slicing)
         data = self._pending + chunk if self._pending else chunk
@@ -64,7 +68,7 @@ class EventSplitter:
 
 def _next_boundary(data: bytes, start: int) -> tuple[int, int]:
     lf = data.find(b"\n\n", start)
-    crlf = data.find(b"\r\n\r\n", start) if b"\r" in data else -1
+    crlf = data.find(b"\r\n\r\n", start) if data.find(b"\r") >= 0 else -1
     if crlf >= 0 and (lf < 0 or crlf < lf):
         return crlf, 4
     return lf, 2
@@ -79,26 +83,35 @@ def whole_events(chunk: bytes) -> int:
     the end, whatever follows the end) returns -1 and takes the event-by-event path (a text that
     happens to hold ``data: [DONE]`` too: it costs that path, nothing else).
     """
-    if not chunk.endswith(b"\n\n") or b"\r" in chunk or b'"usage":{' in chunk or b"data: [DONE]" in chunk:
+    if (
+        not chunk.endswith(b"\n\n")
+        or chunk.find(b"\r") >= 0
+        or chunk.find(b'"usage":{') >= 0
+        or chunk.find(b"data: [DONE]") >= 0
+    ):
         return -1
     return text_count(chunk)
 
 
 def text_count(data: bytes) -> int:
-    """How many choices in ``data`` (events, one or several) carry generated text: chat deltas'
-    ``content`` and completions' ``text`` that are not empty (a role-only chunk's ``"content":""``
-    is subtracted). vLLM streams one choice per event, but an event may hold several; both relay
-    paths count with this, so a stream is billed the same whichever path carried it.
+    """How many choices in ``data`` (events, one or several) carry generated tokens: chat deltas
+    other than the opening role-only one and empty ones (``content``, ``reasoning`` and
+    ``tool_calls`` deltas alike), and completions' non-empty ``text``. vLLM streams one choice per
+    event and about one token per delta; an event may hold several choices. Both relay paths count
+    with this, so a stream is timed and billed the same whichever path carried it.
 
     The markers cannot occur inside a JSON string (its quotes are escaped), so each match is a
-    field of the event's own.
+    field of the event's own. (A server that puts the role and the first text in one delta, which
+    vLLM does not, would have that one token uncounted.)
     """
-    return data.count(b'"content":"') - data.count(b'"content":""') + data.count(b'"text":"') - data.count(b'"text":""')
+    return (
+        data.count(b'"delta":{"') - data.count(b'"delta":{"role"') + data.count(b'"text":"') - data.count(b'"text":""')
+    )
 
 
 def usage_of(event: bytes) -> dict[str, Any] | None:
     """The ``usage`` object of the final usage chunk (empty ``choices``), else None."""
-    if b'"usage":{' not in event or b'"choices":[]' not in event:
+    if event.find(b'"usage":{') < 0 or event.find(b'"choices":[]') < 0:
         return None
     payload = event.strip()
     if not payload.startswith(b"data:"):
@@ -118,7 +131,7 @@ def error_event(body: dict[str, Any]) -> bytes:
 
 def usage_of_body(data: bytes) -> dict[str, Any] | None:
     """The ``usage`` object of a whole (non-stream) answer, else None."""
-    if b'"usage"' not in data:
+    if data.find(b'"usage"') < 0:
         return None
     try:
         parsed = orjson.loads(data)

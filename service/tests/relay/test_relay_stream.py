@@ -435,11 +435,11 @@ async def test_text_events_that_carry_usage_are_timed_and_billed_when_the_client
 
 
 async def test_an_event_of_several_choices_counts_each_choice_with_text_on_either_path() -> None:
-    # n=3: one event may hold several choices' deltas (one empty here). The fast path (the chunk
+    # n=3: one event may hold several choices' deltas (one ended here). The fast path (the chunk
     # alone) and the event-by-event path (the same event after part of one, so the splitter holds
     # a remainder) must count it the same: two texts each time.
     three = (
-        b'data: {"choices":[{"index":0,"delta":{"content":""}},{"index":1,"delta":{"content":"a"}},'
+        b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"},{"index":1,"delta":{"content":"a"}},'
         b'{"index":2,"delta":{"content":"b"}}]}\n\n'
     )
     async with stream() as s:

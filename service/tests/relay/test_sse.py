@@ -121,15 +121,26 @@ def test_crlf_and_mixed_boundaries_at_the_start_of_the_buffer_end_an_event_there
     assert splitter.feed(b"\ndata: d\r\n\r\n") == [b"\n\n", b"data: d\r\n\r\n"]
 
 
-def test_each_choice_of_an_event_that_carries_text_counts_once() -> None:
-    two = b'data: {"choices":[{"index":0,"delta":{"content":"a"}},{"index":1,"delta":{"content":""}}]}\n\n'
-    assert text_count(two) == 1
-    assert whole_events(two) == 1
-    both = b'data: {"choices":[{"index":0,"delta":{"content":""}},{"index":1,"text":"b"},{"index":2,"text":"c"}]}\n\n'
-    assert text_count(both) == 2 == whole_events(both)
+def test_each_choice_of_an_event_that_carries_a_token_counts_once() -> None:
+    two = b'data: {"choices":[{"index":0,"delta":{"content":"a"}},{"index":1,"delta":{}}]}\n\n'
+    assert text_count(two) == 1 == whole_events(two)
+    three = b'data: {"choices":[{"index":0,"delta":{}},{"index":1,"text":"b"},{"index":2,"text":"c"}]}\n\n'
+    assert text_count(three) == 2 == whole_events(three)
     # A text event with vLLM's continuous usage: counted; whole_events leaves it to the other path.
     counted = b'data: {"choices":[{"index":0,"delta":{"content":"a"}}],"usage":{"completion_tokens":1}}\n\n'
     assert text_count(counted) == 1 and whole_events(counted) == -1
+
+
+def test_reasoning_and_tool_call_deltas_are_tokens_too() -> None:
+    # vLLM 0.32's DeltaMessage: content, reasoning, tool_calls (unset fields left out). A reasoning
+    # model's first token is its first reasoning delta (TTFT), and a client that leaves mid-thought
+    # or mid-call is billed for those tokens.
+    reasoning = b'data: {"choices":[{"index":0,"delta":{"reasoning":"Let me think"}}]}\n\n'
+    call = b'data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\"a"}}]}}]}\n\n'
+    role = b'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n'
+    done = b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+    assert [text_count(e) for e in (role, reasoning, call, done)] == [0, 1, 1, 0]
+    assert whole_events(role + reasoning + call + done) == 2
 
 
 def test_an_empty_completion_text_is_not_text() -> None:

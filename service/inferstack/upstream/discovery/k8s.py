@@ -110,7 +110,18 @@ class KubernetesDiscovery:
                     log.debug("k8s discovery: watch ended; re-listing")
                 except _Gone:
                     log.info("k8s discovery: resourceVersion expired (410); re-listing")
-                except (aiohttp.ClientError, TimeoutError, KubernetesApiError, ValueError, OSError) as exc:
+                # (KeyError, TypeError, AttributeError: an answer that is not the API's shape. Whatever
+                # the API server or a proxy in front of it sends, the loop re-lists; it never ends.)
+                except (
+                    aiohttp.ClientError,
+                    TimeoutError,
+                    KubernetesApiError,
+                    ValueError,
+                    OSError,
+                    KeyError,
+                    TypeError,
+                    AttributeError,
+                ) as exc:
                     log.warning("k8s discovery: %s: %s; re-listing in %.1f s", type(exc).__name__, exc, delay)
                     if publisher.last is None:
                         publisher.publish(frozenset())  # report once at start, even before the first list

@@ -186,3 +186,19 @@ async def test_a_silent_watch_is_abandoned_after_the_read_timeout(api: tuple[Fak
         fake.delete("engines-abc", notify=False)  # and the stream goes quiet: no event, no bookmark
         await eventually(lambda: seen.current == frozenset())
     assert fake.list_calls >= 2
+
+
+async def test_an_answer_not_of_the_apis_shape_is_a_relist_not_the_end_of_discovery(
+    api: tuple[FakeKubernetesApi, str],
+) -> None:
+    # A watch event without metadata, one that is not an object: each ended the discovery task for
+    # good (KeyError, AttributeError), leaving the gateway on a frozen set of engines.
+    fake, url = api
+    async with running(url) as seen:
+        for malformed in ({"type": "ADDED", "object": {}}, ["not", "an", "event"]):
+            await eventually(lambda: fake.watching == 1)
+            lists = fake.list_calls
+            fake._send(malformed)  # type: ignore[arg-type]
+            await eventually(lambda lists=lists: fake.list_calls == lists + 1 and fake.watching == 1)
+        fake.put(endpoint_slice("engines-def", {"10.0.0.3": True}))
+        await eventually(lambda: seen.current == {A, B, C})

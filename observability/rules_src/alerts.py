@@ -124,6 +124,19 @@ def alert_rules() -> list[dict[str, object]]:
             "(INFERSTACK_KEYS_FILE is reloaded on change, no restart).",
         ),
         _alert(
+            "InferstackGatewayTaskEnded",
+            "sum by (namespace, pod, task) (increase(inferstack_background_task_failures_total[10m])) > 0",
+            "", "warning",
+            "Gateway {{ $labels.pod }}: background task {{ $labels.task }} ended",
+            "A lifespan task (discovery, the engine load scraper, the Redis health check, a file watcher) "
+            "stopped while the gateway ran. Its /healthz and /readyz now fail, so the kubelet restarts "
+            "it and traffic leaves it meanwhile; repeated alerts mean the restart does not cure it.",
+            "1. The pod's logs: 'background task ... ended' carries the exception and its traceback.\n"
+            "2. /healthz on the pod (port http) names the task and why it ended.\n"
+            "3. Restarts that keep coming back (kubectl get pods: RESTARTS): the cause is outside the "
+            "process (the Kubernetes API, Redis, a key or price file); fix that, then file the traceback.",
+        ),
+        _alert(
             "InferstackRedisUnavailable",
             'count by (namespace) (inferstack_dependency_up{dependency="redis"} == 0) > 0',
             "1m", "critical",

@@ -7,7 +7,6 @@ stops. docs/architecture.md draws the pipeline they form.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from typing import ClassVar
@@ -30,6 +29,7 @@ from .kvcache.service import KVRouting
 from .metrics.gateway import GatewayMetrics
 from .router.router import Router
 from .scheduling import Scheduler
+from .tasks import BackgroundTasks
 from .types import Receive, Scope, Send
 from .upstream.adapter_loader import AdapterLoader
 from .upstream.adapter_share import SharedUse
@@ -131,7 +131,10 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
             stack.push_async_callback(kv.close)
         scheduler = Scheduler(settings, metrics, kv, placement)
         router = Router(settings, pool, cluster, holds, scheduler, metrics, kv, adapters)
-        gateway = Gateway(settings, metrics, session, cluster, tenancy, catalog)
+        tasks = BackgroundTasks(metrics.background_task_failures)
+        for task in tenancy.tasks:
+            tasks.watch(task)
+        gateway = Gateway(settings, metrics, session, cluster, tenancy, tasks, catalog)
         for kind in PATHS:
             gateway.endpoints[kind] = OpenAIEndpoint(kind, settings, cluster, router, tenancy, metrics, catalog)
         app.state.gateway = gateway
@@ -145,18 +148,16 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
                 cluster.set_urls(urls)
                 hub.set_urls(urls)
 
-        gateway.tasks.append(asyncio.create_task(discovery.run(on_urls), name="discovery"))
+        tasks.start(discovery.run(on_urls), "discovery")
         scraper = LoadScraper(cluster, session, settings.routing.scrape_interval, placement)
-        gateway.tasks.append(asyncio.create_task(scraper.run(), name="engine load scraper"))
+        tasks.start(scraper.run(), "engine load scraper")
         if tenancy.redis is not None and tenancy.redis_health is not None and settings.adapters.share_interval > 0:
             shared = SharedUse(tenancy.redis, tenancy.redis_health, placement, settings.adapters)
-            gateway.tasks.append(asyncio.create_task(shared.run(), name="shared adapter record"))
+            tasks.start(shared.run(), "shared adapter record")
         try:
             yield
         finally:
-            for task in gateway.tasks:
-                task.cancel()
-            await asyncio.gather(*gateway.tasks, return_exceptions=True)
+            await tasks.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

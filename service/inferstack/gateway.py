@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 from starlette.requests import Request
@@ -14,6 +12,7 @@ from .catalog import Catalog
 from .config import Settings
 from .filters import Tenancy
 from .metrics.gateway import GatewayMetrics
+from .tasks import BackgroundTasks
 from .upstream.cluster import Cluster
 
 
@@ -24,10 +23,10 @@ class Gateway:
     session: aiohttp.ClientSession
     cluster: Cluster
     tenancy: Tenancy
+    tasks: BackgroundTasks
     catalog: Catalog | None = None
     endpoints: dict[str, OpenAIEndpoint] = field(default_factory=dict)
     draining: bool = False
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
 def of(request: Request) -> Gateway:

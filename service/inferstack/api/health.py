@@ -11,9 +11,14 @@ router = APIRouter()
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    """The process is alive. Deliberately checks nothing else: a busy gateway is not a dead one."""
-    return {"status": "ok"}
+async def healthz(request: Request) -> Response:
+    """The process is alive and its background tasks run. Deliberately checks nothing else: a busy
+    gateway is not a dead one. A lifespan task that ended (discovery, a watcher: ``tasks.py``) is a
+    gateway only a restart repairs, so it fails here and the kubelet restarts the container."""
+    gw: gateway.Gateway | None = getattr(request.app.state, "gateway", None)  # (None before start-up)
+    if gw is not None and gw.tasks.ended:
+        return JSONResponse({"status": "broken", "ended": gw.tasks.ended}, status_code=503)
+    return JSONResponse({"status": "ok"})
 
 
 @router.get("/readyz")
@@ -24,6 +29,8 @@ async def readyz(request: Request) -> Response:
     gw = gateway.of(request)
     if gw.draining:
         return JSONResponse({"status": "draining"}, status_code=503)
+    if gw.tasks.ended:
+        return JSONResponse({"status": "broken", "ended": gw.tasks.ended}, status_code=503)
     redis = gw.tenancy.redis_health
     if redis is not None and (refusing := redis.refusing()):
         # Only while a feature fails closed: then this gateway answers those requests 503.

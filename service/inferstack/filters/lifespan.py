@@ -97,13 +97,14 @@ async def open_tenancy(
         on_redis=on_redis,
         redis=redis,
     )
-    tasks = []
+    tasks = tenancy.tasks
     if health is not None:
         tasks.append(asyncio.create_task(health.run(), name="redis health"))
     if keys is not None:
-        tasks.append(asyncio.create_task(keys.run(options.reload_interval, tenancy.key_ring_changed)))
+        watch_keys = keys.run(options.reload_interval, tenancy.key_ring_changed)
+        tasks.append(asyncio.create_task(watch_keys, name="key file watcher"))
     if prices is not None:
-        tasks.append(asyncio.create_task(prices.run(options.reload_interval)))
+        tasks.append(asyncio.create_task(prices.run(options.reload_interval), name="price file watcher"))
     try:
         yield tenancy
     finally:

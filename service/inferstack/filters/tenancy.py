@@ -13,6 +13,7 @@ stores the answer in the cache and completes the Idempotency-Key. Integration co
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -110,6 +111,8 @@ class Tenancy:
         self.redis = redis
         """The Redis client (None without ``redis_url``): other lifespan resources share it and its health."""
         self._on_redis = on_redis if redis_health is not None else frozenset()
+        self.tasks: list[asyncio.Task[Any]] = []
+        """The Redis health check and the file watchers, run by ``open_tenancy`` (the app supervises them)."""
         self.key_ring_changed(self.ring)
 
     @property

@@ -120,6 +120,12 @@ class GatewayMetrics:
             ["model"],
             registry=r,
         )
+        self.background_task_failures = Counter(
+            "inferstack_background_task_failures",
+            "Lifespan tasks (discovery, scrapers, watchers) that ended while the gateway ran; /healthz fails.",
+            ["task"],
+            registry=r,
+        )
         self.replicas = Gauge(
             "inferstack_upstream_replicas", "Replicas per model by state.", ["model", "state"], registry=r
         )

@@ -54,9 +54,9 @@ def test_picked_decays_every_record_by_half_over_the_half_life_and_counts_the_ch
 
 def test_picked_forgets_replicas_that_are_gone_once_it_knows_more_than_twice_the_fleet_and_eight() -> None:
     bound = AdapterBound()
-    state = CycleState(RoutingRequest("a", ""), [A], {A.url: 0.0})
-    for i in range(10):  # 10 replicas that came and went: 2 x 1 + 8 = 10 records are kept
+    state = CycleState(RoutingRequest("a", ""), [A, B], {A.url: 0.0, B.url: 0.0})
+    for i in range(12):  # 12 replicas that came and went: 2 x 2 + 8 = 12 records are kept
         bound.picked(state, f"http://gone{i}")
-    assert len(bound.traffic) == 10
-    bound.picked(state, A.url)  # the 11th: every record of a replica not among the candidates goes
+    assert len(bound.traffic) == 12
+    bound.picked(state, A.url)  # the 13th: every record of a replica not among the candidates goes
     assert list(bound.traffic) == [A.url]

@@ -168,3 +168,14 @@ def test_the_engines_own_slot_count_wins_over_the_catalogs_and_unknown_slots_hav
     unknown = Adapter()
     unknown.attach(placement(slots=None))
     assert unknown.tier(R1, "a", "base") == (UNKNOWN, 0.0)
+
+
+def test_where_no_replica_holds_it_or_has_a_free_slot_the_reason_is_least_loaded() -> None:
+    where = placement()
+    profile, _ = policy(where)
+    for url in (R1, R2):
+        for name in ("b", "c"):
+            where.sent(url, name)
+            where.done(url, name)  # both replicas full of idle adapters: a load evicts one anywhere
+    decision = profile.pick(RoutingRequest("a", ""), fleet(0, 1))
+    assert (decision.url, decision.reason, decision.adapter_reason) == (R1, "least_loaded", "least_loaded")

@@ -31,7 +31,11 @@ async def answers(retry: dict[str, Any], requests: int = 4) -> tuple[list[int], 
     ):
         statuses = [(await client.post(url + "/v1/chat/completions", json=CHAT)).status_code for _ in range(requests)]
         text = (await client.get(url.admin + "/metrics")).text
-        return statuses, metric(text, "inferstack_upstream_retries_total"), len(await recorded(client, refusing))
+        return (
+            statuses,
+            metric(text, "inferstack_upstream_retries_total", model="fake-model"),
+            len(await recorded(client, refusing)),
+        )
 
 
 async def test_a_retry_gives_its_place_in_the_budget_back_when_its_request_ends() -> None:

@@ -29,3 +29,23 @@ async def test_a_request_is_tried_once_and_then_at_most_max_retries_times_more(
         assert tried == [1, 1, 1][:attempts] + [0] * (3 - attempts)
         text = (await client.get(url.admin + "/metrics")).text
         assert metric(text, "inferstack_upstream_retries_total", model="fake-model") == attempts - 1
+
+
+async def test_no_retry_whose_back_off_would_outlast_the_total_deadline() -> None:
+    # A back-off drawn below 10**5 s (full jitter) with 1 s left: it would end past the deadline (but
+    # for a chance of 1 in 10**5), so the first failure is the answer, at once, and nothing waits.
+    retry = {"backoff_base": 1e5, "backoff_max": 1e5, "budget_percent": 100}
+    async with (
+        fleet(
+            Behaviour(output_tokens=2),
+            Behaviour(output_tokens=2),
+            routing_policy="round_robin",
+            retry=retry,
+            timeouts={"total": 1.0, "connect": 1.0, "first_byte": 1.0, "response": 1.0},
+        ) as (url, engines, _app),
+        httpx.AsyncClient(timeout=10) as client,
+    ):
+        refusing, healthy = sorted(engines)
+        await configure(client, refusing, error_status=503)
+        assert (await client.post(url + "/v1/chat/completions", json=CHAT)).status_code == 502
+        assert [len(await recorded(client, e)) for e in (refusing, healthy)] == [1, 0]

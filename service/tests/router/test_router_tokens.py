@@ -29,5 +29,5 @@ async def test_only_a_profile_that_reads_token_ids_makes_the_router_ask_for_them
             headers = {"x-inferstack-routing-policy": policy}
             assert (await client.post(url + "/v1/completions", json=BODY, headers=headers)).status_code == 200
             text = (await client.get(url.admin + "/metrics")).text
-            asked.append(metric(text, "inferstack_kv_tokenize_seconds_count"))
+            asked.append(metric(text, "inferstack_kv_tokenize_seconds_count"))  # "failed": no /tokenize here
         assert asked == [0, 0, 1]

@@ -3,9 +3,11 @@ the load cap. Pure: no engines."""
 
 from __future__ import annotations
 
+import pytest
+
 from inferstack.catalog import AdapterRoute, AdapterVersion, Catalog, LoraSpec
 from inferstack.scheduling import EndpointLoad, Profile, RoutingRequest, make_policy
-from inferstack.scheduling.plugins.adapter import Adapter
+from inferstack.scheduling.plugins.adapter import BUSY, EVICT_IDLE, FREE_SLOT, LOADED, NUDGE, UNKNOWN, Adapter
 from inferstack.upstream.adapters import AdapterPlacement
 
 R1, R2, R3 = "http://r1", "http://r2", "http://r3"
@@ -101,3 +103,79 @@ def test_the_traffic_bound_moves_a_hot_adapter_at_light_load() -> None:
     # Then the other replica loads it too, and they share it (the bound lets one run 5 decisions ahead).
     assert min(chosen.count(R1), chosen.count(R2)) >= len(chosen) / 4
     assert decision.adapter_reason in ("loaded", "capped")
+
+
+def test_each_tier_and_its_nudge_exactly() -> None:
+    # The nudge (< the gap between tiers) is the demand the placement would lose, so it is computed
+    # here from the placement's own decayed counts.
+    where = placement()
+    scorer = Adapter()
+    scorer.attach(where)
+    where.sent(R1, "a")
+    where.sent(R1, "a")
+    where.done(R1, "a")
+    where.done(R1, "a")  # R1: a idle, one slot free
+    assert scorer.tier(R1, "a", "base") == (LOADED, 0.0)
+    assert scorer.tier(R1, "b", "base") == pytest.approx((FREE_SLOT, NUDGE / (1.0 + where.demand("a"))))
+    assert where.demand("a") > 1.0  # the nudge sees the demand, not a count of adapters
+    assert scorer.tier(R2, "b", "base") == (FREE_SLOT, NUDGE)  # nothing known of R2: every slot free
+    where.sent(R3, "b")
+    where.sent(R3, "c")
+    assert scorer.tier(R3, "d", "base") == (BUSY, 0.0)  # b and c in flight in both slots
+    where.done(R3, "b")
+    where.done(R3, "c")  # the least recently used idle adapter, b, would go
+    assert scorer.tier(R3, "d", "base") == pytest.approx((EVICT_IDLE, NUDGE / (1.0 + where.demand("b"))))
+    assert where.demand("b") != where.demand("c") and where.demand("b") > 0.5
+    assert scorer.tier(R1, "a", "base")[0] == LOADED
+
+
+def test_the_victim_is_the_least_recently_used_adapter_with_nothing_in_flight() -> None:
+    where = placement()
+    scorer = Adapter()
+    scorer.attach(where)
+    where.sent(R1, "a")
+    where.sent(R1, "a")
+    where.done(R1, "a")  # a: least recently used, but one request still in flight
+    where.sent(R1, "b")
+    where.done(R1, "b")  # b: idle
+    assert where.demand("a") > where.demand("b") > 0
+    assert scorer.tier(R1, "c", "base") == pytest.approx((EVICT_IDLE, NUDGE / (1.0 + where.demand("b"))))
+
+
+def test_a_replica_batching_as_many_adapters_as_it_has_slots_is_busy_even_with_an_idle_one_resident() -> None:
+    # a is still running although the model evicted it (c pushed it out): vLLM runs a and c, its two
+    # slots; a request for d would wait there, idle b or not.
+    where = placement()
+    scorer = Adapter()
+    scorer.attach(where)
+    where.sent(R1, "a")
+    where.sent(R1, "b")
+    where.done(R1, "b")
+    where.sent(R1, "c")
+    replica = where.replica(R1)
+    assert replica is not None and list(replica.resident) == ["b", "c"] and replica.busy() == 2
+    assert scorer.tier(R1, "d", "base") == (BUSY, 0.0)
+
+
+def test_the_engines_own_slot_count_wins_over_the_catalogs_and_unknown_slots_have_no_nudge() -> None:
+    where = placement(slots=2)
+    scorer = Adapter()
+    scorer.attach(where)
+    where.observe_lora_info(R1, 1, [])  # the engine says one slot (the catalog two)
+    where.sent(R1, "a")
+    where.done(R1, "a")
+    assert scorer.tier(R1, "b", "base")[0] == EVICT_IDLE
+    unknown = Adapter()
+    unknown.attach(placement(slots=None))
+    assert unknown.tier(R1, "a", "base") == (UNKNOWN, 0.0)
+
+
+def test_where_no_replica_holds_it_or_has_a_free_slot_the_reason_is_least_loaded() -> None:
+    where = placement()
+    profile, _ = policy(where)
+    for url in (R1, R2):
+        for name in ("b", "c"):
+            where.sent(url, name)
+            where.done(url, name)  # both replicas full of idle adapters: a load evicts one anywhere
+    decision = profile.pick(RoutingRequest("a", ""), fleet(0, 1))
+    assert (decision.url, decision.reason, decision.adapter_reason) == (R1, "least_loaded", "least_loaded")

@@ -139,3 +139,13 @@ def test_index_keeps_few_replicas_per_block_and_matches_contiguous_prefixes() ->
     assert index.match(chain, ["a"]) == {"a": 2}
     assert prefix_chain("m", "x" * 255, 256, 128) == []
     assert len(prefix_chain("m", "x" * 256 * 10, 256, 3)) == 3
+
+
+def test_the_only_candidate_is_not_believed_to_hold_any_of_the_prompt_it_was_not_scored_for() -> None:
+    # With one replica nothing is scored: the access log's prefix_blocks is 0, not a guess.
+    policy = make_policy("prefix_affinity")
+    first = policy.pick(req(1, "q1"), idle(URLS[:1]))
+    assert (first.reason, first.prefix_blocks) == ("only_candidate", 0)
+    # The decision is still learned: with a second replica, the first holds the prefix.
+    again = policy.pick(req(1, "q2"), idle(URLS[:2]))
+    assert again.url == URLS[0] and again.prefix_blocks > 0

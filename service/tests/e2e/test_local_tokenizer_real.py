@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -37,6 +38,7 @@ from inferstack.kvcache.tokenize import engine_token_ids, tokenize_body
 from inferstack_devstack import kv_events_endpoint
 
 from ..waiting import until
+from .test_real_vllm import scrape
 
 pytestmark = pytest.mark.vllm
 
@@ -226,3 +228,36 @@ async def test_the_right_tokenizer_passes_probation_and_then_answers_alone(vllm_
             assert registry.get_sample_value("inferstack_kv_tokenize_seconds_count", {"outcome": "ok"}) == calls
         finally:
             await kv.close()
+
+
+def test_a_gateway_configured_as_make_up_does_routes_chats_by_its_own_ids(vllm_engine: str, run_dir: Path) -> None:
+    """Settings from the environment as ``make up`` writes them, the router's path, the exported metrics."""
+    stack = devstack.Stack(run_dir=run_dir)
+    try:
+        env = {
+            "INFERSTACK_AUTH_ENABLED": "false",
+            "INFERSTACK_TENANCY__CACHE__ENABLED": "false",
+            "INFERSTACK_KV_EVENTS__LOCAL_TOKENIZER__CHECK_FIRST": "2",
+            "INFERSTACK_KV_EVENTS__LOCAL_TOKENIZER__CHECK_FRACTION": "0",
+            **devstack.kv_events_env(
+                {vllm_engine: kv_events_endpoint(run_dir, vllm_engine)}, {"tiny-llama": str(devstack.DEFAULT_MODEL_DIR)}
+            ),
+        }
+        gateway = devstack.start_gateway(stack, [vllm_engine], env=env)
+        rng = random.Random(18)
+        with httpx.Client(base_url=gateway.url, timeout=120) as client:
+            for _ in range(5):
+                messages = [{"role": "system", "content": text(rng, 100)}, {"role": "user", "content": "Which?"}]
+                resp = client.post(
+                    "/v1/chat/completions",
+                    headers={"x-inferstack-routing-policy": "precise_prefix"},
+                    json={"model": "tiny-llama", "max_tokens": 1, "messages": messages},
+                )
+                assert resp.status_code == 200, resp.text
+        metrics = scrape(gateway.admin_url)
+        assert metrics["inferstack_kv_tokenizer_checks_total"] == 2  # probation only (no background samples)
+        assert metrics["inferstack_kv_tokenizer_local"] == 1
+        assert metrics["inferstack_kv_local_tokenize_seconds_count"] == 5
+        assert metrics["inferstack_kv_tokenize_seconds_count"] == 2  # /tokenize only while on probation
+    finally:
+        stack.stop()

@@ -56,6 +56,13 @@ def test_continue_final_message_leaves_the_last_message_open(tok: LocalTokenizer
     assert rendered is not None and rendered[0].endswith("<|u|>next<|end|><|a|>The first word is")
 
 
+def test_continue_final_message_with_a_template_that_keeps_spacing(tmp_path: Path) -> None:
+    template = "{% for m in messages %}[{{ m['content'] }}]{% endfor %}"
+    tok = LocalTokenizer.load(write(tmp_path / "m", template=template))
+    payload = {"messages": [{"role": "assistant", "content": "The first "}], "add_generation_prompt": False}
+    assert tok.text({**payload, "continue_final_message": True}, "chat") == ("[The first ", False)
+
+
 def test_text_parts_join_with_newlines_and_none_content_is_empty(tok: LocalTokenizer) -> None:
     payload = {
         "messages": [

@@ -191,11 +191,15 @@ class LocalTokenizer:
         self.template: jinja2.Template | None = None
         self.template_variables: frozenset[str] = frozenset()
         self.chat_refusal = "the model has no chat template"
+        self.template_source = template or ""
         if template is not None:
-            compiled = compile_template(template)
+            try:
+                compiled = compile_template(template)
+            except jinja2.TemplateError as exc:
+                self.chat_refusal = f"the chat template does not compile: {exc}"  # the engine's 400s, not ours
+                return
             ast = compiled.environment.parse(template)
             self.template_variables = frozenset(jinja2.meta.find_undeclared_variables(ast))
-            self.template_source = template
             if iterates_content(ast):
                 self.chat_refusal = "the chat template may read content parts"
             else:

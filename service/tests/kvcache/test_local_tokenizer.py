@@ -152,6 +152,8 @@ def test_a_template_that_may_read_content_parts_sends_chats_to_the_engine(tmp_pa
     macro = "{% macro show(c) %}{% for p in c %}{{ p }}{% endfor %}{% endmacro %}{{ show(messages[0].content) }}"
     assert LocalTokenizer.load(write(tmp_path / "n", template=macro)).chat_refusal
     assert LocalTokenizer.load(write(tmp_path / "o", template=None)).token_ids({"messages": TURNS}, "chat") is None
+    broken = LocalTokenizer.load(write(tmp_path / "p", template="{% for m in messages %}"))
+    assert "does not compile" in broken.chat_refusal and broken.token_ids({"messages": TURNS}, "chat") is None
 
 
 def test_chat_template_jinja_file_wins_and_named_templates_use_default(tmp_path: Path) -> None:

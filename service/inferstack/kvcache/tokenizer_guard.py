@@ -8,7 +8,8 @@ transformers adjusts in code, a vLLM upgrade) fails silently: every hash matches
 - **sampling**: afterwards the local ids route, and ``check_fraction`` of requests are compared
   again in the background (one check per model at a time, never delaying the request);
 - **switch-off**: one difference turns the local tokenizer off for that model until restart (logged
-  once; ``inferstack_kv_tokenizer_local{model}`` drops to 0): its requests ask the engine again.
+  once; ``inferstack_kv_tokenizer_local{model}`` drops to 0): its requests ask the engine again. So
+  does an unexpected error of the local tokenizer (logged with its traceback).
 
 ``inferstack_kv_tokenizer_checks_total{model, outcome="same|differ|failed"}`` counts the checks.
 """
@@ -89,13 +90,19 @@ class TokenizerGuard:
         if state is None or state.off:
             return None
         started = time.perf_counter()
-        text = state.tokenizer.text(payload, kind)
-        if text is None:
+        try:
+            text = state.tokenizer.text(payload, kind)
+            if text is None:
+                return None
+            if len(text[0]) > self.settings.thread_chars:
+                ids = await asyncio.to_thread(state.tokenizer.encode, *text)
+            else:
+                ids = state.tokenizer.encode(*text)
+        except Exception:  # a template that recurses without end, say: routing must not fail the request
+            state.off = True
+            self.metrics.local.labels(model).set(0)
+            log.exception("local tokenizer failed: off for this model; the engine tokenizes", extra={"model": model})
             return None
-        if len(text[0]) > self.settings.thread_chars:
-            ids = await asyncio.to_thread(state.tokenizer.encode, *text)
-        else:
-            ids = state.tokenizer.encode(*text)
         self.metrics.seconds.observe(time.perf_counter() - started)
         return LocalIds(ids, trusted=state.same >= self.settings.check_first)
 

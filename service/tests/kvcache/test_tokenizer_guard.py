@@ -170,3 +170,13 @@ async def test_engine_mode_and_unknown_models_ask_the_engine(tmp_path: Path) -> 
 async def test_files_that_do_not_load_leave_the_model_to_the_engine(tmp_path: Path) -> None:
     async with routing(tmp_path / "absent", check_first=0) as kv:
         assert kv.guard is not None and kv.guard.models() == []
+
+
+async def test_an_unexpected_error_switches_the_model_off_instead_of_failing_the_request(tmp_path: Path) -> None:
+    endless = write(tmp_path / "m", template="{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}")
+    chat = {"messages": [{"role": "user", "content": "hi"}]}
+    async with engine(endless) as (stand_in, url), routing(endless, check_first=0) as kv:
+        assert local_on(kv) == 1
+        await kv.token_ids(MODEL, chat, "chat", [url])  # RecursionError in the template: the engine is asked
+        assert local_on(kv) == 0 and stand_in.calls == 1
+        assert await kv.token_ids(MODEL, PROMPT, "completions", [url]) == reference_ids(endless, PROMPT["prompt"])

@@ -276,6 +276,18 @@ class Bench:
                     out[key] = out.get(key, 0.0) + value
         return out
 
+    async def tokenizer_checks(self) -> dict[str, float]:
+        """The gateways' local-tokenizer checks by outcome (``--tokenizer local``), and how many use it."""
+        out: dict[str, float] = {}
+        for g in self.gateways:
+            for (name, labels), value in (await self.get(g.admin_url)).items():
+                if name == "inferstack_kv_tokenizer_checks_total":
+                    outcome = dict(kv.split("=", 1) for kv in labels.rstrip("}").split(","))["outcome"].strip('"')
+                    out[outcome] = out.get(outcome, 0.0) + value
+                elif name == "inferstack_kv_tokenizer_local":
+                    out["gateways_local"] = out.get("gateways_local", 0.0) + value
+        return out
+
     async def run_policy(self, policy: str) -> dict[str, Any]:
         await self.gateways_route_to_all()
         await self.reset()
@@ -420,7 +432,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "INFERSTACK_TENANCY__CACHE__ENABLED": "false",
             # turn_log reads these logs as data right after the last turn: each line written at once.
             "INFERSTACK_ACCESS_LOG_FLUSH_INTERVAL": "0",
-            **devstack.kv_events_env(endpoints),
+            **devstack.kv_events_env(
+                endpoints, {MODEL: str(devstack.DEFAULT_MODEL_DIR)} if args.tokenizer == "local" else None
+            ),
+            "INFERSTACK_KV_EVENTS__TOKENIZER": args.tokenizer,
             **({"INFERSTACK_ROUTING__PROFILES": args.profiles} if args.profiles else {}),
         }
         gateways = [devstack.start_gateway(stack, urls, env=env) for _ in range(args.gateways)]
@@ -434,6 +449,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             for p in args.policies:
                 results[p] = await bench.run_policy(p)
                 load.append(os.getloadavg())
+                results[p]["tokenizer_checks_after"] = await bench.tokenizer_checks()
                 print(
                     p,
                     json.dumps(
@@ -522,6 +538,12 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--policies", nargs="+", default=list(POLICIES))
+    parser.add_argument(
+        "--tokenizer",
+        choices=("engine", "local"),
+        default="engine",
+        help="where the gateways get token ids: the engines' /tokenize, or their own (the tiny model's files)",
+    )
     parser.add_argument("--profiles", help="more routing profiles for the gateways (INFERSTACK_ROUTING__PROFILES JSON)")
     parser.add_argument("--out", type=Path)
     parser.set_defaults(**PLANS[pre.parse_known_args()[0].plan])

@@ -1,18 +1,20 @@
-"""Cost and exactness of the two ways the gateway could get a request's token ids (docs/routing.md).
+"""Cost and exactness of the ways the gateway can get a request's token ids (docs/routing.md).
 
-    .venv-engine/bin/python bench/routing_real/tokenize_cost.py --engine http://127.0.0.1:PORT --model DIR
+    PYTHONPATH=service .venv-engine/bin/python bench/routing_real/tokenize_cost.py --engine URL --model DIR
 
 Runs in the engine venv (it needs ``transformers``). For chat and completions prompts of several
-lengths it times (a) the engine's ``/tokenize`` over HTTP (what the gateway does) and (b) tokenizing
-in-process with the model's own tokenizer files and chat template (``AutoTokenizer`` +
-``apply_chat_template``: what a gateway-side tokenizer would do), and counts how often (b) differs
-from (a). Timings are medians of ``--repeat`` calls; on a shared machine they are indicative only.
+lengths it times (a) the engine's ``/tokenize`` over HTTP (the gateway's ``tokenizer=engine``), (b)
+tokenizing in-process with transformers (``AutoTokenizer`` + ``apply_chat_template``) and (c) the
+gateway's own ``LocalTokenizer`` (``tokenizer=local``: ``tokenizers`` + the template in Jinja), and
+says whether (b) and (c) give (a)'s ids. Timings are medians of ``--repeat`` calls; on a shared
+machine they are indicative only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import time
@@ -38,7 +40,11 @@ def median_ms(fn: Any, repeat: int) -> float:
 
 
 def main() -> int:
+    from pathlib import Path
+
     from transformers import AutoTokenizer
+
+    from inferstack.kvcache.local_tokenizer import LocalTokenizer
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--engine", required=True)
@@ -47,6 +53,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
     tok = AutoTokenizer.from_pretrained(args.model)
+    gateway = LocalTokenizer.load(Path(args.model))
     rng = random.Random(1)
     rows = []
     for words in (50, 500, 1500):
@@ -64,6 +71,12 @@ def main() -> int:
         def local_prompt(text: str = text) -> list[int]:
             return list(tok(text)["input_ids"])
 
+        def gateway_chat(body: dict[str, Any] = chat_body) -> list[int] | None:
+            return gateway.token_ids(body, "chat")
+
+        def gateway_prompt(body: dict[str, Any] = prompt_body) -> list[int] | None:
+            return gateway.token_ids(body, "completions")
+
         rows.append(
             {
                 "words": words,
@@ -77,13 +90,26 @@ def main() -> int:
                     "chat": median_ms(local_chat, args.repeat),
                     "completion": median_ms(local_prompt, args.repeat),
                 },
+                "gateway_local_tokenizer_ms": {
+                    "chat": median_ms(gateway_chat, args.repeat),
+                    "completion": median_ms(gateway_prompt, args.repeat),
+                },
                 "local_equals_engine": {
                     "chat": local_chat() == engine_chat,
                     "completion": local_prompt() == engine_prompt,
                 },
+                "gateway_local_equals_engine": {
+                    "chat": gateway_chat() == engine_chat,
+                    "completion": gateway_prompt() == engine_prompt,
+                },
             }
         )
-    print(json.dumps({"command": "bench/routing_real/tokenize_cost.py", "rows": rows}, indent=2))
+    load = [round(x, 1) for x in os.getloadavg()]
+    print(
+        json.dumps(
+            {"command": "bench/routing_real/tokenize_cost.py", "load_average_1_5_15": load, "rows": rows}, indent=2
+        )
+    )
     return 0
 
 

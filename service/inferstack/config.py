@@ -3,7 +3,8 @@
 Every setting of the gateway lives here, as small value objects (``Timeouts``, ``RetryPolicy``,
 ``Routing``, ``TenancySettings``...) nested in ``Settings`` and set with ``__``, for example
 ``INFERSTACK_TIMEOUTS__CONNECT=2``. ``docs/configuration.md`` lists every field. This module imports
-no other module of the gateway: everything else imports it.
+no other module of the gateway (but value objects kept beside their feature, pydantic only, such as
+``kvcache/settings.py``): everything else imports it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .kvcache.settings import LocalTokenizerSettings
 
 
 class Timeouts(BaseModel):
@@ -319,6 +322,13 @@ class KVEvents(BaseModel):
         0.5, gt=0, description="Seconds the engine's /tokenize may take; then the request falls back (no_tokens)."
     )
     max_blocks: int = Field(512, ge=1, description="Leading prompt blocks hashed per request.")
+    tokenizer: Literal["local", "engine"] = Field(
+        "local",
+        description="Where a request's token ids come from: local = in the gateway for the models with files in"
+        " `local_tokenizer.dirs` (checked against the engine; other models, and requests not rendered exactly"
+        " here, ask the engine), engine = always the engine's /tokenize.",
+    )
+    local_tokenizer: LocalTokenizerSettings = Field(default_factory=LocalTokenizerSettings)
 
 
 class Adapters(BaseModel):

@@ -156,9 +156,13 @@ def kv_events_endpoint(run_dir: Path, engine_url: str) -> str:
     return f"ipc://{run_dir}/kv-{engine_url.rsplit(':', 1)[-1]}.ipc"
 
 
-def kv_events_env(endpoints: dict[str, str]) -> dict[str, str]:
-    """Gateway settings that subscribe to these engines' KV events (engine URL -> ZMQ endpoint)."""
-    return {"INFERSTACK_KV_EVENTS__ENABLED": "true", "INFERSTACK_KV_EVENTS__ENDPOINTS": json.dumps(endpoints)}
+def kv_events_env(endpoints: dict[str, str], tokenizer_dirs: dict[str, str] | None = None) -> dict[str, str]:
+    """Gateway settings that subscribe to these engines' KV events (engine URL -> ZMQ endpoint); with
+    ``tokenizer_dirs`` (model name -> its directory) the gateway tokenizes those models itself."""
+    env = {"INFERSTACK_KV_EVENTS__ENABLED": "true", "INFERSTACK_KV_EVENTS__ENDPOINTS": json.dumps(endpoints)}
+    if tokenizer_dirs:
+        env["INFERSTACK_KV_EVENTS__LOCAL_TOKENIZER__DIRS"] = json.dumps(tokenizer_dirs)
+    return env
 
 
 def launch_engine(
@@ -387,7 +391,8 @@ def _start_engines(stack: Stack, gateway_env: dict[str, str]) -> tuple[list[str]
     if os.environ.get("MODEL", "").strip():
         stack.progress(f"starting vLLM for {model_name} (about 40 s on CPU)")
         engine = start_engine(stack, model, model_name, port=engine_port)
-        gateway_env.update(kv_events_env({engine.url: kv_events_endpoint(stack.run_dir, engine.url)}))
+        files = {model_name: model} if (Path(model) / "tokenizer.json").exists() else None  # a hub id: none
+        gateway_env.update(kv_events_env({engine.url: kv_events_endpoint(stack.run_dir, engine.url)}, files))
         return [engine.url], model_name, None
     from .fleet import EMBED, LocalFleet
 
@@ -404,7 +409,7 @@ def _start_engines(stack: Stack, gateway_env: dict[str, str]) -> tuple[list[str]
     if embed is not None:
         wait_engine(stack, embed, EMBED)
     catalog = local.catalog()
-    gateway_env.update(kv_events_env({engine.url: kv_events_endpoint(stack.run_dir, engine.url)}))
+    gateway_env.update(kv_events_env({engine.url: kv_events_endpoint(stack.run_dir, engine.url)}, {model_name: model}))
     gateway_env["INFERSTACK_CATALOG_FILE"] = str(local.write_catalog(stack.run_dir / "catalog.json"))
     return [engine.url] + ([embed.url] if embed else []), model_name, catalog
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -13,6 +13,7 @@ from .index import KVIndex
 from .wire import AllBlocksCleared, Batch, BlockRemoved, BlockStored
 
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+LOCAL_TOKENIZE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 
 class KVMetrics:
@@ -50,6 +51,36 @@ class KVMetrics:
                 self._removed.inc()
             elif isinstance(e, AllBlocksCleared):
                 self._cleared.inc()
+
+
+class TokenizerMetrics:
+    """The gateway's own tokenizer and its checks against the engine (``tokenizer_guard``)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.checks = Counter(
+            "inferstack_kv_tokenizer_checks",
+            "The gateway's token ids compared with the engine's /tokenize, by model and outcome (same;"
+            " differ: the local tokenizer is then off for the model; failed: no answer).",
+            ["model", "outcome"],
+            registry=registry,
+        )
+        self.local = Gauge(
+            "inferstack_kv_tokenizer_local",
+            "1 while a model's requests are tokenized in the gateway (past its checks), 0 otherwise.",
+            ["model"],
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "inferstack_kv_local_tokenize_seconds",
+            "Time to render and tokenize a request in the gateway (precise_prefix routing).",
+            buckets=LOCAL_TOKENIZE_BUCKETS,
+            registry=registry,
+        )
+
+    def model(self, model: str, local: bool) -> None:
+        self.local.labels(model).set(1 if local else 0)
+        for outcome in ("same", "differ", "failed"):
+            self.checks.labels(model, outcome)  # series from 0: one born at its first sample shows no rate
 
 
 class IndexCollector(Collector):

@@ -1,5 +1,8 @@
 """The KV-event side of routing, as one lifespan-owned object: index, subscribers, metrics, tokenization.
 
+Token ids: a completions prompt of ids as given; else the gateway's own tokenizer for the models
+configured (``tokenizer_guard``: only once the engine agreed with it); else the engine's ``/tokenize``.
+
 kv = KVRouting(settings.kv_events, session, registry)   # in the lifespan, when enabled
 discovery updates -> kv.hub.set_urls(urls)              # subscribe on join, unsubscribe on leave
 tokens = await kv.token_ids(model, payload, kind, engine_urls)
@@ -8,8 +11,9 @@ await kv.close()
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -19,6 +23,7 @@ from .index import KVIndex
 from .metrics import IndexCollector, KVMetrics
 from .subscriber import KVEventHub
 from .tokenize import direct_token_ids, engine_token_ids, tokenize_body
+from .tokenizer_guard import TokenizerGuard
 
 if TYPE_CHECKING:
     from ..config import KVEvents
@@ -27,7 +32,14 @@ TOKENIZE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 
 class KVRouting:
-    def __init__(self, settings: KVEvents, session: aiohttp.ClientSession, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        settings: KVEvents,
+        session: aiohttp.ClientSession,
+        registry: CollectorRegistry,
+        draw: Callable[[], float] = random.random,
+    ) -> None:
+        """``draw``: uniform in [0, 1), which picks the requests the tokenizer guard checks again."""
         self.settings = settings
         self.index = KVIndex(settings.index_capacity, settings.stale_after)
         self.metrics = KVMetrics(registry)
@@ -52,6 +64,9 @@ class KVRouting:
         for outcome in ("ok", "failed"):
             # Series exist from 0 before the first call: one born at its first sample shows no rate.
             self.tokenize_seconds.labels(outcome)
+        self.guard = (
+            TokenizerGuard(settings.local_tokenizer, session, registry, draw) if settings.tokenizer == "local" else None
+        )
 
     async def token_ids(
         self, model: str, payload: Mapping[str, Any], kind: str, engines: Sequence[str]
@@ -59,6 +74,11 @@ class KVRouting:
         direct = direct_token_ids(payload, kind)
         if direct is not None:
             return direct
+        local = await self.guard.ids(model, payload, kind) if self.guard is not None else None
+        if local is not None and local.trusted:
+            assert self.guard is not None
+            self.guard.sample(model, payload, kind, local.ids, engines)
+            return local.ids
         body = tokenize_body(model, payload, kind)
         if body is None or not engines:
             return None
@@ -68,7 +88,11 @@ class KVRouting:
             self._session, engines[self._turn % len(engines)], body, self.settings.tokenize_timeout
         )
         self.tokenize_seconds.labels("ok" if tokens is not None else "failed").observe(time.perf_counter() - started)
+        if local is not None and self.guard is not None:
+            self.guard.record(model, local.ids, tokens)  # on probation: the engine's answer checks ours
         return tokens
 
     async def close(self) -> None:
+        if self.guard is not None:
+            await self.guard.close()
         await self.hub.close()

@@ -1,7 +1,8 @@
 """Scorer ``precise_prefix``: prefer the replica that *reports* holding the longest prefix of the prompt.
 
 The engines publish which KV blocks they store and evict (``kvcache/``); the scheduler gives the
-request its token ids (the engine's ``/tokenize``) and this scorer computes the block hashes the
+request its token ids (the gateway's own tokenizer, checked against the engine's ``/tokenize``, or
+that ``/tokenize``) and this scorer computes the block hashes the
 engine computes (``kvcache.blocks``), so the match is exact, block by block, per replica:
 
     score = leading blocks the replica holds / blocks in the prompt     (0 for a stale view)

@@ -3,8 +3,9 @@
 What runs is the container the fleet generator writes into a catalogued model's engine Deployment
 (``inferstack_fleet.manifests.adapter_sync``, taken from ``manifests.deployment``'s output): its
 command, args and env, with ``ADAPTERS_DIR`` moved to a temporary directory and ``SYNC_SECONDS`` cut
-to 0 (60 in the SIGTERM test). S3 is moto (``moto_server``, local, plain HTTP) holding the catalog's adapters where the
-catalog says they are (tiny-model LoRA adapters from ``inferstack_engine.tinylora``).
+to 0 (left at 60 in the SIGTERM test). S3 is moto (``moto_server``, local, plain HTTP) holding the
+catalog's adapters where the catalog says they are (tiny-model LoRA adapters from
+``inferstack_engine.tinylora``).
 
 As in the pod: the script is PID 1 of its own PID namespace (PID 1 ignores a SIGTERM it does not
 trap), in its own mount namespace whose ``/tmp`` is its own directory (the pod's ``adapter-sync-tmp``
@@ -14,8 +15,9 @@ not root (CI's runner).
 
 The AWS CLI is version 1 (``awscli`` from PyPI, requirements/fleet.txt). The image runs version 2
 (``public.ecr.aws/aws-cli/aws-cli``), which is not on PyPI. ``aws s3 sync SRC DST --delete
---only-show-errors`` and its exit status behave the same in both for what is asserted here. Not
-covered: real S3, Pod Identity credentials, the v2 image itself (its shell, ``test``, ``find``).
+--exact-timestamps --only-show-errors`` and its exit status behave the same in both for what is
+asserted here. Not covered: real S3, Pod Identity credentials, the v2 image itself (its shell,
+``test``, ``find``).
 
 Between the CLI and moto sits a relay that can refuse S3: closed, it answers every request with S3's
 403 AccessDenied at once (what a pod whose role lost the bucket gets). An unreachable endpoint would
@@ -57,9 +59,9 @@ from inferstack_fleet import generate, manifests
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-# No pause between syncs: each `aws` run spends 2-3 s importing on this machine already.
+# No pause between syncs: each `aws` run spends 1-3 s importing itself on this machine already.
 SYNC_SECONDS = 0
-# Generous: 2 cores shared with other suites, and each `aws` run spends about a second importing.
+# Generous: 2 cores shared with other suites; a wait here is a few syncs.
 DEADLINE = 60.0
 Obj = dict[str, Any]
 
@@ -352,6 +354,13 @@ class Pod:
         return {str(p.relative_to(self.adapters)): p.read_bytes() for p in self.adapters.rglob("*") if p.is_file()}
 
 
+def cli_version() -> str:
+    """The AWS CLI the test runs, from its installed metadata (running `aws --version` costs seconds)."""
+    aws = Path(tool("aws", "`make install` installs requirements/fleet.txt (awscli)")).resolve()
+    found = sorted(aws.parent.parent.glob("lib/python*/site-packages/awscli-*.dist-info"))
+    return f"{aws}: " + (found[-1].name.removesuffix(".dist-info").replace("-", " ") if found else "version unknown")
+
+
 def aws_env(pod_env: dict[str, str], endpoint: str) -> dict[str, str]:
     """The container's env plus what the pod gets from elsewhere: credentials (Pod Identity there;
     moto accepts any) and the endpoint; the CLI from requirements/fleet.txt first on PATH."""
@@ -430,12 +439,17 @@ def test_the_sidecar_mirrors_the_adapters_as_its_probes_say(
 ) -> None:
     assert model.lora is not None
     uri = model.lora.adapters_uri
+    drafts = {v: f"{uri}draft-bot/{v}/" for v in ("v1", "v2", "v3")}
+    built = {v: tinylora.build(workdir / "built" / f"draft-bot@{v}", seed=tinylora.seed_for(v)) for v in drafts}
+    for version in ("v1", "v2"):
+        s3.put_adapter(drafts[version], built[version])
     gate = S3Gate(int(s3.url.rsplit(":", 1)[1]))
     try:
         with run_pod(container, gate, workdir) as pod:
-            print(f"{model.name}: {uri}; CLI {pod.run(['aws', '--version']).stdout.strip()} (v1: v2 is not on PyPI)")
+            print(f"{model.name}: {uri}; {cli_version()} (v1: the image's v2 is not on PyPI)")
             # S3 refuses: no good sync yet, so neither the startup nor the readiness probe passes.
-            pod.failed_twice()
+            before = pod.failures()
+            wait_for("a failed sync", lambda: pod.alive() and pod.failures() > before)
             assert pod.marker() is None and pod.files() == {}
             assert pod.probe("startupProbe") != 0 and pod.probe("readinessProbe") != 0
 
@@ -447,32 +461,27 @@ def test_the_sidecar_mirrors_the_adapters_as_its_probes_say(
             print(f"startup probe passed {took:.1f} s after S3 answered")
             fetched = pod.inodes()
 
-            # New adapters reach the disk by the end of the first sync that starts after their upload
-            # (the second good sync after it: the first may have listed S3 before it). And nothing
-            # already there is fetched again.
-            drafts = {v: f"{uri}draft-bot/{v}/" for v in ("v1", "v2")}
-            built = {v: tinylora.build(workdir / "built" / f"draft-bot@{v}", seed=tinylora.seed_for(v)) for v in drafts}
-            uploaded = time.time_ns()
-            for version, source in drafts.items():
-                s3.put_adapter(source, built[version])
-            pod.synced_after(pod.synced_after(uploaded))
-            print(f"added: on disk {(time.time_ns() - uploaded) / 1e9:.1f} s after the upload")
-            assert pod.files() == s3.objects(uri) and (pod.adapters / "draft-bot/v2/adapter_config.json").is_file()
-            assert pod.inodes().items() >= fetched.items(), "unchanged objects were fetched again"
-
-            # Deleted from S3, deleted from the disk (--delete; `s3 sync` leaves the emptied directory).
-            # And weights overwritten in S3 by others of the same size are fetched again.
+            # S3 changes: an adapter added, one deleted, weights overwritten by others of the same size.
+            # By the end of the first sync that starts after the change (the second good sync after it:
+            # the first may have listed S3 before it) the disk is S3 again: the new adapter there, the
+            # deleted one gone (--delete; `s3 sync` leaves its emptied directory), the new weights
+            # fetched (--exact-timestamps); and nothing else fetched again.
             weights = "draft-bot/v2/" + tinylora.WEIGHTS_FILE
             rebuilt = tinylora.build(workdir / "built" / "draft-bot@v2-again", seed=tinylora.seed_for("v2") + 1)
-            rebuilt_weights = (rebuilt / tinylora.WEIGHTS_FILE).read_bytes()
-            assert len(rebuilt_weights) == len(pod.files()[weights]) and rebuilt_weights != pod.files()[weights]
+            new_weights = (rebuilt / tinylora.WEIGHTS_FILE).read_bytes()
+            assert len(new_weights) == len(pod.files()[weights]) and new_weights != pod.files()[weights]
             changed = time.time_ns()
+            s3.put_adapter(drafts["v3"], built["v3"])
             s3.delete_prefix(drafts["v1"])
-            s3.client.put_object(Bucket=s3.bucket, Key=s3.key(uri) + weights, Body=rebuilt_weights)
+            s3.client.put_object(Bucket=s3.bucket, Key=s3.key(uri) + weights, Body=new_weights)
             pod.synced_after(pod.synced_after(changed))
+            print(f"S3 changed: the disk followed {(time.time_ns() - changed) / 1e9:.1f} s later")
             assert pod.files() == s3.objects(uri)
-            assert pod.files()[weights] == rebuilt_weights
+            assert (pod.adapters / "draft-bot/v3" / tinylora.CONFIG_FILE).is_file()
             assert not any(p.is_file() for p in (pod.adapters / "draft-bot/v1").rglob("*"))
+            assert pod.files()[weights] == new_weights
+            unchanged = {k: v for k, v in fetched.items() if not k.startswith(("draft-bot/v1/", weights))}
+            assert pod.inodes().items() >= unchanged.items(), "unchanged objects were fetched again"
 
             # S3 refuses again: failed syncs leave the files and do not refresh the marker, so after
             # 15 minutes of them (the marker is aged here instead) the liveness probe fails, and the
@@ -542,11 +551,11 @@ def gateway_view(catalog: fleet_catalog.Catalog, workdir: Path) -> gateway_catal
 
 @pytest.fixture(scope="module")
 def synced(container: Obj, s3: S3, workdir: Path) -> Iterator[Pod]:
-    """A sidecar past its startup probe, S3 open."""
+    """A sidecar past its startup probe, S3 open, syncing every 60 s as generated (so it is idle)."""
     gate = S3Gate(int(s3.url.rsplit(":", 1)[1]))
     gate.open = True
     try:
-        with run_pod(container, gate, workdir) as pod:
+        with run_pod(container, gate, workdir, sync_seconds=None) as pod:
             wait_for("the startup probe passing", lambda: pod.alive() and pod.probe("startupProbe") == 0)
             yield pod
     finally:

@@ -41,10 +41,13 @@ ADAPTERS_DIR = "/adapters"
 ADAPTER_SYNC_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.22.0"
 ADAPTER_SYNC_SECONDS = 60
 # sh as PID 1 ignores SIGTERM: trap it, and sleep in the background so the trap runs at once.
+# --exact-timestamps: by default `s3 sync` skips a same-sized object unless the local copy is newer,
+# so an object overwritten in S3 (an adapter's weights keep their size) would never reach a pod that
+# has the old one. The CLI sets each local file's mtime to the object's, so nothing is fetched twice.
 _SYNC_SCRIPT = """\
 trap 'exit 0' TERM
 while true; do
-  if aws s3 sync "$ADAPTERS_S3_URI" "$ADAPTERS_DIR" --delete --only-show-errors; then
+  if aws s3 sync "$ADAPTERS_S3_URI" "$ADAPTERS_DIR" --delete --exact-timestamps --only-show-errors; then
     touch /tmp/synced
   fi
   sleep "$SYNC_SECONDS" & wait $!

@@ -1,5 +1,5 @@
 """Settings of the gateway-side tokenizer (``INFERSTACK_KV_EVENTS__LOCAL_TOKENIZER__*``): a value object of
-``KVEvents`` in config.py, kept here so config.py does not grow; pydantic only, nothing of the gateway."""
+``KVEvents`` (config/routing.py), kept beside the tokenizer it configures; pydantic only, nothing of the gateway."""
 
 from __future__ import annotations
 

@@ -95,3 +95,25 @@ def test_the_image_declares_the_contract_ports_and_entrypoint(gateway_image: str
     assert config["Entrypoint"] == ["inferstack"] and config["Cmd"] == ["serve"]
     assert config["User"] == "10001:10001"
     assert "/healthz" in " ".join(image["Healthcheck"]["Test"]), "HEALTHCHECK kept (built with --format docker)"
+
+
+def test_the_image_tokenizes_as_the_gateway_does_outside_it(gateway_image: str) -> None:
+    """The local tokenizer's native and template dependencies (tokenizers, jinja2) work in the image:
+    the tiny model's files, mounted as a deployment mounts them, give the same chat ids inside as here."""
+    from inferstack.kvcache.local_tokenizer import LocalTokenizer
+    from inferstack_engine import DEFAULT_MODEL_DIR, tinymodel_build
+
+    model_dir = tinymodel_build(DEFAULT_MODEL_DIR)
+    chat = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "héllo, wörld"}]}
+    expected = LocalTokenizer.load(model_dir).token_ids(chat, "chat")
+    assert expected, "the tiny model's template renders this chat here"
+    probe = (
+        "import json, pathlib, sys; from inferstack.kvcache.local_tokenizer import LocalTokenizer;"
+        " t = LocalTokenizer.load(pathlib.Path('/tokenizer'));"
+        " print(json.dumps(t.token_ids(json.loads(sys.argv[1]), 'chat')))"
+    )
+    result = podman(
+        *("run", "--rm", "--no-healthcheck", "--read-only", "--entrypoint", "python"),
+        *("--volume", f"{model_dir}:/tokenizer:ro", gateway_image, "-c", probe, json.dumps(chat)),
+    )
+    assert json.loads(result.stdout) == expected

@@ -11,11 +11,9 @@ caught by the guard on its first check and switched off, the engine's ids taking
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import shutil
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -28,16 +26,13 @@ from prometheus_client import CollectorRegistry
 import inferstack_devstack as devstack
 from inferstack.config import KVEvents
 from inferstack.kvcache.blocks import prompt_block_hashes
-from inferstack.kvcache.index import KVIndex
 from inferstack.kvcache.local_tokenizer import LocalTokenizer
-from inferstack.kvcache.metrics import KVMetrics
 from inferstack.kvcache.service import KVRouting
 from inferstack.kvcache.settings import LocalTokenizerSettings
-from inferstack.kvcache.subscriber import KVEventHub
-from inferstack.kvcache.tokenize import engine_token_ids, tokenize_body
 from inferstack_devstack import kv_events_endpoint
 
 from ..waiting import until
+from .kv_engine import engine_ids, generate, live_index
 from .test_real_vllm import scrape
 
 pytestmark = pytest.mark.vllm
@@ -98,51 +93,22 @@ def cases(rng: random.Random) -> dict[str, tuple[str, dict[str, Any]]]:
     }
 
 
-async def generate(session: aiohttp.ClientSession, url: str, kind: str, payload: dict[str, Any]) -> None:
-    path = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
-    async with session.post(url + path, json={"model": "tiny-llama", "max_tokens": 1, **payload}) as resp:
-        assert resp.status == 200, await resp.text()
-
-
-async def engine_ids(session: aiohttp.ClientSession, url: str, kind: str, payload: dict[str, Any]) -> list[int]:
-    body = tokenize_body("tiny-llama", payload, kind)
-    assert body is not None
-    tokens = await engine_token_ids(session, url, body, 30)
-    assert tokens is not None
-    return tokens
-
-
 async def test_local_ids_are_the_engines_and_hash_to_its_published_blocks(vllm_engine: str, run_dir: Path) -> None:
     rng = random.Random(15)
     tok = LocalTokenizer.load(devstack.DEFAULT_MODEL_DIR)
-    index = KVIndex()
-    hub = KVEventHub(
-        index, KVMetrics(CollectorRegistry()), endpoints={vllm_engine: kv_events_endpoint(run_dir, vllm_engine)}
-    )
-    try:
-        async with aiohttp.ClientSession() as session:
-            hub.set_urls([vllm_engine])
-            end = time.monotonic() + 60
-            while index.block_size(vllm_engine) is None:  # ZMQ drops what precedes the subscription
-                assert time.monotonic() < end, "no KV events from the engine within 60 s"
-                await generate(session, vllm_engine, "completions", {"prompt": text(rng, 300)})
-                await asyncio.sleep(0.2)
-            block_size = index.block_size(vllm_engine)
-            assert block_size is not None
-            for name, (kind, payload) in cases(rng).items():
-                ours = tok.token_ids(payload, kind)
-                assert ours is not None, f"{name}: refused"
-                assert ours == await engine_ids(session, vllm_engine, kind, payload), name
-                hashes = prompt_block_hashes(ours, block_size)
-                assert len(hashes) >= 2, f"{name}: the prompt should span several {block_size}-token blocks"
-                await generate(session, vllm_engine, kind, payload)
-                await until(
-                    lambda hashes=hashes: index.match(hashes, [vllm_engine])[vllm_engine] == len(hashes),
-                    f"{name}: the engine to publish the {len(hashes)} blocks of the local ids",
-                    within=30.0,
-                )
-    finally:
-        await hub.close()
+    async with live_index(vllm_engine, run_dir, lambda: text(rng, 300)) as (session, index, block_size):
+        for name, (kind, payload) in cases(rng).items():
+            ours = tok.token_ids(payload, kind)
+            assert ours is not None, f"{name}: refused"
+            assert ours == await engine_ids(session, vllm_engine, kind, payload), name
+            hashes = prompt_block_hashes(ours, block_size)
+            assert len(hashes) >= 2, f"{name}: the prompt should span several {block_size}-token blocks"
+            await generate(session, vllm_engine, kind, payload)
+            await until(
+                lambda hashes=hashes: index.match(hashes, [vllm_engine])[vllm_engine] == len(hashes),
+                f"{name}: the engine to publish the {len(hashes)} blocks of the local ids",
+                within=30.0,
+            )
 
 
 async def test_random_conversations_tokenize_as_the_engine_does(vllm_engine: str) -> None:

@@ -184,3 +184,33 @@ async def test_a_full_wait_queue_refuses_at_once_and_counts_it() -> None:
         waiter.cancel()
         await asyncio.gather(waiter, return_exceptions=True)
         await cluster.close()
+
+
+async def test_a_freed_slot_skips_a_waiter_for_an_adapter_of_a_base_the_replica_does_not_serve() -> None:
+    # Two replicas of two bases, each with an adapter loaded on demand; both full, each adapter's
+    # request held. A slot on the replica of "m" must go to the request for "m"'s adapter, not be
+    # spent waking the one for "b"'s adapter, which that replica cannot serve.
+    settings = Settings(upstreams=[], max_in_flight_per_replica=1, queue_timeout=60)
+    metrics = GatewayMetrics()
+    async with aiohttp.ClientSession() as session:
+        cluster = Cluster(settings, session, metrics)
+        cluster.adapter_bases.update({"lora-b": "b", "lora-m": "m"})  # the other base's adapter first
+        r_m = cluster.endpoints["http://rm"] = Endpoint("http://rm", frozenset({"m"}), healthy=True)
+        r_b = cluster.endpoints["http://rb"] = Endpoint("http://rb", frozenset({"b"}), healthy=True)
+        holds = HoldQueue(settings, cluster, metrics)
+        holds.occupy("m", (await holds.room("m"))[0])
+        holds.occupy("b", (await holds.room("b"))[0])
+        for_b = asyncio.create_task(holds.room("lora-b"))
+        for_m = asyncio.create_task(holds.room("lora-m"))
+        await held(metrics, 1, "lora-b")
+        await held(metrics, 1, "lora-m")
+        assert cluster.served(r_m) == ["m", "lora-m"]
+        holds.release("m", r_m)
+        # Served now, not when the queue timeout (60 s) or a cluster change would wake it.
+        async with asyncio.timeout(5):
+            assert await for_m == [r_m]
+        assert not for_b.done()
+        holds.release("b", r_b)
+        async with asyncio.timeout(5):
+            assert await for_b == [r_b]
+        await cluster.close()

@@ -4,6 +4,7 @@ freed it first, else of another model the replica serves), and demand counts hel
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -176,8 +177,13 @@ async def test_a_full_wait_queue_refuses_at_once_and_counts_it() -> None:
         holds.occupy("m", (await holds.room("m"))[0])
         waiter = asyncio.create_task(holds.room("m"))
         await held(metrics, 1)
-        with pytest.raises(RateLimitError):
+        with pytest.raises(RateLimitError) as refused:
             await holds.room("m")
+        # What the client reads in the 429 (and when to retry).
+        assert (refused.value.message, refused.value.retry_after) == (
+            "The gateway's wait queue is full; retry later.",
+            1,
+        )
         assert (
             metrics.registry.get_sample_value("inferstack_rate_limited_total", {"tenant": "all", "limit": "queue"}) == 1
         )
@@ -213,4 +219,51 @@ async def test_a_freed_slot_skips_a_waiter_for_an_adapter_of_a_base_the_replica_
         holds.release("b", r_b)
         async with asyncio.timeout(5):
             assert await for_b == [r_b]
+        await cluster.close()
+
+
+async def test_a_held_request_woken_without_a_slot_waits_out_its_whole_queue_timeout() -> None:
+    # A cluster change wakes every held request; one that finds no slot waits again for what is left
+    # of queue_timeout, and is refused only once all of it has passed. The time passing is the subject
+    # here: the wake comes after 0.6 s of the 1.5 s, so less than a second is left when it comes.
+    settings = Settings(upstreams=[], max_in_flight_per_replica=1, queue_timeout=1.5)
+    metrics = GatewayMetrics()
+    async with aiohttp.ClientSession() as session:
+        cluster = Cluster(settings, session, metrics)
+        cluster.endpoints["http://r0"] = Endpoint("http://r0", frozenset({"m"}), healthy=True)
+        holds = HoldQueue(settings, cluster, metrics)
+        holds.occupy("m", (await holds.room("m"))[0])
+        started = time.monotonic()
+        waiter = asyncio.create_task(holds.room("m"))
+        await held(metrics, 1)
+        await asyncio.sleep(0.6)
+        cluster.set_urls(cluster.endpoints)  # nothing changes, but the waiters are woken to look again
+        with pytest.raises(RateLimitError):
+            await waiter
+        assert time.monotonic() - started >= 1.5
+        await cluster.close()
+
+
+async def test_a_newcomer_that_finds_a_slot_free_wakes_the_head_of_the_queue() -> None:
+    # A slot can come free with no wake-up of the queue: here an ejection ends in a cluster that runs
+    # no health checker (the gateway's checker would also wake the queue then). The next request to
+    # arrive sees the free slot and wakes the head, which takes it; the newcomer stays behind.
+    settings = Settings(upstreams=[], max_in_flight_per_replica=1, queue_timeout=60, hold_timeout=60)
+    metrics = GatewayMetrics()
+    async with aiohttp.ClientSession() as session:
+        cluster = Cluster(settings, session, metrics)
+        r0 = cluster.endpoints["http://r0"] = Endpoint("http://r0", frozenset({"m"}), healthy=True)
+        r0.ejected_until = time.monotonic() + 0.3
+        holds = HoldQueue(settings, cluster, metrics)
+        head = asyncio.create_task(holds.room("m"))
+        await held(metrics, 1)
+        await asyncio.sleep(0.3)  # the time the ejection lasts: it passes, and nothing is told
+        newcomer = asyncio.create_task(holds.room("m"))
+        async with asyncio.timeout(5):
+            assert await head == [r0]
+        holds.occupy("m", r0)
+        assert not newcomer.done()
+        holds.release("m", r0)
+        async with asyncio.timeout(5):
+            assert await newcomer == [r0]
         await cluster.close()

@@ -267,3 +267,37 @@ async def test_a_newcomer_that_finds_a_slot_free_wakes_the_head_of_the_queue() -
         async with asyncio.timeout(5):
             assert await newcomer == [r0]
         await cluster.close()
+
+
+async def test_the_wait_queue_bound_counts_only_the_requests_held_now() -> None:
+    # max_held_requests bounds the requests waiting at once, not those ever held: one held and served
+    # leaves room for the next; one held now leaves none.
+    settings = Settings(upstreams=[], max_in_flight_per_replica=1, max_held_requests=1, queue_timeout=60)
+    metrics = GatewayMetrics()
+    async with aiohttp.ClientSession() as session:
+        cluster = Cluster(settings, session, metrics)
+        r0 = cluster.endpoints["http://r0"] = Endpoint("http://r0", frozenset({"m"}), healthy=True)
+        holds = HoldQueue(settings, cluster, metrics)
+        holds.occupy("m", (await holds.room("m"))[0])
+        for _ in range(2):
+            waiter = asyncio.create_task(holds.room("m"))
+            await held(metrics, 1)
+            holds.release("m", r0)
+            async with asyncio.timeout(5):
+                holds.occupy("m", (await waiter)[0])
+        waiter = asyncio.create_task(holds.room("m"))
+        await held(metrics, 1)
+        with pytest.raises(RateLimitError, match="wait queue is full"):
+            async with asyncio.timeout(5):  # at once, not after the queue timeout
+                await holds.room("m")
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        # The queue's gauges have series for the model it served, and for nothing else.
+        models = {
+            s.labels["model"]
+            for m in metrics.registry.collect()
+            if m.name == "inferstack_held_requests"
+            for s in m.samples
+        }
+        assert models == {"m"}
+        await cluster.close()

@@ -238,9 +238,14 @@ async def test_a_held_request_woken_without_a_slot_waits_out_its_whole_queue_tim
         await held(metrics, 1)
         await asyncio.sleep(0.6)
         cluster.set_urls(cluster.endpoints)  # nothing changes, but the waiters are woken to look again
-        with pytest.raises(RateLimitError):
+        with pytest.raises(RateLimitError) as refused:
             await waiter
         assert time.monotonic() - started >= 1.5
+        # What the client reads in the 429: the replicas are there but full; retry after the queue timeout.
+        assert (refused.value.message, refused.value.retry_after) == (
+            "Every replica serving 'm' is at capacity; retry later.",
+            1.5,
+        )
         await cluster.close()
 
 
@@ -301,3 +306,19 @@ async def test_the_wait_queue_bound_counts_only_the_requests_held_now() -> None:
         }
         assert models == {"m"}
         await cluster.close()
+
+
+async def test_a_woken_head_that_leaves_before_taking_the_slot_passes_it_to_the_next(
+    one_slot: tuple[HoldQueue, Endpoint, GatewayMetrics],
+) -> None:
+    holds, endpoint, metrics = one_slot
+    holds.occupy("m", (await holds.room("m"))[0])
+    first = asyncio.create_task(holds.room("m"))
+    await held(metrics, 1)
+    second = asyncio.create_task(holds.room("m"))
+    await held(metrics, 2)
+    holds.release("m", endpoint)  # wakes the head...
+    first.cancel()  # ...whose client leaves before it runs: the slot is the next request's
+    async with asyncio.timeout(5):  # now, not after the queue timeout (10 s)
+        assert await second == [endpoint]
+    assert first.cancelled()

@@ -93,6 +93,10 @@ class Replica:
         self.reset()
 
     def reset(self) -> None:
+        self.hang = asyncio.Event()
+        self.hang.set()  # cleared: /health and /v1/models do not answer
+        self.raw: bytes | None = None  # /v1/models answers these bytes instead
+        self.checks = 0
         self.health = 200
         self.models_status = 200
         self.models: Any = {"object": "list", "data": [{"id": "m", "root": "/weights/m"}]}
@@ -101,9 +105,14 @@ class Replica:
         app = web.Application()
 
         async def health(_: web.Request) -> web.Response:
+            self.checks += 1
+            await self.hang.wait()
             return web.Response(status=self.health)
 
         async def models(_: web.Request) -> web.Response:
+            await self.hang.wait()
+            if self.raw is not None:
+                return web.Response(body=self.raw, content_type="application/json")
             return web.json_response(self.models, status=self.models_status)
 
         app.router.add_get("/health", health)
@@ -136,7 +145,13 @@ async def test_a_check_learns_the_models_and_cards_and_an_unhealthy_answer_takes
     assert "m" in c.known_models and c.revision("m") == "/weights/m" and c.revision("other") == ""
     assert c.model_cards() == [{"id": "m", "root": "/weights/m"}]
     assert replicas(metrics, "m", "ready") == 1
-    for broken in ({"health": 503}, {"models_status": 500}, {"models": {"data": []}}, {"models": {"data": "x"}}):
+    for broken in (
+        {"health": 503},
+        {"models_status": 500},
+        {"models": {"data": []}},
+        {"models": {"data": "x"}},
+        {"raw": b"not json"},
+    ):
         changed = c.changed()
         for name, value in broken.items():
             setattr(server, name, value)
@@ -163,6 +178,39 @@ async def test_a_check_that_changes_nothing_wakes_nobody_and_a_new_model_does(
     await c.check(e)
     assert changed.done() and e.models == {"m", "n"} and {"m", "n"} <= c.known_models
     assert [card["id"] for card in c.model_cards()] == ["m", "n"]
+    assert c.revision("m") == ""  # a card without a root: no revision, not a made-up one
+
+
+async def test_a_replica_that_does_not_answer_its_check_in_time_is_unhealthy(replica: tuple[Replica, str]) -> None:
+    server, url = replica
+    settings = Settings(upstreams=[], health={"timeout": 0.2})
+    async with aiohttp.ClientSession() as session:
+        c = Cluster(settings, session, GatewayMetrics())
+        e = c.endpoints[url] = Endpoint(url)
+        await c.check(e)
+        assert e.healthy
+        server.hang.clear()
+        async with asyncio.timeout(5):  # health.timeout (0.2 s), not never
+            await c.check(e)
+        assert not e.healthy
+        server.hang.set()
+        await c.close()
+
+
+async def test_a_removed_replica_is_no_longer_checked(replica: tuple[Replica, str]) -> None:
+    server, url = replica
+    settings = Settings(upstreams=[], health={"interval": 0.05})
+    async with aiohttp.ClientSession() as session:
+        c = Cluster(settings, session, GatewayMetrics())
+        c.set_urls([url])
+        async with asyncio.timeout(5):
+            while server.checks < 2:  # checked again and again while it is a member
+                await asyncio.sleep(0.01)
+        c.set_urls([])
+        checks = server.checks
+        await asyncio.sleep(0.3)  # six intervals: the time in which a leftover checker would check again
+        assert server.checks <= checks + 1  # at most one sent before the removal, answered after it
+        await c.close()
 
 
 async def test_membership_follows_discovery_and_a_removed_replica_is_forgotten(

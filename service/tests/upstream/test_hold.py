@@ -322,3 +322,15 @@ async def test_a_woken_head_that_leaves_before_taking_the_slot_passes_it_to_the_
     async with asyncio.timeout(5):  # now, not after the queue timeout (10 s)
         assert await second == [endpoint]
     assert first.cancelled()
+
+
+async def test_a_declared_model_has_its_gauges_at_zero_before_its_first_request() -> None:
+    # The autoscaler reads these series from the start: a model with no request yet has none in flight.
+    settings = Settings(upstreams=[], models=["declared"])
+    metrics = GatewayMetrics()
+    async with aiohttp.ClientSession() as session:
+        cluster = Cluster(settings, session, metrics)
+        HoldQueue(settings, cluster, metrics)
+        assert (in_flight(metrics, "declared"), demand(metrics, "declared")) == (0, 0)
+        assert metrics.registry.get_sample_value("inferstack_held_requests", {"model": "declared"}) == 0
+        await cluster.close()

@@ -4,8 +4,10 @@ freed it first, else of another model the replica serves), and demand counts hel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -44,10 +46,32 @@ async def base_and_adapter() -> AsyncIterator[tuple[HoldQueue, Endpoint, Gateway
         await cluster.close()
 
 
+@contextlib.asynccontextmanager
+async def one_replica(**settings: Any) -> AsyncIterator[tuple[HoldQueue, Cluster, Endpoint, GatewayMetrics]]:
+    """A cluster of one healthy replica "http://r0" of model "m" taking one request at a time."""
+    s = Settings(upstreams=[], max_in_flight_per_replica=1, **settings)
+    metrics = GatewayMetrics()
+    async with aiohttp.ClientSession() as session:
+        cluster = Cluster(s, session, metrics)
+        r0 = cluster.endpoints["http://r0"] = Endpoint("http://r0", frozenset({"m"}), healthy=True)
+        yield HoldQueue(s, cluster, metrics), cluster, r0, metrics
+        await cluster.close()
+
+
 async def held(metrics: GatewayMetrics, count: int, model: str = "m") -> None:
     async with asyncio.timeout(5):
         while metrics.registry.get_sample_value("inferstack_held_requests", {"model": model}) != count:
             await asyncio.sleep(0)
+
+
+async def fill_and_hold(holds: HoldQueue, metrics: GatewayMetrics, waiting: int) -> list[asyncio.Task[list[Endpoint]]]:
+    """Take the one slot of model "m", then hold ``waiting`` requests for it, in order."""
+    holds.occupy("m", (await holds.room("m"))[0])
+    tasks = []
+    for i in range(waiting):
+        tasks.append(asyncio.create_task(holds.room("m")))
+        await held(metrics, i + 1)
+    return tasks
 
 
 def demand(metrics: GatewayMetrics, model: str) -> float | None:
@@ -94,9 +118,7 @@ async def test_a_slot_freed_while_others_wait_is_not_taken_by_a_retry(
     one_slot: tuple[HoldQueue, Endpoint, GatewayMetrics],
 ) -> None:
     holds, endpoint, metrics = one_slot
-    holds.occupy("m", (await holds.room("m"))[0])
-    waiter = asyncio.create_task(holds.room("m"))
-    await held(metrics, 1)
+    (waiter,) = await fill_and_hold(holds, metrics, 1)
     holds.release("m", endpoint)  # wakes the waiter, which has not run yet
     assert await holds.room("m", wait=False) == []
     assert await waiter == [endpoint]
@@ -168,12 +190,7 @@ async def test_demand_counts_every_request_in_flight_and_every_held_one(
 
 
 async def test_a_full_wait_queue_refuses_at_once_and_counts_it() -> None:
-    settings = Settings(upstreams=[], max_in_flight_per_replica=1, max_held_requests=1, queue_timeout=60)
-    metrics = GatewayMetrics()
-    async with aiohttp.ClientSession() as session:
-        cluster = Cluster(settings, session, metrics)
-        cluster.endpoints["http://r0"] = Endpoint("http://r0", frozenset({"m"}), healthy=True)
-        holds = HoldQueue(settings, cluster, metrics)
+    async with one_replica(max_held_requests=1, queue_timeout=60) as (holds, _, _, metrics):
         holds.occupy("m", (await holds.room("m"))[0])
         waiter = asyncio.create_task(holds.room("m"))
         await held(metrics, 1)
@@ -189,7 +206,6 @@ async def test_a_full_wait_queue_refuses_at_once_and_counts_it() -> None:
         )
         waiter.cancel()
         await asyncio.gather(waiter, return_exceptions=True)
-        await cluster.close()
 
 
 async def test_a_freed_slot_skips_a_waiter_for_an_adapter_of_a_base_the_replica_does_not_serve() -> None:
@@ -226,12 +242,7 @@ async def test_a_held_request_woken_without_a_slot_waits_out_its_whole_queue_tim
     # A cluster change wakes every held request; one that finds no slot waits again for what is left
     # of queue_timeout, and is refused only once all of it has passed. The time passing is the subject
     # here: the wake comes after 0.6 s of the 1.5 s, so less than a second is left when it comes.
-    settings = Settings(upstreams=[], max_in_flight_per_replica=1, queue_timeout=1.5)
-    metrics = GatewayMetrics()
-    async with aiohttp.ClientSession() as session:
-        cluster = Cluster(settings, session, metrics)
-        cluster.endpoints["http://r0"] = Endpoint("http://r0", frozenset({"m"}), healthy=True)
-        holds = HoldQueue(settings, cluster, metrics)
+    async with one_replica(queue_timeout=1.5) as (holds, cluster, _, metrics):
         holds.occupy("m", (await holds.room("m"))[0])
         started = time.monotonic()
         waiter = asyncio.create_task(holds.room("m"))
@@ -246,20 +257,14 @@ async def test_a_held_request_woken_without_a_slot_waits_out_its_whole_queue_tim
             "Every replica serving 'm' is at capacity; retry later.",
             1.5,
         )
-        await cluster.close()
 
 
 async def test_a_newcomer_that_finds_a_slot_free_wakes_the_head_of_the_queue() -> None:
     # A slot can come free with no wake-up of the queue: here an ejection ends in a cluster that runs
     # no health checker (the gateway's checker would also wake the queue then). The next request to
     # arrive sees the free slot and wakes the head, which takes it; the newcomer stays behind.
-    settings = Settings(upstreams=[], max_in_flight_per_replica=1, queue_timeout=60, hold_timeout=60)
-    metrics = GatewayMetrics()
-    async with aiohttp.ClientSession() as session:
-        cluster = Cluster(settings, session, metrics)
-        r0 = cluster.endpoints["http://r0"] = Endpoint("http://r0", frozenset({"m"}), healthy=True)
+    async with one_replica(queue_timeout=60, hold_timeout=60) as (holds, _, r0, metrics):
         r0.ejected_until = time.monotonic() + 0.3
-        holds = HoldQueue(settings, cluster, metrics)
         head = asyncio.create_task(holds.room("m"))
         await held(metrics, 1)
         await asyncio.sleep(0.3)  # the time the ejection lasts: it passes, and nothing is told
@@ -271,18 +276,12 @@ async def test_a_newcomer_that_finds_a_slot_free_wakes_the_head_of_the_queue() -
         holds.release("m", r0)
         async with asyncio.timeout(5):
             assert await newcomer == [r0]
-        await cluster.close()
 
 
 async def test_the_wait_queue_bound_counts_only_the_requests_held_now() -> None:
     # max_held_requests bounds the requests waiting at once, not those ever held: one held and served
     # leaves room for the next; one held now leaves none.
-    settings = Settings(upstreams=[], max_in_flight_per_replica=1, max_held_requests=1, queue_timeout=60)
-    metrics = GatewayMetrics()
-    async with aiohttp.ClientSession() as session:
-        cluster = Cluster(settings, session, metrics)
-        r0 = cluster.endpoints["http://r0"] = Endpoint("http://r0", frozenset({"m"}), healthy=True)
-        holds = HoldQueue(settings, cluster, metrics)
+    async with one_replica(max_held_requests=1, queue_timeout=60) as (holds, _, r0, metrics):
         holds.occupy("m", (await holds.room("m"))[0])
         for _ in range(2):
             waiter = asyncio.create_task(holds.room("m"))
@@ -305,18 +304,13 @@ async def test_the_wait_queue_bound_counts_only_the_requests_held_now() -> None:
             for s in m.samples
         }
         assert models == {"m"}
-        await cluster.close()
 
 
 async def test_a_woken_head_that_leaves_before_taking_the_slot_passes_it_to_the_next(
     one_slot: tuple[HoldQueue, Endpoint, GatewayMetrics],
 ) -> None:
     holds, endpoint, metrics = one_slot
-    holds.occupy("m", (await holds.room("m"))[0])
-    first = asyncio.create_task(holds.room("m"))
-    await held(metrics, 1)
-    second = asyncio.create_task(holds.room("m"))
-    await held(metrics, 2)
+    first, second = await fill_and_hold(holds, metrics, 2)
     holds.release("m", endpoint)  # wakes the head...
     first.cancel()  # ...whose client leaves before it runs: the slot is the next request's
     async with asyncio.timeout(5):  # now, not after the queue timeout (10 s)

@@ -101,6 +101,11 @@ async def test_a_cached_stream_carries_the_usage_chunk_only_when_asked() -> None
         usage_events = [e for e in sse_events(asked.content) if b'"usage":{' in e]
         assert len(usage_events) == 1
         assert orjson.loads(usage_events[0][6:])["usage"] == miss.json()["usage"]
+        # A chat answer is replayed as chat chunks carrying the stored text (not as completion chunks).
+        chunks = [orjson.loads(e[6:]) for e in sse_events(plain.content) if e != b"data: [DONE]\n\n"]
+        assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+        assert text == miss.json()["choices"][0]["message"]["content"]
 
 
 async def test_session_routing_sticks_by_the_user_field() -> None:

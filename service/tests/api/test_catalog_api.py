@@ -73,6 +73,15 @@ async def test_aliases_and_adapters_resolve_before_the_engine(tmp_path: Path) ->
         assert sent[1:].count("sql-bot@v3") > 20
 
 
+async def test_a_version_asked_for_by_its_served_name_is_sent_as_it_is(tmp_path: Path) -> None:
+    # A client may pin an adapter version (or name any model an engine serves): not an alias, so the
+    # catalog resolves nothing and the name goes to the engine unchanged.
+    async with gateway_with_catalog(tmp_path, CATALOG) as (url, engine), httpx.AsyncClient(base_url=url) as client:
+        resp = await client.post("/v1/completions", json={"model": "sql-bot@v4", "prompt": "x", "max_tokens": 2})
+        assert resp.status_code == 200, resp.text
+        assert await sent_models(client, engine) == ["sql-bot@v4"]
+
+
 @pytest.mark.parametrize("model", ["sql-bot-v9", "sql-bot@v5"])
 async def test_unknown_adapter_is_404_and_no_engine_sees_it(tmp_path: Path, model: str) -> None:
     async with gateway_with_catalog(tmp_path, CATALOG) as (url, engine), httpx.AsyncClient(base_url=url) as client:

@@ -82,8 +82,10 @@ async def test_a_request_is_logged_with_its_stream_flag_and_a_duration_within_th
     assert line["stream"] is False
     # The engine's 50 ms before its first token are in it; the client's own time around it is not.
     assert 0.05 <= line["duration_ms"] / 1000 <= elapsed
-    seconds = metric(text, "inferstack_request_duration_seconds_sum", endpoint="chat")
+    seconds = metric(text, "inferstack_request_duration_seconds_sum", endpoint="chat", model="fake-model")
     assert 0.05 <= seconds <= elapsed
+    # Counted once, under the request's model (the dashboards' per-model rate and latency).
+    assert metric(text, "inferstack_requests_total", endpoint="chat", model="fake-model", status="200") == 1
 
 
 async def test_errors_are_logged_by_their_code_or_else_their_type(caplog: pytest.LogCaptureFixture) -> None:

@@ -24,4 +24,6 @@ def test_no_vllm_metrics_gives_no_load() -> None:
 def test_stale_scrapes_steer_nothing() -> None:
     endpoint = Endpoint("http://e", load=EngineLoad(1, 1, 0.1, at=10.0))
     assert endpoint.fresh_load(now=11.0, max_age=3.0) is not None
+    # "Older than load_max_age steers nothing": exactly that old still steers (13.0 - 10.0 is exact).
+    assert endpoint.fresh_load(now=13.0, max_age=3.0) is not None
     assert endpoint.fresh_load(now=13.5, max_age=3.0) is None

@@ -1,0 +1,244 @@
+"""The cluster: membership, active health checks against real HTTP servers, the replica gauges, and
+what an ejection does (its log line, its metric, the waiters it wakes)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from inferstack.config import OutlierDetection, Settings
+from inferstack.metrics.gateway import GatewayMetrics
+from inferstack.upstream.cluster import Cluster
+from inferstack.upstream.endpoint import Endpoint
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[tuple[Cluster, GatewayMetrics]]:
+    settings = Settings(
+        upstreams=[],
+        models=["declared"],
+        outlier=OutlierDetection(consecutive_failures=2, base_ejection=30, max_ejected_percent=100),
+    )
+    metrics = GatewayMetrics()
+    async with aiohttp.ClientSession() as session:
+        c = Cluster(settings, session, metrics)
+        yield c, metrics
+        await c.close()
+
+
+def replicas(metrics: GatewayMetrics, model: str, state: str) -> float | None:
+    return metrics.registry.get_sample_value("inferstack_upstream_replicas", {"model": model, "state": state})
+
+
+async def test_an_ejection_is_logged_counted_per_model_and_wakes_waiters(
+    cluster: tuple[Cluster, GatewayMetrics], caplog: pytest.LogCaptureFixture
+) -> None:
+    c, metrics = cluster
+    a = c.endpoints["http://a"] = Endpoint("http://a", frozenset({"m", "n"}), healthy=True)
+    c.endpoints["http://b"] = Endpoint("http://b", frozenset({"m"}), healthy=True)
+    c.record_failure(a, "m")
+    changed = c.changed()
+    assert not changed.done()
+    with caplog.at_level(logging.WARNING, logger="inferstack.upstream"):
+        c.record_failure(a, "m")
+    assert changed.done()  # a request held for capacity looks again
+    assert [e.url for e in c.candidates("m")] == ["http://b"]
+    for model in ("m", "n"):
+        assert metrics.registry.get_sample_value("inferstack_upstream_ejections_total", {"model": model}) == 1
+    assert (replicas(metrics, "m", "ready"), replicas(metrics, "m", "ejected")) == (1, 1)
+    assert (replicas(metrics, "n", "ready"), replicas(metrics, "n", "ejected")) == (0, 1)
+    (record,) = [r for r in caplog.records if r.name == "inferstack.upstream"]
+    assert (record.levelno, record.getMessage()) == (logging.WARNING, "replica ejected")
+    assert (record.__dict__["upstream"], record.__dict__["ejections"]) == ("http://a", 1)
+    seconds = record.__dict__["seconds"]
+    assert isinstance(seconds, float) and 29 <= seconds <= 30 and seconds == round(seconds, 1)
+
+
+async def test_a_success_resets_the_failure_count_only_through_the_cluster(
+    cluster: tuple[Cluster, GatewayMetrics],
+) -> None:
+    c, _ = cluster
+    a = c.endpoints["http://a"] = Endpoint("http://a", frozenset({"m"}), healthy=True)
+    c.record_failure(a, "m")
+    c.record_success(a)
+    c.record_failure(a, "m")
+    assert a.available(0) and a.ejections == 0  # one failure in a row, not two
+    c.record_failure(a, "m")
+    assert a.ejections == 1
+
+
+async def test_the_replica_gauges_count_declared_models_and_skip_unhealthy_replicas(
+    cluster: tuple[Cluster, GatewayMetrics],
+) -> None:
+    c, metrics = cluster
+    c.endpoints["http://a"] = Endpoint("http://a", frozenset({"m"}), healthy=True)
+    c.endpoints["http://b"] = Endpoint("http://b", frozenset({"m"}), healthy=False)
+    c.endpoints["http://c"] = Endpoint("http://c", frozenset({"m"}), healthy=True, ejected_until=1e12)
+    c.set_urls([*c.endpoints])  # no change of membership: the gauges are published
+    assert (replicas(metrics, "m", "ready"), replicas(metrics, "m", "ejected")) == (1, 1)
+    # A declared model no replica serves yet has its series, at zero (the autoscaler reads them).
+    assert (replicas(metrics, "declared", "ready"), replicas(metrics, "declared", "ejected")) == (0, 0)
+
+
+class Replica:
+    """A real HTTP server standing in for an engine's /health and /v1/models, changed between checks."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.hang = asyncio.Event()
+        self.hang.set()  # cleared: /health and /v1/models do not answer
+        self.raw: bytes | None = None  # /v1/models answers these bytes instead
+        self.checks = 0
+        self.health = 200
+        self.models_status = 200
+        self.models: Any = {"object": "list", "data": [{"id": "m", "root": "/weights/m"}]}
+
+    async def serve(self) -> AsyncIterator[str]:
+        app = web.Application()
+
+        async def health(_: web.Request) -> web.Response:
+            self.checks += 1
+            await self.hang.wait()
+            return web.Response(status=self.health)
+
+        async def models(_: web.Request) -> web.Response:
+            await self.hang.wait()
+            if self.raw is not None:
+                return web.Response(body=self.raw, content_type="application/json")
+            return web.json_response(self.models, status=self.models_status)
+
+        app.router.add_get("/health", health)
+        app.router.add_get("/v1/models", models)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+        finally:
+            await runner.cleanup()
+
+
+@pytest.fixture
+async def replica() -> AsyncIterator[tuple[Replica, str]]:
+    r = Replica()
+    async for url in r.serve():
+        yield r, url
+
+
+async def test_a_check_learns_the_models_and_cards_and_an_unhealthy_answer_takes_the_replica_out(
+    cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str]
+) -> None:
+    c, metrics = cluster
+    server, url = replica
+    e = c.endpoints[url] = Endpoint(url)  # no health-check task: the test checks by hand
+    await c.check(e)
+    assert e.healthy and e.models == {"m"} and c.candidates("m") == [e] and c.ready()
+    assert "m" in c.known_models and c.revision("m") == "/weights/m" and c.revision("other") == ""
+    assert c.model_cards() == [{"id": "m", "root": "/weights/m"}]
+    assert replicas(metrics, "m", "ready") == 1
+    for broken in (
+        {"health": 503},
+        {"models_status": 500},
+        {"models": {"data": []}},
+        {"models": {"data": "x"}},
+        {"raw": b"not json"},
+    ):
+        changed = c.changed()
+        for name, value in broken.items():
+            setattr(server, name, value)
+        await c.check(e)
+        assert not e.healthy and c.candidates("m") == [] and not c.ready(), broken
+        assert changed.done() and replicas(metrics, "m", "ready") == 0, broken
+        assert c.model_cards() == []  # an unavailable replica's cards are not listed
+        server.reset()
+        await c.check(e)
+        assert e.healthy, broken
+
+
+async def test_a_check_that_changes_nothing_wakes_nobody_and_a_new_model_does(
+    cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str]
+) -> None:
+    c, _ = cluster
+    server, url = replica
+    e = c.endpoints[url] = Endpoint(url)
+    await c.check(e)
+    changed = c.changed()
+    await c.check(e)
+    assert not changed.done()
+    server.models = {"data": [{"id": "m"}, {"id": "n", "root": "/weights/n"}, {"no": "id"}]}
+    await c.check(e)
+    assert changed.done() and e.models == {"m", "n"} and {"m", "n"} <= c.known_models
+    assert [card["id"] for card in c.model_cards()] == ["m", "n"]
+    assert c.revision("m") == ""  # a card without a root: no revision, not a made-up one
+
+
+async def test_a_replica_that_does_not_answer_its_check_in_time_is_unhealthy(replica: tuple[Replica, str]) -> None:
+    server, url = replica
+    settings = Settings(upstreams=[], health={"timeout": 0.2})
+    async with aiohttp.ClientSession() as session:
+        c = Cluster(settings, session, GatewayMetrics())
+        e = c.endpoints[url] = Endpoint(url)
+        await c.check(e)
+        assert e.healthy
+        server.hang.clear()
+        async with asyncio.timeout(5):  # health.timeout (0.2 s), not never
+            await c.check(e)
+        assert not e.healthy
+        server.hang.set()
+        await c.close()
+
+
+async def test_a_removed_replica_is_no_longer_checked(replica: tuple[Replica, str]) -> None:
+    server, url = replica
+    settings = Settings(upstreams=[], health={"interval": 0.05})
+    async with aiohttp.ClientSession() as session:
+        c = Cluster(settings, session, GatewayMetrics())
+        c.set_urls([url])
+        async with asyncio.timeout(5):
+            while server.checks < 2:  # checked again and again while it is a member
+                await asyncio.sleep(0.01)
+        c.set_urls([])
+        checks = server.checks
+        await asyncio.sleep(0.3)  # six intervals: the time in which a leftover checker would check again
+        assert server.checks <= checks + 1  # at most one sent before the removal, answered after it
+        await c.close()
+
+
+async def test_membership_follows_discovery_and_a_removed_replica_is_forgotten(
+    cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str]
+) -> None:
+    c, _ = cluster
+    _, url = replica
+    changed = c.changed()
+    c.set_urls([url + "/"])  # the same replica, however discovery spells it
+    assert list(c.endpoints) == [url] and changed.done()
+    e = c.endpoints[url]
+    # The health-check task started with it: the replica becomes a candidate without a hand check.
+    async with asyncio.timeout(5):
+        while not c.candidates("m"):
+            await asyncio.sleep(0.01)
+    changed = c.changed()
+    c.set_urls([])
+    assert c.endpoints == {} and changed.done() and c.candidates("m") == [] and e.healthy
+
+
+async def test_an_adapter_loaded_on_demand_is_served_by_every_replica_of_its_base(
+    cluster: tuple[Cluster, GatewayMetrics],
+) -> None:
+    c, _ = cluster
+    c.adapter_bases.update({"lora": "m", "other": "b"})
+    a = c.endpoints["http://a"] = Endpoint("http://a", frozenset({"m"}), healthy=True)
+    listed = c.endpoints["http://l"] = Endpoint("http://l", frozenset({"m", "lora"}), healthy=True)
+    c.endpoints["http://b"] = Endpoint("http://b", frozenset({"b"}), healthy=True)
+    assert c.candidates("lora") == [a, listed] and c.candidates("nothing") == []
+    assert c.served(a) == ["m", "lora"]
+    assert sorted(c.served(listed)) == ["lora", "m"]  # listed once, not also as loadable

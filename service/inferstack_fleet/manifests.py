@@ -53,6 +53,64 @@ while true; do
   sleep "$SYNC_SECONDS" & wait $!
 done
 """
+# The gateway tokenizes requests itself (issue 14, precise_prefix) from each model's tokenizer files,
+# which sit next to the weights under the model's weights URI. An init container copies only those
+# (never weights) into an emptyDir, one directory per model, before the gateway starts: the gateway
+# loads tokenizers once, at start, and a revision's files never change (a new revision is a new
+# manifest, so a new rollout). Best effort: a model whose files do not arrive is tokenized by its
+# engines, as before, and inferstack_kv_tokenizer_local says so (the alert InferstackLocalTokenizerFallback).
+TOKENIZER_DIR = "/etc/inferstack/tokenizers"
+# What kvcache/local_tokenizer.py reads, and what it checks for to refuse a model (a processor's chat
+# template, which vLLM would prefer): without them the gateway would render another template than
+# the engine. special_tokens_map.json is not read there but is the tokenizer's too (small).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "processor_config.json",
+    "preprocessor_config.json",
+)
+TOKENIZER_SYNC_ATTEMPTS = 3
+# Each model is synced to a directory of its own beside the target and renamed into place once
+# complete: the gateway sees all of a model's files or none (half of them would render another
+# template). MODELS_BUCKET, when set (k8s/scripts/aws-cluster-values.sh sets the cluster's), replaces
+# the bucket of every URI, as the engines' MODEL_S3_URI is rewritten. Exit 0 whatever happens: a
+# gateway without a tokenizer still serves (its engines tokenize), one that does not start does not.
+_TOKENIZER_SYNC_SCRIPT = """\
+includes=""
+for f in $TOKENIZER_FILES; do includes="$includes --include $f"; done
+printf '%s\\n' "$TOKENIZER_SOURCES" | while read -r model uri; do
+  [ -n "$model" ] || continue
+  if [ -n "${MODELS_BUCKET:-}" ]; then
+    rest="${uri#s3://}"
+    uri="s3://$MODELS_BUCKET/${rest#*/}"
+  fi
+  staging="$TOKENIZER_DIR/.$model.partial"
+  attempt=1
+  while :; do
+    rm -rf "$staging"
+    # shellcheck disable=SC2086 # $includes is a list of options
+    if aws s3 sync "$uri" "$staging" --exclude '*' $includes --only-show-errors; then
+      rm -rf "${TOKENIZER_DIR:?}/$model"
+      mv "$staging" "$TOKENIZER_DIR/$model"
+      echo "tokenizer-sync: $model: $(ls "$TOKENIZER_DIR/$model" | tr '\\n' ' ')from $uri"
+      break
+    fi
+    if [ "$attempt" -ge "$ATTEMPTS" ]; then
+      rm -rf "$staging"
+      echo "tokenizer-sync: $model: no files from $uri after $attempt attempts: its engines tokenize"
+      break
+    fi
+    attempt=$((attempt + 1))
+    sleep "$RETRY_SECONDS"
+  done
+done
+exit 0
+"""
+
+
 # The template's way of naming the fetch in the init container (before the image's entrypoint
 # streamed weights itself); replaced by the model's URI.
 _FETCH_SOURCE = "s3://${MODELS_BUCKET}/models/${MODEL_DIR}/"
@@ -162,6 +220,54 @@ def adapter_sync(model: Model) -> Obj:
         "volumeMounts": [
             {"name": "adapters", "mountPath": ADAPTERS_DIR},
             {"name": "adapter-sync-tmp", "mountPath": "/tmp"},
+        ],
+    }
+
+
+def tokenizer_models(models: list[Model]) -> list[Model]:
+    """The models the gateway tokenizes: text generation only (embedding requests are not routed by
+    prefix; vLLM's pooling runner tokenizes them itself)."""
+    return sorted((m for m in models if m.task == "generate"), key=lambda m: m.name)
+
+
+def tokenizer_dirs(models: list[Model]) -> dict[str, str]:
+    """INFERSTACK_KV_EVENTS__LOCAL_TOKENIZER__DIRS: where the init container puts each model's files."""
+    return {m.name: f"{TOKENIZER_DIR}/{m.name}" for m in tokenizer_models(models)}
+
+
+def tokenizer_sync(models: list[Model]) -> Obj:
+    """The gateway's init container copying each generating model's tokenizer files from its weights URI."""
+    sources = "".join(f"{m.name} {m.source.weights_uri}\n" for m in tokenizer_models(models))
+    return {
+        "name": "tokenizer-sync",
+        "image": ADAPTER_SYNC_IMAGE,  # the AWS CLI image the engines' adapter-sync runs (one mirror)
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["/bin/sh", "-c"],
+        "args": [_TOKENIZER_SYNC_SCRIPT],
+        "env": [
+            {"name": "TOKENIZER_SOURCES", "value": sources},
+            {"name": "TOKENIZER_FILES", "value": " ".join(TOKENIZER_FILES)},
+            {"name": "TOKENIZER_DIR", "value": TOKENIZER_DIR},
+            # Empty: the URIs as catalogued. aws-cluster-values.sh sets the cluster's model bucket.
+            {"name": "MODELS_BUCKET", "value": ""},
+            {"name": "ATTEMPTS", "value": str(TOKENIZER_SYNC_ATTEMPTS)},
+            {"name": "RETRY_SECONDS", "value": "5"},
+            {"name": "HOME", "value": "/tmp"},  # the CLI's cache; the root filesystem is read-only
+            # A dead endpoint costs seconds, not the CLI's default minute per attempt.
+            {"name": "AWS_MAX_ATTEMPTS", "value": "3"},
+        ],
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "128Mi"},
+            "limits": {"cpu": "500m", "memory": "512Mi"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "tokenizers", "mountPath": TOKENIZER_DIR},
+            {"name": "tokenizer-sync-tmp", "mountPath": "/tmp"},
         ],
     }
 

@@ -90,7 +90,7 @@ printf '%s\\n' "$TOKENIZER_SOURCES" | while read -r model uri; do
   staging="$TOKENIZER_DIR/.$model.partial"
   attempt=1
   while :; do
-    rm -rf "$staging"
+    rm -rf "$staging" && mkdir -p "$staging"
     # shellcheck disable=SC2086 # $includes is a list of options
     if aws s3 sync "$uri" "$staging" --exclude '*' $includes --only-show-errors; then
       rm -rf "${TOKENIZER_DIR:?}/$model"

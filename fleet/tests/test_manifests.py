@@ -322,3 +322,17 @@ def test_the_gateway_copies_every_file_its_tokenizer_reads_or_refuses() -> None:
     named = set(re.findall(r'"([a-z_]+\.(?:json|jinja))"', source))
     assert named >= {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}, named
     assert named <= set(manifests.TOKENIZER_FILES), sorted(named - set(manifests.TOKENIZER_FILES))
+
+
+def test_the_tokenizer_copy_names_keys_and_refuses_a_second_bucket(catalog: fleet_catalog.Catalog) -> None:
+    """The bucket is one env var the cluster values replace; a generating model in another bucket would
+    escape that rewrite (as an engine's would), so the generator says so instead of writing it."""
+    generating = [m for m in catalog.models if m.task == "generate"]
+    env = {v["name"]: v["value"] for v in manifests.tokenizer_sync(list(catalog.models))["env"]}
+    assert "s3://" not in env["TOKENIZER_SOURCES"]
+    assert {line.split()[0] for line in env["TOKENIZER_SOURCES"].splitlines()} == {m.name for m in generating}
+    moved = generating[0].model_copy(
+        update={"source": fleet_catalog.Source(uri="s3://another-bucket/models/x", revision="r1")}
+    )
+    with pytest.raises(manifests.TemplateError, match="several buckets"):
+        manifests.tokenizer_sync([moved, *generating[1:]])

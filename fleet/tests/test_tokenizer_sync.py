@@ -123,6 +123,10 @@ def workdir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def key(uri: str) -> str:
+    return uri.removeprefix("s3://").partition("/")[2]
+
+
 @dataclass
 class Bucket:
     url: str
@@ -130,10 +134,9 @@ class Bucket:
 
     def put_dir(self, uri: str, source: Path) -> None:
         """``source``'s files below ``uri``'s key, in CLUSTER_BUCKET (whatever bucket ``uri`` names)."""
-        key = uri.removeprefix("s3://").partition("/")[2]
         for path in sorted(p for p in source.rglob("*") if p.is_file()):
             body = path.read_bytes()
-            self.client.put_object(Bucket=CLUSTER_BUCKET, Key=key + str(path.relative_to(source)), Body=body)
+            self.client.put_object(Bucket=CLUSTER_BUCKET, Key=key(uri) + str(path.relative_to(source)), Body=body)
 
 
 @pytest.fixture(scope="module")
@@ -273,8 +276,8 @@ async def test_a_model_without_tokenizer_files_is_left_to_its_engines(
     bare = models[0]
     revision = fleet_catalog.Source(uri=bare.source.uri, revision="weights-only")
     s3.put_dir(revision.weights_uri, weights_only)
-    others = "".join(f"{m.name} {m.source.weights_uri}\n" for m in models[1:])
-    sources = f"{bare.name} {revision.weights_uri}\n{others}"
+    sources = "".join(f"{m.name} {key(m.source.weights_uri)}\n" for m in models[1:])
+    sources = f"{bare.name} {key(revision.weights_uri)}\n{sources}"
     target = workdir / "bare" / "tokenizers"
     target.parent.mkdir()
     proc = run_init(container, target, s3.url, TOKENIZER_SOURCES=sources)

@@ -75,18 +75,16 @@ TOKENIZER_FILES = (
 TOKENIZER_SYNC_ATTEMPTS = 3
 # Each model is synced to a directory of its own beside the target and renamed into place once
 # complete: the gateway sees all of a model's files or none (half of them would render another
-# template). MODELS_BUCKET, when set (k8s/scripts/aws-cluster-values.sh sets the cluster's), replaces
-# the bucket of every URI, as the engines' MODEL_S3_URI is rewritten. Exit 0 whatever happens: a
-# gateway without a tokenizer still serves (its engines tokenize), one that does not start does not.
+# template). TOKENIZER_SOURCES names keys, MODELS_BUCKET the bucket (k8s/scripts/aws-cluster-values.sh
+# sets the cluster's, as it rewrites the engines' MODEL_S3_URI): no bucket name hides in the list.
+# Exit 0 whatever happens: a gateway without a tokenizer still serves (its engines tokenize), one
+# that does not start does not.
 _TOKENIZER_SYNC_SCRIPT = """\
 includes=""
 for f in $TOKENIZER_FILES; do includes="$includes --include $f"; done
-printf '%s\\n' "$TOKENIZER_SOURCES" | while read -r model uri; do
+printf '%s\\n' "$TOKENIZER_SOURCES" | while read -r model key; do
   [ -n "$model" ] || continue
-  if [ -n "${MODELS_BUCKET:-}" ]; then
-    rest="${uri#s3://}"
-    uri="s3://$MODELS_BUCKET/${rest#*/}"
-  fi
+  uri="s3://$MODELS_BUCKET/$key"
   staging="$TOKENIZER_DIR/.$model.partial"
   attempt=1
   while :; do
@@ -237,7 +235,12 @@ def tokenizer_dirs(models: list[Model]) -> dict[str, str]:
 
 def tokenizer_sync(models: list[Model]) -> Obj:
     """The gateway's init container copying each generating model's tokenizer files from its weights URI."""
-    sources = "".join(f"{m.name} {m.source.weights_uri}\n" for m in tokenizer_models(models))
+    chosen = tokenizer_models(models)
+    buckets = {m.source.weights_uri.removeprefix("s3://").partition("/")[0] for m in chosen}
+    if len(buckets) > 1:
+        # As the cluster values do for the engines: one model bucket per cluster.
+        raise TemplateError(f"the generating models' weights are in several buckets ({sorted(buckets)}): use one")
+    sources = "".join(f"{m.name} {m.source.weights_uri.removeprefix('s3://').partition('/')[2]}\n" for m in chosen)
     return {
         "name": "tokenizer-sync",
         "image": ADAPTER_SYNC_IMAGE,  # the AWS CLI image the engines' adapter-sync runs (one mirror)
@@ -248,8 +251,8 @@ def tokenizer_sync(models: list[Model]) -> Obj:
             {"name": "TOKENIZER_SOURCES", "value": sources},
             {"name": "TOKENIZER_FILES", "value": " ".join(TOKENIZER_FILES)},
             {"name": "TOKENIZER_DIR", "value": TOKENIZER_DIR},
-            # Empty: the URIs as catalogued. aws-cluster-values.sh sets the cluster's model bucket.
-            {"name": "MODELS_BUCKET", "value": ""},
+            # The catalog's bucket; aws-cluster-values.sh sets the cluster's.
+            {"name": "MODELS_BUCKET", "value": "".join(buckets)},
             {"name": "ATTEMPTS", "value": str(TOKENIZER_SYNC_ATTEMPTS)},
             {"name": "RETRY_SECONDS", "value": "5"},
             {"name": "HOME", "value": "/tmp"},  # the CLI's cache; the root filesystem is read-only

@@ -181,31 +181,39 @@ def adapter_sync(model: Model) -> Obj:
     shared ``adapters`` volume every minute. Its startup probe passes after the first complete sync,
     and the engine container starts only then: a load the gateway sends finds the files."""
     assert model.lora is not None
+    env = [
+        {"name": "ADAPTERS_S3_URI", "value": model.lora.adapters_uri},
+        {"name": "ADAPTERS_DIR", "value": ADAPTERS_DIR},
+        {"name": "SYNC_SECONDS", "value": str(ADAPTER_SYNC_SECONDS)},
+    ]
+    mounts = [{"name": "adapters", "mountPath": ADAPTERS_DIR}, {"name": "adapter-sync-tmp", "mountPath": "/tmp"}]
+    container = _aws_cli("adapter-sync", _SYNC_SCRIPT, env, mounts)
+    container["restartPolicy"] = "Always"
+    container["startupProbe"] = {
+        "exec": {"command": ["test", "-f", "/tmp/synced"]},
+        "periodSeconds": 5,
+        "failureThreshold": 120,
+    }
+    # Restarted if syncs stop succeeding for long: the marker is refreshed on every good sync.
+    container["livenessProbe"] = {
+        "exec": {"command": ["/bin/sh", "-c", 'test -n "$(find /tmp/synced -mmin -15)"']},
+        "periodSeconds": 60,
+        "failureThreshold": 3,
+    }
+    container["readinessProbe"] = {"exec": {"command": ["test", "-f", "/tmp/synced"]}, "periodSeconds": 30}
+    return container
+
+
+def _aws_cli(name: str, script: str, env: list[Obj], mounts: list[Obj]) -> Obj:
+    """A container running ``script`` with the AWS CLI image, restricted, HOME on its /tmp mount."""
     return {
-        "name": "adapter-sync",
+        "name": name,
         "image": ADAPTER_SYNC_IMAGE,
         "imagePullPolicy": "IfNotPresent",
-        "restartPolicy": "Always",
         "command": ["/bin/sh", "-c"],
-        "args": [_SYNC_SCRIPT],
-        "env": [
-            {"name": "ADAPTERS_S3_URI", "value": model.lora.adapters_uri},
-            {"name": "ADAPTERS_DIR", "value": ADAPTERS_DIR},
-            {"name": "SYNC_SECONDS", "value": str(ADAPTER_SYNC_SECONDS)},
-            {"name": "HOME", "value": "/tmp"},  # the CLI's cache; the root filesystem is read-only
-        ],
-        "startupProbe": {
-            "exec": {"command": ["test", "-f", "/tmp/synced"]},
-            "periodSeconds": 5,
-            "failureThreshold": 120,
-        },
-        # Restarted if syncs stop succeeding for long: the marker is refreshed on every good sync.
-        "livenessProbe": {
-            "exec": {"command": ["/bin/sh", "-c", 'test -n "$(find /tmp/synced -mmin -15)"']},
-            "periodSeconds": 60,
-            "failureThreshold": 3,
-        },
-        "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/synced"]}, "periodSeconds": 30},
+        "args": [script],
+        # HOME: the CLI's cache; the root filesystem is read-only.
+        "env": [*env, {"name": "HOME", "value": "/tmp"}],
         "resources": {
             "requests": {"cpu": "50m", "memory": "128Mi"},
             "limits": {"cpu": "500m", "memory": "512Mi"},
@@ -215,10 +223,7 @@ def adapter_sync(model: Model) -> Obj:
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": [
-            {"name": "adapters", "mountPath": ADAPTERS_DIR},
-            {"name": "adapter-sync-tmp", "mountPath": "/tmp"},
-        ],
+        "volumeMounts": mounts,
     }
 
 
@@ -241,38 +246,23 @@ def tokenizer_sync(models: list[Model]) -> Obj:
         # As the cluster values do for the engines: one model bucket per cluster.
         raise TemplateError(f"the generating models' weights are in several buckets ({sorted(buckets)}): use one")
     sources = "".join(f"{m.name} {m.source.weights_uri.removeprefix('s3://').partition('/')[2]}\n" for m in chosen)
-    return {
-        "name": "tokenizer-sync",
-        "image": ADAPTER_SYNC_IMAGE,  # the AWS CLI image the engines' adapter-sync runs (one mirror)
-        "imagePullPolicy": "IfNotPresent",
-        "command": ["/bin/sh", "-c"],
-        "args": [_TOKENIZER_SYNC_SCRIPT],
-        "env": [
-            {"name": "TOKENIZER_SOURCES", "value": sources},
-            {"name": "TOKENIZER_FILES", "value": " ".join(TOKENIZER_FILES)},
-            {"name": "TOKENIZER_DIR", "value": TOKENIZER_DIR},
-            # The catalog's bucket; aws-cluster-values.sh sets the cluster's.
-            {"name": "MODELS_BUCKET", "value": "".join(buckets)},
-            {"name": "ATTEMPTS", "value": str(TOKENIZER_SYNC_ATTEMPTS)},
-            {"name": "RETRY_SECONDS", "value": "5"},
-            {"name": "HOME", "value": "/tmp"},  # the CLI's cache; the root filesystem is read-only
-            # A dead endpoint costs seconds, not the CLI's default minute per attempt.
-            {"name": "AWS_MAX_ATTEMPTS", "value": "3"},
-        ],
-        "resources": {
-            "requests": {"cpu": "50m", "memory": "128Mi"},
-            "limits": {"cpu": "500m", "memory": "512Mi"},
-        },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
-        "volumeMounts": [
-            {"name": "tokenizers", "mountPath": TOKENIZER_DIR},
-            {"name": "tokenizer-sync-tmp", "mountPath": "/tmp"},
-        ],
-    }
+    env = [
+        {"name": "TOKENIZER_SOURCES", "value": sources},
+        {"name": "TOKENIZER_FILES", "value": " ".join(TOKENIZER_FILES)},
+        {"name": "TOKENIZER_DIR", "value": TOKENIZER_DIR},
+        # The catalog's bucket; aws-cluster-values.sh sets the cluster's.
+        {"name": "MODELS_BUCKET", "value": "".join(buckets)},
+        {"name": "ATTEMPTS", "value": str(TOKENIZER_SYNC_ATTEMPTS)},
+        {"name": "RETRY_SECONDS", "value": "5"},
+        # A dead endpoint costs seconds, not the CLI's default minute per attempt.
+        {"name": "AWS_MAX_ATTEMPTS", "value": "3"},
+    ]
+    mounts = [
+        {"name": "tokenizers", "mountPath": TOKENIZER_DIR},
+        {"name": "tokenizer-sync-tmp", "mountPath": "/tmp"},
+    ]
+    # The AWS CLI image the engines' adapter-sync runs (one mirror for both).
+    return _aws_cli("tokenizer-sync", _TOKENIZER_SYNC_SCRIPT, env, mounts)
 
 
 def _serve_adapters(pod_spec: Obj, vllm: Obj, model: Model) -> None:

@@ -1,8 +1,8 @@
 # Read-only access for engine pods (namespace/service account below) through EKS Pod Identity.
 
-resource "aws_iam_role" "engine" {
-  name = "${var.cluster_name}-engine"
-  assume_role_policy = jsonencode({
+locals {
+  # Roles that pods assume through EKS Pod Identity (engines and gateways).
+  pod_identity_trust = jsonencode({
     Version = "2012-10-17"
     Statement = [{
       Effect    = "Allow"
@@ -10,7 +10,12 @@ resource "aws_iam_role" "engine" {
       Action    = ["sts:AssumeRole", "sts:TagSession"]
     }]
   })
-  tags = var.tags
+}
+
+resource "aws_iam_role" "engine" {
+  name               = "${var.cluster_name}-engine"
+  assume_role_policy = local.pod_identity_trust
+  tags               = var.tags
 }
 
 resource "aws_iam_role_policy" "engine_read_models" {

@@ -4,16 +4,9 @@
 # never needs the weights, and a gateway pod faces the internet.
 
 resource "aws_iam_role" "gateway" {
-  name = "${var.cluster_name}-gateway"
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Principal = { Service = "pods.eks.amazonaws.com" }
-      Action    = ["sts:AssumeRole", "sts:TagSession"]
-    }]
-  })
-  tags = var.tags
+  name               = "${var.cluster_name}-gateway"
+  assume_role_policy = local.pod_identity_trust
+  tags               = var.tags
 }
 
 resource "aws_iam_role_policy" "gateway_read_tokenizers" {

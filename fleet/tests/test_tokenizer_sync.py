@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,10 +151,14 @@ def s3() -> Iterator[Bucket]:
         yield Bucket(url, client)
 
 
+def env_of(container: Obj) -> dict[str, str]:
+    return {v["name"]: v["value"] for v in container["env"]}
+
+
 def run_init(container: Obj, target: Path, endpoint: str, **override: str) -> subprocess.CompletedProcess[str]:
     """The init container's command with its env (TOKENIZER_DIR moved to ``target``, an empty directory
     as the emptyDir starts), MODELS_BUCKET the other account's; its exit status and log."""
-    env = {v["name"]: v["value"] for v in container["env"]}
+    env = env_of(container)
     env |= {"TOKENIZER_DIR": str(target), "MODELS_BUCKET": CLUSTER_BUCKET, **override}
     home = Path(tempfile.mkdtemp(prefix="home-", dir=target.parent))
     env["HOME"] = str(home)  # the pod's tokenizer-sync-tmp
@@ -250,13 +256,47 @@ async def test_s3_refusing_leaves_no_files_and_the_pod_starts(
         gate.close()
     print(proc.stdout)
     assert proc.returncode == 0, proc.stderr
-    attempts = next(v["value"] for v in container["env"] if v["name"] == "ATTEMPTS")
+    attempts = env_of(container)["ATTEMPTS"]
     for model in dirs:
         assert f"tokenizer-sync: {model}: no files from s3://{CLUSTER_BUCKET}/" in proc.stdout
         assert f"after {attempts} attempts: its engines tokenize" in proc.stdout
     assert list(target.iterdir()) == []
     loaded, gauge = await guard_of(dirs, target)
     assert loaded == [] and gauge == dict.fromkeys(dirs, 0.0)
+
+
+def test_s3_hanging_delays_the_gateway_a_bounded_time(
+    container: Obj, dirs: dict[str, str], models: list[fleet_catalog.Model], workdir: Path
+) -> None:
+    """An endpoint that accepts connections and never answers (S3 hanging): each CLI call gives up after
+    AWS_MAX_ATTEMPTS read timeouts, no attempt starts after DEADLINE_SECONDS, and the container exits 0
+    with nothing copied. Timeouts cut to 1 s and the deadline to 3 s here (generated: 10 s and 60 s)."""
+    hanging = socket.create_server(("127.0.0.1", 0), backlog=64)  # the kernel completes handshakes
+    port = int(hanging.getsockname()[1])
+    target = workdir / "hanging" / "tokenizers"
+    target.parent.mkdir()
+    started = time.monotonic()
+    try:
+        proc = run_init(
+            container, target, f"http://127.0.0.1:{port}",
+            S3_TIMEOUT_SECONDS="1", DEADLINE_SECONDS="3", RETRY_SECONDS="0",
+        )  # fmt: skip
+    finally:
+        hanging.close()
+    took = time.monotonic() - started
+    retries = int(env_of(container)["AWS_MAX_ATTEMPTS"])
+    print(f"S3 hanging: exit {proc.returncode} after {took:.1f} s\n{proc.stdout}")
+    assert proc.returncode == 0, proc.stderr
+    assert list(target.iterdir()) == []
+    first, *rest = manifests.tokenizer_models(list(models))
+    assert f"tokenizer-sync: {first.name}: no files from " in proc.stdout
+    for m in rest:
+        assert f"tokenizer-sync: {m.name}: no files from s3://{CLUSTER_BUCKET}/{key(m.source.weights_uri)} after 0" in (
+            proc.stdout
+        )
+    assert proc.stdout.count("(deadline)") == len(dirs)
+    # The deadline, one attempt's CLI retries at the timeout, and the CLI's start-up (seconds here).
+    assert took < 3 + retries * 1 + 30, took
 
 
 async def test_a_model_without_tokenizer_files_is_left_to_its_engines(

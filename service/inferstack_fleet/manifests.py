@@ -73,6 +73,11 @@ TOKENIZER_FILES = (
     "preprocessor_config.json",
 )
 TOKENIZER_SYNC_ATTEMPTS = 3
+# The gateway waits for this container: with S3 hanging, no new attempt starts after DEADLINE_SECONDS,
+# and one attempt takes at most AWS_MAX_ATTEMPTS x S3_TIMEOUT_SECONDS (the CLI's own retries, each
+# with connect and read timeouts): at most 60 + 3 x 10 s.
+TOKENIZER_SYNC_DEADLINE_SECONDS = 60
+TOKENIZER_SYNC_S3_TIMEOUT_SECONDS = 10
 # Each model is synced to a directory of its own beside the target and renamed into place once
 # complete: the gateway sees all of a model's files or none (half of them would render another
 # template). TOKENIZER_SOURCES names keys, MODELS_BUCKET the bucket (k8s/scripts/aws-cluster-values.sh
@@ -82,15 +87,22 @@ TOKENIZER_SYNC_ATTEMPTS = 3
 _TOKENIZER_SYNC_SCRIPT = """\
 includes=""
 for f in $TOKENIZER_FILES; do includes="$includes --include $f"; done
+deadline=$(($(date +%s) + DEADLINE_SECONDS))
 printf '%s\\n' "$TOKENIZER_SOURCES" | while read -r model key; do
   [ -n "$model" ] || continue
   uri="s3://$MODELS_BUCKET/$key"
   staging="$TOKENIZER_DIR/.$model.partial"
-  attempt=1
+  attempt=0
   while :; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "tokenizer-sync: $model: no files from $uri after $attempt attempts: its engines tokenize (deadline)"
+      break
+    fi
+    attempt=$((attempt + 1))
     rm -rf "$staging" && mkdir -p "$staging"
     # shellcheck disable=SC2086 # $includes is a list of options
-    if aws s3 sync "$uri" "$staging" --exclude '*' $includes --only-show-errors; then
+    if aws --cli-connect-timeout "$S3_TIMEOUT_SECONDS" --cli-read-timeout "$S3_TIMEOUT_SECONDS" \\
+      s3 sync "$uri" "$staging" --exclude '*' $includes --only-show-errors; then
       rm -rf "${TOKENIZER_DIR:?}/$model"
       mv "$staging" "$TOKENIZER_DIR/$model"
       echo "tokenizer-sync: $model: $(ls "$TOKENIZER_DIR/$model" | tr '\\n' ' ')from $uri"
@@ -101,10 +113,10 @@ printf '%s\\n' "$TOKENIZER_SOURCES" | while read -r model key; do
       echo "tokenizer-sync: $model: no files from $uri after $attempt attempts: its engines tokenize"
       break
     fi
-    attempt=$((attempt + 1))
     sleep "$RETRY_SECONDS"
   done
 done
+rm -rf "$TOKENIZER_DIR"/.*.partial
 exit 0
 """
 
@@ -254,6 +266,8 @@ def tokenizer_sync(models: list[Model]) -> Obj:
         {"name": "MODELS_BUCKET", "value": "".join(buckets)},
         {"name": "ATTEMPTS", "value": str(TOKENIZER_SYNC_ATTEMPTS)},
         {"name": "RETRY_SECONDS", "value": "5"},
+        {"name": "DEADLINE_SECONDS", "value": str(TOKENIZER_SYNC_DEADLINE_SECONDS)},
+        {"name": "S3_TIMEOUT_SECONDS", "value": str(TOKENIZER_SYNC_S3_TIMEOUT_SECONDS)},
         # A dead endpoint costs seconds, not the CLI's default minute per attempt.
         {"name": "AWS_MAX_ATTEMPTS", "value": "3"},
     ]

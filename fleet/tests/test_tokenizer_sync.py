@@ -9,6 +9,9 @@ generating model's weights URI, in another bucket than the catalog's: ``MODELS_B
 ``LocalTokenizer`` and ``TokenizerGuard`` loading the directories ``INFERSTACK_KV_EVENTS__LOCAL_TOKENIZER__DIRS``
 (from the rendered ConfigMap) names, with the mount path mapped to the temporary directory.
 
+With a real vLLM (``-m vllm``): a gateway process started on the synced directory passes its checks
+against the engine's ``/tokenize`` and then tokenizes alone.
+
 Not as in the pod: the script runs under this machine's ``/bin/sh`` (dash: stricter than the image's
 bash) with the AWS CLI v1 from PyPI (the image runs v2, not on PyPI), as root on the host, not in
 namespaces of its own (an init container has no probes and no SIGTERM to handle). Not covered: real
@@ -30,10 +33,13 @@ from typing import Any
 
 import aiohttp
 import boto3
+import httpx
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
+import inferstack_devstack as devstack
 from inferstack.kvcache.local_tokenizer import LocalTokenizer
 from inferstack.kvcache.settings import LocalTokenizerSettings
 from inferstack.kvcache.tokenizer_guard import TokenizerGuard
@@ -325,3 +331,57 @@ async def test_a_model_without_tokenizer_files_is_left_to_its_engines(
     assert list(synced_dir(dirs, bare.name, target).iterdir()) == []
     loaded, gauge = await guard_of(dirs, target)
     assert sorted(loaded) == sorted(m.name for m in models[1:]) and gauge[bare.name] == 0
+
+
+@pytest.mark.vllm
+def test_a_gateway_on_the_synced_files_routes_by_its_own_ids(
+    container: Obj, dirs: dict[str, str], models: list[fleet_catalog.Model], sources: dict[str, Path],
+    workdir: Path, s3: Bucket, vllm_engine: str, run_dir: Path,
+) -> None:  # fmt: skip
+    """The gateway process itself (settings from its environment), in front of the session's real vLLM
+    serving the tiny model, with DIRS naming a directory the init container wrote: its checks agree
+    with the engine's /tokenize, and past them it tokenizes alone (the gauge the alert reads is 1).
+    The engine serves the tiny model as ``tiny-llama``, so DIRS maps that name to a catalogued
+    model's synced directory (which holds the tiny model's files)."""
+    target = workdir / "e2e" / "tokenizers"
+    target.parent.mkdir()
+    proc = run_init(container, target, s3.url)
+    assert proc.returncode == 0, proc.stderr
+    synced = synced_dir(dirs, models[0].name, target)
+    assert (synced / "tokenizer.json").is_file()
+    stack = devstack.Stack(run_dir=run_dir)
+    try:
+        env = {
+            "INFERSTACK_AUTH_ENABLED": "false",
+            "INFERSTACK_TENANCY__CACHE__ENABLED": "false",
+            "INFERSTACK_KV_EVENTS__LOCAL_TOKENIZER__CHECK_FIRST": "2",
+            "INFERSTACK_KV_EVENTS__LOCAL_TOKENIZER__CHECK_FRACTION": "0",
+            **devstack.kv_events_env(
+                {vllm_engine: devstack.kv_events_endpoint(run_dir, vllm_engine)}, {"tiny-llama": str(synced)}
+            ),
+        }
+        gateway = devstack.start_gateway(stack, [vllm_engine], env=env)
+        with httpx.Client(base_url=gateway.url, timeout=120) as client:
+            for i in range(5):
+                messages = [
+                    {"role": "system", "content": f"You keep a lighthouse on rock number {i}. " * 20},
+                    {"role": "user", "content": "Which light?"},
+                ]
+                resp = client.post(
+                    "/v1/chat/completions",
+                    headers={"x-inferstack-routing-policy": "precise_prefix"},
+                    json={"model": "tiny-llama", "max_tokens": 1, "messages": messages},
+                )
+                assert resp.status_code == 200, resp.text
+        samples = {
+            (name, tuple(sorted(labels.items()))): value
+            for family in text_string_to_metric_families(httpx.get(gateway.admin_url + "/metrics", timeout=10).text)
+            for name, labels, value, *_ in family.samples
+        }
+        model = (("model", "tiny-llama"),)
+        assert samples[("inferstack_kv_tokenizer_local", model)] == 1
+        assert samples[("inferstack_kv_tokenizer_checks_total", (*model, ("outcome", "same")))] == 2
+        assert samples[("inferstack_kv_tokenizer_checks_total", (*model, ("outcome", "differ")))] == 0
+        assert samples[("inferstack_kv_local_tokenize_seconds_count", ())] == 5
+    finally:
+        stack.stop()

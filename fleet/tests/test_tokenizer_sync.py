@@ -351,15 +351,7 @@ def test_a_gateway_on_the_synced_files_routes_by_its_own_ids(
     assert (synced / "tokenizer.json").is_file()
     stack = devstack.Stack(run_dir=run_dir)
     try:
-        env = {
-            "INFERSTACK_AUTH_ENABLED": "false",
-            "INFERSTACK_TENANCY__CACHE__ENABLED": "false",
-            "INFERSTACK_KV_EVENTS__LOCAL_TOKENIZER__CHECK_FIRST": "2",
-            "INFERSTACK_KV_EVENTS__LOCAL_TOKENIZER__CHECK_FRACTION": "0",
-            **devstack.kv_events_env(
-                {vllm_engine: devstack.kv_events_endpoint(run_dir, vllm_engine)}, {"tiny-llama": str(synced)}
-            ),
-        }
+        env = devstack.local_tokenizer_env(vllm_engine, run_dir, {"tiny-llama": str(synced)})
         gateway = devstack.start_gateway(stack, [vllm_engine], env=env)
         with httpx.Client(base_url=gateway.url, timeout=120) as client:
             for i in range(5):

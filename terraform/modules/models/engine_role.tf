@@ -10,6 +10,23 @@ locals {
       Action    = ["sts:AssumeRole", "sts:TagSession"]
     }]
   })
+  # Statements of the engines' and the gateways' policies: list below the read prefixes (names, not
+  # contents) and decrypt what they may read.
+  list_read_prefixes = {
+    Sid      = "ListWeights"
+    Effect   = "Allow"
+    Action   = "s3:ListBucket"
+    Resource = aws_s3_bucket.models.arn
+    Condition = {
+      StringLike = { "s3:prefix" = [for p in var.read_prefixes : "${p}*"] }
+    }
+  }
+  decrypt_models = {
+    Sid      = "DecryptWeights"
+    Effect   = "Allow"
+    Action   = "kms:Decrypt"
+    Resource = aws_kms_key.models.arn
+  }
 }
 
 resource "aws_iam_role" "engine" {
@@ -24,27 +41,14 @@ resource "aws_iam_role_policy" "engine_read_models" {
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
-      {
-        Sid      = "ListWeights"
-        Effect   = "Allow"
-        Action   = "s3:ListBucket"
-        Resource = aws_s3_bucket.models.arn
-        Condition = {
-          StringLike = { "s3:prefix" = [for p in var.read_prefixes : "${p}*"] }
-        }
-      },
+      local.list_read_prefixes,
       {
         Sid      = "ReadWeights"
         Effect   = "Allow"
         Action   = "s3:GetObject"
         Resource = [for p in var.read_prefixes : "${aws_s3_bucket.models.arn}/${p}*"]
       },
-      {
-        Sid      = "DecryptWeights"
-        Effect   = "Allow"
-        Action   = "kms:Decrypt"
-        Resource = aws_kms_key.models.arn
-      },
+      local.decrypt_models,
     ]
   })
 }

@@ -15,16 +15,8 @@ resource "aws_iam_role_policy" "gateway_read_tokenizers" {
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
-      {
-        # `aws s3 sync` lists a revision's prefix to find the files it includes: names, not contents.
-        Sid      = "ListModelFiles"
-        Effect   = "Allow"
-        Action   = "s3:ListBucket"
-        Resource = aws_s3_bucket.models.arn
-        Condition = {
-          StringLike = { "s3:prefix" = [for p in var.read_prefixes : "${p}*"] }
-        }
-      },
+      # `aws s3 sync` lists a revision's prefix to find the files it includes: names, not contents.
+      local.list_read_prefixes,
       {
         # `*` in an S3 ARN spans slashes: <prefix><model>/<revision>/tokenizer.json, at any depth.
         Sid    = "ReadTokenizerFiles"
@@ -34,12 +26,7 @@ resource "aws_iam_role_policy" "gateway_read_tokenizers" {
           for p in var.read_prefixes : [for f in var.tokenizer_files : "${aws_s3_bucket.models.arn}/${p}*/${f}"]
         ])
       },
-      {
-        Sid      = "DecryptTokenizerFiles"
-        Effect   = "Allow"
-        Action   = "kms:Decrypt"
-        Resource = aws_kms_key.models.arn
-      },
+      local.decrypt_models,
     ]
   })
 }

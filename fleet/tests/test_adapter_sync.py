@@ -31,14 +31,11 @@ import functools
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,12 +54,11 @@ from inferstack_engine import tinylora
 from inferstack_fleet import catalog as fleet_catalog
 from inferstack_fleet import generate, manifests
 
+from .s3moto import DEADLINE, S3Gate, aws_env, cli_version, moto_server, wait_for
+
 REPO = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
 # No pause between syncs: each `aws` run spends 1-3 s importing itself on this machine already.
 SYNC_SECONDS = 0
-# Generous: 2 cores shared with other suites; a wait here is a few syncs.
-DEADLINE = 60.0
 Obj = dict[str, Any]
 
 
@@ -76,89 +72,7 @@ def root_prefix() -> list[str]:
     pytest.fail("the adapter-sync test needs root or passwordless sudo (unshare, mount, nsenter)")
 
 
-def tool(name: str, hint: str) -> str:
-    for candidate in (VENV_BIN / name, shutil.which(name)):
-        if candidate and Path(candidate).exists():
-            return str(candidate)
-    pytest.fail(f"{name} is not installed: {hint}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = DEADLINE) -> float:
-    """Poll ``check`` until it holds; the seconds it took. Fails after ``timeout``."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            pytest.fail(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.05)
-    return time.monotonic() - start
-
-
 # -- S3 ----------------------------------------------------------------------------------------------
-
-_DENIED_BODY = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
-_DENIED = (
-    b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nConnection: close\r\n"
-    b"Content-Length: %d\r\n\r\n%s" % (len(_DENIED_BODY), _DENIED_BODY)
-)
-
-
-def _pipe(src: socket.socket, dst: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        while data := src.recv(65536):
-            dst.sendall(data)
-    with contextlib.suppress(OSError):
-        dst.shutdown(socket.SHUT_WR)
-
-
-class S3Gate:
-    """A TCP relay to moto that, closed, answers each request with 403 AccessDenied."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.open = False
-        self._upstream = upstream_port
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._server.settimeout(0.2)  # accept() wakes up to see `_stopped`
-        self._stopped = False
-        self.port = int(self._server.getsockname()[1])
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._stopped:
-            try:
-                conn, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conn.settimeout(None)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            if not self.open:
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    head += chunk
-                conn.sendall(_DENIED)
-                return
-            with socket.create_connection(("127.0.0.1", self._upstream)) as upstream:
-                back = threading.Thread(target=_pipe, args=(upstream, conn), daemon=True)
-                back.start()
-                _pipe(conn, upstream)
-                back.join()
-
-    def close(self) -> None:
-        self._stopped = True
-        self._server.close()
 
 
 @dataclass
@@ -249,24 +163,7 @@ def workdir() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def s3(model: fleet_catalog.Model, catalog: fleet_catalog.Catalog, workdir: Path) -> Iterator[S3]:
     """moto with the model's adapters at their catalogued sources."""
-    moto = tool("moto_server", "`make install` installs requirements/terraform.txt (moto[server])")
-    port = free_port()
-    proc = subprocess.Popen(
-        [moto, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            pytest.fail("moto_server exited")
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
-        except OSError:
-            return False
-        return True
-
-    try:
-        wait_for("moto_server answering", up)
+    with moto_server() as url:
         client = boto3.client(
             "s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
         )
@@ -278,12 +175,6 @@ def s3(model: fleet_catalog.Model, catalog: fleet_catalog.Catalog, workdir: Path
             built = tinylora.build(workdir / "built" / served, seed=tinylora.seed_for(served))
             store.put_adapter(source, built)
         yield store
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 # -- the pod ------------------------------------------------------------------------------------------
@@ -352,26 +243,6 @@ class Pod:
 
     def files(self) -> dict[str, bytes]:
         return {str(p.relative_to(self.adapters)): p.read_bytes() for p in self.adapters.rglob("*") if p.is_file()}
-
-
-def cli_version() -> str:
-    """The AWS CLI the test runs, from its installed metadata (running `aws --version` costs seconds)."""
-    aws = Path(tool("aws", "`make install` installs requirements/fleet.txt (awscli)")).resolve()
-    found = sorted(aws.parent.parent.glob("lib/python*/site-packages/awscli-*.dist-info"))
-    return f"{aws}: " + (found[-1].name.removesuffix(".dist-info").replace("-", " ") if found else "version unknown")
-
-
-def aws_env(pod_env: dict[str, str], endpoint: str) -> dict[str, str]:
-    """The container's env plus what the pod gets from elsewhere: credentials (Pod Identity there;
-    moto accepts any) and the endpoint; the CLI from requirements/fleet.txt first on PATH."""
-    aws = tool("aws", "`make install` installs requirements/fleet.txt (awscli)")
-    return {
-        **pod_env,
-        "PATH": f"{Path(aws).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_ENDPOINT_URL": endpoint,
-    }
 
 
 @contextlib.contextmanager

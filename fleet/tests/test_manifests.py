@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from inferstack_fleet import catalog as fleet_catalog
+from inferstack_fleet import manifests
 from inferstack_fleet.generate import files, render_base, stale
 from inferstack_fleet.hardware import GPUS
 from k8s.tests.manifests import render, requirement_holds
@@ -310,3 +312,27 @@ def test_checkov_finds_nothing_the_overlays_do_not_explain(rendered: dict[str, l
     failed = {(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]}
     unexplained = sorted(f for f in failed if f[0] not in skips)
     assert not unexplained, f"checkov findings not in k8s/checkov.yaml: {unexplained}"
+
+
+def test_the_gateway_copies_every_file_its_tokenizer_reads_or_refuses() -> None:
+    """Every file name kvcache/local_tokenizer.py opens or checks for is copied by the gateway's
+    tokenizer-sync: one left in S3 would make the gateway render another chat template than vLLM (a
+    missing chat_template.jinja) or miss a reason to refuse the model (a processor's template)."""
+    source = (REPO / "service" / "inferstack" / "kvcache" / "local_tokenizer.py").read_text()
+    named = set(re.findall(r'"([a-z_]+\.(?:json|jinja))"', source))
+    assert named >= {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"}, named
+    assert named <= set(manifests.TOKENIZER_FILES), sorted(named - set(manifests.TOKENIZER_FILES))
+
+
+def test_the_tokenizer_copy_names_keys_and_refuses_a_second_bucket(catalog: fleet_catalog.Catalog) -> None:
+    """The bucket is one env var the cluster values replace; a generating model in another bucket would
+    escape that rewrite (as an engine's would), so the generator says so instead of writing it."""
+    generating = [m for m in catalog.models if m.task == "generate"]
+    env = {v["name"]: v["value"] for v in manifests.tokenizer_sync(list(catalog.models))["env"]}
+    assert "s3://" not in env["TOKENIZER_SOURCES"]
+    assert {line.split()[0] for line in env["TOKENIZER_SOURCES"].splitlines()} == {m.name for m in generating}
+    moved = generating[0].model_copy(
+        update={"source": fleet_catalog.Source(uri="s3://another-bucket/models/x", revision="r1")}
+    )
+    with pytest.raises(manifests.TemplateError, match="several buckets"):
+        manifests.tokenizer_sync([moved, *generating[1:]])

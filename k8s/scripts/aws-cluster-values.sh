@@ -230,6 +230,12 @@ replacements:
         options:
           delimiter: /
           index: 2
+      # The gateway's tokenizer-sync init container: the bucket of every model's tokenizer files.
+      - select:
+          kind: Deployment
+          name: inferstack-gateway
+        fieldPaths:
+          - spec.template.spec.initContainers.[name=tokenizer-sync].env.[name=MODELS_BUCKET].value
 REPLACEMENTS
 } > "${dest}/kustomization.yaml"
 echo "wrote ${dest}/kustomization.yaml (compute_mode ${mode}): kubectl apply -k k8s/overlays/${overlay}"

@@ -150,6 +150,18 @@ def build() -> dict[str, Any]:
                     "failed: the request fell back to prefix_affinity (reason no_tokens).",
     ))
     b.add(ts(
+        "precise_prefix: the gateways' own tokenizer",
+        Q(f"sum by (model) (inferstack_kv_tokenizer_local{{{NS}}})", "local {{model}}"),
+        Q(f"count by (model) (inferstack_kv_tokenizer_local{{{NS}}})", "configured {{model}}"),
+        Q(f"sum by (model, outcome) (increase(inferstack_kv_tokenizer_checks_total{{{NS}}}[{_RATE}]))",
+          "check {{outcome}} {{model}}"),
+        description="Gateway pods tokenizing each model themselves (local) out of those configured for it; "
+                    "fewer: files that did not load, a model on probation (its first checks), or switched "
+                    "off after a check that differed (alerts InferstackLocalTokenizerFallback, "
+                    "InferstackLocalTokenizerDiffers). Checks: the gateway's ids compared with an engine's "
+                    "/tokenize (same, differ, failed: no answer in time).",
+    ))
+    b.add(ts(
         "KV events per second",
         Q(f"sum by (type) (rate(inferstack_kv_events_total{{{NS}}}[{_RATE}]))", "{{type}}"),
         Q(f"sum(rate(inferstack_kv_event_batches_malformed_total{{{NS}}}[{_RATE}]))", "malformed"),

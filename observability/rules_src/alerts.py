@@ -11,6 +11,9 @@ from ..conventions import (
 )
 from .recording import GPU_POD_PENDING_EXPR
 
+# Long enough for a model on probation with steady traffic to have passed a check (8 requests).
+_TOKENIZER_WINDOW = "30m"
+
 
 def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str,
            runbook: str) -> dict[str, object]:
@@ -135,6 +138,58 @@ def alert_rules() -> list[dict[str, object]]:
             "2. /healthz on the pod (port http) names the task and why it ended.\n"
             "3. Restarts that keep coming back (kubectl get pods: RESTARTS): the cause is outside the "
             "process (the Kubernetes API, Redis, a key or price file); fix that, then file the traceback.",
+        ),
+        _alert(
+            "InferstackLocalTokenizerFallback",
+            # Per gateway (instance) and model: the gateway's own tokenizer is not in use (files missing,
+            # switched off, or never past its checks), the model had requests there, the gateway asked
+            # engines' /tokenize (so precise_prefix tokenizes), and no check of the model agreed with
+            # an engine (which a model on probation with traffic would show).
+            "(max by (namespace, instance, model) (inferstack_kv_tokenizer_local) == 0)\n"
+            "and on (namespace, instance, model)\n"
+            f"(sum by (namespace, instance, model) (increase(inferstack_requests_total[{_TOKENIZER_WINDOW}])) > 0)\n"
+            "and on (namespace, instance)\n"
+            "(sum by (namespace, instance) "
+            f"(increase(inferstack_kv_tokenize_seconds_count[{_TOKENIZER_WINDOW}])) > 0)\n"
+            "unless on (namespace, instance, model)\n"
+            "(sum by (namespace, instance, model) "
+            f'(increase(inferstack_kv_tokenizer_checks_total{{outcome="same"}}[{_TOKENIZER_WINDOW}])) > 0)',
+            "15m", "warning",
+            "Gateway {{ $labels.instance }} tokenizes {{ $labels.model }} with the engines' /tokenize",
+            "precise_prefix routing asks an engine for the token ids of every request of this model (an "
+            "HTTP call in front of each request, competing with the engine's own work; past "
+            "INFERSTACK_KV_EVENTS__TOKENIZE_TIMEOUT the request falls back, reason no_tokens) instead of "
+            "tokenizing it in the gateway: the model's tokenizer files did not load, or its tokenizer was "
+            "switched off after a difference or an error.",
+            "1. The gateway pod's log: 'local tokenizer not loaded' (with the error: files missing or "
+            "refused), 'local tokenizer differs from the engine's /tokenize' (see "
+            "InferstackLocalTokenizerDiffers) or 'local tokenizer failed' (a traceback).\n"
+            "2. Files missing in Kubernetes: the init container's log, "
+            "kubectl logs <gateway pod> -c tokenizer-sync: 'no files from s3://... after N attempts' is "
+            "S3 refusing (the gateway role's Pod Identity association, its grant on the tokenizer files: "
+            "terraform/modules/models/gateway_role.tf) or unreachable; a model listed with no file names "
+            "means its weights prefix holds no tokenizer.json / tokenizer_config.json: upload them next to "
+            "the weights (aws s3 cp) and restart the gateways (kubectl rollout restart "
+            "deploy/inferstack-gateway).\n"
+            "3. Requests the local tokenizer never renders (tools, documents, images) always ask the "
+            "engine: with only such traffic this alert is expected; silence it for the model.",
+        ),
+        _alert(
+            "InferstackLocalTokenizerDiffers",
+            'sum by (namespace, model) (increase(inferstack_kv_tokenizer_checks_total{outcome="differ"}[1h])) > 0',
+            "", "warning",
+            "The gateway's tokenizer for {{ $labels.model }} gave other token ids than its engine",
+            "A check in the last hour compared the gateway's ids with the engine's /tokenize and found "
+            "them different. Each gateway that saw a difference "
+            "tokenizes this model with the engines' /tokenize until it restarts. Requests it routed by its "
+            "own ids before then were hashed from other tokens than the engine caches.",
+            "1. The gateway's log line 'local tokenizer differs from the engine's /tokenize' gives the "
+            "position of the first differing token and both lengths.\n"
+            "2. Compare what the engine runs with the files the gateway got: an engine started with "
+            "--chat-template, files uploaded at another revision than the weights, a processor's chat "
+            "template, or a vLLM upgrade that renders differently (docs/routing.md, 'Tokenization').\n"
+            "3. Until fixed, INFERSTACK_KV_EVENTS__TOKENIZER=engine for every model; after fixing the "
+            "files, restart the gateways: each checks its first requests against the engine again.",
         ),
         _alert(
             "InferstackRedisUnavailable",

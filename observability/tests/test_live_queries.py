@@ -128,7 +128,7 @@ def exercised_gateway(live_stack: Any, tmp_path: Path, run_dir: Path) -> Iterato
                 live_stack.vllm_url: devstack.kv_events_endpoint(run_dir, live_stack.vllm_url),
                 failing.url: f"ipc://{tmp_path}/no-events.ipc",
                 lora.url: f"ipc://{tmp_path}/no-lora-events.ipc",
-            }),
+            }, tokenizer_dirs={live_stack.model: str(devstack.DEFAULT_MODEL_DIR)}),  # the gateway's own tokenizer
         })
         yield gateway  # .url: the API; .admin_url: /metrics
     finally:

@@ -165,6 +165,19 @@ def kv_events_env(endpoints: dict[str, str], tokenizer_dirs: dict[str, str] | No
     return env
 
 
+def local_tokenizer_env(engine_url: str, run_dir: Path, tokenizer_dirs: dict[str, str]) -> dict[str, str]:
+    """A gateway in front of one local engine, tokenizing these models itself after 2 checks against the
+    engine and never again (no background samples), auth and the response cache off: what the tests of
+    the local tokenizer's path through a real gateway start."""
+    return {
+        "INFERSTACK_AUTH_ENABLED": "false",
+        "INFERSTACK_TENANCY__CACHE__ENABLED": "false",
+        "INFERSTACK_KV_EVENTS__LOCAL_TOKENIZER__CHECK_FIRST": "2",
+        "INFERSTACK_KV_EVENTS__LOCAL_TOKENIZER__CHECK_FRACTION": "0",
+        **kv_events_env({engine_url: kv_events_endpoint(run_dir, engine_url)}, tokenizer_dirs),
+    }
+
+
 def launch_engine(
     stack: Stack,
     model: str,

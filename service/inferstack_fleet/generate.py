@@ -116,25 +116,38 @@ def price_table(catalog: Catalog) -> dict[str, Any]:
 
 PRIORITY_CLASSES = "priority-classes.yaml"
 CATALOG_DIR = "/etc/inferstack/catalog"
-# The catalog ConfigMap in the gateway's pods (kustomize adds the generated name's hash suffix).
-GATEWAY_MOUNT: Obj = {
-    "apiVersion": "apps/v1",
-    "kind": "Deployment",
-    "metadata": {"name": "inferstack-gateway", "namespace": manifests.NAMESPACE},
-    "spec": {
-        "template": {
-            "spec": {
-                "containers": [
-                    {
-                        "name": "gateway",
-                        "volumeMounts": [{"name": "catalog", "mountPath": CATALOG_DIR, "readOnly": True}],
-                    }
-                ],
-                "volumes": [{"name": "catalog", "configMap": {"name": "inferstack-catalog"}}],
+
+
+def gateway_patch(catalog: Catalog) -> Obj:
+    """The gateway's pods: the catalog ConfigMap (kustomize adds the generated name's hash suffix), and
+    the generating models' tokenizer files, copied by an init container into an emptyDir."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "inferstack-gateway", "namespace": manifests.NAMESPACE},
+        "spec": {
+            "template": {
+                "spec": {
+                    "initContainers": [manifests.tokenizer_sync(list(catalog.models))],
+                    "containers": [
+                        {
+                            "name": "gateway",
+                            "volumeMounts": [
+                                {"name": "catalog", "mountPath": CATALOG_DIR, "readOnly": True},
+                                {"name": "tokenizers", "mountPath": manifests.TOKENIZER_DIR, "readOnly": True},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "catalog", "configMap": {"name": "inferstack-catalog"}},
+                        # A model's tokenizer.json is a few MB (Llama 3's 9 MB).
+                        {"name": "tokenizers", "emptyDir": {"sizeLimit": "256Mi"}},
+                        {"name": "tokenizer-sync-tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                    ],
+                }
             }
-        }
-    },
-}
+        },
+    }
 
 
 def _yaml_body(obj: Obj) -> str:
@@ -168,11 +181,15 @@ def kustomization(catalog: Catalog) -> Obj:
                     # Where the engines' adapter-sync sidecar mirrors each model's lora.adapters_uri:
                     # the gateway's loads point vLLM below it.
                     f"INFERSTACK_ADAPTERS__ROOT={manifests.ADAPTERS_DIR}",
+                    # Where the gateway's tokenizer-sync init container puts each model's tokenizer
+                    # files (used once KV events are on: precise_prefix, docs/routing.md).
+                    "INFERSTACK_KV_EVENTS__LOCAL_TOKENIZER__DIRS="
+                    + json.dumps(manifests.tokenizer_dirs(list(catalog.models)), separators=(",", ":")),
                 ],
             },
         ],
         "patches": [
-            {"patch": _yaml_body(GATEWAY_MOUNT)},
+            {"patch": _yaml_body(gateway_patch(catalog))},
             {"patch": delete.format(api="apps/v1", kind="Deployment", ns=manifests.NAMESPACE)},
             {"patch": delete.format(api="policy/v1", kind="PodDisruptionBudget", ns=manifests.NAMESPACE)},
             {

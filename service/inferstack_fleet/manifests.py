@@ -53,6 +53,74 @@ while true; do
   sleep "$SYNC_SECONDS" & wait $!
 done
 """
+# The gateway tokenizes requests itself (issue 14, precise_prefix) from each model's tokenizer files,
+# which sit next to the weights under the model's weights URI. An init container copies only those
+# (never weights) into an emptyDir, one directory per model, before the gateway starts: the gateway
+# loads tokenizers once, at start, and a revision's files never change (a new revision is a new
+# manifest, so a new rollout). Best effort: a model whose files do not arrive is tokenized by its
+# engines, as before, and inferstack_kv_tokenizer_local says so (the alert InferstackLocalTokenizerFallback).
+TOKENIZER_DIR = "/etc/inferstack/tokenizers"
+# What kvcache/local_tokenizer.py reads, and what it checks for to refuse a model (a processor's chat
+# template, which vLLM would prefer): without them the gateway would render another template than
+# the engine. special_tokens_map.json is not read there but is the tokenizer's too (small).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "processor_config.json",
+    "preprocessor_config.json",
+)
+TOKENIZER_SYNC_ATTEMPTS = 3
+# The gateway waits for this container: with S3 hanging, no new attempt starts after DEADLINE_SECONDS,
+# and one attempt takes at most AWS_MAX_ATTEMPTS x S3_TIMEOUT_SECONDS (the CLI's own retries, each
+# with connect and read timeouts): at most 60 + 3 x 10 s.
+TOKENIZER_SYNC_DEADLINE_SECONDS = 60
+TOKENIZER_SYNC_S3_TIMEOUT_SECONDS = 10
+# Each model is synced to a directory of its own beside the target and renamed into place once
+# complete: the gateway sees all of a model's files or none (half of them would render another
+# template). TOKENIZER_SOURCES names keys, MODELS_BUCKET the bucket (k8s/scripts/aws-cluster-values.sh
+# sets the cluster's, as it rewrites the engines' MODEL_S3_URI): no bucket name hides in the list.
+# Exit 0 whatever happens: a gateway without a tokenizer still serves (its engines tokenize), one
+# that does not start does not.
+_TOKENIZER_SYNC_SCRIPT = """\
+includes=""
+for f in $TOKENIZER_FILES; do includes="$includes --include $f"; done
+deadline=$(($(date +%s) + DEADLINE_SECONDS))
+printf '%s\\n' "$TOKENIZER_SOURCES" | while read -r model key; do
+  [ -n "$model" ] || continue
+  uri="s3://$MODELS_BUCKET/$key"
+  staging="$TOKENIZER_DIR/.$model.partial"
+  attempt=0
+  while :; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "tokenizer-sync: $model: no files from $uri after $attempt attempts: its engines tokenize (deadline)"
+      break
+    fi
+    attempt=$((attempt + 1))
+    rm -rf "$staging" && mkdir -p "$staging"
+    # shellcheck disable=SC2086 # $includes is a list of options
+    if aws --cli-connect-timeout "$S3_TIMEOUT_SECONDS" --cli-read-timeout "$S3_TIMEOUT_SECONDS" \\
+      s3 sync "$uri" "$staging" --exclude '*' $includes --only-show-errors; then
+      rm -rf "${TOKENIZER_DIR:?}/$model"
+      mv "$staging" "$TOKENIZER_DIR/$model"
+      echo "tokenizer-sync: $model: $(ls "$TOKENIZER_DIR/$model" | tr '\\n' ' ')from $uri"
+      break
+    fi
+    if [ "$attempt" -ge "$ATTEMPTS" ]; then
+      rm -rf "$staging"
+      echo "tokenizer-sync: $model: no files from $uri after $attempt attempts: its engines tokenize"
+      break
+    fi
+    sleep "$RETRY_SECONDS"
+  done
+done
+rm -rf "$TOKENIZER_DIR"/.*.partial
+exit 0
+"""
+
+
 # The template's way of naming the fetch in the init container (before the image's entrypoint
 # streamed weights itself); replaced by the model's URI.
 _FETCH_SOURCE = "s3://${MODELS_BUCKET}/models/${MODEL_DIR}/"
@@ -125,31 +193,39 @@ def adapter_sync(model: Model) -> Obj:
     shared ``adapters`` volume every minute. Its startup probe passes after the first complete sync,
     and the engine container starts only then: a load the gateway sends finds the files."""
     assert model.lora is not None
+    env = [
+        {"name": "ADAPTERS_S3_URI", "value": model.lora.adapters_uri},
+        {"name": "ADAPTERS_DIR", "value": ADAPTERS_DIR},
+        {"name": "SYNC_SECONDS", "value": str(ADAPTER_SYNC_SECONDS)},
+    ]
+    mounts = [{"name": "adapters", "mountPath": ADAPTERS_DIR}, {"name": "adapter-sync-tmp", "mountPath": "/tmp"}]
+    container = _aws_cli("adapter-sync", _SYNC_SCRIPT, env, mounts)
+    container["restartPolicy"] = "Always"
+    container["startupProbe"] = {
+        "exec": {"command": ["test", "-f", "/tmp/synced"]},
+        "periodSeconds": 5,
+        "failureThreshold": 120,
+    }
+    # Restarted if syncs stop succeeding for long: the marker is refreshed on every good sync.
+    container["livenessProbe"] = {
+        "exec": {"command": ["/bin/sh", "-c", 'test -n "$(find /tmp/synced -mmin -15)"']},
+        "periodSeconds": 60,
+        "failureThreshold": 3,
+    }
+    container["readinessProbe"] = {"exec": {"command": ["test", "-f", "/tmp/synced"]}, "periodSeconds": 30}
+    return container
+
+
+def _aws_cli(name: str, script: str, env: list[Obj], mounts: list[Obj]) -> Obj:
+    """A container running ``script`` with the AWS CLI image, restricted, HOME on its /tmp mount."""
     return {
-        "name": "adapter-sync",
+        "name": name,
         "image": ADAPTER_SYNC_IMAGE,
         "imagePullPolicy": "IfNotPresent",
-        "restartPolicy": "Always",
         "command": ["/bin/sh", "-c"],
-        "args": [_SYNC_SCRIPT],
-        "env": [
-            {"name": "ADAPTERS_S3_URI", "value": model.lora.adapters_uri},
-            {"name": "ADAPTERS_DIR", "value": ADAPTERS_DIR},
-            {"name": "SYNC_SECONDS", "value": str(ADAPTER_SYNC_SECONDS)},
-            {"name": "HOME", "value": "/tmp"},  # the CLI's cache; the root filesystem is read-only
-        ],
-        "startupProbe": {
-            "exec": {"command": ["test", "-f", "/tmp/synced"]},
-            "periodSeconds": 5,
-            "failureThreshold": 120,
-        },
-        # Restarted if syncs stop succeeding for long: the marker is refreshed on every good sync.
-        "livenessProbe": {
-            "exec": {"command": ["/bin/sh", "-c", 'test -n "$(find /tmp/synced -mmin -15)"']},
-            "periodSeconds": 60,
-            "failureThreshold": 3,
-        },
-        "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/synced"]}, "periodSeconds": 30},
+        "args": [script],
+        # HOME: the CLI's cache; the root filesystem is read-only.
+        "env": [*env, {"name": "HOME", "value": "/tmp"}],
         "resources": {
             "requests": {"cpu": "50m", "memory": "128Mi"},
             "limits": {"cpu": "500m", "memory": "512Mi"},
@@ -159,11 +235,48 @@ def adapter_sync(model: Model) -> Obj:
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": [
-            {"name": "adapters", "mountPath": ADAPTERS_DIR},
-            {"name": "adapter-sync-tmp", "mountPath": "/tmp"},
-        ],
+        "volumeMounts": mounts,
     }
+
+
+def tokenizer_models(models: list[Model]) -> list[Model]:
+    """The models the gateway tokenizes: text generation only (embedding requests are not routed by
+    prefix; vLLM's pooling runner tokenizes them itself)."""
+    return sorted((m for m in models if m.task == "generate"), key=lambda m: m.name)
+
+
+def tokenizer_dirs(models: list[Model]) -> dict[str, str]:
+    """INFERSTACK_KV_EVENTS__LOCAL_TOKENIZER__DIRS: where the init container puts each model's files."""
+    return {m.name: f"{TOKENIZER_DIR}/{m.name}" for m in tokenizer_models(models)}
+
+
+def tokenizer_sync(models: list[Model]) -> Obj:
+    """The gateway's init container copying each generating model's tokenizer files from its weights URI."""
+    chosen = tokenizer_models(models)
+    buckets = {m.source.weights_uri.removeprefix("s3://").partition("/")[0] for m in chosen}
+    if len(buckets) > 1:
+        # As the cluster values do for the engines: one model bucket per cluster.
+        raise TemplateError(f"the generating models' weights are in several buckets ({sorted(buckets)}): use one")
+    sources = "".join(f"{m.name} {m.source.weights_uri.removeprefix('s3://').partition('/')[2]}\n" for m in chosen)
+    env = [
+        {"name": "TOKENIZER_SOURCES", "value": sources},
+        {"name": "TOKENIZER_FILES", "value": " ".join(TOKENIZER_FILES)},
+        {"name": "TOKENIZER_DIR", "value": TOKENIZER_DIR},
+        # The catalog's bucket; aws-cluster-values.sh sets the cluster's.
+        {"name": "MODELS_BUCKET", "value": "".join(buckets)},
+        {"name": "ATTEMPTS", "value": str(TOKENIZER_SYNC_ATTEMPTS)},
+        {"name": "RETRY_SECONDS", "value": "5"},
+        {"name": "DEADLINE_SECONDS", "value": str(TOKENIZER_SYNC_DEADLINE_SECONDS)},
+        {"name": "S3_TIMEOUT_SECONDS", "value": str(TOKENIZER_SYNC_S3_TIMEOUT_SECONDS)},
+        # A dead endpoint costs seconds, not the CLI's default minute per attempt.
+        {"name": "AWS_MAX_ATTEMPTS", "value": "3"},
+    ]
+    mounts = [
+        {"name": "tokenizers", "mountPath": TOKENIZER_DIR},
+        {"name": "tokenizer-sync-tmp", "mountPath": "/tmp"},
+    ]
+    # The AWS CLI image the engines' adapter-sync runs (one mirror for both).
+    return _aws_cli("tokenizer-sync", _TOKENIZER_SYNC_SCRIPT, env, mounts)
 
 
 def _serve_adapters(pod_spec: Obj, vllm: Obj, model: Model) -> None:

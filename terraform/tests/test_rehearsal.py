@@ -38,7 +38,7 @@ ACCOUNT = "123456789012"  # moto's account
 # Resources moto does not support (or cannot evaluate), by module folder: switched off for the run.
 PLAN_ONLY = {
     "modules/private-bucket": ["aws_s3_bucket_policy.this"],  # the state and the weights bucket
-    "modules/models": ["aws_eks_pod_identity_association.engine"],
+    "modules/models": ["aws_eks_pod_identity_association.engine", "aws_eks_pod_identity_association.gateway"],
     "modules/karpenter": ["aws_eks_pod_identity_association.controller", "aws_eks_access_entry.node"],
 }
 PLAN_ONLY_MODULES = [

@@ -9,7 +9,8 @@ transformers adjusts in code, a vLLM upgrade) fails silently: every hash matches
   again in the background (one check per model at a time, never delaying the request);
 - **switch-off**: one difference turns the local tokenizer off for that model until restart (logged
   once; ``inferstack_kv_tokenizer_local{model}`` drops to 0): its requests ask the engine again. So
-  does an unexpected error of the local tokenizer (logged with its traceback).
+  does an unexpected error of the local tokenizer (logged with its traceback). A configured model
+  whose files do not load starts at 0 and stays there.
 
 ``inferstack_kv_tokenizer_checks_total{model, outcome="same|differ|failed"}`` counts the checks.
 """
@@ -73,6 +74,9 @@ class TokenizerGuard:
                 log.warning(
                     "local tokenizer not loaded; the engine tokenizes", extra={"model": model, "error": str(exc)}
                 )
+                # A series at 0, not none: files configured but missing (a deploy whose copy failed)
+                # must show, and alert, as a model tokenized by the engine.
+                self.metrics.local.labels(model).set(0)
                 continue
             self._models[model] = _Model(tokenizer)
             self.metrics.model(model, local=settings.check_first == 0)

@@ -200,15 +200,7 @@ def test_a_gateway_configured_as_make_up_does_routes_chats_by_its_own_ids(vllm_e
     """Settings from the environment as ``make up`` writes them, the router's path, the exported metrics."""
     stack = devstack.Stack(run_dir=run_dir)
     try:
-        env = {
-            "INFERSTACK_AUTH_ENABLED": "false",
-            "INFERSTACK_TENANCY__CACHE__ENABLED": "false",
-            "INFERSTACK_KV_EVENTS__LOCAL_TOKENIZER__CHECK_FIRST": "2",
-            "INFERSTACK_KV_EVENTS__LOCAL_TOKENIZER__CHECK_FRACTION": "0",
-            **devstack.kv_events_env(
-                {vllm_engine: kv_events_endpoint(run_dir, vllm_engine)}, {"tiny-llama": str(devstack.DEFAULT_MODEL_DIR)}
-            ),
-        }
+        env = devstack.local_tokenizer_env(vllm_engine, run_dir, {"tiny-llama": str(devstack.DEFAULT_MODEL_DIR)})
         gateway = devstack.start_gateway(stack, [vllm_engine], env=env)
         rng = random.Random(18)
         with httpx.Client(base_url=gateway.url, timeout=120) as client:

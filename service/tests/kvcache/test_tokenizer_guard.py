@@ -170,6 +170,7 @@ async def test_engine_mode_and_unknown_models_ask_the_engine(tmp_path: Path) -> 
 async def test_files_that_do_not_load_leave_the_model_to_the_engine(tmp_path: Path) -> None:
     async with routing(tmp_path / "absent", check_first=0) as kv:
         assert kv.guard is not None and kv.guard.models() == []
+        assert local_on(kv) == 0, "configured but not loaded: a series at 0 (what the fallback alert reads)"
 
 
 async def test_an_unexpected_error_switches_the_model_off_instead_of_failing_the_request(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ output "ecr_gateway_url" { value = module.platform.ecr_gateway_url }
 output "ecr_engine_url" { value = module.platform.ecr_engine_url }
 output "models_bucket_name" { value = module.platform.models_bucket_name }
 output "engine_role_arn" { value = module.platform.engine_role_arn }
+output "gateway_role_arn" { value = module.platform.gateway_role_arn }
 output "ci_plan_role_arn" { value = module.platform.ci_plan_role_arn }
 output "ci_apply_role_arn" { value = module.platform.ci_apply_role_arn }
 output "karpenter_helm_command" { value = module.platform.karpenter_helm_command }

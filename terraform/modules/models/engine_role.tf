@@ -1,8 +1,8 @@
 # Read-only access for engine pods (namespace/service account below) through EKS Pod Identity.
 
-resource "aws_iam_role" "engine" {
-  name = "${var.cluster_name}-engine"
-  assume_role_policy = jsonencode({
+locals {
+  # Roles that pods assume through EKS Pod Identity (engines and gateways).
+  pod_identity_trust = jsonencode({
     Version = "2012-10-17"
     Statement = [{
       Effect    = "Allow"
@@ -10,7 +10,29 @@ resource "aws_iam_role" "engine" {
       Action    = ["sts:AssumeRole", "sts:TagSession"]
     }]
   })
-  tags = var.tags
+  # Statements of the engines' and the gateways' policies: list below the read prefixes (names, not
+  # contents) and decrypt what they may read.
+  list_read_prefixes = {
+    Sid      = "ListWeights"
+    Effect   = "Allow"
+    Action   = "s3:ListBucket"
+    Resource = aws_s3_bucket.models.arn
+    Condition = {
+      StringLike = { "s3:prefix" = [for p in var.read_prefixes : "${p}*"] }
+    }
+  }
+  decrypt_models = {
+    Sid      = "DecryptWeights"
+    Effect   = "Allow"
+    Action   = "kms:Decrypt"
+    Resource = aws_kms_key.models.arn
+  }
+}
+
+resource "aws_iam_role" "engine" {
+  name               = "${var.cluster_name}-engine"
+  assume_role_policy = local.pod_identity_trust
+  tags               = var.tags
 }
 
 resource "aws_iam_role_policy" "engine_read_models" {
@@ -19,27 +41,14 @@ resource "aws_iam_role_policy" "engine_read_models" {
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
-      {
-        Sid      = "ListWeights"
-        Effect   = "Allow"
-        Action   = "s3:ListBucket"
-        Resource = aws_s3_bucket.models.arn
-        Condition = {
-          StringLike = { "s3:prefix" = [for p in var.read_prefixes : "${p}*"] }
-        }
-      },
+      local.list_read_prefixes,
       {
         Sid      = "ReadWeights"
         Effect   = "Allow"
         Action   = "s3:GetObject"
         Resource = [for p in var.read_prefixes : "${aws_s3_bucket.models.arn}/${p}*"]
       },
-      {
-        Sid      = "DecryptWeights"
-        Effect   = "Allow"
-        Action   = "kms:Decrypt"
-        Resource = aws_kms_key.models.arn
-      },
+      local.decrypt_models,
     ]
   })
 }

@@ -22,3 +22,13 @@ output "engine_service_account" {
   description = "namespace/name of the service account bound to engine_role_arn."
   value       = "${var.namespace}/${var.service_account}"
 }
+
+output "gateway_role_arn" {
+  description = "IAM role gateway pods get through Pod Identity (read-only on the tokenizer files)."
+  value       = aws_iam_role.gateway.arn
+}
+
+output "gateway_service_account" {
+  description = "namespace/name of the service account bound to gateway_role_arn."
+  value       = "${var.namespace}/${var.gateway_service_account}"
+}

@@ -26,6 +26,31 @@ variable "service_account" {
   default     = "vllm-engine"
 }
 
+variable "gateway_service_account" {
+  description = "Service account of the gateway pods (they read the tokenizer files only)."
+  type        = string
+  default     = "inferstack-gateway"
+}
+
+variable "tokenizer_files" {
+  description = "File names the gateway may read below read_prefixes: a model's tokenizer files (the gateway's tokenizer-sync init container, inferstack_fleet.manifests.TOKENIZER_FILES), never its weights."
+  type        = list(string)
+  default = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "processor_config.json",
+    "preprocessor_config.json",
+  ]
+
+  validation {
+    condition     = length(var.tokenizer_files) > 0 && alltrue([for f in var.tokenizer_files : can(regex("^[A-Za-z0-9._-]+$", f))])
+    error_message = "tokenizer_files must be plain file names (no wildcards or slashes)."
+  }
+}
+
 variable "read_prefixes" {
   description = "Key prefixes engines may read (for example [\"models/\"]). [\"\"] means the whole bucket."
   type        = list(string)

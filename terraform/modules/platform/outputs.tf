@@ -134,6 +134,11 @@ output "engine_service_account" {
   value       = module.models.engine_service_account
 }
 
+output "gateway_role_arn" {
+  description = "Role gateway pods get through Pod Identity (the models' tokenizer files only)."
+  value       = module.models.gateway_role_arn
+}
+
 output "ci_plan_role_arn" {
   description = "GitHub Actions role for terraform plan. Null without github_repository."
   value       = one(module.ci[*].plan_role_arn)

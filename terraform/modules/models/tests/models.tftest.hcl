@@ -27,6 +27,14 @@ override_resource {
   }
 }
 
+override_resource {
+  target          = aws_iam_role.gateway
+  override_during = plan
+  values = {
+    arn = "arn:aws:iam::123456789012:role/inferstack-test-gateway"
+  }
+}
+
 variables {
   cluster_name = "inferstack-test"
 }
@@ -104,4 +112,47 @@ run "rejects_invalid_bucket_name" {
   }
 
   expect_failures = [var.bucket_name]
+}
+
+run "gateway_role_reads_only_tokenizer_files" {
+  command = plan
+
+  variables {
+    read_prefixes = ["models/", "adapters/"]
+  }
+
+  assert {
+    condition = (aws_eks_pod_identity_association.gateway.namespace == "inferstack"
+    && aws_eks_pod_identity_association.gateway.service_account == "inferstack-gateway")
+    error_message = "The gateway role is bound to inferstack/inferstack-gateway (k8s/base/gateway)."
+  }
+
+  assert {
+    condition = toset(flatten([for s in jsondecode(aws_iam_role_policy.gateway_read_tokenizers.policy).Statement : s.Action])) == toset(
+    ["s3:ListBucket", "s3:GetObject", "kms:Decrypt"])
+    error_message = "Gateways may only list, read and decrypt: no writes."
+  }
+
+  assert {
+    condition = one([
+      for s in jsondecode(aws_iam_role_policy.gateway_read_tokenizers.policy).Statement : s if s.Sid == "ReadTokenizerFiles"
+      ]).Resource == flatten([for p in ["models/", "adapters/"] : [for f in var.tokenizer_files :
+    "arn:aws:s3:::inferstack-test-models-123456789012/${p}*/${f}"]])
+    error_message = "GetObject must name the tokenizer files below the read prefixes, never a whole prefix (the weights)."
+  }
+
+  assert {
+    condition     = output.gateway_role_arn == "arn:aws:iam::123456789012:role/inferstack-test-gateway" && output.gateway_service_account == "inferstack/inferstack-gateway"
+    error_message = "The gateway role and its service account are outputs."
+  }
+}
+
+run "rejects_a_wildcard_tokenizer_file" {
+  command = plan
+
+  variables {
+    tokenizer_files = ["*"]
+  }
+
+  expect_failures = [var.tokenizer_files]
 }

@@ -25,8 +25,11 @@ the same plan (``workload.py``: the same requests, the same gateway or engine fo
   prompt tokens per replica (load balance);
 - ``where_tokens_went``: the routed turns' gap to the oracle, split into the choice (tokens the chosen
   replica held fewer than the best one at send time, per decision reason, from the gateways' access
-  logs joined on the bench's ``x-request-id``) and what happened after it (held at send, not hit).
-  Every turn's record (held per replica, choice, reason, hits) goes to ``<out>.turns.jsonl.gz``.
+  logs joined on the bench's ``x-request-id``) and what happened after it (held at send, not hit), by
+  when the first lost block was removed against the send (``turn_log.why_lost``), and the survival
+  oracle beside the send-time one (``turn_log.survival_oracle``: what other replicas still held at
+  the turn's first token). Every turn's record (held per replica at the send and at the first token,
+  choice, reason, hits, ``lost_cause``) goes to ``<out>.turns.jsonl.gz``.
 
 The restart's timing is fixed in requests, not seconds: the engine is stopped when ``--restart-at`` of
 the turns have started, and no turn past ``--rejoin-at`` starts before it is back and every gateway

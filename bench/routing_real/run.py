@@ -25,8 +25,11 @@ the same plan (``workload.py``: the same requests, the same gateway or engine fo
   prompt tokens per replica (load balance);
 - ``where_tokens_went``: the routed turns' gap to the oracle, split into the choice (tokens the chosen
   replica held fewer than the best one at send time, per decision reason, from the gateways' access
-  logs joined on the bench's ``x-request-id``) and what happened after it (held at send, not hit).
-  Every turn's record (held per replica, choice, reason, hits) goes to ``<out>.turns.jsonl.gz``.
+  logs joined on the bench's ``x-request-id``) and what happened after it (held at send, not hit), by
+  when the first lost block was removed against the send (``turn_log.why_lost``), and the survival
+  oracle beside the send-time one (``turn_log.survival_oracle``: what other replicas still held at
+  the turn's first token). Every turn's record (held per replica at the send and at the first token,
+  choice, reason, hits, ``lost_cause``) goes to ``<out>.turns.jsonl.gz``.
 
 The restart's timing is fixed in requests, not seconds: the engine is stopped when ``--restart-at`` of
 the turns have started, and no turn past ``--rejoin-at`` starts before it is back and every gateway
@@ -60,12 +63,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from prom_text import scrape, total  # noqa: E402
 from results_file import emit  # noqa: E402
-from turn_log import access_lines, where_tokens_went  # noqa: E402
+from turn_log import TimedIndex, access_lines, where_tokens_went, why_lost  # noqa: E402
 from workload import WORDS, Shape, conversations, order, routes  # noqa: E402
 
 import inferstack_devstack as devstack  # noqa: E402
 from inferstack.kvcache.blocks import prompt_block_hashes  # noqa: E402
-from inferstack.kvcache.index import KVIndex  # noqa: E402
 from inferstack.kvcache.metrics import KVMetrics  # noqa: E402
 from inferstack.kvcache.subscriber import KVEventHub  # noqa: E402
 from inferstack.kvcache.tokenize import engine_token_ids, tokenize_body  # noqa: E402
@@ -115,7 +117,9 @@ class Bench:
             args,
         )
         self.urls = [e.url for e in engines]
-        self.index = hub.index
+        assert isinstance(hub.index, TimedIndex)
+        self.index: TimedIndex = hub.index
+        self.removals: dict[str, Any] = {}
         shape = Shape(
             args.tenants, args.conversations, args.turns, args.system_words, args.user_words, args.answer_words
         )
@@ -226,6 +230,7 @@ class Bench:
         }
         headers = {}
         if route.gateway is not None:
+            record["sent"] = time.time()
             record["held"] = self.held(tokens)
             record["oracle"] = max(record["held"].values(), default=0)
             url = self.gateways[route.gateway].url
@@ -257,6 +262,8 @@ class Bench:
                         (ch.get("delta") or {}).get("content") for ch in chunk.get("choices") or []
                     ):
                         first = time.perf_counter() - started
+                        if route.gateway is not None:  # what survived the wait, for the survival oracle
+                            record["held_at_first_token"] = self.held(tokens)
                     if chunk.get("usage"):
                         usage = chunk["usage"]
                         record["prompt_tokens"] = usage["prompt_tokens"]
@@ -291,6 +298,7 @@ class Bench:
     async def run_policy(self, policy: str) -> dict[str, Any]:
         await self.gateways_route_to_all()
         await self.reset()
+        self.index.removals.clear()
         before = {u: counters(await self.get(u)) for u in self.urls}
         decided = await self.decisions()
         lost: dict[str, dict[str, float]] = {}
@@ -349,6 +357,7 @@ class Bench:
             }
         now = await self.decisions()
         self.records[policy] = records
+        self.removals[policy] = dict(self.index.removals)
         return {
             "requests": len(records),
             "routed_requests": len(routed),
@@ -439,7 +448,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             **({"INFERSTACK_ROUTING__PROFILES": args.profiles} if args.profiles else {}),
         }
         gateways = [devstack.start_gateway(stack, urls, env=env) for _ in range(args.gateways)]
-        hub = KVEventHub(KVIndex(), KVMetrics(CollectorRegistry()), endpoints=endpoints)
+        hub = KVEventHub(TimedIndex(), KVMetrics(CollectorRegistry()), endpoints=endpoints)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
             hub.set_urls(urls)
             await warm_up(session, hub, urls)
@@ -459,10 +468,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 )
         access = access_lines(gateways)
         for p, records in bench.records.items():
-            results[p]["where_tokens_went"] = where_tokens_went(records, access)
             for r in records:
                 entry = access.get(r["id"], {})
                 r.update({k: entry.get(k) for k in ("upstream", "reason", "prefix_blocks")})
+                up = r["upstream"]
+                if up in r.get("held", {}) and "cached" in r:
+                    c, t = map(int, r["id"].split("/")[1:])
+                    chain = prompt_block_hashes(bench.tokens[(c, t)], 128)
+                    blocks = (r["held"][up] // 128, r["cached"] // 128)
+                    r["lost_cause"] = why_lost(bench.removals[p], up, chain, *blocks, r["sent"])
+            results[p]["where_tokens_went"] = where_tokens_went(records, access)
         if args.out:
             turns = "".join(json.dumps(r) + "\n" for rs in bench.records.values() for r in rs)
             args.out.with_suffix(".turns.jsonl.gz").write_bytes(gzip.compress(turns.encode(), mtime=0))

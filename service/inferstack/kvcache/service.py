@@ -1,7 +1,8 @@
 """The KV-event side of routing, as one lifespan-owned object: index, subscribers, metrics, tokenization.
 
 Token ids: a completions prompt of ids as given; else the gateway's own tokenizer for the models
-configured (``tokenizer_guard``: only once the engine agreed with it); else the engine's ``/tokenize``.
+configured (``tokenizer_guard``: once the engine agreed with it, or on probation when the engine's
+``/tokenize`` gave no answer to check it against); else the engine's ``/tokenize``.
 
 kv = KVRouting(settings.kv_events, session, registry)   # in the lifespan, when enabled
 discovery updates -> kv.hub.set_urls(urls)              # subscribe on join, unsubscribe on leave
@@ -90,6 +91,13 @@ class KVRouting:
         self.tokenize_seconds.labels("ok" if tokens is not None else "failed").observe(time.perf_counter() - started)
         if local is not None and self.guard is not None:
             self.guard.record(model, local.ids, tokens)  # on probation: the engine's answer checks ours
+            if tokens is None and not self.guard.is_off(model):
+                # The check failed (``/tokenize`` slow or down), it did not find a difference: route by
+                # the local ids rather than fall back to the approximate scorer. On the pressure bench
+                # every such fallback was a probation check that missed its deadline and cost its
+                # turn's whole cached history (docs/routing.md); a drifted tokenizer is caught by the
+                # next check that gets an answer.
+                return local.ids
         return tokens
 
     async def close(self) -> None:

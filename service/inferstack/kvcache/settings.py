@@ -19,7 +19,8 @@ class LocalTokenizerSettings(BaseModel):
         8,
         ge=0,
         description="Requests per model whose local ids are compared with the engine's /tokenize before the"
-        " local ones are used (until then the engine's ids route them). Any difference, here or later,"
+        " local ones are used (until then the engine's ids route them; when /tokenize gives no answer in"
+        " time, the local ones). Any difference, here or later,"
         " turns the local tokenizer off for that model until restart.",
     )
     check_fraction: float = Field(

@@ -4,7 +4,9 @@ A local tokenizer that drifts from vLLM (another template on the engine, a token
 transformers adjusts in code, a vLLM upgrade) fails silently: every hash matches nothing. So:
 
 - **probation**: a model's first ``check_first`` requests are routed by the engine's ``/tokenize``
-  as before, and the local ids are compared with its answer (no extra call);
+  as before, and the local ids are compared with its answer (no extra call); when ``/tokenize``
+  gives no answer (slow, down) the check counts as ``failed`` and the request is routed by the local
+  ids, which nothing has contradicted (``KVRouting.token_ids``);
 - **sampling**: afterwards the local ids route, and ``check_fraction`` of requests are compared
   again in the background (one check per model at a time, never delaying the request);
 - **switch-off**: one difference turns the local tokenizer off for that model until restart (logged
@@ -109,6 +111,11 @@ class TokenizerGuard:
             return None
         self.metrics.seconds.observe(time.perf_counter() - started)
         return LocalIds(ids, trusted=state.same >= self.settings.check_first)
+
+    def is_off(self, model: str) -> bool:
+        """Is the local tokenizer switched off (or absent) for ``model``?"""
+        state = self._models.get(model)
+        return state is None or state.off
 
     def record(self, model: str, local: Sequence[int], engine: Sequence[int] | None) -> None:
         """One comparison's outcome: counts, and on a difference turns the local tokenizer off."""

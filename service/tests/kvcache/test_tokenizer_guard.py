@@ -112,11 +112,26 @@ async def test_a_drifted_tokenizer_is_switched_off_at_its_first_check(tmp_path: 
         assert stand_in.calls == 4 and checks(kv)["differ"] == 1
 
 
-async def test_a_failed_check_decides_nothing(tmp_path: Path) -> None:
+async def test_a_failed_check_decides_nothing_and_the_local_ids_route(tmp_path: Path) -> None:
+    # Before: no ids, and the request fell back to the approximate scorer. On the pressure bench every
+    # such fallback was a probation check whose /tokenize missed its deadline (docs/routing.md).
     right = write(tmp_path / "right")
     async with engine(right, status=500) as (_, url), routing(right, check_first=1) as kv:
-        assert await kv.token_ids(MODEL, PROMPT, "completions", [url]) is None  # as before: no ids, fallback
-        assert checks(kv) == {"same": 0, "differ": 0, "failed": 1} and local_on(kv) == 0
+        assert await kv.token_ids(MODEL, PROMPT, "completions", [url]) == reference_ids(right, PROMPT["prompt"])
+        assert checks(kv) == {"same": 0, "differ": 0, "failed": 1} and local_on(kv) == 0  # still on probation
+
+
+async def test_a_drifted_tokenizer_routes_unchecked_ids_only_until_a_check_gets_an_answer(tmp_path: Path) -> None:
+    right, wrong = write(tmp_path / "right"), write(tmp_path / "wrong", swap=("river", "stone"))
+    async with engine(right, status=500) as (stand_in, url), routing(wrong, check_first=2) as kv:
+        truth, drifted = reference_ids(right, PROMPT["prompt"]), reference_ids(wrong, PROMPT["prompt"])
+        assert drifted != truth
+        assert await kv.token_ids(MODEL, PROMPT, "completions", [url]) == drifted  # nothing contradicted it yet
+        stand_in.status = 200
+        assert await kv.token_ids(MODEL, PROMPT, "completions", [url]) == truth  # the answer routes, and checks
+        assert checks(kv) == {"same": 0, "differ": 1, "failed": 1} and local_on(kv) == 0
+        stand_in.status = 500
+        assert await kv.token_ids(MODEL, PROMPT, "completions", [url]) is None  # off: a failure is a fallback again
 
 
 async def test_background_samples_catch_drift_after_probation(tmp_path: Path) -> None:

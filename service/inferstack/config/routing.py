@@ -126,7 +126,10 @@ class KVEvents(BaseModel):
         "vllm-none-hash", description="vLLM's NONE_HASH seed: its default, or the engines' PYTHONHASHSEED when set."
     )
     tokenize_timeout: float = Field(
-        0.5, gt=0, description="Seconds the engine's /tokenize may take; then the request falls back (no_tokens)."
+        0.5,
+        gt=0,
+        description="Seconds the engine's /tokenize may take; then the request falls back (no_tokens), or is"
+        " routed by the local ids of a tokenizer still on probation.",
     )
     max_blocks: int = Field(512, ge=1, description="Leading prompt blocks hashed per request.")
     tokenizer: Literal["local", "engine"] = Field(

@@ -29,7 +29,6 @@ from inferstack.kvcache.blocks import prompt_block_hashes
 from inferstack.kvcache.local_tokenizer import LocalTokenizer
 from inferstack.kvcache.service import KVRouting
 from inferstack.kvcache.settings import LocalTokenizerSettings
-from inferstack_devstack import kv_events_endpoint
 
 from ..waiting import until
 from .kv_engine import engine_ids, generate, live_index

@@ -68,7 +68,9 @@ async def run(policy: str, concurrency: int, requests: int, seed: int, root: Pat
     async with contextlib.AsyncExitStack() as stack:
         engines = [await stack.enter_async_context(running_engine(engine())) for _ in range(2)]
         url, _ = await stack.enter_async_context(
-            running_gateway(engines, catalog_file=str(catalog(root)), routing_policy=policy)
+            running_gateway(
+                engines, catalog_file=str(catalog(root)), routing_policy=policy, routing={"adapter_policy": ""}
+            )
         )
         http = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=60))
         todo = list(reversed(mix))

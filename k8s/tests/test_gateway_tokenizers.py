@@ -158,3 +158,20 @@ def test_the_gateway_role_may_read_each_tokenizer_file_and_no_weights(
             assert any(fnmatch.fnmatchcase(key + f, f"{p}*/{f}") for p in prefixes), (tf_env, name, f)
         for weights in ("model.safetensors", "config.json", "model-00001-of-00004.safetensors"):
             assert not any(fnmatch.fnmatchcase(key + weights, f"{p}*/{f}") for p in prefixes for f in files)
+
+
+@pytest.mark.parametrize("overlay", GPU_OVERLAYS)
+def test_the_deployed_gateway_routes_models_on_kv_events_and_adapters_by_placement(
+    rendered: dict[str, list[Obj]], overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway's own Settings, from the overlay's whole ConfigMap: KV events on, base models routed by
+    precise_prefix, adapters by adapter_affinity; subscribed on the port the engines publish on."""
+    objs = rendered[overlay]
+    for key, value in _config(objs).items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.kv_events.enabled and settings.routing_policy == "precise_prefix"
+    assert settings.routing.adapter_policy == "adapter_affinity"
+    for engine in engines(objs):
+        ports = {p["name"]: p["containerPort"] for p in vllm(engine)["ports"]}
+        assert ports["kv-events"] == settings.kv_events.port

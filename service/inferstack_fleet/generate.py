@@ -181,8 +181,14 @@ def kustomization(catalog: Catalog) -> Obj:
                     # Where the engines' adapter-sync sidecar mirrors each model's lora.adapters_uri:
                     # the gateway's loads point vLLM below it.
                     f"INFERSTACK_ADAPTERS__ROOT={manifests.ADAPTERS_DIR}",
+                    # Base models are routed on the engines' own KV events (every engine publishes them
+                    # on `kv-events`); adapters by where they are loaded (routing.adapter_policy's
+                    # default). Turning it off: docs/routing.md. A replica without fresh events falls
+                    # back to the approximate prefix scorer (reason no_events).
+                    "INFERSTACK_KV_EVENTS__ENABLED=true",
+                    "INFERSTACK_ROUTING_POLICY=precise_prefix",
                     # Where the gateway's tokenizer-sync init container puts each model's tokenizer
-                    # files (used once KV events are on: precise_prefix, docs/routing.md).
+                    # files: precise_prefix tokenizes in the gateway instead of asking an engine.
                     "INFERSTACK_KV_EVENTS__LOCAL_TOKENIZER__DIRS="
                     + json.dumps(manifests.tokenizer_dirs(list(catalog.models)), separators=(",", ":")),
                 ],

@@ -19,6 +19,8 @@ def test_upstreams_parse_from_a_comma_separated_env(monkeypatch: pytest.MonkeyPa
         ({"INFERSTACK_PORT": "eighty"}, "port"),
         ({"INFERSTACK_UPSTREAMS": "a:8000"}, "upstreams"),
         ({"INFERSTACK_ROUTING_POLICY": "random"}, "routing_policy"),
+        ({"INFERSTACK_ROUTING__ADAPTER_POLICY": "random"}, "adapter_policy"),
+        ({"INFERSTACK_ROUTING__ADAPTER_POLICY": "precise_prefix"}, "adapter_policy=precise_prefix needs"),
         ({"INFERSTACK_TIMEOUTS__IDLE": "-1"}, "timeouts"),
         ({"INFERSTACK_DISCOVERY": "dns"}, "dns"),
         ({"INFERSTACK_NO_SUCH_FIELD": "1"}, "no_such_field"),

@@ -178,8 +178,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _known_profile(self) -> Settings:
-        if self.routing_policy not in self.routing.all_profiles():
+        profiles = self.routing.all_profiles()
+        if self.routing_policy not in profiles:
             raise ValueError(f"routing_policy {self.routing_policy!r} names no scheduling profile")
+        if self.routing.adapter_policy and self.routing.adapter_policy not in profiles:
+            raise ValueError(f"routing.adapter_policy {self.routing.adapter_policy!r} names no scheduling profile")
         return self
 
     @model_validator(mode="after")
@@ -205,8 +208,12 @@ class Settings(BaseSettings):
             raise ValueError("discovery=dns needs INFERSTACK_DNS_NAME")
         if self.discovery == "k8s" and not self.k8s_service:
             raise ValueError("discovery=k8s needs INFERSTACK_K8S_SERVICE")
-        if self.routing_policy == "precise_prefix" and not self.kv_events.enabled:
-            raise ValueError("routing_policy=precise_prefix needs INFERSTACK_KV_EVENTS__ENABLED=true")
+        for name, policy in (
+            ("routing_policy", self.routing_policy),
+            ("routing.adapter_policy", self.routing.adapter_policy),
+        ):
+            if policy == "precise_prefix" and not self.kv_events.enabled:
+                raise ValueError(f"{name}=precise_prefix needs INFERSTACK_KV_EVENTS__ENABLED=true")
         return self
 
 

@@ -73,6 +73,13 @@ class Routing(BaseModel):
         description="adapter_affinity also caps each replica's share of recent decisions at c x the mean share"
         " (balances light loads, where in-flight counts are all 0).",
     )
+    adapter_policy: str = Field(
+        "adapter_affinity",
+        description="The scheduling profile for requests that name a LoRA adapter (a catalogued version, or one"
+        " an engine lists with a parent), whatever INFERSTACK_ROUTING_POLICY is: a fleet routes its base models"
+        " by prefix and its adapters by where they are loaded (docs/adapters.md). Empty: adapters follow"
+        " INFERSTACK_ROUTING_POLICY too. The override header still wins.",
+    )
     waiting_weight: float = Field(1.0, ge=0, description="Weight of the engine's waiting queue in a replica's load.")
     block_chars: int = Field(256, ge=16, description="Prefix hashing: characters per block of the rendered prompt.")
     max_blocks: int = Field(128, ge=1, description="Prefix hashing: leading blocks hashed per request.")
@@ -88,7 +95,7 @@ class Routing(BaseModel):
 
     def plugin_settings(self) -> dict[str, float | int]:
         """The knobs plugins take (every plugin picks what applies to it)."""
-        return self.model_dump(exclude={"scrape_interval", "load_max_age", "profiles"})
+        return self.model_dump(exclude={"scrape_interval", "load_max_age", "profiles", "adapter_policy"})
 
     def all_profiles(self) -> dict[str, ProfileSpec]:
         return {**BUILTIN_PROFILES, **self.profiles}

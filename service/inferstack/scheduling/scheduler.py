@@ -1,5 +1,8 @@
 """Choosing a replica for a request: the bridge between the request path and the profiles.
 
+Each request gets one profile: the override header's, else the adapter policy for a LoRA adapter, else
+the routing policy (the inference extension's profile handler, reduced to the one choice a fleet needs).
+
 The profiles are pure functions of a snapshot; the scheduler renders the prompt they hash (only for a
 profile with a scorer that reads it: most do not, and rendering is the costliest step here), honours
 the per-request override header, builds the snapshot from the endpoints it is given (in-flight
@@ -67,11 +70,14 @@ class Scheduler:
                     if isinstance(scorer, Adapter):
                         scorer.attach(placement)
         self._default = settings.routing_policy
+        # Adapter requests get their own profile only where the gateway can tell an adapter from a model.
+        self._adapter_policy = settings.routing.adapter_policy if placement is not None else ""
+        self._placement = placement
         self._max_age = settings.routing.load_max_age
         self._metrics = metrics
 
     def route(self, model: str, payload: Mapping[str, Any], kind: str, headers: Mapping[str, str]) -> Route:
-        name = headers.get(OVERRIDE_HEADER) or self._default
+        name = headers.get(OVERRIDE_HEADER) or self._policy_for(model)
         if name not in self._profiles:
             raise InvalidRequestError(
                 f"Unknown routing policy {name!r} in {OVERRIDE_HEADER}; choose one of {', '.join(self._profiles)}."
@@ -81,6 +87,12 @@ class Scheduler:
         prompt = prompt_of(payload, kind, chars) if chars else ""
         request = RoutingRequest(model, prompt, str(session) if session else None)
         return Route(name, request)
+
+    def _policy_for(self, model: str) -> str:
+        """The default profile for ``model``: the adapter profile for a LoRA adapter, else the routing policy."""
+        if self._adapter_policy and self._placement is not None and self._placement.base_of(model) is not None:
+            return self._adapter_policy
+        return self._default
 
     def wants_tokens(self, route: Route) -> bool:
         """Does the route's profile read the prompt's token ids (``precise_prefix``)? The router gets them."""

@@ -52,8 +52,9 @@ def catalog(tmp_path: Path) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def fleet(
-    tmp_path: Path, policy: str = "adapter_affinity", replicas: int = 2, **behaviour: Any
+    tmp_path: Path, policy: str = "adapter_affinity", replicas: int = 2, adapter_policy: str = "", **behaviour: Any
 ) -> AsyncIterator[tuple[GatewayURL, list[str], Any]]:
+    """``policy`` routes every request (adapter_policy "": adapters too, so a test measures the one it names)."""
     path = tmp_path / "catalog.json"
     path.write_text(json.dumps(catalog(tmp_path)))
     configs = [
@@ -74,7 +75,7 @@ async def fleet(
                 catalog_file=str(path),
                 routing_policy=policy,
                 # The traffic bound (balance over time) is off here: the tests count exact placements.
-                routing={"adapter_load_factor": 1.5, "adapter_traffic_factor": 100},
+                routing={"adapter_load_factor": 1.5, "adapter_traffic_factor": 100, "adapter_policy": adapter_policy},
                 hold_timeout=2,
             )
         )
@@ -208,3 +209,23 @@ async def test_a_client_that_leaves_during_a_load_leaves_nothing_in_flight(tmp_p
         replica = app.state.gateway.cluster.placement.replica(engines[0])
         assert replica is not None and replica.busy() == 0
         assert (await engine_state(engines))[0]["loads"] == {"a1": 1}
+
+
+async def test_a_fleet_routes_models_by_its_policy_and_adapters_where_they_are_loaded(tmp_path: Path) -> None:
+    # The deployed shape: INFERSTACK_ROUTING_POLICY for base models, routing.adapter_policy (its default,
+    # adapter_affinity) for adapters; the override header still names one profile for both.
+    async with fleet(tmp_path, policy="prefix_affinity", adapter_policy="adapter_affinity") as (url, engines, _):
+        async with client(url) as ai:
+            for _ in range(10):
+                await ai.completions.create(model="a1", prompt="select", max_tokens=2)
+            for _ in range(3):
+                await ai.completions.create(model="chat", prompt="hello", max_tokens=2)
+            await ai.completions.create(
+                model="a1", prompt="select", max_tokens=2, extra_headers={"x-inferstack-routing-policy": "round_robin"}
+            )
+        assert await metric(url, "inferstack_routing_decisions_total", policy="adapter_affinity") == 10
+        assert await metric(url, "inferstack_routing_decisions_total", policy="prefix_affinity") == 3
+        assert await metric(url, "inferstack_routing_decisions_total", policy="round_robin") == 1
+        # Placed by adapter_affinity: one load, every request on the replica that holds it.
+        assert await metric(url, "inferstack_adapter_routing_decisions_total", model="a1", reason="loaded") == 9
+        assert max(models.count("a1") for models in await served(engines)) >= 10

@@ -45,9 +45,20 @@ BALANCE = 1.25
 
 def zipf_sequence(names: list[str], requests: int, exponent: float, seed: int) -> list[str]:
     """``requests`` adapter names, the i-th most popular drawn with weight 1 / i**exponent."""
-    rng = random.Random(seed)
-    weights = [1 / (rank + 1) ** exponent for rank in range(len(names))]
-    return rng.choices(names, weights=weights, k=requests)
+    return weighted_sequence(names, requests, [1 / (rank + 1) ** exponent for rank in range(len(names))], seed)
+
+
+def weighted_sequence(names: list[str], requests: int, weights: list[float], seed: int) -> list[str]:
+    """``requests`` adapter names drawn with ``weights`` (the i-th name's), independently."""
+    return random.Random(seed).choices(names, weights=weights, k=requests)
+
+
+def parse_mix(text: str, adapters: int) -> list[float]:
+    """``32:16:8:4:2:1`` -> weights, one per adapter (the fake-engine bench's mix, for instance)."""
+    weights = [float(w) for w in text.split(":")]
+    if len(weights) != adapters or any(w <= 0 for w in weights):
+        raise ValueError(f"--mix {text!r}: {adapters} positive weights separated by ':'")
+    return weights
 
 
 def lru_use(cache: list[str], name: str, slots: int) -> bool:

@@ -1,6 +1,7 @@
 """``make bench-adapters-real``: adapter placement on real vLLM CPU replicas, judged by the engines' own logs.
 
-    .venv/bin/python bench/adapters_real/run.py [--zipf 0.8 1.0 1.2 1.5] [--caps 2.0:1.2 2.0:1.5] [--out FILE]
+    .venv/bin/python bench/adapters_real/run.py [--zipf 0.8 1.0 1.2 1.5] [--mix 32:16:8:4:2:1] [--caps 2.0:1.2 2.0:1.5]
+        [--out FILE]
 
 Starts two vLLM replicas of the tiny model with LoRA (``--max-loras 2``: two adapter slots each, and
 vLLM's CPU-side cache of loaded adapters, ``max_cpu_loras``, defaults to the same 2), six random-weight
@@ -57,7 +58,7 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 
-from ceiling import bounds, zipf_sequence  # noqa: E402  (this script's folder is on the path)
+from ceiling import bounds, parse_mix, weighted_sequence, zipf_sequence  # noqa: E402  (this script's folder is on the path)
 from prom_text import scrape, total  # noqa: E402
 from results_file import emit  # noqa: E402
 
@@ -297,10 +298,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         catalog_file.write_text(json.dumps(catalog(dirs, args.max_loras), indent=2))
         skews: dict[str, Any] = {}
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
-            for exponent in args.zipf:
-                sequence = zipf_sequence(names, args.requests, exponent, args.seed)
+            plans = [(str(e), zipf_sequence(names, args.requests, e, args.seed)) for e in args.zipf]
+            plans += [
+                (f"mix {m}", weighted_sequence(names, args.requests, parse_mix(m, args.adapters), args.seed))
+                for m in args.mix
+            ]
+            for label, sequence in plans:
                 results = await run_skew(args, session, stack, engines, catalog_file, sequence, redis_url)
-                skews[str(exponent)] = summary(args, names, sequence, results)
+                skews[label] = summary(args, names, sequence, results)
         load_after = os.getloadavg()
     finally:
         stack.stop()
@@ -402,9 +407,16 @@ def main() -> int:
     parser.add_argument(
         "--zipf",
         type=float,
-        nargs="+",
+        nargs="*",
         default=[0.8, 1.0, 1.2, 1.5],
-        help="popularity of the i-th adapter: 1 / i**zipf; one run of every policy per exponent",
+        help="popularity of the i-th adapter: 1 / i**zipf; one run of every policy per exponent (none: --zipf alone)",
+    )
+    parser.add_argument(
+        "--mix",
+        nargs="*",
+        default=[],
+        help="explicit popularity mixes, one weight per adapter, e.g. 32:16:8:4:2:1 (bench/adapters_fake.py's);"
+        " one run of every policy per mix, after the --zipf ones",
     )
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument(

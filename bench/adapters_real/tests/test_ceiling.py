@@ -6,6 +6,8 @@ import itertools
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bench imports its siblings by name
 
 import ceiling
@@ -45,3 +47,18 @@ def test_bounds_are_ordered_and_the_gateway_is_simulated() -> None:
     assert found["best_online_known_popularity"]["max_over_mean"] <= 1.25
     simulated = ceiling.simulate_gateway(sequence, names, 2, 4, 2.0, 1.2)
     assert dynamic <= simulated["loads"] < found["round_robin_lru"]
+
+
+def test_a_mix_draws_each_adapter_by_its_weight_and_a_bad_mix_is_refused() -> None:
+    weights = ceiling.parse_mix("32:16:8:4:2:1", 6)
+    names = [f"n{i}" for i in range(6)]
+    sequence = ceiling.weighted_sequence(names, 6300, weights, 1)
+    counts = [sequence.count(n) for n in names]
+    assert counts == sorted(counts, reverse=True) and 0.45 < counts[0] / len(sequence) < 0.57  # 32/63 = 0.51
+    # The Zipf sequence is the weighted one with 1 / i**s: the same draws for the same seed.
+    assert ceiling.zipf_sequence(names, 50, 1.0, 3) == ceiling.weighted_sequence(
+        names, 50, [1 / (i + 1) for i in range(6)], 3
+    )
+    for bad in ("32:16:8", "1:1:1:1:1:0"):
+        with pytest.raises(ValueError, match="--mix"):
+            ceiling.parse_mix(bad, 6)

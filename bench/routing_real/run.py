@@ -87,6 +87,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             annotate(records, access, bench.removals[p], bench.tokens)
             results[p]["where_tokens_went"] = where_tokens_went(records, access)
         if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)  # emit() makes it too, but only after this
             turns = "".join(json.dumps(r) + "\n" for rs in bench.records.values() for r in rs)
             args.out.with_suffix(".turns.jsonl.gz").write_bytes(gzip.compress(turns.encode(), mtime=0))
         return summary(args, results, bench.tokens, bench.plan, bench.system_tokens, load, deployment.engine_rss_mib)

@@ -48,8 +48,10 @@ lint: install
 	$(VENV)/bin/ruff check service bench loadtests observability k8s fleet tests .github/scripts conftest.py
 	$(VENV)/bin/ruff format --check service conftest.py
 
+# bench/routing_real/run.py's module name, run, is loadtests/run.py's too: checked on its own, siblings on the path.
 typecheck: install
 	$(VENV)/bin/mypy
+	MYPYPATH=service:bench:bench/routing_real $(VENV)/bin/mypy bench/routing_real/run.py
 
 generated: tools
 	$(PY) -m observability.generate --check

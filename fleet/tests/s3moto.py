@@ -1,20 +1,18 @@
 """An S3 emulator for the tests that run the fleet's generated AWS CLI scripts for real: moto
-(``moto_server``, local, plain HTTP), and a relay in front of it that can refuse every request with
-S3's 403 AccessDenied at once (what a pod whose role lost the bucket gets; an unreachable endpoint
-would cost the CLI seconds of retries per call). The AWS CLI is version 1 (``awscli`` from PyPI,
-requirements/fleet.txt); the images run version 2, which is not on PyPI."""
+(``inferstack_devstack.moto``, local, plain HTTP), and a relay in front of it that can refuse every
+request with S3's 403 AccessDenied at once (what a pod whose role lost the bucket gets; an
+unreachable endpoint would cost the CLI seconds of retries per call). The AWS CLI is version 1
+(``awscli`` from PyPI, requirements/fleet.txt); the images run version 2, which is not on PyPI."""
 
 from __future__ import annotations
 
 import contextlib
 import shutil
 import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,12 +27,6 @@ def tool(name: str, hint: str) -> str:
         if candidate and Path(candidate).exists():
             return str(candidate)
     pytest.fail(f"{name} is not installed: {hint}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = DEADLINE) -> float:
@@ -105,36 +97,6 @@ class S3Gate:
     def close(self) -> None:
         self._stopped = True
         self._server.close()
-
-
-@contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """A fresh moto_server on a free port: its URL."""
-    moto = tool("moto_server", "`make install` installs requirements/terraform.txt (moto[server])")
-    port = free_port()
-    proc = subprocess.Popen(
-        [moto, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            pytest.fail("moto_server exited")
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
-        except OSError:
-            return False
-        return True
-
-    try:
-        wait_for("moto_server answering", up)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def cli_version() -> str:

@@ -50,11 +50,12 @@ from inferstack.metrics.gateway import GatewayMetrics
 from inferstack.upstream.adapter_loader import AdapterLoader
 from inferstack.upstream.adapters import AdapterPlacement
 from inferstack.upstream.endpoint import Endpoint
+from inferstack_devstack.moto import moto_server
 from inferstack_engine import tinylora
 from inferstack_fleet import catalog as fleet_catalog
 from inferstack_fleet import generate, manifests
 
-from .s3moto import DEADLINE, S3Gate, aws_env, cli_version, moto_server, wait_for
+from .s3moto import DEADLINE, S3Gate, aws_env, cli_version, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 # No pause between syncs: each `aws` run spends 1-3 s importing itself on this machine already.

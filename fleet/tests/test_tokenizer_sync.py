@@ -43,12 +43,13 @@ import inferstack_devstack as devstack
 from inferstack.kvcache.local_tokenizer import LocalTokenizer
 from inferstack.kvcache.settings import LocalTokenizerSettings
 from inferstack.kvcache.tokenizer_guard import TokenizerGuard
+from inferstack_devstack.moto import moto_server
 from inferstack_engine import tinymodel_build
 from inferstack_engine.paths import DEFAULT_MODEL_DIR
 from inferstack_fleet import catalog as fleet_catalog
 from inferstack_fleet import manifests
 
-from .s3moto import S3Gate, aws_env, cli_version, moto_server
+from .s3moto import S3Gate, aws_env, cli_version
 
 REPO = Path(__file__).resolve().parents[2]
 OVERLAY = REPO / "k8s" / "overlays" / "aws-gpu"

@@ -17,11 +17,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,9 +26,10 @@ from pathlib import Path
 
 import pytest
 
+from inferstack_devstack.moto import moto_server
+
 TF_DIR = Path(__file__).resolve().parents[1]
 TF_SH = TF_DIR / "scripts" / "tf.sh"
-MOTO = Path(sys.executable).with_name("moto_server")
 COMMAND_TIMEOUT = 420
 ACCOUNT = "123456789012"  # moto's account
 
@@ -135,40 +133,11 @@ class Stack:
     error: str = ""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def moto() -> Iterator[str]:
-    if not MOTO.is_file():
-        pytest.fail("moto_server missing: `make install` installs requirements/terraform.txt (moto[server])")
-    port = free_port()
-    env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
-    proc = subprocess.Popen(
-        [str(MOTO), "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("moto_server did not start within 60 s")
-            time.sleep(0.2)
-    try:
+    # Without it every attachment of an AWS-managed policy (the node and CI roles have some) fails.
+    with moto_server({"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def prepare(tree: Path, endpoint: str) -> list[Stack]:

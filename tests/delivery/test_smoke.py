@@ -81,7 +81,9 @@ def test_fails_when_the_model_is_not_served() -> None:
 def test_fails_when_completions_fail_and_retries_until_the_deadline() -> None:
     with fake_engine("--error-status", "500") as url:
         started = time.monotonic()
-        code, _, err = _smoke(url, "--deadline", "1.5", "--retry-interval", "0.5")
+        # Two retries fit in the deadline while a failing pass takes under 1 s (2 x pass + 2 x 0.5 s <= 3 s);
+        # with 1.5 s a pass had to take under 0.25 s, which a loaded machine can miss.
+        code, _, err = _smoke(url, "--deadline", "3", "--retry-interval", "0.5")
         elapsed = time.monotonic() - started
     assert code == 1
     assert "FAIL chat" in err and "FAIL stream" in err

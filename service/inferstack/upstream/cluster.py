@@ -73,8 +73,8 @@ class Cluster:
         self._checkers.clear()
 
     # -- queries ----------------------------------------------------------------------------------
-    def candidates(self, model: str, now: float | None = None) -> list[Endpoint]:
-        now = monotonic() if now is None else now
+    def candidates(self, model: str) -> list[Endpoint]:
+        now = monotonic()
         return [e for e in self.endpoints.values() if self.serves(e, model) and e.available(now)]
 
     def serves(self, endpoint: Endpoint, model: str) -> bool:

@@ -111,8 +111,12 @@ async def test_pacing_follows_ttft_and_itl(client: httpx.AsyncClient) -> None:
             if line.startswith("data: {"):
                 arrivals.append(time.monotonic() - start)
     assert len(arrivals) == 6
+    # Bounds from the send only: the engine sleeps ttft, then keeps a schedule of one token per itl from
+    # its first token, and no sleep ends early, so these hold however loaded the machine is. The client's
+    # own gaps do not: the client and the engine share this event loop, and a first token read 10 ms
+    # late (a preemption, a GC pause) made the later ones arrive bunched, under the 0.09 s once asserted.
     assert arrivals[0] >= 0.1
-    assert arrivals[-1] - arrivals[0] >= 5 * 0.02 * 0.9  # timer granularity
+    assert arrivals[-1] >= 0.1 + 5 * 0.02
 
 
 async def test_client_disconnect_frees_the_slot(client: httpx.AsyncClient, engine: str) -> None:

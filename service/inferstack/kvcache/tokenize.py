@@ -7,7 +7,9 @@ the engine's input by construction: no tokenizer files in the gateway, no templa
 Its cost (one small HTTP round trip, measured in docs/routing.md) is the price of that exactness.
 
 Any failure (timeout, engine error, a request shape ``/tokenize`` does not take) answers None: the
-request is then routed by the approximate policy, never failed.
+request is then routed by the approximate policy, never failed. So do ids that cannot be hashed as
+vLLM hashes them (negative, or past 64 bits: CBOR's unsigned ints), whether a client sent them as its
+prompt or an engine answered them: the engine judges such a prompt, the scorer never sees it.
 """
 
 from __future__ import annotations
@@ -51,12 +53,21 @@ def tokenize_body(model: str, payload: Mapping[str, Any], kind: str) -> dict[str
     return body
 
 
+MAX_TOKEN_ID = (1 << 64) - 1
+"""The largest id ``blocks.prompt_block_hashes`` can encode (a CBOR unsigned int)."""
+
+
+def hashable_ids(ids: object) -> bool:
+    """A list of token ids the block hashes can be computed from."""
+    return isinstance(ids, list) and all(
+        isinstance(t, int) and not isinstance(t, bool) and 0 <= t <= MAX_TOKEN_ID for t in ids
+    )
+
+
 def direct_token_ids(payload: Mapping[str, Any], kind: str) -> list[int] | None:
     """A completions prompt given as token ids needs no tokenizer."""
     prompt = payload.get("prompt") if kind == "completions" else None
-    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
-        return list(prompt)
-    return None
+    return list(prompt) if prompt and hashable_ids(prompt) else None
 
 
 async def engine_token_ids(
@@ -72,6 +83,4 @@ async def engine_token_ids(
     except (TimeoutError, aiohttp.ClientError, ValueError):
         return None
     tokens = answer.get("tokens") if isinstance(answer, dict) else None
-    if isinstance(tokens, list) and all(isinstance(t, int) for t in tokens):
-        return tokens
-    return None
+    return tokens if hashable_ids(tokens) else None

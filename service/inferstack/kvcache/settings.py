@@ -36,6 +36,7 @@ class LocalTokenizerSettings(BaseModel):
     thread_chars: int = Field(
         8192,
         ge=0,
-        description="Prompts with more characters than this are tokenized in a worker thread (the tokenizer"
-        " releases the GIL), not on the event loop: about 2 ms per 1,000 tokens (docs/routing.md).",
+        description="Prompts with more characters than this (content, plus a few per chat message) are rendered"
+        " and tokenized in a worker thread (the tokenizer releases the GIL), not on the event loop: about 2 ms"
+        " per 1,000 tokens (docs/routing.md).",
     )

@@ -53,6 +53,37 @@ def tokenize_body(model: str, payload: Mapping[str, Any], kind: str) -> dict[str
     return body
 
 
+MESSAGE_CHARS = 32
+"""What a chat template adds around each message (role markers, separators), about: ``prompt_chars``."""
+
+
+def prompt_chars(payload: Mapping[str, Any], kind: str, stop: int) -> int:
+    """About how many characters the engine tokenizes for this request: its text, and ``MESSAGE_CHARS`` per
+    chat message. Nothing is rendered (a template's cost grows with the messages, so this counts them);
+    the count stops once it passes ``stop``."""
+    if kind == "completions":
+        prompt = payload.get("prompt")
+        if isinstance(prompt, list):
+            return sum(len(p) for p in prompt if isinstance(p, str))
+        return len(prompt) if isinstance(prompt, str) else 0
+    messages = payload.get("messages") if kind == "chat" else None
+    if not isinstance(messages, list):
+        return 0
+    total = 0
+    for message in messages:
+        total += MESSAGE_CHARS
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                text = part.get("text") if isinstance(part, dict) else None
+                total += len(text) if isinstance(text, str) else MESSAGE_CHARS
+        if total > stop:
+            break
+    return total
+
+
 MAX_TOKEN_ID = (1 << 64) - 1
 """The largest id ``blocks.prompt_block_hashes`` can encode (a CBOR unsigned int)."""
 

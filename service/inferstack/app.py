@@ -149,7 +149,7 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
                 hub.set_urls(urls)
 
         tasks.start(discovery.run(on_urls), "discovery")
-        scraper = LoadScraper(cluster, session, settings.routing.scrape_interval, placement)
+        scraper = LoadScraper(cluster, session, settings.routing.scrape_interval, metrics, placement)
         tasks.start(scraper.run(), "engine load scraper")
         if tenancy.redis is not None and tenancy.redis_health is not None and settings.adapters.share_interval > 0:
             shared = SharedUse(tenancy.redis, tenancy.redis_health, placement, settings.adapters)

@@ -18,6 +18,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+import orjson
+
+from ..upstream.bounded import TOKENIZE_BYTES, read_bounded
 
 # Request fields that change the engine's token ids, copied to /tokenize as they are.
 _CHAT_FIELDS = (
@@ -110,7 +113,7 @@ async def engine_token_ids(
         ) as resp:
             if resp.status != 200:
                 return None
-            answer = await resp.json(content_type=None)
+            answer = orjson.loads(await read_bounded(resp, TOKENIZE_BYTES))
     except (TimeoutError, aiohttp.ClientError, ValueError):
         return None
     tokens = answer.get("tokens") if isinstance(answer, dict) else None

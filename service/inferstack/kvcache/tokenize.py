@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from ..upstream.bounded import TOKENIZE_BYTES, read_bounded
+from ..bounds import TOKENIZE_BYTES, read_bounded
 
 # Request fields that change the engine's token ids, copied to /tokenize as they are.
 _CHAT_FIELDS = (

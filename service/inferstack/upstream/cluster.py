@@ -15,11 +15,11 @@ from typing import Any
 import aiohttp
 import orjson
 
+from ..bounds import MODELS_BYTES, TooLarge, read_bounded
 from ..clock import monotonic
 from ..config import Settings
 from ..metrics.gateway import GatewayMetrics
 from .adapters import AdapterPlacement
-from .bounded import MODELS_BYTES, TooLarge, read_bounded
 from .endpoint import Endpoint
 from .outlier import OutlierDetector
 

@@ -7,7 +7,7 @@ in-flight counts. Metric names: vLLM v1 (see docs/metrics.md and the field notes
 this one table, so another engine only needs another table.
 
 A scrape that gives nothing (no answer in time, a status other than 200, an answer over
-``bounded.METRICS_BYTES``) is counted, ``inferstack_upstream_load_scrape_failures_total{reason}``;
+``bounds.METRICS_BYTES``) is counted, ``inferstack_upstream_load_scrape_failures_total{reason}``;
 an answer too large is also logged, once per replica while it lasts: it is parsed on the event loop,
 every second, and vLLM's LoRA info series grow without end.
 """
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from ..bounds import METRICS_BYTES, TooLarge, read_bounded
 from ..clock import monotonic
 from ..metrics.gateway import GatewayMetrics
 from .adapters import AdapterPlacement
-from .bounded import METRICS_BYTES, TooLarge, read_bounded
 from .cluster import Cluster
 from .endpoint import EngineLoad
 

@@ -13,10 +13,10 @@ import orjson
 import pytest
 from aiohttp import web
 
+from inferstack.bounds import METRICS_BYTES, MODELS_BYTES, TOKENIZE_BYTES
 from inferstack.config import Settings
 from inferstack.kvcache.tokenize import engine_token_ids
 from inferstack.metrics.gateway import GatewayMetrics
-from inferstack.upstream.bounded import METRICS_BYTES, MODELS_BYTES, TOKENIZE_BYTES
 from inferstack.upstream.cluster import Cluster
 from inferstack.upstream.endpoint import Endpoint
 from inferstack.upstream.load import LoadScraper

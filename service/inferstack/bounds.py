@@ -1,4 +1,9 @@
-"""An engine's control-plane answers (``/v1/models``, ``/metrics``, ``/tokenize``), read with a size bound.
+"""Size bounds on what the gateway reads from others; imports no stage (like ``clock.py``).
+
+Model names: a request's ``model`` (``api.request`` refuses longer ones) and whatever names one
+elsewhere (the shared adapter record in Redis) are at most ``MAX_MODEL_LENGTH`` characters.
+
+An engine's control-plane answers (``/v1/models``, ``/metrics``, ``/tokenize``) are read with a size bound.
 
 The engine is a dependency, not a trusted peer: a buggy one can answer anything, and these answers are
 read whole and parsed on the event loop. vLLM's own ``/metrics`` grows without end on a LoRA engine
@@ -11,6 +16,8 @@ from __future__ import annotations
 
 import aiohttp
 
+MAX_MODEL_LENGTH = 256
+"""Model names are metric labels and ledger keys: bounded before anything sees them."""
 MODELS_BYTES = 8 << 20
 """``/v1/models``: a card is ~300 bytes, so room for ~25,000 adapters."""
 METRICS_BYTES = 8 << 20

@@ -126,6 +126,12 @@ class GatewayMetrics:
             ["task"],
             registry=r,
         )
+        self.discovery_errors = Counter(
+            "inferstack_discovery_errors",
+            "Discovery lookups that failed (DNS, the Kubernetes API); the last set of replicas is kept.",
+            ["provider"],
+            registry=r,
+        )
         self.load_scrape_failures = Counter(
             "inferstack_upstream_load_scrape_failures",
             "Engine /metrics scrapes that gave no load, by reason (error, status, too_large): that replica's"

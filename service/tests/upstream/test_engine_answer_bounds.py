@@ -21,6 +21,8 @@ from inferstack.upstream.cluster import Cluster
 from inferstack.upstream.endpoint import Endpoint
 from inferstack.upstream.load import LoadScraper
 
+from ..stand_in import serving
+
 LOAD = b'vllm:num_requests_running{engine="0",model_name="m"} 3.0\nvllm:num_requests_waiting{engine="0"} 2.0\n'
 
 
@@ -76,14 +78,8 @@ async def engine() -> AsyncIterator[tuple[Engine, str]]:
     app.router.add_get("/v1/models", models)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/tokenize", tokenize)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield state, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield state, url
 
 
 HOW = ("declared", "chunked", "gzip")

@@ -3,7 +3,8 @@
 Model names: a request's ``model`` (``api.request`` refuses longer ones) and whatever names one
 elsewhere (the shared adapter record in Redis) are at most ``MAX_MODEL_LENGTH`` characters.
 
-An engine's control-plane answers (``/v1/models``, ``/metrics``, ``/tokenize``) are read with a size bound.
+An engine's control-plane answers (``/v1/models``, ``/metrics``, ``/tokenize``, a runtime LoRA load's
+refusal) are read with a size bound.
 
 The engine is a dependency, not a trusted peer: a buggy one can answer anything, and these answers are
 read whole and parsed on the event loop. vLLM's own ``/metrics`` grows without end on a LoRA engine
@@ -22,6 +23,8 @@ MODELS_BYTES = 8 << 20
 """``/v1/models``: a card is ~300 bytes, so room for ~25,000 adapters."""
 METRICS_BYTES = 8 << 20
 """``/metrics``: vLLM's is 50-200 kB; its LoRA series can grow past this after days of adapter churn."""
+LOAD_ANSWER_BYTES = 64 << 10
+"""``/v1/load_lora_adapter``'s refusal: a one-line message (a success is not read)."""
 TOKENIZE_BYTES = 16 << 20
 """``/tokenize``: the ids of a prompt under ``max_prompt_chars`` (1,000,000), about 8 bytes each at most."""
 

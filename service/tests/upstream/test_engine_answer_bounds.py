@@ -4,6 +4,8 @@ given) or gzip-encoded (small on the wire, large decoded), and the gateway reads
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gzip
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,9 +16,13 @@ import pytest
 from aiohttp import web
 
 from inferstack.bounds import METRICS_BYTES, MODELS_BYTES, TOKENIZE_BYTES
+from inferstack.catalog import AdapterRoute, AdapterVersion, Catalog
+from inferstack.clock import monotonic
 from inferstack.config import Settings
 from inferstack.kvcache.tokenize import engine_token_ids
 from inferstack.metrics.gateway import GatewayMetrics
+from inferstack.upstream.adapter_loader import LOAD_PATH, AdapterLoader
+from inferstack.upstream.adapters import AdapterPlacement
 from inferstack.upstream.cluster import Cluster
 from inferstack.upstream.endpoint import Endpoint
 from inferstack.upstream.load import LoadScraper
@@ -129,3 +135,33 @@ async def test_a_tokenize_answer_over_its_bound_gives_no_token_ids(engine: tuple
             assert await engine_token_ids(session, url, {"prompt": "x"}, 30) == [1] * 500, how
             state.size = TOKENIZE_BYTES
             assert await engine_token_ids(session, url, {"prompt": "x"}, 30) is None, how
+
+
+async def test_a_load_refusal_that_never_ends_fails_the_load_at_once() -> None:
+    """vLLM answers a runtime load it refuses with a short error; an answer that does not end (a broken
+    proxy, a buggy engine) was read until ``load_timeout`` (30 s here), holding every request waiting
+    for the adapter. The refusal is read up to its bound: the load fails at once, as a refusal."""
+    endless = web.Application()
+
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(status=400)
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await resp.write(b"x" * 65536)
+        return resp
+
+    endless.router.add_post(LOAD_PATH, refuse)
+    version = AdapterVersion("a", "base", "/adapters/a")
+    catalog = Catalog(frozenset({"base"}), {}, {"a": AdapterRoute("base", (("a@v1", 100),))}, {"a@v1": version})
+    metrics = GatewayMetrics()
+    settings = Settings(upstreams=[], adapters={"load": True, "load_timeout": 30})
+    async with serving(endless) as url, aiohttp.ClientSession() as session:
+        loader = AdapterLoader(settings, session, catalog, AdapterPlacement(catalog), metrics)
+        async with asyncio.timeout(10):
+            failure = await loader.prepare(Endpoint(url), "a@v1", monotonic() + 30)
+        await loader.close()
+    assert failure is not None and failure.kind == "adapter_load"
+    labels = {"model": "base", "adapter": "a@v1", "reason": "status"}
+    assert metrics.registry.get_sample_value("inferstack_adapter_load_failures_total", labels) == 1

@@ -40,3 +40,12 @@ class LocalTokenizerSettings(BaseModel):
         " and tokenized in a worker thread (the tokenizer releases the GIL), not on the event loop: about 2 ms"
         " per 1,000 tokens (docs/routing.md).",
     )
+    threads: int = Field(
+        2, ge=1, description="Long prompts (over `thread_chars`) tokenized at once, each in a worker thread."
+    )
+    thread_wait: float = Field(
+        0.25,
+        gt=0,
+        description="Seconds a long prompt may wait for one of those `threads`; then the engine's /tokenize is"
+        " asked (within `tokenize_timeout`), counted in inferstack_kv_local_tokenizer_busy_total.",
+    )

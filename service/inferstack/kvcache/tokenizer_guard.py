@@ -67,6 +67,7 @@ class TokenizerGuard:
         self._draw = draw
         self._models: dict[str, _Model] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._threads = asyncio.Semaphore(settings.threads)
         self._turn = 0
         self.metrics = TokenizerMetrics(registry)
         for model, directory in settings.dirs.items():
@@ -102,7 +103,18 @@ class TokenizerGuard:
             # short messages (4 MB) took 0.6 s in the template, which stopped every other request. The
             # thread shares the GIL while it renders, so the loop still gets its turn every few ms.
             if prompt_chars(payload, kind, limit) > limit:
-                ids = await asyncio.to_thread(state.tokenizer.token_ids, payload, kind)
+                # At most ``threads`` at once, and a bounded wait for one: the executor's queue has no
+                # deadline, and its threads are the loop's default ones (DNS lookups wait there too).
+                try:
+                    async with asyncio.timeout(self.settings.thread_wait):
+                        await self._threads.acquire()
+                except TimeoutError:
+                    self.metrics.busy.inc()
+                    return None  # the engine's /tokenize, within its own timeout
+                try:
+                    ids = await asyncio.to_thread(state.tokenizer.token_ids, payload, kind)
+                finally:
+                    self._threads.release()
             else:
                 ids = state.tokenizer.token_ids(payload, kind)
             if ids is None:

@@ -245,3 +245,23 @@ async def test_a_prompt_over_the_limit_gets_no_token_ids_and_costs_no_tokenizer(
         assert stand_in.calls == 0 and seconds == 0
         short = {"prompt": "river " * 1_000}
         assert await kv.token_ids(MODEL, short, "completions", [url]) == reference_ids(right, short["prompt"])
+
+
+async def test_long_prompts_wait_a_bounded_time_for_a_tokenizer_thread(tmp_path: Path) -> None:
+    """One thread: while it encodes a long prompt, a second long prompt waits ``thread_wait`` for it at
+    most, then asks the engine (the executor's queue would have kept it without a deadline)."""
+    right = write(tmp_path / "right")
+    long = {"prompt": " ".join(["river", "stone", "ledger"] * 100_000)}
+    other = {"prompt": " ".join(["winter", "harbour"] * 100)}
+    async with (
+        engine(right) as (stand_in, url),
+        routing(right, check_first=0, check_fraction=0, thread_chars=100, threads=1, thread_wait=0.01) as kv,
+    ):
+        kv.settings.max_prompt_chars = 10_000_000  # 1.8 M characters: the thread is busy for a while
+        first = asyncio.create_task(kv.token_ids(MODEL, long, "completions", [url]))
+        await asyncio.sleep(0)  # the first takes the thread (no wait: it is free)
+        assert await kv.token_ids(MODEL, other, "completions", [url]) == reference_ids(right, other["prompt"])
+        assert not first.done() and stand_in.calls == 1  # the second was the engine's answer
+        assert kv.registry.get_sample_value("inferstack_kv_local_tokenizer_busy_total") == 1
+        assert await first == reference_ids(right, long["prompt"])
+        assert await kv.token_ids(MODEL, other, "completions", [url]) is not None and stand_in.calls == 1

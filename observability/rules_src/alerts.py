@@ -140,6 +140,21 @@ def alert_rules() -> list[dict[str, object]]:
             "process (the Kubernetes API, Redis, a key or price file); fix that, then file the traceback.",
         ),
         _alert(
+            "InferstackDiscoveryFailing",
+            # Every 5-minute window of the last 10 minutes had failed lookups: not a blip (the k8s
+            # provider retries every 10 s at most, DNS every interval), a discovery that stays broken.
+            "sum by (namespace, pod, provider) (increase(inferstack_discovery_errors_total[5m])) > 0",
+            "10m", "warning",
+            "Gateway {{ $labels.pod }}: {{ $labels.provider }} discovery has failed for 10 minutes",
+            "The gateway routes to the replicas it knew before the failures: pods started since get no "
+            "traffic, and pods gone since get requests that fail and are retried elsewhere.",
+            "1. The pod's logs: 'k8s discovery: ...' (the API's status and message) or 'dns discovery: "
+            "resolving ... failed'.\n"
+            "2. k8s: a 401/403 is the service account's token or RBAC (get, list, watch on "
+            "endpointslices in the namespace); a timeout is the API server or a network policy.\n"
+            "3. dns: the cluster DNS (CoreDNS pods, their logs) and the headless Service's name.",
+        ),
+        _alert(
             "InferstackLocalTokenizerFallback",
             # Per gateway (instance) and model: the gateway's own tokenizer is not in use (files missing,
             # switched off, or never past its checks), the model had requests there, the gateway asked

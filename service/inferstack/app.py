@@ -138,7 +138,8 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
         for kind in PATHS:
             gateway.endpoints[kind] = OpenAIEndpoint(kind, settings, cluster, router, tenancy, metrics, catalog)
         app.state.gateway = gateway
-        discovery = from_settings(settings)
+        discovery_errors = metrics.discovery_errors.labels(settings.discovery)  # from 0: a rate from the start
+        discovery = from_settings(settings, on_error=lambda _: discovery_errors.inc())
         on_urls = cluster.set_urls
         if kv is not None:
             hub = kv.hub
@@ -149,7 +150,7 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
                 hub.set_urls(urls)
 
         tasks.start(discovery.run(on_urls), "discovery")
-        scraper = LoadScraper(cluster, session, settings.routing.scrape_interval, placement)
+        scraper = LoadScraper(cluster, session, settings.routing.scrape_interval, metrics, placement)
         tasks.start(scraper.run(), "engine load scraper")
         if tenancy.redis is not None and tenancy.redis_health is not None and settings.adapters.share_interval > 0:
             shared = SharedUse(tenancy.redis, tenancy.redis_health, placement, settings.adapters)

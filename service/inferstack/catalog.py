@@ -84,6 +84,13 @@ class Catalog:
             }
         except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"catalog file {path}: {type(exc).__name__}: {exc}") from None
+        for name, route in adapters.items():
+            # Refused here rather than met by a request: no version to draw raised in ``pick`` (a 500).
+            weights = [w for _, w in route.versions]
+            if not weights:
+                raise ValueError(f"catalog file {path}: adapter {name!r}: no versions")
+            if min(weights) < 0 or sum(weights) <= 0:
+                raise ValueError(f"catalog file {path}: adapter {name!r}: weights must be >= 0 with a positive sum")
         for name, target in [*aliases.items(), *((n, a.base) for n, a in adapters.items())]:
             if target not in models:
                 raise ValueError(f"catalog file {path}: {name} points at {target!r}, which is not a model")

@@ -24,6 +24,9 @@ async def test_metrics_and_admin_only_on_the_admin_port_and_nothing_else_there()
             assert hidden.json()["error"]["code"] == "not_found"
         scraped = await client.get(url.admin + "/metrics")
         assert scraped.status_code == 200 and "inferstack_requests_total" in scraped.text
+        # Failures of dependencies have series from 0, so a rate and an alert work from the first one.
+        assert 'inferstack_discovery_errors_total{provider="static"} 0.0' in scraped.text
+        assert 'inferstack_upstream_load_scrape_failures_total{reason="too_large"} 0.0' in scraped.text
         assert (await client.get(url.admin + "/admin/usage")).status_code == 401  # there, behind the admin key
         for method, path in (("GET", "/healthz"), ("GET", "/v1/models"), ("POST", "/v1/chat/completions")):
             resp = await client.request(method, url.admin + path, json=CHAT)

@@ -16,6 +16,7 @@ from inferstack.relay.sse import text_count
 from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
 
 from .gateway_harness import GatewayURL, running_gateway
+from .stand_in import serving
 
 CHAT = {"model": "fake-model", "messages": [{"role": "user", "content": "Hello there"}]}
 
@@ -76,13 +77,8 @@ async def scripted_engine(
     app.router.add_get("/metrics", ok)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield url
 
 
 @contextlib.asynccontextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,21 @@ async def test_budgets_stop_a_tenant_and_the_admin_sees_the_spend(tmp_path: Path
         metrics = (await client.get(url.admin + "/metrics")).text
         assert metric(metrics, "inferstack_cost_usd_total", tenant="acme") > 2
         assert metric(metrics, "inferstack_rate_limited_total", tenant="acme", limit="budget") == 1
+
+
+async def test_a_usage_range_past_any_clock_is_a_400_not_a_500(tmp_path: Path) -> None:
+    """``float()`` takes ``inf``, ``nan`` and ``1e20``: the month's start of such an end overflowed (500,
+    before the admin key was even checked), and an infinite range could not be written as JSON."""
+    key, admin = generate_key(), generate_key()
+    entries = [{"key_sha256": hash_key(key), "tenant": "acme"}]
+    async with (
+        tenant_stack(tmp_path, entries, admin_key=hash_key(admin)) as (url, _),
+        httpx.AsyncClient(base_url=url.admin) as client,
+    ):
+        for query in ("end=1e20", "end=inf", "end=-1e20", "start=nan", "start=-inf&end=inf", "start=0&end=1e300"):
+            for headers in (bearer(admin), {}):
+                resp = await client.get(f"/admin/usage?{query}", headers=headers)
+                assert resp.status_code == 400, (query, resp.status_code, resp.text)
+                assert resp.json()["error"]["param"] in ("start", "end"), query
+        ok = await client.get(f"/admin/usage?start={int(time.time()) - 86_400}", headers=bearer(admin))
+        assert ok.status_code == 200, ok.text

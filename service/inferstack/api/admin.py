@@ -3,6 +3,7 @@ and ``/admin/usage`` (usage and spend per tenant)."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
@@ -25,13 +26,29 @@ async def metrics(request: Request) -> Response:
 async def admin_usage(request: Request, start: str = "", end: str = "") -> Response:
     """Usage and spend per tenant for a time range (epoch seconds; default: this month so far)."""
     tenancy = gateway.of(request).tenancy
+    end_s = _epoch(end, "end") if end else wall()
+    start_s = _epoch(start, "start") if start else _month_start(end_s)
     try:
-        end_s = float(end) if end else wall()
-        start_s = float(start) if start else _month_start(end_s)
         report = await tenancy.usage_report(request.headers.get("authorization"), start_s, end_s)
     except ValueError as exc:
         raise InvalidRequestError(f"Bad time range: {exc}", param="start") from None
     return JSONResponse(report)
+
+
+LAST_EPOCH = 253_402_300_799.0
+"""9999-12-31T23:59:59Z: the last second ``datetime`` can hold (``float()`` also takes inf, nan, 1e300)."""
+
+
+def _epoch(value: str, param: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= LAST_EPOCH:  # nan fails both comparisons
+        raise InvalidRequestError(
+            f"Bad time range: {param!r} must be epoch seconds, 0 to {LAST_EPOCH:.0f}.", param=param
+        )
+    return seconds
 
 
 def _month_start(at: float) -> float:

@@ -6,13 +6,13 @@ from typing import Any
 
 import orjson
 
+from ..bounds import MAX_MODEL_LENGTH
 from ..errors import InvalidRequestError, PayloadTooLargeError
 from ..types import Receive
 
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions", "embeddings": "/v1/embeddings"}
 # What each endpoint must carry besides ``model``.
 REQUIRED_FIELD = {"chat": "messages", "completions": "prompt", "embeddings": "input"}
-MAX_MODEL_LENGTH = 256  # model names are metric labels and ledger keys: bounded before anything sees them
 # The gateway re-encodes bodies (the cache key, a stream's usage request) and orjson writes at most
 # 255 levels; the cache key's normaliser recurses per level. No OpenAI request comes near this.
 MAX_NESTING = 128

@@ -139,6 +139,13 @@ class KVEvents(BaseModel):
         " routed by the local ids of a tokenizer still on probation.",
     )
     max_blocks: int = Field(512, ge=1, description="Leading prompt blocks hashed per request.")
+    max_prompt_chars: int = Field(
+        1_000_000,
+        ge=1,
+        description="Prompts longer than this (characters of content, plus a few per chat message) get no token"
+        " ids, locally or from /tokenize: they are routed as no_tokens. Tokenizing costs about a second of a core"
+        " per million characters (a 4 MB prompt: 3 s), and no fleet model's context holds such a prompt.",
+    )
     tokenizer: Literal["local", "engine"] = Field(
         "local",
         description="Where a request's token ids come from: local = in the gateway for the models with files in"

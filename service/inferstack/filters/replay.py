@@ -100,30 +100,44 @@ class StreamAssembler:
             self._chunk(chunk)
 
     def _chunk(self, chunk: Any) -> None:
-        if not isinstance(chunk, dict) or "error" in chunk:
+        # The engine's chunk is relayed as it is whatever its shape; only an answer of the shape this
+        # understands is cached. A wrong shape read as a right one raised here, in the relay, and the
+        # client got an internal error in place of the engine's stream.
+        choices = chunk.get("choices") if isinstance(chunk, dict) else None
+        if not isinstance(chunk, dict) or "error" in chunk or not isinstance(choices or [], list):
             self._failed = True
             return
         if not self._head:
             self._head = {"id": chunk.get("id"), "created": chunk.get("created"), "model": chunk.get("model")}
         if chunk.get("usage") is not None:
             self._usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
-            if choice.get("logprobs") is not None:
+        for choice in choices or []:
+            index = choice.get("index", 0) if isinstance(choice, dict) else None
+            delta = choice.get("delta") or {} if isinstance(choice, dict) else None
+            if (
+                not isinstance(choice, dict)
+                or not isinstance(index, int)
+                or isinstance(index, bool)
+                or not isinstance(delta, dict)
+                or choice.get("logprobs") is not None
+            ):
                 self._failed = True
                 return
-            index = choice.get("index", 0)
             acc = self._choices.setdefault(index, {"text": [], "role": "assistant", "finish_reason": None})
             if self._kind == "chat":
-                delta = choice.get("delta") or {}
                 if delta.get("tool_calls") or delta.get("reasoning_content") or delta.get("function_call"):
                     self._failed = True
                     return
                 if delta.get("role"):
                     acc["role"] = delta["role"]
-                if delta.get("content"):
-                    acc["text"].append(delta["content"])
-            elif choice.get("text"):
-                acc["text"].append(choice["text"])
+                text = delta.get("content")
+            else:
+                text = choice.get("text")
+            if text:
+                if not isinstance(text, str):
+                    self._failed = True
+                    return
+                acc["text"].append(text)
             if choice.get("finish_reason") is not None:
                 acc["finish_reason"] = choice["finish_reason"]
 

@@ -70,6 +70,11 @@ class TokenizerMetrics:
             ["model"],
             registry=registry,
         )
+        self.busy = Counter(
+            "inferstack_kv_local_tokenizer_busy",
+            "Long prompts that found no tokenizer thread free in time (thread_wait): asked of /tokenize instead.",
+            registry=registry,
+        )
         self.seconds = Histogram(
             "inferstack_kv_local_tokenize_seconds",
             "Time to render and tokenize a request in the gateway (precise_prefix routing).",

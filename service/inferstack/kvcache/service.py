@@ -1,6 +1,7 @@
 """The KV-event side of routing, as one lifespan-owned object: index, subscribers, metrics, tokenization.
 
-Token ids: a completions prompt of ids as given; else the gateway's own tokenizer for the models
+Token ids: a completions prompt of ids as given; none for a prompt over ``max_prompt_chars`` (bounded
+work per request: routed as ``no_tokens``); else the gateway's own tokenizer for the models
 configured (``tokenizer_guard``: once the engine agreed with it, or on probation when the engine's
 ``/tokenize`` gave no answer to check it against); else the engine's ``/tokenize``.
 
@@ -23,7 +24,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from .index import KVIndex
 from .metrics import IndexCollector, KVMetrics
 from .subscriber import KVEventHub
-from .tokenize import direct_token_ids, engine_token_ids, tokenize_body
+from .tokenize import direct_token_ids, engine_token_ids, prompt_chars, tokenize_body
 from .tokenizer_guard import TokenizerGuard
 
 if TYPE_CHECKING:
@@ -75,6 +76,11 @@ class KVRouting:
         direct = direct_token_ids(payload, kind)
         if direct is not None:
             return direct
+        limit = self.settings.max_prompt_chars
+        if prompt_chars(payload, kind, limit) > limit:
+            # Seconds of a core to tokenize here, or an engine's answer of a million ids parsed on the
+            # loop, for a prompt no context holds: the engine refuses it; routing needs no ids for that.
+            return None
         local = await self.guard.ids(model, payload, kind) if self.guard is not None else None
         if local is not None and local.trusted:
             assert self.guard is not None

@@ -36,6 +36,16 @@ class LocalTokenizerSettings(BaseModel):
     thread_chars: int = Field(
         8192,
         ge=0,
-        description="Prompts with more characters than this are tokenized in a worker thread (the tokenizer"
-        " releases the GIL), not on the event loop: about 2 ms per 1,000 tokens (docs/routing.md).",
+        description="Prompts with more characters than this (content, plus a few per chat message) are rendered"
+        " and tokenized in a worker thread (the tokenizer releases the GIL), not on the event loop: about 2 ms"
+        " per 1,000 tokens (docs/routing.md).",
+    )
+    threads: int = Field(
+        2, ge=1, description="Long prompts (over `thread_chars`) tokenized at once, each in a worker thread."
+    )
+    thread_wait: float = Field(
+        0.25,
+        gt=0,
+        description="Seconds a long prompt may wait for one of those `threads`; then the engine's /tokenize is"
+        " asked (within `tokenize_timeout`), counted in inferstack_kv_local_tokenizer_busy_total.",
     )

@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry
 from .local_tokenizer import LocalTokenizer
 from .metrics import TokenizerMetrics
 from .settings import LocalTokenizerSettings
-from .tokenize import engine_token_ids, tokenize_body
+from .tokenize import engine_token_ids, prompt_chars, tokenize_body
 
 log = logging.getLogger("inferstack.kvcache")
 
@@ -67,6 +67,7 @@ class TokenizerGuard:
         self._draw = draw
         self._models: dict[str, _Model] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._threads = asyncio.Semaphore(settings.threads)
         self._turn = 0
         self.metrics = TokenizerMetrics(registry)
         for model, directory in settings.dirs.items():
@@ -96,14 +97,28 @@ class TokenizerGuard:
         if state is None or state.off:
             return None
         started = time.perf_counter()
+        limit = self.settings.thread_chars
         try:
-            text = state.tokenizer.text(payload, kind)
-            if text is None:
-                return None
-            if len(text[0]) > self.settings.thread_chars:
-                ids = await asyncio.to_thread(state.tokenizer.encode, *text)
+            # A long prompt is rendered and encoded in a worker thread. Rendering too: a chat of 145,000
+            # short messages (4 MB) took 0.6 s in the template, which stopped every other request. The
+            # thread shares the GIL while it renders, so the loop still gets its turn every few ms.
+            if prompt_chars(payload, kind, limit) > limit:
+                # At most ``threads`` at once, and a bounded wait for one: the executor's queue has no
+                # deadline, and its threads are the loop's default ones (DNS lookups wait there too).
+                try:
+                    async with asyncio.timeout(self.settings.thread_wait):
+                        await self._threads.acquire()
+                except TimeoutError:
+                    self.metrics.busy.inc()
+                    return None  # the engine's /tokenize, within its own timeout
+                try:
+                    ids = await asyncio.to_thread(state.tokenizer.token_ids, payload, kind)
+                finally:
+                    self._threads.release()
             else:
-                ids = state.tokenizer.encode(*text)
+                ids = state.tokenizer.token_ids(payload, kind)
+            if ids is None:
+                return None
         except Exception:  # a template that recurses without end, say: routing must not fail the request
             state.off = True
             self.metrics.local.labels(model).set(0)

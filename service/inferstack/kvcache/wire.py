@@ -110,6 +110,6 @@ def _event(raw: Any) -> Event:
         raise ValueError(f"unknown KV event type {kind!r}")
     parent = fields.get("parent_block_hash")
     tokens, size = fields.get("token_ids"), fields.get("block_size")
-    if not isinstance(tokens, list) or not isinstance(size, int) or size < 1:
+    if not isinstance(tokens, list) or not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise ValueError("BlockStored needs token_ids and a positive block_size")
     return BlockStored(block_hashes, None if parent is None else external_hash(parent), tuple(tokens), size)

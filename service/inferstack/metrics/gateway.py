@@ -126,6 +126,21 @@ class GatewayMetrics:
             ["task"],
             registry=r,
         )
+        self.discovery_errors = Counter(
+            "inferstack_discovery_errors",
+            "Discovery lookups that failed (DNS, the Kubernetes API); the last set of replicas is kept.",
+            ["provider"],
+            registry=r,
+        )
+        self.load_scrape_failures = Counter(
+            "inferstack_upstream_load_scrape_failures",
+            "Engine /metrics scrapes that gave no load, by reason (error, status, too_large): that replica's"
+            " load ages out and routing falls back to in-flight counts.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in ("error", "status", "too_large"):
+            self.load_scrape_failures.labels(reason)  # series from 0: one born at its first sample shows no rate
         self.replicas = Gauge(
             "inferstack_upstream_replicas", "Replicas per model by state.", ["model", "state"], registry=r
         )

@@ -24,6 +24,7 @@ import logging
 import aiohttp
 import orjson
 
+from ..bounds import LOAD_ANSWER_BYTES, TooLarge, read_bounded
 from ..catalog import Catalog
 from ..clock import monotonic
 from ..config import Settings
@@ -134,7 +135,16 @@ class AdapterLoader:
         reason = ""
         try:
             async with self._session.post(url + LOAD_PATH, data=body, headers=headers, timeout=timeout) as resp:
-                text = await resp.text(errors="replace")
+                # The answer is a short message: read up to its bound (one that does not end must not
+                # hold every waiter until load_timeout), and not at all when it is a success.
+                try:
+                    text = (
+                        ""
+                        if resp.status == 200
+                        else (await read_bounded(resp, LOAD_ANSWER_BYTES)).decode(errors="replace")
+                    )
+                except TooLarge:
+                    text = f"an answer over {LOAD_ANSWER_BYTES} bytes"
                 if resp.status == 200 or (resp.status == 400 and "already been loaded" in text):
                     self._placement.loaded(url, model)
                     if resp.status == 200:

@@ -8,7 +8,8 @@ Each gateway writes, per replica, when it last sent each adapter there, and read
   served name, score = the last send in milliseconds of Redis's own clock (``TIME``, minus how long
   the send waited in this gateway's buffer), so pods' clocks need not agree;
 - bounded: at most ``KEEP`` adapters per replica (the most recently used; slots are fewer), and the
-  key expires ``share_ttl`` after its last write (replicas that left);
+  key expires ``share_ttl`` after its last write (replicas that left); read bounded too (the ``KEEP``
+  most recent, names no longer than a model name), whatever another writer left in the set;
 - every ``share_interval``: one script writes the sends since the last exchange, one pipeline reads
   every known replica's set; ``AdapterPlacement.observe_shared`` takes the order (plus this gateway's
   sends after the read).
@@ -31,6 +32,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
+from ..bounds import MAX_MODEL_LENGTH
 from ..clock import monotonic
 from ..config import Adapters as AdapterSettings
 from ..filters.dependency import REDIS_ERRORS, RedisHealth
@@ -109,7 +111,8 @@ class SharedUse:
                 await self._write(keys=keys, args=args)
             pipe = self._redis.pipeline(transaction=False)
             for url in urls:
-                pipe.zrange(key_of(url), 0, -1)
+                # The KEEP most recent only: the set is shared, and another writer need not trim it.
+                pipe.zrange(key_of(url), -KEEP, -1)
             found = await pipe.execute()
         except ResponseError as exc:  # Redis answered: our data is wrong, not Redis down
             self._failed("shared adapter record: redis refused the exchange", exc)
@@ -125,8 +128,10 @@ class SharedUse:
         for url, members in zip(urls, found, strict=True):
             if url not in self._placement.replicas:
                 continue  # left while we waited
-            # Another writer's bytes need not be UTF-8: a replaced character names no adapter.
-            order = [m.decode(errors="replace") if isinstance(m, bytes) else str(m) for m in members]
+            # Another writer's bytes need not be UTF-8: a replaced character names no adapter. Nor
+            # does a member longer than a model name may be (no request could ask for it).
+            names = (m.decode(errors="replace") if isinstance(m, bytes) else str(m) for m in members)
+            order = [name for name in names if len(name) <= MAX_MODEL_LENGTH]
             since = [adapter for (u, adapter) in self._pending if u == url]
             self._placement.observe_shared(url, order, since)
         return True

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from ..bounds import MODELS_BYTES, TooLarge, read_bounded
 from ..clock import monotonic
 from ..config import Settings
 from ..metrics.gateway import GatewayMetrics
@@ -189,9 +190,13 @@ class Cluster:
             async with self._session.get(f"{url}/v1/models", timeout=timeout) as resp:
                 if resp.status != 200:
                     return False, {}
-                data = orjson.loads(await resp.read())
+                data = orjson.loads(await read_bounded(resp, MODELS_BYTES))
             cards = {str(card["id"]): card for card in data.get("data", []) if "id" in card}
             return bool(cards), cards
+        except TooLarge as exc:
+            # A replica whose model list is this large is broken: out of rotation, and said so.
+            log.warning("replica unhealthy: its /v1/models is too large", extra={"upstream": url, "error": str(exc)})
+            return False, {}
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError, TypeError, AttributeError):
             return False, {}
 

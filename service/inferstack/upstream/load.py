@@ -5,20 +5,30 @@ usage add what the gateway cannot see (other gateways' traffic, long prefills). 
 ``max_age`` steers nothing: ``Endpoint.fresh_load`` returns None for it and policies fall back to
 in-flight counts. Metric names: vLLM v1 (see docs/metrics.md and the field notes); the mapping is
 this one table, so another engine only needs another table.
+
+A scrape that gives nothing (no answer in time, a status other than 200, an answer over
+``bounds.METRICS_BYTES``) is counted, ``inferstack_upstream_load_scrape_failures_total{reason}``;
+an answer too large is also logged, once per replica while it lasts: it is parsed on the event loop,
+every second, and vLLM's LoRA info series grow without end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from dataclasses import dataclass
 
 import aiohttp
 
+from ..bounds import METRICS_BYTES, TooLarge, read_bounded
 from ..clock import monotonic
+from ..metrics.gateway import GatewayMetrics
 from .adapters import AdapterPlacement
 from .cluster import Cluster
 from .endpoint import EngineLoad
+
+log = logging.getLogger("inferstack.upstream")
 
 VLLM_METRICS = {
     "running": b"vllm:num_requests_running",
@@ -93,28 +103,45 @@ class LoadScraper:
         cluster: Cluster,
         session: aiohttp.ClientSession,
         interval: float,
+        metrics: GatewayMetrics,
         placement: AdapterPlacement | None = None,
     ) -> None:
         self._cluster = cluster
         self._session = session
         self._interval = interval
+        self._failures = {r: metrics.load_scrape_failures.labels(r) for r in ("error", "status", "too_large")}
         self._placement = placement
+        self._too_large: set[str] = set()
+        """Replicas whose last answer was too large (logged once while it lasts; pruned as they leave)."""
 
     async def run(self) -> None:
         while True:
             endpoints = [e for e in self._cluster.endpoints.values() if e.healthy]
-            await asyncio.gather(*(self._scrape(e.url) for e in endpoints))
+            self._too_large &= self._cluster.endpoints.keys()
+            await asyncio.gather(*(self.scrape(e.url) for e in endpoints))
             await asyncio.sleep(self._interval)
 
-    async def _scrape(self, url: str) -> None:
+    async def scrape(self, url: str) -> None:
+        """One replica's load (and LoRA info); a failure leaves the old scrape to age out: counted."""
         timeout = aiohttp.ClientTimeout(total=self._interval)
         try:
             async with self._session.get(f"{url}/metrics", timeout=timeout) as resp:
                 if resp.status != 200:
+                    self._failures["status"].inc()
                     return
-                text = await resp.read()
+                text = await read_bounded(resp, METRICS_BYTES)
+        except TooLarge as exc:
+            self._failures["too_large"].inc()
+            if url not in self._too_large:
+                self._too_large.add(url)
+                log.warning(
+                    "engine /metrics too large: its load is not read", extra={"upstream": url, "error": str(exc)}
+                )
+            return
         except (aiohttp.ClientError, TimeoutError, OSError):
+            self._failures["error"].inc()
             return  # the old scrape ages out; a stale load steers nothing
+        self._too_large.discard(url)
         endpoint = self._cluster.endpoints.get(url)
         if endpoint is not None:
             endpoint.load = parse_load(text, monotonic())

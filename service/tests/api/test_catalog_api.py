@@ -123,3 +123,25 @@ def test_the_generated_catalog_and_prices_load() -> None:
     assert catalog.resolve("sql-bot", 0.95) == "sql-bot@v4"
     assert catalog.resolve("sql-bot", 0.5) == "sql-bot@v3"
     assert catalog.resolve("nope", 0.5) is None
+
+
+@pytest.mark.parametrize(
+    ("versions", "reason"),
+    [
+        ([], "no versions"),
+        ([{"served_name": "sql-bot@v3", "weight_percent": 0}], "weights"),
+        (
+            [{"served_name": "sql-bot@v3", "weight_percent": 110}, {"served_name": "v4", "weight_percent": -10}],
+            "weights",
+        ),
+    ],
+)
+def test_an_adapter_no_request_could_be_routed_to_is_refused_at_load(
+    tmp_path: Path, versions: list[dict[str, Any]], reason: str
+) -> None:
+    """An adapter without versions loaded, and every request for it raised in the rollout draw (a 500);
+    weights that do not draw (all 0, or one negative) chose a version no operator meant."""
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps({**CATALOG, "adapters": {"sql-bot": {"base": "fake-model", "versions": versions}}}))
+    with pytest.raises(ValueError, match=rf"catalog\.json: adapter 'sql-bot': {reason}"):
+        Catalog.load(str(path))

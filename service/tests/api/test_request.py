@@ -10,7 +10,6 @@ import orjson
 import pytest
 
 from inferstack.api.request import (
-    MAX_MODEL_LENGTH,
     MAX_NESTING,
     ClientGone,
     _depth,
@@ -18,6 +17,7 @@ from inferstack.api.request import (
     validate,
     wait_disconnect,
 )
+from inferstack.bounds import MAX_MODEL_LENGTH
 from inferstack.errors import InvalidRequestError, PayloadTooLargeError
 from inferstack.types import Message, Receive
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inferstack.kvcache.tokenize import direct_token_ids, tokenize_body
+from inferstack.kvcache.tokenize import direct_token_ids, hashable_ids, tokenize_body
 
 
 def test_chat_keeps_every_field_that_changes_the_rendering() -> None:
@@ -37,3 +37,11 @@ def test_completions_send_the_prompt_and_token_ids_need_no_call() -> None:
     assert direct_token_ids({"prompt": [1, 2, 3]}, "completions") == [1, 2, 3]
     assert direct_token_ids({"prompt": [True, 2]}, "completions") is None
     assert direct_token_ids({"prompt": [1, 2]}, "chat") is None
+
+
+def test_ids_the_block_hashes_cannot_encode_are_not_token_ids() -> None:
+    # Negative, or past CBOR's 64-bit unsigned ints: hashing them raised, and the request got a 500.
+    assert direct_token_ids({"prompt": [-1, 2]}, "completions") is None
+    assert direct_token_ids({"prompt": [1 << 64, 2]}, "completions") is None
+    assert direct_token_ids({"prompt": [(1 << 64) - 1, 0]}, "completions") == [(1 << 64) - 1, 0]
+    assert hashable_ids([]) and hashable_ids([0, 5]) and not hashable_ids([1, "2"]) and not hashable_ids("12")

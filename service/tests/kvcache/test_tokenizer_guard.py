@@ -8,6 +8,7 @@ same against a real vLLM: service/tests/e2e/test_local_tokenizer_real.py.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -196,3 +197,71 @@ async def test_an_unexpected_error_switches_the_model_off_instead_of_failing_the
         await kv.token_ids(MODEL, chat, "chat", [url])  # RecursionError in the template: the engine is asked
         assert local_on(kv) == 0 and stand_in.calls == 1
         assert await kv.token_ids(MODEL, PROMPT, "completions", [url]) == reference_ids(endless, PROMPT["prompt"])
+
+
+async def test_a_chat_of_many_messages_is_rendered_off_the_event_loop(tmp_path: Path) -> None:
+    """A template's cost grows with the messages, not with the characters: a 4 MB chat of 145,000 short
+    messages took 0.6 s in the template, on the loop, stopping every other request. Here a template
+    that walks every message and writes little (so encoding is cheap and rendering is nearly all the
+    work). Measured as the loop's longest pause against the whole call, so machine load cancels: on
+    the loop the pause is nearly all of it; off the loop it is a few of the GIL's switch intervals."""
+    walker = write(
+        tmp_path / "walker",
+        template="{% for m in messages %}{% if loop.last %}{{ m['content'] }}{% endif %}{% endfor %}",
+    )
+    chat = {"messages": [{"role": "user", "content": "hi"}] * 100_000}
+    async with routing(walker, check_first=0, check_fraction=0, thread_chars=8192) as kv:
+        kv.settings.max_prompt_chars = 100_000_000
+        longest, last, done = 0.0, time.perf_counter(), False
+
+        async def ticker() -> None:
+            nonlocal longest, last
+            while not done:
+                await asyncio.sleep(0.005)  # a tick, not a wait for anything: 0 would fight the renderer for the GIL
+                now = time.perf_counter()
+                longest, last = max(longest, now - last), now
+
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        started = time.perf_counter()
+        ids = await kv.token_ids(MODEL, chat, "chat", [])
+        total = time.perf_counter() - started
+        done = True
+        await ticking
+        assert ids == reference_ids(walker, "hi", add_special_tokens=False)
+        assert longest < total / 3, f"the loop stopped for {longest:.3f} s of a {total:.3f} s tokenization"
+
+
+async def test_a_prompt_over_the_limit_gets_no_token_ids_and_costs_no_tokenizer(tmp_path: Path) -> None:
+    right = write(tmp_path / "right")
+    long = {"prompt": "river " * 2_001}
+    chat = {"messages": [{"role": "user", "content": "hi"}] * 400}  # 400 x (2 + 32) > 12,000
+    async with engine(right) as (stand_in, url), routing(right, check_first=0, check_fraction=0) as kv:
+        kv.settings.max_prompt_chars = 12_000
+        assert await kv.token_ids(MODEL, long, "completions", [url]) is None
+        assert await kv.token_ids(MODEL, chat, "chat", [url]) is None
+        assert await kv.token_ids("other", long, "completions", [url]) is None  # not /tokenize either
+        seconds = kv.registry.get_sample_value("inferstack_kv_local_tokenize_seconds_count")
+        assert stand_in.calls == 0 and seconds == 0
+        short = {"prompt": "river " * 1_000}
+        assert await kv.token_ids(MODEL, short, "completions", [url]) == reference_ids(right, short["prompt"])
+
+
+async def test_long_prompts_wait_a_bounded_time_for_a_tokenizer_thread(tmp_path: Path) -> None:
+    """One thread: while it encodes a long prompt, a second long prompt waits ``thread_wait`` for it at
+    most, then asks the engine (the executor's queue would have kept it without a deadline)."""
+    right = write(tmp_path / "right")
+    long = {"prompt": " ".join(["river", "stone", "ledger"] * 100_000)}
+    other = {"prompt": " ".join(["winter", "harbour"] * 100)}
+    async with (
+        engine(right) as (stand_in, url),
+        routing(right, check_first=0, check_fraction=0, thread_chars=100, threads=1, thread_wait=0.01) as kv,
+    ):
+        kv.settings.max_prompt_chars = 10_000_000  # 1.8 M characters: the thread is busy for a while
+        first = asyncio.create_task(kv.token_ids(MODEL, long, "completions", [url]))
+        await asyncio.sleep(0)  # the first takes the thread (no wait: it is free)
+        assert await kv.token_ids(MODEL, other, "completions", [url]) == reference_ids(right, other["prompt"])
+        assert not first.done() and stand_in.calls == 1  # the second was the engine's answer
+        assert kv.registry.get_sample_value("inferstack_kv_local_tokenizer_busy_total") == 1
+        assert await first == reference_ids(right, long["prompt"])
+        assert await kv.token_ids(MODEL, other, "completions", [url]) is not None and stand_in.calls == 1

@@ -43,6 +43,7 @@ def test_the_array_form_decodes_too() -> None:
         [b"kv", b"\x00" * 8, msgpack.packb({"ts": 1})],
         [b"kv", b"\x00" * 8, msgpack.packb(["x", []])],
         frames(0, {"type": "BlockStored", "block_hashes": [1]}),
+        frames(0, stored([1], [1], True)),  # type: ignore[arg-type]  (msgpack's true is no block size)
         frames(0, {"type": "Mystery", "block_hashes": [1]}),
         frames(0, {"type": "BlockRemoved", "block_hashes": ["x"]}),
         frames(0, 17),  # type: ignore[arg-type]

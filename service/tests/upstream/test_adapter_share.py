@@ -15,11 +15,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 import inferstack_devstack as devstack
-from inferstack.upstream.adapter_share import key_of
+from inferstack.bounds import MAX_MODEL_LENGTH
+from inferstack.config import Adapters as AdapterSettings
+from inferstack.config import RedisSettings
+from inferstack.filters.dependency import DependencyMetrics, RedisHealth
+from inferstack.upstream.adapter_share import KEEP, SharedUse, key_of
+from inferstack.upstream.adapters import AdapterPlacement, ReplicaAdapters
 from inferstack_fake_engine import Behaviour, EngineConfig, running_engine
 
 from ..filters.conftest import redis_url  # noqa: F401  (the real redis-server fixture)
@@ -206,3 +212,31 @@ async def test_bad_data_in_redis_is_counted_and_neither_downs_redis_nor_ends_sha
         finally:
             await redis.delete(key)
             await redis.aclose()
+
+
+async def test_a_record_holding_far_more_than_any_gateway_writes_is_read_bounded(
+    redis_url: str,  # noqa: F811
+) -> None:
+    """Redis is shared: a sorted set under our key may hold what no gateway wrote (a buggy writer, an
+    operator's experiment). The exchange reads at most the ``KEEP`` most recent members, and a member
+    longer than a model name can be (no request could name it) is no adapter."""
+    redis = Redis.from_url(redis_url)
+    url = "http://replica-of-garbage:8000"
+    key = key_of(url)
+    try:
+        seconds, _ = await redis.time()
+        now = seconds * 1000
+        await redis.zadd(key, {f"junk-{i}": now - 100_000 + i for i in range(20_000)})
+        await redis.zadd(key, {"x" * (MAX_MODEL_LENGTH + 1): now + 1, "recent": now + 2})
+        placement = AdapterPlacement()
+        placement.replicas[url] = ReplicaAdapters()  # a replica with no slot count known: nothing trims
+        health = RedisHealth(redis, RedisSettings(), DependencyMetrics(CollectorRegistry()), frozenset())
+        shared = SharedUse(redis, health, placement, AdapterSettings(share_interval=1))
+        assert await shared.exchange()
+        resident = list(placement.replicas[url].resident)
+        assert len(resident) <= KEEP
+        assert resident[-1] == "recent" and "x" * (MAX_MODEL_LENGTH + 1) not in resident
+        assert resident[:-1] == [f"junk-{i}" for i in range(20_000 - len(resident) + 1, 20_000)]
+    finally:
+        await redis.delete(key)
+        await redis.aclose()

@@ -6,6 +6,13 @@ from collections.abc import Callable
 from typing import Protocol
 
 OnChange = Callable[[frozenset[str]], None]
+OnError = Callable[[BaseException], None]
+"""Told of every failed lookup that kept the last set (the app counts them:
+``inferstack_discovery_errors_total``); an answer of no replicas is not a failure."""
+
+
+def ignore(_: BaseException) -> None:
+    """The default ``OnError``: the failure is logged by the provider, nothing else."""
 
 
 class DiscoveryProvider(Protocol):

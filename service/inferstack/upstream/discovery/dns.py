@@ -16,7 +16,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 
-from .base import OnChange, Publisher, base_url
+from .base import OnChange, OnError, Publisher, base_url, ignore
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,11 @@ class DnsDiscovery:
         scheme: str = "http",
         resolver: Resolver = getaddrinfo_resolver,
         resolve_timeout: float = 5.0,
+        on_error: OnError = ignore,
     ) -> None:
         self._name, self._port, self._interval, self._scheme = name, port, interval, scheme
         self._resolver, self._resolve_timeout = resolver, resolve_timeout
+        self._on_error = on_error
 
     async def resolve(self) -> frozenset[str] | None:
         """The current set, or None when the lookup failed without an answer (keep the last set)."""
@@ -55,9 +57,11 @@ class DnsDiscovery:
             if exc.errno in _NO_RECORDS:
                 return frozenset()
             log.warning("dns discovery: resolving %s failed (%s); keeping the last set", self._name, exc)
+            self._on_error(exc)
             return None
         except (OSError, TimeoutError) as exc:
             log.warning("dns discovery: resolving %s failed (%s); keeping the last set", self._name, exc)
+            self._on_error(exc)
             return None
         return frozenset(base_url(self._scheme, a, self._port) for a in addresses)
 

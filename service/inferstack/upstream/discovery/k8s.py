@@ -11,7 +11,8 @@ One loop, three rules:
 3. Only endpoints whose ``conditions.ready`` is true (absent means true, per the API) and only the
    named port count. Terminating pods are never ready.
 
-While disconnected, the last known set stays (no flapping to empty); the re-list replaces it.
+While disconnected, the last known set stays (no flapping to empty); the re-list replaces it. Every
+failure is logged and told to ``on_error`` (the app counts it: ``inferstack_discovery_errors_total``).
 Failures back off exponentially (0.5 s doubling to 10 s), reset by a successful list.
 
 The service account token is re-read from its file at every (re)connect: projected tokens rotate.
@@ -34,7 +35,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from .base import OnChange, Publisher, base_url
+from .base import OnChange, OnError, Publisher, base_url, ignore
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class KubernetesDiscovery:
         watch_timeout: int = 300,
         read_timeout: float = 120.0,
         backoff: tuple[float, float] = (0.5, 10.0),
+        on_error: OnError = ignore,
     ) -> None:
         """``api_url`` like ``https://10.96.0.1:443``; ``token`` or ``token_path`` (re-read per connect)
         authenticate; ``ssl_context`` verifies the API server (``False`` only for tests).
@@ -77,10 +79,13 @@ class KubernetesDiscovery:
         self._ssl, self._scheme = ssl_context, scheme
         self._watch_timeout, self._read_timeout = watch_timeout, read_timeout
         self._backoff = backoff
+        self._on_error = on_error
         self._slices: dict[str, frozenset[str]] = {}
 
     @classmethod
-    def in_cluster(cls, namespace: str, service: str, port_name: str = "http") -> KubernetesDiscovery:
+    def in_cluster(
+        cls, namespace: str, service: str, port_name: str = "http", on_error: OnError = ignore
+    ) -> KubernetesDiscovery:
         """Configured from the pod's service account and ``KUBERNETES_SERVICE_HOST/PORT``."""
         host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ.get("KUBERNETES_SERVICE_PORT", "443")
         host = f"[{host}]" if ":" in host else host
@@ -92,6 +97,7 @@ class KubernetesDiscovery:
             api_url=f"https://{host}:{port}",
             token_path=SERVICE_ACCOUNT / "token",
             ssl_context=context,
+            on_error=on_error,
         )
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -123,6 +129,7 @@ class KubernetesDiscovery:
                     AttributeError,
                 ) as exc:
                     log.warning("k8s discovery: %s: %s; re-listing in %.1f s", type(exc).__name__, exc, delay)
+                    self._on_error(exc)
                     if publisher.last is None:
                         publisher.publish(frozenset())  # report once at start, even before the first list
                     await asyncio.sleep(delay)

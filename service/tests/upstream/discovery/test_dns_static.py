@@ -7,6 +7,7 @@ import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -55,7 +56,7 @@ async def running(provider: DnsDiscovery | StaticDiscovery) -> AsyncIterator[lis
             await task
 
 
-def dns(resolver: ScriptedResolver, **kwargs: float) -> DnsDiscovery:
+def dns(resolver: ScriptedResolver, **kwargs: Any) -> DnsDiscovery:
     return DnsDiscovery("engines.inference.svc.cluster.local", 8000, interval=0.01, resolver=resolver, **kwargs)
 
 
@@ -74,10 +75,13 @@ async def test_dns_reports_each_new_set_once() -> None:
 
 async def test_dns_keeps_the_last_good_set_when_the_resolver_fails() -> None:
     temporary = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-    resolver = ScriptedResolver(["10.0.0.1"], temporary, OSError("network unreachable"), ["10.0.0.1", "10.0.0.2"])
-    async with running(dns(resolver)) as seen:
+    unreachable = OSError("network unreachable")
+    resolver = ScriptedResolver(["10.0.0.1"], temporary, unreachable, ["10.0.0.1", "10.0.0.2"])
+    errors: list[BaseException] = []
+    async with running(dns(resolver, on_error=errors.append)) as seen:
         await eventually(lambda: resolver.calls >= 5)
     assert seen == [{"http://10.0.0.1:8000"}, {"http://10.0.0.1:8000", "http://10.0.0.2:8000"}]
+    assert errors == [temporary, unreachable]  # told, so the app counts them; answers are not errors
 
 
 async def test_dns_no_such_name_means_zero_replicas() -> None:

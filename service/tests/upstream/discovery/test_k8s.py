@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from inferstack.upstream.discovery import KubernetesDiscovery
+from inferstack.upstream.discovery import KubernetesApiError, KubernetesDiscovery
 
 from .fake_k8s import FakeKubernetesApi, endpoint_slice
 
@@ -151,11 +151,18 @@ async def test_a_clean_watch_timeout_also_relists(api: tuple[FakeKubernetesApi, 
 async def test_api_errors_back_off_and_recover(api: tuple[FakeKubernetesApi, str]) -> None:
     fake, url = api
     fake.forbidden = True
-    async with running(url) as seen:
+    errors: list[BaseException] = []
+    async with running(url, on_error=errors.append) as seen:
         await eventually(lambda: fake.list_calls == 0 and len(fake.requests) >= 3)
         assert seen.sets == [frozenset()]  # reported once at start, even with nothing known yet
+        # Each failed list is told (the app counts them): a discovery that keeps failing is visible.
+        assert len(errors) >= 3 and all(isinstance(e, KubernetesApiError) for e in errors)
         fake.forbidden = False
-        await eventually(lambda: seen.current == {A, B})
+        await eventually(lambda: seen.current == {A, B} and fake.watching == 1)
+        told = len(errors)
+        fake.put(endpoint_slice("engines-def", {"10.0.0.3": True}))  # the watch works: nothing more told
+        await eventually(lambda: seen.current == {A, B, C})
+        assert len(errors) == told
 
 
 async def test_token_is_read_from_its_file_at_every_connect(api: tuple[FakeKubernetesApi, str], tmp_path: Path) -> None:

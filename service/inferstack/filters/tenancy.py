@@ -345,7 +345,8 @@ class Tenancy:
             used = (prompt or 0) + (completion or 0)
         else:
             used = None
-        await self._settle(adm, used)
+        if adm.reservation is not None:  # (most requests hold none: no coroutine to make)
+            await self._settle(adm, used)
         feature = "accounting"
         try:
             if not self._redis_down(feature, admitting=False):

@@ -53,6 +53,8 @@ class GatewayApp(FastAPI):
 
     hot_paths: ClassVar[dict[str, str]] = {path: kind for kind, path in PATHS.items()}
     admin_port: int = 0
+    gateway: Gateway | None = None
+    """``state.gateway`` once the lifespan built it, read per request without ``State``'s ``__getattr__``."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -64,7 +66,7 @@ class GatewayApp(FastAPI):
                 return
             if scope["method"] == "POST":
                 kind = self.hot_paths.get(path)
-                gateway: Gateway | None = getattr(self.state, "gateway", None)
+                gateway = self.gateway
                 if kind is not None and gateway is not None:
                     await gateway.endpoints[kind](scope, receive, send)
                     return
@@ -138,6 +140,8 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
         for kind in PATHS:
             gateway.endpoints[kind] = OpenAIEndpoint(kind, settings, cluster, router, tenancy, metrics, catalog)
         app.state.gateway = gateway
+        if isinstance(app, GatewayApp):
+            app.gateway = gateway
         discovery_errors = metrics.discovery_errors.labels(settings.discovery)  # from 0: a rate from the start
         discovery = from_settings(settings, on_error=lambda _: discovery_errors.inc())
         on_urls = cluster.set_urls

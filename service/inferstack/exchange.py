@@ -67,6 +67,7 @@ class Exchange:
     whole: bytes | None = None
     """The body of a non-stream 200, for the response cache."""
     request_headers: dict[str, str] = field(default_factory=dict)
+    """The request headers the pipeline reads (``api.openai.READ_HEADERS``), decoded; no others."""
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 

@@ -27,13 +27,18 @@ from ..config import Settings
 from ..errors import GatewayError, internal_error_body
 from ..exchange import ClientStalled, Exchange, Responder
 from ..filters import Tenancy
+from ..filters.tenancy import REQUEST_HEADERS as TENANCY_HEADERS
 from ..metrics.gateway import GatewayMetrics
 from ..router.router import Router
+from ..scheduling.scheduler import OVERRIDE_HEADER, SESSION_HEADER
 from ..types import Receive, Scope, Send
 from ..upstream.cluster import Cluster
 from .request import PATHS, ClientGone, read_body, validate, wait_disconnect
 
 log = logging.getLogger("inferstack.api")
+# The request headers the pipeline reads besides the tenancy filters' (``Exchange.request_headers``):
+# the body's length, the client's request id, the scheduler's. No other is decoded.
+READ_HEADERS = frozenset({b"content-length", b"x-request-id", OVERRIDE_HEADER.encode(), SESSION_HEADER.encode()})
 
 
 class _Disconnect:
@@ -97,7 +102,15 @@ class OpenAIEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        # One pass over the headers: those the pipeline reads, decoded; the tenancy filters' as they are.
+        headers: dict[str, str] = {}
+        theirs: list[tuple[bytes, bytes]] = []
+        for pair in scope["headers"]:
+            name = pair[0]
+            if name in READ_HEADERS:
+                headers[name.decode("latin-1")] = pair[1].decode("latin-1")
+            elif name in TENANCY_HEADERS:
+                theirs.append(pair)
         ours = self._new_request_id()
         client_id = headers.get("x-request-id")
         ex = Exchange(
@@ -141,7 +154,7 @@ class OpenAIEndpoint:
             model = payload["model"]
             known = model in self._cluster.known_models
             admission = ex.admission = await self._tenancy.admit(
-                self.kind, payload, body, scope["headers"], self._cluster.revision(model), known
+                self.kind, payload, body, theirs, self._cluster.revision(model), known
             )
             ex.model = model  # known: admit refuses unknown models before anything is recorded
             ex.tenant = admission.tenant_label

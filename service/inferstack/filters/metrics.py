@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from ..metrics.gateway import Tally
 from .auth import ANONYMOUS
 
 OTHER = "other"
@@ -43,7 +44,7 @@ class TenancyMetrics:
             "inferstack_cache_evictions", "Entries evicted from the response cache.", registry=registry
         )
         # labels() locks and builds a tuple per call: cache the children used on every request.
-        self._cache_results = {r: self.cache_requests.labels(r) for r in ("hit", "miss", "bypass")}
+        self._cache_results = {r: Tally(self.cache_requests.labels(r)) for r in ("hit", "miss", "bypass")}
         self._labels: frozenset[str] = frozenset({ANONYMOUS})
 
     def set_tenants(self, tenants: frozenset[str], limit: int) -> None:

@@ -39,7 +39,8 @@ from .tokens import reserved_split
 
 log = logging.getLogger("inferstack.filters")
 CACHE_HEADER = b"x-inferstack-cache"
-_WANTED = {b"authorization", b"cache-control", CACHE_HEADER, b"idempotency-key"}
+REQUEST_HEADERS = frozenset({b"authorization", b"cache-control", CACHE_HEADER, b"idempotency-key"})
+"""The request headers ``admit`` reads: a caller may pass it only these."""
 _HIT, _MISS, _BYPASS = ((CACHE_HEADER, v) for v in (b"hit", b"miss", b"bypass"))
 
 
@@ -138,15 +139,16 @@ class Tenancy:
         """Authenticate, check the model, budget and limits, then the Idempotency-Key and the cache.
 
         ``payload`` is the validated request (``model`` a string); ``headers`` the ASGI scope's raw
-        headers; ``revision`` the model's revision (part of the cache key); ``model_exists``: does
-        any replica (or the declared list) know the model? Raises the gateway's errors: 401, 403,
+        headers (or only those named in ``REQUEST_HEADERS``: no other is read); ``revision`` the
+        model's revision (part of the cache key); ``model_exists``: does any replica (or the
+        declared list) know the model? Raises the gateway's errors: 401, 403,
         404 (after auth: an unauthenticated caller learns nothing about which models exist; before
         limits and the ledger: an unknown name is recorded nowhere), 429 (``LimitExceeded`` /
         ``QuotaExceededError``), 422, 400.
         """
         wanted: dict[bytes, str] = {}
         for name, value in headers:
-            if name in _WANTED:
+            if name in REQUEST_HEADERS:
                 wanted[name] = value.decode("latin-1")
         model: str = payload["model"]
         if self.auth_enabled:
@@ -343,7 +345,8 @@ class Tenancy:
             used = (prompt or 0) + (completion or 0)
         else:
             used = None
-        await self._settle(adm, used)
+        if adm.reservation is not None:  # (most requests hold none: no coroutine to make)
+            await self._settle(adm, used)
         feature = "accounting"
         try:
             if not self._redis_down(feature, admitting=False):

@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import UpstreamError, normalise_upstream_error
 from ..exchange import ClientStalled, Exchange, Responder
 from ..filters.tokens import estimate_prompt_tokens
-from ..metrics.gateway import GatewayMetrics, HistogramBatch
+from ..metrics.gateway import GatewayMetrics, HistogramBatch, observe
 from ..upstream.client import EMPTY_STREAM, AttemptError, Reply, Response, classify
 from .sse import DONE, EventSplitter, error_event, text_count, usage_of, usage_of_body, whole_events
 
@@ -338,7 +338,7 @@ class _TextClock:
         now = time.perf_counter()
         if self._last is None:
             self._ex.ttft = now - self._ex.started
-            self._ttft.observe(self._ex.ttft)
+            observe(self._ttft, self._ex.ttft)
         else:
             self._itl.observe(now - self._last)
         if texts > 1:
@@ -371,9 +371,9 @@ def account(ex: Exchange, usage: dict[str, Any] | None, metrics: GatewayMetrics)
     completion = usage.get("completion_tokens")
     if isinstance(prompt, int):
         ex.prompt_tokens = prompt
-        metrics.child(metrics.prompt_tokens, ex.model, ex.tenant).inc(prompt)
+        metrics.tally(metrics.prompt_tokens, ex.model, ex.tenant).inc(prompt)
         if ex.route is not None:
             metrics.routed_prompt(ex.route.policy, prompt, usage.get("prompt_tokens_details"))
     if isinstance(completion, int):
         ex.completion_tokens = completion
-        metrics.child(metrics.completion_tokens, ex.model, ex.tenant).inc(completion)
+        metrics.tally(metrics.completion_tokens, ex.model, ex.tenant).inc(completion)

@@ -15,6 +15,8 @@ from hashlib import blake2b
 def prefix_chain(model: str, prompt: str, block_chars: int, max_blocks: int) -> list[bytes]:
     """Hashes of the prompt's leading full blocks, at most ``max_blocks`` (bounds the work per request)."""
     count = min(len(prompt) // block_chars, max_blocks)
+    if count <= 0:
+        return []  # shorter than a block: no hash to make, not even the model's
     prev = blake2b(model.encode(), digest_size=8).digest()
     out: list[bytes] = []
     for i in range(count):

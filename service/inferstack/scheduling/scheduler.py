@@ -123,9 +123,9 @@ class Scheduler:
             )
         decision = self._profiles[route.policy].pick(route.request, snapshot)
         route.reason, route.prefix_blocks = decision.reason, decision.prefix_blocks
-        self._metrics.child(self._metrics.routing_decisions, route.policy, decision.reason).inc()
+        self._metrics.tally(self._metrics.routing_decisions, route.policy, decision.reason).inc()
         if decision.adapter_reason is not None:
-            self._metrics.child(self._metrics.adapter_decisions, route.request.model, decision.adapter_reason).inc()
+            self._metrics.tally(self._metrics.adapter_decisions, route.request.model, decision.adapter_reason).inc()
         return by_url[decision.url]
 
 

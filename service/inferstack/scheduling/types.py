@@ -39,7 +39,9 @@ REASONS: tuple[Reason, ...] = (
 )
 
 
-@dataclass(frozen=True)
+# The values built per decision are frozen with slots: a frozen dataclass's __init__ sets each field
+# through object.__setattr__, at about twice the cost with an instance dict as with slots.
+@dataclass(frozen=True, slots=True)
 class EndpointLoad:
     """One replica as seen at decision time."""
 
@@ -51,7 +53,7 @@ class EndpointLoad:
     kv_cache_usage: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RoutingRequest:
     model: str
     prompt: str
@@ -65,7 +67,7 @@ class RoutingRequest:
     """The request's ``cache_salt``: vLLM mixes it into the first block's hash."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     url: str
     reason: Reason
@@ -79,7 +81,7 @@ class NoCandidateError(LookupError):
     """Every candidate was excluded (or there were none): the caller holds or fails the request."""
 
 
-@dataclass
+@dataclass(slots=True)
 class CycleState:
     """One decision's scratch space: what earlier plugins learned, for later ones to read."""
 

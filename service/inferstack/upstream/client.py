@@ -40,6 +40,11 @@ from ..exchange import Exchange
 from .endpoint import Endpoint
 
 _FORWARDED_RESPONSE_HEADERS = ("content-type",)
+# The response headers anything here reads (the forwarded ones, the body's framing): the only ones
+# decoded, a response's others (date, server, ...) cost a lower() each.
+_KEPT_RESPONSE_HEADERS = frozenset(
+    {*(h.encode() for h in _FORWARDED_RESPONSE_HEADERS), b"content-length", b"transfer-encoding"}
+)
 
 
 def create_pool(settings: Settings) -> Pool:
@@ -141,11 +146,10 @@ async def attempt(pool: Pool, endpoint: Endpoint, path: str, ex: Exchange, by: f
         if resp is not None:
             resp.close()
         raise
-    ex.response_headers.extend(
-        (name.encode(), resp.headers[name].encode("latin-1"))
-        for name in _FORWARDED_RESPONSE_HEADERS
-        if name in resp.headers
-    )
+    for name in _FORWARDED_RESPONSE_HEADERS:  # (a loop: a generator costs a frame per request)
+        value = resp.headers.get(name)
+        if value is not None:
+            ex.response_headers.append((name.encode(), value.encode("latin-1")))
     return Reply(resp, first, streaming, by)
 
 
@@ -180,6 +184,7 @@ class Response:
         self._conn = conn
         self.status = conn.status
         self.headers = conn.headers
+        """Those headers the client reads (content-type, content-length, transfer-encoding), names in lower case."""
         # The relay awaits this per chunk: the connection's own method, one coroutine frame fewer.
         self.readany: Callable[[], Awaitable[bytes]] = conn.read
 
@@ -208,6 +213,9 @@ class Response:
 
     async def read(self) -> bytes:
         """The whole body."""
+        conn = self._conn
+        if conn.complete and conn.error is None:  # all of it arrived with the headers: no read to wait for
+            return conn.take()
         parts = []
         while chunk := await self._conn.read():
             parts.append(chunk)
@@ -277,7 +285,9 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        name = name.lower()
+        if name in _KEPT_RESPONSE_HEADERS:
+            self.headers[name.decode("latin-1")] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         self.status = self._parser.get_status_code()
@@ -316,18 +326,24 @@ class _Connection(asyncio.Protocol):
             await self._wait()
         return Response(self)
 
+    def take(self) -> bytes:
+        """What has arrived since the last read (b"" if nothing), without waiting."""
+        chunks = self._chunks
+        if not chunks:
+            return b""
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return data
+
     async def read(self) -> bytes:
         """What has arrived since the last read (waiting for something), or b"" at the end."""
         while True:
-            chunks = self._chunks
-            if chunks:
-                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                chunks.clear()
-                self._buffered = 0
-                if self._paused and self.transport is not None:
-                    self._paused = False
-                    self.transport.resume_reading()
-                return data
+            if self._chunks:
+                return self.take()
             if self.complete:
                 return b""
             if self.error is not None:
@@ -374,6 +390,11 @@ class _Closed:
 
     sink: Sink | None = None
     _chunks: list[bytes] = []  # noqa: RUF012 (always empty)
+    complete = True
+    error: Exception | None = None
+
+    def take(self) -> bytes:
+        return b""
 
     async def read(self) -> bytes:
         return b""

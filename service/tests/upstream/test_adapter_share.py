@@ -97,6 +97,10 @@ async def gateways(engine: str, catalog: Path, run_dir: Path, redis: str) -> Asy
         "INFERSTACK_REDIS_URL": redis,
         "INFERSTACK_ADAPTERS__SHARE_INTERVAL": "0.1",
         "INFERSTACK_HEALTH__INTERVAL": "0.2",
+        # Not a test of timeouts (the dead-Redis tests below are): at the default 0.5 s a loaded CI
+        # machine timed out an exchange with the live Redis and counted a dependency error (p19's run).
+        "INFERSTACK_TENANCY__REDIS__CONNECT_TIMEOUT": "5",
+        "INFERSTACK_TENANCY__REDIS__COMMAND_TIMEOUT": "5",
     }
     # Each is started in a thread (it waits for /readyz, which needs this loop's engine to answer), one
     # after the other: started at once, both could pick the same free port before either bound it.

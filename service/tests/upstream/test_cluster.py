@@ -14,6 +14,7 @@ from aiohttp import web
 
 from inferstack.config import OutlierDetection, Settings
 from inferstack.metrics.gateway import GatewayMetrics
+from inferstack.upstream.adapters import AdapterPlacement
 from inferstack.upstream.cluster import Cluster
 from inferstack.upstream.endpoint import Endpoint
 
@@ -229,6 +230,25 @@ async def test_membership_follows_discovery_and_a_removed_replica_is_forgotten(
     changed = c.changed()
     c.set_urls([])
     assert c.endpoints == {} and changed.done() and c.candidates("m") == [] and e.healthy
+
+
+async def test_a_removed_replica_s_adapters_are_forgotten(cluster: tuple[Cluster, GatewayMetrics]) -> None:
+    # Kept, the record would still count the adapters as resident on a replica that is gone (the
+    # gauge below), and a replica coming back at the same URL would be believed to hold them.
+    c, metrics = cluster
+    c.placement = AdapterPlacement(metrics=metrics)
+    c.endpoints["http://a"] = Endpoint("http://a", frozenset({"m"}), healthy=True)
+    c.endpoints["http://b"] = Endpoint("http://b", frozenset({"m"}), healthy=True)
+    c.placement.observe_cards("http://a", {"m": {}, "lora": {"parent": "m"}})
+    c.placement.observe_cards("http://b", {"m": {}, "lora": {"parent": "m"}})
+
+    def held() -> float | None:
+        return metrics.registry.get_sample_value("inferstack_adapter_replicas", {"model": "m", "adapter": "lora"})
+
+    assert held() == 2
+    c.set_urls(["http://b"])
+    assert c.placement.replica("http://a") is None and c.placement.replica("http://b") is not None
+    assert held() == 1
 
 
 async def test_an_adapter_loaded_on_demand_is_served_by_every_replica_of_its_base(

@@ -165,6 +165,26 @@ async def test_a_check_learns_the_models_and_cards_and_an_unhealthy_answer_takes
         assert e.healthy, broken
 
 
+async def test_a_change_of_health_is_logged_with_the_replica_and_its_models(
+    cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Operators read when a replica came and went from these lines; a check that changes nothing logs none.
+    c, _ = cluster
+    server, url = replica
+    e = c.endpoints[url] = Endpoint(url)
+    with caplog.at_level(logging.INFO, logger="inferstack.upstream"):
+        await c.check(e)
+        await c.check(e)
+        server.health = 503
+        await c.check(e)
+    lines = [
+        (r.levelno, r.getMessage(), r.__dict__["upstream"], r.__dict__["models"])
+        for r in caplog.records
+        if r.name == "inferstack.upstream"
+    ]
+    assert lines == [(logging.INFO, "replica healthy", url, ["m"]), (logging.INFO, "replica unhealthy", url, ["m"])]
+
+
 async def test_a_check_that_changes_nothing_wakes_nobody_and_a_new_model_does(
     cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str]
 ) -> None:

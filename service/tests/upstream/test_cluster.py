@@ -96,6 +96,8 @@ class Replica:
     def reset(self) -> None:
         self.hang = asyncio.Event()
         self.hang.set()  # cleared: /health and /v1/models do not answer
+        self.hang_models = asyncio.Event()
+        self.hang_models.set()  # cleared: /health answers, /v1/models does not
         self.raw: bytes | None = None  # /v1/models answers these bytes instead
         self.checks = 0
         self.health = 200
@@ -112,6 +114,7 @@ class Replica:
 
         async def models(_: web.Request) -> web.Response:
             await self.hang.wait()
+            await self.hang_models.wait()
             if self.raw is not None:
                 return web.Response(body=self.raw, content_type="application/json")
             return web.json_response(self.models, status=self.models_status)
@@ -210,11 +213,14 @@ async def test_a_replica_that_does_not_answer_its_check_in_time_is_unhealthy(rep
         e = c.endpoints[url] = Endpoint(url)
         await c.check(e)
         assert e.healthy
-        server.hang.clear()
-        async with asyncio.timeout(5):  # health.timeout (0.2 s), not never
+        for hang in (server.hang, server.hang_models):  # /health, then /v1/models after /health answered
+            hang.clear()
+            async with asyncio.timeout(5):  # health.timeout (0.2 s), not never
+                await c.check(e)
+            assert not e.healthy
+            hang.set()
             await c.check(e)
-        assert not e.healthy
-        server.hang.set()
+            assert e.healthy
         await c.close()
 
 
@@ -269,6 +275,23 @@ async def test_a_removed_replica_s_adapters_are_forgotten(cluster: tuple[Cluster
     c.set_urls(["http://b"])
     assert c.placement.replica("http://a") is None and c.placement.replica("http://b") is not None
     assert held() == 1
+
+
+async def test_membership_changes_are_logged_with_the_replica(
+    cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    c, _ = cluster
+    _, url = replica
+    with caplog.at_level(logging.INFO, logger="inferstack.upstream"):
+        c.set_urls([url])
+        c.set_urls([url])  # no change: no line
+        c.set_urls([])
+    lines = [
+        (r.levelno, r.getMessage(), r.__dict__.get("upstream"))
+        for r in caplog.records
+        if r.name == "inferstack.upstream" and "healthy" not in r.getMessage()
+    ]
+    assert lines == [(logging.INFO, "replica added", url), (logging.INFO, "replica removed", url)]
 
 
 async def test_an_adapter_loaded_on_demand_is_served_by_every_replica_of_its_base(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
@@ -13,8 +14,14 @@ import pytest
 
 from inferstack_fake_engine import Behaviour
 
+from ..gateway_harness import GatewayURL
 from ..test_relay_fake_engine import CHAT, configure, fleet, metric, recorded
 from ..waiting import until
+
+
+def two_replicas(**gateway: Any) -> AbstractAsyncContextManager[tuple[GatewayURL, list[str], Any]]:
+    """Two fake engines answering two tokens each (changed by the test), behind a gateway with ``gateway``."""
+    return fleet(Behaviour(output_tokens=2), Behaviour(output_tokens=2), **gateway)
 
 
 async def answers(retry: dict[str, Any], requests: int = 4) -> tuple[list[int], float, int]:
@@ -63,13 +70,7 @@ async def test_a_retry_meets_the_budget_of_the_requests_in_flight_then(percent: 
     # not. (B gets 502 either way: the other replica is full and a retry does not wait.)
     retry = {"budget_percent": percent, "min_retry_concurrency": 0, "backoff_base": 0.001}
     async with (
-        fleet(
-            Behaviour(output_tokens=2),
-            Behaviour(output_tokens=2),
-            routing_policy="round_robin",
-            retry=retry,
-            max_in_flight_per_replica=1,
-        ) as (url, engines, _app),
+        two_replicas(routing_policy="round_robin", retry=retry, max_in_flight_per_replica=1) as (url, engines, _app),
         httpx.AsyncClient(timeout=30) as client,
     ):
         refusing, holding = sorted(engines)  # round robin goes by URL: the first request meets `refusing`
@@ -98,13 +99,8 @@ async def test_two_retries_in_flight_count_as_two() -> None:
     # at once, without a third retry onto the holding replica (where it would hang).
     retry = {"budget_percent": 0, "min_retry_concurrency": 2, "backoff_base": 0.001}
     async with (
-        fleet(
-            Behaviour(output_tokens=2),
-            Behaviour(output_tokens=2),
-            routing_policy="session",
-            retry=retry,
-            outlier={"consecutive_failures": 100},  # the refusing home stays a candidate
-        ) as (url, engines, _app),
+        # consecutive_failures: the refusing home stays a candidate
+        two_replicas(routing_policy="session", retry=retry, outlier={"consecutive_failures": 100}) as (url, engines, _),
         httpx.AsyncClient(timeout=30) as client,
     ):
         body = {**CHAT, "user": "one user"}

@@ -405,20 +405,19 @@ async def test_connections_idle_past_the_timeout_are_closed_when_another_is_give
 async def test_a_body_is_read_ahead_of_a_reader_that_has_not_asked_yet(serve: Serve, pool: Pool) -> None:
     # Below the high-water mark nothing pauses: what the engine sends while nobody reads (a relay
     # writing to its client) is taken in, and the next read gets all of it at once.
-    gate = asyncio.Event()
+    writers: list[asyncio.StreamWriter] = []
 
-    async def two_writes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def first_part(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n")
-        await gate.wait()
-        writer.write(b"2\r\nde\r\n0\r\n\r\n")
+        writers.append(writer)  # the test writes the rest once the first chunk is in
         await reader.read()
 
-    server = await serve(two_writes)
+    server = await serve(first_part)
     async with asyncio.timeout(5):
         resp = await pool.post(server.url, "/v1/x", b"{}", {})
         await until(lambda: resp.buffered, "the first chunk")
-        gate.set()
+        writers[0].write(b"2\r\nde\r\n0\r\n\r\n")
         await until(lambda: resp._conn.complete, "the rest of the body, taken in while nobody reads")
         assert await resp.readany() == b"abcde"
         resp.close()

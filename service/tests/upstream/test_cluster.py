@@ -81,8 +81,11 @@ async def test_the_replica_gauges_count_declared_models_and_skip_unhealthy_repli
     c.endpoints["http://a"] = Endpoint("http://a", frozenset({"m"}), healthy=True)
     c.endpoints["http://b"] = Endpoint("http://b", frozenset({"m"}), healthy=False)
     c.endpoints["http://c"] = Endpoint("http://c", frozenset({"m"}), healthy=True, ejected_until=1e12)
+    for url in ("http://d", "http://e"):  # counted, not only flagged: three ready in all, two ejected
+        c.endpoints[url] = Endpoint(url, frozenset({"m"}), healthy=True, ejected_until=1e12 if url == "http://e" else 0)
+    c.endpoints["http://f"] = Endpoint("http://f", frozenset({"m"}), healthy=True)
     c.set_urls([*c.endpoints])  # no change of membership: the gauges are published
-    assert (replicas(metrics, "m", "ready"), replicas(metrics, "m", "ejected")) == (1, 1)
+    assert (replicas(metrics, "m", "ready"), replicas(metrics, "m", "ejected")) == (3, 2)
     # A declared model no replica serves yet has its series, at zero (the autoscaler reads them).
     assert (replicas(metrics, "declared", "ready"), replicas(metrics, "declared", "ejected")) == (0, 0)
 
@@ -292,6 +295,22 @@ async def test_membership_changes_are_logged_with_the_replica(
         if r.name == "inferstack.upstream" and "healthy" not in r.getMessage()
     ]
     assert lines == [(logging.INFO, "replica added", url), (logging.INFO, "replica removed", url)]
+
+
+async def test_close_ends_every_health_check_and_a_replica_added_after_it_is_not_checked(
+    replica: tuple[Replica, str],
+) -> None:
+    # The app's lifespan closes the cluster at shutdown: it must return (not raise its checkers'
+    # cancellation) with every checker ended, and discovery's last word after it starts none.
+    _, url = replica
+    async with aiohttp.ClientSession() as session:
+        c = Cluster(Settings(upstreams=[]), session, GatewayMetrics())
+        c.set_urls([url])
+        checkers = [t for t in asyncio.all_tasks() if t.get_name() == f"health {url}"]
+        await c.close()
+        assert len(checkers) == 1 and checkers[0].done()
+        c.set_urls([url, "http://another:8000"])
+        assert [t for t in asyncio.all_tasks() if t.get_name().startswith("health ")] == []
 
 
 async def test_an_adapter_loaded_on_demand_is_served_by_every_replica_of_its_base(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
@@ -13,8 +14,14 @@ import pytest
 
 from inferstack_fake_engine import Behaviour
 
+from ..gateway_harness import GatewayURL
 from ..test_relay_fake_engine import CHAT, configure, fleet, metric, recorded
 from ..waiting import until
+
+
+def two_replicas(**gateway: Any) -> AbstractAsyncContextManager[tuple[GatewayURL, list[str], Any]]:
+    """Two fake engines answering two tokens each (changed by the test), behind a gateway with ``gateway``."""
+    return fleet(Behaviour(output_tokens=2), Behaviour(output_tokens=2), **gateway)
 
 
 async def answers(retry: dict[str, Any], requests: int = 4) -> tuple[list[int], float, int]:
@@ -63,13 +70,7 @@ async def test_a_retry_meets_the_budget_of_the_requests_in_flight_then(percent: 
     # not. (B gets 502 either way: the other replica is full and a retry does not wait.)
     retry = {"budget_percent": percent, "min_retry_concurrency": 0, "backoff_base": 0.001}
     async with (
-        fleet(
-            Behaviour(output_tokens=2),
-            Behaviour(output_tokens=2),
-            routing_policy="round_robin",
-            retry=retry,
-            max_in_flight_per_replica=1,
-        ) as (url, engines, _app),
+        two_replicas(routing_policy="round_robin", retry=retry, max_in_flight_per_replica=1) as (url, engines, _app),
         httpx.AsyncClient(timeout=30) as client,
     ):
         refusing, holding = sorted(engines)  # round robin goes by URL: the first request meets `refusing`
@@ -89,3 +90,36 @@ async def test_a_retry_meets_the_budget_of_the_requests_in_flight_then(percent: 
         held.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await held
+
+
+async def test_two_retries_in_flight_count_as_two() -> None:
+    # The floor lets two requests retry at once. Session routing sends every request of one user to
+    # its home replica first; the home refuses, so each retries onto the other, which holds it. A third
+    # request, while both are held mid-retry, finds the budget spent (2 retrying, not 1): its 502 comes
+    # at once, without a third retry onto the holding replica (where it would hang).
+    retry = {"budget_percent": 0, "min_retry_concurrency": 2, "backoff_base": 0.001}
+    async with (
+        # consecutive_failures: the refusing home stays a candidate
+        two_replicas(routing_policy="session", retry=retry, outlier={"consecutive_failures": 100}) as (url, engines, _),
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        body = {**CHAT, "user": "one user"}
+        assert (await client.post(url + "/v1/chat/completions", json=body)).status_code == 200
+        home, other = engines if await recorded(client, engines[0]) else engines[::-1]
+        await configure(client, home, error_status=503)
+        await configure(client, other, hang=True)
+        held = [asyncio.create_task(client.post(url + "/v1/chat/completions", json=body)) for _ in range(2)]
+
+        async def both_held() -> bool:
+            return len(await recorded(client, other)) == 2
+
+        await until(both_held, "both retries to reach the holding replica")
+        async with asyncio.timeout(5):
+            assert (await client.post(url + "/v1/chat/completions", json=body)).status_code == 502
+        text = (await client.get(url.admin + "/metrics")).text
+        assert metric(text, "inferstack_retry_budget_exhausted_total", model="fake-model") == 1
+        assert len(await recorded(client, other)) == 2
+        for task in held:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

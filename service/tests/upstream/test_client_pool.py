@@ -122,6 +122,9 @@ async def test_an_answer_not_read_to_its_end_closes_its_connection(serve: Serve,
         resp = await pool.post(server.url, "/v1/x", b"{}", {})
         assert await resp.readany() == b"data: "
         resp.close()  # the engine must see the request go: it stops generating
+        # and the pool forgets the connection (kept in its books, every aborted or broken connection
+        # of a long-running gateway would stay in memory)
+        await until(lambda: not pool._busy and not pool._idle, "the closed connection gone from the pool")
         resp = await pool.post(server.url, "/v1/x", b"{}", {})
         assert await resp.readany() == b"data: "
         resp.close()
@@ -365,3 +368,59 @@ async def test_a_body_cut_short_of_its_content_length_is_a_protocol_error(serve:
             await resp.read()  # never a short body passed on as the whole answer
         resp.close()
         assert (await resp.readany(), await resp.read()) == (b"", b"")  # a closed answer reads as ended
+
+
+async def test_connections_idle_past_the_timeout_are_closed_when_another_is_given_back(serve: Serve) -> None:
+    # A burst opened two connections; the next request takes one and holds it past the idle timeout.
+    # When it is given back, the other one, idle all that time, is closed then (not left open until
+    # the engine closes it), and the one given back is kept.
+    release = asyncio.Event()
+    ended = 0
+
+    async def held_answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal ended
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                ended += 1
+                return
+            await release.wait()
+            writer.write(OK)
+
+    server = await serve(held_answers)
+    pool = Pool(connect_timeout=5, idle_timeout=0.5)
+    async with asyncio.timeout(5):
+        burst = [asyncio.create_task(fetch(pool, server.url)) for _ in range(2)]
+        await until(lambda: server.connections == 2, "two connections")
+        release.set()
+        assert await asyncio.gather(*burst) == [b"{}"] * 2
+        release.clear()
+        held = asyncio.create_task(fetch(pool, server.url))
+        await asyncio.sleep(0.7)  # the idle timeout passes: the subject of the test, not a wait for an event
+        release.set()
+        assert await held == b"{}"
+        await until(lambda: ended == 1, "the connection idle past the timeout closed")
+        assert sum(map(len, pool._idle.values())) == 1 and server.connections == 2
+    await pool.close()
+
+
+async def test_a_body_is_read_ahead_of_a_reader_that_has_not_asked_yet(serve: Serve, pool: Pool) -> None:
+    # Below the high-water mark nothing pauses: what the engine sends while nobody reads (a relay
+    # writing to its client) is taken in, and the next read gets all of it at once.
+    writers: list[asyncio.StreamWriter] = []
+
+    async def first_part(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        writers.append(writer)  # the test writes the rest once the first chunk is in
+        await reader.read()
+
+    server = await serve(first_part)
+    async with asyncio.timeout(5):
+        resp = await pool.post(server.url, "/v1/x", b"{}", {})
+        await until(lambda: resp.buffered, "the first chunk")
+        writers[0].write(b"2\r\nde\r\n0\r\n\r\n")
+        await until(lambda: resp._conn.complete, "the rest of the body, taken in while nobody reads")
+        assert await resp.readany() == b"abcde"
+        resp.close()

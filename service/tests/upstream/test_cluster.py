@@ -14,6 +14,7 @@ from aiohttp import web
 
 from inferstack.config import OutlierDetection, Settings
 from inferstack.metrics.gateway import GatewayMetrics
+from inferstack.upstream.adapters import AdapterPlacement
 from inferstack.upstream.cluster import Cluster
 from inferstack.upstream.endpoint import Endpoint
 
@@ -80,8 +81,11 @@ async def test_the_replica_gauges_count_declared_models_and_skip_unhealthy_repli
     c.endpoints["http://a"] = Endpoint("http://a", frozenset({"m"}), healthy=True)
     c.endpoints["http://b"] = Endpoint("http://b", frozenset({"m"}), healthy=False)
     c.endpoints["http://c"] = Endpoint("http://c", frozenset({"m"}), healthy=True, ejected_until=1e12)
+    for url in ("http://d", "http://e"):  # counted, not only flagged: three ready in all, two ejected
+        c.endpoints[url] = Endpoint(url, frozenset({"m"}), healthy=True, ejected_until=1e12 if url == "http://e" else 0)
+    c.endpoints["http://f"] = Endpoint("http://f", frozenset({"m"}), healthy=True)
     c.set_urls([*c.endpoints])  # no change of membership: the gauges are published
-    assert (replicas(metrics, "m", "ready"), replicas(metrics, "m", "ejected")) == (1, 1)
+    assert (replicas(metrics, "m", "ready"), replicas(metrics, "m", "ejected")) == (3, 2)
     # A declared model no replica serves yet has its series, at zero (the autoscaler reads them).
     assert (replicas(metrics, "declared", "ready"), replicas(metrics, "declared", "ejected")) == (0, 0)
 
@@ -95,6 +99,8 @@ class Replica:
     def reset(self) -> None:
         self.hang = asyncio.Event()
         self.hang.set()  # cleared: /health and /v1/models do not answer
+        self.hang_models = asyncio.Event()
+        self.hang_models.set()  # cleared: /health answers, /v1/models does not
         self.raw: bytes | None = None  # /v1/models answers these bytes instead
         self.checks = 0
         self.health = 200
@@ -111,6 +117,7 @@ class Replica:
 
         async def models(_: web.Request) -> web.Response:
             await self.hang.wait()
+            await self.hang_models.wait()
             if self.raw is not None:
                 return web.Response(body=self.raw, content_type="application/json")
             return web.json_response(self.models, status=self.models_status)
@@ -164,6 +171,26 @@ async def test_a_check_learns_the_models_and_cards_and_an_unhealthy_answer_takes
         assert e.healthy, broken
 
 
+async def test_a_change_of_health_is_logged_with_the_replica_and_its_models(
+    cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Operators read when a replica came and went from these lines; a check that changes nothing logs none.
+    c, _ = cluster
+    server, url = replica
+    e = c.endpoints[url] = Endpoint(url)
+    with caplog.at_level(logging.INFO, logger="inferstack.upstream"):
+        await c.check(e)
+        await c.check(e)
+        server.health = 503
+        await c.check(e)
+    lines = [
+        (r.levelno, r.getMessage(), r.__dict__["upstream"], r.__dict__["models"])
+        for r in caplog.records
+        if r.name == "inferstack.upstream"
+    ]
+    assert lines == [(logging.INFO, "replica healthy", url, ["m"]), (logging.INFO, "replica unhealthy", url, ["m"])]
+
+
 async def test_a_check_that_changes_nothing_wakes_nobody_and_a_new_model_does(
     cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str]
 ) -> None:
@@ -189,11 +216,14 @@ async def test_a_replica_that_does_not_answer_its_check_in_time_is_unhealthy(rep
         e = c.endpoints[url] = Endpoint(url)
         await c.check(e)
         assert e.healthy
-        server.hang.clear()
-        async with asyncio.timeout(5):  # health.timeout (0.2 s), not never
+        for hang in (server.hang, server.hang_models):  # /health, then /v1/models after /health answered
+            hang.clear()
+            async with asyncio.timeout(5):  # health.timeout (0.2 s), not never
+                await c.check(e)
+            assert not e.healthy
+            hang.set()
             await c.check(e)
-        assert not e.healthy
-        server.hang.set()
+            assert e.healthy
         await c.close()
 
 
@@ -229,6 +259,58 @@ async def test_membership_follows_discovery_and_a_removed_replica_is_forgotten(
     changed = c.changed()
     c.set_urls([])
     assert c.endpoints == {} and changed.done() and c.candidates("m") == [] and e.healthy
+
+
+async def test_a_removed_replica_s_adapters_are_forgotten(cluster: tuple[Cluster, GatewayMetrics]) -> None:
+    # Kept, the record would still count the adapters as resident on a replica that is gone (the
+    # gauge below), and a replica coming back at the same URL would be believed to hold them.
+    c, metrics = cluster
+    c.placement = AdapterPlacement(metrics=metrics)
+    c.endpoints["http://a"] = Endpoint("http://a", frozenset({"m"}), healthy=True)
+    c.endpoints["http://b"] = Endpoint("http://b", frozenset({"m"}), healthy=True)
+    c.placement.observe_cards("http://a", {"m": {}, "lora": {"parent": "m"}})
+    c.placement.observe_cards("http://b", {"m": {}, "lora": {"parent": "m"}})
+
+    def held() -> float | None:
+        return metrics.registry.get_sample_value("inferstack_adapter_replicas", {"model": "m", "adapter": "lora"})
+
+    assert held() == 2
+    c.set_urls(["http://b"])
+    assert c.placement.replica("http://a") is None and c.placement.replica("http://b") is not None
+    assert held() == 1
+
+
+async def test_membership_changes_are_logged_with_the_replica(
+    cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    c, _ = cluster
+    _, url = replica
+    with caplog.at_level(logging.INFO, logger="inferstack.upstream"):
+        c.set_urls([url])
+        c.set_urls([url])  # no change: no line
+        c.set_urls([])
+    lines = [
+        (r.levelno, r.getMessage(), r.__dict__.get("upstream"))
+        for r in caplog.records
+        if r.name == "inferstack.upstream" and "healthy" not in r.getMessage()
+    ]
+    assert lines == [(logging.INFO, "replica added", url), (logging.INFO, "replica removed", url)]
+
+
+async def test_close_ends_every_health_check_and_a_replica_added_after_it_is_not_checked(
+    replica: tuple[Replica, str],
+) -> None:
+    # The app's lifespan closes the cluster at shutdown: it must return (not raise its checkers'
+    # cancellation) with every checker ended, and discovery's last word after it starts none.
+    _, url = replica
+    async with aiohttp.ClientSession() as session:
+        c = Cluster(Settings(upstreams=[]), session, GatewayMetrics())
+        c.set_urls([url])
+        checkers = [t for t in asyncio.all_tasks() if t.get_name() == f"health {url}"]
+        await c.close()
+        assert len(checkers) == 1 and checkers[0].done()
+        c.set_urls([url, "http://another:8000"])
+        assert [t for t in asyncio.all_tasks() if t.get_name().startswith("health ")] == []
 
 
 async def test_an_adapter_loaded_on_demand_is_served_by_every_replica_of_its_base(

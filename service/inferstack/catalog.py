@@ -91,6 +91,14 @@ class Catalog:
                 raise ValueError(f"catalog file {path}: adapter {name!r}: no versions")
             if min(weights) < 0 or sum(weights) <= 0:
                 raise ValueError(f"catalog file {path}: adapter {name!r}: weights must be >= 0 with a positive sum")
+        for served, version in versions.items():
+            # An S3 source becomes a path below the adapters root (adapter_path): a '..' part would send
+            # engines' runtime loads to any directory of theirs. Local (absolute) sources are the dev path.
+            if not version.source.startswith("/") and {".", ".."} & set(version.source.split("/")):
+                raise ValueError(
+                    f"catalog file {path}: adapter version {served!r}: source {version.source!r} has a '.' or"
+                    " '..' part (it would resolve outside the adapters root)"
+                )
         for name, target in [*aliases.items(), *((n, a.base) for n, a in adapters.items())]:
             if target not in models:
                 raise ValueError(f"catalog file {path}: {name} points at {target!r}, which is not a model")

@@ -145,3 +145,16 @@ def test_an_adapter_no_request_could_be_routed_to_is_refused_at_load(
     path.write_text(json.dumps({**CATALOG, "adapters": {"sql-bot": {"base": "fake-model", "versions": versions}}}))
     with pytest.raises(ValueError, match=rf"catalog\.json: adapter 'sql-bot': {reason}"):
         Catalog.load(str(path))
+
+
+@pytest.mark.parametrize("source", ["s3://bucket/adapters/../../etc/v3", "s3://bucket/adapters/sql-bot/./v3", "../x"])
+def test_an_adapter_source_that_climbs_out_of_the_adapters_root_is_refused_at_load(tmp_path: Path, source: str) -> None:
+    """adapter_path puts an S3 source below the engines' adapters root; '..' in it named any directory."""
+    versions = [{"served_name": "sql-bot@v3", "weight_percent": 100, "source": source}]
+    path = tmp_path / "catalog.json"
+    path.write_text(json.dumps({**CATALOG, "adapters": {"sql-bot": {"base": "fake-model", "versions": versions}}}))
+    with pytest.raises(ValueError, match=r"adapter version 'sql-bot@v3': source .* outside the adapters root"):
+        Catalog.load(str(path))
+    versions[0]["source"] = "s3://bucket/adapters/sql-bot/v3"  # the same without the climb loads
+    path.write_text(json.dumps({**CATALOG, "adapters": {"sql-bot": {"base": "fake-model", "versions": versions}}}))
+    assert Catalog.load(str(path)).adapter_path("sql-bot@v3", "/adapters") == "/adapters/sql-bot/v3"

@@ -70,8 +70,9 @@ class Scheduler:
                     if isinstance(scorer, Adapter):
                         scorer.attach(placement)
         self._default = settings.routing_policy
-        # Adapter requests get their own profile only where the gateway can tell an adapter from a model.
-        self._adapter_policy = settings.routing.adapter_policy if placement is not None else ""
+        # Adapter requests get their own profile only where the gateway can tell an adapter from a model
+        # (a placement): ``_policy_for`` checks both.
+        self._adapter_policy = settings.routing.adapter_policy
         self._placement = placement
         self._max_age = settings.routing.load_max_age
         self._metrics = metrics

@@ -148,7 +148,12 @@ async def test_chunks_declined_while_the_client_is_paused_keep_their_place() -> 
             release.put_nowait(EVENTS[0])
             loop = asyncio.get_running_loop()
             reply = await attempt(
-                pool, Endpoint(f"http://127.0.0.1:{port}"), "/v1/chat/completions", ex, loop.time() + 5
+                pool,
+                Endpoint(f"http://127.0.0.1:{port}"),
+                "/v1/chat/completions",
+                ex,
+                loop.time() + 5,
+                max_bytes=1 << 20,
             )
             relay = asyncio.create_task(relay_stream(reply, ex, Responder(cycle.send), GatewayMetrics(), 5.0, 5.0))  # type: ignore[arg-type]
 
@@ -201,7 +206,12 @@ async def test_a_streams_first_chunk_goes_out_with_the_head_from_data_received()
             loop = asyncio.get_running_loop()
             # The attempt ends at the headers: no body byte has been sent yet.
             reply = await attempt(
-                pool, Endpoint(f"http://127.0.0.1:{port}"), "/v1/chat/completions", ex, loop.time() + 5
+                pool,
+                Endpoint(f"http://127.0.0.1:{port}"),
+                "/v1/chat/completions",
+                ex,
+                loop.time() + 5,
+                max_bytes=1 << 20,
             )
             assert reply.streaming and reply.first == b""
             relay = asyncio.create_task(relay_stream(reply, ex, Responder(cycle.send), GatewayMetrics(), 5.0, 5.0))  # type: ignore[arg-type]

@@ -34,6 +34,12 @@ WATCH_EVENT_BYTES = 4 << 20
 LIST_BYTES = 64 << 20
 """A Kubernetes list of a Service's EndpointSlices: 16 slices of the largest kind."""
 
+UNLISTED_MODELS = 1024
+"""Names engines listed once and no replica lists now, still known (their requests wait for a replica:
+scaled to zero); past this many, the longest unlisted is forgotten. A fleet's own models are declared
+(the catalog, ``INFERSTACK_MODELS``) and never forgotten; engines that register adapters under a fresh
+name per upload would otherwise grow the set, its series and the adapter bookkeeping without end."""
+
 _CHUNK = 64 << 10
 
 

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from inferstack.kvcache.index import KVIndex
 from inferstack.kvcache.metrics import IndexCollector, KVMetrics
-from inferstack.kvcache.subscriber import KVEventHub, event_endpoint
+from inferstack.kvcache.subscriber import HASHES_PER_STEP, KVEventHub, event_endpoint
 
 from ..waiting import until
 from .events import frames, stored
@@ -107,3 +107,58 @@ async def test_a_message_over_the_size_bound_is_not_taken_and_the_subscription_r
         # Subscribed again; its sequence number is missing, so the replica's view was dropped and rebuilt.
         assert registry.get_sample_value("inferstack_kv_event_resubscribes_total") >= 1
         assert registry.get_sample_value("inferstack_kv_index_resyncs_total", {"reason": "gap"}) >= 1
+
+
+async def test_a_large_message_is_applied_in_steps_the_loop_serving_others_between_them(
+    publisher: tuple[zmq.asyncio.Socket, str],
+) -> None:
+    # A message just under the 1 MiB bound was decoded and applied in one go: 0.2-0.74 s in which no
+    # other request, stream or timer of the gateway ran (bench/kv_event_stall.py measures it).
+    pub, endpoint = publisher
+    async with subscribed(endpoint) as (_, index, registry):
+        seq = await first_batch(pub, index)
+        stored_before = registry.get_sample_value("inferstack_kv_events_total", {"type": "BlockStored"}) or 0
+        base, n = len(index), 50_000
+        hashes = list(range(1 << 40, (1 << 40) + n))
+        seen: list[int] = []
+
+        async def watch() -> None:  # another coroutine: what it sees of the index, each turn it gets
+            while len(index) < base + n:
+                seen.append(len(index))
+                await asyncio.sleep(0)
+
+        watcher = asyncio.create_task(watch())
+        await pub.send_multipart(frames(seq, stored(hashes, [0] * n, 1)))
+        await asyncio.wait_for(watcher, 10)
+        partly = sorted({s for s in seen if base < s < base + n})
+        assert len(partly) >= n // HASHES_PER_STEP - 1, "nothing else ran while the message was applied"
+        assert index.match(hashes, [URL]) == {URL: n}
+        assert registry.get_sample_value("inferstack_kv_events_total", {"type": "BlockStored"}) == stored_before + 1
+
+        # A gap drops the replica's view (50,001 blocks) in steps too.
+        seen.clear()
+
+        async def watch_drop() -> None:
+            while index.match([5], [URL]) != {URL: 1}:
+                seen.append(len(index))
+                await asyncio.sleep(0)
+
+        watcher = asyncio.create_task(watch_drop())
+        await pub.send_multipart(frames(seq + 2, stored([5], [0], 1)))  # seq + 1 never came
+        await asyncio.wait_for(watcher, 10)
+        assert len({s for s in seen if 1 < s < base + n}) >= n // HASHES_PER_STEP - 1, "the drop was one step"
+        assert len(index) == 1
+        seq += 2
+
+        # Malformed past its first steps: what was applied of it is dropped with the replica's view (the
+        # rest of the message is lost, as in a gap), and the next message builds it again.
+        gaps = registry.get_sample_value("inferstack_kv_index_resyncs_total", {"reason": "gap"})
+        more = list(range(1 << 41, (1 << 41) + 3 * HASHES_PER_STEP))
+        bad = stored([1, 2], [0, 0], 1) | {"block_hashes": [1, "not a hash"]}
+        await pub.send_multipart(frames(seq + 1, stored(more, [0] * len(more), 1), bad))
+        await until(lambda: registry.get_sample_value("inferstack_kv_event_batches_malformed_total") == 1, "malformed")
+        assert len(index) == 0
+        assert registry.get_sample_value("inferstack_kv_index_resyncs_total", {"reason": "gap"}) == gaps + 1
+        await pub.send_multipart(frames(seq + 2, stored([7], [0], 1)))
+        await until(lambda: index.match([7], [URL]) == {URL: 1}, "the next message applied")
+        assert len(index) == 1 and index.match(more[:1], [URL]) == {URL: 0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -109,6 +109,15 @@ async def test_a_message_over_the_size_bound_is_not_taken_and_the_subscription_r
         assert registry.get_sample_value("inferstack_kv_index_resyncs_total", {"reason": "gap"}) >= 1
 
 
+async def sizes_seen(index: KVIndex, done: Callable[[], bool]) -> list[int]:
+    """Another coroutine: the index's size at each turn of the loop it gets, until ``done``."""
+    seen = []
+    while not done():
+        seen.append(len(index))
+        await asyncio.sleep(0)
+    return seen
+
+
 async def test_a_large_message_is_applied_in_steps_the_loop_serving_others_between_them(
     publisher: tuple[zmq.asyncio.Socket, str],
 ) -> None:
@@ -120,33 +129,18 @@ async def test_a_large_message_is_applied_in_steps_the_loop_serving_others_betwe
         stored_before = registry.get_sample_value("inferstack_kv_events_total", {"type": "BlockStored"}) or 0
         base, n = len(index), 50_000
         hashes = list(range(1 << 40, (1 << 40) + n))
-        seen: list[int] = []
-
-        async def watch() -> None:  # another coroutine: what it sees of the index, each turn it gets
-            while len(index) < base + n:
-                seen.append(len(index))
-                await asyncio.sleep(0)
-
-        watcher = asyncio.create_task(watch())
+        watcher = asyncio.create_task(sizes_seen(index, lambda: len(index) == base + n))
         await pub.send_multipart(frames(seq, stored(hashes, [0] * n, 1)))
-        await asyncio.wait_for(watcher, 10)
-        partly = sorted({s for s in seen if base < s < base + n})
+        partly = {s for s in await asyncio.wait_for(watcher, 10) if base < s < base + n}
         assert len(partly) >= n // HASHES_PER_STEP - 1, "nothing else ran while the message was applied"
         assert index.match(hashes, [URL]) == {URL: n}
         assert registry.get_sample_value("inferstack_kv_events_total", {"type": "BlockStored"}) == stored_before + 1
 
         # A gap drops the replica's view (50,001 blocks) in steps too.
-        seen.clear()
-
-        async def watch_drop() -> None:
-            while index.match([5], [URL]) != {URL: 1}:
-                seen.append(len(index))
-                await asyncio.sleep(0)
-
-        watcher = asyncio.create_task(watch_drop())
+        watcher = asyncio.create_task(sizes_seen(index, lambda: index.match([5], [URL]) == {URL: 1}))
         await pub.send_multipart(frames(seq + 2, stored([5], [0], 1)))  # seq + 1 never came
-        await asyncio.wait_for(watcher, 10)
-        assert len({s for s in seen if 1 < s < base + n}) >= n // HASHES_PER_STEP - 1, "the drop was one step"
+        partly = {s for s in await asyncio.wait_for(watcher, 10) if 1 < s < base + n}
+        assert len(partly) >= n // HASHES_PER_STEP - 1, "the drop was one step"
         assert len(index) == 1
         seq += 2
 

@@ -12,7 +12,9 @@ turns: the longest anything else on the loop (a request, a stream's chunk, a tim
 - ``hashes64``: one message just under the 1 MiB bound, one ``BlockStored`` of 116,000 64-bit
   hashes (vLLM's shape, ``VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES=1``);
 - ``gap``: after ``hashes64``, a message whose sequence number skips one: the replica's 116,000
-  blocks are dropped (``KVIndex._forget``), one step in both versions.
+  blocks are dropped (``KVIndex._forget``);
+- ``leave``: the view filled again (116,000 blocks), the replica leaves (``KVEventHub.set_urls``,
+  called from a callback of its own, as discovery's).
 
 Figures are wall times on a shared machine: the load average is printed with them.
 """
@@ -29,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +39,7 @@ import msgpack
 
 HERE = Path(__file__).resolve().parent
 URL = "http://127.0.0.1:8000"
-CASES = ("hashes1", "hashes64", "gap")
+CASES = ("hashes1", "hashes64", "gap", "leave")
 
 
 def _stored(hashes: list[int]) -> dict[str, Any]:
@@ -69,6 +72,10 @@ async def _child() -> dict[str, Any]:
         pub.bind(endpoint)
         index = KVIndex(capacity=2_000_000)
         hub = KVEventHub(index, KVMetrics(CollectorRegistry()), endpoints={URL: endpoint})
+
+        def holds(block: int) -> Callable[[], bool]:
+            return lambda: index.match([block], [URL]) == {URL: 1}
+
         hub.set_urls([URL])
         seq = 0
         while len(index) == 0:  # the slow joiner: PUB drops until the subscription is in
@@ -79,29 +86,37 @@ async def _child() -> dict[str, Any]:
         figures: dict[str, Any] = {}
         for case in CASES:
             marker = (1 << 62) + seq
+            if case == "leave":  # the view refilled (not measured), then the replica leaves
+                await pub.send_multipart(_message(seq, messages["hashes64"], marker))
+                seq += 1
+                await _stalls(holds(marker))
+                asyncio.get_running_loop().call_soon(hub.set_urls, [])
+                figures[case] = await _stalls(lambda: URL not in index.replicas)
+                continue
             if case == "gap":
                 seq += 1  # one missing: the replica's view is dropped before this message is applied
             frames = _message(seq, [] if case == "gap" else messages[case], marker)
-            stall, turns = 0.0, 0
             await pub.send_multipart(frames)
-            sent = previous = time.perf_counter()
-            while index.match([marker], [URL]) != {URL: 1}:
-                await asyncio.sleep(0)
-                now = time.perf_counter()
-                stall, previous, turns = max(stall, now - previous), now, turns + 1
-                if now - sent > 30:
-                    raise SystemExit(f"{case}: not applied in 30 s")
-            figures[case] = {
-                "bytes": len(frames[2]),
-                "longest_stall_ms": round(stall * 1000, 1),
-                "applied_ms": round((time.perf_counter() - sent) * 1000, 1),
-                "loop_turns": turns,
-            }
+            figures[case] = {"bytes": len(frames[2])} | await _stalls(holds(marker))
             seq += 1
         await hub.close()
         pub.close(linger=0)
         ctx.term()
     return figures
+
+
+async def _stalls(done: Callable[[], bool]) -> dict[str, Any]:
+    """Turns of the loop until ``done``: the longest time between two, and the time to ``done``."""
+    stall, turns = 0.0, 0
+    start = previous = time.perf_counter()
+    while not done():
+        await asyncio.sleep(0)
+        now = time.perf_counter()
+        stall, previous, turns = max(stall, now - previous), now, turns + 1
+        if now - start > 30:
+            raise SystemExit("not done in 30 s")
+    total = time.perf_counter() - start
+    return {"longest_stall_ms": round(stall * 1000, 1), "applied_ms": round(total * 1000, 1), "loop_turns": turns}
 
 
 def main() -> int:
@@ -137,7 +152,7 @@ def main() -> int:
         "median": {
             label: {
                 case: {key: statistics.median(r[case][key] for r in rs) for key in ("longest_stall_ms", "applied_ms")}
-                | {"bytes": rs[0][case]["bytes"]}
+                | {"bytes": rs[0][case].get("bytes", 0)}
                 for case in CASES
             }
             for label, rs in runs.items()

@@ -83,8 +83,13 @@ class KVIndex:
         self._replicas.setdefault(url, ReplicaView())
 
     def leave(self, url: str) -> None:
+        for _ in self.leaving(url, None):
+            pass
+
+    def leaving(self, url: str, step: int | None) -> Iterator[None]:
+        """``leave``, pausing after every ``step`` blocks dropped (None: never)."""
         if url in self._replicas:
-            self._forget(url)
+            yield from self._forgetting(url, step)
             del self._replicas[url]
 
     def apply(self, url: str, batch: Batch, now: float, wall_now: float) -> None:

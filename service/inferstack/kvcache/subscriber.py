@@ -1,7 +1,8 @@
 """One ZMQ SUB socket per discovered replica, feeding the ``KVIndex``; lifespan-owned asyncio tasks.
 
 ``KVEventHub.set_urls`` is called with every discovery update (next to the pool's): a replica that
-joins gets a subscriber task, one that leaves has its task cancelled and its index entries dropped.
+joins gets a subscriber task, one that leaves has its task cancelled and its index entries dropped
+(in steps: ``set_urls``).
 ZMQ reconnects by itself when an engine restarts (the index notices from the sequence numbers); after
 a protocol error (a message over the size bound) it does not, and the subscriber subscribes again.
 Where a replica publishes: ``endpoints[url]`` if configured, else ``tcp://<the URL's host>:<port>``
@@ -64,19 +65,40 @@ class KVEventHub:
         self._ctx = zmq.asyncio.Context()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._leaving: set[asyncio.Task[None]] = set()
+        self._dropping: dict[str, asyncio.Task[None]] = {}
+        """Replicas that left, their index entries being dropped in steps (``_drop``)."""
 
     def set_urls(self, urls: Iterable[str]) -> None:
+        """A replica that leaves has its subscription cancelled (it applies nothing more) and its
+        entries dropped ``HASHES_PER_STEP`` at a time (up to ``index_capacity``: that many in one
+        step held the loop 0.4 s at 116,000 blocks); no request is routed to it meanwhile (it has
+        left the cluster too). One that comes back before that ended has the rest dropped at once."""
         wanted = {u.rstrip("/") for u in urls}
         for url in set(self._tasks) - wanted:
             task = self._tasks.pop(url)
             task.cancel()
-            self._leaving.add(task)
-            task.add_done_callback(self._leaving.discard)
-            self.index.leave(url)
+            self._forget_later(task)
+            drop = self._dropping[url] = asyncio.create_task(self._drop(url), name=f"kv drop {url}")
+            self._forget_later(drop)
         for url in wanted - set(self._tasks):
+            dropping = self._dropping.pop(url, None)
+            if dropping is not None:
+                dropping.cancel()
+                self.index.leave(url)
             self.index.join(url)
             endpoint = event_endpoint(url, self._port, self._endpoints)
             self._tasks[url] = asyncio.create_task(self._run(url, endpoint), name=f"kv events {url}")
+
+    def _forget_later(self, task: asyncio.Task[None]) -> None:
+        """Kept (and cancelled by ``close``) until it ends."""
+        self._leaving.add(task)
+        task.add_done_callback(self._leaving.discard)
+
+    async def _drop(self, url: str) -> None:
+        for _ in self.index.leaving(url, HASHES_PER_STEP):
+            await asyncio.sleep(0)
+        if self._dropping.get(url) is asyncio.current_task():
+            del self._dropping[url]
 
     async def close(self) -> None:
         tasks = [*self._tasks.values(), *self._leaving]

@@ -36,7 +36,7 @@ import httptools
 
 from ..bounds import TooLarge
 from ..config import Settings
-from ..errors import UpstreamError, UpstreamTimeoutError
+from ..errors import UpstreamError, UpstreamTimeoutError, UpstreamTooLargeError
 from ..exchange import Exchange
 from .endpoint import Endpoint
 
@@ -108,13 +108,6 @@ def classify(exc: BaseException) -> AttemptError:
 EMPTY_STREAM = "The upstream replica sent an empty stream."
 
 
-def too_large(limit: int) -> str:
-    return (
-        f"The upstream replica's answer is larger than the gateway relays ({limit} bytes)."
-        " Ask for less (max_tokens, n, logprobs) or stream it."
-    )
-
-
 @dataclass
 class Reply:
     """An upstream answer: a stream to relay (its headers are in), or a whole body."""
@@ -153,12 +146,8 @@ async def attempt(pool: Pool, endpoint: Endpoint, path: str, ex: Exchange, by: f
         # Closed (not read to its end): the engine sees the connection go.
         if resp is not None:
             resp.close()
-        raise AttemptError(
-            "too_large",
-            UpstreamError(too_large(max_bytes), code="upstream_response_too_large"),
-            retryable=False,
-            replica_fault=False,
-        ) from None
+        too_large = UpstreamTooLargeError(max_bytes)
+        raise AttemptError("too_large", too_large, retryable=False, replica_fault=False) from None
     except (TimeoutError, OSError) as exc:
         if resp is not None:
             resp.close()

@@ -8,6 +8,7 @@ bench's own ``x-request-id``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import inferstack_devstack as devstack
@@ -85,15 +86,19 @@ class TimedIndex(KVIndex):
         super().__init__()
         self.removals: Removals = {}
         self._last_ts: dict[str, float] = {}
+        self._previous: dict[str, float] = {}
 
-    def apply(self, url: str, batch: Batch, now: float, wall_now: float) -> None:
-        previous = self._last_ts.get(url, batch.ts)
-        self._last_ts[url] = batch.ts
+    def applying(self, url: str, batch: Batch, now: float, wall_now: float, step: int | None) -> Iterator[None]:
+        # (The subscriber's path, and ``apply``'s.)
+        if batch.part == 0:  # (a later part of a large message: the same batch, the same times)
+            self._previous[url] = self._last_ts.get(url, batch.ts)
+            self._last_ts[url] = batch.ts
+        previous = self._previous[url]
         for event in batch.events:
             if isinstance(event, BlockRemoved):
                 for h in event.block_hashes:
                     self.removals.setdefault((url, h), []).append((previous, batch.ts, wall_now))
-        super().apply(url, batch, now, wall_now)
+        yield from super().applying(url, batch, now, wall_now, step)
 
 
 def why_lost(removals: Removals, url: str, chain: list[int], held: int, cached: int, sent: float) -> str:

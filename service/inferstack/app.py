@@ -117,7 +117,7 @@ async def _running(app: FastAPI, settings: Settings, metrics: GatewayMetrics) ->
         stack.push_async_callback(cluster.close)
         catalog = Catalog.load(settings.catalog_file) if settings.catalog_file else None
         if catalog is not None:
-            cluster.known_models.update(catalog.declared())
+            cluster.declare(catalog.declared())
         placement = AdapterPlacement(catalog, metrics)
         adapters = AdapterLoader(settings, session, catalog, placement, metrics)
         stack.push_async_callback(adapters.close)

@@ -4,7 +4,8 @@ Model names: a request's ``model`` (``api.request`` refuses longer ones) and wha
 elsewhere (the shared adapter record in Redis) are at most ``MAX_MODEL_LENGTH`` characters.
 
 An engine's control-plane answers (``/v1/models``, ``/metrics``, ``/tokenize``, a runtime LoRA load's
-refusal) are read with a size bound.
+refusal) are read with a size bound, and so is what the Kubernetes API answers discovery (a list, each
+watch event).
 
 The engine is a dependency, not a trusted peer: a buggy one can answer anything, and these answers are
 read whole and parsed on the event loop. vLLM's own ``/metrics`` grows without end on a LoRA engine
@@ -27,6 +28,17 @@ LOAD_ANSWER_BYTES = 64 << 10
 """``/v1/load_lora_adapter``'s refusal: a one-line message (a success is not read)."""
 TOKENIZE_BYTES = 16 << 20
 """``/tokenize``: the ids of a prompt under ``max_prompt_chars`` (1,000,000), about 8 bytes each at most."""
+WATCH_EVENT_BYTES = 4 << 20
+"""One Kubernetes watch event (a line): an EndpointSlice holds at most 1,000 endpoints (the API's cap,
+100 by default), each well under 1 kB as JSON."""
+LIST_BYTES = 64 << 20
+"""A Kubernetes list of a Service's EndpointSlices: 16 slices of the largest kind."""
+
+UNLISTED_MODELS = 1024
+"""Names engines listed once and no replica lists now, still known (their requests wait for a replica:
+scaled to zero); past this many, the longest unlisted is forgotten. A fleet's own models are declared
+(the catalog, ``INFERSTACK_MODELS``) and never forgotten; engines that register adapters under a fresh
+name per upload would otherwise grow the set, its series and the adapter bookkeeping without end."""
 
 _CHUNK = 64 << 10
 

@@ -14,6 +14,7 @@ stream that has already started) with ``to_body``. Nothing else builds error bod
     ├── RateLimitError              429 rate_limit_exceeded, with Retry-After
     │   └── QuotaExceededError      429 insufficient_quota
     ├── UpstreamError               502 upstream unreachable or broken
+    │   └── UpstreamTooLargeError   502 an answer larger than the gateway relays
     ├── NoUpstreamError             503 no healthy upstream
     ├── DependencyUnavailableError  503 Redis is down and the feature fails closed, with Retry-After
     └── UpstreamTimeoutError        504
@@ -108,6 +109,16 @@ class UpstreamError(GatewayError):
     status = 502
     type = "upstream_error"
     default_code = "bad_gateway"
+
+
+class UpstreamTooLargeError(UpstreamError):
+    default_code = "upstream_response_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The upstream replica's answer is larger than the gateway relays ({limit} bytes)."
+            " Ask for less (max_tokens, n, logprobs) or stream it."
+        )
 
 
 class NoUpstreamError(GatewayError):

@@ -24,6 +24,7 @@ from .values import (
     Listener,
     OutlierDetection,
     RedisSettings,
+    Responses,
     RetryPolicy,
     TenancySettings,
     Timeouts,
@@ -42,6 +43,7 @@ __all__ = [
     "OutlierDetection",
     "ProfileSpec",
     "RedisSettings",
+    "Responses",
     "RetryPolicy",
     "Routing",
     "Settings",
@@ -140,6 +142,7 @@ class Settings(BaseSettings):
         " records flush them first; 0: each line written at once).",
     )
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    responses: Responses = Field(default_factory=Responses)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     health: HealthCheck = Field(default_factory=HealthCheck)
     outlier: OutlierDetection = Field(default_factory=OutlierDetection)

@@ -36,6 +36,22 @@ class Timeouts(BaseModel):
         return self
 
 
+class Responses(BaseModel):
+    """What the gateway holds of one engine answer. A stream is relayed as it arrives (at most 64 KiB
+    buffered per request); a non-stream answer, or an error answer, is read whole before the client
+    gets any of it, so it is bounded here."""
+
+    max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Largest non-stream (or error) answer relayed; a larger one is dropped as soon as that much"
+        " arrived (or is declared) and the client gets 502 `upstream_response_too_large`, counted as"
+        ' `inferstack_upstream_errors_total{kind="too_large"}`, not retried (it was generated: another replica'
+        " would generate it again) and not held against the replica. 64 MiB: a 16k-token completion with 20"
+        " logprobs per token is about 20 MiB as JSON, 1,000 embeddings of 4,096 floats about 40 MiB.",
+    )
+
+
 class RetryPolicy(BaseModel):
     """Retries happen only before the first byte reaches the client, each on another replica, and only
     when it is safe: the replica refused or failed the request (connect error, 5xx, a broken connection,

@@ -20,7 +20,7 @@ the policy stops trusting its view and falls back to the approximate index.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -83,17 +83,34 @@ class KVIndex:
         self._replicas.setdefault(url, ReplicaView())
 
     def leave(self, url: str) -> None:
+        for _ in self.leaving(url, None):
+            pass
+
+    def leaving(self, url: str, step: int | None) -> Iterator[None]:
+        """``leave``, pausing after every ``step`` blocks dropped (None: never)."""
         if url in self._replicas:
-            self._forget(url)
+            yield from self._forgetting(url, step)
             del self._replicas[url]
 
     def apply(self, url: str, batch: Batch, now: float, wall_now: float) -> None:
+        """A batch, or a part of one (``wire.decode_parts``): a later part carries on from the first,
+        whose sequence number was checked."""
+        for _ in self.applying(url, batch, now, wall_now, None):
+            pass
+
+    def applying(self, url: str, batch: Batch, now: float, wall_now: float, step: int | None) -> Iterator[None]:
+        """``apply``, pausing (a ``yield``) after every ``step`` blocks a resync drops (None: never).
+        Dropping a replica's view walks every block it held (262,144 at most); the subscriber lets
+        the event loop run at each pause. Meanwhile the rest of that view is still credited, as it
+        was until the gap was seen."""
         view = self._replicas.setdefault(url, ReplicaView())
-        if view.last_seq is not None and batch.seq != view.last_seq + 1:
-            self.resyncs["restart" if batch.seq <= view.last_seq else "gap"] += 1
-            self._forget(url)
-        view.last_seq, view.last_event, view.owed_since = batch.seq, now, None
-        view.lag = max(0.0, wall_now - batch.ts)
+        if batch.part == 0:
+            if view.last_seq is not None and batch.seq != view.last_seq + 1:
+                self.resyncs["restart" if batch.seq <= view.last_seq else "gap"] += 1
+                yield from self._forgetting(url, step)
+            view.last_seq, view.owed_since = batch.seq, None
+            view.lag = max(0.0, wall_now - batch.ts)
+        view.last_event = now
         for event in batch.events:
             if isinstance(event, BlockStored):
                 view.block_size = event.block_size
@@ -102,7 +119,14 @@ class KVIndex:
                 self._remove(url, view, event.block_hashes)
             elif isinstance(event, AllBlocksCleared):
                 self.resyncs["cleared"] += 1
-                self._forget(url)
+                yield from self._forgetting(url, step)
+
+    def abandon(self, url: str) -> None:
+        """A message was malformed past its first applied part: the rest of it is lost, as in a gap,
+        so the replica's view is dropped and rebuilt from its next events."""
+        if url in self._replicas:
+            self.resyncs["gap"] += 1
+            self._forget(url)
 
     def _store(self, url: str, view: ReplicaView, hashes: Iterable[int]) -> None:
         blocks = self._blocks
@@ -134,9 +158,19 @@ class KVIndex:
                 del self._blocks[h]
 
     def _forget(self, url: str) -> None:
+        for _ in self._forgetting(url, None):
+            pass
+
+    def _forgetting(self, url: str, step: int | None) -> Iterator[None]:
+        """Drop the blocks ``url`` holds, ``step`` at a time (None: all at once). Each is discarded
+        from ``held`` as it goes, so a ``leave`` during a pause drops the rest."""
         view = self._replicas[url]
-        self._remove(url, view, list(view.held))
-        view.held.clear()
+        held = list(view.held)
+        size = step or len(held) or 1
+        for i in range(0, len(held), size):
+            if i:
+                yield
+            self._remove(url, view, held[i : i + size])
 
     # -- readers (the policy) -----------------------------------------------------------------------
     def block_size(self, url: str) -> int | None:

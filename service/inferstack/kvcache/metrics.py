@@ -43,12 +43,16 @@ class KVMetrics:
         )
 
     def batch(self, batch: Batch, lag: float) -> None:
-        self.lag.observe(lag)
+        """A batch applied, or a part of one (its lag observed once, a split event counted once)."""
+        if batch.part == 0:
+            self.lag.observe(lag)
         for e in batch.events:
             if isinstance(e, BlockStored):
-                self._stored.inc()
+                if not e.continued:
+                    self._stored.inc()
             elif isinstance(e, BlockRemoved):
-                self._removed.inc()
+                if not e.continued:
+                    self._removed.inc()
             elif isinstance(e, AllBlocksCleared):
                 self._cleared.inc()
 

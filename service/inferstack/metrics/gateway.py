@@ -8,10 +8,12 @@ up on the hot path. The counters and histograms every request touches are added 
 
 from __future__ import annotations
 
+import contextlib
 from bisect import bisect_left
 from typing import Any, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from .. import __version__
 
@@ -234,6 +236,12 @@ class GatewayMetrics:
         if found is None:
             found = self._children[key] = metric.labels(*labels)
         return cast(M, found)
+
+    def drop(self, metric: MetricWrapperBase, *labels: str) -> None:
+        """Remove the series ``labels`` of ``metric`` (and its cached child): a name forgotten for good."""
+        self._children.pop((id(metric), labels), None)
+        with contextlib.suppress(KeyError):
+            metric.remove(*labels)
 
     def tally(self, counter: Counter, *labels: str) -> Tally:
         """``Tally(counter.labels(*labels))``, cached like ``child``."""

@@ -81,7 +81,8 @@ class Router:
                 if failure is None:
                     self._cluster.record_success(endpoint)
                     return
-                self._cluster.record_failure(endpoint, ex.model)
+                if failure.replica_fault:
+                    self._cluster.record_failure(endpoint, ex.model)
                 if out.started:
                     return  # the stream broke after it started: its error event is sent; no retry
                 # Nothing has reached the client: another replica, if safe and within policy, deadline, budget.
@@ -150,7 +151,7 @@ class Router:
         """The attempt (its first byte or whole answer by loop time ``by``) and its relay."""
         timeouts = self._settings.timeouts
         try:
-            reply = await attempt(self._pool, endpoint, path, ex, by)
+            reply = await attempt(self._pool, endpoint, path, ex, by, max_bytes=self._settings.responses.max_bytes)
         except AttemptError as err:
             return err
         try:

@@ -161,6 +161,15 @@ class AdapterPlacement:
         replica.resident = resident
         self._publish(before ^ set(resident))
 
+    def forget_model(self, name: str) -> None:
+        """No replica has listed ``name`` for long (``Cluster``): its parent and demand go, and its
+        ``inferstack_adapter_replicas`` series (no replica holds what none lists)."""
+        base = self.base_of(name)
+        self._parents.pop(name, None)
+        self._demand.pop(name, None)
+        if self._metrics is not None and base is not None:
+            self._metrics.drop(self._metrics.adapter_replicas, base, name)
+
     def forget(self, url: str) -> None:
         """The replica left the cluster."""
         replica = self.replicas.pop(url, None)

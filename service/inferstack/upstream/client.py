@@ -34,8 +34,9 @@ from urllib.parse import urlsplit
 import aiohttp
 import httptools
 
+from ..bounds import TooLarge
 from ..config import Settings
-from ..errors import UpstreamError, UpstreamTimeoutError
+from ..errors import UpstreamError, UpstreamTimeoutError, UpstreamTooLargeError
 from ..exchange import Exchange
 from .endpoint import Endpoint
 
@@ -79,11 +80,16 @@ def create_session(settings: Settings) -> aiohttp.ClientSession:
 class AttemptError(Exception):
     """An upstream attempt failed before anything reached the client: it may be retried."""
 
-    kind: str  # connect | timeout | http_5xx | protocol
+    kind: str  # connect | timeout | http_5xx | protocol | too_large
     error: UpstreamError | UpstreamTimeoutError
     retryable: bool = True
     """Safe to send to another replica: False when the answer may have been generated (a non-stream
-    request cut at its response timeout): retrying would generate it again."""
+    request cut at its response timeout, an answer over ``responses.max_bytes``): retrying would
+    generate it again."""
+    replica_fault: bool = True
+    """Counts against the replica (outlier detection): False for an answer too large to relay, which
+    is the request's doing (its max_tokens, n, logprobs), not the replica's; else a client asking for
+    such answers again and again would eject healthy replicas."""
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.error.message}"
@@ -118,8 +124,9 @@ class Reply:
         self.response.close()
 
 
-async def attempt(pool: Pool, endpoint: Endpoint, path: str, ex: Exchange, by: float) -> Reply:
-    """POST ``ex.body`` to ``endpoint``; by loop time ``by``, the whole non-stream body, or a
+async def attempt(pool: Pool, endpoint: Endpoint, path: str, ex: Exchange, by: float, *, max_bytes: int) -> Reply:
+    """POST ``ex.body`` to ``endpoint``; by loop time ``by``, the whole non-stream body (at most
+    ``max_bytes``: past it, ``too_large``, neither retried nor held against the replica), or a
     stream's status and headers (its first byte, due by ``by`` too, is the relay's to await: it
     relays it from ``data_received``, without a task wake-up before the first token reaches the
     client; a failure before it is retried as one here would be, ``relay_stream``).
@@ -134,7 +141,13 @@ async def attempt(pool: Pool, endpoint: Endpoint, path: str, ex: Exchange, by: f
             if resp.status >= 500:
                 raise AttemptError("http_5xx", UpstreamError(f"The upstream replica failed with status {resp.status}."))
             streaming = ex.stream and resp.status == 200 and resp.content_type == "text/event-stream"
-            first = b"" if streaming else await resp.read()
+            first = b"" if streaming else await resp.read(max_bytes)
+    except TooLarge:
+        # Closed (not read to its end): the engine sees the connection go.
+        if resp is not None:
+            resp.close()
+        too_large = UpstreamTooLargeError(max_bytes)
+        raise AttemptError("too_large", too_large, retryable=False, replica_fault=False) from None
     except (TimeoutError, OSError) as exc:
         if resp is not None:
             resp.close()
@@ -211,13 +224,25 @@ class Response:
         """Chunks wait for ``readany``."""
         return bool(self._conn._chunks)
 
-    async def read(self) -> bytes:
-        """The whole body."""
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body; ``TooLarge`` once it passes ``limit`` bytes (declared, or as it arrives:
+        nothing past the bound and one chunk is held)."""
         conn = self._conn
+        if limit is not None:
+            declared = conn.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise TooLarge(f"{declared} bytes declared, more than {limit}")
         if conn.complete and conn.error is None:  # all of it arrived with the headers: no read to wait for
-            return conn.take()
+            data = conn.take()
+            if limit is not None and len(data) > limit:
+                raise TooLarge(f"more than {limit} bytes")
+            return data
         parts = []
-        while chunk := await self._conn.read():
+        size = 0
+        while chunk := await conn.read():
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise TooLarge(f"more than {limit} bytes")
             parts.append(chunk)
         return b"".join(parts)
 

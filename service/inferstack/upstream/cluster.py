@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from ..bounds import MODELS_BYTES, TooLarge, read_bounded
+from ..bounds import MODELS_BYTES, UNLISTED_MODELS, TooLarge, read_bounded
 from ..clock import monotonic
 from ..config import Settings
 from ..metrics.gateway import GatewayMetrics
@@ -33,7 +33,11 @@ class Cluster:
         self._metrics = metrics
         self.endpoints: dict[str, Endpoint] = {}
         self.known_models: set[str] = set(settings.models)
-        """Declared models and every model a replica has served: requests for them wait (scale from zero)."""
+        """Declared models, those a replica lists, and the last ``UNLISTED_MODELS`` no replica lists any
+        more: requests for them wait (scale from zero) instead of getting 404."""
+        self._declared: set[str] = set(settings.models)
+        self._unlisted: dict[str, None] = {}
+        """Known names no replica lists now (not declared), the longest unlisted first."""
         self.adapter_bases: dict[str, str] = {}
         """Adapters the gateway loads on demand (served name -> base model): any replica of the base
         serves them, listed or not (set by the app from the catalog)."""
@@ -48,9 +52,10 @@ class Cluster:
     def set_urls(self, urls: Iterable[str]) -> None:
         """Discovery's callback: the full set of replica base URLs. Removed replicas stop at once."""
         wanted = {u.rstrip("/") for u in urls}
+        dropped: set[str] = set()
         for url in list(self.endpoints):
             if url not in wanted:
-                del self.endpoints[url]
+                dropped |= self.endpoints.pop(url).models
                 if self.placement is not None:
                     self.placement.forget(url)
                 task = self._checkers.pop(url, None)
@@ -63,7 +68,36 @@ class Cluster:
             if not self._closed:
                 self._checkers[url] = asyncio.create_task(self._check_loop(endpoint), name=f"health {url}")
             log.info("replica added", extra={"upstream": url})
+        if dropped:
+            self._unlist(dropped)
         self._notify()
+
+    def declare(self, models: Iterable[str]) -> None:
+        """Models that exist whatever the replicas list (the catalog's): never forgotten."""
+        for model in models:
+            self._declared.add(model)
+            self.known_models.add(model)
+            self._unlisted.pop(model, None)
+
+    def _unlist(self, models: Iterable[str]) -> None:
+        """``models`` were dropped from a replica's list (or left with it): those no replica lists now
+        join the unlisted, and past ``UNLISTED_MODELS`` of those the longest unlisted are forgotten
+        (their replica gauges and adapter bookkeeping with them; counters keep their series).
+        Called on a change of lists or membership only: it walks every replica's list."""
+        listed: set[str] = set().union(*(e.models for e in self.endpoints.values()))
+        for model in sorted(models):  # (sorted: the order forgotten, among those unlisted at once)
+            if model not in listed and model not in self._declared:
+                self._unlisted.pop(model, None)
+                self._unlisted[model] = None
+        while len(self._unlisted) > UNLISTED_MODELS:
+            model = next(iter(self._unlisted))
+            del self._unlisted[model]
+            self.known_models.discard(model)
+            for state in ("ready", "ejected"):
+                self._metrics.drop(self._metrics.replicas, model, state)
+            if self.placement is not None:
+                self.placement.forget_model(model)
+            log.info("model forgotten: no replica has listed it for long", extra={"model": model})
 
     async def close(self) -> None:
         self._closed = True
@@ -163,11 +197,16 @@ class Cluster:
         healthy, cards = await self._probe(endpoint.url)
         changed = healthy != endpoint.healthy
         if healthy:
-            models = frozenset(cards)
-            changed = changed or models != endpoint.models
+            models, before = frozenset(cards), endpoint.models
             endpoint.models = models
             endpoint.model_cards = cards
-            self.known_models.update(models)
+            if models != before:
+                changed = True
+                self.known_models.update(models)
+                for model in models - before:
+                    self._unlisted.pop(model, None)
+                if before - models:
+                    self._unlist(before - models)
             if self.placement is not None:
                 self.placement.observe_cards(endpoint.url, cards)
             # consecutive_failures is left alone: a replica that answers /health but fails requests

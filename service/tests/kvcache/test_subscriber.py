@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from inferstack.kvcache.index import KVIndex
 from inferstack.kvcache.metrics import IndexCollector, KVMetrics
-from inferstack.kvcache.subscriber import KVEventHub, event_endpoint
+from inferstack.kvcache.subscriber import HASHES_PER_STEP, KVEventHub, event_endpoint
 
 from ..waiting import until
 from .events import frames, stored
@@ -83,7 +83,7 @@ async def test_a_subscriber_feeds_the_index_until_its_replica_leaves(
         assert registry.get_sample_value("inferstack_kv_index_stale", {"replica": URL}) == 0
         assert registry.get_sample_value("inferstack_kv_index_blocks") == len(index)
         hub.set_urls([])
-        assert len(index) == 0 and URL not in index.replicas
+        await until(lambda: len(index) == 0 and URL not in index.replicas, "the replica's entries dropped")
 
 
 async def test_a_message_over_the_size_bound_is_not_taken_and_the_subscription_recovers(
@@ -107,3 +107,69 @@ async def test_a_message_over_the_size_bound_is_not_taken_and_the_subscription_r
         # Subscribed again; its sequence number is missing, so the replica's view was dropped and rebuilt.
         assert registry.get_sample_value("inferstack_kv_event_resubscribes_total") >= 1
         assert registry.get_sample_value("inferstack_kv_index_resyncs_total", {"reason": "gap"}) >= 1
+
+
+async def sizes_seen(index: KVIndex, done: Callable[[], bool]) -> list[int]:
+    """Another coroutine: the index's size at each turn of the loop it gets, until ``done``."""
+    seen = []
+    while not done():
+        seen.append(len(index))
+        await asyncio.sleep(0)
+    return seen
+
+
+async def test_a_large_message_is_applied_in_steps_the_loop_serving_others_between_them(
+    publisher: tuple[zmq.asyncio.Socket, str],
+) -> None:
+    # A message just under the 1 MiB bound was decoded and applied in one go: 0.2-0.74 s in which no
+    # other request, stream or timer of the gateway ran (bench/kv_event_stall.py measures it).
+    pub, endpoint = publisher
+    async with subscribed(endpoint) as (hub, index, registry):
+        seq = await first_batch(pub, index)
+        stored_before = registry.get_sample_value("inferstack_kv_events_total", {"type": "BlockStored"}) or 0
+        base, n = len(index), 50_000
+        hashes = list(range(1 << 40, (1 << 40) + n))
+        watcher = asyncio.create_task(sizes_seen(index, lambda: len(index) == base + n))
+        await pub.send_multipart(frames(seq, stored(hashes, [0] * n, 1)))
+        partly = {s for s in await asyncio.wait_for(watcher, 10) if base < s < base + n}
+        assert len(partly) >= n // HASHES_PER_STEP - 1, "nothing else ran while the message was applied"
+        assert index.match(hashes, [URL]) == {URL: n}
+        assert registry.get_sample_value("inferstack_kv_events_total", {"type": "BlockStored"}) == stored_before + 1
+
+        # A gap drops the replica's view (50,001 blocks) in steps too.
+        watcher = asyncio.create_task(sizes_seen(index, lambda: index.match([5], [URL]) == {URL: 1}))
+        await pub.send_multipart(frames(seq + 2, stored([5], [0], 1)))  # seq + 1 never came
+        partly = {s for s in await asyncio.wait_for(watcher, 10) if 1 < s < base + n}
+        assert len(partly) >= n // HASHES_PER_STEP - 1, "the drop was one step"
+        assert len(index) == 1
+
+        # A replica that leaves has its view dropped in steps; one that comes back before that ended
+        # has the rest dropped at once.
+        await pub.send_multipart(frames(seq + 3, stored(hashes, [0] * n, 1)))
+        await until(lambda: len(index) == 1 + n, "the large message applied again")
+        watcher = asyncio.create_task(sizes_seen(index, lambda: len(index) == 0))
+        hub.set_urls([])
+        partly = {s for s in await asyncio.wait_for(watcher, 10) if 0 < s < 1 + n}
+        assert len(partly) >= n // HASHES_PER_STEP - 1, "the drop was one step"
+        assert URL not in index.replicas
+        hub.set_urls([URL])
+        seq = await first_batch(pub, index)  # (a new subscription: a new view, from any number)
+        await pub.send_multipart(frames(seq, stored(hashes, [0] * n, 1)))
+        await until(lambda: index.match(hashes, [URL]) == {URL: n}, "the large message applied again")
+        hub.set_urls([])
+        hub.set_urls([URL])
+        assert len(index) == 0 and index.replicas[URL].last_seq is None
+        seq = await first_batch(pub, index)
+
+        # Malformed past its first steps: what was applied of it is dropped with the replica's view (the
+        # rest of the message is lost, as in a gap), and the next message builds it again.
+        gaps = registry.get_sample_value("inferstack_kv_index_resyncs_total", {"reason": "gap"})
+        more = list(range(1 << 41, (1 << 41) + 3 * HASHES_PER_STEP))
+        bad = stored([1, 2], [0, 0], 1) | {"block_hashes": [1, "not a hash"]}
+        await pub.send_multipart(frames(seq, stored(more, [0] * len(more), 1), bad))
+        await until(lambda: registry.get_sample_value("inferstack_kv_event_batches_malformed_total") == 1, "malformed")
+        assert len(index) == 0
+        assert registry.get_sample_value("inferstack_kv_index_resyncs_total", {"reason": "gap"}) == gaps + 1
+        await pub.send_multipart(frames(seq + 1, stored([7], [0], 1)))
+        await until(lambda: index.match([7], [URL]) == {URL: 1}, "the next message applied")
+        assert len(index) == 1 and index.match(more[:1], [URL]) == {URL: 0}

@@ -7,7 +7,14 @@ import random
 import msgpack
 import pytest
 
-from inferstack.kvcache.wire import AllBlocksCleared, BlockRemoved, BlockStored, decode, external_hash
+from inferstack.kvcache.wire import (
+    AllBlocksCleared,
+    BlockRemoved,
+    BlockStored,
+    decode,
+    decode_parts,
+    external_hash,
+)
 
 from .events import CLEARED, frames, removed, stored
 
@@ -84,3 +91,24 @@ def test_mutated_messages_decode_or_raise_value_error_only() -> None:
         else:
             outcomes["decoded"] += 1
     assert outcomes["refused"] > 1000 and outcomes["decoded"] > 100, outcomes
+
+
+def test_a_message_in_parts_is_the_message_in_slices_of_at_most_so_many_hashes() -> None:
+    message = frames(5, stored(list(range(10, 20)), list(range(40)), 4, parent=9), removed([1, 2, 3]), CLEARED, ts=1.5)
+    parts = list(decode_parts(message, 4))
+    assert [(p.seq, p.ts, p.part) for p in parts] == [(5, 1.5, 0), (5, 1.5, 1), (5, 1.5, 2), (5, 1.5, 3)]
+    # Each slice's parent is the block before it and its tokens its blocks'; later slices are marked.
+    assert [p.events for p in parts] == [
+        (BlockStored((10, 11, 12, 13), 9, tuple(range(16)), 4),),
+        (BlockStored((14, 15, 16, 17), 13, tuple(range(16, 32)), 4, True),),
+        (BlockStored((18, 19), 17, tuple(range(32, 40)), 4, True), BlockRemoved((1, 2, 3))),
+        (AllBlocksCleared(),),
+    ]
+    assert list(decode_parts(message, 100)) == [decode(message)]  # small enough: one part, as sent
+    assert list(decode_parts(frames(6), 4)) == [decode(frames(6))]  # no events: one empty part
+    # Malformed: raised when its part is reached, after the parts before it.
+    bad = frames(7, stored(list(range(8)), [0] * 8, 1), removed(["x"]))  # type: ignore[list-item]
+    parts_iter = decode_parts(bad, 4)
+    assert len(next(parts_iter).events[0].block_hashes) == 4  # type: ignore[union-attr]
+    with pytest.raises(ValueError):
+        list(parts_iter)

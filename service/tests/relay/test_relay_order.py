@@ -22,7 +22,7 @@ from inferstack.exchange import Exchange, Responder
 from inferstack.metrics.gateway import GatewayMetrics
 from inferstack.relay.relay import relay_stream
 from inferstack.relay.sse import DONE
-from inferstack.upstream.client import Pool, attempt
+from inferstack.upstream.client import Pool, Reply, attempt
 from inferstack.upstream.endpoint import Endpoint
 
 from ..waiting import until
@@ -81,6 +81,12 @@ ABORT = None
 """In a script: drop the connection mid-body (no end of the chunked body)."""
 END = b""
 """In a script: end the body (the chunked terminator) and close."""
+
+
+async def attempt_at(pool: Pool, port: int, ex: Exchange) -> Reply:
+    """The attempt against the scripted upstream on ``port``."""
+    by = asyncio.get_running_loop().time() + 5
+    return await attempt(pool, Endpoint(f"http://127.0.0.1:{port}"), "/v1/chat/completions", ex, by, max_bytes=1 << 20)
 
 
 @contextlib.asynccontextmanager
@@ -146,10 +152,7 @@ async def test_chunks_declined_while_the_client_is_paused_keep_their_place() -> 
     async with scripted_upstream(release) as port:
         try:
             release.put_nowait(EVENTS[0])
-            loop = asyncio.get_running_loop()
-            reply = await attempt(
-                pool, Endpoint(f"http://127.0.0.1:{port}"), "/v1/chat/completions", ex, loop.time() + 5
-            )
+            reply = await attempt_at(pool, port, ex)
             relay = asyncio.create_task(relay_stream(reply, ex, Responder(cycle.send), GatewayMetrics(), 5.0, 5.0))  # type: ignore[arg-type]
 
             def sent(n: int) -> bool:
@@ -198,11 +201,8 @@ async def test_a_streams_first_chunk_goes_out_with_the_head_from_data_received()
     cycle, ex = response_cycle(client, FlowControl(client))  # type: ignore[arg-type]
     async with scripted_upstream(release) as port:
         try:
-            loop = asyncio.get_running_loop()
             # The attempt ends at the headers: no body byte has been sent yet.
-            reply = await attempt(
-                pool, Endpoint(f"http://127.0.0.1:{port}"), "/v1/chat/completions", ex, loop.time() + 5
-            )
+            reply = await attempt_at(pool, port, ex)
             assert reply.streaming and reply.first == b""
             relay = asyncio.create_task(relay_stream(reply, ex, Responder(cycle.send), GatewayMetrics(), 5.0, 5.0))  # type: ignore[arg-type]
             await until(lambda: reply.response.following, "the relay to follow the response")

@@ -56,7 +56,9 @@ class Stream:
         loop = asyncio.get_running_loop()
         endpoint = Endpoint(f"http://127.0.0.1:{self.port}")
         self.ex.upstream = endpoint.url  # (the router's part)
-        self.reply = await attempt(self.pool, endpoint, "/v1/chat/completions", self.ex, loop.time() + 5)
+        self.reply = await attempt(
+            self.pool, endpoint, "/v1/chat/completions", self.ex, loop.time() + 5, max_bytes=1 << 20
+        )
         return self.reply
 
     async def relay(self, idle: float = 5.0, client_write: float = 5.0) -> asyncio.Task[AttemptError | None]:

@@ -54,7 +54,7 @@ async def relayed(status: int, content_type: bytes, body: bytes) -> tuple[Record
     try:
         async with answering_upstream(status, content_type, body) as url:
             by = asyncio.get_running_loop().time() + 5
-            reply = await attempt(pool, Endpoint(url), "/v1/chat/completions", ex, by)
+            reply = await attempt(pool, Endpoint(url), "/v1/chat/completions", ex, by, max_bytes=1 << 20)
             await relay_whole(reply, ex, Responder(cycle.send), metrics)  # type: ignore[arg-type]
             reply.close()
     finally:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from inferstack.bounds import TooLarge
 from inferstack.upstream.client import ConnectError, Pool, ProtocolError
 
 from ..waiting import until
@@ -424,3 +425,48 @@ async def test_a_body_is_read_ahead_of_a_reader_that_has_not_asked_yet(serve: Se
         await until(lambda: resp._conn.complete, "the rest of the body, taken in while nobody reads")
         assert await resp.readany() == b"abcde"
         resp.close()
+
+
+async def test_a_whole_read_stops_at_its_bound_and_the_connection_is_closed(serve: Serve, pool: Pool) -> None:
+    # An answer read whole was held whole, however large: a body without end (chunked, or a declared
+    # length never reached) grew the gateway's memory until the response timeout (300 s).
+    limit = 256 << 10
+    closed: list[str] = []
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        piece = b"4000\r\n" + b"x" * 0x4000 + b"\r\n"
+        try:
+            while True:  # until the client goes
+                writer.write(piece)
+                await writer.drain()
+        except ConnectionError:
+            closed.append("endless")
+
+    async def declared(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % (limit + 1))
+        await writer.drain()
+        await reader.read()  # no body byte is sent: the declared length alone refuses it
+        closed.append("declared")
+
+    for handler in (endless, declared):
+        server = await serve(handler)
+        async with asyncio.timeout(5):
+            resp = await pool.post(server.url, "/v1/x", b"{}", {})
+            with pytest.raises(TooLarge):
+                await resp.read(limit)
+            resp.close()
+            await until(lambda h=handler: h.__name__ in closed, "the engine to see its connection closed")
+
+    # At the bound, the whole answer.
+    async def exact(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % limit + b"y" * limit)
+        await writer.drain()
+
+    server = await serve(exact)
+    resp = await pool.post(server.url, "/v1/x", b"{}", {})
+    assert len(await resp.read(limit)) == limit
+    resp.close()

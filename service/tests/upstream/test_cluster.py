@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from inferstack.bounds import UNLISTED_MODELS
 from inferstack.config import OutlierDetection, Settings
 from inferstack.metrics.gateway import GatewayMetrics
 from inferstack.upstream.adapters import AdapterPlacement
@@ -324,3 +325,57 @@ async def test_an_adapter_loaded_on_demand_is_served_by_every_replica_of_its_bas
     assert c.candidates("lora") == [a, listed] and c.candidates("nothing") == []
     assert c.served(a) == ["m", "lora"]
     assert sorted(c.served(listed)) == ["lora", "m"]  # listed once, not also as loadable
+
+
+def listing(*names: str, parent: str | None = None) -> dict[str, Any]:
+    cards = [{"id": n, "root": f"/w/{n}", **({"parent": parent} if parent else {})} for n in names]
+    return {"object": "list", "data": cards}
+
+
+async def test_names_no_replica_lists_any_more_are_remembered_up_to_a_bound(
+    cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str]
+) -> None:
+    # Every name an engine listed once was known until restart: an engine registering adapters under a
+    # fresh name per upload grew the set (and its series, and the adapter bookkeeping) without end.
+    c, metrics = cluster
+    placement = c.placement = AdapterPlacement(metrics=metrics)
+    c.declare(["catalogued"])
+    server, url = replica
+    e = c.endpoints[url] = Endpoint(url)
+    old = [f"upload-{i:04}" for i in range(UNLISTED_MODELS + 100)]
+    server.models = listing("base", *old[:100])
+    await c.check(e)
+    assert replicas(metrics, "upload-0000", "ready") == 1
+    server.models = listing("base", *old[100:], parent="base")
+    await c.check(e)
+    assert set(old) | {"base", "declared", "catalogued"} == c.known_models
+    assert placement.base_of("upload-0100") == "base"
+    placement.sent(url, "upload-0100")
+    assert replicas(metrics, "upload-0000", "ready") == 0
+
+    # A new upload replaces the lot: what no replica lists is remembered (scaled to zero: its requests
+    # wait), the longest unlisted forgotten past the bound; listed and declared names always stay.
+    server.models = listing("base", "upload-new", parent="base")
+    await c.check(e)
+    assert len(c.known_models - {"base", "upload-new", "declared", "catalogued"}) == UNLISTED_MODELS
+    assert {"base", "upload-new", "declared", "catalogued"} <= c.known_models
+    assert not set(old[:100]) & c.known_models  # unlisted first: forgotten first
+    assert set(old[100:]) <= c.known_models
+    assert replicas(metrics, "upload-0000", "ready") is None  # its series went with it
+    assert replicas(metrics, "upload-0100", "ready") == 0
+
+    # The replica leaves: its names are unlisted too, the oldest of the rest forgotten.
+    c.set_urls([])
+    assert len(c.known_models - {"declared", "catalogued"}) == UNLISTED_MODELS
+    assert {"base", "upload-new"} <= c.known_models and "upload-0100" not in c.known_models
+    assert placement.base_of("upload-0100") is None and placement.demand("upload-0100") == 0.0
+    assert (
+        metrics.registry.get_sample_value("inferstack_adapter_replicas", {"model": "base", "adapter": "upload-0100"})
+        is None
+    )
+
+    # A forgotten name listed again is known again, series and all.
+    e = c.endpoints[url] = Endpoint(url)
+    server.models = listing("base", "upload-0000")
+    await c.check(e)
+    assert "upload-0000" in c.known_models and replicas(metrics, "upload-0000", "ready") == 1

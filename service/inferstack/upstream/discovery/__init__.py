@@ -12,7 +12,7 @@ from __future__ import annotations
 from .base import DiscoveryProvider, OnChange
 from .dns import DnsDiscovery, getaddrinfo_resolver
 from .factory import from_settings
-from .k8s import KubernetesApiError, KubernetesDiscovery
+from .k8s import KubernetesApiError, KubernetesDiscovery, WatchEventTooLarge
 from .static import StaticDiscovery
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "KubernetesDiscovery",
     "OnChange",
     "StaticDiscovery",
+    "WatchEventTooLarge",
     "from_settings",
     "getaddrinfo_resolver",
 ]

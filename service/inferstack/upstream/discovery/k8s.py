@@ -35,6 +35,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from ...bounds import LIST_BYTES, WATCH_EVENT_BYTES, read_bounded
 from .base import OnChange, OnError, Publisher, base_url, ignore
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,10 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 class KubernetesApiError(Exception):
     """The API server answered with an error status (RBAC, missing namespace, a broken stream)."""
+
+
+class WatchEventTooLarge(ValueError):
+    """A watch event (one line) longer than the bound: the watch ends, counted, and the loop re-lists."""
 
 
 class _Gone(Exception):
@@ -67,11 +72,13 @@ class KubernetesDiscovery:
         read_timeout: float = 120.0,
         backoff: tuple[float, float] = (0.5, 10.0),
         on_error: OnError = ignore,
+        max_event_bytes: int = WATCH_EVENT_BYTES,
     ) -> None:
         """``api_url`` like ``https://10.96.0.1:443``; ``token`` or ``token_path`` (re-read per connect)
         authenticate; ``ssl_context`` verifies the API server (``False`` only for tests).
         ``scheme`` is the engines' (http). The server ends each watch after ~``watch_timeout`` s; a watch
-        silent for ``read_timeout`` s is treated as dead (bookmarks keep a healthy one talking).
+        silent for ``read_timeout`` s is treated as dead (bookmarks keep a healthy one talking). A watch
+        event longer than ``max_event_bytes`` ends the watch (``WatchEventTooLarge``), as any failure.
         """
         self._namespace, self._service, self._port_name = namespace, service, port_name
         self._api_url = api_url.rstrip("/")
@@ -80,6 +87,7 @@ class KubernetesDiscovery:
         self._watch_timeout, self._read_timeout = watch_timeout, read_timeout
         self._backoff = backoff
         self._on_error = on_error
+        self._max_event_bytes = max_event_bytes
         self._slices: dict[str, frozenset[str]] = {}
 
     @classmethod
@@ -159,7 +167,7 @@ class KubernetesDiscovery:
         async with session.get(self._path(), headers=self._headers(), timeout=timeout) as resp:
             if resp.status != 200:
                 raise KubernetesApiError(f"list endpointslices: HTTP {resp.status}: {(await resp.text())[:300]}")
-            body = await resp.json()
+            body = json.loads(await read_bounded(resp, LIST_BYTES))
         self._slices = {s["metadata"]["name"]: self._ready_urls(s) for s in body.get("items") or []}
         return str(body["metadata"]["resourceVersion"])
 
@@ -174,7 +182,7 @@ class KubernetesDiscovery:
                 raise _Gone
             if resp.status != 200:
                 raise KubernetesApiError(f"watch endpointslices: HTTP {resp.status}: {(await resp.text())[:300]}")
-            async for event in _json_lines(resp.content):
+            async for event in _json_lines(resp.content, self._max_event_bytes):
                 kind, obj = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":
                     if obj.get("code") == 410:
@@ -203,15 +211,31 @@ class KubernetesDiscovery:
         )
 
 
-async def _json_lines(stream: aiohttp.StreamReader) -> AsyncIterator[dict[str, Any]]:
-    """One JSON object per line; lines may be longer than aiohttp's readline limit (big slices)."""
-    buffer = b""
+async def _json_lines(stream: aiohttp.StreamReader, limit: int) -> AsyncIterator[Any]:
+    """One JSON value per line; lines may be longer than aiohttp's readline limit (big slices), but not
+    than ``limit`` bytes: a longer one raises ``WatchEventTooLarge`` as soon as that many bytes of it
+    arrived, so a server (or a proxy in front of it) sending a line without end does not grow memory.
+    A line's parts are joined once, at its end (not the buffer grown per chunk: quadratic)."""
+    parts: list[bytes] = []
+    size = 0
     async for chunk in stream.iter_any():
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            size += end - start
+            if size > limit:
+                raise WatchEventTooLarge(f"a watch event of more than {limit} bytes")
+            parts.append(chunk[start:end])
+            line = b"".join(parts)
+            parts.clear()
+            size = 0
             if line.strip():
                 yield json.loads(line)
+            start = end + 1
+        size += len(chunk) - start
+        if size > limit:
+            raise WatchEventTooLarge(f"a watch event of more than {limit} bytes")
+        parts.append(chunk[start:])
+    line = b"".join(parts)
     with contextlib.suppress(ValueError):
-        if buffer.strip():
-            yield json.loads(buffer)
+        if line.strip():
+            yield json.loads(line)

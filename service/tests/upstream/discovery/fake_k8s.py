@@ -45,7 +45,7 @@ class FakeKubernetesApi:
     requests: list[web.Request] = field(default_factory=list)
     forbidden: bool = False
     gone_next_watch: bool = False
-    _watchers: list[asyncio.Queue[dict[str, Any] | None]] = field(default_factory=list)
+    _watchers: list[asyncio.Queue[dict[str, Any] | bytes | None]] = field(default_factory=list)
     _connections: list[web.Request] = field(default_factory=list)
 
     def app(self) -> web.Application:
@@ -89,6 +89,11 @@ class FakeKubernetesApi:
     def watching(self) -> int:
         return len(self._watchers)
 
+    def send_raw(self, data: bytes) -> None:
+        """Write ``data`` to every watch as it is (no newline added): part of a line, or several."""
+        for queue in self._watchers:
+            queue.put_nowait(data)
+
     def _send(self, event: dict[str, Any]) -> None:
         for queue in self._watchers:
             queue.put_nowait(event)
@@ -125,12 +130,12 @@ class FakeKubernetesApi:
             gone = {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old resource version"}
             await response.write(json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n")
             return response
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        queue: asyncio.Queue[dict[str, Any] | bytes | None] = asyncio.Queue()
         self._watchers.append(queue)
         self._connections.append(request)
         try:
             while (event := await queue.get()) is not None:
-                await response.write(json.dumps(event).encode() + b"\n")
+                await response.write(event if isinstance(event, bytes) else json.dumps(event).encode() + b"\n")
         except (ConnectionResetError, RuntimeError):
             pass
         finally:

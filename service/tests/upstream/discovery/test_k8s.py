@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from inferstack.upstream.discovery import KubernetesApiError, KubernetesDiscovery
+from inferstack.upstream.discovery import KubernetesApiError, KubernetesDiscovery, WatchEventTooLarge
 
 from .fake_k8s import FakeKubernetesApi, endpoint_slice
 
@@ -209,3 +209,36 @@ async def test_an_answer_not_of_the_apis_shape_is_a_relist_not_the_end_of_discov
             await eventually(lambda lists=lists: fake.list_calls == lists + 1 and fake.watching == 1)
         fake.put(endpoint_slice("engines-def", {"10.0.0.3": True}))
         await eventually(lambda: seen.current == {A, B, C})
+
+
+async def test_a_watch_event_over_the_bound_ends_the_watch_counted_and_re_watches(
+    api: tuple[FakeKubernetesApi, str],
+) -> None:
+    # The line buffer grew with whatever the server sent until a newline: a line without end (a broken
+    # proxy, a hostile server) grew the gateway's memory for as long as the watch lasted (300 s).
+    fake, url = api
+    limit = 256 << 10
+    errors: list[BaseException] = []
+    async with running(url, on_error=errors.append, max_event_bytes=limit) as seen:
+        await eventually(lambda: seen.current == {A, B} and fake.watching == 1)
+        # Just under the bound, one event: read as any other.
+        big = endpoint_slice("engines-def", {"10.0.0.3": True})
+        big["metadata"]["annotations"] = {"pad": "x" * (limit - 1024)}
+        fake.put(big)
+        await eventually(lambda: seen.current == {A, B, C})
+        assert errors == []
+        # A line that does not end: 64 KiB at a time, twice the bound, and the connection stays open.
+        lists = fake.list_calls
+        fake.send_raw(b'{"type": "ADDED", "object": {"metadata": {"name": "engines-pad", "pad": "')
+        for _ in range(8):
+            fake.send_raw(b"x" * (64 << 10))
+        await eventually(lambda: len(errors) == 1 and fake.list_calls == lists + 1 and fake.watching == 1)
+        assert isinstance(errors[0], WatchEventTooLarge)
+        # A whole line over the bound, newline included, in one write: the same.
+        fake.send_raw(b'{"type": "ADDED", "pad": "' + b"y" * limit + b'"}\n')
+        await eventually(lambda: len(errors) == 2 and fake.list_calls == lists + 2 and fake.watching == 1)
+        assert isinstance(errors[1], WatchEventTooLarge)
+        # The re-watch follows events again; the set never flapped.
+        fake.delete("engines-def")
+        await eventually(lambda: seen.current == {A, B})
+    assert seen.sets == [{A, B}, {A, B, C}, {A, B}]

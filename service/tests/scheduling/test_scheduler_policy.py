@@ -13,6 +13,7 @@ from inferstack.metrics.gateway import GatewayMetrics
 from inferstack.scheduling import Scheduler
 from inferstack.scheduling.scheduler import OVERRIDE_HEADER, SESSION_HEADER
 from inferstack.upstream.adapters import AdapterPlacement
+from inferstack.upstream.endpoint import Endpoint
 
 URL = "http://127.0.0.1:9"
 
@@ -24,9 +25,11 @@ def placement() -> AdapterPlacement:
     return where
 
 
-def scheduler(where: AdapterPlacement | None, **routing: object) -> Scheduler:
+def scheduler(
+    where: AdapterPlacement | None, registry: CollectorRegistry | None = None, **routing: object
+) -> Scheduler:
     settings = Settings(upstreams=[URL], routing_policy="least_load", routing=Routing(**routing))
-    return Scheduler(settings, GatewayMetrics(CollectorRegistry()), placement=where)
+    return Scheduler(settings, GatewayMetrics(registry or CollectorRegistry()), placement=where)
 
 
 def test_an_adapter_gets_the_adapter_policy_and_its_base_model_the_routing_policy() -> None:
@@ -62,3 +65,23 @@ def test_the_session_is_the_header_else_the_user_field_as_text() -> None:
     assert s.route("m", {"user": ""}, "completions", header).request.session_key is None
     route = s.route("m", {"prompt": "hi"}, "completions", header)
     assert (route.request.model, route.request.session_key, route.reason) == ("m", None, None)
+
+
+def test_an_adapter_decision_is_counted_under_the_adapter_and_its_reason_and_a_models_is_not() -> None:
+    registry = CollectorRegistry()
+    s = scheduler(placement(), registry)
+    fleet = [Endpoint(URL, in_flight=3), Endpoint("http://127.0.0.1:10")]  # only the first holds tone
+    route = s.route("tone", {"prompt": "hi"}, "completions", {})
+    assert s.pick(route, fleet) is fleet[0] and route.reason == "loaded"
+    route = s.route("base", {"prompt": "hi"}, "completions", {})
+    assert s.pick(route, fleet) is fleet[1] and route.reason == "least_load"
+    counted = [
+        (sample.labels, sample.value)
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == "inferstack_adapter_routing_decisions_total"
+    ]
+    assert counted == [({"model": "tone", "reason": "loaded"}, 1.0)]  # the base model's decision is not one
+    routing = "inferstack_routing_decisions_total"
+    assert registry.get_sample_value(routing, {"policy": "adapter_affinity", "reason": "loaded"}) == 1
+    assert registry.get_sample_value(routing, {"policy": "least_load", "reason": "least_load"}) == 1

@@ -6,7 +6,7 @@ from types import MappingProxyType
 
 from prometheus_client import CollectorRegistry
 
-from inferstack.config import Settings
+from inferstack.config import Routing, Settings
 from inferstack.metrics.gateway import GatewayMetrics
 from inferstack.scheduling import Scheduler, prefix_chain, render_chat_prompt
 from inferstack.scheduling.scheduler import OVERRIDE_HEADER, prompt_of
@@ -69,3 +69,11 @@ def test_a_body_without_a_usable_prompt_gives_an_empty_one_not_an_error() -> Non
 def test_a_message_that_is_a_mapping_but_not_a_dict_is_rendered_as_one() -> None:
     message = {"role": "user", "content": "hello"}
     assert render_chat_prompt([MappingProxyType(message)]) == render_chat_prompt([message]) != ""
+
+
+def test_the_routing_knobs_reach_the_profiles() -> None:
+    # block_chars x max_blocks is what prefix_affinity hashes, so what the scheduler renders.
+    settings = Settings(upstreams=["http://127.0.0.1:9"], routing=Routing(block_chars=64, max_blocks=4))
+    s = Scheduler(settings, GatewayMetrics(CollectorRegistry()))
+    route = s.route("m", CHAT, "chat", {OVERRIDE_HEADER: "prefix_affinity"})
+    assert route.request.prompt == render_chat_prompt(CHAT["messages"])[: 64 * 4]

@@ -26,6 +26,8 @@ def test_profiles_without_a_prompt_scorer_render_nothing() -> None:
     for policy in ("least_load", "session", "round_robin"):
         route = s.route("m", CHAT, "chat", {OVERRIDE_HEADER: policy})
         assert route.request.prompt == "", policy
+        route = s.route("m", {"prompt": "a completion"}, "completions", {OVERRIDE_HEADER: policy})
+        assert route.request.prompt == "", policy
 
 
 def test_prefix_affinity_renders_only_the_prefix_it_hashes_and_hashes_it_as_before() -> None:

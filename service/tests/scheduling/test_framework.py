@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
-from inferstack.config import ProfileSpec, Settings
+from inferstack.config import ProfileSpec, Routing, Settings
 from inferstack.scheduling import EndpointLoad, RoutingRequest, make_policy, plugin_classes
 
 FLEET = [EndpointLoad(f"http://r{i}", 0) for i in range(4)]
@@ -49,3 +51,15 @@ def test_profiles_are_validated_when_settings_load(monkeypatch: pytest.MonkeyPat
         make_policy("bad", {"bad": ProfileSpec(picker="prefix")})
     with pytest.raises(ValueError, match="weights"):
         ProfileSpec(scorers={"session": 0})
+
+
+def test_every_plugin_knobs_default_is_the_routing_settings_default() -> None:
+    # make_policy without knobs (benchmarks, tools) must decide as a gateway with default settings does.
+    defaults = Routing()
+
+    def knobs(plugin: object) -> dict[str, object]:
+        return {k: v for k, v in vars(plugin).items() if isinstance(v, int | float)}
+
+    for name, cls in plugin_classes().items():
+        given = {p: getattr(defaults, p) for p in inspect.signature(cls).parameters}
+        assert knobs(cls()) == knobs(cls(**given)), name

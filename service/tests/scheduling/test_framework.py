@@ -58,7 +58,16 @@ def test_every_plugin_knobs_default_is_the_routing_settings_default() -> None:
     defaults = Routing()
 
     def knobs(plugin: object) -> dict[str, object]:
-        return {k: v for k, v in vars(plugin).items() if isinstance(v, int | float)}
+        """Its numbers, and those of what it built from them (prefix's index and its capacity)."""
+        names = vars(plugin) if hasattr(plugin, "__dict__") else getattr(type(plugin), "__slots__", ())
+        out: dict[str, object] = {}
+        for k in names:
+            v = getattr(plugin, k)
+            if isinstance(v, int | float):
+                out[k] = v
+            elif hasattr(v, "__dict__") or hasattr(type(v), "__slots__"):
+                out |= {f"{k}.{name}": n for name, n in knobs(v).items()}
+        return out
 
     for name, cls in plugin_classes().items():
         given = {p: getattr(defaults, p) for p in inspect.signature(cls).parameters}

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 
 import pytest
 
 from inferstack.config import ProfileSpec, Routing, Settings
-from inferstack.scheduling import EndpointLoad, RoutingRequest, make_policy, plugin_classes
+from inferstack.scheduling import EndpointLoad, PrefixIndex, RoutingRequest, make_policy, plugin_classes
+from inferstack.scheduling.plugins.adapter_bound import AdapterBound
+from inferstack.scheduling.plugins.bounded_load import BoundedLoad
+from inferstack.scheduling.plugins.prefix import Prefix
 
 FLEET = [EndpointLoad(f"http://r{i}", 0) for i in range(4)]
 
@@ -72,3 +76,28 @@ def test_every_plugin_knobs_default_is_the_routing_settings_default() -> None:
     for name, cls in plugin_classes().items():
         given = {p: getattr(defaults, p) for p in inspect.signature(cls).parameters}
         assert knobs(cls()) == knobs(cls(**given)), name
+
+
+BELOW_MINIMUM = [
+    (lambda: Prefix(block_chars=0), "block_chars, max_blocks and home_blocks must be >= 1"),
+    (lambda: Prefix(max_blocks=0), "block_chars, max_blocks and home_blocks must be >= 1"),
+    (lambda: Prefix(home_blocks=0), "block_chars, max_blocks and home_blocks must be >= 1"),
+    (lambda: PrefixIndex(0), "capacity and replicas_per_block must be >= 1"),
+    (lambda: PrefixIndex(1, replicas_per_block=0), "capacity and replicas_per_block must be >= 1"),
+    (lambda: BoundedLoad(load_factor=0.99), "load_factor must be >= 1"),
+    (lambda: AdapterBound(adapter_traffic_factor=0.99), "adapter_traffic_factor must be >= 1"),
+]
+
+
+@pytest.mark.parametrize(("build", "message"), BELOW_MINIMUM)
+def test_a_knob_below_its_minimum_is_refused_by_name(build: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        build()
+    assert str(raised.value) == message
+
+
+def test_every_knob_at_its_minimum_is_accepted() -> None:
+    Prefix(block_chars=1, max_blocks=1, home_blocks=1, index_capacity=1)
+    PrefixIndex(1, replicas_per_block=1)
+    BoundedLoad(load_factor=1, load_slack=0)
+    AdapterBound(adapter_load_factor=1, adapter_traffic_factor=1)

@@ -8,9 +8,10 @@ from collections.abc import Callable
 import pytest
 
 from inferstack.config import ProfileSpec, Routing, Settings
-from inferstack.scheduling import EndpointLoad, PrefixIndex, RoutingRequest, make_policy, plugin_classes
+from inferstack.scheduling import EndpointLoad, PrefixIndex, Profile, RoutingRequest, make_policy, plugin_classes
 from inferstack.scheduling.plugins.adapter_bound import AdapterBound
 from inferstack.scheduling.plugins.bounded_load import BoundedLoad
+from inferstack.scheduling.plugins.max_score import MaxScore
 from inferstack.scheduling.plugins.prefix import Prefix
 
 FLEET = [EndpointLoad(f"http://r{i}", 0) for i in range(4)]
@@ -76,6 +77,10 @@ def test_every_plugin_knobs_default_is_the_routing_settings_default() -> None:
     for name, cls in plugin_classes().items():
         given = {p: getattr(defaults, p) for p in inspect.signature(cls).parameters}
         assert knobs(cls()) == knobs(cls(**given)), name
+    # The profile's own knob: built without it (as make_policy without settings), the settings' default.
+    assert Profile("p", [], [], MaxScore()).waiting_weight == defaults.waiting_weight
+    assert make_policy("least_load").waiting_weight == defaults.waiting_weight
+    assert make_policy("least_load", waiting_weight=0.25).waiting_weight == 0.25
 
 
 BELOW_MINIMUM = [

@@ -106,3 +106,15 @@ def test_every_knob_at_its_minimum_is_accepted() -> None:
     PrefixIndex(1, replicas_per_block=1)
     BoundedLoad(load_factor=1, load_slack=0)
     AdapterBound(adapter_load_factor=1, adapter_traffic_factor=1)
+
+
+def test_an_unknown_policy_or_knob_is_refused_with_every_choice_or_every_typo_named() -> None:
+    with pytest.raises(ValueError) as raised:
+        make_policy("random")
+    assert str(raised.value) == (
+        "unknown routing policy 'random'; choose one of prefix_affinity, least_load, session, round_robin,"
+        " precise_prefix, adapter_affinity"
+    )
+    with pytest.raises(ValueError) as raised:
+        make_policy("session", load_factr=2, blok_chars=64)
+    assert str(raised.value) == "unknown routing settings: blok_chars, load_factr"

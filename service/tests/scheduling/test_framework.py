@@ -90,6 +90,7 @@ BELOW_MINIMUM = [
     (lambda: PrefixIndex(0), "capacity and replicas_per_block must be >= 1"),
     (lambda: PrefixIndex(1, replicas_per_block=0), "capacity and replicas_per_block must be >= 1"),
     (lambda: BoundedLoad(load_factor=0.99), "load_factor must be >= 1"),
+    (lambda: BoundedLoad(load_slack=-0.01), "load_slack must be >= 0"),
     (lambda: AdapterBound(adapter_traffic_factor=0.99), "adapter_traffic_factor must be >= 1"),
 ]
 

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from inferstack.upstream.client import ConnectError, Pool, ProtocolError
 
@@ -424,3 +432,50 @@ async def test_a_body_is_read_ahead_of_a_reader_that_has_not_asked_yet(serve: Se
         await until(lambda: resp._conn.complete, "the rest of the body, taken in while nobody reads")
         assert await resp.readany() == b"abcde"
         resp.close()
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key (PEM files: the certificate, the key)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "replica")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+async def test_an_https_replica_is_spoken_to_over_tls_and_its_certificate_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert_file, key_file = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    server = await asyncio.start_server(keep_alive, "127.0.0.1", 0, ssl=context)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with asyncio.timeout(5):
+            untrusting = Pool(connect_timeout=5)
+            with pytest.raises(ConnectError, match="CERTIFICATE_VERIFY_FAILED"):  # not this host's trust store
+                await untrusting.post(url, "/v1/x", b"{}", {})
+            await untrusting.close()
+            monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))  # the trust store the default context reads
+            trusting = Pool(connect_timeout=5)
+            assert await fetch(trusting, url) == b"{}"
+            await trusting.close()
+    finally:
+        server.close()

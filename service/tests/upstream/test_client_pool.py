@@ -479,3 +479,19 @@ async def test_an_https_replica_is_spoken_to_over_tls_and_its_certificate_verifi
             await trusting.close()
     finally:
         server.close()
+
+
+async def test_an_empty_body_reads_as_empty(serve: Serve, pool: Pool) -> None:
+    async def empty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n")
+
+    server = await serve(empty)
+    async with asyncio.timeout(5):
+        assert await fetch(pool, server.url) == b""  # whole with its headers: read without waiting
+        assert await fetch(pool, server.url) == b""  # and on the kept connection
+    assert server.connections == 1

@@ -85,13 +85,23 @@ async def fetch(pool: Pool, url: str) -> bytes:
     return body
 
 
-async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while True:
-        try:
-            await read_request(reader)
-        except asyncio.IncompleteReadError:
-            return
-        writer.write(OK)
+def answering(answer: bytes, gate: asyncio.Event | None = None) -> Handler:
+    """A kept-alive server that gives every request ``answer`` (once ``gate`` is set, if given)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            if gate is not None:
+                await gate.wait()
+            writer.write(answer)
+
+    return handler
+
+
+keep_alive = answering(OK)
 
 
 async def test_a_finished_answer_leaves_its_connection_for_the_next_request(serve: Serve, pool: Pool) -> None:
@@ -310,17 +320,7 @@ async def test_what_arrives_between_two_reads_waits_for_the_next(serve: Serve, p
 
 async def test_connections_of_concurrent_requests_are_all_kept_for_the_next_ones(serve: Serve, pool: Pool) -> None:
     release = asyncio.Event()
-
-    async def held_answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                await read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
-            await release.wait()
-            writer.write(OK)
-
-    server = await serve(held_answers)
+    server = await serve(answering(OK, release))
 
     async with asyncio.timeout(5):
         for _ in range(2):  # three at once, twice: the first three connections serve the second three
@@ -482,15 +482,7 @@ async def test_an_https_replica_is_spoken_to_over_tls_and_its_certificate_verifi
 
 
 async def test_an_empty_body_reads_as_empty(serve: Serve, pool: Pool) -> None:
-    async def empty(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                await read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n")
-
-    server = await serve(empty)
+    server = await serve(answering(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n"))
     async with asyncio.timeout(5):
         assert await fetch(pool, server.url) == b""  # whole with its headers: read without waiting
         assert await fetch(pool, server.url) == b""  # and on the kept connection

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from inferstack.config import BUILTIN_PROFILES, ProfileSpec
+import time
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
+
+from inferstack.config import BUILTIN_PROFILES, KVEvents, ProfileSpec, Settings
+from inferstack.errors import InvalidRequestError
 from inferstack.kvcache.blocks import prompt_block_hashes
 from inferstack.kvcache.index import KVIndex
+from inferstack.kvcache.service import KVRouting
 from inferstack.kvcache.wire import decode
-from inferstack.scheduling import EndpointLoad, Profile, RoutingRequest, make_policy
+from inferstack.metrics.gateway import GatewayMetrics
+from inferstack.scheduling import EndpointLoad, Profile, RoutingRequest, Scheduler, make_policy
 from inferstack.scheduling.plugins.precise_prefix import PrecisePrefix
+from inferstack.scheduling.scheduler import OVERRIDE_HEADER
+from inferstack.upstream.endpoint import Endpoint
 
 from .events import frames, stored
 
@@ -187,3 +198,27 @@ def test_a_partial_match_counts_for_its_share_of_the_prompt() -> None:
         scorer.attach(index, clock=lambda: 0.0)
         d = p.pick(req(), [EndpointLoad(A, 1), EndpointLoad(B, 0)])
         assert (d.url, d.reason) == (winner, reason), blocks
+
+
+async def test_the_scheduler_gives_the_scorer_the_kv_events_hash_seed_and_block_limit() -> None:
+    # As above, through the Scheduler: kv_events.hash_seed and kv_events.max_blocks, not the scorer's defaults.
+    settings = KVEvents(enabled=True, hash_seed="fleet-seed", max_blocks=2)
+    async with aiohttp.ClientSession() as session:
+        kv = KVRouting(settings, session, CollectorRegistry())
+        s = Scheduler(Settings(upstreams=[A, B], kv_events=settings), GatewayMetrics(CollectorRegistry()), kv=kv)
+        for url, hashes in (
+            (A, prompt_block_hashes(TOKENS, 16, seed="fleet-seed")),
+            (B, prompt_block_hashes(TOKENS, 16)),
+        ):
+            kv.index.apply(url, decode(frames(0, stored(hashes, list(TOKENS), 16))), time.monotonic(), time.time())
+        route = s.route("m", {"prompt": "p" * 600}, "completions", {OVERRIDE_HEADER: "precise_prefix"})
+        s.give_tokens(route, TOKENS, {})
+        assert s.pick(route, [Endpoint(B), Endpoint(A)]).url == A
+        assert (route.reason, route.prefix_blocks) == ("prefix_hit", 2)  # only the first two blocks hashed
+        await kv.close()
+
+
+def test_without_kv_events_the_precise_profile_is_not_offered() -> None:
+    s = Scheduler(Settings(upstreams=[A]), GatewayMetrics(CollectorRegistry()))
+    with pytest.raises(InvalidRequestError, match="Unknown routing policy 'precise_prefix'"):
+        s.route("m", {"prompt": "hi"}, "completions", {OVERRIDE_HEADER: "precise_prefix"})

@@ -29,3 +29,11 @@ def test_backoff_is_full_jitter_under_a_doubling_cap() -> None:
         waits = [backoff(policy, retry) for _ in range(2000)]
         assert all(0 <= w <= ceiling for w in waits)
         assert max(waits) > 0.95 * ceiling and min(waits) < 0.05 * ceiling  # the whole range is used
+
+
+def test_at_a_budget_of_100_percent_every_active_request_may_retry() -> None:
+    budget = RetryBudget(RetryPolicy(budget_percent=100, min_retry_concurrency=0))
+    budget.active, budget.retrying = 101, 100
+    assert budget.allows()  # the 101st retry of 101 requests: exactly the share, not a rounding of it
+    budget.retrying = 101
+    assert not budget.allows()

@@ -60,3 +60,18 @@ def test_picked_forgets_replicas_that_are_gone_once_it_knows_more_than_twice_the
     assert len(bound.traffic) == 12
     bound.picked(state, A.url)  # the 13th: every record of a replica not among the candidates goes
     assert list(bound.traffic) == [A.url]
+
+
+def in_flight_kept(loads: list[float], factor: float = 2.0) -> list[float]:
+    """The loads the in-flight bound keeps (no traffic recorded) at ``adapter_load_factor``."""
+    fleet = [EndpointLoad(f"http://r{i}", int(load)) for i, load in enumerate(loads)]
+    state = CycleState(RoutingRequest("a", ""), fleet, {c.url: c.in_flight for c in fleet})
+    return [c.in_flight for c in AdapterBound(adapter_load_factor=factor).filter(state, fleet)]
+
+
+def test_the_in_flight_bound_is_adapter_load_factor_times_the_mean_without_slack() -> None:
+    # 3, 1, 0 and this request: mean 5/3; cap = ceil(2 x 5/3) = 4, so the replica at 3 takes it (at 1.5: cap 3).
+    assert in_flight_kept([3, 1, 0]) == [3, 1, 0]
+    assert in_flight_kept([3, 1, 0], factor=1.5) == [1, 0]
+    # 1, 0, 0, 0: mean 1/2, cap = ceil(2 x 1/2) = 1, and no slack over it (bounded_load's 1 would keep it).
+    assert in_flight_kept([1, 0, 0, 0]) == [0, 0, 0]

@@ -179,3 +179,9 @@ def test_where_no_replica_holds_it_or_has_a_free_slot_the_reason_is_least_loaded
             where.done(url, name)  # both replicas full of idle adapters: a load evicts one anywhere
     decision = profile.pick(RoutingRequest("a", ""), fleet(0, 1))
     assert (decision.url, decision.reason, decision.adapter_reason) == (R1, "least_loaded", "least_loaded")
+
+
+def test_a_profile_built_without_a_placement_routes_on_an_empty_record() -> None:
+    # Benchmarks and tools build profiles without the gateway's record: no name is an adapter, load decides.
+    d = make_policy("adapter_affinity").pick(RoutingRequest("a", ""), fleet(1, 0))
+    assert (d.url, d.reason, d.adapter_reason) == (R2, "least_load", None)

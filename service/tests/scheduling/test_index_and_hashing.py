@@ -76,3 +76,12 @@ def test_a_prefix_has_the_same_home_in_every_gateway_process() -> None:
     p = make_policy("prefix_affinity")
     here = [p.pick(RoutingRequest("m", f"[tenant {t}] " * 200), idle()).url for t in range(20)]
     assert in_another_process(HOMES, "3") == in_another_process(HOMES, "4") == here
+
+
+def test_a_block_is_believed_held_by_its_four_most_recent_replicas_only() -> None:
+    index = PrefixIndex()  # as the prefix scorer builds it: replicas_per_block at its default
+    chain = prefix_chain("m", "x" * 512, 256, 2)
+    urls = [f"http://r{i}" for i in range(5)]
+    for url in urls:
+        index.record(chain, url)
+    assert index.match(chain, urls) == {urls[0]: 0, **dict.fromkeys(urls[1:], 2)}

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from inferstack.bounds import TooLarge
 from inferstack.upstream.client import ConnectError, Pool, ProtocolError
@@ -78,13 +86,23 @@ async def fetch(pool: Pool, url: str) -> bytes:
     return body
 
 
-async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while True:
-        try:
-            await read_request(reader)
-        except asyncio.IncompleteReadError:
-            return
-        writer.write(OK)
+def answering(answer: bytes, gate: asyncio.Event | None = None) -> Handler:
+    """A kept-alive server that gives every request ``answer`` (once ``gate`` is set, if given)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            if gate is not None:
+                await gate.wait()
+            writer.write(answer)
+
+    return handler
+
+
+keep_alive = answering(OK)
 
 
 async def test_a_finished_answer_leaves_its_connection_for_the_next_request(serve: Serve, pool: Pool) -> None:
@@ -303,17 +321,7 @@ async def test_what_arrives_between_two_reads_waits_for_the_next(serve: Serve, p
 
 async def test_connections_of_concurrent_requests_are_all_kept_for_the_next_ones(serve: Serve, pool: Pool) -> None:
     release = asyncio.Event()
-
-    async def held_answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                await read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
-            await release.wait()
-            writer.write(OK)
-
-    server = await serve(held_answers)
+    server = await serve(answering(OK, release))
 
     async with asyncio.timeout(5):
         for _ in range(2):  # three at once, twice: the first three connections serve the second three
@@ -470,3 +478,58 @@ async def test_a_whole_read_stops_at_its_bound_and_the_connection_is_closed(serv
     resp = await pool.post(server.url, "/v1/x", b"{}", {})
     assert len(await resp.read(limit)) == limit
     resp.close()
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key (PEM files: the certificate, the key)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "replica")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+async def test_an_https_replica_is_spoken_to_over_tls_and_its_certificate_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert_file, key_file = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    server = await asyncio.start_server(keep_alive, "127.0.0.1", 0, ssl=context)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with asyncio.timeout(5):
+            untrusting = Pool(connect_timeout=5)
+            with pytest.raises(ConnectError, match="CERTIFICATE_VERIFY_FAILED"):  # not this host's trust store
+                await untrusting.post(url, "/v1/x", b"{}", {})
+            await untrusting.close()
+            monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))  # the trust store the default context reads
+            trusting = Pool(connect_timeout=5)
+            assert await fetch(trusting, url) == b"{}"
+            await trusting.close()
+    finally:
+        server.close()
+
+
+async def test_an_empty_body_reads_as_empty(serve: Serve, pool: Pool) -> None:
+    server = await serve(answering(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n"))
+    async with asyncio.timeout(5):
+        assert await fetch(pool, server.url) == b""  # whole with its headers: read without waiting
+        assert await fetch(pool, server.url) == b""  # and on the kept connection
+    assert server.connections == 1

@@ -194,11 +194,14 @@ class Response:
         return self.headers.get("content-type", "").partition(";")[0].strip().lower()
 
     def follow(self, sink: Sink | None) -> None:
-        """Hand the body's chunks to ``sink`` as they are parsed, in ``data_received``, instead of
+        """Hand the body's chunks to ``sink`` as they arrive, in ``data_received``, instead of
         buffering them for ``readany`` (None: buffer again). A stream's relay then costs no task
-        wake-up per chunk. Set only while nothing is buffered (``buffered`` is False), so chunks stay
-        in order: a sink that declines a chunk is unset with it, and the chunk and those after it
-        wait for ``readany``."""
+        wake-up per chunk. The chunks one read brings go to the sink together, joined, after the
+        read is parsed: one call and one write to the client for them instead of one each (an
+        upstream's chunks arrive several to a read when the gateway lags, and a stream's last
+        chunks usually do). Set only while nothing is buffered (``buffered`` is False), so chunks
+        stay in order: a sink that declines a chunk is unset with it, and the chunk and those after
+        it wait for ``readany``."""
         self._conn.sink = sink
 
     @property
@@ -240,6 +243,8 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
         self.sink: Sink | None = None
+        self._taken: list[bytes] = []
+        """The body chunks of the read being parsed, for the sink (``follow``)."""
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._paused = False
@@ -262,8 +267,13 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
+            if self._taken:
+                self._hand_over()  # what was parsed before the error, as it would have been
             self._fail(ProtocolError(f"The upstream sent a malformed response: {exc}"))
             self.abort()
+            return
+        if self._taken:
+            self._hand_over()
 
     def eof_received(self) -> bool:
         return False  # close the transport: connection_lost follows
@@ -296,11 +306,23 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self.sink is not None:
+            self._taken.append(body)  # handed over once the read is parsed (``_hand_over``)
+            return
+        self._buffer(body)
+
+    def _hand_over(self) -> None:
+        """The chunks of the read just parsed to the sink, joined; if it declines them, to ``read``."""
+        taken = self._taken
+        data = taken[0] if len(taken) == 1 else b"".join(taken)
+        taken.clear()
         sink = self.sink
-        if sink is not None:
-            if sink(body):
-                return
-            self.sink = None  # declined: this chunk and those after it go to ``read``, in order
+        if sink is not None and sink(data):
+            return
+        self.sink = None  # declined: these chunks and those after them go to ``read``, in order
+        self._buffer(data)
+
+    def _buffer(self, body: bytes) -> None:
         self._chunks.append(body)
         self._buffered += len(body)
         if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:

@@ -243,8 +243,10 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
         self.sink: Sink | None = None
-        self._taken: list[bytes] = []
-        """The body chunks of the read being parsed, for the sink (``follow``)."""
+        self._taken: bytes | None = None
+        """The body of the read being parsed, for the sink (``follow``): its first chunk, the next
+        ones in ``_more`` (one slot, not a list: a read usually brings one chunk)."""
+        self._more: list[bytes] = []
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._paused = False
@@ -264,16 +266,25 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received = True
+        error = None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            if self._taken:
-                self._hand_over()  # what was parsed before the error, as it would have been
-            self._fail(ProtocolError(f"The upstream sent a malformed response: {exc}"))
+            error = ProtocolError(f"The upstream sent a malformed response: {exc}")
+        body = self._taken
+        if body is not None:
+            # What the read brought for the sink (before an error too), joined; inline: once a chunk.
+            self._taken = None
+            if self._more:
+                body = b"".join((body, *self._more))
+                self._more.clear()
+            sink = self.sink
+            if sink is None or not sink(body):
+                self.sink = None  # declined: these chunks and those after them go to ``read``, in order
+                self._buffer(body)
+        if error is not None:
+            self._fail(error)
             self.abort()
-            return
-        if self._taken:
-            self._hand_over()
 
     def eof_received(self) -> bool:
         return False  # close the transport: connection_lost follows
@@ -307,20 +318,13 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         if self.sink is not None:
-            self._taken.append(body)  # handed over once the read is parsed (``_hand_over``)
+            # Handed to the sink once the read is parsed (``data_received``).
+            if self._taken is None:
+                self._taken = body
+            else:
+                self._more.append(body)
             return
         self._buffer(body)
-
-    def _hand_over(self) -> None:
-        """The chunks of the read just parsed to the sink, joined; if it declines them, to ``read``."""
-        taken = self._taken
-        data = taken[0] if len(taken) == 1 else b"".join(taken)
-        taken.clear()
-        sink = self.sink
-        if sink is not None and sink(data):
-            return
-        self.sink = None  # declined: these chunks and those after them go to ``read``, in order
-        self._buffer(data)
 
     def _buffer(self, body: bytes) -> None:
         self._chunks.append(body)

@@ -38,6 +38,26 @@ def test_repeated_values_and_the_periodic_flush() -> None:
     assert exposition(batched) == exposition(one)
 
 
+def test_observe_all_exposes_what_one_observe_per_value_exposes_and_flushes_as_it_does() -> None:
+    one, batched = GatewayMetrics(), GatewayMetrics()
+    for value in VALUES:
+        one.itl.labels("m", "chat").observe(value)
+    batch = HistogramBatch(batched.itl.labels("m", "chat"))
+    batch.observe_all(VALUES[:3])
+    batch.observe_all(VALUES[3:])
+    assert exposition(batched) != exposition(one)  # nothing is added before the flush
+    batch.flush()
+    assert exposition(batched) == exposition(one)
+    # Past FLUSH_EVERY pending observations: added at once (values exact in binary: the sums agree).
+    many = [0.25] * (HistogramBatch.FLUSH_EVERY - 1)
+    for value in [*many, 0.5]:
+        one.itl.labels("m", "chat").observe(value)
+    batch.observe_all(many)
+    assert exposition(batched) != exposition(one)
+    batch.observe_all([0.5])
+    assert exposition(batched) == exposition(one)
+
+
 def test_observe_exposes_what_the_histograms_observe_exposes() -> None:
     one, fast = GatewayMetrics(), GatewayMetrics()
     for value in VALUES:

@@ -323,29 +323,39 @@ def _checks(when: float, now: float, idle: float, client_write: float, total_by:
 class _TextClock:
     """TTFT and inter-token latency, observed as token-carrying events are handed to the client.
 
-    The gaps go to a ``HistogramBatch``, added to the histogram when the stream ends (``flush``).
+    The gaps are kept as plain numbers (an append a token, not a call) and go to a ``HistogramBatch``
+    every ``FLUSH_EVERY`` of them and when the stream ends (``flush``); the batch adds them to the
+    histogram.
     """
 
-    __slots__ = ("_ex", "_itl", "_last", "_ttft")
+    __slots__ = ("_ex", "_gaps", "_itl", "_last", "_ttft")
 
     def __init__(self, ex: Exchange, metrics: GatewayMetrics) -> None:
         self._ex = ex
         self._ttft = metrics.child(metrics.ttft, ex.model, ex.endpoint)
         self._itl = HistogramBatch(metrics.child(metrics.itl, ex.model, ex.endpoint))
+        self._gaps: list[float] = []
         self._last: float | None = None
 
     def sent(self, texts: int) -> None:
         now = time.perf_counter()
-        if self._last is None:
+        last, self._last = self._last, now
+        if last is None:
             self._ex.ttft = now - self._ex.started
             observe(self._ttft, self._ex.ttft)
         else:
-            self._itl.observe(now - self._last)
+            gaps = self._gaps
+            gaps.append(now - last)
+            if len(gaps) >= HistogramBatch.FLUSH_EVERY:
+                self._itl.observe_all(gaps)
+                gaps.clear()
         if texts > 1:
             self._itl.observe(0.0, texts - 1)
-        self._last = now
 
     def flush(self) -> None:
+        if self._gaps:
+            self._itl.observe_all(self._gaps)
+            self._gaps.clear()
         self._itl.flush()
 
 

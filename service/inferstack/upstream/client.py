@@ -207,11 +207,14 @@ class Response:
         return self.headers.get("content-type", "").partition(";")[0].strip().lower()
 
     def follow(self, sink: Sink | None) -> None:
-        """Hand the body's chunks to ``sink`` as they are parsed, in ``data_received``, instead of
+        """Hand the body's chunks to ``sink`` as they arrive, in ``data_received``, instead of
         buffering them for ``readany`` (None: buffer again). A stream's relay then costs no task
-        wake-up per chunk. Set only while nothing is buffered (``buffered`` is False), so chunks stay
-        in order: a sink that declines a chunk is unset with it, and the chunk and those after it
-        wait for ``readany``."""
+        wake-up per chunk. The chunks one read brings go to the sink together, joined, after the
+        read is parsed: one call and one write to the client for them instead of one each (an
+        upstream's chunks arrive several to a read when the gateway lags, and a stream's last
+        chunks usually do). Set only while nothing is buffered (``buffered`` is False), so chunks
+        stay in order: a sink that declines a chunk is unset with it, and the chunk and those after
+        it wait for ``readany``."""
         self._conn.sink = sink
 
     @property
@@ -265,6 +268,10 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
         self.sink: Sink | None = None
+        self._taken: bytes | None = None
+        """The body of the read being parsed, for the sink (``follow``): its first chunk, the next
+        ones in ``_more`` (one slot, not a list: a read usually brings one chunk)."""
+        self._more: list[bytes] = []
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._paused = False
@@ -284,10 +291,24 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received = True
+        error = None
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(ProtocolError(f"The upstream sent a malformed response: {exc}"))
+            error = ProtocolError(f"The upstream sent a malformed response: {exc}")
+        body = self._taken
+        if body is not None:
+            # What the read brought for the sink (before an error too), joined; inline: once a chunk.
+            self._taken = None
+            if self._more:
+                body = b"".join((body, *self._more))
+                self._more.clear()
+            sink = self.sink
+            if sink is None or not sink(body):
+                self.sink = None  # declined: these chunks and those after them go to ``read``, in order
+                self._buffer(body)
+        if error is not None:
+            self._fail(error)
             self.abort()
 
     def eof_received(self) -> bool:
@@ -321,11 +342,16 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_body(self, body: bytes) -> None:
-        sink = self.sink
-        if sink is not None:
-            if sink(body):
-                return
-            self.sink = None  # declined: this chunk and those after it go to ``read``, in order
+        if self.sink is not None:
+            # Handed to the sink once the read is parsed (``data_received``).
+            if self._taken is None:
+                self._taken = body
+            else:
+                self._more.append(body)
+            return
+        self._buffer(body)
+
+    def _buffer(self, body: bytes) -> None:
         self._chunks.append(body)
         self._buffered += len(body)
         if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:

@@ -533,3 +533,37 @@ async def test_an_empty_body_reads_as_empty(serve: Serve, pool: Pool) -> None:
         assert await fetch(pool, server.url) == b""  # whole with its headers: read without waiting
         assert await fetch(pool, server.url) == b""  # and on the kept connection
     assert server.connections == 1
+
+
+async def test_a_sink_gets_the_chunks_of_one_read_at_once_and_what_it_declines_waits_for_read(
+    serve: Serve, pool: Pool
+) -> None:
+    gates = [asyncio.Event(), asyncio.Event()]
+
+    async def two_writes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        await writer.drain()
+        # Each write one segment on loopback, so one read: several chunks in it.
+        for gate, part in zip(gates, (b"1\r\na\r\n2\r\nbc\r\n", b"1\r\nd\r\n1\r\ne\r\n0\r\n\r\n"), strict=True):
+            await gate.wait()
+            writer.write(part)
+            await writer.drain()
+
+    taken: list[bytes] = []
+
+    def sink(data: bytes) -> bool:
+        taken.append(data)
+        return data != b"de"
+
+    server = await serve(two_writes)
+    async with asyncio.timeout(5):
+        resp = await pool.post(server.url, "/v1/x", b"{}", {})
+        resp.follow(sink)
+        gates[0].set()
+        await until(lambda: taken == [b"abc"], "the first read's chunks, in one call")
+        gates[1].set()
+        assert await resp.readany() == b"de"  # declined: kept, in order, for read; the sink unset
+        assert taken == [b"abc", b"de"] and not resp.following
+        assert await resp.readany() == b""
+        resp.close()

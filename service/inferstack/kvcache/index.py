@@ -121,12 +121,13 @@ class KVIndex:
                 self.resyncs["cleared"] += 1
                 yield from self._forgetting(url, step)
 
-    def abandon(self, url: str) -> None:
+    def abandoning(self, url: str, step: int | None) -> Iterator[None]:
         """A message was malformed past its first applied part: the rest of it is lost, as in a gap,
-        so the replica's view is dropped and rebuilt from its next events."""
+        so the replica's view is dropped (``step`` blocks at a time, as a gap's) and rebuilt from its
+        next events."""
         if url in self._replicas:
             self.resyncs["gap"] += 1
-            self._forget(url)
+            yield from self._forgetting(url, step)
 
     def _store(self, url: str, view: ReplicaView, hashes: Iterable[int]) -> None:
         blocks = self._blocks

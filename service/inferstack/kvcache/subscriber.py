@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 import zmq
@@ -95,8 +95,7 @@ class KVEventHub:
         task.add_done_callback(self._leaving.discard)
 
     async def _drop(self, url: str) -> None:
-        for _ in self.index.leaving(url, HASHES_PER_STEP):
-            await asyncio.sleep(0)
+        await _paced(self.index.leaving(url, HASHES_PER_STEP))
         if self._dropping.get(url) is asyncio.current_task():
             del self._dropping[url]
 
@@ -160,12 +159,17 @@ class KVEventHub:
                 if applied:
                     await asyncio.sleep(0)
                 # (A resync drops the replica's whole view: in steps too.)
-                for _ in self.index.applying(url, batch, time.monotonic(), time.time(), HASHES_PER_STEP):
-                    await asyncio.sleep(0)
+                await _paced(self.index.applying(url, batch, time.monotonic(), time.time(), HASHES_PER_STEP))
                 applied += 1
                 self._metrics.batch(batch, self.index.replicas[url].lag)
         except Exception as exc:  # one message must not end the replica's subscription
+            if applied:  # its first parts were applied, the rest is lost: a gap, its view dropped in steps
+                await _paced(self.index.abandoning(url, HASHES_PER_STEP))
             self._metrics.malformed.inc()
             log.warning("malformed KV event batch", extra={"upstream": url, "error": repr(exc)})
-            if applied:
-                self.index.abandon(url)  # its first parts were applied, the rest is lost: a gap
+
+
+async def _paced(steps: Iterator[None]) -> None:
+    """Run ``steps`` (an index operation's generator), letting the event loop run at each pause."""
+    for _ in steps:
+        await asyncio.sleep(0)

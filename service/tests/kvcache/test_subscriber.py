@@ -173,3 +173,29 @@ async def test_a_large_message_is_applied_in_steps_the_loop_serving_others_betwe
         await pub.send_multipart(frames(seq + 1, stored([7], [0], 1)))
         await until(lambda: index.match([7], [URL]) == {URL: 1}, "the next message applied")
         assert len(index) == 1 and index.match(more[:1], [URL]) == {URL: 0}
+
+
+async def test_a_message_malformed_past_a_large_applied_part_has_its_view_dropped_in_steps(
+    publisher: tuple[zmq.asyncio.Socket, str],
+) -> None:
+    # What was applied of it is dropped as a gap's view is, in steps: dropped at once, 50,000 blocks
+    # held the loop as long as applying them did before the steps (an engine can send this again and again).
+    pub, endpoint = publisher
+    async with subscribed(endpoint) as (_, index, registry):
+        seq = await first_batch(pub, index)
+        base, n = len(index), 50_000
+        hashes = list(range(1 << 42, (1 << 42) + n))
+        bad = stored([1, 2], [0, 0], 1) | {"block_hashes": [1, "not a hash"]}
+
+        def malformed() -> bool:
+            return registry.get_sample_value("inferstack_kv_event_batches_malformed_total") == 1
+
+        watcher = asyncio.create_task(sizes_seen(index, malformed))
+        await pub.send_multipart(frames(seq, stored(hashes, [0] * n, 1), bad))
+        seen = await asyncio.wait_for(watcher, 10)
+        peak = seen.index(max(seen))
+        # (The parts before the one with the bad event are applied: all but its last slices.)
+        assert seen[peak] > base + n - 2 * HASHES_PER_STEP, "the message's good parts were not applied first"
+        dropping = {s for s in seen[peak:] if 0 < s < seen[peak]}
+        assert len(dropping) >= n // HASHES_PER_STEP - 1, "the view was dropped in one step"
+        assert len(index) == 0

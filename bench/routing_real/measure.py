@@ -212,7 +212,11 @@ def summary(
     kv_tokens = args.kv_blocks * BLOCK
     return {
         "command": "make bench-routing-real  # " + " ".join(sys.argv[1:]),
-        "note": "hit rates depend little on timing; TTFT was measured on a shared, loaded 2-core machine: noise",
+        "note": (
+            "hit rates move between runs of one plan (the default plan by up to 8 points a policy, the pressure"
+            " plan more: docs/routing.md), so compare policies within a run and over several runs; TTFT was"
+            " measured on a shared, loaded 2-core machine: noise"
+        ),
         "settings": {**vars(args), "out": str(args.out) if args.out else None},
         "gateway_environment": {k: v for k, v in os.environ.items() if k.startswith("INFERSTACK_")},
         "workload": {

@@ -34,8 +34,10 @@ the same plan (``workload.py``: the same requests, the same gateway or engine fo
 The restart's timing is fixed in requests, not seconds: the engine is stopped when ``--restart-at`` of
 the turns have started, and no turn past ``--rejoin-at`` starts before it is back and every gateway
 routes to it again, so every policy sees the same three phases (all up, one down, one back and cold).
-Hit rates depend little on timing, so they are meaningful on a loaded machine; TTFT does, and on a
-shared 2-core machine it is noise.
+Hit rates depend on timing less than TTFT does, so they mean something on a loaded machine, but not
+nothing: the interleaving of concurrent conversations moves them between runs of one plan (the default
+plan by up to 8 points a policy, the pressure plan more; docs/routing.md), so one run does not resolve a
+few points. TTFT on a shared 2-core machine is noise.
 """
 
 from __future__ import annotations

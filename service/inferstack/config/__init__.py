@@ -129,13 +129,6 @@ class Settings(BaseSettings):
         30.0, ge=0, description="Seconds a request waits while every replica is at its in-flight cap, then 429."
     )
     max_held_requests: int = Field(1000, ge=0, description="Requests that may wait at once; more get 429.")
-    upstream_delayed_acks: bool = Field(
-        True,
-        description="Streams: ACK an engine's tokens every second read, not every read (Linux's delayed"
-        " ACKs, turned back on at a stream's first body bytes: a tenth less gateway CPU per stream). Set"
-        " false for an engine that sends with Nagle's algorithm (no TCP_NODELAY; vLLM's server sets it):"
-        " such an engine would hold a token back until the ACK came.",
-    )
     drain_grace: float = Field(
         5.0, ge=0, description="Seconds after SIGTERM that new requests are still served (readiness fails)."
     )

@@ -24,9 +24,7 @@ connecting has its own (``connect_timeout``, raised as ``ConnectTimeout``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -52,7 +50,7 @@ _KEPT_RESPONSE_HEADERS = frozenset(
 
 def create_pool(settings: Settings) -> Pool:
     """The data plane's pool: every attempt goes through it (why not aiohttp: the module docstring)."""
-    return Pool(connect_timeout=settings.timeouts.connect, delayed_acks=settings.upstream_delayed_acks)
+    return Pool(connect_timeout=settings.timeouts.connect)
 
 
 def create_session(settings: Settings) -> aiohttp.ClientSession:
@@ -173,8 +171,6 @@ async def attempt(pool: Pool, endpoint: Endpoint, path: str, ex: Exchange, by: f
 HIGH_WATER = 1 << 16
 """Bytes buffered for a reader before reading from the engine pauses."""
 
-_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
-
 
 class ConnectError(ConnectionError):
     """The connection to the engine could not be made (refused, unreachable, unresolvable)."""
@@ -276,8 +272,6 @@ class _Connection(asyncio.Protocol):
         """The body of the read being parsed, for the sink (``follow``): its first chunk, the next
         ones in ``_more`` (one slot, not a list: a read usually brings one chunk)."""
         self._more: list[bytes] = []
-        self._sock: socket.socket | None = None
-        self._acks_delayed = False
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._paused = False
@@ -294,7 +288,6 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass of it
-        self._sock = transport.get_extra_info("socket") if self._pool.delayed_acks else None
 
     def data_received(self, data: bytes) -> None:
         self.received = True
@@ -314,29 +307,9 @@ class _Connection(asyncio.Protocol):
             if sink is None or not sink(body):
                 self.sink = None  # declined: these chunks and those after them go to ``read``, in order
                 self._buffer(body)
-            if not self._acks_delayed:
-                self._delay_acks()
         if error is not None:
             self._fail(error)
             self.abort()
-
-    def _delay_acks(self) -> None:
-        """Once a stream's body flows, ACK the engine every second read, not every read.
-
-        Linux ACKs a small pushed segment as soon as it is read unless the socket is in its
-        "pingpong" (delayed-ACK) mode, which a response's first silence ends (the delayed-ACK
-        timer fires while the engine computes the first token). Those ACKs, one per token, cost
-        the gateway about 9 % of a stream's CPU (perf: the ACK's loopback delivery runs in our
-        read). TCP_QUICKACK=0 at the first body bytes turns pingpong back on for the rest of the
-        stream: the kernel then ACKs every second small segment, or after its delayed-ACK
-        timeout (a gap between tokens longer than that ends pingpong again, as before). It
-        holds no byte back: the engine's server (uvicorn/uvloop) sends with TCP_NODELAY, so
-        its writes never wait for our ACKs.
-        """
-        self._acks_delayed = True
-        if self._sock is not None and _QUICKACK is not None:
-            with contextlib.suppress(OSError):  # (closing: nothing to save)
-                self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 0)
 
     def eof_received(self) -> bool:
         return False  # close the transport: connection_lost follows
@@ -394,7 +367,7 @@ class _Connection(asyncio.Protocol):
     def send(self, request: bytes) -> None:
         assert self.transport is not None
         self.status, self.headers, self.headers_done = 0, {}, False
-        self.complete = self.received = self._acks_delayed = False
+        self.complete = self.received = False
         self.transport.write(request)
 
     async def response(self) -> Response:
@@ -488,11 +461,9 @@ _Key = tuple[str, str, int]
 class Pool:
     """Kept-alive connections to the engines; ``post`` sends one request and returns its answer."""
 
-    def __init__(self, connect_timeout: float, idle_timeout: float = 3.0, delayed_acks: bool = True) -> None:
+    def __init__(self, connect_timeout: float, idle_timeout: float = 3.0) -> None:
         self._connect_timeout = connect_timeout
         self._idle_timeout = idle_timeout
-        self.delayed_acks = delayed_acks
-        """Streams' tokens ACKed every second read (``_Connection._delay_acks``)."""
         self._idle: dict[_Key, list[_Connection]] = {}
         self._busy: set[_Connection] = set()
         self._keys: dict[str, tuple[_Key, str]] = {}

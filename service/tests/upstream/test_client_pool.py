@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
-import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -568,39 +567,3 @@ async def test_a_sink_gets_the_chunks_of_one_read_at_once_and_what_it_declines_w
         assert taken == [b"abc", b"de"] and not resp.following
         assert await resp.readany() == b""
         resp.close()
-
-
-@pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux's")
-async def test_a_followed_stream_s_body_turns_delayed_acks_back_on(serve: Serve, pool: Pool) -> None:
-    """Linux ends a socket's delayed-ACK ("pingpong") mode when its delayed-ACK timer fires, as it
-    does while an engine computes the first token; every token read after that is ACKed at once,
-    an ACK per token (about 9 % of a stream's CPU). The first body bytes of a followed stream turn
-    it back on, on each request of a kept-alive connection."""
-    gates = [asyncio.Event(), asyncio.Event()]
-
-    async def streams(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for gate in gates:
-            await read_request(reader)
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
-            await gate.wait()
-            writer.write(b"3\r\nabc\r\n0\r\n\r\n")
-        await reader.read()  # kept open until the client closes it
-
-    server = await serve(streams)
-    got: list[bytes] = []
-    async with asyncio.timeout(5):
-        for gate in gates:
-            resp = await pool.post(server.url, "/v1/x", b"{}", {})
-            sock = resp._conn.transport.get_extra_info("socket")  # type: ignore[union-attr]
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)  # as the timer's firing leaves it
-            got.clear()
-            resp.follow(lambda chunk: got.append(chunk) is None)
-            gate.set()
-            await until(lambda: bool(got), "the body")
-            assert got == [b"abc"]
-            # 0: pingpong mode, the kernel ACKs every second small segment (getsockopt tells the mode)
-            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK) == 0
-            resp.follow(None)
-            assert await resp.read() == b""
-            resp.close()
-        assert server.connections == 1

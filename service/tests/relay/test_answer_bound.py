@@ -19,12 +19,19 @@ from inferstack_fake_engine import Behaviour
 from ..test_relay_fake_engine import CHAT, configure, fleet, metric, recorded
 
 LIMIT = 64 << 10
-BIG = Behaviour(output_tokens=40_000)  # an answer of a few hundred kB, one Content-Length
+
+
+def big() -> Behaviour:
+    """An answer of a few hundred kB, one Content-Length. A new one per engine and per run: the test
+    changes its engines' behaviour (``configure``), which changes this object; a module-level one made
+    the test fail when run again in one process (mutmut runs the clean tests, then forks each mutant's
+    run from that process: every mutant was reported killed by it)."""
+    return Behaviour(output_tokens=40_000)
 
 
 async def test_an_answer_over_the_bound_is_a_502_not_retried_and_its_slot_released() -> None:
     async with (
-        fleet(BIG, BIG, responses={"max_bytes": LIMIT}, routing_policy="round_robin") as (url, engines, _),
+        fleet(big(), big(), responses={"max_bytes": LIMIT}, routing_policy="round_robin") as (url, engines, _),
         httpx.AsyncClient(timeout=30) as client,
     ):
         # Round robin puts 4 and 3 on the two replicas: each at least outlier detection's consecutive

@@ -364,6 +364,28 @@ async def test_an_idle_connection_the_engine_closes_leaves_the_others_kept(serve
     assert server.connections == 2
 
 
+async def test_a_malformed_answer_is_a_protocol_error_at_once_and_closed(serve: Serve, pool: Pool) -> None:
+    # The engine sends what is not HTTP mid-answer and keeps the connection open: the reader must get
+    # the ProtocolError then (not wait for a close that never comes), and the engine see its
+    # connection go.
+    closed = asyncio.Event()
+
+    async def bad_chunk_then_wait(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n")  # not a chunk size
+        await writer.drain()
+        await reader.read()  # b"" once the pool closes the connection
+        closed.set()
+
+    server = await serve(bad_chunk_then_wait)
+    async with asyncio.timeout(5):
+        resp = await pool.post(server.url, "/v1/x", b"{}", {})
+        with pytest.raises(ProtocolError):
+            await resp.read()
+        resp.close()
+        await closed.wait()
+
+
 async def test_a_body_cut_short_of_its_content_length_is_a_protocol_error(serve: Serve, pool: Pool) -> None:
     async def short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)

@@ -7,9 +7,10 @@ A sender process (core 1) writes ``--segments`` 230-byte segments (a token chunk
 on the CPU (``/proc/self/schedstat``: exact, not sampled by ticks) per segment is taken two ways,
 alternating: ``quick``, the socket as a stream's upstream connection is after the engine's first
 silence (every small segment read is ACKed at once), and ``pingpong``, with ``TCP_QUICKACK=0`` after
-the first read (the kernel ACKs every second one), as ``upstream/client.py`` does at a stream's
-first body bytes. Linux only. The per-segment figure includes the reader's sleep and wake-up for
-each segment, as the gateway's own wake-ups are in its per-stream CPU.
+the first read (the kernel ACKs every second one), as session 11's 0ee9b98 did in ``upstream/client.py``
+at a stream's first body bytes (reverted: no end-to-end cut resolved; docs/performance.md). Linux
+only. The per-segment figure includes the reader's sleep and wake-up for each segment, as the
+gateway's own wake-ups are in its per-stream CPU.
 """
 
 from __future__ import annotations

@@ -19,13 +19,13 @@ import orjson
 import pytest
 from uvicorn.protocols.http.flow_control import FlowControl
 
-from inferstack.exchange import ClientStalled, Responder
+from inferstack.exchange import ClientStalled, Exchange, Responder
 from inferstack.filters import Admission
 from inferstack.filters.auth import ANONYMOUS_PRINCIPAL
 from inferstack.filters.replay import StreamAssembler
 from inferstack.filters.tokens import estimate_prompt_tokens
-from inferstack.metrics.gateway import GatewayMetrics
-from inferstack.relay.relay import relay_stream
+from inferstack.metrics.gateway import GatewayMetrics, HistogramBatch
+from inferstack.relay.relay import _TextClock, relay_stream
 from inferstack.relay.sse import DONE
 from inferstack.upstream.client import AttemptError, Pool, Reply, attempt
 from inferstack.upstream.endpoint import Endpoint
@@ -192,6 +192,29 @@ async def test_the_first_text_is_the_ttft_and_each_text_after_it_one_gap() -> No
     zeros = s.sample("inferstack_inter_token_latency_seconds_bucket", endpoint="chat", le="0.001")
     assert zeros is not None and zeros >= 2
     assert s.ex.texts_sent == 4
+
+
+def test_a_long_stream_shows_its_gaps_while_it_runs_and_the_rest_at_its_end() -> None:
+    # The clock hands its gaps to the histogram every FLUSH_EVERY of them, so a long stream's
+    # inter-token latency is seen before it ends; ``flush`` (the stream's end) hands over the rest.
+    metrics = GatewayMetrics()
+    ex = Exchange(request_id="r", upstream_id="u", endpoint="chat", started=time.perf_counter(), model="m")
+    clock = _TextClock(ex, metrics)
+
+    def gaps() -> float | None:
+        return metrics.registry.get_sample_value(
+            "inferstack_inter_token_latency_seconds_count", {"model": "m", "endpoint": "chat"}
+        )
+
+    for _ in range(HistogramBatch.FLUSH_EVERY):  # the first text (the TTFT), then FLUSH_EVERY - 1 gaps
+        clock.sent(1)
+    assert gaps() == 0
+    clock.sent(1)  # the FLUSH_EVERY-th gap
+    assert gaps() == HistogramBatch.FLUSH_EVERY
+    clock.sent(3)  # one gap, and two of zero (three texts in one read)
+    assert gaps() == HistogramBatch.FLUSH_EVERY
+    clock.flush()
+    assert gaps() == HistogramBatch.FLUSH_EVERY + 3
 
 
 @pytest.mark.parametrize("chunks", ["after the end was sent", "in the chunk of the end"])

@@ -121,6 +121,12 @@ def test_crlf_and_mixed_boundaries_at_the_start_of_the_buffer_end_an_event_there
     assert splitter.feed(b"\ndata: d\r\n\r\n") == [b"\n\n", b"data: d\r\n\r\n"]
 
 
+def test_a_chunk_that_begins_with_a_crlf_blank_line_is_not_taken_for_one_event() -> None:
+    # Its only LF blank line is at its end, as in a chunk of one event: the CRLF blank line before
+    # it ends an (empty) event first, so the event after it is one of its own (DONE compared whole).
+    assert EventSplitter().feed(b"\r\n\r\n" + DONE) == [b"\r\n\r\n", DONE]
+
+
 def test_each_choice_of_an_event_that_carries_a_token_counts_once() -> None:
     two = b'data: {"choices":[{"index":0,"delta":{"content":"a"}},{"index":1,"delta":{}}]}\n\n'
     assert text_count(two) == 1 == whole_events(two)

@@ -12,7 +12,7 @@ turns: the longest anything else on the loop (a request, a stream's chunk, a tim
 - ``hashes64``: one message just under the 1 MiB bound, one ``BlockStored`` of 116,000 64-bit
   hashes (vLLM's shape, ``VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES=1``);
 - ``gap``: after ``hashes64``, a message whose sequence number skips one: the replica's 116,000
-  blocks are dropped (``KVIndex._forget``);
+  blocks are dropped (``KVIndex._forgetting``, in steps);
 - ``leave``: the view filled again (116,000 blocks), the replica leaves (``KVEventHub.set_urls``,
   called from a callback of its own, as discovery's).
 

@@ -158,10 +158,6 @@ class KVIndex:
             else:
                 del self._blocks[h]
 
-    def _forget(self, url: str) -> None:
-        for _ in self._forgetting(url, None):
-            pass
-
     def _forgetting(self, url: str, step: int | None) -> Iterator[None]:
         """Drop the blocks ``url`` holds, ``step`` at a time (None: all at once). Each is discarded
         from ``held`` as it goes, so a ``leave`` during a pause drops the rest."""

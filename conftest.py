@@ -7,15 +7,41 @@ happens once, and only when a test asks for it.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import inferstack_devstack as devstack
 from inferstack_devstack import LiveStack
 from inferstack_devstack.fleet import LocalFleet
+
+
+def _awaiting(task: asyncio.Task[Any]) -> str:
+    """Where ``task`` waits: each coroutine it awaits, innermost last (``Task.print_stack`` shows one)."""
+    lines = [repr(task)[:300]]
+    step: Any = task.get_coro()
+    while step is not None and len(lines) < 60:
+        frame = getattr(step, "cr_frame", None) or getattr(step, "ag_frame", None) or getattr(step, "gi_frame", None)
+        if frame is not None:
+            lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        step = getattr(step, "cr_await", None) or getattr(step, "ag_await", None) or getattr(step, "gi_yieldfrom", None)
+    return "\n".join(lines)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """A test failed by pytest-timeout's deadline shows the main thread in ``select``, which says nothing
+    about an async test: its report gets every pending asyncio task and what each awaits."""
+    report = yield
+    if call.excinfo is not None and "from pytest-timeout" in str(call.excinfo.value):
+        tasks = [o for o in gc.get_objects() if isinstance(o, asyncio.Task) and not o.done()]
+        report.sections.append(("asyncio tasks at the timeout", "\n".join(map(_awaiting, tasks)) or "none"))
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from ..config import TenancySettings
+from ..tasks import stop
 from .cache_store import MemoryStore, RedisStore, Store, TenantStores
 from .dependency import DependencyMetrics, RedisHealth, redis_client
 from .filewatch import WatchedFile
@@ -108,8 +109,6 @@ async def open_tenancy(
     try:
         yield tenancy
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop(tasks)
         if redis is not None:
             await redis.aclose()

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import zmq
 import zmq.asyncio
 
+from ..tasks import stop
 from .index import KVIndex
 from .metrics import KVMetrics
 from .wire import decode_parts
@@ -102,9 +103,7 @@ class KVEventHub:
     async def close(self) -> None:
         tasks = [*self._tasks.values(), *self._leaving]
         self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop(tasks)
         self._ctx.destroy(linger=0)
 
     async def _run(self, url: str, endpoint: str) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
+from ..tasks import stop
 from .local_tokenizer import LocalTokenizer
 from .metrics import TokenizerMetrics
 from .settings import LocalTokenizerSettings
@@ -184,6 +185,4 @@ class TokenizerGuard:
             self._models[model].checking = False
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop(self._tasks)

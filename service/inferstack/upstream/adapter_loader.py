@@ -30,6 +30,7 @@ from ..clock import monotonic
 from ..config import Settings
 from ..errors import UpstreamError
 from ..metrics.gateway import GatewayMetrics
+from ..tasks import stop
 from .adapters import AdapterPlacement
 from .client import AttemptError
 from .endpoint import Endpoint
@@ -120,10 +121,7 @@ class AdapterLoader:
         self._placement.done(endpoint.url, model)
 
     async def close(self) -> None:
-        tasks = list(self._loads.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop(list(self._loads.values()))
 
     async def _load(self, url: str, base: str, model: str, path: str) -> None:
         """One runtime load; raises AttemptError (counted) when it fails."""

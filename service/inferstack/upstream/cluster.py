@@ -19,6 +19,7 @@ from ..bounds import MODELS_BYTES, UNLISTED_MODELS, TooLarge, read_bounded
 from ..clock import monotonic
 from ..config import Settings
 from ..metrics.gateway import GatewayMetrics
+from ..tasks import stop
 from .adapters import AdapterPlacement
 from .endpoint import Endpoint
 from .outlier import OutlierDetector
@@ -101,10 +102,7 @@ class Cluster:
 
     async def close(self) -> None:
         self._closed = True
-        tasks = list(self._checkers.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop(self._checkers.values())
         self._checkers.clear()
 
     # -- queries ----------------------------------------------------------------------------------

@@ -187,7 +187,9 @@ class Cluster:
     # -- active health ----------------------------------------------------------------------------
     async def _check_loop(self, endpoint: Endpoint) -> None:
         interval = self._settings.health.interval
-        while True:
+        # While the replica is a member, not only until cancelled: a cancel can be lost (tasks.stop;
+        # 1 in 300 against a replica that does not answer, which is how a wedged pod leaves).
+        while self.endpoints.get(endpoint.url) is endpoint and not self._closed:
             await self.check(endpoint)
             await asyncio.sleep(interval)
 

@@ -244,6 +244,27 @@ async def test_a_removed_replica_is_no_longer_checked(replica: tuple[Replica, st
         await c.close()
 
 
+async def test_a_checker_that_outlived_its_replica_ends_by_itself(replica: tuple[Replica, str]) -> None:
+    """Its cancel can be lost (inferstack/tasks.py: 1 in 300 against a replica that does not answer,
+    bench/lost_cancel.py's kind of race in aiohttp): the loop must not probe a departed replica forever."""
+    _, url = replica
+    settings = Settings(upstreams=[], health={"interval": 0.05})
+    async with aiohttp.ClientSession() as session:
+        c = Cluster(settings, session, GatewayMetrics())
+        c.set_urls([url])
+        left = c.endpoints[url]
+        c.set_urls([])
+        c.set_urls([url])  # back, as a new member: the old checker's replica is still gone
+        outlived = asyncio.create_task(c._check_loop(left))  # the old checker, as if its cancel was lost
+        async with asyncio.timeout(5):
+            await outlived  # it ends: it does not loop
+        assert c.endpoints[url] is not left
+        await c.close()
+        closed = asyncio.create_task(c._check_loop(c.endpoints[url]))
+        async with asyncio.timeout(5):
+            await closed  # a member's checker ends too once the cluster is closed
+
+
 async def test_membership_follows_discovery_and_a_removed_replica_is_forgotten(
     cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str]
 ) -> None:

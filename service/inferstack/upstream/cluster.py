@@ -188,7 +188,7 @@ class Cluster:
     async def _check_loop(self, endpoint: Endpoint) -> None:
         interval = self._settings.health.interval
         # While the replica is a member, not only until cancelled: a cancel can be lost (tasks.stop;
-        # 1 in 300 against a replica that does not answer, which is how a wedged pod leaves).
+        # 23 in 1,000 against a replica that does not answer, which is how a wedged pod leaves).
         while self.endpoints.get(endpoint.url) is endpoint and not self._closed:
             await self.check(endpoint)
             await asyncio.sleep(interval)

@@ -245,8 +245,8 @@ async def test_a_removed_replica_is_no_longer_checked(replica: tuple[Replica, st
 
 
 async def test_a_checker_that_outlived_its_replica_ends_by_itself(replica: tuple[Replica, str]) -> None:
-    """Its cancel can be lost (inferstack/tasks.py: 1 in 300 against a replica that does not answer,
-    bench/lost_cancel.py's kind of race in aiohttp): the loop must not probe a departed replica forever."""
+    """Its cancel can be lost (inferstack/tasks.py: 23 in 1,000 against a replica that does not answer,
+    bench/lost_cancel.py --loop cluster): the loop must not probe a departed replica forever."""
     _, url = replica
     settings = Settings(upstreams=[], health={"interval": 0.05})
     async with aiohttp.ClientSession() as session:

@@ -77,9 +77,22 @@ def vllm_engine(run_dir: Path, local_fleet: LocalFleet) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def live_stack(vllm_engine: str, run_dir: Path) -> Iterator[LiveStack]:
+    yield from _live_stack(vllm_engine, run_dir, "live")
+
+
+@pytest.fixture(scope="module")
+def fresh_live_stack(vllm_engine: str, run_dir: Path) -> Iterator[LiveStack]:
+    """The session's vLLM behind a gateway of the module's own. A gateway remembers every model a
+    replica ever listed (one scaled to zero is still a model), and tests load and unload adapters on
+    the session's engine: a test that takes its models from ``/v1/models`` (the load tests) would
+    also get one that came and went, and wait ``hold_timeout`` for it."""
+    yield from _live_stack(vllm_engine, run_dir, "fresh")
+
+
+def _live_stack(vllm_engine: str, run_dir: Path, name: str) -> Iterator[LiveStack]:
     stack = devstack.Stack(run_dir=run_dir)
     try:
-        keys = stack.run_dir / "live-keys.yaml"
+        keys = stack.run_dir / f"{name}-keys.yaml"
         key = devstack.dev_key(keys)
         gateway = devstack.start_gateway(stack, [vllm_engine], env=devstack.auth_env(keys))
         yield LiveStack(

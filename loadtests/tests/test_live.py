@@ -1,5 +1,10 @@
 """The smoke profile against the real local stack (vLLM on CPU behind the gateway).
 
+The gateway is the module's own (``fresh_live_stack``): the load test spreads over every model
+``/v1/models`` lists, and the session's long-lived gateway also lists adapters that other tests
+loaded and unloaded (session 12, a fresh-clone run: requests for such a version held 60 s, until
+locust gave up on them).
+
 One 30-second run with a generous SLO (must pass, exit 0) and a short one with an impossible SLO
 (must fail with exit 3 and say which thresholds broke), through ``run.py`` exactly as
 ``make loadtest`` runs it. The first run also checks that the TTFT locust measures agrees with
@@ -91,10 +96,10 @@ def locust_rows(report_dir: Path, request_type: str) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def smoke(live_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, tuple[float, float]]:
-    before = gateway_ttft(live_stack.gateway_admin_url)
-    run = run_loadtest(live_stack, tmp_path_factory.mktemp("smoke") / "report", GENEROUS)
-    after = gateway_ttft(live_stack.gateway_admin_url)
+def smoke(fresh_live_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, tuple[float, float]]:
+    before = gateway_ttft(fresh_live_stack.gateway_admin_url)
+    run = run_loadtest(fresh_live_stack, tmp_path_factory.mktemp("smoke") / "report", GENEROUS)
+    after = gateway_ttft(fresh_live_stack.gateway_admin_url)
     return run, (after[0] - before[0], after[1] - before[1])
 
 
@@ -145,8 +150,8 @@ def test_locust_ttft_agrees_with_the_gateway_histogram(smoke: tuple[Run, tuple[f
     assert -0.002 <= locust_mean - gateway_mean <= allowed, (locust_mean, gateway_mean)
 
 
-def test_impossible_slo_fails_with_exit_3_and_the_table(live_stack: Any, tmp_path: Path) -> None:
-    run = run_loadtest(live_stack, tmp_path / "report", IMPOSSIBLE, "--duration", "10")
+def test_impossible_slo_fails_with_exit_3_and_the_table(fresh_live_stack: Any, tmp_path: Path) -> None:
+    run = run_loadtest(fresh_live_stack, tmp_path / "report", IMPOSSIBLE, "--duration", "10")
     assert run.code == 3, run.output[-3000:]
     lines = run.output.splitlines()
     rows = [line for line in lines if line.startswith(("TTFT p95", "error rate", "output tokens"))]

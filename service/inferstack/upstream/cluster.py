@@ -195,6 +195,8 @@ class Cluster:
 
     async def check(self, endpoint: Endpoint) -> None:
         healthy, cards = await self._probe(endpoint.url)
+        if self.endpoints.get(endpoint.url) is not endpoint:
+            return  # it left during the probe (and the cancel was lost): its models and cards are no one's
         changed = healthy != endpoint.healthy
         if healthy:
             models, before = frozenset(cards), endpoint.models

@@ -265,6 +265,22 @@ async def test_a_checker_that_outlived_its_replica_ends_by_itself(replica: tuple
             await closed  # a member's checker ends too once the cluster is closed
 
 
+async def test_a_check_that_ends_after_its_replica_left_changes_nothing(
+    cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str]
+) -> None:
+    """A lost cancel lets a removed replica's probe finish: what it learnt must not come back (the
+    known models, the adapter placement, whose ``forget`` ran at the removal)."""
+    c, metrics = cluster
+    placement = c.placement = AdapterPlacement(metrics=metrics)
+    _, url = replica
+    left = Endpoint(url)  # not a member (any more)
+    before = set(c.known_models)
+    await c.check(left)
+    assert not left.healthy and left.models == frozenset()
+    assert c.known_models == before and c.model_cards() == []
+    assert placement.replica(url) is None
+
+
 async def test_membership_follows_discovery_and_a_removed_replica_is_forgotten(
     cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str]
 ) -> None:

@@ -354,13 +354,14 @@ def listing(*names: str, parent: str | None = None) -> dict[str, Any]:
 
 
 async def test_names_no_replica_lists_any_more_are_remembered_up_to_a_bound(
-    cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str]
+    cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     # Every name an engine listed once was known until restart: an engine registering adapters under a
     # fresh name per upload grew the set (and its series, and the adapter bookkeeping) without end.
     c, metrics = cluster
     placement = c.placement = AdapterPlacement(metrics=metrics)
     c.declare(["catalogued"])
+    caplog.set_level(logging.INFO, logger="inferstack.upstream")
     server, url = replica
     e = c.endpoints[url] = Endpoint(url)
     old = [f"upload-{i:04}" for i in range(UNLISTED_MODELS + 100)]
@@ -383,6 +384,7 @@ async def test_names_no_replica_lists_any_more_are_remembered_up_to_a_bound(
     assert not set(old[:100]) & c.known_models  # unlisted first: forgotten first
     assert set(old[100:]) <= c.known_models
     assert replicas(metrics, "upload-0000", "ready") is None  # its series went with it
+    assert replicas(metrics, "upload-0000", "ejected") is None
     assert replicas(metrics, "upload-0100", "ready") == 0
 
     # The replica leaves: its names are unlisted too, the oldest of the rest forgotten.
@@ -395,8 +397,72 @@ async def test_names_no_replica_lists_any_more_are_remembered_up_to_a_bound(
         is None
     )
 
+    # Operators see each name forgotten, oldest first.
+    forgotten = [
+        (r.levelno, r.__dict__["model"])
+        for r in caplog.records
+        if r.getMessage() == "model forgotten: no replica has listed it for long"
+    ]
+    assert forgotten == [(logging.INFO, name) for name in old[:102]]
+
     # A forgotten name listed again is known again, series and all.
     e = c.endpoints[url] = Endpoint(url)
     server.models = listing("base", "upload-0000")
     await c.check(e)
     assert "upload-0000" in c.known_models and replicas(metrics, "upload-0000", "ready") == 1
+
+
+async def test_a_name_one_replica_still_lists_is_not_forgotten_when_another_drops_it(
+    cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str]
+) -> None:
+    c, metrics = cluster
+    server, url = replica
+    other = Replica()
+    async for url_b in other.serve():
+        a = c.endpoints[url] = Endpoint(url)
+        b = c.endpoints[url_b] = Endpoint(url_b)
+        server.models = other.models = listing("shared")
+        await c.check(a)
+        await c.check(b)
+        server.models = listing("gone")
+        await c.check(a)  # a drops "shared": b still lists it, so it is not unlisted
+        churn = [f"upload-{i:04}" for i in range(UNLISTED_MODELS + 1)]
+        server.models = listing(*churn)
+        await c.check(a)
+        server.models = listing("gone")
+        await c.check(a)  # more unlisted names than the bound: the longest unlisted are forgotten
+        assert "upload-0000" not in c.known_models  # (the bound was passed)
+        assert "shared" in c.known_models and replicas(metrics, "shared", "ready") == 1
+        assert c.candidates("shared") == [b]
+
+
+async def test_a_name_declared_after_it_was_unlisted_is_never_forgotten(
+    cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str]
+) -> None:
+    # The catalog, reloaded, may name a model replicas listed before: from then on it is declared,
+    # known whatever the replicas list (its requests wait for a replica instead of getting 404).
+    c, metrics = cluster
+    server, url = replica
+    e = c.endpoints[url] = Endpoint(url)
+
+    async def churn(prefix: str) -> None:
+        """More names listed and dropped than the bound: the longest unlisted are forgotten."""
+        server.models = listing("base", *(f"{prefix}-{i:04}" for i in range(UNLISTED_MODELS + 1)))
+        await c.check(e)
+        server.models = listing("base")
+        await c.check(e)
+        assert f"{prefix}-0000" not in c.known_models  # (the bound was passed)
+
+    server.models = listing("base", "cat")
+    await c.check(e)
+    server.models = listing("base")
+    await c.check(e)  # "cat" unlisted, the longest so far
+    c.declare(["cat"])
+    await churn("first")
+    assert "cat" in c.known_models and replicas(metrics, "cat", "ready") == 0
+    server.models = listing("base", "cat")
+    await c.check(e)
+    server.models = listing("base")
+    await c.check(e)  # dropped again: declared, so not unlisted
+    await churn("second")
+    assert "cat" in c.known_models and replicas(metrics, "cat", "ready") == 0

@@ -353,6 +353,15 @@ def listing(*names: str, parent: str | None = None) -> dict[str, Any]:
     return {"object": "list", "data": cards}
 
 
+async def churn(c: Cluster, e: Endpoint, server: Replica, prefix: str, *kept: str) -> None:
+    """More names listed and dropped than the bound (``kept`` stay listed): the longest unlisted are forgotten."""
+    server.models = listing("base", *kept, *(f"{prefix}-{i:04}" for i in range(UNLISTED_MODELS + 1)))
+    await c.check(e)
+    server.models = listing("base", *kept)
+    await c.check(e)
+    assert f"{prefix}-0000" not in c.known_models  # (the bound was passed)
+
+
 async def test_names_no_replica_lists_any_more_are_remembered_up_to_a_bound(
     cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -444,25 +453,33 @@ async def test_a_name_declared_after_it_was_unlisted_is_never_forgotten(
     c, metrics = cluster
     server, url = replica
     e = c.endpoints[url] = Endpoint(url)
-
-    async def churn(prefix: str) -> None:
-        """More names listed and dropped than the bound: the longest unlisted are forgotten."""
-        server.models = listing("base", *(f"{prefix}-{i:04}" for i in range(UNLISTED_MODELS + 1)))
-        await c.check(e)
-        server.models = listing("base")
-        await c.check(e)
-        assert f"{prefix}-0000" not in c.known_models  # (the bound was passed)
-
     server.models = listing("base", "cat")
     await c.check(e)
     server.models = listing("base")
     await c.check(e)  # "cat" unlisted, the longest so far
     c.declare(["cat"])
-    await churn("first")
+    await churn(c, e, server, "first")
     assert "cat" in c.known_models and replicas(metrics, "cat", "ready") == 0
     server.models = listing("base", "cat")
     await c.check(e)
     server.models = listing("base")
     await c.check(e)  # dropped again: declared, so not unlisted
-    await churn("second")
+    await churn(c, e, server, "second")
     assert "cat" in c.known_models and replicas(metrics, "cat", "ready") == 0
+
+
+async def test_a_name_listed_again_is_not_forgotten_while_it_is_listed(
+    cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str]
+) -> None:
+    # Requests for a name the gateway does not know get 404: a listed name must stay known.
+    c, metrics = cluster
+    server, url = replica
+    e = c.endpoints[url] = Endpoint(url)
+    server.models = listing("base", "back")
+    await c.check(e)
+    server.models = listing("base")
+    await c.check(e)  # "back" unlisted, the longest so far
+    server.models = listing("base", "back")
+    await c.check(e)  # listed again: no longer unlisted
+    await churn(c, e, server, "other", "back")
+    assert "back" in c.known_models and replicas(metrics, "back", "ready") == 1

@@ -19,6 +19,8 @@ from inferstack.upstream.adapters import AdapterPlacement
 from inferstack.upstream.cluster import Cluster
 from inferstack.upstream.endpoint import Endpoint
 
+from ..waiting import until
+
 
 @pytest.fixture
 async def cluster() -> AsyncIterator[tuple[Cluster, GatewayMetrics]]:
@@ -241,6 +243,22 @@ async def test_a_removed_replica_is_no_longer_checked(replica: tuple[Replica, st
         checks = server.checks
         await asyncio.sleep(0.3)  # six intervals: the time in which a leftover checker would check again
         assert server.checks <= checks + 1  # at most one sent before the removal, answered after it
+        await c.close()
+
+
+async def test_a_removed_replica_s_checker_ends_at_once_not_after_its_interval(replica: tuple[Replica, str]) -> None:
+    # Its loop would end by itself after its sleep (the test below), but an interval is 10 s or more
+    # in production: the checker is cancelled when its replica leaves, not left to sleep it out.
+    server, url = replica
+    settings = Settings(upstreams=[], health={"interval": 30})
+    async with aiohttp.ClientSession() as session:
+        c = Cluster(settings, session, GatewayMetrics())
+        c.set_urls([url])
+        (checker,) = [t for t in asyncio.all_tasks() if t.get_name() == f"health {url}"]
+        await until(lambda: c.candidates("m") != [], "the first check")  # then it sleeps for 30 s
+        c.set_urls([])
+        await until(checker.done, "the removed replica's checker to end", within=5)
+        assert server.checks == 1
         await c.close()
 
 

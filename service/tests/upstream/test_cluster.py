@@ -501,3 +501,25 @@ async def test_a_name_listed_again_is_not_forgotten_while_it_is_listed(
     await c.check(e)  # listed again: no longer unlisted
     await churn(c, e, server, "other", "back")
     assert "back" in c.known_models and replicas(metrics, "back", "ready") == 1
+
+
+async def test_the_names_of_every_replica_removed_at_once_are_unlisted(
+    cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str]
+) -> None:
+    # Discovery may drop several replicas in one update: each one's names join the unlisted (and are
+    # forgotten in their turn), not only the last one's.
+    c, _ = cluster
+    server, url = replica
+    e = c.endpoints[url] = Endpoint(url)
+    server.models = listing("base")
+    await c.check(e)
+    one, two = Replica(), Replica()
+    one.models, two.models = listing("one"), listing("two")
+    async for url_one in one.serve():
+        async for url_two in two.serve():
+            for other in (url_one, url_two):
+                await c.check(c.endpoints.setdefault(other, Endpoint(other)))
+            assert {"one", "two"} <= c.known_models
+            c.set_urls([url])  # both leave at once
+            await churn(c, e, server, "other")  # the longest unlisted forgotten: both, then other-0000
+            assert not {"one", "two"} & c.known_models

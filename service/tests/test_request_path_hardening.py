@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -58,7 +59,10 @@ async def stalled_reader(url: str, body: dict[str, object], key: str) -> AsyncIt
         sock.close()
 
 
-async def test_a_client_that_stops_reading_frees_its_slots_and_is_not_the_replicas_failure(tmp_path: Path) -> None:
+async def test_a_client_that_stops_reading_frees_its_slots_and_is_not_the_replicas_failure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="inferstack.access")
     key = generate_key()
     keys = key_file(tmp_path / "keys.yaml", [{"key_sha256": hash_key(key), "tenant": "acme", "max_concurrency": 1}])
     # ~22 MB of events: far more than the socket buffers between the gateway and a client that stalls.
@@ -85,6 +89,9 @@ async def test_a_client_that_stops_reading_frees_its_slots_and_is_not_the_replic
         assert metric(text, "inferstack_upstream_ejections_total") == 0
         assert metric(text, "inferstack_upstream_errors_total") == 0
         assert metric(text, "inferstack_requests_total", status="499") == 1
+    # The access line says why it ended: the client's writes timed out (not that it left, nor a 5xx).
+    lines = [vars(r)["access"] for r in caplog.records if r.name == "inferstack.access"]
+    assert [(line["status"], line["error"]) for line in lines] == [(499, "client_write_timeout"), (200, None)]
 
 
 async def test_a_stream_the_client_leaves_is_billed_for_what_it_received_and_frees_its_slot_once(

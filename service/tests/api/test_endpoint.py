@@ -199,23 +199,61 @@ async def test_a_request_that_reached_no_engine_gives_back_its_reserved_tokens(t
     assert statuses == [503, 503, 503]
 
 
+@contextlib.asynccontextmanager
+async def metered(tmp_path: Path, output_tokens: int) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+    """A client of a gateway whose one key (tenant acme) has 100 tokens a minute, and that key's header;
+    the engine answers ``output_tokens`` (fewer if ``max_tokens`` says so)."""
+    key = generate_key()
+    keys = key_file(tmp_path / "keys.yaml", [{"key_sha256": hash_key(key), "tenant": "acme", "tpm": 100}])
+    async with (
+        running_engine(EngineConfig(behaviour=Behaviour(output_tokens=output_tokens))) as engine,
+        running_gateway([engine], auth_enabled=True, keys_file=str(keys)) as (url, _),
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+        yield client, bearer(key)
+
+
 async def test_a_request_an_engine_answered_is_charged_its_usage(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="inferstack.access")
-    key = generate_key()
-    keys = key_file(tmp_path / "keys.yaml", [{"key_sha256": hash_key(key), "tenant": "acme", "tpm": 100}])
-    async with (
-        running_engine(EngineConfig(behaviour=Behaviour(output_tokens=50))) as engine,
-        running_gateway([engine], auth_enabled=True, keys_file=str(keys)) as (url, _),
-        httpx.AsyncClient(base_url=url, timeout=10) as client,
-    ):
+    async with metered(tmp_path, output_tokens=50) as (client, auth):
         body = {"model": "fake-model", "prompt": "x", "max_tokens": 50}
-        first = await client.post("/v1/completions", json=body, headers=bearer(key))
-        second = await client.post("/v1/completions", json=body, headers=bearer(key))
+        first = await client.post("/v1/completions", json=body, headers=auth)
+        second = await client.post("/v1/completions", json=body, headers=auth)
     assert first.status_code == 200 and first.json()["usage"]["completion_tokens"] == 50
     # The first used more than half of the minute's 100 tokens: the second does not fit.
     assert (second.status_code, second.json()["error"]["code"]) == (429, "rate_limit_exceeded")
     # Both lines name the key's tenant: the refusal too (admission raised it after reading the key).
     lines = access_lines(caplog)
     assert [(line["tenant"], line["status"]) for line in lines] == [("acme", 200), ("acme", 429)]
+
+
+async def test_an_answer_shorter_than_its_max_tokens_is_charged_what_it_used(tmp_path: Path) -> None:
+    # Admission reserves max_tokens; the engine's usage settles it. Without the usage the whole
+    # reservation would stand, and the second request (60 more of the minute's 100) would not fit.
+    async with metered(tmp_path, output_tokens=5) as (client, auth):
+        body = {"model": "fake-model", "prompt": "x", "max_tokens": 60}
+        answers = [await client.post("/v1/completions", json=body, headers=auth) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert [a.json()["usage"]["completion_tokens"] for a in answers] == [5, 5]
+
+
+async def test_a_model_whose_weights_changed_is_not_answered_from_the_cache() -> None:
+    # The cache key holds the revision the replicas list for the model (their cards' root): an answer
+    # of the old weights must not be served once a replica with new weights took the model over.
+    body = {**CHAT, "temperature": 0}
+    async with (
+        running_engine(EngineConfig(models=("/weights/v1", "fake-model"))) as old,
+        running_engine(EngineConfig(models=("/weights/v2", "fake-model"))) as new,
+        running_gateway([old]) as (url, app),
+        httpx.AsyncClient(base_url=url, timeout=10) as client,
+    ):
+        cached = [await client.post("/v1/chat/completions", json=body) for _ in range(2)]
+        cluster = app.state.gateway.cluster
+        cluster.set_urls([new])  # discovery's word: the old replica left, one with new weights came
+        await until(lambda: cluster.revision("fake-model") == "/weights/v2", "the new replica's card")
+        fresh = await client.post("/v1/chat/completions", json=body)
+        sent = len(await recorded(client, new))
+    assert [a.headers["x-inferstack-cache"] for a in cached] == ["miss", "hit"]
+    assert (fresh.status_code, fresh.headers["x-inferstack-cache"], sent) == (200, "miss", 1)

@@ -4,6 +4,7 @@ what an ejection does (its log line, its metric, the waiters it wakes)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +19,8 @@ from inferstack.metrics.gateway import GatewayMetrics
 from inferstack.upstream.adapters import AdapterPlacement
 from inferstack.upstream.cluster import Cluster
 from inferstack.upstream.endpoint import Endpoint
+
+from ..waiting import until
 
 
 @pytest.fixture
@@ -228,11 +231,20 @@ async def test_a_replica_that_does_not_answer_its_check_in_time_is_unhealthy(rep
         await c.close()
 
 
+@contextlib.asynccontextmanager
+async def checking(interval: float) -> AsyncIterator[Cluster]:
+    """A cluster of its own whose health checks run every ``interval`` seconds; closed after."""
+    async with aiohttp.ClientSession() as session:
+        c = Cluster(Settings(upstreams=[], health={"interval": interval}), session, GatewayMetrics())
+        try:
+            yield c
+        finally:
+            await c.close()
+
+
 async def test_a_removed_replica_is_no_longer_checked(replica: tuple[Replica, str]) -> None:
     server, url = replica
-    settings = Settings(upstreams=[], health={"interval": 0.05})
-    async with aiohttp.ClientSession() as session:
-        c = Cluster(settings, session, GatewayMetrics())
+    async with checking(interval=0.05) as c:
         c.set_urls([url])
         async with asyncio.timeout(5):
             while server.checks < 2:  # checked again and again while it is a member
@@ -241,7 +253,19 @@ async def test_a_removed_replica_is_no_longer_checked(replica: tuple[Replica, st
         checks = server.checks
         await asyncio.sleep(0.3)  # six intervals: the time in which a leftover checker would check again
         assert server.checks <= checks + 1  # at most one sent before the removal, answered after it
-        await c.close()
+
+
+async def test_a_removed_replica_s_checker_ends_at_once_not_after_its_interval(replica: tuple[Replica, str]) -> None:
+    # Its loop would end by itself after its sleep (the test below), but an interval is 10 s or more
+    # in production: the checker is cancelled when its replica leaves, not left to sleep it out.
+    server, url = replica
+    async with checking(interval=30) as c:
+        c.set_urls([url])
+        (checker,) = [t for t in asyncio.all_tasks() if t.get_name() == f"health {url}"]
+        await until(lambda: c.candidates("m") != [], "the first check")  # then it sleeps for 30 s
+        c.set_urls([])
+        await until(checker.done, "the removed replica's checker to end", within=5)
+        assert server.checks == 1
 
 
 async def test_a_checker_that_outlived_its_replica_ends_by_itself(replica: tuple[Replica, str]) -> None:
@@ -369,14 +393,42 @@ def listing(*names: str, parent: str | None = None) -> dict[str, Any]:
     return {"object": "list", "data": cards}
 
 
-async def test_names_no_replica_lists_any_more_are_remembered_up_to_a_bound(
+async def churn(c: Cluster, e: Endpoint, server: Replica, prefix: str, *kept: str) -> None:
+    """More names listed and dropped than the bound (``kept`` stay listed): the longest unlisted are forgotten."""
+    server.models = listing("base", *kept, *(f"{prefix}-{i:04}" for i in range(UNLISTED_MODELS + 1)))
+    await c.check(e)
+    server.models = listing("base", *kept)
+    await c.check(e)
+    assert f"{prefix}-0000" not in c.known_models  # (the bound was passed)
+
+
+@pytest.fixture
+def member(
     cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str]
+) -> tuple[Cluster, GatewayMetrics, Replica, Endpoint]:
+    """The cluster with the replica as a member, checked by hand (no health-check task)."""
+    c, metrics = cluster
+    server, url = replica
+    return c, metrics, server, c.endpoints.setdefault(url, Endpoint(url))
+
+
+async def listed_then_dropped(c: Cluster, e: Endpoint, server: Replica, name: str) -> None:
+    """``name`` listed by the replica, then dropped: it joins the unlisted, unless declared."""
+    server.models = listing("base", name)
+    await c.check(e)
+    server.models = listing("base")
+    await c.check(e)
+
+
+async def test_names_no_replica_lists_any_more_are_remembered_up_to_a_bound(
+    cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     # Every name an engine listed once was known until restart: an engine registering adapters under a
     # fresh name per upload grew the set (and its series, and the adapter bookkeeping) without end.
     c, metrics = cluster
     placement = c.placement = AdapterPlacement(metrics=metrics)
     c.declare(["catalogued"])
+    caplog.set_level(logging.INFO, logger="inferstack.upstream")
     server, url = replica
     e = c.endpoints[url] = Endpoint(url)
     old = [f"upload-{i:04}" for i in range(UNLISTED_MODELS + 100)]
@@ -399,6 +451,7 @@ async def test_names_no_replica_lists_any_more_are_remembered_up_to_a_bound(
     assert not set(old[:100]) & c.known_models  # unlisted first: forgotten first
     assert set(old[100:]) <= c.known_models
     assert replicas(metrics, "upload-0000", "ready") is None  # its series went with it
+    assert replicas(metrics, "upload-0000", "ejected") is None
     assert replicas(metrics, "upload-0100", "ready") == 0
 
     # The replica leaves: its names are unlisted too, the oldest of the rest forgotten.
@@ -411,8 +464,87 @@ async def test_names_no_replica_lists_any_more_are_remembered_up_to_a_bound(
         is None
     )
 
+    # Operators see each name forgotten, oldest first.
+    forgotten = [
+        (r.levelno, r.__dict__["model"])
+        for r in caplog.records
+        if r.getMessage() == "model forgotten: no replica has listed it for long"
+    ]
+    assert forgotten == [(logging.INFO, name) for name in old[:102]]
+
     # A forgotten name listed again is known again, series and all.
     e = c.endpoints[url] = Endpoint(url)
     server.models = listing("base", "upload-0000")
     await c.check(e)
     assert "upload-0000" in c.known_models and replicas(metrics, "upload-0000", "ready") == 1
+
+
+async def test_a_name_one_replica_still_lists_is_not_forgotten_when_another_drops_it(
+    cluster: tuple[Cluster, GatewayMetrics], replica: tuple[Replica, str]
+) -> None:
+    c, metrics = cluster
+    server, url = replica
+    other = Replica()
+    async for url_b in other.serve():
+        a = c.endpoints[url] = Endpoint(url)
+        b = c.endpoints[url_b] = Endpoint(url_b)
+        server.models = other.models = listing("shared")
+        await c.check(a)
+        await c.check(b)
+        server.models = listing("gone")
+        await c.check(a)  # a drops "shared": b still lists it, so it is not unlisted
+        churn = [f"upload-{i:04}" for i in range(UNLISTED_MODELS + 1)]
+        server.models = listing(*churn)
+        await c.check(a)
+        server.models = listing("gone")
+        await c.check(a)  # more unlisted names than the bound: the longest unlisted are forgotten
+        assert "upload-0000" not in c.known_models  # (the bound was passed)
+        assert "shared" in c.known_models and replicas(metrics, "shared", "ready") == 1
+        assert c.candidates("shared") == [b]
+
+
+async def test_a_name_declared_after_it_was_unlisted_is_never_forgotten(
+    member: tuple[Cluster, GatewayMetrics, Replica, Endpoint],
+) -> None:
+    # The catalog, reloaded, may name a model replicas listed before: from then on it is declared,
+    # known whatever the replicas list (its requests wait for a replica instead of getting 404).
+    c, metrics, server, e = member
+    await listed_then_dropped(c, e, server, "cat")  # "cat" unlisted, the longest so far
+    c.declare(["cat"])
+    await churn(c, e, server, "first")
+    assert "cat" in c.known_models and replicas(metrics, "cat", "ready") == 0
+    await listed_then_dropped(c, e, server, "cat")  # dropped again: declared, so not unlisted
+    await churn(c, e, server, "second")
+    assert "cat" in c.known_models and replicas(metrics, "cat", "ready") == 0
+
+
+async def test_a_name_listed_again_is_not_forgotten_while_it_is_listed(
+    member: tuple[Cluster, GatewayMetrics, Replica, Endpoint],
+) -> None:
+    # Requests for a name the gateway does not know get 404: a listed name must stay known.
+    c, metrics, server, e = member
+    await listed_then_dropped(c, e, server, "back")  # "back" unlisted, the longest so far
+    server.models = listing("base", "back")
+    await c.check(e)  # listed again: no longer unlisted
+    await churn(c, e, server, "other", "back")
+    assert "back" in c.known_models and replicas(metrics, "back", "ready") == 1
+
+
+async def test_the_names_of_every_replica_removed_at_once_are_unlisted(
+    member: tuple[Cluster, GatewayMetrics, Replica, Endpoint],
+) -> None:
+    # Discovery may drop several replicas in one update: each one's names join the unlisted (and are
+    # forgotten in their turn), not only the last one's.
+    c, _, server, e = member
+    server.models = listing("base")
+    await c.check(e)
+    one, two = Replica(), Replica()
+    one.models, two.models = listing("one"), listing("two")
+    async for url_one in one.serve():
+        async for url_two in two.serve():
+            for other in (url_one, url_two):
+                await c.check(c.endpoints.setdefault(other, Endpoint(other)))
+            assert {"one", "two"} <= c.known_models
+            c.set_urls([e.url])  # both leave at once
+            await churn(c, e, server, "other")  # the longest unlisted forgotten: both, then other-0000
+            assert not {"one", "two"} & c.known_models

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -91,8 +92,11 @@ async def engine() -> AsyncIterator[tuple[Engine, str]]:
 HOW = ("declared", "chunked", "gzip")
 
 
-async def test_a_model_list_over_its_bound_takes_the_replica_out(engine: tuple[Engine, str]) -> None:
+async def test_a_model_list_over_its_bound_takes_the_replica_out(
+    engine: tuple[Engine, str], caplog: pytest.LogCaptureFixture
+) -> None:
     state, url = engine
+    caplog.set_level(logging.WARNING, logger="inferstack.upstream")
     async with aiohttp.ClientSession() as session:
         cluster = Cluster(Settings(upstreams=[]), session, GatewayMetrics())
         e = cluster.endpoints[url] = Endpoint(url)
@@ -103,6 +107,11 @@ async def test_a_model_list_over_its_bound_takes_the_replica_out(engine: tuple[E
             state.size = MODELS_BYTES
             await cluster.check(e)
             assert not e.healthy, how
+    # Out of rotation, and said so: the replica and the bound it passed, once per check that found it.
+    lines = [(r.levelno, r.getMessage(), r.__dict__["upstream"], r.__dict__["error"]) for r in caplog.records]
+    too_large = (logging.WARNING, "replica unhealthy: its /v1/models is too large", url)
+    assert [line[:3] for line in lines] == [too_large] * len(HOW)
+    assert all(str(MODELS_BYTES) in line[3] for line in lines)
 
 
 async def test_a_metrics_answer_over_its_bound_gives_no_load_and_is_counted(engine: tuple[Engine, str]) -> None:

@@ -2,9 +2,12 @@
 
 Chunks from the network split lines anywhere, so the parser buffers until a blank line ends an
 event (the SSE rule), then classifies the JSON payload. A *content* event is one that carries
-generated text (``delta.content``, ``reasoning_content`` or tool-call arguments): the role-only
-first chunk vLLM sends (``content: ""``) is not content, which is how the gateway's TTFT
-histogram counts too (docs/metrics.md).
+generated tokens, counted as the gateway's TTFT and ITL histograms count them (its
+``relay/sse.py`` ``text_count``): a chat delta with any field but the role-only first chunk vLLM
+sends (``role`` then ``content: ""``), an empty ``content`` included (vLLM sends ``""`` for a token
+whose bytes do not yet end a character: random weights do that often), or a completion's non-empty
+``text``. Before session 12 an empty ``content`` was not content here: the TTFT locust measured
+was one token later than the gateway's whenever a stream began with such a token.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ class Event:
     usage: dict[str, int] | None = None
     error: str | None = None
     done: bool = False
+    tokens: int = 0
+    """Choices that carry a generated token (their text may be empty)."""
 
     @property
     def is_content(self) -> bool:
-        return bool(self.text)
+        return self.tokens > 0 or bool(self.text)
 
 
 class SSEParser:
@@ -67,7 +72,21 @@ def classify(data: bytes) -> Event:
     if "error" in payload:
         return Event(error=_error_type(payload["error"]))
     usage = payload.get("usage")
-    return Event(text=_text(payload.get("choices") or []), usage=usage if isinstance(usage, dict) else None)
+    choices = payload.get("choices") or []
+    return Event(text=_text(choices), usage=usage if isinstance(usage, dict) else None, tokens=_tokens(choices))
+
+
+def _tokens(choices: list[Any]) -> int:
+    tokens = 0
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            tokens += bool(delta) and next(iter(delta)) != "role"
+        elif isinstance(choice.get("text"), str):
+            tokens += choice["text"] != ""
+    return tokens
 
 
 def _text(choices: list[Any]) -> str:

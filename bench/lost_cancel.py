@@ -74,9 +74,8 @@ async def trial(task: asyncio.Task[None], how: str) -> tuple[bool, float]:
     else:
         lost = bool(await stop([task], within=2.0))
     took = time.monotonic() - started
-    while not task.done():  # a lost one: end it before the next trial (it is counted already)
-        task.cancel()
-        await asyncio.wait([task], timeout=0.25)
+    while await stop([task]):  # a lost one: end it before the next trial (it is counted already)
+        pass
     return lost, took
 
 

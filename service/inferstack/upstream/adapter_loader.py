@@ -121,7 +121,7 @@ class AdapterLoader:
         self._placement.done(endpoint.url, model)
 
     async def close(self) -> None:
-        await stop(list(self._loads.values()))
+        await stop(self._loads.values())
 
     async def _load(self, url: str, base: str, model: str, path: str) -> None:
         """One runtime load; raises AttemptError (counted) when it fails."""

@@ -47,6 +47,9 @@ DEADLINE_S = 90.0
 SHARED_PREFIX = "You are a terse assistant for an inference platform. " * 12
 API_KEY = "isk-observability-live-test"  # test-only key of a throwaway gateway on 127.0.0.1
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+# A second tenant allowed one request a minute: its second request is a 429 whatever the machine's
+# load (the burst's full-queue 429s depend on timing; on a loaded machine they did not always come).
+LIMITED_KEY = "isk-observability-live-limited"
 # Two adapters of the model: the first loads while the traffic starts, the second at its end, so the
 # load-time histogram moves between two scrapes (a series born at 1 shows no rate).
 ADAPTERS = {"live-adapter": "live-adapter@v1", "live-adapter-b": "live-adapter-b@v1"}
@@ -108,9 +111,11 @@ def exercised_gateway(live_stack: Any, tmp_path: Path, run_dir: Path) -> Iterato
         }))
         # A tenant with a key, a price table and a budget: cost, tenant and budget series.
         keys = tmp_path / "keys.yaml"
-        keys.write_text(yaml.safe_dump({"keys": [{
-            "key_sha256": hashlib.sha256(API_KEY.encode()).hexdigest(), "tenant": "acme",
-            "name": "observability live test", "models": "*", "monthly_budget_usd": 100}]}))
+        keys.write_text(yaml.safe_dump({"keys": [
+            {"key_sha256": hashlib.sha256(API_KEY.encode()).hexdigest(), "tenant": "acme",
+             "name": "observability live test", "models": "*", "monthly_budget_usd": 100},
+            {"key_sha256": hashlib.sha256(LIMITED_KEY.encode()).hexdigest(), "tenant": "limited",
+             "name": "observability live test, one request a minute", "models": "*", "rpm": 1}]}))
         prices = tmp_path / "prices.yaml"
         price = {"prompt_per_1m": 0.5, "completion_per_1m": 2.0}  # the budget must last the test
         priced = {live_stack.model: price, **dict.fromkeys(ADAPTERS.values(), price)}
@@ -180,6 +185,11 @@ def drive_traffic(gateway: str, model: str) -> None:
             "messages": [{"role": "user", "content": "Count to a thousand."}]}) as r:
             for _ in zip(range(3), r.iter_lines(), strict=False):
                 pass
+    # A tenant's rate limit: the second request of a one-a-minute key is a 429 (rate-limit panel).
+    with httpx.Client(base_url=gateway, timeout=60, headers={"Authorization": f"Bearer {LIMITED_KEY}"}) as c:
+        statuses = [c.post("/v1/chat/completions", json={"model": model, "max_tokens": 1, "messages": [
+            {"role": "user", "content": "Rate limit me."}]}).status_code for _ in range(2)]
+        assert statuses[1] == 429, statuses
     # A burst above the per-replica caps (2 on each of three replicas): held requests and 429s from the
     # full wait queue.
     with httpx.Client(base_url=gateway, timeout=60, headers=HEADERS) as c, ThreadPoolExecutor(12) as pool:

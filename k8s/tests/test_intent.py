@@ -149,9 +149,12 @@ def test_gateway_follows_its_configuration_contract(objs: list[Obj]) -> None:
     ns_env = [e for e in c["env"] if e["name"] == "INFERSTACK_K8S_NAMESPACE"]
     assert ns_env[0]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert spec["serviceAccountName"] == "inferstack-gateway"
-    # The drain must fit in the grace period, or the kubelet kills streams mid-answer.
+    # The drain must fit in the grace period, or the kubelet kills streams mid-answer; and so must the
+    # gateway's own exit deadline after it, so a stuck shutdown ends with its log line, not a SIGKILL.
+    from inferstack.server import SHUTDOWN_MARGIN
+
     drain = int(config["INFERSTACK_DRAIN_GRACE"]) + int(config["INFERSTACK_DRAIN_DEADLINE"])
-    assert spec["terminationGracePeriodSeconds"] > drain
+    assert spec["terminationGracePeriodSeconds"] > drain + SHUTDOWN_MARGIN
     # Scale from zero needs every model listed (held, not 404, while no engine runs).
     assert _served_models(objs) <= set(config["INFERSTACK_MODELS"].split(",")), "scale from zero needs the models"
     assert find(objs, "HorizontalPodAutoscaler", "inferstack-gateway")[0]["spec"]["minReplicas"] >= 2

@@ -5,6 +5,13 @@ two race. So on SIGTERM: ``/readyz`` fails at once, new requests are still serve
 ``drain_grace`` seconds (while load balancers catch up), then the listener closes and in-flight
 requests (streams included) get up to ``drain_deadline`` seconds to finish (0: none); then exit 0.
 A second SIGTERM or SIGINT stops at once, without waiting for in-flight requests.
+
+Each of those has a deadline the process keeps even when a task does not: a forced stop skips the
+lifespan's closes, and ``asyncio.run`` then cancels every task left and waits for them without a
+deadline, so one task whose cancel is lost (``tasks.stop``: a cancel landing as a nested timeout
+expires) would keep the process alive until the kubelet's SIGKILL. A watchdog thread ends it with
+exit code 1 and a log line: ``FORCED_EXIT_WITHIN`` after the second signal, ``drain_deadline +
+SHUTDOWN_MARGIN`` after shutdown starts (the lifespan's closes bound their own waits; ``tasks.stop``).
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ import asyncio
 import gc
 import logging
 import math
+import os
 import signal
 import socket
+import threading
 from types import FrameType
 
 import uvicorn
@@ -27,19 +36,39 @@ from .listener import guarded_protocol
 
 log = logging.getLogger("inferstack.server")
 GC_GEN0_THRESHOLD = 20_000
+FORCED_EXIT_WITHIN = 3.0
+"""Seconds from the second signal to the process's end, whatever its tasks do."""
+SHUTDOWN_MARGIN = 10.0
+"""Seconds past ``drain_deadline``, from the start of shutdown, for the lifespan's closes and the loop's end."""
+
+
+def exit_after(seconds: float, why: str) -> None:
+    """End the process in ``seconds`` if it is still running then (a daemon thread: a process that
+    exits first is not held by it)."""
+
+    def expire() -> None:
+        log.error("exiting: shutdown did not end in time", extra={"after_s": seconds, "stage": why})
+        logging.shutdown()  # the access lines still batched
+        os._exit(1)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: FastAPI, grace: float) -> None:
+    def __init__(self, config: uvicorn.Config, app: FastAPI, grace: float, deadline: float) -> None:
         super().__init__(config)
         self._app = app
         self._grace = grace
+        self._deadline = deadline
         self._draining = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._draining:
             # uvicorn forces an exit only on a second SIGINT; a second SIGTERM must too.
             self.should_exit = self.force_exit = True
+            exit_after(FORCED_EXIT_WITHIN, "second signal")
             return
         if sig == signal.SIGINT:
             self._draining = True
@@ -51,6 +80,10 @@ class DrainingServer(uvicorn.Server):
             gateway.draining = True
         log.info("draining", extra={"grace_s": self._grace})
         asyncio.get_running_loop().call_later(self._grace, lambda: setattr(self, "should_exit", True))
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        exit_after(self._deadline + SHUTDOWN_MARGIN, "shutdown")
+        await super().shutdown(sockets)
 
 
 def serve(settings: Settings | None = None) -> None:
@@ -81,7 +114,7 @@ def serve(settings: Settings | None = None) -> None:
     gc.freeze()
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
     sockets = [listen(settings.host, settings.port), listen(settings.host, settings.admin_port)]
-    DrainingServer(config, app, settings.drain_grace).run(sockets=sockets)
+    DrainingServer(config, app, settings.drain_grace, settings.drain_deadline).run(sockets=sockets)
 
 
 def listen(host: str, port: int) -> socket.socket:

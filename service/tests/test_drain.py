@@ -113,3 +113,73 @@ async def test_a_second_sigterm_or_a_zero_deadline_does_not_wait_for_open_stream
         assert time.monotonic() - started < 5, "the gateway waited for the open stream"
         with contextlib.suppress(httpx.HTTPError):
             await stream
+
+
+# A gateway process with one task that swallows every cancel (what a lost cancel looks like: session 12
+# saw redis-py's nested timeouts turn one into a TimeoutError that a loop survives). Only the task is
+# added; the server, its signals and its exit are the real ones.
+STUBBORN_GATEWAY = """
+import asyncio, contextlib
+from inferstack import server
+
+async def stubborn():
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass
+
+real = server.create_app
+
+def create_app(settings):
+    app = real(settings)
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a):
+        async with inner(a) as state:
+            app.state.stubborn = asyncio.create_task(stubborn())
+            yield state
+
+    app.router.lifespan_context = lifespan
+    return app
+
+server.create_app = create_app
+server.serve()
+"""
+
+
+@pytest.mark.parametrize("signals", [2, 1], ids=["second_sigterm", "drain_deadline"])
+async def test_a_task_that_refuses_its_cancel_does_not_keep_the_process_alive(
+    stack: Stack, tmp_path: Path, signals: int
+) -> None:
+    from inferstack.server import FORCED_EXIT_WITHIN, SHUTDOWN_MARGIN
+
+    port, admin_port = free_port(), free_port()
+    gateway = stack.start(
+        "gateway",
+        [sys.executable, "-c", STUBBORN_GATEWAY],
+        f"http://127.0.0.1:{port}",
+        {
+            "INFERSTACK_HOST": "127.0.0.1",
+            "INFERSTACK_PORT": str(port),
+            "INFERSTACK_ADMIN_PORT": str(admin_port),
+            "INFERSTACK_UPSTREAMS": "",
+            "INFERSTACK_AUTH_ENABLED": "false",
+            # The second signal must come while the server still runs (in the grace period): once it has
+            # returned, signals have their default action again and a second SIGTERM just kills.
+            "INFERSTACK_DRAIN_GRACE": "30" if signals == 2 else "0",
+            "INFERSTACK_DRAIN_DEADLINE": "0",
+        },
+    )
+    await asyncio.to_thread(stack.wait_ready, gateway, "/healthz", 30)
+    started = time.monotonic()
+    for _ in range(signals):
+        gateway.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+    bound = FORCED_EXIT_WITHIN if signals == 2 else SHUTDOWN_MARGIN
+    # Before the watchdog: asyncio.run waited for the task for ever (the process outlived any wait).
+    code = await asyncio.to_thread(gateway.process.wait, bound + 15)
+    assert code == 1
+    assert time.monotonic() - started < bound + 5
+    assert "shutdown did not end in time" in gateway.log_path.read_text()

@@ -46,9 +46,16 @@ def exit_after(seconds: float, why: str) -> None:
     """End the process in ``seconds`` if it is still running then (a daemon thread: a process that
     exits first is not held by it)."""
 
-    def expire() -> None:
+    def say() -> None:
         log.error("exiting: shutdown did not end in time", extra={"after_s": seconds, "stage": why})
         logging.shutdown()  # the access lines still batched
+
+    def expire() -> None:
+        # The log line in a thread of its own, given a second: a write blocked on a full stderr pipe
+        # (the handler's lock held) must not keep the process alive either.
+        saying = threading.Thread(target=say, daemon=True)
+        saying.start()
+        saying.join(1.0)
         os._exit(1)
 
     timer = threading.Timer(seconds, expire)

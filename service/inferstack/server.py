@@ -6,10 +6,11 @@ two race. So on SIGTERM: ``/readyz`` fails at once, new requests are still serve
 requests (streams included) get up to ``drain_deadline`` seconds to finish (0: none); then exit 0.
 A second SIGTERM or SIGINT stops at once, without waiting for in-flight requests.
 
-Each of those has a deadline the process keeps even when a task does not: a forced stop skips the
-lifespan's closes, and ``asyncio.run`` then cancels every task left and waits for them without a
-deadline, so one task whose cancel is lost (``tasks.stop``: a cancel landing as a nested timeout
-expires) would keep the process alive until the kubelet's SIGKILL. A watchdog thread ends it with
+Each of those has a deadline the process keeps even when a task does not: the lifespan's closes
+leave a task that outlives their cancels (``tasks.stop``: a cancel landing as a nested timeout expires
+can be lost), a forced stop skips those closes, and ``asyncio.run`` then cancels every task left and
+waits for them without a deadline; one such task would keep the process alive until the kubelet's
+SIGKILL. A watchdog thread ends it with
 exit code 1 and a log line: ``FORCED_EXIT_WITHIN`` after the second signal, ``drain_deadline +
 SHUTDOWN_MARGIN`` after shutdown starts (the lifespan's closes bound their own waits; ``tasks.stop``).
 """

@@ -54,6 +54,7 @@ async def stop(tasks: Iterable[asyncio.Task[Any]], *, within: float = STOP_WITHI
         if task.done() and not task.cancelled():
             task.exception()  # retrieved: an error while stopping is no one's to report
     for task in pending:
+        # The loop's close waits for it without a deadline; the gateway process's exit has one (server.exit_after).
         log.error("task %r still runs %.1f s after it was cancelled; left to the loop's close", task.get_name(), within)
     return list(pending)
 

@@ -10,9 +10,8 @@ Each of those has a deadline the process keeps even when a task does not: the li
 leave a task that outlives their cancels (``tasks.stop``: a cancel landing as a nested timeout expires
 can be lost), a forced stop skips those closes, and ``asyncio.run`` then cancels every task left and
 waits for them without a deadline; one such task would keep the process alive until the kubelet's
-SIGKILL. A watchdog thread ends it with
-exit code 1 and a log line: ``FORCED_EXIT_WITHIN`` after the second signal, ``drain_deadline +
-SHUTDOWN_MARGIN`` after shutdown starts (the lifespan's closes bound their own waits; ``tasks.stop``).
+SIGKILL. A watchdog thread ends it with exit code 1 and a log line: ``FORCED_EXIT_WITHIN`` after the
+second signal, ``drain_deadline + SHUTDOWN_MARGIN`` after shutdown starts.
 """
 
 from __future__ import annotations

@@ -64,11 +64,10 @@ def exit_after(seconds: float, why: str) -> None:
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: FastAPI, grace: float, deadline: float) -> None:
+    def __init__(self, config: uvicorn.Config, app: FastAPI, grace: float) -> None:
         super().__init__(config)
         self._app = app
         self._grace = grace
-        self._deadline = deadline
         self._draining = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -89,7 +88,8 @@ class DrainingServer(uvicorn.Server):
         asyncio.get_running_loop().call_later(self._grace, lambda: setattr(self, "should_exit", True))
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        exit_after(self._deadline + SHUTDOWN_MARGIN, "shutdown")
+        # What uvicorn waits for the connections (``drain_deadline``, rounded up), then the margin.
+        exit_after((self.config.timeout_graceful_shutdown or 0) + SHUTDOWN_MARGIN, "shutdown")
         await super().shutdown(sockets)
 
 
@@ -121,7 +121,7 @@ def serve(settings: Settings | None = None) -> None:
     gc.freeze()
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
     sockets = [listen(settings.host, settings.port), listen(settings.host, settings.admin_port)]
-    DrainingServer(config, app, settings.drain_grace, settings.drain_deadline).run(sockets=sockets)
+    DrainingServer(config, app, settings.drain_grace).run(sockets=sockets)
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -47,9 +47,20 @@ pip=("$VENV/bin/python" -m pip install --disable-pip-version-check --no-deps -q)
 
 torch_pin="$(grep -E '^torch==' "$LOCK")"
 say "installing $torch_pin (about 200 MB)"
-if ! "${pip[@]}" "$torch_pin" 2>/dev/null; then
-  say "not found as pip is configured; trying $TORCH_INDEX_URL"
-  "${pip[@]}" --extra-index-url "$TORCH_INDEX_URL" "$torch_pin"
+# Only "pip could not find it" earns the second try; any other failure (a full disk, a broken
+# wheel) is printed as pip said it, since retrying from the network would only hide it.
+pip_log="$(mktemp)"
+trap 'rm -f "$pip_log"' EXIT
+if ! "${pip[@]}" "$torch_pin" 2>"$pip_log"; then
+  if grep -q -E 'No matching distribution found|Could not find a version' "$pip_log"; then
+    say "not found as pip is configured; trying $TORCH_INDEX_URL"
+    "${pip[@]}" --extra-index-url "$TORCH_INDEX_URL" "$torch_pin"
+  else
+    cat "$pip_log" >&2
+    say "installing $torch_pin failed (above); free space where it installs:"
+    df -h "$VENV" "${TMPDIR:-/tmp}" >&2 || true
+    exit 1
+  fi
 fi
 
 say "installing the rest of requirements/engine.txt ($(grep -c -E '^[A-Za-z0-9]' "$LOCK") pins; about a minute)"

@@ -165,13 +165,15 @@ def test_the_deployed_gateway_routes_models_on_kv_events_and_adapters_by_placeme
     rendered: dict[str, list[Obj]], overlay: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The gateway's own Settings, from the overlay's whole ConfigMap: KV events on, base models routed by
-    precise_prefix, adapters by adapter_affinity; subscribed on the port the engines publish on."""
+    precise_prefix, adapters by adapter_affinity, no client override; subscribed on the port the engines publish on."""
     objs = rendered[overlay]
     for key, value in _config(objs).items():
         monkeypatch.setenv(key, value)
     settings = Settings()
     assert settings.kv_events.enabled and settings.routing_policy == "precise_prefix"
     assert settings.routing.adapter_policy == "adapter_affinity"
+    # ... and by nothing a client chooses (the override header is refused).
+    assert not settings.routing.allow_override
     for engine in engines(objs):
         ports = {p["name"]: p["containerPort"] for p in vllm(engine)["ports"]}
         assert ports["kv-events"] == settings.kv_events.port

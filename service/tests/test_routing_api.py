@@ -71,6 +71,21 @@ async def test_the_override_header_picks_a_policy_and_rejects_unknown_ones() -> 
         assert metric(text, "inferstack_routing_decisions_total", policy="least_load") == 1
 
 
+async def test_with_overrides_off_the_header_is_a_403_that_reaches_no_engine() -> None:
+    async with (
+        fleet(Behaviour(), routing={"allow_override": False}) as (url, engines, _app),
+        httpx.AsyncClient() as client,
+    ):
+        headers = {"x-inferstack-routing-policy": "round_robin"}
+        resp = await client.post(url + "/v1/chat/completions", json=CHAT, headers=headers)
+        assert resp.status_code == 403
+        error = resp.json()["error"]
+        assert (error["type"], error["code"]) == ("permission_error", "routing_override_disabled")
+        assert await served_by(client, engines) == Counter()
+        assert (await client.post(url + "/v1/chat/completions", json=CHAT)).status_code == 200
+        assert await served_by(client, engines) == Counter({0: 1})
+
+
 async def test_least_load_avoids_a_replica_whose_engine_reports_a_queue() -> None:
     async with (
         fleet(

@@ -78,7 +78,15 @@ class Routing(BaseModel):
         description="The scheduling profile for requests that name a LoRA adapter (a catalogued version, or one"
         " an engine lists with a parent), whatever INFERSTACK_ROUTING_POLICY is: a fleet routes its base models"
         " by prefix and its adapters by where they are loaded (docs/adapters.md). Empty: adapters follow"
-        " INFERSTACK_ROUTING_POLICY too. The override header still wins.",
+        " INFERSTACK_ROUTING_POLICY too. The override header still wins (where allow_override is on).",
+    )
+    allow_override: bool = Field(
+        True,
+        description="Clients may choose a scheduling profile per request with the x-inferstack-routing-policy"
+        " header (any configured profile; an unknown name is a 400). false: a request carrying the header is"
+        " refused (403 permission_error), so only INFERSTACK_ROUTING_POLICY and adapter_policy route. The"
+        " Kubernetes base sets false: a client choosing round_robin or least_load opts out of the bounded"
+        " prefix placement the operator chose (docs/routing.md).",
     )
     waiting_weight: float = Field(1.0, ge=0, description="Weight of the engine's waiting queue in a replica's load.")
     block_chars: int = Field(256, ge=16, description="Prefix hashing: characters per block of the rendered prompt.")
@@ -95,7 +103,9 @@ class Routing(BaseModel):
 
     def plugin_settings(self) -> dict[str, float | int]:
         """The knobs plugins take (every plugin picks what applies to it)."""
-        return self.model_dump(exclude={"scrape_interval", "load_max_age", "profiles", "adapter_policy"})
+        return self.model_dump(
+            exclude={"scrape_interval", "load_max_age", "profiles", "adapter_policy", "allow_override"}
+        )
 
     def all_profiles(self) -> dict[str, ProfileSpec]:
         return {**BUILTIN_PROFILES, **self.profiles}

@@ -5,8 +5,9 @@ the routing policy (the inference extension's profile handler, reduced to the on
 
 The profiles are pure functions of a snapshot; the scheduler renders the prompt they hash (only for a
 profile with a scorer that reads it: most do not, and rendering is the costliest step here), honours
-the per-request override header, builds the snapshot from the endpoints it is given (in-flight
-counts, and scraped engine load only while it is fresh) and counts every decision.
+the per-request override header (or refuses it: ``routing.allow_override``), builds the snapshot from
+the endpoints it is given (in-flight counts, and scraped engine load only while it is fresh) and
+counts every decision.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, PermissionDeniedError
 from ..metrics.gateway import GatewayMetrics
 from ..upstream.adapters import AdapterPlacement
 from ..upstream.endpoint import Endpoint
@@ -73,12 +74,20 @@ class Scheduler:
         # Adapter requests get their own profile only where the gateway can tell an adapter from a model
         # (a placement): ``_policy_for`` checks both.
         self._adapter_policy = settings.routing.adapter_policy
+        self._allow_override = settings.routing.allow_override
         self._placement = placement
         self._max_age = settings.routing.load_max_age
         self._metrics = metrics
 
     def route(self, model: str, payload: Mapping[str, Any], kind: str, headers: Mapping[str, str]) -> Route:
-        name = headers.get(OVERRIDE_HEADER) or self._policy_for(model)
+        name = headers.get(OVERRIDE_HEADER)
+        if not name:
+            name = self._policy_for(model)
+        elif not self._allow_override:
+            raise PermissionDeniedError(
+                f"{OVERRIDE_HEADER} is not allowed on this gateway: remove the header (the operator chose the routing)",
+                code="routing_override_disabled",
+            )
         if name not in self._profiles:
             raise InvalidRequestError(
                 f"Unknown routing policy {name!r} in {OVERRIDE_HEADER}; choose one of {', '.join(self._profiles)}."

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from inferstack.config import Routing, Settings
-from inferstack.errors import InvalidRequestError
+from inferstack.errors import InvalidRequestError, PermissionDeniedError
 from inferstack.metrics.gateway import GatewayMetrics
 from inferstack.scheduling import Scheduler
 from inferstack.scheduling.scheduler import OVERRIDE_HEADER, SESSION_HEADER
@@ -57,6 +57,17 @@ def test_an_unknown_policy_in_the_header_is_the_clients_error_naming_the_choices
         f"Unknown routing policy 'fastest' in {OVERRIDE_HEADER}; choose one of prefix_affinity, least_load, session,"
         " round_robin, adapter_affinity."
     )
+
+
+def test_with_overrides_off_the_header_is_refused_and_its_absence_routes_as_before() -> None:
+    s = scheduler(placement(), allow_override=False)
+    with pytest.raises(PermissionDeniedError) as raised:
+        s.route("base", {"prompt": "hi"}, "completions", {OVERRIDE_HEADER: "least_load"})
+    assert (raised.value.status, raised.value.code) == (403, "routing_override_disabled")
+    assert OVERRIDE_HEADER in str(raised.value)
+    # An empty header is no choice: the operator's profiles route, as they do without it.
+    assert s.route("base", {"prompt": "hi"}, "completions", {OVERRIDE_HEADER: ""}).policy == "least_load"
+    assert s.route("tone", {"prompt": "hi"}, "completions", {}).policy == "adapter_affinity"
 
 
 def test_the_session_is_the_header_else_the_user_field_as_text() -> None:

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 REQUIREMENTS := $(filter-out requirements/engine.txt,$(wildcard requirements/*.txt))
 PYTEST_ARGS ?=
 
-.PHONY: help up test install engine tools lint typecheck generated pytest bench bench-reference bench-routing bench-routing-real bench-adapters-real \
+.PHONY: help up test disk install engine tools lint typecheck generated pytest bench bench-reference bench-routing bench-routing-real bench-adapters-real \
 	loadtest dashboards dashboards-preview fleet mutation clean
 
 help:
@@ -33,6 +33,10 @@ $(STAMP): pyproject.toml $(REQUIREMENTS)
 
 install: $(STAMP)
 
+# Enough free disk for what this run installs (scripts/check-disk.sh): stops before any install if not.
+disk:
+	@bash scripts/check-disk.sh $(if $(filter up,$(MAKECMDGOALS)),up,test)
+
 engine: $(STAMP)
 	bash scripts/engine-venv.sh
 
@@ -40,7 +44,7 @@ engine: $(STAMP)
 tools: $(STAMP)
 	@for s in scripts/install-*.sh; do bash $$s || exit 1; done
 
-up: install
+up: disk install
 	@bash scripts/install-observability.sh || echo "Prometheus could not be installed: the stack runs without it"
 	$(PY) -m inferstack_devstack
 
@@ -60,7 +64,7 @@ generated: tools
 pytest: install engine tools
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-test: lint typecheck generated pytest
+test: disk lint typecheck generated pytest
 
 bench: install
 	$(PY) bench/gateway_bench.py --out bench/results/gateway.json

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
 
+from inferstack.filters import generate_key, hash_key
 from inferstack_fake_engine import Behaviour
 
 from .test_relay_fake_engine import CHAT, configure, fleet, metric, recorded
+from .test_tenancy_api import bearer, tenant_stack
 
 
 async def served_by(client: httpx.AsyncClient, engines: list[str]) -> Counter[int]:
@@ -84,6 +87,29 @@ async def test_with_overrides_off_the_header_is_a_403_that_reaches_no_engine() -
         assert await served_by(client, engines) == Counter()
         assert (await client.post(url + "/v1/chat/completions", json=CHAT)).status_code == 200
         assert await served_by(client, engines) == Counter({0: 1})
+
+
+async def test_with_overrides_off_only_a_key_with_the_grant_chooses_its_profile(tmp_path: Path) -> None:
+    plain, operator = generate_key(), generate_key()
+    entries = [
+        {"key_sha256": hash_key(plain), "tenant": "acme"},
+        {"key_sha256": hash_key(operator), "tenant": "ops", "routing_override": True},
+    ]
+    chosen = {"x-inferstack-routing-policy": "round_robin"}
+    async with (
+        tenant_stack(tmp_path, entries, routing={"allow_override": False}) as (url, engine),
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        refused = await client.post("/v1/chat/completions", json=CHAT, headers={**bearer(plain), **chosen})
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "routing_override_disabled"
+        assert await served_by(client, [engine]) == Counter()
+        granted = await client.post("/v1/chat/completions", json=CHAT, headers={**bearer(operator), **chosen})
+        assert granted.status_code == 200
+        assert (await client.post("/v1/chat/completions", json=CHAT, headers=bearer(plain))).status_code == 200
+        text = (await client.get(url.admin + "/metrics")).text
+        assert metric(text, "inferstack_routing_decisions_total", policy="round_robin") == 1
+        assert metric(text, "inferstack_routing_decisions_total", policy="prefix_affinity") == 1
 
 
 async def test_least_load_avoids_a_replica_whose_engine_reports_a_queue() -> None:

@@ -83,10 +83,11 @@ class Routing(BaseModel):
     allow_override: bool = Field(
         True,
         description="Clients may choose a scheduling profile per request with the x-inferstack-routing-policy"
-        " header (any configured profile; an unknown name is a 400). false: a request carrying the header is"
-        " refused (403 permission_error), so only INFERSTACK_ROUTING_POLICY and adapter_policy route. The"
-        " Kubernetes base sets false: a client choosing round_robin or least_load opts out of the bounded"
-        " prefix placement the operator chose (docs/routing.md).",
+        " header (any configured profile; an unknown name is a 400). false: only keys with `routing_override:"
+        " true` in the key file may; from any other request the header is refused (403 permission_error), so"
+        " INFERSTACK_ROUTING_POLICY and adapter_policy route it. The Kubernetes base sets false: a client"
+        " choosing round_robin or least_load opts out of the bounded prefix placement the operator chose"
+        " (docs/routing.md).",
     )
     waiting_weight: float = Field(1.0, ge=0, description="Weight of the engine's waiting queue in a replica's load.")
     block_chars: int = Field(256, ge=16, description="Prefix hashing: characters per block of the rendered prompt.")

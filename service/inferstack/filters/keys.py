@@ -55,6 +55,9 @@ class KeyEntry(BaseModel):
     tpm: int | None = Field(None, ge=1)
     max_concurrency: int | None = Field(None, ge=1)
     monthly_budget_usd: float | None = Field(None, ge=0)
+    routing_override: bool = False
+    """May choose a scheduling profile (``x-inferstack-routing-policy``) where the gateway refuses it to
+    other keys (``routing.allow_override`` off): an operator's key for routing experiments."""
 
     @field_validator("key_sha256", mode="before")
     @classmethod
@@ -131,6 +134,8 @@ def entry_yaml(entry: KeyEntry) -> str:
         value = getattr(entry, field)
         if value is not None:
             data[field] = value
+    if entry.routing_override:
+        data["routing_override"] = True
     return str(yaml.safe_dump([data], sort_keys=False))
 
 

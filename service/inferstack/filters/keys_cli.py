@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--tpm", type=int)
     create.add_argument("--max-concurrency", type=int)
     create.add_argument("--monthly-budget-usd", type=float)
+    create.add_argument(
+        "--routing-override",
+        action="store_true",
+        help="the key may choose a scheduling profile per request where the gateway refuses it to others",
+    )
     sub.add_parser("hash", help="print the SHA-256 of a key read from stdin")
     args = parser.parse_args(argv)
 
@@ -50,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             tpm=args.tpm,
             max_concurrency=args.max_concurrency,
             monthly_budget_usd=args.monthly_budget_usd,
+            routing_override=args.routing_override,
         )
     except ValidationError as exc:
         fields = ", ".join(sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]}))

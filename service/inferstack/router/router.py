@@ -56,10 +56,20 @@ class Router:
         self._metrics = metrics
         self._budget = RetryBudget(settings.retry)
 
+    def _may_override(self, ex: Exchange) -> bool:
+        """May this request choose its scheduling profile? Every request where the gateway allows it,
+        else only one whose key carries the grant (``routing_override`` in the key file)."""
+        if self._settings.routing.allow_override:
+            return True
+        principal = ex.admission.principal if ex.admission is not None else None
+        return principal is not None and principal.entry is not None and principal.entry.routing_override
+
     async def forward(self, path: str, payload: dict[str, Any], ex: Exchange, out: Responder) -> None:
         """Answer ``ex`` from a replica; raises the last attempt's GatewayError when none answered."""
         _ask_for_usage(payload, ex)
-        route = ex.route = self._scheduler.route(ex.model, payload, ex.endpoint, ex.request_headers)
+        route = ex.route = self._scheduler.route(
+            ex.model, payload, ex.endpoint, ex.request_headers, may_override=self._may_override(ex)
+        )
         if self._kv is not None and self._scheduler.wants_tokens(route):
             engines = [e.url for e in self._cluster.candidates(ex.model)]
             tokens = await self._kv.token_ids(ex.model, payload, ex.endpoint, engines)

@@ -5,7 +5,7 @@ the routing policy (the inference extension's profile handler, reduced to the on
 
 The profiles are pure functions of a snapshot; the scheduler renders the prompt they hash (only for a
 profile with a scorer that reads it: most do not, and rendering is the costliest step here), honours
-the per-request override header (or refuses it: ``routing.allow_override``), builds the snapshot from
+the per-request override header (or refuses it, as the router says), builds the snapshot from
 the endpoints it is given (in-flight counts, and scraped engine load only while it is fresh) and
 counts every decision.
 """
@@ -74,16 +74,25 @@ class Scheduler:
         # Adapter requests get their own profile only where the gateway can tell an adapter from a model
         # (a placement): ``_policy_for`` checks both.
         self._adapter_policy = settings.routing.adapter_policy
-        self._allow_override = settings.routing.allow_override
         self._placement = placement
         self._max_age = settings.routing.load_max_age
         self._metrics = metrics
 
-    def route(self, model: str, payload: Mapping[str, Any], kind: str, headers: Mapping[str, str]) -> Route:
+    def route(
+        self,
+        model: str,
+        payload: Mapping[str, Any],
+        kind: str,
+        headers: Mapping[str, str],
+        *,
+        may_override: bool = True,
+    ) -> Route:
+        """The request's profile and what it routes on. ``may_override``: the caller may choose the profile
+        with the override header (the router's answer: ``routing.allow_override`` or the key's grant)."""
         name = headers.get(OVERRIDE_HEADER)
         if not name:
             name = self._policy_for(model)
-        elif not self._allow_override:
+        elif not may_override:
             raise PermissionDeniedError(
                 f"{OVERRIDE_HEADER} is not allowed on this gateway: remove the header (the operator chose the routing)",
                 code="routing_override_disabled",

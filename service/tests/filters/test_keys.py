@@ -132,6 +132,19 @@ def test_cli_prints_the_key_once_and_an_entry_that_authenticates() -> None:
     ring = parse_keys("keys:\n" + "".join("  " + line for line in entry_text.splitlines(keepends=True)))
     principal = authenticate(ring, f"Bearer {key}", "m2")
     assert principal.entry is not None and principal.entry.rpm == 60 and principal.entry.monthly_budget_usd == 5
+    assert not principal.entry.routing_override and "routing_override" not in entry_text
+
+
+def test_cli_grants_a_routing_override_that_the_entry_carries() -> None:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert keys_main(["create", "--tenant", "ops", "--routing-override"]) == 0
+    text = out.getvalue()
+    key = text.split("store it now): ")[1].split()[0]
+    entry_text = text.split("in the key file:\n\n")[1]
+    ring = parse_keys("keys:\n" + "".join("  " + line for line in entry_text.splitlines(keepends=True)))
+    principal = authenticate(ring, f"Bearer {key}", "any-model")
+    assert principal.entry is not None and principal.entry.routing_override
 
 
 def test_dev_keyfile_holds_a_working_key_readable_only_by_its_owner(tmp_path: Path) -> None:

@@ -59,15 +59,16 @@ def test_an_unknown_policy_in_the_header_is_the_clients_error_naming_the_choices
     )
 
 
-def test_with_overrides_off_the_header_is_refused_and_its_absence_routes_as_before() -> None:
-    s = scheduler(placement(), allow_override=False)
+def test_a_request_that_may_not_override_is_refused_and_without_the_header_routes_as_before() -> None:
+    s = scheduler(placement())
     with pytest.raises(PermissionDeniedError) as raised:
-        s.route("base", {"prompt": "hi"}, "completions", {OVERRIDE_HEADER: "least_load"})
+        s.route("base", {"prompt": "hi"}, "completions", {OVERRIDE_HEADER: "least_load"}, may_override=False)
     assert (raised.value.status, raised.value.code) == (403, "routing_override_disabled")
     assert OVERRIDE_HEADER in str(raised.value)
     # An empty header is no choice: the operator's profiles route, as they do without it.
-    assert s.route("base", {"prompt": "hi"}, "completions", {OVERRIDE_HEADER: ""}).policy == "least_load"
-    assert s.route("tone", {"prompt": "hi"}, "completions", {}).policy == "adapter_affinity"
+    empty = {OVERRIDE_HEADER: ""}
+    assert s.route("base", {"prompt": "hi"}, "completions", empty, may_override=False).policy == "least_load"
+    assert s.route("tone", {"prompt": "hi"}, "completions", {}, may_override=False).policy == "adapter_affinity"
 
 
 def test_the_session_is_the_header_else_the_user_field_as_text() -> None:

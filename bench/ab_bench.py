@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/ab_bench.py --side base=main --side cand=. [--rounds 5] [--seconds 8] [--out F]
 
-A side is ``LABEL=SOURCE[@SERVER]``: SOURCE is ``.`` (this working tree) or a git ref (its
-``service/`` is extracted under ``.cache/ab/`` and put first on the gateway's ``PYTHONPATH``);
+A side is ``LABEL=SOURCE[@SERVER]``: SOURCE is ``.`` (this working tree), a directory laid out as
+``service/`` (e.g. one bench/compiled_build.py made), or a git ref (its ``service/`` is extracted
+under ``.cache/ab/``); that directory is put first on the gateway's ``PYTHONPATH``;
 SERVER is ``uvicorn`` (``python -m inferstack serve``, the default) or ``granian`` (the same app
 under Granian, bench/granian_serve.py). Every side runs at once on core 0, idle but for the one
 being loaded; each round loads every side in turn (the order rotating), with the stream phase
@@ -38,6 +39,8 @@ def source_dir(source: str) -> Path:
     """The ``service/`` directory a side runs: this tree's, or a git ref's extracted once."""
     if source == ".":
         return REPO / "service"
+    if source.startswith((".cache/", "/")) and Path(source).is_dir():
+        return Path(source).resolve()
     sha = subprocess.run(
         ["git", "rev-parse", "--verify", source + "^{commit}"], cwd=REPO, check=True, capture_output=True, text=True
     ).stdout.strip()
@@ -144,6 +147,8 @@ def main() -> int:
 
 def _commit(spec: str) -> str:
     source = spec.partition("@")[0]
+    if source.startswith((".cache/", "/")) and Path(source).is_dir():
+        return f"{source} (a directory)"
     ref = "HEAD" if source == "." else source
     out = subprocess.run(["git", "rev-parse", ref], cwd=REPO, capture_output=True, text=True).stdout.strip()
     if source == "." and subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "service"], cwd=REPO).returncode:

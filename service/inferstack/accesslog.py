@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
 import orjson
 
@@ -53,7 +53,7 @@ class JsonLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
     at most one interval's lines.
     """
 
-    FLUSH_BYTES = 64 * 1024
+    FLUSH_BYTES: ClassVar[int] = 64 * 1024
 
     def __init__(self, stream: TextIO, flush_interval: float = 0.0) -> None:
         super().__init__(stream)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from bisect import bisect_left
-from typing import Any, TypeVar, cast
+from typing import Any, ClassVar, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
@@ -308,7 +308,7 @@ class HistogramBatch:
     ``_buckets`` and ``_sum`` (service/tests/test_metrics_batch.py checks the exposition equals observe's).
     """
 
-    FLUSH_EVERY = 256
+    FLUSH_EVERY: ClassVar[int] = 256
     __slots__ = ("_bounds", "_child", "_counts", "_pending", "_sum")
 
     def __init__(self, child: Histogram) -> None:

@@ -23,7 +23,8 @@ from ..errors import UpstreamError, normalise_upstream_error
 from ..exchange import ClientStalled, Exchange, Responder
 from ..filters.tokens import estimate_prompt_tokens
 from ..metrics.gateway import GatewayMetrics, HistogramBatch, observe
-from ..upstream.client import EMPTY_STREAM, AttemptError, Reply, Response, classify
+from ..upstream.client import EMPTY_STREAM, Reply, Response, classify
+from ..upstream.failures import AttemptError
 from .sse import DONE, EventSplitter, error_event, text_count, usage_of, usage_of_body, whole_events
 
 log = logging.getLogger("inferstack.relay")

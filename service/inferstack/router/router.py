@@ -25,9 +25,10 @@ from ..metrics.gateway import GatewayMetrics
 from ..relay.relay import relay_stream, relay_whole
 from ..scheduling import Route, Scheduler
 from ..upstream.adapter_loader import AdapterLoader
-from ..upstream.client import AttemptError, Pool, attempt
+from ..upstream.client import Pool, attempt
 from ..upstream.cluster import Cluster
 from ..upstream.endpoint import Endpoint
+from ..upstream.failures import AttemptError
 from ..upstream.hold import HoldQueue
 from .retry import RetryBudget, backoff
 

@@ -32,8 +32,8 @@ from ..errors import UpstreamError
 from ..metrics.gateway import GatewayMetrics
 from ..tasks import stop
 from .adapters import AdapterPlacement
-from .client import AttemptError
 from .endpoint import Endpoint
+from .failures import AttemptError
 
 log = logging.getLogger("inferstack.upstream")
 

@@ -28,7 +28,7 @@ import math
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -39,6 +39,7 @@ from ..config import Settings
 from ..errors import UpstreamError, UpstreamTimeoutError, UpstreamTooLargeError
 from ..exchange import Exchange
 from .endpoint import Endpoint
+from .failures import AttemptError, ConnectError, ConnectTimeout, ProtocolError
 
 _FORWARDED_RESPONSE_HEADERS = ("content-type",)
 # The response headers anything here reads (the forwarded ones, the body's framing): the only ones
@@ -74,25 +75,6 @@ def create_session(settings: Settings) -> aiohttp.ClientSession:
         skip_auto_headers=("User-Agent", "Accept-Encoding"),
         raise_for_status=False,
     )
-
-
-@dataclass
-class AttemptError(Exception):
-    """An upstream attempt failed before anything reached the client: it may be retried."""
-
-    kind: str  # connect | timeout | http_5xx | protocol | too_large
-    error: UpstreamError | UpstreamTimeoutError
-    retryable: bool = True
-    """Safe to send to another replica: False when the answer may have been generated (a non-stream
-    request cut at its response timeout, an answer over ``responses.max_bytes``): retrying would
-    generate it again."""
-    replica_fault: bool = True
-    """Counts against the replica (outlier detection): False for an answer too large to relay, which
-    is the request's doing (its max_tokens, n, logprobs), not the replica's; else a client asking for
-    such answers again and again would eject healthy replicas."""
-
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.error.message}"
 
 
 def classify(exc: BaseException) -> AttemptError:
@@ -172,20 +154,24 @@ HIGH_WATER = 1 << 16
 """Bytes buffered for a reader before reading from the engine pauses."""
 
 
-class ConnectError(ConnectionError):
-    """The connection to the engine could not be made (refused, unreachable, unresolvable)."""
-
-
-class ConnectTimeout(TimeoutError):
-    """Connecting to the engine took longer than ``connect_timeout``: nothing was sent."""
-
-
-class ProtocolError(ConnectionError):
-    """The engine closed the connection before the answer ended, or sent what is not HTTP/1.1."""
-
-
 Sink = Callable[[bytes], bool]
 """Takes a body chunk as it is parsed (True), or declines it (False: it is buffered for ``read``)."""
+
+
+class _Body(Protocol):
+    """What a Response reads its body through: its connection, or ``_CLOSED`` once it is closed."""
+
+    sink: Sink | None
+    _chunks: list[bytes]
+    complete: bool
+    error: Exception | None
+    headers: dict[str, str]
+
+    def take(self) -> bytes: ...
+
+    async def read(self) -> bytes: ...
+
+    def release(self) -> None: ...
 
 
 class Response:
@@ -194,7 +180,7 @@ class Response:
     __slots__ = ("_conn", "headers", "readany", "status")
 
     def __init__(self, conn: _Connection) -> None:
-        self._conn = conn
+        self._conn: _Body = conn
         self.status = conn.status
         self.headers = conn.headers
         """Those headers the client reads (content-type, content-length, transfer-encoding), names in lower case."""
@@ -443,6 +429,7 @@ class _Closed:
     _chunks: list[bytes] = []  # noqa: RUF012 (always empty)
     complete = True
     error: Exception | None = None
+    headers: dict[str, str] = {}  # noqa: RUF012 (always empty)
 
     def take(self) -> bytes:
         return b""
@@ -454,7 +441,7 @@ class _Closed:
         pass
 
 
-_CLOSED: _Connection = _Closed()  # type: ignore[assignment]
+_CLOSED: _Body = _Closed()
 _Key = tuple[str, str, int]
 
 

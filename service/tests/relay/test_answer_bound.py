@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from inferstack.exchange import Exchange
-from inferstack.upstream.client import AttemptError, Pool, attempt
+from inferstack.upstream.client import Pool, attempt
 from inferstack.upstream.endpoint import Endpoint
+from inferstack.upstream.failures import AttemptError
 from inferstack_fake_engine import Behaviour
 
 from ..test_relay_fake_engine import CHAT, configure, fleet, metric, recorded

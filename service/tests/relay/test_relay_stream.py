@@ -27,8 +27,9 @@ from inferstack.filters.tokens import estimate_prompt_tokens
 from inferstack.metrics.gateway import GatewayMetrics, HistogramBatch
 from inferstack.relay.relay import _TextClock, relay_stream
 from inferstack.relay.sse import DONE
-from inferstack.upstream.client import AttemptError, Pool, Reply, attempt
+from inferstack.upstream.client import Pool, Reply, attempt
 from inferstack.upstream.endpoint import Endpoint
+from inferstack.upstream.failures import AttemptError
 
 from ..waiting import until
 from .test_relay_order import ABORT, END, EVENTS, Recording, response_cycle, scripted_upstream

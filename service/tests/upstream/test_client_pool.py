@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from inferstack.bounds import TooLarge
-from inferstack.upstream.client import ConnectError, Pool, ProtocolError
+from inferstack.upstream.client import Pool
+from inferstack.upstream.failures import ConnectError, ProtocolError
 
 from ..waiting import until
 

@@ -3,8 +3,9 @@
     .venv/bin/python bench/ab_bench.py --side base=main --side cand=. [--rounds 5] [--seconds 8] [--out F]
 
 A side is ``LABEL=SOURCE[@SERVER]``: SOURCE is ``.`` (this working tree), a directory laid out as
-``service/`` (e.g. one bench/compiled_build.py made), or a git ref (its ``service/`` is extracted
-under ``.cache/ab/``); that directory is put first on the gateway's ``PYTHONPATH``;
+``service/`` (absolute or under ``.cache/``: e.g. one bench/compiled_build.py made), or a git ref
+(its ``service/`` is extracted under ``.cache/ab/``); that directory is put first on the gateway's
+``PYTHONPATH``;
 SERVER is ``uvicorn`` (``python -m inferstack serve``, the default) or ``granian`` (the same app
 under Granian, bench/granian_serve.py). Every side runs at once on core 0, idle but for the one
 being loaded; each round loads every side in turn (the order rotating), with the stream phase

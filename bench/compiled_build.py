@@ -7,8 +7,9 @@ r"""This tree's gateway with some of its modules compiled to C by mypyc, for ben
 Copies ``service/inferstack`` under ``--out``, compiles the named modules (paths under
 ``service/inferstack``, no ``.py``) in place with pyproject.toml's mypy settings, and prints the
 ``service/`` directory a side puts first on its ``PYTHONPATH``. The gateway does not ship compiled:
-docs/performance.md has the measurement (compiled, the per-token modules made a stream about 5 %
-cheaper and a non-stream call 2-10 % dearer) and what else stood against it.
+docs/performance.md has the measurement (compiled, the per-token modules made a stream a few per
+cent cheaper at most, not resolved, and a non-stream call up to 10 % dearer) and what else stood
+against it.
 """
 
 from __future__ import annotations

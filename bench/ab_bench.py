@@ -36,12 +36,20 @@ from inferstack_devstack import Service, Stack
 SERVERS = ("uvicorn", "granian")
 
 
+def _directory(source: str) -> Path | None:
+    """A SOURCE naming a directory (absolute, or under the repository's ``.cache/``), else None."""
+    if source.startswith((".cache/", "/")) and (REPO / source).is_dir():
+        return (REPO / source).resolve()
+    return None
+
+
 def source_dir(source: str) -> Path:
-    """The ``service/`` directory a side runs: this tree's, or a git ref's extracted once."""
+    """The ``service/`` directory a side runs: this tree's, a directory's, or a git ref's extracted once."""
     if source == ".":
         return REPO / "service"
-    if source.startswith((".cache/", "/")) and Path(source).is_dir():
-        return Path(source).resolve()
+    directory = _directory(source)
+    if directory is not None:
+        return directory
     sha = subprocess.run(
         ["git", "rev-parse", "--verify", source + "^{commit}"], cwd=REPO, check=True, capture_output=True, text=True
     ).stdout.strip()
@@ -148,7 +156,7 @@ def main() -> int:
 
 def _commit(spec: str) -> str:
     source = spec.partition("@")[0]
-    if source.startswith((".cache/", "/")) and Path(source).is_dir():
+    if _directory(source) is not None:
         return f"{source} (a directory)"
     ref = "HEAD" if source == "." else source
     out = subprocess.run(["git", "rev-parse", ref], cwd=REPO, capture_output=True, text=True).stdout.strip()

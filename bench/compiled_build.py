@@ -35,7 +35,11 @@ def main() -> int:
     files = [f"inferstack/{m}.py" for m in args.modules]
     mypyc = Path(sys.executable).with_name("mypyc")
     built = subprocess.run(
-        [str(mypyc), "--config-file", str(REPO / "pyproject.toml"), *files], cwd=service, capture_output=True, text=True
+        [str(mypyc), "--config-file", str(REPO / "pyproject.toml"), *files],
+        cwd=service,
+        capture_output=True,
+        text=True,
+        timeout=900,  # mypy and gcc over a few modules: under a minute here
     )
     if built.returncode != 0:
         print(built.stdout[-4000:], built.stderr[-4000:], sep="\n", file=sys.stderr)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -76,6 +77,12 @@ def root_prefix() -> list[str]:
 # -- S3 ----------------------------------------------------------------------------------------------
 
 
+def digest(body: bytes) -> str:
+    """What the tests compare files by: a mismatch then prints a short diff (pytest's diff of two
+    dicts of adapter weights in bytes ran past the test's 10-minute timeout in difflib)."""
+    return f"{len(body)} bytes, sha256 {hashlib.sha256(body).hexdigest()[:16]}"
+
+
 @dataclass
 class S3:
     url: str
@@ -95,12 +102,12 @@ class S3:
         for obj in listed.get("Contents", []):
             self.client.delete_object(Bucket=self.bucket, Key=obj["Key"])
 
-    def objects(self, uri: str) -> dict[str, bytes]:
-        """Every object below ``uri``, by its key relative to ``uri``."""
+    def objects(self, uri: str) -> dict[str, str]:
+        """Every object below ``uri``, by its key relative to ``uri``: its ``digest``."""
         prefix = self.key(uri)
         listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
         return {
-            o["Key"][len(prefix) :]: self.client.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read()
+            o["Key"][len(prefix) :]: digest(self.client.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read())
             for o in listed.get("Contents", [])
         }
 
@@ -242,8 +249,11 @@ class Pod:
         """A file fetched again gets a new inode (the CLI downloads to a temporary name, then renames)."""
         return {str(p.relative_to(self.adapters)): p.stat().st_ino for p in self.adapters.rglob("*") if p.is_file()}
 
-    def files(self) -> dict[str, bytes]:
-        return {str(p.relative_to(self.adapters)): p.read_bytes() for p in self.adapters.rglob("*") if p.is_file()}
+    def files(self) -> dict[str, str]:
+        """Every file below the adapters directory: its ``digest``."""
+        return {
+            str(p.relative_to(self.adapters)): digest(p.read_bytes()) for p in self.adapters.rglob("*") if p.is_file()
+        }
 
 
 @contextlib.contextmanager
@@ -341,7 +351,15 @@ def test_the_sidecar_mirrors_the_adapters_as_its_probes_say(
             weights = "draft-bot/v2/" + tinylora.WEIGHTS_FILE
             rebuilt = tinylora.build(workdir / "built" / "draft-bot@v2-again", seed=tinylora.seed_for("v2") + 1)
             new_weights = (rebuilt / tinylora.WEIGHTS_FILE).read_bytes()
-            assert len(new_weights) == len(pod.files()[weights]) and new_weights != pod.files()[weights]
+            old_weights = (pod.adapters / weights).read_bytes()
+            assert len(new_weights) == len(old_weights) and new_weights != old_weights
+            # S3's LastModified has a resolution of one second, and `s3 sync --exact-timestamps`
+            # compares it with the local copy's mtime: an overwrite of the same size within the
+            # second of the first write cannot be told from it (docs/fleet-operations.md). The test
+            # setup wrote v2 about a second ago on a fast machine, so the overwrite waits for the
+            # next second.
+            written = s3.client.head_object(Bucket=s3.bucket, Key=s3.key(uri) + weights)["LastModified"]
+            wait_for("the second after v2's upload", lambda: time.time() >= written.timestamp() + 1, timeout=2)
             changed = time.time_ns()
             s3.put_adapter(drafts["v3"], built["v3"])
             s3.delete_prefix(drafts["v1"])
@@ -351,7 +369,7 @@ def test_the_sidecar_mirrors_the_adapters_as_its_probes_say(
             assert pod.files() == s3.objects(uri)
             assert (pod.adapters / "draft-bot/v3" / tinylora.CONFIG_FILE).is_file()
             assert not any(p.is_file() for p in (pod.adapters / "draft-bot/v1").rglob("*"))
-            assert pod.files()[weights] == new_weights
+            assert pod.files()[weights] == digest(new_weights)
             unchanged = {k: v for k, v in fetched.items() if not k.startswith(("draft-bot/v1/", weights))}
             assert pod.inodes().items() >= unchanged.items(), "unchanged objects were fetched again"
 
@@ -456,7 +474,7 @@ def test_each_adapter_version_is_where_the_gateway_points_vllm(
         path = gateway_view.adapter_path(served, gateway_root)
         assert path is not None and path.startswith(gateway_root.rstrip("/") + "/"), (served, path)
         on_disk = synced.adapters / path.removeprefix(gateway_root.rstrip("/") + "/")
-        files = {p.name: p.read_bytes() for p in on_disk.iterdir()} if on_disk.is_dir() else {}
+        files = {p.name: digest(p.read_bytes()) for p in on_disk.iterdir()} if on_disk.is_dir() else {}
         assert set(files) == {tinylora.CONFIG_FILE, tinylora.WEIGHTS_FILE}, f"{served}: {path} holds {sorted(files)}"
         assert files == s3.objects(source), served
     print(f"{len(versions)} adapter versions where the gateway points vLLM: {sorted(versions)}")

@@ -31,7 +31,7 @@ import uvloop
 from gateway_bench import REPO, TOKENS, closed_loop, cpu_seconds, start_fake_engine, start_gateway
 from results_file import emit
 
-from inferstack_devstack import Service, Stack
+from inferstack_devstack import Service, Stack, signals_stop
 
 SERVERS = ("uvicorn", "granian")
 
@@ -166,4 +166,5 @@ def _commit(spec: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with signals_stop():  # SIGTERM stops the children too
+        sys.exit(main())

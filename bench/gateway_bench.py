@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO / "service"))
 
 from results_file import emit  # noqa: E402
 
-from inferstack_devstack import Service, Stack, free_port  # noqa: E402
+from inferstack_devstack import Service, Stack, free_port, signals_stop  # noqa: E402
 
 TOKENS = 32
 TTFT = 0.05
@@ -325,4 +325,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with signals_stop():  # SIGTERM stops the children too
+        sys.exit(main())

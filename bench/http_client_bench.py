@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "service"))
 from results_file import emit  # noqa: E402
 
 from inferstack.upstream.client import Pool  # noqa: E402
-from inferstack_devstack import Stack, free_port  # noqa: E402
+from inferstack_devstack import Stack, free_port, signals_stop  # noqa: E402
 
 BODY = {
     "model": "fake-model",
@@ -202,4 +202,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with signals_stop():  # SIGTERM stops the children too
+        sys.exit(main())

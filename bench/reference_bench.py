@@ -32,7 +32,7 @@ from ab_bench import _commit, spread, tree_cpu_seconds, tree_rss_mib
 from gateway_bench import REPO, TOKENS, added, closed_loop, pinned, start_fake_engine, start_gateway
 from results_file import emit
 
-from inferstack_devstack import Service, Stack, free_port
+from inferstack_devstack import Service, Stack, free_port, signals_stop
 
 ROUTER_VERSION = "0.1.17"  # pinned in the Makefile's .venv-ref
 # The vllm-router figures (ms of CPU per request) and targets for the same quantity.
@@ -212,4 +212,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with signals_stop():  # SIGTERM stops the children too
+        sys.exit(main())

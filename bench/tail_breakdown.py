@@ -49,7 +49,7 @@ import uvloop
 from gateway_bench import CHAT, ITL, REPO, TOKENS, TTFT, cpu_seconds, start_fake_engine, start_gateway
 from results_file import emit
 
-from inferstack_devstack import Stack
+from inferstack_devstack import Stack, signals_stop
 
 SEGMENTS = (
     ("to_gateway", "c_send", "begin"),
@@ -259,4 +259,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with signals_stop():  # SIGTERM stops the children too
+        sys.exit(main())

@@ -447,4 +447,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with devstack.signals_stop():  # SIGTERM stops the children too
+        raise SystemExit(main())

@@ -66,6 +66,8 @@ from policy_run import Bench  # noqa: E402
 from results_file import emit  # noqa: E402
 from turn_log import access_lines, where_tokens_went  # noqa: E402
 
+from inferstack_devstack import signals_stop  # noqa: E402
+
 POLICIES = ("round_robin", "prefix_affinity", "precise_prefix")
 
 
@@ -147,4 +149,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    with signals_stop():  # SIGTERM stops the engines and gateways too
+        raise SystemExit(main())

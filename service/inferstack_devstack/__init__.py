@@ -382,7 +382,10 @@ def _banner(
 
 
 @contextlib.contextmanager
-def _signals_stop() -> Iterator[None]:
+def signals_stop() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so the ``finally`` blocks that stop the
+    children (each in a session of its own, out of reach of a signal to ours) run on either."""
+
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
@@ -432,7 +435,7 @@ def main() -> int:
     stack = Stack(progress=say)
     gateway_port = int(os.environ.get("GATEWAY_PORT", "8080"))
     admin_port = int(os.environ.get("GATEWAY_ADMIN_PORT", "8081"))
-    with _signals_stop():
+    with signals_stop():
         try:
             upstreams = [u.strip() for u in os.environ.get("UPSTREAMS", "").split(",") if u.strip()]
             model_name = None

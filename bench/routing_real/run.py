@@ -66,6 +66,7 @@ from policy_run import Bench  # noqa: E402
 from results_file import emit  # noqa: E402
 from turn_log import access_lines, where_tokens_went  # noqa: E402
 
+from inferstack.config.routing import KVEvents  # noqa: E402
 from inferstack_devstack import signals_stop  # noqa: E402
 
 POLICIES = ("round_robin", "prefix_affinity", "precise_prefix")
@@ -133,8 +134,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--tokenizer",
         choices=("engine", "local"),
-        default="engine",
-        help="where the gateways get token ids: the engines' /tokenize, or their own (the tiny model's files)",
+        default=KVEvents.model_fields["tokenizer"].default,
+        help="where the gateways get token ids: the engines' /tokenize, or their own (the tiny model's files);"
+        " default: the gateway's, local (engine before session 16; results record it in gateway_environment)",
     )
     parser.add_argument("--profiles", help="more routing profiles for the gateways (INFERSTACK_ROUTING__PROFILES JSON)")
     parser.add_argument("--out", type=Path)

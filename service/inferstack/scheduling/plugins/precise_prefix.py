@@ -27,7 +27,6 @@ from typing import ClassVar, Literal
 
 from ...kvcache.blocks import DEFAULT_SEED, prompt_block_hashes
 from ...kvcache.index import KVIndex
-from ..hashing import rendezvous_order
 from ..types import CycleState, EndpointLoad, Reason
 from .prefix import Prefix
 
@@ -40,16 +39,9 @@ class PrecisePrefix:
     reads_tokens: ClassVar[bool] = True
 
     def __init__(
-        self,
-        block_chars: int = 256,
-        max_blocks: int = 128,
-        home_blocks: int = 4,
-        index_capacity: int = 65536,
-        precise_home: float = 0.0,
+        self, block_chars: int = 256, max_blocks: int = 128, home_blocks: int = 4, index_capacity: int = 65536
     ) -> None:
         self.approximate = Prefix(block_chars, max_blocks, home_blocks, index_capacity)
-        self.home_blocks = home_blocks
-        self.precise_home = precise_home
         self.index: KVIndex | None = None
         self.hash_seed = DEFAULT_SEED
         self.kv_max_blocks = 512
@@ -87,21 +79,7 @@ class PrecisePrefix:
             if chains[size]:
                 held[url] = index.match(chains[size], [url])[url]
         state.notes[_NOTE] = (held, total, now)
-        bonus = self._home(chains, candidates) if self.precise_home else {}
-        return {
-            c.url: (held[c.url] + bonus.get(c.url, 0.0)) / total[c.url] if total[c.url] else 0.0 for c in candidates
-        }
-
-    def _home(self, chains: dict[int, list[int]], candidates: list[EndpointLoad]) -> dict[str, float]:
-        """Up to ``precise_home`` of a block for the candidates' rendezvous order of the prompt's first
-        ``home_blocks`` blocks: equal holds (none at all included) go to one stable home."""
-        chain = next((c for c in chains.values() if c), None)
-        if chain is None:
-            return {}
-        key = chain[min(len(chain), self.home_blocks) - 1].to_bytes(8, "big")
-        order = rendezvous_order(key, (c.url for c in candidates))
-        n = len(order)
-        return {url: self.precise_home * (n - 1 - rank) / n for rank, url in enumerate(order)}
+        return {c.url: held[c.url] / total[c.url] if total[c.url] else 0.0 for c in candidates}
 
     def reason(self, state: CycleState, url: str) -> Reason | None:
         note = state.notes.get(_NOTE)

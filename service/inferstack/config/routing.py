@@ -94,7 +94,6 @@ class Routing(BaseModel):
     max_blocks: int = Field(128, ge=1, description="Prefix hashing: leading blocks hashed per request.")
     home_blocks: int = Field(4, ge=1, description="Prefix hashing: leading blocks that pick a new prefix's home.")
     index_capacity: int = Field(65536, ge=16, description="Prefix index entries kept (LRU): bounds routing memory.")
-    precise_survival: float = Field(0.0, ge=0, description="experiment")
     scrape_interval: float = Field(1.0, gt=0, description="Seconds between scrapes of each engine's /metrics.")
     load_max_age: float = Field(3.0, gt=0, description="A scraped load older than this steers nothing.")
     profiles: dict[str, ProfileSpec] = Field(

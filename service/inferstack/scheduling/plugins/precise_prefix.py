@@ -39,15 +39,9 @@ class PrecisePrefix:
     reads_tokens: ClassVar[bool] = True
 
     def __init__(
-        self,
-        block_chars: int = 256,
-        max_blocks: int = 128,
-        home_blocks: int = 4,
-        index_capacity: int = 65536,
-        precise_survival: float = 0.0,
+        self, block_chars: int = 256, max_blocks: int = 128, home_blocks: int = 4, index_capacity: int = 65536
     ) -> None:
         self.approximate = Prefix(block_chars, max_blocks, home_blocks, index_capacity)
-        self.precise_survival = precise_survival
         self.index: KVIndex | None = None
         self.hash_seed = DEFAULT_SEED
         self.kv_max_blocks = 512
@@ -85,11 +79,7 @@ class PrecisePrefix:
             if chains[size]:
                 held[url] = index.match(chains[size], [url])[url]
         state.notes[_NOTE] = (held, total, now)
-        b, loads = self.precise_survival, state.loads
-        return {
-            c.url: held[c.url] / total[c.url] / (1.0 + b * max(0.0, loads[c.url] - 1.0)) if total[c.url] else 0.0
-            for c in candidates
-        }
+        return {c.url: held[c.url] / total[c.url] if total[c.url] else 0.0 for c in candidates}
 
     def reason(self, state: CycleState, url: str) -> Reason | None:
         note = state.notes.get(_NOTE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import tempfile
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 import inferstack_devstack as devstack
-from inferstack_devstack import LiveStack
+from inferstack_devstack import LiveStack, assertdiff
 from inferstack_devstack.fleet import LocalFleet
 
 
@@ -42,6 +43,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         tasks = [o for o in gc.get_objects() if isinstance(o, asyncio.Task) and not o.done()]
         report.sections.append(("asyncio tasks at the timeout", "\n".join(map(_awaiting, tasks)) or "none"))
     return report
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """pytest computes and prints every failed assertion's whole diff when it finds ``CI`` (or
+    ``BUILD_NUMBER``) in the environment; ``difflib`` is quadratic, and one failed comparison of two
+    large dicts ran a CI test past its 10-minute timeout. Without them pytest truncates the diff as it
+    makes it (the explanation below comes first in any case), and nothing of ours reads them."""
+    for name in ("CI", "BUILD_NUMBER"):
+        os.environ.pop(name, None)
+
+
+def pytest_assertrepr_compare(op: str, left: object, right: object) -> list[str] | None:
+    """A failed ``==`` between large values is explained by where they differ, in a few lines
+    (``inferstack_devstack.assertdiff``), in place of pytest's diff."""
+    return assertdiff.explain(left, right) if op == "==" else None
 
 
 @pytest.fixture(scope="session")

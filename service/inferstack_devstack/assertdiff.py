@@ -11,7 +11,8 @@ value by type, size and digest.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
 
 LIMIT = 50_000
 """Characters of content (strings and bytes, summed over containers) above which pytest's diff is skipped."""
@@ -24,9 +25,9 @@ def size(value: object, budget: int = LIMIT + 1) -> int:
     if isinstance(value, str | bytes | bytearray):
         return len(value)
     if isinstance(value, Mapping):
-        items: list[object] = [x for kv in value.items() for x in kv]
+        items: Iterable[object] = itertools.chain.from_iterable(value.items())
     elif isinstance(value, list | tuple | set | frozenset):
-        items = list(value)
+        items = value
     else:
         return len(repr(value)) if budget > 0 else 0
     total = 2

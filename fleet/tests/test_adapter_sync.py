@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -77,12 +76,6 @@ def root_prefix() -> list[str]:
 # -- S3 ----------------------------------------------------------------------------------------------
 
 
-def digest(body: bytes) -> str:
-    """What the tests compare files by: a mismatch then prints a short diff (pytest's diff of two
-    dicts of adapter weights in bytes ran past the test's 10-minute timeout in difflib)."""
-    return f"{len(body)} bytes, sha256 {hashlib.sha256(body).hexdigest()[:16]}"
-
-
 @dataclass
 class S3:
     url: str
@@ -102,12 +95,12 @@ class S3:
         for obj in listed.get("Contents", []):
             self.client.delete_object(Bucket=self.bucket, Key=obj["Key"])
 
-    def objects(self, uri: str) -> dict[str, str]:
-        """Every object below ``uri``, by its key relative to ``uri``: its ``digest``."""
+    def objects(self, uri: str) -> dict[str, bytes]:
+        """Every object below ``uri``, by its key relative to ``uri``."""
         prefix = self.key(uri)
         listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
         return {
-            o["Key"][len(prefix) :]: digest(self.client.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read())
+            o["Key"][len(prefix) :]: self.client.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read()
             for o in listed.get("Contents", [])
         }
 
@@ -249,11 +242,8 @@ class Pod:
         """A file fetched again gets a new inode (the CLI downloads to a temporary name, then renames)."""
         return {str(p.relative_to(self.adapters)): p.stat().st_ino for p in self.adapters.rglob("*") if p.is_file()}
 
-    def files(self) -> dict[str, str]:
-        """Every file below the adapters directory: its ``digest``."""
-        return {
-            str(p.relative_to(self.adapters)): digest(p.read_bytes()) for p in self.adapters.rglob("*") if p.is_file()
-        }
+    def files(self) -> dict[str, bytes]:
+        return {str(p.relative_to(self.adapters)): p.read_bytes() for p in self.adapters.rglob("*") if p.is_file()}
 
 
 @contextlib.contextmanager
@@ -369,7 +359,7 @@ def test_the_sidecar_mirrors_the_adapters_as_its_probes_say(
             assert pod.files() == s3.objects(uri)
             assert (pod.adapters / "draft-bot/v3" / tinylora.CONFIG_FILE).is_file()
             assert not any(p.is_file() for p in (pod.adapters / "draft-bot/v1").rglob("*"))
-            assert pod.files()[weights] == digest(new_weights)
+            assert pod.files()[weights] == new_weights
             unchanged = {k: v for k, v in fetched.items() if not k.startswith(("draft-bot/v1/", weights))}
             assert pod.inodes().items() >= unchanged.items(), "unchanged objects were fetched again"
 
@@ -474,7 +464,7 @@ def test_each_adapter_version_is_where_the_gateway_points_vllm(
         path = gateway_view.adapter_path(served, gateway_root)
         assert path is not None and path.startswith(gateway_root.rstrip("/") + "/"), (served, path)
         on_disk = synced.adapters / path.removeprefix(gateway_root.rstrip("/") + "/")
-        files = {p.name: digest(p.read_bytes()) for p in on_disk.iterdir()} if on_disk.is_dir() else {}
+        files = {p.name: p.read_bytes() for p in on_disk.iterdir()} if on_disk.is_dir() else {}
         assert set(files) == {tinylora.CONFIG_FILE, tinylora.WEIGHTS_FILE}, f"{served}: {path} holds {sorted(files)}"
         assert files == s3.objects(source), served
     print(f"{len(versions)} adapter versions where the gateway points vLLM: {sorted(versions)}")

@@ -17,9 +17,6 @@ class ProfileSpec(BaseModel):
     filters: tuple[str, ...] = ()
     scorers: dict[str, float] = Field(default_factory=dict)
     picker: str = "max_score"
-    engine_priority: bool = False
-    """Experiment: send vLLM ``priority`` = -(prompt blocks the chosen replica holds), so an engine started
-    with ``--scheduling-policy priority`` admits the turns with the most cached first."""
 
     @field_validator("scorers")
     @classmethod

@@ -84,7 +84,6 @@ class Router:
             failure: AttemptError | None = None
             endpoint = await self._take(ex.model, route, exclude, wait=True)
             while endpoint is not None:
-                self._prioritise(payload, ex, route)
                 ex.upstream, ex.attempts = endpoint.url, ex.attempts + 1
                 try:
                     failure = await self._try(endpoint, path, ex, out)
@@ -130,12 +129,6 @@ class Router:
         endpoint = self._scheduler.pick(route, candidates)
         self._holds.occupy(model, endpoint)
         return endpoint
-
-    def _prioritise(self, payload: dict[str, Any], ex: Exchange, route: Route) -> None:
-        if not self._settings.routing.all_profiles()[route.policy].engine_priority:
-            return
-        payload["priority"] = -route.prefix_blocks
-        ex.body = orjson.dumps(payload)
 
     async def _try(self, endpoint: Endpoint, path: str, ex: Exchange, out: Responder) -> AttemptError | None:
         """One attempt and its relay; the failure, if any (counted), else None."""

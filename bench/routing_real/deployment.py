@@ -56,12 +56,20 @@ class Deployment:
         return [e.url for e in self.engines]
 
 
-def start_engine(stack: devstack.Stack, kv_blocks: int, port: int) -> devstack.Service:
-    """One replica of the tiny model on ``port``; blocks until it serves (a minute or more)."""
-    options = EngineOptions(extra_args=("--num-gpu-blocks-override", str(kv_blocks)))
+def start_engine(
+    stack: devstack.Stack, kv_blocks: int, port: int, extra_args: tuple[str, ...] = ()
+) -> devstack.Service:
+    """One replica of the tiny model on ``port`` (``extra_args``: more vLLM flags); blocks until it serves
+    (a minute or more)."""
+    options = EngineOptions(extra_args=("--num-gpu-blocks-override", str(kv_blocks), *extra_args))
     return devstack.start_engine(
         stack, str(devstack.DEFAULT_MODEL_DIR), MODEL, port, ENGINE_START_TIMEOUT, options, ENGINE_ENV
     )
+
+
+def engine_args(args: argparse.Namespace) -> tuple[str, ...]:
+    """The bench's ``--engine-arg`` values: vLLM flags every replica starts with (and restarts with)."""
+    return tuple(args.engine_arg or ())
 
 
 def stop_engine(engine: devstack.Service) -> None:
@@ -109,7 +117,7 @@ async def deployed(args: argparse.Namespace) -> AsyncIterator[Deployment]:
     try:
         ports = [devstack.free_port() for _ in range(args.replicas)]
         with ThreadPoolExecutor(args.replicas) as pool:  # start together: each takes a minute or more
-            engines = list(pool.map(lambda port: start_engine(stack, args.kv_blocks, port), ports))
+            engines = list(pool.map(lambda port: start_engine(stack, args.kv_blocks, port, engine_args(args)), ports))
         urls = [e.url for e in engines]
         memory = {e.url: rss_mib(e.process.pid) for e in engines}
         endpoints = {u: devstack.kv_events_endpoint(run_dir, u) for u in urls}

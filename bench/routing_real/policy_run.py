@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 import aiohttp
-from deployment import MODEL, Deployment, start_engine, stop_engine
+from deployment import MODEL, Deployment, engine_args, start_engine, stop_engine
 from measure import COUNTERS, Counters, Record, counters, decisions, metrics, per_replica, policy_report, ready_replicas
 from turn_log import Removals
 from workload import Shape, conversations, order, routes
@@ -113,7 +113,8 @@ class Bench:
         self.index.leave(url)  # the oracle: its cache is gone (the gateways learn it from the events)
         self.index.join(url)
         port = int(url.rsplit(":", 1)[1])
-        engines[i] = await asyncio.to_thread(start_engine, self.deployment.stack, self.a.kv_blocks, port)
+        stack, extra = self.deployment.stack, engine_args(self.a)
+        engines[i] = await asyncio.to_thread(start_engine, stack, self.a.kv_blocks, port, extra)
         await self.gateways_route_to_all()
         self.down.discard(url)
         self.phase = "back_cold"

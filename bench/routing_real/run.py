@@ -138,6 +138,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="where the gateways get token ids: the engines' /tokenize, or their own (the tiny model's files);"
         " default: the gateway's, local (engine before session 16; results record it in gateway_environment)",
     )
+    parser.add_argument(
+        "--engine-arg",
+        action="append",
+        help="a vLLM flag every replica starts with, repeatable"
+        " (e.g. --engine-arg=--scheduling-policy --engine-arg=priority)",
+    )
     parser.add_argument("--profiles", help="more routing profiles for the gateways (INFERSTACK_ROUTING__PROFILES JSON)")
     parser.add_argument("--out", type=Path)
     parser.set_defaults(**PLANS[pre.parse_known_args(argv)[0].plan])

@@ -153,9 +153,12 @@ _UPSTREAM_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_to
 def normalise_upstream_error(status: int, data: bytes) -> tuple[int, bytes | None]:
     """An engine's non-200 answer as (status, OpenAI error body); the body is None when ``data`` is one.
 
-    vLLM answers most errors in OpenAI's shape, but some not (FastAPI's ``{"detail": "Not Found"}``
-    for a route the model does not serve, plain text from a proxy in between): those get an OpenAI
-    body carrying the engine's message.
+    vLLM answers most errors in a shape like OpenAI's, but in its own vocabulary
+    (``"type": "BadRequestError", "code": 400``: a class name, and a number where OpenAI's schema has
+    a string or null), and some not at all (FastAPI's ``{"detail": "Not Found"}`` for a route the model
+    does not serve, plain text from a proxy in between). A client sees every engine error as the
+    gateway's own: OpenAI's ``type`` for the status, ``code`` a string or null, the engine's message
+    (and ``param``, when it names one).
     """
     try:
         parsed: Any = orjson.loads(data)
@@ -163,8 +166,6 @@ def normalise_upstream_error(status: int, data: bytes) -> tuple[int, bytes | Non
         parsed = None
     error = parsed.get("error") if isinstance(parsed, dict) else None
     client_error = 400 <= status < 500 and status not in (401, 403)
-    if client_error and isinstance(error, dict) and isinstance(error.get("message"), str) and "type" in error:
-        return status, None
     message = None
     if isinstance(parsed, dict):
         for source in (error, parsed):
@@ -178,8 +179,35 @@ def normalise_upstream_error(status: int, data: bytes) -> tuple[int, bytes | Non
     if message is None:
         text = data[:200].decode("utf-8", "replace").strip()
         message = text or f"The upstream replica answered with status {status}."
-    kind = _UPSTREAM_TYPES.get(status, "invalid_request_error") if client_error else None
-    if kind is None:
+    if not client_error:
         return 502, orjson.dumps(UpstreamError(f"The upstream replica failed: {message}").to_body())
-    body = {"error": {"message": message, "type": kind, "param": None, "code": _UPSTREAM_CODES.get(status)}}
+    kind = _UPSTREAM_TYPES.get(status, "invalid_request_error")
+    given = error if isinstance(error, dict) else {}
+    param, code = given.get("param"), given.get("code")
+    body = {
+        "error": {
+            "message": message,
+            "type": kind,
+            "param": param if isinstance(param, str) else None,
+            "code": code if isinstance(code, str) else _UPSTREAM_CODES.get(status),
+        }
+    }
+    if set(given) == set(body["error"]) and all(given[k] == v for k, v in body["error"].items()):
+        return status, None  # already in OpenAI's shape and vocabulary: the engine's bytes as they are
     return status, orjson.dumps(body)
+
+
+def normalise_upstream_error_event(event: bytes) -> bytes:
+    """An engine's mid-stream error event (``data: {"error": ...}``) in the gateway's vocabulary, as
+    ``normalise_upstream_error`` gives a whole answer's: the HTTP status is long sent, so the engine's
+    ``code`` stands in for it when it is one (vLLM's is), else the event is an engine failure (502's)."""
+    payload = event.strip()[5:]  # after "data:"
+    try:
+        parsed: Any = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        parsed = None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    status = code if isinstance(code, int) and 400 <= code < 600 else 500
+    _, body = normalise_upstream_error(status, payload)
+    return event if body is None else b"data: " + body + b"\n\n"

@@ -400,7 +400,8 @@ def openai_error_problem(data: bytes) -> str | None:
         return f"error fields {sorted(err)}"
     if not isinstance(err["message"], str) or not isinstance(err["type"], str):
         return "message/type not strings"
-    if not all(v is None or isinstance(v, str | int) for v in (err["param"], err["code"])):
+    # OpenAI's schema: both a string or null (vLLM's own errors put the HTTP status, a number, in code).
+    if not all(v is None or isinstance(v, str) for v in (err["param"], err["code"])):
         return "param/code not string or null"
     return None
 

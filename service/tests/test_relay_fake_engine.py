@@ -208,13 +208,16 @@ async def test_a_single_failing_replica_gives_502_with_an_openai_error() -> None
             assert (error["code"], error["message"]) == ("bad_gateway", "The upstream replica failed with status 503.")
 
 
-async def test_upstream_client_errors_pass_through_unchanged() -> None:
+async def test_upstream_client_errors_keep_their_status_and_message_in_openais_vocabulary() -> None:
     async with fleet(Behaviour()) as (url, (engine,), _), httpx.AsyncClient() as client:
         for body in ({**CHAT, "max_tokens": 10**6}, {**CHAT, "max_tokens": 10**6, "stream": True}):
             via = await client.post(url + "/v1/chat/completions", json=body)
             direct = await client.post(engine + "/v1/chat/completions", json=body)
             assert via.status_code == direct.status_code == 400  # a stream refused is an error, not a stream
-            assert via.content == direct.content
+            theirs = direct.json()["error"]  # vLLM's vocabulary: "BadRequestError", code 400
+            assert (theirs["type"], theirs["code"]) == ("BadRequestError", 400)
+            ours = {"message": theirs["message"], "type": "invalid_request_error", "param": "max_tokens", "code": None}
+            assert via.json() == {"error": ours}
             assert via.headers["content-type"] == "application/json"
 
 

@@ -78,6 +78,8 @@ def test_the_rule_tells_openai_errors_from_others() -> None:
     assert schema_fuzz.verdict(404, "application/json", b'{"detail": "Not Found"}') is not None
     assert schema_fuzz.verdict(400, "text/plain", b"Bad Request") is not None
     assert schema_fuzz.verdict(400, "application/json", b'{"error": {"message": "m"}}') is not None
+    vllms = b'{"error": {"message": "m", "type": "BadRequestError", "param": null, "code": 400}}'
+    assert schema_fuzz.verdict(400, "application/json", vllms) == "status 400: param/code not string or null"
     stream = b'data: {"x": 1}\n\ndata: {"error": {"message": "m"}}\n\ndata: [DONE]\n\n'
     assert schema_fuzz.verdict(200, "text/event-stream", stream) is not None
 

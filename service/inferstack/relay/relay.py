@@ -19,13 +19,13 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-from ..errors import UpstreamError, normalise_upstream_error
+from ..errors import UpstreamError, normalise_upstream_error, normalise_upstream_error_event
 from ..exchange import ClientStalled, Exchange, Responder
 from ..filters.tokens import estimate_prompt_tokens
 from ..metrics.gateway import GatewayMetrics, HistogramBatch, observe
 from ..upstream.client import EMPTY_STREAM, Reply, Response, classify
 from ..upstream.failures import AttemptError
-from .sse import DONE, EventSplitter, error_event, text_count, usage_of, usage_of_body, whole_events
+from .sse import DONE, ERROR_EVENT, EventSplitter, error_event, text_count, usage_of, usage_of_body, whole_events
 
 log = logging.getLogger("inferstack.relay")
 
@@ -262,6 +262,9 @@ class _Relay:
                     self.usage = found
                     if not self._wants_usage:
                         continue
+            if event.startswith(ERROR_EVENT):  # the engine's own vocabulary (``errors``)
+                event = normalise_upstream_error_event(event)
+                self._ex.error = "stream_engine_error"
             # (Text events carry usage too when the client asked for ``continuous_usage_stats``.)
             texts += text_count(event)
             parts.append(event)

@@ -4,7 +4,7 @@ The relay forwards each complete event as soon as it has arrived, byte for byte.
 event only to answer three questions cheaply (substring checks, JSON parsed only for the usage
 chunk): how many choices carry generated text (for TTFT, inter-token latency and the bill of a
 stream cut short), is it the final usage chunk that the gateway asked for on the client's behalf,
-and is it the end of the stream.
+is it the engine's error event, and is it the end of the stream.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 
 DONE = b"data: [DONE]\n\n"
+ERROR_EVENT = b'data: {"error"'
+"""How an engine's mid-stream error event begins (vLLM's; the relay rewrites it in OpenAI's vocabulary)."""
 
 # Substring tests here are ``find`` or ``partition``, not ``in``: CPython 3.11's ``bytes.__contains__``
 # first tries its operand as an integer (one byte), raising and clearing a TypeError with a formatted
@@ -82,8 +84,8 @@ def _next_boundary(data: bytes, start: int) -> tuple[int, int]:
 
 
 def whole_events(chunk: bytes) -> int:
-    """For a chunk of whole events (LF-separated, none the usage chunk nor the end): how many text
-    fields it carries (``text_count``); else -1.
+    """For a chunk of whole events (LF-separated, none the usage chunk, an error event nor the end): how
+    many text fields it carries (``text_count``); else -1.
 
     The relay's fast path: such a chunk is forwarded as it is, with its text counted by a few C scans
     instead of split and looked at one by one. Anything else (CRLF, a partial event, a usage field,
@@ -95,6 +97,7 @@ def whole_events(chunk: bytes) -> int:
         or _CR in chunk
         or chunk.partition(b'"usage":{')[1]
         or chunk.partition(b"data: [DONE]")[1]
+        or chunk.partition(ERROR_EVENT)[1]
     ):
         return -1
     return text_count(chunk)

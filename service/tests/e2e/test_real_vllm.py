@@ -119,6 +119,9 @@ def test_vllm_errors_come_back_openai_shaped(client: openai.OpenAI, live_stack: 
     with pytest.raises(openai.BadRequestError) as info:
         client.completions.create(model=live_stack.model, prompt="x", max_tokens=10**7)
     assert info.value.status_code == 400
+    # vLLM's own vocabulary ("BadRequestError", code 400) comes back in OpenAI's.
+    assert isinstance(info.value.body, dict) and info.value.body["type"] == "invalid_request_error"
+    assert info.value.body["code"] is None or isinstance(info.value.body["code"], str)
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model="no-such-model", prompt="x", max_tokens=4)
     # A generation model serves no embeddings: vLLM's own answer is not OpenAI-shaped; the client's is.

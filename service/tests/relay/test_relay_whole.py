@@ -87,9 +87,34 @@ async def test_an_engine_error_not_in_openais_shape_gets_an_openai_body_and_its_
     assert (ex.status, ex.whole, ex.usage) == (404, None, None)
 
 
-async def test_an_engine_error_in_openais_shape_passes_through() -> None:
-    error = b'{"error":{"message":"too long","type":"BadRequestError","param":null,"code":400}}'
+async def test_an_engine_error_in_openais_shape_and_vocabulary_passes_through_as_it_is() -> None:
+    error = b'{"error":{"message":"too long","type":"invalid_request_error","param":"max_tokens","code":null}}'
     client, ex, _ = await relayed(400, b"application/json", error)
     head, sent = answer_of(client)
     assert head.startswith(b"HTTP/1.1 400 ") and sent == error
     assert ex.status == 400 and ex.whole is None
+
+
+async def test_vllms_own_error_vocabulary_becomes_openais() -> None:
+    # vLLM 0.32's errors: the exception's class name as the type, the HTTP status (a number) as the code,
+    # where OpenAI's schema has its type names and a string or null (strict clients decode it as a string).
+    error = b'{"error":{"message":"too long","type":"BadRequestError","param":null,"code":400}}'
+    client, ex, _ = await relayed(400, b"application/json", error)
+    head, sent = answer_of(client)
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head
+    assert orjson.loads(sent) == {
+        "error": {"message": "too long", "type": "invalid_request_error", "param": None, "code": None}
+    }
+    missing = b'{"error":{"message":"The model `x` does not exist.","type":"NotFoundError","param":"model","code":404}}'
+    client, ex, _ = await relayed(404, b"application/json", missing)
+    head, sent = answer_of(client)
+    assert head.startswith(b"HTTP/1.1 404 ")
+    assert orjson.loads(sent) == {
+        "error": {
+            "message": "The model `x` does not exist.",
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "not_found",
+        }
+    }
+    assert ex.status == 404 and ex.whole is None

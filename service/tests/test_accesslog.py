@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import io
 import logging
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 
@@ -121,3 +123,15 @@ def test_a_batch_left_on_a_closed_loop_does_not_hold_back_the_next_loops_lines()
     with the_only_handler(handler):
         asyncio.run(one("first", 0))  # its loop closes with the batch's timer pending
         asyncio.run(one("second", 2))
+
+
+def test_the_documented_access_line_is_the_one_written() -> None:
+    """docs/metrics.md's table names every field of the access line, in its order, and nothing else."""
+    stream = io.StringIO()
+    with the_only_handler(JsonLinesHandler(stream)):
+        log_exchange(Exchange(request_id="r", upstream_id="u", endpoint="chat", started=0.0), 0.001)
+    written = list(orjson.loads(stream.getvalue()))
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    section = doc.split("## The access log", 1)[1]
+    documented = [name for row in re.findall(r"^\| (`.+?) \|", section, re.M) for name in re.findall(r"`(\w+)`", row)]
+    assert written == ["ts", "level", "logger", "msg", *documented]

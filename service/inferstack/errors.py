@@ -160,10 +160,19 @@ def normalise_upstream_error(status: int, data: bytes) -> tuple[int, bytes | Non
     gateway's own: OpenAI's ``type`` for the status, ``code`` a string or null, the engine's message
     (and ``param``, when it names one).
     """
+    return _normalised(status, _json(data), data)
+
+
+def _json(data: bytes) -> Any:
+    """``data`` parsed, or None when it is not JSON."""
     try:
-        parsed: Any = orjson.loads(data)
+        return orjson.loads(data)
     except orjson.JSONDecodeError:
-        parsed = None
+        return None
+
+
+def _normalised(status: int, parsed: Any, data: bytes) -> tuple[int, bytes | None]:
+    """``normalise_upstream_error`` on ``data`` already parsed (``parsed``: None when it is not JSON)."""
     error = parsed.get("error") if isinstance(parsed, dict) else None
     client_error = 400 <= status < 500 and status not in (401, 403)
     message = None
@@ -202,12 +211,9 @@ def normalise_upstream_error_event(event: bytes) -> bytes:
     ``normalise_upstream_error`` gives a whole answer's: the HTTP status is long sent, so the engine's
     ``code`` stands in for it when it is one (vLLM's is), else the event is an engine failure (502's)."""
     payload = event.strip()[5:]  # after "data:"
-    try:
-        parsed: Any = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        parsed = None
+    parsed = _json(payload)
     error = parsed.get("error") if isinstance(parsed, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
     status = code if isinstance(code, int) and 400 <= code < 600 else 500
-    _, body = normalise_upstream_error(status, payload)
+    _, body = _normalised(status, parsed, payload)
     return event if body is None else b"data: " + body + b"\n\n"

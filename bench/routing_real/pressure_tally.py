@@ -1,0 +1,87 @@
+"""Two figures docs/routing.md quotes from the committed pressure-plan runs (session 17), recomputed.
+
+    .venv/bin/python bench/routing_real/pressure_tally.py [--out FILE]
+
+- ``stable_phases``: per run with both policies, precise_prefix / prefix_affinity over the routed
+  turns of the two phases with every replica up (``all_up`` and ``back_cold``, each phase's routed hit
+  rate weighted by its requests), their median and range, and how many runs are ahead (> 1.02),
+  level (0.98-1.02) and behind;
+- ``overtakes``: per policy of the engine-priority runs, how many times a turn sent later to the same
+  replica got its first token earlier (from the turn logs: ``sent`` and ``ttft`` per routed turn).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # bench/: results_file
+from results_file import emit  # noqa: E402
+
+STABLE = ("all_up", "back_cold")
+
+
+def stable_rate(policy: dict[str, Any]) -> float:
+    phases = policy["phases"]
+    requests = sum(phases[p]["requests"] for p in STABLE)
+    return sum(phases[p]["requests"] * phases[p]["routed_hit_rate"] for p in STABLE) / requests
+
+
+def stable_phases() -> dict[str, Any]:
+    ratios: dict[str, float] = {}
+    for path in sorted(HERE.glob("results_pressure*.json")):
+        policies = json.loads(path.read_text())["policies"]
+        if "precise_prefix" in policies and "prefix_affinity" in policies:
+            ratio = stable_rate(policies["precise_prefix"]) / stable_rate(policies["prefix_affinity"])
+            ratios[path.name] = round(ratio, 3)
+    values = list(ratios.values())
+    return {
+        "runs": ratios,
+        "median": round(statistics.median(values), 3),
+        "min": min(values),
+        "max": max(values),
+        "at_least_1_3": sum(v >= 1.3 for v in values),
+        "ahead": sum(v > 1.02 for v in values),
+        "level": sum(0.98 <= v <= 1.02 for v in values),
+        "behind": sum(v < 0.98 for v in values),
+    }
+
+
+def overtakes(path: Path) -> dict[str, int]:
+    with gzip.open(path, "rt") as f:
+        turns = [json.loads(line) for line in f]
+    turns = [t for t in turns if "sent" in t and t.get("ttft") is not None and t.get("upstream")]
+
+    def overtook(u: dict[str, Any], t: dict[str, Any]) -> bool:
+        """``u`` sent after ``t`` to the same replica, its first token before ``t``'s."""
+        same = u["upstream"] == t["upstream"]
+        return same and u["sent"] > t["sent"] and u["sent"] + u["ttft"] < t["sent"] + t["ttft"]
+
+    counts: dict[str, int] = {}
+    for policy in sorted({t["id"].split("/")[0] for t in turns}):
+        mine = [t for t in turns if t["id"].startswith(policy + "/")]
+        counts[policy] = sum(overtook(u, t) for t in mine for u in mine)
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    runs = sorted(HERE.glob("results_pressure_s17_engine_priority_*.turns.jsonl.gz"))
+    result = {
+        "command": "python bench/routing_real/pressure_tally.py" + (f" --out {args.out}" if args.out else ""),
+        "stable_phases": stable_phases(),
+        "overtakes": {p.name.split(".")[0]: overtakes(p) for p in runs},
+    }
+    emit(result, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -6,8 +6,10 @@ A side is ``LABEL=SOURCE[@SERVER]``: SOURCE is ``.`` (this working tree), a dire
 ``service/`` (absolute or under ``.cache/``: e.g. one bench/compiled_build.py made), or a git ref
 (its ``service/`` is extracted under ``.cache/ab/``); that directory is put first on the gateway's
 ``PYTHONPATH``;
-SERVER is ``uvicorn`` (``python -m inferstack serve``, the default) or ``granian`` (the same app
-under Granian, bench/granian_serve.py). Every side runs at once on core 0, idle but for the one
+SERVER is ``uvicorn`` (``python -m inferstack serve``, the default), ``granian`` (the same app
+under Granian, bench/granian_serve.py) or ``vllm-router`` (the Rust router bench/reference_bench.py
+measures against, from the Makefile's ``.venv-ref``, which ``make bench-reference`` installs; SOURCE
+is ignored: ``-@vllm-router``). Every side runs at once on core 0, idle but for the one
 being loaded; each round loads every side in turn (the order rotating), with the stream phase
 (32 concurrent streams of 32 tokens) and the non-stream phase (64 concurrent calls) of
 bench/gateway_bench.py. The figure is the CPU time (utime + stime, the gateway's process tree)
@@ -33,7 +35,7 @@ from results_file import emit
 
 from inferstack_devstack import Service, Stack, signals_stop
 
-SERVERS = ("uvicorn", "granian")
+SERVERS = ("uvicorn", "granian", "vllm-router")
 
 
 def _directory(source: str) -> Path | None:
@@ -85,6 +87,10 @@ def start_side(stack: Stack, engine_url: str, label: str, spec: str) -> Service:
     server = server or "uvicorn"
     if server not in SERVERS:
         raise SystemExit(f"unknown server {server!r} in {label}={spec} (one of {', '.join(SERVERS)})")
+    if server == "vllm-router":
+        from reference_bench import start_router  # it imports this module
+
+        return start_router(stack, REPO / ".venv-ref" / "bin" / "vllm-router", engine_url)
     argv = None if server == "uvicorn" else [sys.executable, str(REPO / "bench" / "granian_serve.py")]
     env = {"PYTHONPATH": str(source_dir(source)), "PYTHONHASHSEED": "0"}
     return start_gateway(stack, engine_url, name=f"gateway-{label}", argv=argv, env=env)
@@ -155,7 +161,11 @@ def main() -> int:
 
 
 def _commit(spec: str) -> str:
-    source = spec.partition("@")[0]
+    source, _, server = spec.partition("@")
+    if server == "vllm-router":
+        from reference_bench import ROUTER_VERSION
+
+        return f"vllm-router {ROUTER_VERSION}"
     if _directory(source) is not None:
         return f"{source} (a directory)"
     ref = "HEAD" if source == "." else source

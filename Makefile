@@ -16,7 +16,7 @@ help:
 	@echo "make up                  the local stack: real vLLM (CPU) + gateway + Prometheus, in the foreground"
 	@echo "make test                lint, types, generated files, and every test (what CI runs)"
 	@echo "make bench               gateway overhead against the direct path; tenancy hot-path cost"
-	@echo "make bench-reference     the gateway's CPU per request as a ratio to vllm-router's (Rust), measured here, interleaved"
+	@echo "make bench-reference     the gateway's CPU per request as a ratio to vllm-router's (Rust), measured here, interleaved (IMAGE=...: the gateway image, bench/container.py)"
 	@echo "make bench-routing       routing policies on a simulated 8-replica fleet"
 	@echo "make bench-routing-real  routing policies on 3 real vLLM CPU replicas (prefix-cache hit rates; PLAN=pressure: a cache 0.18 of the system prompts, 12 conversations at once)"
 	@echo "make bench-adapters-real LoRA adapter placement on 2 real vLLM CPU replicas (adapter loads, TTFT)"
@@ -79,7 +79,7 @@ $(REF_VENV)/.installed:
 	@touch $@
 
 bench-reference: install $(REF_VENV)/.installed
-	$(PY) bench/reference_bench.py --router $(REF_VENV)/bin/vllm-router --out bench/results/reference.json
+	$(PY) bench/reference_bench.py --router $(REF_VENV)/bin/vllm-router $(if $(IMAGE),--image $(IMAGE) --out bench/results/reference_image.json,--out bench/results/reference.json)
 
 bench-routing: install
 	$(PY) bench/routing/run.py

@@ -9,11 +9,15 @@ A side is ``LABEL=SOURCE[@SERVER]``: SOURCE is ``.`` (this working tree), a dire
 SERVER is ``uvicorn`` (``python -m inferstack serve``, the default), ``granian`` (the same app
 under Granian, bench/granian_serve.py) or ``vllm-router`` (the Rust router bench/reference_bench.py
 measures against, from the Makefile's ``.venv-ref``, which ``make bench-reference`` installs; SOURCE
-is ignored: ``-@vllm-router``). Every side runs at once on core 0, idle but for the one
-being loaded; each round loads every side in turn (the order rotating), with the stream phase
-(32 concurrent streams of 32 tokens) and the non-stream phase (64 concurrent calls) of
-bench/gateway_bench.py. The figure is the CPU time (utime + stime, the gateway's process tree)
-per request: on a loaded machine it is far steadier than latency, which this bench does not report.
+is ignored: ``-@vllm-router``). ``@uvicorn=COMMAND`` runs the gateway with another interpreter:
+COMMAND is the command line that stands for ``python`` (``@uvicorn=/usr/bin/python3.11``, or one in
+a chroot: ``@uvicorn=chroot /srv/py313 /opt/venv/bin/python``, with this repository mounted at the
+same path inside). ``IMAGE@podman`` runs the gateway image ``IMAGE`` (bench/container.py).
+Every side runs at once on core 0, idle but for the one being loaded; each round loads every side
+in turn (the order rotating), with the stream phase (32 concurrent streams of 32 tokens) and the
+non-stream phase (64 concurrent calls) of bench/gateway_bench.py. The figure is the CPU time (utime
++ stime, the gateway's process tree) per request: on a loaded machine it is far steadier than
+latency, which this bench does not report.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -29,13 +34,14 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import container
 import uvloop
 from gateway_bench import REPO, TOKENS, closed_loop, cpu_seconds, start_fake_engine, start_gateway
 from results_file import emit
 
 from inferstack_devstack import Service, Stack, signals_stop
 
-SERVERS = ("uvicorn", "granian", "vllm-router")
+SERVERS = ("uvicorn", "granian", "vllm-router", "podman")
 
 
 def _directory(source: str) -> Path | None:
@@ -82,16 +88,30 @@ def tree_rss_mib(pid: int) -> float:
     return total
 
 
+def measured_pid(label: str, spec: str, service: Service) -> int:
+    """The process whose tree's CPU is the side's: the container's own for an image."""
+    if spec.partition("@")[2] == "podman":
+        return container.main_pid(container.name_for(f"gateway-{label}"))
+    return service.process.pid
+
+
 def start_side(stack: Stack, engine_url: str, label: str, spec: str) -> Service:
     source, _, server = spec.partition("@")
-    server = server or "uvicorn"
+    server, _, interpreter = (server or "uvicorn").partition("=")
     if server not in SERVERS:
         raise SystemExit(f"unknown server {server!r} in {label}={spec} (one of {', '.join(SERVERS)})")
     if server == "vllm-router":
         from reference_bench import start_router  # it imports this module
 
         return start_router(stack, REPO / ".venv-ref" / "bin" / "vllm-router", engine_url)
-    argv = None if server == "uvicorn" else [sys.executable, str(REPO / "bench" / "granian_serve.py")]
+    if server == "podman":
+        return start_gateway(stack, engine_url, name=f"gateway-{label}", env={"PYTHONHASHSEED": "0"}, image=source)
+    python = shlex.split(interpreter) if interpreter else [sys.executable]
+    argv = (
+        [*python, "-m", "inferstack", "serve"]
+        if server == "uvicorn"
+        else [*python, str(REPO / "bench" / "granian_serve.py")]
+    )
     env = {"PYTHONPATH": str(source_dir(source)), "PYTHONHASHSEED": "0"}
     return start_gateway(stack, engine_url, name=f"gateway-{label}", argv=argv, env=env)
 
@@ -131,19 +151,23 @@ def main() -> int:
     try:
         engine = start_fake_engine(stack)
         running = {label: start_side(stack, engine.url, label, spec) for label, spec in sides.items()}
+        pids = {label: measured_pid(label, sides[label], gw) for label, gw in running.items()}
         labels = list(sides)
         for round_ in range(args.rounds):
             order = labels[round_ % len(labels) :] + labels[: round_ % len(labels)]
             for label in order:
                 gw = running[label]
                 for kind, stream in (("stream", True), ("call", False)):
-                    cpu[label][kind].append(uvloop.run(phase(gw.url, gw.process.pid, stream, args.seconds)))
+                    cpu[label][kind].append(uvloop.run(phase(gw.url, pids[label], stream, args.seconds)))
             load.append(os.getloadavg()[0])
             latest = ", ".join(f"{k} {v['stream'][-1]:.3f}/{v['call'][-1]:.3f}" for k, v in cpu.items())
             print(f"round {round_ + 1} (ms per stream/call): {latest}", file=sys.stderr)
-        rss = {label: round(tree_rss_mib(gw.process.pid), 1) for label, gw in running.items()}
+        rss = {label: round(tree_rss_mib(pids[label]), 1) for label in running}
     finally:
         stack.stop()
+        for label, spec in sides.items():
+            if spec.partition("@")[2] == "podman":
+                container.remove(container.name_for(f"gateway-{label}"))
     result = {
         "command": ".venv/bin/python bench/ab_bench.py " + " ".join(sys.argv[1:]),
         "note": args.note,
@@ -166,6 +190,8 @@ def _commit(spec: str) -> str:
         from reference_bench import ROUTER_VERSION
 
         return f"vllm-router {ROUTER_VERSION}"
+    if server == "podman":
+        return container.image_id(source)
     if _directory(source) is not None:
         return f"{source} (a directory)"
     ref = "HEAD" if source == "." else source

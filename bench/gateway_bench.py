@@ -39,6 +39,7 @@ import uvloop
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "service"))
 
+import container  # noqa: E402
 from results_file import emit  # noqa: E402
 
 from inferstack_devstack import Service, Stack, free_port, signals_stop  # noqa: E402
@@ -79,8 +80,10 @@ def start_gateway(
     name: str = "gateway",
     argv: list[str] | None = None,
     env: dict[str, str] | None = None,
+    image: str | None = None,
 ) -> Service:
-    """A gateway on core 0 in front of ``engine_url`` (``python -m inferstack serve`` unless ``argv``), ready."""
+    """A gateway on core 0 in front of ``engine_url`` (``python -m inferstack serve`` unless ``argv``,
+    or the container ``image``: bench/container.py), ready."""
     port, admin_port = free_port(), free_port()
     settings = {
         "INFERSTACK_HOST": "127.0.0.1",
@@ -92,10 +95,14 @@ def start_gateway(
         "INFERSTACK_MAX_IN_FLIGHT_PER_REPLICA": "1024",
         **(env or {}),
     }
-    command = argv if argv is not None else [sys.executable, "-m", "inferstack", "serve"]
-    gateway = stack.start(name, pinned(0, command), f"http://127.0.0.1:{port}", settings)
+    if image is not None:
+        command = container.run_argv(image, container.name_for(name), settings, 0)
+        gateway = stack.start(name, command, f"http://127.0.0.1:{port}", container.ENV)
+    else:
+        command = pinned(0, argv if argv is not None else [sys.executable, "-m", "inferstack", "serve"])
+        gateway = stack.start(name, command, f"http://127.0.0.1:{port}", settings)
     gateway.admin_url = f"http://127.0.0.1:{admin_port}"
-    stack.wait_ready(gateway, "/readyz", 30)
+    stack.wait_ready(gateway, "/readyz", 30 if image is None else 90)
     return gateway
 
 

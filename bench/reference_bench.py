@@ -1,6 +1,7 @@
 """The gateway against issue 13's yardstick, vllm-router (Rust), on the same machine, interleaved.
 
     make bench-reference    # .venv/bin/python bench/reference_bench.py --router .venv-ref/bin/vllm-router
+    make bench-reference IMAGE=localhost/inferstack/gateway:bench   # the gateway image instead (--image)
 
 Issue 13 set its CPU targets next to vllm-router measured on the machine it was written on
 (0.9-1.2 ms per 32-token stream, 0.13-0.15 ms per non-stream call; targets 1.5 and 0.3 ms). The VMs
@@ -14,6 +15,11 @@ minus the direct path's, measured in the same round); the verdict compares the m
 gateway/vllm-router with the ratio the issue's targets imply (target / the issue's vllm-router
 figure: a range, from the two ends of that figure). Latency needs a quiet machine; the ratios of CPU
 much less so.
+
+Which gateway: by default this tree on this ``.venv``'s interpreter, a development build (here
+pyenv's CPython, compiled without profile-guided or link-time optimisation); with ``--image``, the
+gateway image run with podman on core 0 (bench/container.py), i.e. with the interpreter its base
+ships. The result names which (``gateway``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import container
 import uvloop
 from ab_bench import _commit, spread, tree_cpu_seconds, tree_rss_mib
 from gateway_bench import REPO, TOKENS, added, closed_loop, pinned, start_fake_engine, start_gateway
@@ -62,13 +69,15 @@ def start_router(stack: Stack, router: Path, engine_url: str) -> Service:
     return service
 
 
-async def round_(engine: str, proxies: dict[str, Service], order: list[str], seconds: float) -> dict[str, Any]:
-    """One round: the direct path, then each proxy in ``order``, for each phase."""
+async def round_(
+    engine: str, proxies: dict[str, Service], pids: dict[str, int], order: list[str], seconds: float
+) -> dict[str, Any]:
+    """One round: the direct path, then each proxy in ``order``, for each phase (``pids``: whose CPU)."""
     out: dict[str, Any] = {label: {} for label in proxies}
     for name, concurrency, stream, tokens in PHASES:
         direct, _, _ = await closed_loop(engine, concurrency, seconds, stream, tokens)
         for label in order:
-            pid = proxies[label].process.pid
+            pid = pids[label]
             cpu0 = tree_cpu_seconds(pid)
             ttft, served, _ = await closed_loop(proxies[label].url, concurrency, seconds, stream, tokens)
             # closed_loop's warm-up requests (one per worker) also went through the proxy.
@@ -114,6 +123,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each measured phase")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--image",
+        help="measure this gateway image (podman, bench/container.py) instead of the gateway on this .venv's Python",
+    )
     args = parser.parse_args()
     if not args.router.exists():
         raise SystemExit(f"{args.router} not found: `make bench-reference` installs vllm-router {ROUTER_VERSION}")
@@ -129,13 +142,16 @@ def main() -> int:
     try:
         engine = start_fake_engine(stack)
         proxies = {
-            "gateway": start_gateway(stack, engine.url),
+            "gateway": start_gateway(stack, engine.url, image=args.image),
             "vllm_router": start_router(stack, args.router, engine.url),
         }
+        pids = {label: p.process.pid for label, p in proxies.items()}
+        if args.image:
+            pids["gateway"] = container.main_pid(container.name_for("gateway"))
         labels = list(proxies)
         for n in range(args.rounds):
             order = labels if n % 2 == 0 else labels[::-1]
-            rounds.append(uvloop.run(round_(engine.url, proxies, order, args.seconds)))
+            rounds.append(uvloop.run(round_(engine.url, proxies, pids, order, args.seconds)))
             load.append(os.getloadavg()[0])
             r = rounds[-1]
             line = ", ".join(
@@ -143,9 +159,11 @@ def main() -> int:
                 for k in labels
             )
             print(f"round {n + 1} (CPU ms per stream/call): {line}; load {load[-1]:.1f}", file=sys.stderr)
-        rss = {label: round(tree_rss_mib(p.process.pid), 1) for label, p in proxies.items()}
+        rss = {label: round(tree_rss_mib(pid), 1) for label, pid in pids.items()}
     finally:
         stack.stop()
+        if args.image:
+            container.remove(container.name_for("gateway"))
 
     def series(label: str, phase: str, *key: str) -> list[float]:
         values = []
@@ -167,6 +185,11 @@ def main() -> int:
     result = {
         "command": "make bench-reference  # .venv/bin/python bench/reference_bench.py " + " ".join(sys.argv[1:]),
         "commit": commit,
+        "gateway": (
+            f"the image {args.image} ({container.image_id(args.image)})"
+            if args.image
+            else f"this tree on {sys.executable} (Python {platform.python_version()})"
+        ),
         "reference": f"vllm-router {version} (PyPI wheel, Rust), --policy round_robin, one worker",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "load_average_1m": {"min": min(load), "max": max(load), "samples": load},

@@ -8,17 +8,23 @@ and the dependency layer cached; the first run on a machine builds both.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
+import os
+import subprocess
 import time
 import tomllib
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
 
 import openai
 import pytest
 
 from inferstack_devstack import free_port
 
-from ._podman import REPO, pod, podman, wait_http
+from ._podman import CONTAINERS_CONF, REPO, STORE, pod, podman, wait_http
 
 MODEL = "tiny-llama"
 FAKE_ENGINE = "inferstack_fake_engine"
@@ -117,3 +123,51 @@ def test_the_image_tokenizes_as_the_gateway_does_outside_it(gateway_image: str) 
         *("--volume", f"{model_dir}:/tokenizer:ro", gateway_image, "-c", probe, json.dumps(chat)),
     )
     assert json.loads(result.stdout) == expected
+
+
+def _bench_container() -> ModuleType:
+    """bench/container.py, loaded by path (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("bench_container", REPO / "bench" / "container.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_reference_bench_measures_the_gateway_in_the_image(gateway_image: str) -> None:
+    """bench/container.py, as `make bench-reference IMAGE=...` uses it: its `podman run` starts the image
+    from this store on core 0 with the bench's settings, and the process whose CPU it reads is the
+    gateway's own (not the podman client's), which serves the port it was given."""
+    bench = _bench_container()
+    assert (bench.STORE, bench.CONTAINERS_CONF) == (STORE, CONTAINERS_CONF)
+    port, admin_port = free_port(), free_port()
+    settings = {
+        "INFERSTACK_HOST": "127.0.0.1",
+        "INFERSTACK_PORT": str(port),
+        "INFERSTACK_ADMIN_PORT": str(admin_port),
+        "INFERSTACK_UPSTREAMS": "http://127.0.0.1:9",
+        "INFERSTACK_AUTH_ENABLED": "false",
+    }
+    name = bench.name_for("image-test")
+    client = subprocess.Popen(
+        bench.run_argv(gateway_image, name, settings, 0),
+        env={**os.environ, **bench.ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        pid = 0
+        while not pid and client.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                pid = bench.main_pid(name)  # 0 until the container runs
+        assert pid > 0, f"the container did not start (podman run: {client.poll()})"
+        wait_http(f"http://127.0.0.1:{port}/healthz", name, deadline_s=60)
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert any(arg.endswith(b"/inferstack") for arg in argv) and b"serve" in argv, argv
+        assert Path(f"/proc/{pid}/status").read_text().count("Cpus_allowed_list:\t0\n") == 1
+        assert "gateway" in bench.image_id(gateway_image)  # the labels the bench records
+    finally:
+        client.terminate()
+        client.wait(60)
+        bench.remove(name)

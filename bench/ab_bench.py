@@ -88,16 +88,27 @@ def tree_rss_mib(pid: int) -> float:
     return total
 
 
-def measured_pid(label: str, spec: str, service: Service) -> int:
+def parse_side(spec: str) -> tuple[str, str, str]:
+    """``SOURCE[@SERVER[=COMMAND]]`` as (source, server, command): the server ``uvicorn`` if none."""
+    source, _, server = spec.partition("@")
+    server, _, interpreter = (server or "uvicorn").partition("=")
+    return source, server, interpreter
+
+
+def service_name(label: str) -> str:
+    """The side's service (and, for an image, its container: ``container.name_for``)."""
+    return f"gateway-{label}"
+
+
+def measured_pid(spec: str, service: Service) -> int:
     """The process whose tree's CPU is the side's: the container's own for an image."""
-    if spec.partition("@")[2] == "podman":
-        return container.main_pid(container.name_for(f"gateway-{label}"))
+    if parse_side(spec)[1] == "podman":
+        return container.main_pid(container.name_for(service.name))
     return service.process.pid
 
 
 def start_side(stack: Stack, engine_url: str, label: str, spec: str) -> Service:
-    source, _, server = spec.partition("@")
-    server, _, interpreter = (server or "uvicorn").partition("=")
+    source, server, interpreter = parse_side(spec)
     if server not in SERVERS:
         raise SystemExit(f"unknown server {server!r} in {label}={spec} (one of {', '.join(SERVERS)})")
     if server == "vllm-router":
@@ -105,7 +116,7 @@ def start_side(stack: Stack, engine_url: str, label: str, spec: str) -> Service:
 
         return start_router(stack, REPO / ".venv-ref" / "bin" / "vllm-router", engine_url)
     if server == "podman":
-        return start_gateway(stack, engine_url, name=f"gateway-{label}", env={"PYTHONHASHSEED": "0"}, image=source)
+        return start_gateway(stack, engine_url, name=service_name(label), env={"PYTHONHASHSEED": "0"}, image=source)
     python = shlex.split(interpreter) if interpreter else [sys.executable]
     argv = (
         [*python, "-m", "inferstack", "serve"]
@@ -113,7 +124,7 @@ def start_side(stack: Stack, engine_url: str, label: str, spec: str) -> Service:
         else [*python, str(REPO / "bench" / "granian_serve.py")]
     )
     env = {"PYTHONPATH": str(source_dir(source)), "PYTHONHASHSEED": "0"}
-    return start_gateway(stack, engine_url, name=f"gateway-{label}", argv=argv, env=env)
+    return start_gateway(stack, engine_url, name=service_name(label), argv=argv, env=env)
 
 
 async def phase(url: str, pid: int, stream: bool, seconds: float) -> float:
@@ -151,7 +162,7 @@ def main() -> int:
     try:
         engine = start_fake_engine(stack)
         running = {label: start_side(stack, engine.url, label, spec) for label, spec in sides.items()}
-        pids = {label: measured_pid(label, sides[label], gw) for label, gw in running.items()}
+        pids = {label: measured_pid(sides[label], gw) for label, gw in running.items()}
         labels = list(sides)
         for round_ in range(args.rounds):
             order = labels[round_ % len(labels) :] + labels[: round_ % len(labels)]
@@ -166,8 +177,8 @@ def main() -> int:
     finally:
         stack.stop()
         for label, spec in sides.items():
-            if spec.partition("@")[2] == "podman":
-                container.remove(container.name_for(f"gateway-{label}"))
+            if parse_side(spec)[1] == "podman":
+                container.remove(container.name_for(service_name(label)))
     result = {
         "command": ".venv/bin/python bench/ab_bench.py " + " ".join(sys.argv[1:]),
         "note": args.note,
@@ -185,7 +196,7 @@ def main() -> int:
 
 
 def _commit(spec: str) -> str:
-    source, _, server = spec.partition("@")
+    source, server, _ = parse_side(spec)
     if server == "vllm-router":
         from reference_bench import ROUTER_VERSION
 

@@ -45,7 +45,7 @@ import prometheus_client.values as _values
 def _inc(self, amount):
     self._value += amount
 
-def _set(self, value, exemplar=None):
+def _set(self, value, timestamp=None):
     self._value = value
 
 _values.MutexValue.inc = _inc

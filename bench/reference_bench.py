@@ -147,7 +147,7 @@ def main() -> int:
         }
         pids = {label: p.process.pid for label, p in proxies.items()}
         if args.image:
-            pids["gateway"] = container.main_pid(container.name_for("gateway"))
+            pids["gateway"] = container.main_pid(container.name_for(proxies["gateway"].name))
         labels = list(proxies)
         for n in range(args.rounds):
             order = labels if n % 2 == 0 else labels[::-1]
@@ -163,7 +163,7 @@ def main() -> int:
     finally:
         stack.stop()
         if args.image:
-            container.remove(container.name_for("gateway"))
+            container.remove(container.name_for("gateway"))  # start_gateway's default name: proxies may not exist
 
     def series(label: str, phase: str, *key: str) -> list[float]:
         values = []

@@ -11,8 +11,8 @@ under Granian, bench/granian_serve.py) or ``vllm-router`` (the Rust router bench
 measures against, from the Makefile's ``.venv-ref``, which ``make bench-reference`` installs; SOURCE
 is ignored: ``-@vllm-router``). ``@uvicorn=COMMAND`` runs the gateway with another interpreter:
 COMMAND is the command line that stands for ``python`` (``@uvicorn=/usr/bin/python3.11``, or one in
-a chroot: ``@uvicorn=chroot /srv/py313 /opt/venv/bin/python``, with this repository mounted at the
-same path inside). ``IMAGE@podman`` runs the gateway image ``IMAGE`` (bench/container.py).
+a chroot bench/chroot_python.sh made: ``@uvicorn=chroot /srv/py313 /opt/venv/bin/python``, with this
+repository mounted at the same path inside). ``IMAGE@podman`` runs the gateway image ``IMAGE`` (bench/container.py).
 Every side runs at once on core 0, idle but for the one being loaded; each round loads every side
 in turn (the order rotating), with the stream phase (32 concurrent streams of 32 tokens) and the
 non-stream phase (64 concurrent calls) of bench/gateway_bench.py. The figure is the CPU time (utime

@@ -126,7 +126,7 @@ def test_gpu_engine_is_the_official_vllm_image() -> None:
 
 
 def test_shell_scripts_pass_shellcheck() -> None:
-    scripts = [*DOCKER.glob("**/*.sh"), *(REPO / "scripts").glob("**/*.sh")]
+    scripts = [*DOCKER.glob("**/*.sh"), *(REPO / "scripts").glob("**/*.sh"), *(REPO / "bench").glob("**/*.sh")]
     # -x: follow `source`d files (scripts/lib/apt.sh), so they are checked in context too.
     result = run([tool("shellcheck"), "-x", "--severity=style", *map(str, scripts)])
     assert result.returncode == 0, result.stdout + result.stderr

@@ -18,7 +18,7 @@ help:
 	@echo "make bench               gateway overhead against the direct path; tenancy hot-path cost"
 	@echo "make bench-reference     the gateway's CPU per request as a ratio to vllm-router's (Rust), measured here, interleaved (IMAGE=...: the gateway image, bench/container.py)"
 	@echo "make bench-routing       routing policies on a simulated 8-replica fleet"
-	@echo "make bench-routing-real  routing policies on 3 real vLLM CPU replicas (prefix-cache hit rates; PLAN=pressure: a cache 0.18 of the system prompts, 12 conversations at once)"
+	@echo "make bench-routing-real  routing policies on 3 real vLLM CPU replicas (prefix-cache hit rates; PLAN=pressure: a cache 0.18 of the system prompts, 12 conversations at once; PLAN=interleaved: those conversations, 10 under way, 5 turns in flight)"
 	@echo "make bench-adapters-real LoRA adapter placement on 2 real vLLM CPU replicas (adapter loads, TTFT)"
 	@echo "make loadtest            locust against the local stack (HOST=... PROFILE=... REPORT_DIR=...; key: INFERSTACK_API_KEY)"
 	@echo "make dashboards          regenerate dashboards and rules from observability/*_src"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,11 @@ class RunSettings:
     """0: conversations arrive as a Poisson process (``conversation_rate``). n: a closed loop, as
     ``bench/routing_real``'s client: n conversations at once, each turn sent as soon as the previous
     one is answered (no think time) and the next conversation started as soon as one ends."""
+    live: int = 0
+    """With ``concurrency``: how many conversations are under way at once (0: ``concurrency``). Above
+    it, a conversation's next turn joins the back of a queue of ready turns when its answer arrives
+    and each free worker takes the front one, so a conversation waits for the others' turns as a user
+    reads and types: many histories live, few requests in flight (``bench/routing_real``'s ``--live``)."""
     sticky_gateway: bool = False
     """Every turn of a conversation through the same gateway (a client keeping its connection), not a
     random one per turn (a Service spreading each new connection)."""
@@ -119,6 +125,8 @@ class FleetSim:
         self.scraped: list[tuple[float, float]] = [(0.0, 0.0)] * n
         self.turns: dict[int, _Turn] = {}
         self.ids = itertools.count(1)
+        self.ready: deque[tuple[Conversation, int]] = deque()
+        """The closed loop's turns whose conversation waits for a worker, oldest first."""
         self.events: list[tuple[float, int, str, Any]] = []
         self.order = itertools.count()
         self.rng = random.Random(settings.seed)
@@ -167,8 +175,12 @@ class FleetSim:
         end = s.warmup + s.duration
         self._push(s.warmup, "measure", None)  # first: with no warm-up, the first turns count too
         if s.concurrency:
+            for _ in range(max(s.live, s.concurrency)):
+                conv = self.workload.conversation()
+                if conv is not None:
+                    self.ready.append((conv, 0))
             for _ in range(s.concurrency):
-                self._push(0.0, "arrive", None)
+                self._push(0.0, "next", None)
         else:
             self._push(self.rng.expovariate(s.conversation_rate), "arrive", None)
         self._push(0.0, "scrape", None)
@@ -184,6 +196,9 @@ class FleetSim:
                 self._step_done(now, data)
             elif kind == "turn":
                 self._submit(now, *data)
+            elif kind == "next":
+                if self.ready:  # empty only once the plan's conversations are all under way or done
+                    self._submit(now, *self.ready.popleft())
             elif kind == "deliver":
                 self._deliver(now, *data)
             elif kind == "arrive":
@@ -328,11 +343,14 @@ class FleetSim:
                 conv.answered.append(turn.output)
                 if measuring:
                     self.result.completed += 1
-                if turn.index + 1 < len(conv.questions):
-                    think = 0.0 if self.s.concurrency else conv.think_times[turn.index]
-                    self._push(now + think, "turn", (conv, turn.index + 1))
-                elif self.s.concurrency:
-                    self._push(now, "arrive", None)
+                if self.s.concurrency:  # the closed loop: this worker takes the front ready turn
+                    if turn.index + 1 < len(conv.questions):
+                        self.ready.append((conv, turn.index + 1))
+                    elif (new := self.workload.conversation()) is not None:
+                        self.ready.append((new, 0))
+                    self._push(now, "next", None)
+                elif turn.index + 1 < len(conv.questions):
+                    self._push(now + conv.think_times[turn.index], "turn", (conv, turn.index + 1))
         if self.kv is not None:
             self._publish(now, r)
         self._start_step(now, r)

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from sweep import BASE, Point, run_point
+from sweep import BASE, Point, checkpoint, run_point
 
 HERE = Path(__file__).resolve().parent
 RULES: dict[str, dict[str, float]] = {
@@ -98,10 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-            load.append(os.getloadavg())
-            report["load_average_1_5_15"] = [[round(x, 1) for x in la] for la in load]
-            report["wall_seconds"] = round(time.monotonic() - started)
-            a.out.write_text(json.dumps(report, indent=2) + "\n")
+            checkpoint(report, load, started, a.out)
     return 0
 
 

@@ -199,6 +199,7 @@ def sim_config(
         duration=1e9,
         gateways=s["gateways"],
         concurrency=s["concurrency"],
+        live=s.get("live") or 0,
         engine_delay=engine_delay,
     )
     return params, settings
@@ -212,10 +213,12 @@ def replay(
     slowdown: float = 1.0,
     engine_delay: float = 0.0,
     max_num_seqs: int = 32,
+    loop: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """``slowdown``: the simulator's step timings times this; ``engine_delay``: ``RunSettings``'."""
+    """``slowdown``: the simulator's step timings times this; ``engine_delay``: ``RunSettings``';
+    ``loop``: ``concurrency`` and ``live`` other than the run's (its conversations in another loop)."""
     report, prompts = load_real(results)
-    s = report["settings"]
+    s = {**report["settings"], **(loop or {})}
     params, settings = sim_config(s, slowdown, engine_delay, max_num_seqs)
     out: dict[str, Any] = {}
     for name in policies:
@@ -256,14 +259,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slowdown", type=float, default=1.0, help="the simulator's step timings times this")
     ap.add_argument("--engine-delay", type=float, default=0.0, help="seconds from a routing decision to the engine")
     ap.add_argument("--max-num-seqs", type=int, default=32, help="running sequences per replica at most")
+    ap.add_argument("--concurrency", type=int, default=None, help="workers, instead of the run's")
+    ap.add_argument("--live", type=int, default=None, help="conversations under way at once, instead of the run's")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
+    loop = {k: v for k, v in (("concurrency", a.concurrency), ("live", a.live)) if v is not None}
     profiles = {k: ProfileSpec(**v) for k, v in (a.profiles or {}).items()}
     started, load = time.monotonic(), os.getloadavg()
     runs = []
     for path in a.results:
         real = json.loads(path.read_text())
-        sim = replay(path, tuple(a.policies), a.knobs, profiles, a.slowdown, a.engine_delay, a.max_num_seqs)
+        sim = replay(path, tuple(a.policies), a.knobs, profiles, a.slowdown, a.engine_delay, a.max_num_seqs, loop)
         keys = {"hit_rate": "hit_rate", "routed_hit_rate": "routed_hit_rate", "oracle_at_send": "oracle_hit_rate"}
         real_p = {k: {ours: v[theirs] for ours, theirs in keys.items()} for k, v in real["policies"].items()}
         for k, share in real_whole_history(path).items():
@@ -285,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         "slowdown": a.slowdown,
         "engine_delay": a.engine_delay,
         "max_num_seqs": a.max_num_seqs,
+        "loop": loop,
         "profiles": a.profiles,
         "runs": runs,
         "load_average_1_5_15": [[round(x, 1) for x in la] for la in (load, os.getloadavg())],

@@ -64,6 +64,8 @@ class Point:
     """0: Poisson arrivals at 75% of the no-cache capacity; n: a closed loop of n conversations (des.py)."""
     conversations_per_tenant: int = 0
     """0: tenants drawn at random; n: the real bench's plan (workload.py)."""
+    live: int = 0
+    """With ``concurrency``: conversations under way at once (des.py's ``RunSettings.live``)."""
 
 
 BASE = Point()
@@ -119,6 +121,7 @@ def run_point(
         restart=(0, warmup + quarter, quarter) if point.restart else None,
         sticky_gateway=point.sticky_gateway,
         concurrency=point.concurrency,
+        live=point.live,
     )
     system_blocks = sum(len(p) for p in Workload(shape, seed).system_prompts) / 4 / params.block_size
     out: dict[str, Any] = {
@@ -246,11 +249,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"  x PA {row['oracle_vs_prefix_affinity']}  vs oracle {row['precise_vs_oracle']}",
                 file=sys.stderr,
             )
-        load.append(os.getloadavg())
-        report["load_average_1_5_15"] = [[round(x, 1) for x in la] for la in load]
-        report["wall_seconds"] = round(time.monotonic() - started)
-        a.out.write_text(json.dumps(report, indent=2) + "\n")  # after every axis: a long sweep keeps what it did
+        checkpoint(report, load, started, a.out)  # after every axis: a long sweep keeps what it did
     return 0
+
+
+def checkpoint(report: dict[str, Any], load: list[tuple[float, float, float]], started: float, out: Path) -> None:
+    """Write ``report`` as it stands, with the load averages sampled so far and now, and the wall time."""
+    load.append(os.getloadavg())
+    report["load_average_1_5_15"] = [[round(x, 1) for x in la] for la in load]
+    report["wall_seconds"] = round(time.monotonic() - started)
+    out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """One routing policy's run of the plan through a ``deployment.Deployment``: what the client does.
 
 For each policy the engines' prefix caches are emptied, the same turns are sent along the same paths
-(``workload.routes``) by ``--concurrency`` workers, and one engine is restarted when ``--restart-at``
-of the turns have started. Each turn's record notes what every running replica held at the send
-(the oracle), the engine's reported cached tokens and the client's TTFT; ``measure`` turns them into
-figures.
+(``workload.routes``) by ``--concurrency`` workers (``workload.TurnQueue``), and one engine is
+restarted when ``--restart-at`` of the turns have started. Each turn's record notes what every
+running replica held at the send (the oracle), the engine's reported cached tokens and the client's
+TTFT; ``measure`` turns them into figures.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import aiohttp
 from deployment import MODEL, Deployment, engine_args, start_engine, stop_engine
 from measure import COUNTERS, Counters, Record, counters, decisions, metrics, per_replica, policy_report, ready_replicas
 from turn_log import Removals
-from workload import Shape, conversations, order, routes
+from workload import Shape, TurnQueue, conversations, order, routes
 
 from inferstack.kvcache.blocks import prompt_block_hashes
 from inferstack.kvcache.tokenize import engine_token_ids, tokenize_body
@@ -32,6 +32,8 @@ REJOIN_TIMEOUT = 120.0  # seconds for every gateway to count a restarted replica
 class Bench:
     def __init__(self, session: aiohttp.ClientSession, deployment: Deployment, args: argparse.Namespace) -> None:
         self.session, self.deployment, self.a = session, deployment, args
+        self.live = max(args.live, args.concurrency)
+        """Conversations under way at once (``--live``; 0 means one per worker)."""
         self.urls = deployment.urls
         self.index = deployment.index
         self.removals: dict[str, Removals] = {}
@@ -182,7 +184,7 @@ class Bench:
         decided = await decisions(self.session, gateways)
         lost: dict[str, Counters] = {}
         records: list[Record] = []
-        queue = order(len(self.convs), self.a.seed)
+        ready = TurnQueue([len(conv) for conv in self.convs], order(len(self.convs), self.a.seed), self.live)
         turns = sum(len(conv) for conv in self.convs)
         restart_at, rejoin_at = int(self.a.restart_at * turns), int(self.a.rejoin_at * turns)
         restart: asyncio.Task[dict[str, Any]] | None = None
@@ -190,19 +192,20 @@ class Bench:
         self.phase = "all_up"
 
         async def worker() -> None:
-            # Each worker takes the next conversation in the seeded order and sends its turns in order.
+            # Each worker sends the front ready turn (TurnQueue: with --live at its default, one
+            # conversation per worker, its turns back to back).
             nonlocal started, restart
-            while queue:
-                c = queue.pop()
-                for t in range(len(self.convs[c])):
-                    if self.a.restart_at < 1 and started == restart_at and restart is None:
-                        restart = asyncio.create_task(
-                            self.restart(self.a.restart_replica, before[self.urls[self.a.restart_replica]], lost)
-                        )
-                    if restart is not None and started >= rejoin_at and not restart.done():
-                        await asyncio.wait([restart])
-                    started += 1
-                    await self.turn(policy, c, t, records)
+            while (turn := ready.take()) is not None:
+                c, t = turn
+                if self.a.restart_at < 1 and started == restart_at and restart is None:
+                    restart = asyncio.create_task(
+                        self.restart(self.a.restart_replica, before[self.urls[self.a.restart_replica]], lost)
+                    )
+                if restart is not None and started >= rejoin_at and not restart.done():
+                    await asyncio.wait([restart])
+                started += 1
+                await self.turn(policy, c, t, records)
+                ready.answered(c, t)
 
         clock = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(self.a.concurrency)))

@@ -1,11 +1,13 @@
-"""Two figures docs/routing.md quotes from the committed pressure-plan runs (session 17), recomputed.
+"""Figures docs/routing.md quotes from the committed pressure-plan (session 17) and interleaved-plan
+(session 19) runs, recomputed.
 
     .venv/bin/python bench/routing_real/pressure_tally.py [--out FILE]
 
 - ``stable_phases``: per run with both policies, precise_prefix / prefix_affinity over the routed
   turns of the two phases with every replica up (``all_up`` and ``back_cold``, each phase's routed hit
   rate weighted by its requests), their median and range, and how many runs are ahead (> 1.02),
-  level (0.98-1.02) and behind;
+  level (0.98-1.02) and behind; ``interleaved_stable_phases``: the same over the ``interleaved``
+  plan's runs, and ``interleaved_phase_losses`` where their routed tokens went, per phase;
 - ``overtakes``: per policy of the engine-priority runs, how many times a turn sent later to the same
   replica got its first token earlier (from the turn logs: ``sent`` and ``ttft`` per routed turn).
 """
@@ -33,9 +35,9 @@ def stable_rate(policy: dict[str, Any]) -> float:
     return sum(phases[p]["requests"] * phases[p]["routed_hit_rate"] for p in STABLE) / requests
 
 
-def stable_phases() -> dict[str, Any]:
+def stable_phases(pattern: str = "results_pressure*.json") -> dict[str, Any]:
     ratios: dict[str, float] = {}
-    for path in sorted(HERE.glob("results_pressure*.json")):
+    for path in sorted(HERE.glob(pattern)):
         policies = json.loads(path.read_text())["policies"]
         if "precise_prefix" in policies and "prefix_affinity" in policies:
             ratio = stable_rate(policies["precise_prefix"]) / stable_rate(policies["prefix_affinity"])
@@ -51,6 +53,34 @@ def stable_phases() -> dict[str, Any]:
         "level": sum(0.98 <= v <= 1.02 for v in values),
         "behind": sum(v < 0.98 for v in values),
     }
+
+
+def phase_losses(pattern: str) -> dict[str, Any]:
+    """Per run, policy and phase, in shares of the routed prompt tokens: the send-time oracle, what was
+    hit, what the choice left on a better replica and what the chosen one held at the send but did not hit."""
+    out: dict[str, Any] = {}
+    for path in sorted(HERE.glob(pattern)):
+        with gzip.open(path, "rt") as f:
+            turns = [json.loads(line) for line in f]
+        sums: dict[str, dict[str, dict[str, int]]] = {}
+        for t in turns:
+            if t["direct"] or "held" not in t or "cached" not in t:  # direct, or failed before an answer
+                continue
+            held = t["held"].get(t["upstream"], 0)
+            s = sums.setdefault(t["id"].split("/")[0], {}).setdefault(t["phase"], dict.fromkeys(_LOSS_KEYS, 0))
+            s["prompt"] += t["prompt"]
+            s["oracle"] += t["oracle"]
+            s["hit"] += t["cached"]
+            s["choice"] += t["oracle"] - held
+            s["after_send"] += held - t["cached"]
+        out[path.name.split(".")[0]] = {
+            policy: {ph: {k: round(v[k] / v["prompt"], 3) for k in _LOSS_KEYS[1:]} for ph, v in phases.items()}
+            for policy, phases in sums.items()
+        }
+    return out
+
+
+_LOSS_KEYS = ("prompt", "oracle", "hit", "choice", "after_send")
 
 
 def overtakes(path: Path) -> dict[str, int]:
@@ -78,6 +108,8 @@ def main() -> None:
     result = {
         "command": "python bench/routing_real/pressure_tally.py" + (f" --out {args.out}" if args.out else ""),
         "stable_phases": stable_phases(),
+        "interleaved_stable_phases": stable_phases("results_interleaved*.json"),
+        "interleaved_phase_losses": phase_losses("results_interleaved*.turns.jsonl.gz"),
         "overtakes": {p.name.split(".")[0]: overtakes(p) for p in runs},
     }
     emit(result, args.out)

@@ -1,6 +1,6 @@
 """``make bench-routing-real``: routing policies on real vLLM CPU replicas, judged by the engines' own counters.
 
-    .venv/bin/python bench/routing_real/run.py [--plan default|pressure] [--replicas 3] [--gateways 3] [--out FILE]
+    .venv/bin/python bench/routing_real/run.py [--plan default|pressure|interleaved] [--replicas 3] [--out FILE]
 
 The deployment as it runs in Kubernetes, on one machine: ``--replicas`` vLLM replicas of the tiny model
 with KV events and a small KV cache (``--kv-blocks`` blocks each, so no replica holds every tenant's
@@ -13,7 +13,8 @@ cache is empty when it returns).
 
 For each policy it empties every engine's prefix cache (``/reset_prefix_cache``, dev mode), replays
 the same plan (``workload.py``: the same requests, the same gateway or engine for each) with
-``--concurrency`` conversations at once, and reports:
+``--concurrency`` turns in flight, one per conversation under way (or ``--live`` conversations under
+way, each turn queued behind the others'), and reports:
 
 - ``hit_rate``: the engines' ``vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total`` (all
   traffic, routed and direct), in total and per replica; ``routed_hit_rate``: the same for the
@@ -101,13 +102,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 PLANS: dict[str, dict[str, Any]] = {
     "default": {},
     "pressure": {"tenants": 36, "conversations": 1, "concurrency": 12},
+    "interleaved": {"tenants": 36, "conversations": 1, "concurrency": 5, "live": 10},
 }
 """Named plans (``--plan``; explicit flags still override them). ``default``: one replica's KV cache is
 0.53 of the 12 tenants' system prompts, 5 conversations at a time. ``pressure``: the same prompts and
 turn count (36 six-turn conversations), one conversation per tenant, so one replica's cache is 0.18 of
 the 36 system prompts, and 12 conversations at a time: in this closed loop the live conversations are
 the working set, and the simulator at this bench's shape reaches the goals only with both
-(bench/routing/real_shape.json, docs/routing.md)."""
+(bench/routing/real_shape.json, docs/routing.md). ``interleaved``: the pressure plan's conversations,
+10 under way but 5 turns in flight, each turn queued behind the other live conversations' as a
+user's think time would: the same working set as ten at once without the engine queues that evict a
+waiting turn's history (bench/routing/live.json, docs/routing.md)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -128,7 +133,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--restart-replica", type=int, default=0)
     parser.add_argument("--restart-at", type=float, default=0.25, help="share of turns started; >= 1: no restart")
     parser.add_argument("--rejoin-at", type=float, default=0.5, help="no turn past this share starts before it is back")
-    parser.add_argument("--concurrency", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=5, help="turns in flight at once (workers)")
+    parser.add_argument(
+        "--live",
+        type=int,
+        default=0,
+        help="conversations under way at once, each turn queued behind the others' (0: --concurrency,"
+        " every worker sends one conversation's turns back to back)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--policies", nargs="+", default=list(POLICIES))
     parser.add_argument(
@@ -147,7 +159,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profiles", help="more routing profiles for the gateways (INFERSTACK_ROUTING__PROFILES JSON)")
     parser.add_argument("--out", type=Path)
     parser.set_defaults(**PLANS[pre.parse_known_args(argv)[0].plan])
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.live and args.live < args.concurrency:
+        parser.error("--live must be 0 or at least --concurrency")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

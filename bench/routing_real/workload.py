@@ -9,6 +9,7 @@ depends on timing.
 from __future__ import annotations
 
 import random
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,3 +103,30 @@ def order(n: int, seed: int) -> list[int]:
     queue = list(range(n))
     random.Random(seed).shuffle(queue)
     return queue
+
+
+class TurnQueue:
+    """The closed loop's turns ready to send, oldest first, with ``live`` conversations under way.
+
+    A worker ``take``s the front turn and, once it is answered, reports it (``answered``): the
+    conversation's next turn joins the back, or after its last turn the next conversation in
+    ``order`` starts. With ``live`` at most the number of workers that is one conversation per worker,
+    its turns back to back; above it each turn waits behind the other live conversations' turns, as a
+    user reads and types. A conversation never has two turns out at once.
+    """
+
+    def __init__(self, turns: list[int], order: list[int], live: int) -> None:
+        """``turns``: per conversation; ``order``: conversations, taken up from the end (``order()``'s)."""
+        self._turns = turns
+        self._waiting = list(order)
+        self._ready = deque((self._waiting.pop(), 0) for _ in range(min(live, len(self._waiting))))
+
+    def take(self) -> tuple[int, int] | None:
+        """The front (conversation, turn); None once every conversation is under way or done."""
+        return self._ready.popleft() if self._ready else None
+
+    def answered(self, c: int, t: int) -> None:
+        if t + 1 < self._turns[c]:
+            self._ready.append((c, t + 1))
+        elif self._waiting:
+            self._ready.append((self._waiting.pop(), 0))

@@ -69,6 +69,35 @@ def test_closed_loop_keeps_n_conversations_live_and_the_plan_order_uses_every_te
     assert result.completed > 30
 
 
+def test_more_live_conversations_than_workers_keep_their_turns_apart() -> None:
+    from des import FleetSim, RunSettings
+    from workload import Workload, WorkloadShape
+
+    from inferstack.scheduling import make_policy
+
+    shape = WorkloadShape(tenants=6, system_tokens=(200, 200), conversations_per_tenant=1)
+    settings = RunSettings(replicas=2, warmup=5, duration=30, concurrency=2, live=4)
+    sim = FleetSim([make_policy("round_robin")], run.REPLICA, Workload(shape, 1), settings)
+    sent: list[int] = []
+    submit = sim._submit
+
+    def record(now: float, conv: object, index: int) -> None:
+        sent.append(conv.cid)  # type: ignore[attr-defined]
+        submit(now, conv, index)  # type: ignore[arg-type]
+
+    sim._submit = record  # type: ignore[method-assign]
+    result = sim.run()
+    assert max(sum(sample) for sample in result.in_flight_samples) == 2  # two turns in flight at most
+    assert len(sim.ready) == 2  # the other two live conversations wait for a worker
+    # An answered conversation queues behind the two waiting ones: at least two other sends between
+    # any conversation's consecutive turns (with live=2 it would be back to back on one worker).
+    last: dict[int, int] = {}
+    for i, cid in enumerate(sent):
+        assert i - last.get(cid, -3) >= 3
+        last[cid] = i
+    assert result.completed > 15
+
+
 def test_replay_sends_the_real_plans_turns_the_same_way() -> None:
     from replay import REAL, replay
 

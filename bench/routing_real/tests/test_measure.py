@@ -135,6 +135,8 @@ def test_the_summary_compares_policies_that_ran_and_leaves_the_others_out() -> N
         ([], {"plan": "default", "tenants": 12, "conversations": 3, "concurrency": 5}),
         (["--plan", "pressure"], {"plan": "pressure", "tenants": 36, "conversations": 1, "concurrency": 12}),
         (["--plan", "pressure", "--concurrency", "3"], {"tenants": 36, "concurrency": 3}),  # flags win
+        (["--plan", "interleaved"], {"tenants": 36, "conversations": 1, "concurrency": 5, "live": 10}),
+        (["--concurrency", "4"], {"concurrency": 4, "live": 0}),  # 0: one conversation per worker
     ],
 )
 def test_the_command_line_applies_a_named_plan_under_the_flags(argv: list[str], expected: dict[str, object]) -> None:
@@ -146,3 +148,37 @@ def test_the_command_line_applies_a_named_plan_under_the_flags(argv: list[str], 
     )
     settings = json.loads(proc.stdout)
     assert {k: settings[k] for k in expected} == expected
+
+
+def test_live_below_the_workers_is_refused() -> None:
+    script = "import sys, run; run.parse_args(sys.argv[1:])"
+    argv = ["--concurrency", "5", "--live", "3"]
+    proc = subprocess.run([sys.executable, "-c", script, *argv], cwd=HERE, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--live must be 0 or at least --concurrency" in proc.stderr
+
+
+def drive(queue: Any, workers: int) -> list[tuple[int, int]]:
+    """The turns in the order sent when every answer comes back in the order sent (one at a time)."""
+    sent: list[tuple[int, int]] = []
+    out = [t for t in (queue.take() for _ in range(workers)) if t is not None]
+    while out:
+        c, t = out.pop(0)
+        sent.append((c, t))
+        queue.answered(c, t)
+        if (turn := queue.take()) is not None:
+            out.append(turn)
+    return sent
+
+
+def test_with_as_many_live_conversations_as_workers_each_sends_one_conversation_back_to_back() -> None:
+    queue = workload().TurnQueue([3, 3, 3], [0, 1, 2], live=2)  # conversations taken up from the end
+    sent = drive(queue, workers=2)
+    assert sent == [(2, 0), (1, 0), (2, 1), (1, 1), (2, 2), (1, 2), (0, 0), (0, 1), (0, 2)]
+
+
+def test_more_live_conversations_than_workers_queue_each_turn_behind_the_others() -> None:
+    queue = workload().TurnQueue([2, 2, 2, 2], [0, 1, 2, 3], live=3)
+    sent = drive(queue, workers=2)
+    # Three under way, two in flight: a conversation's next turn waits for the front one to go first.
+    assert sent == [(3, 0), (2, 0), (1, 0), (3, 1), (2, 1), (1, 1), (0, 0), (0, 1)]
+    assert sorted(sent) == [(c, t) for c in range(4) for t in range(2)]  # every turn once, in its order

@@ -7,6 +7,7 @@ summary. Scraping is here; the arithmetic on what was scraped is pure and tested
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -28,6 +29,13 @@ COUNTERS = (
     "vllm:prompt_tokens_total",
     "vllm:num_preemptions_total",  # a preempted request queries the cache again when it resumes
 )
+TIMINGS = tuple(
+    f"vllm:{name}_seconds_{part}"
+    for name in ("request_queue_time", "request_prefill_time", "time_to_first_token")
+    for part in ("sum", "count")
+)
+"""Where a request's time to first token goes inside the engine: waiting in the scheduler's queue, its
+prefill, and the engine's own TTFT, counted from the request's arrival at vLLM's front end."""
 PHASES = ("all_up", "one_down", "back_cold")
 BLOCK = 128  # the CPU engine's KV block size, in tokens
 
@@ -42,7 +50,7 @@ async def metrics(session: aiohttp.ClientSession, url: str) -> Samples:
 
 
 def counters(samples: Samples) -> Counters:
-    return {name: total(samples, name) for name in COUNTERS}
+    return {name: total(samples, name) for name in COUNTERS + TIMINGS}
 
 
 def ratio(a: float, b: float) -> float:
@@ -107,8 +115,8 @@ def per_replica(
     ``lost`` holds what its old process counted during the run (taken just before the stop)."""
     out = {}
     for url, now in after.items():
-        base = {k: -before[url][k] for k in COUNTERS} if url not in lost else lost[url]
-        d = {k: now[k] + base[k] for k in COUNTERS}
+        base = {k: -before[url].get(k, 0.0) for k in COUNTERS + TIMINGS} if url not in lost else lost[url]
+        d = {k: now.get(k, 0.0) + base.get(k, 0.0) for k in COUNTERS + TIMINGS}
         hits, queries = d["vllm:prefix_cache_hits_total"], d["vllm:prefix_cache_queries_total"]
         out[url] = {
             "hit_rate": ratio(hits, queries),
@@ -116,8 +124,34 @@ def per_replica(
             "queries": queries,
             "prompt_tokens": d["vllm:prompt_tokens_total"],
             "preemptions": d["vllm:num_preemptions_total"],
+            **{k.removeprefix("vllm:"): round(d[k], 3) for k in TIMINGS},
         }
     return out
+
+
+def engine_timing(replicas: dict[str, dict[str, float]], records: list[Record]) -> dict[str, float | None]:
+    """Mean seconds per request over all traffic (routed and direct): the client's TTFT, the engines'
+    (from arrival at vLLM's front end), and the engines' queue and prefill. The client's less the
+    engines' is the gateway and the hops; the engines' less queue and prefill is vLLM's front end
+    (tokenizing, the chat template, the hand-over to the engine core): the time a routing decision
+    waits before the engine can allocate for it."""
+
+    def mean(name: str) -> float:
+        count = sum(r.get(f"{name}_seconds_count", 0.0) for r in replicas.values())
+        return sum(r.get(f"{name}_seconds_sum", 0.0) for r in replicas.values()) / count if count else math.nan
+
+    ttfts = [r["ttft"] for r in records if r.get("ttft") is not None]
+    client = statistics.mean(ttfts) if ttfts else math.nan
+    engine, queue, prefill = mean("time_to_first_token"), mean("request_queue_time"), mean("request_prefill_time")
+    out = {
+        "client_ttft_s": client,
+        "engine_ttft_s": engine,
+        "queue_s": queue,
+        "prefill_s": prefill,
+        "before_the_engine_s": client - engine,
+        "front_end_s": engine - queue - prefill,
+    }
+    return {k: None if math.isnan(v) else round(v, 4) for k, v in out.items()}
 
 
 def policy_report(
@@ -161,6 +195,7 @@ def policy_report(
         "ttft_p90_s": percentile([r["ttft"] for r in routed], 0.9),
         "load_max_over_mean": round(max(loads) / statistics.mean(loads), 3) if sum(loads) else None,
         "phases": phases,
+        "engine_timing": engine_timing(replicas, ok),
         "restart": restart,
         "per_replica": replicas,
         "decisions": {

@@ -17,7 +17,18 @@ from typing import Any
 
 import aiohttp
 from deployment import MODEL, Deployment, engine_args, start_engine, stop_engine
-from measure import COUNTERS, Counters, Record, counters, decisions, metrics, per_replica, policy_report, ready_replicas
+from measure import (
+    COUNTERS,
+    TIMINGS,
+    Counters,
+    Record,
+    counters,
+    decisions,
+    metrics,
+    per_replica,
+    policy_report,
+    ready_replicas,
+)
 from turn_log import Removals
 from workload import Shape, TurnQueue, conversations, order, routes
 
@@ -107,7 +118,7 @@ class Bench:
         """Stop engine ``i`` (SIGTERM, as Kubernetes does) and start it again on the same port."""
         engines, url = self.deployment.engines, self.urls[i]
         pre = counters(await metrics(self.session, url))
-        lost[url] = {k: pre[k] - before[k] for k in COUNTERS}  # the new process's counters start at 0
+        lost[url] = {k: pre[k] - before[k] for k in COUNTERS + TIMINGS}  # the new process's start at 0
         self.down.add(url)
         self.phase = "one_down"
         started = time.monotonic()

@@ -16,6 +16,7 @@ import pytest
 # Last, as test_turn_log does: bench/routing has a workload.py (and a run.py) too.
 sys.path.extend(str(p) for p in Path(__file__).resolve().parents[1:3])
 
+import measure
 from measure import COUNTERS, annotate, labels_of, per_replica, policy_report, summary, vs
 from turn_log import TimedIndex
 
@@ -48,8 +49,48 @@ def test_a_restarted_replica_counts_what_its_old_process_counted_plus_its_new_on
     after = {A: counts(30, 40, 20), B: counts(5, 10, 7, 1)}  # A's new process counts from 0
     lost = {A: counts(20, 60, 30)}  # A's old process over the run: read just before its stop
     out = per_replica(before, after, lost)
-    assert out[A] == {"hit_rate": 0.5, "hits": 50, "queries": 100, "prompt_tokens": 50, "preemptions": 0}
-    assert out[B] == {"hit_rate": 0.5, "hits": 5, "queries": 10, "prompt_tokens": 7, "preemptions": 1}
+    keys = ("hit_rate", "hits", "queries", "prompt_tokens", "preemptions")
+    assert {k: out[A][k] for k in keys} == {
+        "hit_rate": 0.5,
+        "hits": 50,
+        "queries": 100,
+        "prompt_tokens": 50,
+        "preemptions": 0,
+    }
+    assert {k: out[B][k] for k in keys} == {
+        "hit_rate": 0.5,
+        "hits": 5,
+        "queries": 10,
+        "prompt_tokens": 7,
+        "preemptions": 1,
+    }
+
+
+def timed(queue: float, prefill: float, ttft: float, requests: float) -> dict[str, float]:
+    sums = {"request_queue_time": queue, "request_prefill_time": prefill, "time_to_first_token": ttft}
+    return {
+        **counts(0, 0),
+        **{f"vllm:{k}_seconds_sum": v for k, v in sums.items()},
+        **{f"vllm:{k}_seconds_count": requests for k in sums},
+    }
+
+
+def test_the_engines_timings_split_the_clients_ttft_across_a_restart() -> None:
+    before = {A: timed(1.0, 1.0, 3.0, 10), B: timed(0, 0, 0, 0)}
+    after = {A: timed(0.5, 1.0, 2.0, 5), B: timed(1.0, 2.0, 4.0, 10)}  # A restarted: its new process
+    lost = {A: {k: v - before[A][k] for k, v in timed(2.5, 3.0, 8.0, 20).items()}}  # the old one's run
+    replicas = per_replica(before, after, lost)
+    # 25 requests: queue (1.5 + 0.5 + 1.0) / 25, prefill (2 + 1 + 2) / 25, engine TTFT (5 + 2 + 4) / 25.
+    timing = measure.engine_timing(replicas, [{"ttft": 0.5}, {"ttft": 0.6}, {"ttft": None}])
+    assert timing == {
+        "client_ttft_s": 0.55,
+        "engine_ttft_s": 0.44,
+        "queue_s": 0.12,
+        "prefill_s": 0.2,
+        "before_the_engine_s": 0.11,
+        "front_end_s": 0.12,
+    }
+    assert measure.engine_timing({}, [])["front_end_s"] is None  # nothing measured: no figure
 
 
 def record(phase: str, direct: bool, cached: int, prompt: int, oracle: int, ttft: float) -> dict[str, object]:

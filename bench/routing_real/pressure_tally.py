@@ -35,9 +35,17 @@ def stable_rate(policy: dict[str, Any]) -> float:
     return sum(phases[p]["requests"] * phases[p]["routed_hit_rate"] for p in STABLE) / requests
 
 
-def stable_phases(pattern: str = "results_pressure*.json") -> dict[str, Any]:
+def runs(*patterns: str) -> list[Path]:
+    return sorted({path for pattern in patterns for path in HERE.glob(pattern)})
+
+
+INTERLEAVED = ("results_interleaved.json", "results_interleaved_seed*.json")
+"""The interleaved plan's runs as the plan is (not the experiment beside them, ``_nice10``)."""
+
+
+def stable_phases(*patterns: str) -> dict[str, Any]:
     ratios: dict[str, float] = {}
-    for path in sorted(HERE.glob(pattern)):
+    for path in runs(*(patterns or ("results_pressure*.json",))):
         policies = json.loads(path.read_text())["policies"]
         if "precise_prefix" in policies and "prefix_affinity" in policies:
             ratio = stable_rate(policies["precise_prefix"]) / stable_rate(policies["prefix_affinity"])
@@ -55,11 +63,12 @@ def stable_phases(pattern: str = "results_pressure*.json") -> dict[str, Any]:
     }
 
 
-def phase_losses(pattern: str) -> dict[str, Any]:
+def phase_losses(*patterns: str) -> dict[str, Any]:
     """Per run, policy and phase, in shares of the routed prompt tokens: the send-time oracle, what was
     hit, what the choice left on a better replica and what the chosen one held at the send but did not hit."""
     out: dict[str, Any] = {}
-    for path in sorted(HERE.glob(pattern)):
+    for results in runs(*patterns):
+        path = results.with_suffix(".turns.jsonl.gz")
         with gzip.open(path, "rt") as f:
             turns = [json.loads(line) for line in f]
         sums: dict[str, dict[str, dict[str, int]]] = {}
@@ -108,8 +117,8 @@ def main() -> None:
     result = {
         "command": "python bench/routing_real/pressure_tally.py" + (f" --out {args.out}" if args.out else ""),
         "stable_phases": stable_phases(),
-        "interleaved_stable_phases": stable_phases("results_interleaved*.json"),
-        "interleaved_phase_losses": phase_losses("results_interleaved*.turns.jsonl.gz"),
+        "interleaved_stable_phases": stable_phases(*INTERLEAVED),
+        "interleaved_phase_losses": phase_losses(*INTERLEAVED),
         "overtakes": {p.name.split(".")[0]: overtakes(p) for p in runs},
     }
     emit(result, args.out)

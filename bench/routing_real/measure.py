@@ -35,7 +35,7 @@ TIMINGS = tuple(
     for part in ("sum", "count")
 )
 """Where a request's time to first token goes inside the engine: waiting in the scheduler's queue, its
-prefill, and the engine's own TTFT, counted from the request's arrival at vLLM's front end."""
+prefill, and the engine's own TTFT, from the request's arrival at vLLM's front end (``engine_timing``)."""
 PHASES = ("all_up", "one_down", "back_cold")
 BLOCK = 128  # the CPU engine's KV block size, in tokens
 
@@ -131,10 +131,11 @@ def per_replica(
 
 def engine_timing(replicas: dict[str, dict[str, float]], records: list[Record]) -> dict[str, float | None]:
     """Mean seconds per request over all traffic (routed and direct): the client's TTFT, the engines'
-    (from arrival at vLLM's front end), and the engines' queue and prefill. The client's less the
-    engines' is the gateway and the hops; the engines' less queue and prefill is vLLM's front end
-    (tokenizing, the chat template, the hand-over to the engine core): the time a routing decision
-    waits before the engine can allocate for it."""
+    (from arrival at vLLM's front end to the first token back there), and the engines' queue and
+    prefill. The client's less the engines' is the gateway and the hops. The engines' less queue and
+    prefill is vLLM's front end both ways: in (the chat template, tokenizing, the hand-over to the
+    engine core) and out (the first token back). Its inbound part is how long a routing decision waits
+    before the engine core can allocate for it, so this bounds that wait from above."""
 
     def mean(name: str) -> float:
         count = sum(r.get(f"{name}_seconds_count", 0.0) for r in replicas.values())

@@ -122,7 +122,7 @@ class TurnQueue:
         self._ready = deque((self._waiting.pop(), 0) for _ in range(min(live, len(self._waiting))))
 
     def take(self) -> tuple[int, int] | None:
-        """The front (conversation, turn); None once every conversation is under way or done."""
+        """The front (conversation, turn); None when none is ready (the rest are in flight, or done)."""
         return self._ready.popleft() if self._ready else None
 
     def answered(self, c: int, t: int) -> None:

@@ -55,7 +55,7 @@ lint: install
 # bench/routing_real/run.py's module name, run, is loadtests/run.py's too: checked on its own, siblings on the path.
 typecheck: install
 	$(VENV)/bin/mypy
-	MYPYPATH=service:bench:bench/routing_real $(VENV)/bin/mypy bench/routing_real/run.py
+	MYPYPATH=service:bench:bench/routing_real $(VENV)/bin/mypy bench/routing_real/run.py bench/routing_real/front_end_idle.py
 
 generated: tools
 	$(PY) -m observability.generate --check

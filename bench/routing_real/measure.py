@@ -115,8 +115,8 @@ def per_replica(
     ``lost`` holds what its old process counted during the run (taken just before the stop)."""
     out = {}
     for url, now in after.items():
-        base = {k: -before[url].get(k, 0.0) for k in COUNTERS + TIMINGS} if url not in lost else lost[url]
-        d = {k: now.get(k, 0.0) + base.get(k, 0.0) for k in COUNTERS + TIMINGS}
+        base = {k: -before[url][k] for k in COUNTERS + TIMINGS} if url not in lost else lost[url]
+        d = {k: now[k] + base[k] for k in COUNTERS + TIMINGS}
         hits, queries = d["vllm:prefix_cache_hits_total"], d["vllm:prefix_cache_queries_total"]
         out[url] = {
             "hit_rate": ratio(hits, queries),

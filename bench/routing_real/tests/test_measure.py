@@ -41,7 +41,7 @@ A, B = "http://a", "http://b"
 
 
 def counts(hits: float, queries: float, prompt: float = 0.0, preemptions: float = 0.0) -> dict[str, float]:
-    return {HITS: hits, QUERIES: queries, PROMPT: prompt, PREEMPT: preemptions}
+    return {HITS: hits, QUERIES: queries, PROMPT: prompt, PREEMPT: preemptions, **dict.fromkeys(measure.TIMINGS, 0.0)}
 
 
 def test_a_restarted_replica_counts_what_its_old_process_counted_plus_its_new_one() -> None:

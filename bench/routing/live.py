@@ -15,7 +15,8 @@ Every point is the pressure plan's shape (``load_bound.REAL`` with 36 tenants of
 3 replicas of 40 blocks of 128 tokens, 800-token system prompts, six turns, the deployment's
 conditions: 3 gateways, a fifth of the turns direct, one replica restarted) on the one-pool
 simulator, for each seed. Per point and policy: hit rate (all traffic, as the engines count it),
-routed hit rate and the send-time oracle, and the ratios the issue asks of ``precise_prefix``.
+routed hit rate and the send-time oracle, and the ratios the issue asks of ``precise_prefix``
+(``replay.ratios``: ``vs_oracle`` is against the oracle policy).
 """
 
 from __future__ import annotations
@@ -30,21 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from load_bound import REAL
+from replay import ratios
 from sweep import POLICIES, checkpoint, run_point
 
 HERE = Path(__file__).resolve().parent
 PRESSURE = dataclasses.replace(REAL, tenants=36, conversations_per_tenant=1)
 LOOPS = ("12x12", "5x5", "5x6", "5x8", "5x9", "5x10", "5x12", "4x10")
-
-
-def ratios(policies: dict[str, Any]) -> dict[str, float]:
-    precise = policies["precise_prefix"]
-    return {
-        "vs_round_robin": round(precise["hit_rate"] / policies["round_robin"]["hit_rate"], 3),
-        "vs_prefix_affinity": round(precise["hit_rate"] / policies["prefix_affinity"]["hit_rate"], 3),
-        "vs_oracle_policy": round(precise["hit_rate"] / policies["oracle"]["hit_rate"], 3),
-        "routed_vs_oracle_at_send": round(precise["routed_hit_rate"] / precise["oracle_at_send"], 3),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # bench/: results_file
 from results_file import emit  # noqa: E402
+from turn_log import where_tokens_went  # noqa: E402
 
 STABLE = ("all_up", "back_cold")
 
@@ -65,31 +66,31 @@ def stable_phases(*patterns: str) -> dict[str, Any]:
 
 def phase_losses(*patterns: str) -> dict[str, Any]:
     """Per run, policy and phase, in shares of the routed prompt tokens: the send-time oracle, what was
-    hit, what the choice left on a better replica and what the chosen one held at the send but did not hit."""
+    hit, what the choice left on a better replica and what the chosen one held at the send but did not
+    hit (``turn_log.where_tokens_went`` on each phase's turns, as the turn log annotated them)."""
     out: dict[str, Any] = {}
     for results in runs(*patterns):
-        path = results.with_suffix(".turns.jsonl.gz")
-        with gzip.open(path, "rt") as f:
+        with gzip.open(results.with_suffix(".turns.jsonl.gz"), "rt") as f:
             turns = [json.loads(line) for line in f]
-        sums: dict[str, dict[str, dict[str, int]]] = {}
+        phases: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for t in turns:
-            if t["direct"] or "held" not in t or "cached" not in t:  # direct, or failed before an answer
-                continue
-            held = t["held"].get(t["upstream"], 0)
-            s = sums.setdefault(t["id"].split("/")[0], {}).setdefault(t["phase"], dict.fromkeys(_LOSS_KEYS, 0))
-            s["prompt"] += t["prompt"]
-            s["oracle"] += t["oracle"]
-            s["hit"] += t["cached"]
-            s["choice"] += t["oracle"] - held
-            s["after_send"] += held - t["cached"]
-        out[path.name.split(".")[0]] = {
-            policy: {ph: {k: round(v[k] / v["prompt"], 3) for k in _LOSS_KEYS[1:]} for ph, v in phases.items()}
-            for policy, phases in sums.items()
+            phases.setdefault(t["id"].split("/")[0], {}).setdefault(t["phase"], []).append(t)
+        access = {t["id"]: t for t in turns}  # each record carries its upstream and reason
+        out[results.stem] = {
+            policy: {phase: _shares(where_tokens_went(group, access)) for phase, group in groups.items()}
+            for policy, groups in phases.items()
         }
     return out
 
 
-_LOSS_KEYS = ("prompt", "oracle", "hit", "choice", "after_send")
+def _shares(went: dict[str, Any]) -> dict[str, float]:
+    choice, after, oracle = (
+        sum(went["choice_tokens_lost_by_reason"].values()),
+        went["after_send_tokens_lost"],
+        went["oracle_tokens"],
+    )
+    tokens = {"oracle": oracle, "hit": oracle - choice - after, "choice": choice, "after_send": after}
+    return {k: round(v / went["prompt_tokens"], 3) if went["prompt_tokens"] else 0.0 for k, v in tokens.items()}
 
 
 def overtakes(path: Path) -> dict[str, int]:

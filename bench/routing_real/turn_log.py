@@ -39,7 +39,7 @@ def where_tokens_went(records: list[dict[str, Any]], access: dict[str, dict[str,
     causes: dict[str, list[int]] = {}
     after = 0
     joined = 0
-    survival = oracle = 0
+    survival = oracle = prompt = 0
     for r in records:
         entry = access.get(r["id"])
         if r["direct"] or "cached" not in r or entry is None or entry.get("upstream") not in r["held"]:
@@ -51,6 +51,7 @@ def where_tokens_went(records: list[dict[str, Any]], access: dict[str, dict[str,
         missed[reason] = missed.get(reason, 0) + (gap > 0)
         after += r["held"][entry["upstream"]] - r["cached"]
         oracle += r["oracle"]
+        prompt += r["prompt"]
         if "lost_cause" in r:
             tally = causes.setdefault(r["lost_cause"], [0, 0])
             tally[0] += r["held"][entry["upstream"]] - r["cached"]
@@ -64,6 +65,7 @@ def where_tokens_went(records: list[dict[str, Any]], access: dict[str, dict[str,
         "after_send_tokens_lost": after,
         "after_send_by_cause": {k: {"tokens": v[0], "turns": v[1]} for k, v in sorted(causes.items())},
         "oracle_tokens": oracle,
+        "prompt_tokens": prompt,
         "survival_oracle_tokens": survival or None,
     }
 

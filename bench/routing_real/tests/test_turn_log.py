@@ -51,9 +51,10 @@ def test_where_tokens_went_splits_the_loss_after_the_send_by_cause() -> None:
         "held": {A: 384, B: 256},
         "held_at_first_token": {A: 384, B: 128},
         "oracle": 384,
+        "prompt": 512,
         "lost_cause": "evicted_after_send",
     }
     out = where_tokens_went([turn], {"p/0/1": {"upstream": A, "reason": "prefix_hit"}})
     assert out["after_send_tokens_lost"] == 256
     assert out["after_send_by_cause"] == {"evicted_after_send": {"tokens": 256, "turns": 1}}
-    assert (out["oracle_tokens"], out["survival_oracle_tokens"]) == (384, 128)
+    assert (out["oracle_tokens"], out["survival_oracle_tokens"], out["prompt_tokens"]) == (384, 128, 512)

@@ -79,7 +79,7 @@ class Plan(Workload):
     def conversation(self) -> Conversation | None:  # type: ignore[override]
         if not self.queue:
             return None
-        c = self.queue.pop(0)
+        c = self.queue.pop()  # from the end, as the real bench's ``TurnQueue`` takes ``order()``'s
         t = self._turns
         return Conversation(c, self.tenant_of[c], [""] * t, [MAX_TOKENS] * t, [0.0] * t)
 

@@ -106,3 +106,26 @@ def test_replay_sends_the_real_plans_turns_the_same_way() -> None:
     assert sum(sim["reasons"].values()) == report["workload"]["turns"]  # every turn of the plan, once
     assert sim["reasons"]["direct"] == report["workload"]["direct_turns"]  # the plan's own paths
     assert 0 < sim["routed_hit_rate"] < sim["oracle_at_send"] < 1
+
+
+def test_replay_starts_conversations_in_the_real_benchs_order() -> None:
+    from replay import Plan, _real_workload
+
+    real = _real_workload()
+    settings = {"tenants": 6, "conversations": 2, "turns": 3, "gateways": 3, "replicas": 3, "seed": 4}
+    settings["direct_share"] = 0.2
+    n = 12
+    plan = Plan(settings, {})
+    replayed: list[int] = []
+    while (conv := plan.conversation()) is not None:
+        replayed.append(conv.cid)
+    # The real bench: workers take the ready turns; a conversation's first turn is its start.
+    queue = real.TurnQueue([3] * n, real.order(n, 4), live=2)
+    started: list[int] = []
+    while (turn := queue.take()) is not None:
+        c, t = turn
+        if t == 0:
+            started.append(c)
+        queue.answered(c, t)
+    assert replayed == started
+    assert started != sorted(started)  # the order is the seed's, not the identity

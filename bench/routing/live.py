@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     started, load = time.monotonic(), [os.getloadavg()]
     rows: list[dict[str, Any]] = []
     report: dict[str, Any] = {
-        "command": "nice -n 19 .venv/bin/python bench/routing/live.py " + " ".join(argv or sys.argv[1:]),
+        "command": "nice -n 19 .venv/bin/python bench/routing/live.py " + shlex.join(argv or sys.argv[1:]),
         "point": dataclasses.asdict(PRESSURE),
         "rows": rows,
     }

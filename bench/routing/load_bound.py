@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     started, load = time.monotonic(), [os.getloadavg()]
     rows: list[dict[str, Any]] = []
     report = {
-        "command": "nice -n 19 .venv/bin/python bench/routing/load_bound.py " + " ".join(argv or sys.argv[1:]),
+        "command": "nice -n 19 .venv/bin/python bench/routing/load_bound.py " + shlex.join(argv or sys.argv[1:]),
         "rules": RULES,
         "rows": rows,
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
     out = {
-        "command": "nice -n 10 .venv/bin/python bench/routing/queue_rule.py " + " ".join(argv or sys.argv[1:]),
+        "command": "nice -n 10 .venv/bin/python bench/routing/queue_rule.py " + shlex.join(argv or sys.argv[1:]),
         "method": "replay.py's plans; hit rate = engines' prefix-cache hits / queries (tokens, all traffic)",
         "rows": rows,
         "load_average_1_5_15": [[round(x, 1) for x in la] for la in (load, os.getloadavg())],

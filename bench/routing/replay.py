@@ -24,6 +24,7 @@ import importlib.util
 import json
 import os
 import random
+import shlex
 import sys
 import time
 from hashlib import blake2b
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(json.dumps(runs[-1]["simulated_ratios"]), json.dumps(runs[-1]["real_ratios"]), file=sys.stderr)
     report = {
-        "command": "nice -n 10 .venv/bin/python bench/routing/replay.py " + " ".join(argv or sys.argv[1:]),
+        "command": "nice -n 10 .venv/bin/python bench/routing/replay.py " + shlex.join(argv or sys.argv[1:]),
         "knobs": a.knobs,
         "slowdown": a.slowdown,
         "engine_delay": a.engine_delay,

@@ -18,6 +18,7 @@ import argparse
 import itertools
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.sort(key=lambda r: (-r["pressure_goal_margin"], -r["default"]["vs_default_precise"]))
     load.append(os.getloadavg())
     report = {
-        "command": "nice -n 10 .venv/bin/python bench/routing/search.py " + " ".join(argv or sys.argv[1:]),
+        "command": "nice -n 10 .venv/bin/python bench/routing/search.py " + shlex.join(argv or sys.argv[1:]),
         "method": "replay.py of each real plan (one deterministic run per point); hit rates are the engines'"
         " prefix-cache hits / queries in tokens, all traffic",
         "slowdown": a.slowdown,
@@ -141,7 +142,7 @@ def check(a: argparse.Namespace, argv: list[str] | None) -> int:
         print(json.dumps(row), file=sys.stderr)
     load.append(os.getloadavg())
     report = {
-        "command": "nice -n 10 .venv/bin/python bench/routing/search.py " + " ".join(argv or sys.argv[1:]),
+        "command": "nice -n 10 .venv/bin/python bench/routing/search.py " + shlex.join(argv or sys.argv[1:]),
         "method": "replay.py of each real plan under each timing variant (the simulator's step timings times"
         " `slowdown`, `engine_delay` s from decision to engine); candidates[0] is the gateway's default",
         "candidates": candidates,

@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -194,7 +195,7 @@ def one_point(a: argparse.Namespace, argv: list[str] | None) -> int:
     started, before = time.monotonic(), os.getloadavg()
     profiles = {k: ProfileSpec(**v) for k, v in (a.profiles or {}).items()}
     result = run_point(parse_point(a.point), a.duration, a.warmup, a.seed, a.knobs, tuple(a.policies), profiles)
-    result["command"] = "nice -n 19 .venv/bin/python bench/routing/sweep.py " + " ".join(argv or sys.argv[1:])
+    result["command"] = "nice -n 19 .venv/bin/python bench/routing/sweep.py " + shlex.join(argv or sys.argv[1:])
     result["load_average_1_5_15"] = [[round(x, 1) for x in la] for la in (before, os.getloadavg())]
     result["wall_seconds"] = round(time.monotonic() - started)
     text = json.dumps(result, indent=2) + "\n"
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, list[dict[str, Any]]] = {}
     done: dict[Point, dict[str, Any]] = {}
     report = {
-        "command": "nice -n 19 .venv/bin/python bench/routing/sweep.py " + " ".join(argv or sys.argv[1:]),
+        "command": "nice -n 19 .venv/bin/python bench/routing/sweep.py " + shlex.join(argv or sys.argv[1:]),
         "method": "discrete-event simulation (des.py), one factor at a time around a base point; load 0.75 of"
         " the fleet's no-cache capacity at every point; hit rates are prefix-cache hits / queries in tokens",
         "base": dataclasses.asdict(BASE),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import statistics
 import sys
 from typing import TYPE_CHECKING, Any
@@ -247,7 +248,7 @@ def summary(
     pp = results.get("precise_prefix", {})
     kv_tokens = args.kv_blocks * BLOCK
     return {
-        "command": "make bench-routing-real  # " + " ".join(sys.argv[1:]),
+        "command": "make bench-routing-real  # " + shlex.join(sys.argv[1:]),
         "note": (
             "hit rates move between runs of one plan (the default plan by up to 8 points a policy, the pressure"
             " plan more: docs/routing.md), so compare policies within a run and over several runs; TTFT was"

@@ -112,15 +112,22 @@ def test_replay_starts_conversations_in_the_real_benchs_order() -> None:
     from replay import Plan, _real_workload
 
     real = _real_workload()
-    settings = {"tenants": 6, "conversations": 2, "turns": 3, "gateways": 3, "replicas": 3, "seed": 4}
-    settings["direct_share"] = 0.2
-    n = 12
+    settings = {
+        "tenants": 6,
+        "conversations": 2,
+        "turns": 3,
+        "gateways": 3,
+        "replicas": 3,
+        "direct_share": 0.2,
+        "seed": 4,
+    }
+    n = settings["tenants"] * settings["conversations"]
     plan = Plan(settings, {})
     replayed: list[int] = []
     while (conv := plan.conversation()) is not None:
         replayed.append(conv.cid)
     # The real bench: workers take the ready turns; a conversation's first turn is its start.
-    queue = real.TurnQueue([3] * n, real.order(n, 4), live=2)
+    queue = real.TurnQueue([3] * n, real.order(n, settings["seed"]), live=2)
     started: list[int] = []
     while (turn := queue.take()) is not None:
         c, t = turn

@@ -5,6 +5,7 @@ test was skipped."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,17 @@ NOTES = pytest.StashKey[list[str]]()
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[NOTES] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The run's per-test timeout counts only the test itself here, not the image builds its fixtures
+    make: each build step has its own deadline (mmdebstrap 1,200 s, the gateway's build 900 s, the
+    engine's 2,400 s). On a machine with no image yet the engine's build took 448 s, and with vLLM's
+    start after it the engine test passed 600 s (session 20)."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(float(config.getini("timeout")), func_only=True))
 
 
 @pytest.fixture(scope="session")

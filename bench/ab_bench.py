@@ -180,7 +180,7 @@ def main() -> int:
             if parse_side(spec)[1] == "podman":
                 container.remove(container.name_for(service_name(label)))
     result = {
-        "command": ".venv/bin/python bench/ab_bench.py " + " ".join(sys.argv[1:]),
+        "command": ".venv/bin/python bench/ab_bench.py " + shlex.join(sys.argv[1:]),
         "note": args.note,
         "sides": {label: {"spec": spec, "commit": commits[label]} for label, spec in sides.items()},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -316,7 +317,7 @@ def main() -> int:
             load.append(os.getloadavg()[0])
     rows = verdicts(runs)
     result = {
-        "command": "make bench  # .venv/bin/python bench/gateway_bench.py " + " ".join(sys.argv[1:]),
+        "command": "make bench  # .venv/bin/python bench/gateway_bench.py " + shlex.join(sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         # Latency is only meaningful on a quiet machine: the load average says how quiet it was.
         "load_average_1m": {"min": min(load), "max": max(load), "samples": load},

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import os
 import platform
+import shlex
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -181,7 +182,7 @@ def main() -> int:
     finally:
         stack.stop()
     result = {
-        "command": "make bench  # .venv/bin/python bench/http_client_bench.py " + " ".join(sys.argv[1:]),
+        "command": "make bench  # .venv/bin/python bench/http_client_bench.py " + shlex.join(sys.argv[1:]),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shlex
 import sys
 import tracemalloc
 from pathlib import Path
@@ -61,7 +62,7 @@ def main() -> int:
     replica_entries = sum(len(v.held) for v in index.replicas.values())
     emit(
         {
-            "command": "python bench/kv_index_memory.py " + " ".join(sys.argv[1:]),
+            "command": "python bench/kv_index_memory.py " + shlex.join(sys.argv[1:]),
             "blocks": len(index),
             "replica_entries": replica_entries,
             "bytes": used,

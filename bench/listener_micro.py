@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -157,7 +158,7 @@ def main() -> int:
                 figures[label][kind].append(round(value, 2))
         load.append(os.getloadavg()[0])
     result = {
-        "command": ".venv/bin/python bench/listener_micro.py " + " ".join(sys.argv[1:]),
+        "command": ".venv/bin/python bench/listener_micro.py " + shlex.join(sys.argv[1:]),
         "sources": {label: {"spec": spec, "commit": _commit(spec)} for label, spec in sources.items()},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "load_average_1m": {"min": min(load), "max": max(load), "samples": load},

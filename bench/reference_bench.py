@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -183,7 +184,7 @@ def main() -> int:
         return [round(g / r, 3) for g, r in zip(gw, ref, strict=True)]
 
     result = {
-        "command": "make bench-reference  # .venv/bin/python bench/reference_bench.py " + " ".join(sys.argv[1:]),
+        "command": "make bench-reference  # .venv/bin/python bench/reference_bench.py " + shlex.join(sys.argv[1:]),
         "commit": commit,
         "gateway": (
             f"the image {args.image} ({container.image_id(args.image)})"

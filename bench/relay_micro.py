@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -127,7 +128,7 @@ def main() -> int:
             us[label].append(one(sides[label], args.streams))
         load.append(os.getloadavg()[0])
     result = {
-        "command": ".venv/bin/python bench/relay_micro.py " + " ".join(sys.argv[1:]),
+        "command": ".venv/bin/python bench/relay_micro.py " + shlex.join(sys.argv[1:]),
         "sides": {label: {"source": source, "commit": commits[label]} for label, source in sides.items()},
         "load_average_1m": {"min": min(load), "max": max(load), "samples": load},
         "what": "process CPU microseconds per relayed 32-token stream, relay code only (no sockets, send is a no-op)",

@@ -37,6 +37,7 @@ import asyncio
 import itertools
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -247,7 +248,7 @@ def main() -> int:
     finally:
         stack.stop()
     result = {
-        "command": ".venv/bin/python bench/tail_breakdown.py " + " ".join(sys.argv[1:]),
+        "command": ".venv/bin/python bench/tail_breakdown.py " + shlex.join(sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "load_average_1m": {"min": min(load), "max": max(load), "samples": load},
         "fake_engine": {"ttft_s": TTFT, "itl_s": ITL, "output_tokens": TOKENS},

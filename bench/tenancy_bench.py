@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import sys
 import tempfile
 import time
@@ -131,7 +132,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
     result = {
-        "command": "make bench  # .venv/bin/python bench/tenancy_bench.py " + " ".join(sys.argv[1:]),
+        "command": "make bench  # .venv/bin/python bench/tenancy_bench.py " + shlex.join(sys.argv[1:]),
         **asyncio.run(run(args.requests)),
     }
     emit(result, args.out)

@@ -43,6 +43,7 @@ import json
 import os
 import random
 import re
+import shlex
 import socket
 import statistics
 import subprocess
@@ -310,7 +311,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         stack.stop()
     return {
-        "command": "nice -n 19 .venv/bin/python bench/adapters_real/run.py " + " ".join(sys.argv[1:]),
+        "command": "nice -n 19 .venv/bin/python bench/adapters_real/run.py " + shlex.join(sys.argv[1:]),
         "code_commit": commit,
         "note": "adapter loads are counted in the engines' logs; TTFT was measured on a shared 2-core machine"
         " (load average below): noisy",

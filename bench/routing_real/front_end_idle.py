@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import os
 import random
+import shlex
 import sys
 import tempfile
 import time
@@ -81,9 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     load = os.getloadavg()
     result = {
-        "command": "python bench/routing_real/front_end_idle.py"
-        + (f" --requests {args.requests}" if args.requests != 15 else "")
-        + (f" --out {args.out}" if args.out else ""),
+        "command": "python bench/routing_real/front_end_idle.py " + shlex.join(sys.argv[1:]),
         "timings": asyncio.run(measure_idle(args.requests)),
         "load_average_1_5_15": [[round(x, 1) for x in la] for la in (load, os.getloadavg())],
     }

@@ -10,8 +10,8 @@ gateway's ``_Connection.data_received`` (the engine connection's callback that r
 stream's read, the write to the client included) timed with the thread's CPU clock, summed over 32
 concurrent 32-token streams on the fake engine, the sides loaded in turn. A side is ``LABEL=DIR``:
 ``.`` for this tree, or a directory laid out as ``service/`` (bench/ablation_build.py's variants),
-whose ``sitecustomize.py`` runs first. The timer itself costs two clock reads per call (about 1 us
-here), the same on every side.
+whose ``sitecustomize.py`` runs first. The timer (a Python wrapper and two reads of the thread's
+clock per call) adds the same cost on every side, so differences between sides are the figure.
 """
 
 from __future__ import annotations

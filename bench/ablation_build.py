@@ -128,8 +128,7 @@ def _data_received(self, data):
 
 _Connection.data_received = _data_received
 """,
-}
-NATIVE = """
+    "native": """
 import _fastrelay
 from inferstack.metrics.gateway import HistogramBatch
 from inferstack.upstream.client import _Connection
@@ -157,19 +156,20 @@ def _data_received(self, data):
     _received(self, data)
 
 _Connection.data_received = _data_received
-"""
+""",
+}
 PER_REQUEST = ["log", "round_robin", "usage", "locks", "timeouts", "finish"]
 
 
-def build(out: Path, name: str, parts: list[str], code: str | None = None) -> Path:
+def build(out: Path, name: str, parts: list[str]) -> Path:
     service = out / name / "service"
     shutil.rmtree(out / name, ignore_errors=True)
     service.mkdir(parents=True)
     (service / "inferstack").symlink_to(REPO / "service" / "inferstack")
-    body = textwrap.indent("".join(ABLATIONS[p] for p in parts) if code is None else code, "    ")
-    doc = f'"""Ablation {name} (bench/ablation_build.py): {", ".join(parts) or "see there"}."""'
+    body = textwrap.indent("".join(ABLATIONS[p] for p in parts), "    ")
+    doc = f'"""Ablation {name} (bench/ablation_build.py): {", ".join(parts)}."""'
     guard = "except BaseException:\n    import traceback\n\n    traceback.print_exc()\n    os._exit(3)\n"
-    (service / "sitecustomize.py").write_text(f"{doc}\nimport os\n\ntry:\n    pass\n{body}\n{guard}")
+    (service / "sitecustomize.py").write_text(f"{doc}\nimport os\n\ntry:\n{body}\n{guard}")
     return service
 
 
@@ -182,9 +182,7 @@ def main() -> int:
         print(build(out, name, [name]))
     print(build(out, "all", PER_REQUEST))
     print(build(out, "floor", [*PER_REQUEST, "relay"]))
-    native = build(out, "native", [], NATIVE)
-    native_build.build(native)
-    print(native)
+    native_build.build(out / "native" / "service")  # the C its sitecustomize imports
     return 0
 
 

@@ -8,7 +8,8 @@ bench/ab_bench.py measures a whole process's CPU per stream, where a change to o
 reads is a few per cent, inside its rounds' spread. This bench measures the step alone: each
 gateway's ``_Connection.data_received`` (the engine connection's callback that relays a followed
 stream's read, the write to the client included) timed with the thread's CPU clock, summed over 32
-concurrent 32-token streams on the fake engine, the sides loaded in turn. A side is ``LABEL=DIR``:
+concurrent 32-token streams on the fake engine (gateway_bench's closed loop: its 32 warm-up calls'
+reads are in the sum too, about one read in 700), the sides loaded in turn. A side is ``LABEL=DIR``:
 ``.`` for this tree, or a directory laid out as ``service/`` (bench/ablation_build.py's variants),
 whose ``sitecustomize.py`` runs first. The timer (a Python wrapper and two reads of the thread's
 clock per call) adds the same cost on every side, so differences between sides are the figure.
@@ -23,11 +24,9 @@ import shlex
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import aiohttp
-from gateway_bench import REPO, one_stream, start_fake_engine, start_gateway
+from gateway_bench import REPO, closed_loop, start_fake_engine, start_gateway
 from results_file import emit
 
 from inferstack_devstack import Stack
@@ -58,21 +57,6 @@ atexit.register(_report)
 """
 
 
-async def load(url: str, seconds: float, concurrency: int = 32) -> int:
-    done = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        end = time.perf_counter() + seconds
-
-        async def worker() -> None:
-            nonlocal done
-            while time.perf_counter() < end:
-                await one_stream(session, url)
-                done += 1
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--side", action="append", required=True, help="LABEL=DIR (. for this tree)")
@@ -100,7 +84,7 @@ def main() -> int:
             try:
                 engine = start_fake_engine(stack)
                 gateway = start_gateway(stack, engine.url, name=f"gateway-{label}", env=env)
-                streams = asyncio.run(load(gateway.url, args.seconds))
+                _, streams, _ = asyncio.run(closed_loop(gateway.url, 32, args.seconds, stream=True))
             finally:
                 stack.stop()
             seconds, reads = report.read_text().split()

@@ -9,14 +9,15 @@ STAMP := $(VENV)/.installed
 REQUIREMENTS := $(filter-out requirements/engine.txt,$(wildcard requirements/*.txt))
 PYTEST_ARGS ?=
 
-.PHONY: help up test disk install engine tools lint typecheck generated pytest bench bench-reference bench-routing bench-routing-real bench-adapters-real \
+.PHONY: help up test disk install engine tools lint typecheck generated pytest bench bench-reference router-image bench-routing bench-routing-real bench-adapters-real \
 	loadtest dashboards dashboards-preview fleet mutation clean
 
 help:
 	@echo "make up                  the local stack: real vLLM (CPU) + gateway + Prometheus, in the foreground"
 	@echo "make test                lint, types, generated files, and every test (what CI runs)"
 	@echo "make bench               gateway overhead against the direct path; tenancy hot-path cost"
-	@echo "make bench-reference     the gateway's CPU per request as a ratio to vllm-router's (Rust), measured here, interleaved (IMAGE=...: the gateway image, bench/container.py)"
+	@echo "make bench-reference     the gateway's CPU per request as a ratio to vllm-router's (Rust), measured here, interleaved (IMAGE=...: the gateway image, bench/container.py; ROUTER_IMAGE=...: vllm-router's, make router-image)"
+	@echo "make router-image        vllm-router as an image on the gateway image's base (localhost/bench/vllm-router:VERSION), for the line above"
 	@echo "make bench-routing       routing policies on a simulated 8-replica fleet"
 	@echo "make bench-routing-real  routing policies on 3 real vLLM CPU replicas (prefix-cache hit rates; PLAN=pressure: a cache 0.18 of the system prompts, 12 conversations at once; PLAN=interleaved: those conversations, 10 under way, 5 turns in flight)"
 	@echo "make bench-adapters-real LoRA adapter placement on 2 real vLLM CPU replicas (adapter loads, TTFT)"
@@ -71,15 +72,23 @@ bench: install
 	$(PY) bench/tenancy_bench.py --out bench/results/tenancy.json
 	$(PY) bench/http_client_bench.py --out bench/results/http_client.json
 
-# vllm-router, the Rust router issue 13's CPU targets were set against, in a venv of its own (PyPI).
+# vllm-router, the Rust router issue 13's CPU targets were set against, in a venv of its own (PyPI),
+# and as an image on the gateway image's base (bench/images/vllm-router) to compare image with image.
+# The version is bench/reference_bench.py's ROUTER_VERSION (a test holds them together).
 REF_VENV := .venv-ref
+ROUTER_VERSION := 0.1.17
 $(REF_VENV)/.installed:
 	@test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)
-	$(REF_VENV)/bin/pip install -q --disable-pip-version-check vllm-router==0.1.17
+	$(REF_VENV)/bin/pip install -q --disable-pip-version-check vllm-router==$(ROUTER_VERSION)
 	@touch $@
 
 bench-reference: install $(REF_VENV)/.installed
-	$(PY) bench/reference_bench.py --router $(REF_VENV)/bin/vllm-router $(if $(IMAGE),--image $(IMAGE) --out bench/results/reference_image.json,--out bench/results/reference.json)
+	$(PY) bench/reference_bench.py --router $(REF_VENV)/bin/vllm-router $(if $(ROUTER_IMAGE),--router-image $(ROUTER_IMAGE)) \
+		$(if $(IMAGE),--image $(IMAGE) --out bench/results/reference_image$(if $(ROUTER_IMAGE),_both).json,--out bench/results/reference.json)
+
+# The image tests' store and base (make test builds them; bench/container.py runs images from there).
+router-image: install
+	$(PY) -c 'import sys; sys.path[:0] = ["tests/images"]; import _podman; print(_podman.build_router_image("$(ROUTER_VERSION)"))'
 
 bench-routing: install
 	$(PY) bench/routing/run.py

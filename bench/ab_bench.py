@@ -8,8 +8,9 @@ A side is ``LABEL=SOURCE[@SERVER]``: SOURCE is ``.`` (this working tree), a dire
 ``PYTHONPATH``;
 SERVER is ``uvicorn`` (``python -m inferstack serve``, the default), ``granian`` (the same app
 under Granian, bench/granian_serve.py) or ``vllm-router`` (the Rust router bench/reference_bench.py
-measures against, from the Makefile's ``.venv-ref``, which ``make bench-reference`` installs; SOURCE
-is ignored: ``-@vllm-router``). ``@uvicorn=COMMAND`` runs the gateway with another interpreter:
+measures against: ``-@vllm-router`` from the Makefile's ``.venv-ref``, which ``make bench-reference``
+installs; ``IMAGE@vllm-router`` from an image ``make router-image`` built, bench/images/vllm-router).
+``@uvicorn=COMMAND`` runs the gateway with another interpreter:
 COMMAND is the command line that stands for ``python`` (``@uvicorn=/usr/bin/python3.11``, or one in
 a chroot bench/chroot_python.sh made: ``@uvicorn=chroot /srv/py313 /opt/venv/bin/python``, with this
 repository mounted at the same path inside). ``IMAGE@podman`` runs the gateway image ``IMAGE`` (bench/container.py).
@@ -100,9 +101,15 @@ def service_name(label: str) -> str:
     return f"gateway-{label}"
 
 
+def is_image(spec: str) -> bool:
+    """The side runs in a container: the gateway image (``IMAGE@podman``) or a router's (``IMAGE@vllm-router``)."""
+    source, server, _ = parse_side(spec)
+    return server == "podman" or (server == "vllm-router" and source != "-")
+
+
 def measured_pid(spec: str, service: Service) -> int:
     """The process whose tree's CPU is the side's: the container's own for an image."""
-    if parse_side(spec)[1] == "podman":
+    if is_image(spec):
         return container.main_pid(container.name_for(service.name))
     return service.process.pid
 
@@ -114,7 +121,8 @@ def start_side(stack: Stack, engine_url: str, label: str, spec: str) -> Service:
     if server == "vllm-router":
         from reference_bench import start_router  # it imports this module
 
-        return start_router(stack, REPO / ".venv-ref" / "bin" / "vllm-router", engine_url)
+        router = REPO / ".venv-ref" / "bin" / "vllm-router"
+        return start_router(stack, router, engine_url, service_name(label), None if source == "-" else source)
     if server == "podman":
         return start_gateway(stack, engine_url, name=service_name(label), env={"PYTHONHASHSEED": "0"}, image=source)
     python = shlex.split(interpreter) if interpreter else [sys.executable]
@@ -177,7 +185,7 @@ def main() -> int:
     finally:
         stack.stop()
         for label, spec in sides.items():
-            if parse_side(spec)[1] == "podman":
+            if is_image(spec):
                 container.remove(container.name_for(service_name(label)))
     result = {
         "command": ".venv/bin/python bench/ab_bench.py " + shlex.join(sys.argv[1:]),
@@ -197,12 +205,12 @@ def main() -> int:
 
 def _commit(spec: str) -> str:
     source, server, _ = parse_side(spec)
+    if is_image(spec):
+        return container.image_id(source)
     if server == "vllm-router":
         from reference_bench import ROUTER_VERSION
 
         return f"vllm-router {ROUTER_VERSION}"
-    if server == "podman":
-        return container.image_id(source)
     if _directory(source) is not None:
         return f"{source} (a directory)"
     ref = "HEAD" if source == "." else source

@@ -1,9 +1,12 @@
-"""The gateway image as a bench side: ``podman run`` on core 0, host network, in the image tests' store.
+"""An image as a bench side (the gateway's, or vllm-router's: bench/images/vllm-router): ``podman run``
+on core 0, host network, in the image tests' store.
 
     podman --root ~/.cache/inferstack/containers/storage --runroot ~/.cache/inferstack/containers/run \\
         build --pull=never --network host --format docker -f docker/gateway/Dockerfile \\
         --ignorefile docker/gateway/Dockerfile.dockerignore -t localhost/inferstack/gateway:bench .
     .venv/bin/python bench/ab_bench.py --side image=localhost/inferstack/gateway:bench@podman ...
+    make router-image   # localhost/bench/vllm-router:0.1.17, on the same base
+    .venv/bin/python bench/ab_bench.py --side router=localhost/bench/vllm-router:0.1.17@vllm-router ...
 
 The store and containers.conf are tests/images' (``make test`` builds the base there: on a machine
 with no registry, a stand-in for ``python:3.11-slim-bookworm`` made from Debian's packages, whose
@@ -33,11 +36,11 @@ def podman(*args: str) -> list[str]:
     return ["podman", "--root", str(STORE / "storage"), "--runroot", str(STORE / "run"), *args]
 
 
-def run_argv(image: str, name: str, settings: dict[str, str], core: int) -> list[str]:
-    """``podman run`` of ``image`` as ``name`` with ``settings`` as its environment, on ``core``, in the
-    foreground (its signals go to the container; ``--rm`` removes it after)."""
+def run_argv(image: str, name: str, settings: dict[str, str], core: int, args: tuple[str, ...] = ()) -> list[str]:
+    """``podman run`` of ``image`` as ``name`` with ``settings`` as its environment and ``args`` after its
+    entrypoint, on ``core``, in the foreground (its signals go to the container; ``--rm`` removes it after)."""
     env = [f"--env={key}={value}" for key, value in settings.items()]
-    return podman("run", "--rm", "--name", name, "--network", "host", f"--cpuset-cpus={core}", *env, image)
+    return podman("run", "--rm", "--name", name, "--network", "host", f"--cpuset-cpus={core}", *env, image, *args)
 
 
 def image_id(image: str) -> str:

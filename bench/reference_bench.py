@@ -2,6 +2,7 @@
 
     make bench-reference    # .venv/bin/python bench/reference_bench.py --router .venv-ref/bin/vllm-router
     make bench-reference IMAGE=localhost/inferstack/gateway:bench   # the gateway image instead (--image)
+    make bench-reference IMAGE=... ROUTER_IMAGE=localhost/bench/vllm-router:0.1.17   # both as images
 
 Issue 13 set its CPU targets next to vllm-router measured on the machine it was written on
 (0.9-1.2 ms per 32-token stream, 0.13-0.15 ms per non-stream call; targets 1.5 and 0.3 ms). The VMs
@@ -19,7 +20,10 @@ much less so.
 Which gateway: by default this tree on this ``.venv``'s interpreter, a development build (here
 pyenv's CPython, compiled without profile-guided or link-time optimisation); with ``--image``, the
 gateway image run with podman on core 0 (bench/container.py), i.e. with the interpreter its base
-ships. The result names which (``gateway``).
+ships. The result names which (``gateway``). Which router: by default the ``--router`` launcher on
+this host; with ``--router-image``, vllm-router's PyPI wheel in a container on the same base and
+runtime (bench/images/vllm-router, ``make router-image``), so that an image is compared with an
+image: the same syscall filter, cgroup and network path on both sides (``reference``).
 """
 
 from __future__ import annotations
@@ -60,13 +64,22 @@ PHASES = (
 )
 
 
-def start_router(stack: Stack, router: Path, engine_url: str) -> Service:
+def start_router(
+    stack: Stack, router: Path, engine_url: str, name: str = "vllm-router", image: str | None = None
+) -> Service:
+    """vllm-router on core 0 in front of ``engine_url``: ``router`` (a venv's launcher) or, with ``image``,
+    that container (bench/images/vllm-router, bench/container.py), ready."""
     port = free_port()
-    argv = [str(router), "--host", "127.0.0.1", "--port", str(port), "--worker-urls", engine_url]
+    args = ["--host", "127.0.0.1", "--port", str(port), "--worker-urls", engine_url]
     # round_robin: one engine, so the policy is moot; the metrics port is moved off its fixed default.
-    argv += ["--policy", "round_robin", "--prometheus-port", str(free_port()), "--log-level", "warning"]
-    service = stack.start("vllm-router", pinned(0, argv), f"http://127.0.0.1:{port}")
-    stack.wait_ready(service, "/health", 60)
+    args += ["--policy", "round_robin", "--prometheus-port", str(free_port()), "--log-level", "warning"]
+    url = f"http://127.0.0.1:{port}"
+    if image is not None:
+        command = container.run_argv(image, container.name_for(name), {}, 0, tuple(args))
+        service = stack.start(name, command, url, container.ENV)
+    else:
+        service = stack.start(name, pinned(0, [str(router), *args]), url)
+    stack.wait_ready(service, "/health", 60 if image is None else 90)
     return service
 
 
@@ -128,6 +141,10 @@ def main() -> int:
         "--image",
         help="measure this gateway image (podman, bench/container.py) instead of the gateway on this .venv's Python",
     )
+    parser.add_argument(
+        "--router-image",
+        help="run vllm-router from this image (bench/images/vllm-router: make router-image) instead of --router",
+    )
     args = parser.parse_args()
     if not args.router.exists():
         raise SystemExit(f"{args.router} not found: `make bench-reference` installs vllm-router {ROUTER_VERSION}")
@@ -144,11 +161,13 @@ def main() -> int:
         engine = start_fake_engine(stack)
         proxies = {
             "gateway": start_gateway(stack, engine.url, image=args.image),
-            "vllm_router": start_router(stack, args.router, engine.url),
+            "vllm_router": start_router(stack, args.router, engine.url, image=args.router_image),
         }
         pids = {label: p.process.pid for label, p in proxies.items()}
         if args.image:
             pids["gateway"] = container.main_pid(container.name_for(proxies["gateway"].name))
+        if args.router_image:
+            pids["vllm_router"] = container.main_pid(container.name_for(proxies["vllm_router"].name))
         labels = list(proxies)
         for n in range(args.rounds):
             order = labels if n % 2 == 0 else labels[::-1]
@@ -163,8 +182,11 @@ def main() -> int:
         rss = {label: round(tree_rss_mib(pid), 1) for label, pid in pids.items()}
     finally:
         stack.stop()
+        # The services' default names: proxies may not exist.
         if args.image:
-            container.remove(container.name_for("gateway"))  # start_gateway's default name: proxies may not exist
+            container.remove(container.name_for("gateway"))
+        if args.router_image:
+            container.remove(container.name_for("vllm-router"))
 
     def series(label: str, phase: str, *key: str) -> list[float]:
         values = []
@@ -183,6 +205,7 @@ def main() -> int:
         ref = series("vllm_router", phase, "cpu_ms_per_request")
         return [round(g / r, 3) for g, r in zip(gw, ref, strict=True)]
 
+    where = f", in the image {args.router_image} ({container.image_id(args.router_image)})" if args.router_image else ""
     result = {
         "command": "make bench-reference  # .venv/bin/python bench/reference_bench.py " + shlex.join(sys.argv[1:]),
         "commit": commit,
@@ -191,7 +214,7 @@ def main() -> int:
             if args.image
             else f"this tree on {sys.executable} (Python {platform.python_version()})"
         ),
-        "reference": f"vllm-router {version} (PyPI wheel, Rust), --policy round_robin, one worker",
+        "reference": f"vllm-router {version} (PyPI wheel, Rust), --policy round_robin, one worker{where}",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "load_average_1m": {"min": min(load), "max": max(load), "samples": load},
         "fake_engine_output_tokens": TOKENS,

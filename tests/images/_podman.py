@@ -29,6 +29,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 DOCKER = REPO / "docker"
+ROUTER_DOCKERFILE = REPO / "bench" / "images" / "vllm-router" / "Dockerfile"
 CONTAINERS_CONF = HERE / "containers.conf"
 # A storage of the tests' own, shared by every checkout on the machine (the cache lives there): a
 # stand-in tagged with an official image's name must never be found by a plain `podman run`.
@@ -179,10 +180,11 @@ def image_tag(image: str) -> str:
     return f"localhost/inferstack/{image}:test-{hashlib.sha256(str(REPO).encode()).hexdigest()[:8]}"
 
 
-def build(dockerfile: Path, tag: str, *extra: str, timeout: float = 900) -> float:
-    """Build the image from the repository root with the Dockerfile's own ignore file; returns seconds.
-    --pull=never: the base is the one ensure_base() put in the store; --network host: pip reaches its
-    index as it does on this host; --format docker keeps HEALTHCHECK (OCI drops it)."""
+def build(dockerfile: Path, tag: str, *extra: str, timeout: float = 900, context: Path = REPO) -> float:
+    """Build the image from ``context`` (the repository root) with the Dockerfile's own ignore file;
+    returns seconds. --pull=never: the base is the one ensure_base() put in the store; --network host:
+    pip reaches its index as it does on this host; --format docker keeps HEALTHCHECK (OCI drops it)."""
+    ignore = dockerfile.with_name("Dockerfile.dockerignore")
     previous = podman("image", "inspect", "--format", "{{.Id}}", tag, check=False).stdout.strip()
     started = time.monotonic()
     podman(
@@ -195,12 +197,11 @@ def build(dockerfile: Path, tag: str, *extra: str, timeout: float = 900) -> floa
         "docker",
         "--file",
         str(dockerfile),
-        "--ignorefile",
-        str(dockerfile.with_name("Dockerfile.dockerignore")),
+        *(("--ignorefile", str(ignore)) if ignore.exists() else ()),
         "--tag",
         tag,
         *extra,
-        str(REPO),
+        str(context),
         timeout=timeout,
     )
     seconds = time.monotonic() - started
@@ -209,6 +210,16 @@ def build(dockerfile: Path, tag: str, *extra: str, timeout: float = 900) -> floa
         # The image this tag named before: without this, every source change leaves one behind.
         podman("rmi", previous, check=False)
     return seconds
+
+
+def build_router_image(version: str) -> str:
+    """vllm-router ``version`` as an image on the gateway image's base (bench/images/vllm-router, a
+    measuring device for bench/reference_bench.py and bench/ab_bench.py); returns its tag."""
+    ensure_base(DOCKER / "gateway" / "Dockerfile")
+    tag = f"localhost/bench/vllm-router:{version}"
+    arg = f"VLLM_ROUTER_VERSION={version}"
+    build(ROUTER_DOCKERFILE, tag, "--build-arg", arg, timeout=600, context=ROUTER_DOCKERFILE.parent)
+    return tag
 
 
 @dataclass

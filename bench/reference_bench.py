@@ -29,6 +29,7 @@ image: the same syscall filter, cgroup and network path on both sides (``referen
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shlex
@@ -105,6 +106,20 @@ async def round_(
     return out
 
 
+def router_version(router: Path, image: str | None) -> str:
+    """The vllm-router version measured: the image's label (bench/images/vllm-router), else the launcher's venv's."""
+    if image is not None:
+        labels = json.loads(container.image_id(image).split(" ", 1)[1])
+        return str(labels["org.inferstack.vllm-router-version"])
+    if not router.exists():
+        raise SystemExit(f"{router} not found: `make bench-reference` installs vllm-router {ROUTER_VERSION}")
+    return subprocess.run(
+        [str(router.parent / "python"), "-c", "import importlib.metadata as m; print(m.version('vllm-router'))"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
 def verdict(ratios: list[float], what: str) -> dict[str, Any]:
     """The median ratio gateway/vllm-router next to the ratios the issue's target implies.
 
@@ -146,13 +161,7 @@ def main() -> int:
         help="run vllm-router from this image (bench/images/vllm-router: make router-image) instead of --router",
     )
     args = parser.parse_args()
-    if not args.router.exists():
-        raise SystemExit(f"{args.router} not found: `make bench-reference` installs vllm-router {ROUTER_VERSION}")
-    version = subprocess.run(
-        [str(args.router.parent / "python"), "-c", "import importlib.metadata as m; print(m.version('vllm-router'))"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    version = router_version(args.router, args.router_image)
     commit = _commit(".")  # now: the tree may change while the bench runs
     stack = Stack(run_dir=REPO / ".cache" / "reference")
     rounds: list[dict[str, Any]] = []

@@ -82,9 +82,12 @@ $(REF_VENV)/.installed:
 	$(REF_VENV)/bin/pip install -q --disable-pip-version-check vllm-router==$(ROUTER_VERSION)
 	@touch $@
 
+# Each pairing writes a file of its own: reference.json, reference_image.json (the gateway image),
+# reference_router_image.json (vllm-router's), reference_image_both.json (both).
+REFERENCE_OUT = reference$(if $(IMAGE),_image$(if $(ROUTER_IMAGE),_both),$(if $(ROUTER_IMAGE),_router_image)).json
 bench-reference: install $(REF_VENV)/.installed
 	$(PY) bench/reference_bench.py --router $(REF_VENV)/bin/vllm-router $(if $(ROUTER_IMAGE),--router-image $(ROUTER_IMAGE)) \
-		$(if $(IMAGE),--image $(IMAGE) --out bench/results/reference_image$(if $(ROUTER_IMAGE),_both).json,--out bench/results/reference.json)
+		$(if $(IMAGE),--image $(IMAGE)) --out bench/results/$(REFERENCE_OUT)
 
 # The image tests' store and base (make test builds them; bench/container.py runs images from there).
 router-image: install

@@ -3,7 +3,8 @@ by bench/reference_bench.py's own `start_router` in front of the fake engine, an
 bench measures it (the container's main process, the router itself, on core 0).
 
 It exists so that `make bench-reference IMAGE=... ROUTER_IMAGE=...` compares an image with an image.
-The build fetches vllm-router's wheel from PyPI (about 50 s the first time; cached after).
+The build fetches vllm-router's wheel from PyPI (28 s the first time here, with the base already built;
+cached after).
 """
 
 from __future__ import annotations
